@@ -1,0 +1,231 @@
+//! The client face of a manager: submit, inspect, cancel, wait, follow output,
+//! cluster status. The [`crate::manager::Manager`] implements [`Api`] in process;
+//! archon-net's gRPC client implements it over the wire, so the CLI and embedders
+//! hold an `Arc<dyn Api>` either way.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::model::{
+    Attempt, ExitStatus, Job, JobId, JobSpec, OutputChunk, Run, RunId, RunState, Timestamp, Worker, WorkerId,
+};
+use crate::state::Rejection;
+
+/// What a submit of one spec gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submitted {
+    /// The job.
+    pub job: JobId,
+    /// Its first run.
+    pub run: Option<RunId>,
+    /// True when the idempotency key matched an earlier job (nothing new was created).
+    pub duplicate: bool,
+}
+
+/// One submit result per spec, in order.
+pub type SubmitResult = Result<Submitted, Rejection>;
+
+/// A job with its runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobDetail {
+    /// The job.
+    pub job: Job,
+    /// Its runs, oldest first.
+    pub runs: Vec<Run>,
+}
+
+/// A run with its attempts (and their captured output).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunDetail {
+    /// The run.
+    pub run: Run,
+    /// Its job's name.
+    pub job_name: String,
+    /// Its attempts, oldest first.
+    pub attempts: Vec<Attempt>,
+    /// Why a pending run is not placed yet (the leader's latest placement pass:
+    /// capacity, constraints, no workers), when it is waiting for a worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_reason: Option<String>,
+}
+
+impl RunDetail {
+    /// The last attempt's exit status, if it ended.
+    pub fn exit(&self) -> Option<&ExitStatus> {
+        self.attempts.last().and_then(|a| a.result.as_ref()).map(|r| &r.status)
+    }
+}
+
+/// A line of `archon jobs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSummary {
+    /// The job.
+    pub id: JobId,
+    /// Its name.
+    pub name: String,
+    /// Its task kind.
+    pub kind: String,
+    /// What it runs, in one line.
+    pub task: String,
+    /// When it was submitted.
+    pub created_at: Timestamp,
+    /// How many runs it has.
+    pub runs: u32,
+    /// Its latest run's state.
+    pub last_state: Option<RunState>,
+}
+
+/// A line of `archon runs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// The run.
+    pub id: RunId,
+    /// Its job.
+    pub job: JobId,
+    /// Its job's name.
+    pub job_name: String,
+    /// Its state.
+    pub state: RunState,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it ended.
+    pub finished_at: Option<Timestamp>,
+    /// How many attempts it made.
+    pub attempts: u32,
+    /// Its last attempt's exit status.
+    pub exit: Option<ExitStatus>,
+}
+
+/// Paging and filters for listing jobs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobQuery {
+    /// Only jobs whose name contains this.
+    pub name: Option<String>,
+    /// Only jobs with ids below this (the previous page's `next`); newest first.
+    pub before: Option<JobId>,
+    /// At most this many (default 50, at most 1000).
+    pub limit: Option<u32>,
+}
+
+/// Paging and filters for listing runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunQuery {
+    /// Only runs of this job.
+    pub job: Option<JobId>,
+    /// Only runs in this state.
+    pub state: Option<RunState>,
+    /// Only runs with ids below this (the previous page's `next`); newest first.
+    pub before: Option<RunId>,
+    /// At most this many (default 50, at most 1000).
+    pub limit: Option<u32>,
+}
+
+/// The default and largest page sizes.
+pub const DEFAULT_PAGE: u32 = 50;
+/// The largest page a list returns.
+pub const MAX_PAGE: u32 = 1000;
+
+/// A page of results, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page<T, C> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `before` to get the next page; `None` on the last page.
+    pub next: Option<C>,
+}
+
+/// What to cancel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CancelTarget {
+    /// A job: all its unfinished runs.
+    Job(JobId),
+    /// One run.
+    Run(RunId),
+}
+
+/// A manager as `archon status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagerInfo {
+    /// Its node id.
+    pub id: u64,
+    /// Its client address.
+    pub address: String,
+    /// `leader`, `follower` or `candidate`.
+    pub role: String,
+    /// Its current term.
+    pub term: u64,
+    /// The last log index it applied.
+    pub last_applied: u64,
+}
+
+/// The cluster at a glance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// The managers and who leads.
+    pub managers: Vec<ManagerInfo>,
+    /// Workers by state.
+    pub workers: BTreeMap<String, u64>,
+    /// How many jobs exist.
+    pub jobs: u64,
+    /// Runs by state.
+    pub runs: BTreeMap<String, u64>,
+    /// Runs waiting for a worker.
+    pub queued: u64,
+}
+
+/// A worker as `archon workers` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// The worker's record.
+    pub worker: Worker,
+    /// Whether it has a session with this manager now.
+    pub connected: bool,
+    /// When the manager last heard from it.
+    pub last_seen: Option<Timestamp>,
+}
+
+/// A stream of live output; ends when the run ends.
+pub type OutputFollow = BoxStream<'static, Result<OutputChunk, Error>>;
+
+/// The client API of a manager.
+#[async_trait]
+pub trait Api: Send + Sync + 'static {
+    /// Submits jobs; one result per spec. Bad specs are rejected one by one and
+    /// nothing is stored for them.
+    async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<SubmitResult>, Error>;
+
+    /// A job and its runs.
+    async fn get_job(&self, id: JobId) -> Result<JobDetail, Error>;
+
+    /// A run, its attempts and their output.
+    async fn get_run(&self, id: RunId) -> Result<RunDetail, Error>;
+
+    /// Jobs, newest first.
+    async fn list_jobs(&self, query: JobQuery) -> Result<Page<JobSummary, JobId>, Error>;
+
+    /// Runs, newest first.
+    async fn list_runs(&self, query: RunQuery) -> Result<Page<RunSummary, RunId>, Error>;
+
+    /// Cancels a job or a run. Running attempts are killed on their worker.
+    async fn cancel(&self, target: CancelTarget) -> Result<(), Error>;
+
+    /// Waits until the run ends and returns it.
+    async fn wait(&self, id: RunId) -> Result<RunDetail, Error>;
+
+    /// Follows a run's output live, from what is still buffered; ends with the run.
+    async fn follow(&self, id: RunId) -> Result<OutputFollow, Error>;
+
+    /// The cluster at a glance.
+    async fn status(&self) -> Result<ClusterStatus, Error>;
+
+    /// All registered workers.
+    async fn list_workers(&self) -> Result<Vec<WorkerInfo>, Error>;
+
+    /// Stops (`draining = true`) or resumes new placements on a worker. Running
+    /// attempts finish; a draining worker can then leave without losing work.
+    async fn set_draining(&self, worker: WorkerId, draining: bool) -> Result<(), Error>;
+}

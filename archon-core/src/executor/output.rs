@@ -1,0 +1,100 @@
+//! Output capture with bounded memory: each stream keeps its last `limit` bytes
+//! (1 MiB by default) and counts what it dropped; live chunks go to an optional
+//! [`OutputSink`] (the worker forwards them to the manager for `logs -f`).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::model::{AttemptId, AttemptResult, ExitStatus, OutputChunk, OutputStream, OutputTail, RunId};
+
+/// The default tail kept per stream: 1 MiB.
+pub const DEFAULT_TAIL_LIMIT: usize = 1 << 20;
+
+/// Receives live output chunks.
+#[async_trait]
+pub trait OutputSink: Send + Sync {
+    /// Takes one chunk; may wait (backpressure).
+    async fn send(&self, chunk: OutputChunk);
+}
+
+/// The last `limit` bytes of a stream.
+#[derive(Debug, Default)]
+struct Tail {
+    buf: Vec<u8>,
+    truncated: u64,
+}
+
+impl Tail {
+    fn push(&mut self, data: &[u8], limit: usize) {
+        self.buf.extend_from_slice(data);
+        // Trim lazily, at twice the limit, so trimming is amortised O(1) per byte.
+        if self.buf.len() > limit.saturating_mul(2).max(4096) {
+            self.trim(limit);
+        }
+    }
+
+    fn trim(&mut self, limit: usize) {
+        if self.buf.len() > limit {
+            let excess = self.buf.len() - limit;
+            self.buf.drain(..excess);
+            self.truncated += excess as u64;
+        }
+    }
+
+    fn finish(mut self, limit: usize) -> OutputTail {
+        self.trim(limit);
+        OutputTail { data: Bytes::from(self.buf), truncated: self.truncated }
+    }
+}
+
+/// Where an executor writes an attempt's output.
+pub struct OutputWriter {
+    run: RunId,
+    attempt: AttemptId,
+    limit: usize,
+    stdout: Tail,
+    stderr: Tail,
+    sink: Option<Arc<dyn OutputSink>>,
+}
+
+impl std::fmt::Debug for OutputWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputWriter")
+            .field("attempt", &self.attempt)
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OutputWriter {
+    /// A writer keeping `limit` bytes per stream and forwarding chunks to `sink`.
+    pub fn new(run: RunId, attempt: AttemptId, limit: usize, sink: Option<Arc<dyn OutputSink>>) -> OutputWriter {
+        OutputWriter { run, attempt, limit, stdout: Tail::default(), stderr: Tail::default(), sink }
+    }
+
+    /// A writer that only keeps tails (tests, benchmarks).
+    pub fn detached(limit: usize) -> OutputWriter {
+        OutputWriter::new(RunId(0), AttemptId(0), limit, None)
+    }
+
+    /// Records a chunk of `stream` and forwards it live.
+    pub async fn write(&mut self, stream: OutputStream, data: Bytes) {
+        if data.is_empty() {
+            return;
+        }
+        match stream {
+            OutputStream::Stdout => self.stdout.push(&data, self.limit),
+            OutputStream::Stderr => self.stderr.push(&data, self.limit),
+        }
+        if let Some(sink) = &self.sink {
+            sink.send(OutputChunk { run: self.run, attempt: self.attempt, stream, data }).await;
+        }
+    }
+
+    /// The kept tails, with `status`, as the attempt's result.
+    pub fn finish(self, status: ExitStatus) -> AttemptResult {
+        AttemptResult { status, stdout: self.stdout.finish(self.limit), stderr: self.stderr.finish(self.limit) }
+    }
+}

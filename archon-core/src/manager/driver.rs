@@ -1,0 +1,449 @@
+//! The manager's driver loop. Each turn it takes every input waiting (up to a
+//! batch), adds the placements the scheduler proposes for the state as it stands,
+//! proposes the whole batch to the store in one call, and routes the outcomes:
+//! replies to callers, assignments and cancels to worker sessions, run endings to
+//! waiters and output followers. Only this loop proposes, so the state it places
+//! against is exactly the state the batch applies to.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::explain::{EXPLAIN_EVERY, explain_unplaced};
+use super::{Liveness, Shared};
+use crate::error::Error;
+use crate::model::{AttemptId, AttemptResult, RunId, RunState, Timestamp, WorkerId, WorkerState};
+use crate::scheduler::{ClusterView, pending_runs};
+use crate::state::{Command, Event, Outcome, Rejection};
+use crate::store::StoreExt;
+use crate::transport::{Assignment, Hello, ManagerMessage, Welcome, WorkerMessage};
+
+type AttachReply = oneshot::Sender<Result<(Welcome, mpsc::UnboundedReceiver<ManagerMessage>), Error>>;
+
+/// What reaches the driver.
+pub(crate) enum Input {
+    Propose { commands: Vec<Command>, reply: oneshot::Sender<Result<Vec<Outcome>, Error>> },
+    Attach { hello: Hello, incoming: BoxStream<'static, WorkerMessage>, reply: AttachReply },
+    Started { worker: WorkerId, run: RunId, attempt: AttemptId },
+    Finished { run: RunId, attempt: AttemptId, result: AttemptResult },
+    Draining { worker: WorkerId },
+    Leaving { worker: WorkerId },
+    Detached { worker: WorkerId, session: u64 },
+}
+
+/// Where the outcome of each proposed command goes.
+enum Route {
+    None,
+    /// Part of a caller's proposal: the caller's slot.
+    Caller(usize),
+    /// A worker's registration.
+    Attach(usize),
+    /// A worker's start report: a stale one gets its attempt killed.
+    Start(WorkerId),
+}
+
+struct PendingAttach {
+    incoming: BoxStream<'static, WorkerMessage>,
+    reply: AttachReply,
+}
+
+struct SessionTx {
+    id: u64,
+    tx: mpsc::UnboundedSender<ManagerMessage>,
+}
+
+pub(crate) struct Driver {
+    shared: Arc<Shared>,
+    rx: mpsc::Receiver<Input>,
+    sessions: HashMap<WorkerId, SessionTx>,
+    next_session: u64,
+    /// Placement may be possible: new runs, freed capacity, new workers.
+    dirty: bool,
+    /// When the next placement pass records why runs stay pending.
+    next_explain: Instant,
+    /// A pass left runs pending without explaining them (rate limit).
+    unexplained: bool,
+}
+
+impl Driver {
+    pub(crate) fn new(shared: Arc<Shared>, rx: mpsc::Receiver<Input>) -> Driver {
+        Driver {
+            shared,
+            rx,
+            sessions: HashMap::new(),
+            next_session: 0,
+            dirty: true,
+            next_explain: Instant::now(),
+            unexplained: false,
+        }
+    }
+
+    pub(crate) async fn run(mut self, shutdown: CancellationToken) -> Result<(), Error> {
+        self.grant_grace();
+        let tick = (self.shared.config.worker_timeout / 4).max(std::time::Duration::from_millis(50));
+        let mut next_reap = Instant::now() + tick;
+        let max_batch = self.shared.config.max_batch.max(1);
+        let mut inputs = Vec::with_capacity(1024);
+        loop {
+            if !self.dirty {
+                let retry_at = self.shared.store.query(|s| s.next_retry_at());
+                let sleep = retry_at.map(|t| self.instant_of(t));
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    input = self.rx.recv() => match input {
+                        Some(input) => inputs.push(input),
+                        None => break,
+                    },
+                    _ = sleep_until_opt(sleep) => self.dirty = true,
+                    _ = sleep_until_opt(self.unexplained.then_some(self.next_explain)) => self.dirty = true,
+                    _ = tokio::time::sleep_until(next_reap) => {}
+                }
+            } else if shutdown.is_cancelled() {
+                break;
+            }
+            while inputs.len() < max_batch {
+                match self.rx.try_recv() {
+                    Ok(input) => inputs.push(input),
+                    Err(_) => break,
+                }
+            }
+            let reap = Instant::now() >= next_reap;
+            if reap {
+                next_reap = Instant::now() + tick;
+            }
+            self.turn(&mut inputs, reap).await;
+        }
+        Ok(())
+    }
+
+    /// Gives every known worker a fresh grace period (on start, i.e. on gaining leadership).
+    fn grant_grace(&self) {
+        let now = self.shared.clock.now();
+        let ids: Vec<WorkerId> = self.shared.store.query(|s| {
+            s.workers()
+                .values()
+                .filter(|w| matches!(w.state, WorkerState::Ready | WorkerState::Draining))
+                .map(|w| w.id)
+                .collect()
+        });
+        let mut live = self.shared.liveness.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for id in ids {
+            live.entry(id).or_insert(Liveness { last_seen: now, connected: false });
+        }
+    }
+
+    fn instant_of(&self, t: Timestamp) -> Instant {
+        let now = self.shared.clock.now();
+        Instant::now() + t.since(now)
+    }
+
+    /// One turn: placements + inputs → one proposal → routed outcomes.
+    async fn turn(&mut self, inputs: &mut Vec<Input>, reap: bool) {
+        let now = self.shared.clock.now();
+        let mut commands = Vec::with_capacity(inputs.len() + 16);
+        let mut routes = Vec::with_capacity(inputs.len() + 16);
+        let mut callers = Vec::new();
+        let mut attaches = Vec::new();
+
+        if self.dirty {
+            self.dirty = false;
+            for p in self.place(now) {
+                commands.push(Command::AssignAttempt { at: now, run: p.run, worker: p.worker });
+                routes.push(Route::None);
+            }
+        }
+        if reap {
+            for worker in self.silent_workers(now) {
+                tracing::warn!(%worker, "worker silent past the threshold; declaring it lost");
+                commands.push(Command::WorkerLost { at: now, worker });
+                routes.push(Route::None);
+            }
+        }
+        for input in inputs.drain(..) {
+            match input {
+                Input::Propose { commands: cmds, reply } => {
+                    let slot = callers.len();
+                    routes.extend(cmds.iter().map(|_| Route::Caller(slot)));
+                    callers.push((reply, Vec::with_capacity(cmds.len())));
+                    commands.extend(cmds);
+                }
+                Input::Attach { hello, incoming, reply } => {
+                    if let Some(msg) = self.duplicate(&hello) {
+                        let _ = reply.send(Err(Error::invalid("worker name", msg)));
+                        continue;
+                    }
+                    routes.push(Route::Attach(attaches.len()));
+                    attaches.push(Some(PendingAttach { incoming, reply }));
+                    commands.push(Command::RegisterWorker {
+                        at: now,
+                        name: hello.name,
+                        address: hello.address,
+                        labels: hello.labels,
+                        capacity: hello.capacity,
+                        capabilities: hello.capabilities,
+                        running: hello.running,
+                    });
+                }
+                Input::Started { worker, run, attempt } => {
+                    routes.push(Route::Start(worker));
+                    commands.push(Command::StartAttempt { at: now, run, attempt });
+                }
+                Input::Finished { run, attempt, result } => {
+                    routes.push(Route::None);
+                    commands.push(Command::FinishAttempt { at: now, run, attempt, result });
+                }
+                Input::Draining { worker } => {
+                    routes.push(Route::None);
+                    commands.push(Command::SetDraining { at: now, worker, draining: true });
+                }
+                Input::Leaving { worker } => {
+                    routes.push(Route::None);
+                    commands.push(Command::WorkerLeft { at: now, worker });
+                }
+                Input::Detached { worker, session } => self.detach(worker, session),
+            }
+        }
+        if commands.is_empty() {
+            return;
+        }
+
+        let outcomes = match self.shared.store.propose(commands).await {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                tracing::warn!(error = %e, "proposal failed");
+                for (reply, _) in callers {
+                    let _ = reply.send(Err(e.clone()));
+                }
+                for a in attaches.into_iter().flatten() {
+                    let _ = a.reply.send(Err(e.clone()));
+                }
+                // Placements may have been lost with the batch; try again next turn.
+                self.dirty = true;
+                return;
+            }
+        };
+
+        let mut reactions = Reactions::default();
+        for (outcome, route) in outcomes.into_iter().zip(routes) {
+            reactions.observe(&outcome, &mut self.dirty);
+            match route {
+                Route::None => {}
+                Route::Caller(slot) => callers[slot].1.push(outcome),
+                Route::Attach(slot) => {
+                    if let Some(pending) = attaches[slot].take() {
+                        self.finish_attach(pending, outcome, now);
+                    }
+                }
+                Route::Start(worker) => {
+                    if let Outcome::Rejected(Rejection::StaleAttempt { run, attempt }) = outcome {
+                        self.send_to(worker, ManagerMessage::Cancel { run, attempt });
+                    }
+                }
+            }
+        }
+        for (reply, outcomes) in callers {
+            let _ = reply.send(Ok(outcomes));
+        }
+        self.react(reactions);
+    }
+
+    fn place(&mut self, now: Timestamp) -> Vec<crate::scheduler::Placement> {
+        let limit = self.shared.config.max_placements_per_pass;
+        let policy = self.shared.config.placement;
+        let scheduler = self.shared.scheduler.clone();
+        let explain = Instant::now() >= self.next_explain;
+        let (placements, reasons, unplaced_candidates) = self.shared.store.query(|state| {
+            let pending = pending_runs(state, now, limit);
+            if pending.is_empty() {
+                return (Vec::new(), Vec::new(), 0);
+            }
+            let view = ClusterView::of(state, policy);
+            let placements = if view.workers.is_empty() { Vec::new() } else { scheduler.place(&view, &pending) };
+            let reasons = if explain { explain_unplaced(state, &view, &pending, &placements) } else { Vec::new() };
+            (placements, reasons, pending.len())
+        });
+        if explain {
+            self.next_explain = Instant::now() + EXPLAIN_EVERY;
+            self.unexplained = false;
+            let mut map = self.shared.pending_reasons();
+            map.clear();
+            map.extend(reasons);
+        } else if placements.len() < unplaced_candidates {
+            // Runs stay pending unexplained: come back when explaining is due.
+            self.unexplained = true;
+        }
+        placements
+    }
+
+    fn silent_workers(&self, now: Timestamp) -> Vec<WorkerId> {
+        let timeout = self.shared.config.worker_timeout;
+        let live = self.shared.liveness.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.shared.store.query(|s| {
+            s.workers()
+                .values()
+                .filter(|w| matches!(w.state, WorkerState::Ready | WorkerState::Draining))
+                .filter(|w| live.get(&w.id).is_none_or(|l| now.since(l.last_seen) > timeout))
+                .map(|w| w.id)
+                .collect()
+        })
+    }
+
+    fn duplicate(&self, hello: &Hello) -> Option<String> {
+        let id = self.shared.store.query(|s| s.worker_by_name(&hello.name).map(|w| w.id))?;
+        self.sessions
+            .get(&id)
+            .filter(|s| !s.tx.is_closed())
+            .map(|_| format!("a worker named {:?} is already connected; give each worker a unique name", hello.name))
+    }
+
+    fn finish_attach(&mut self, pending: PendingAttach, outcome: Outcome, now: Timestamp) {
+        let (worker, stale) = match outcome {
+            Outcome::Applied(events) => match events.into_iter().find_map(|e| match e {
+                Event::WorkerRegistered { worker, stale } => Some((worker, stale)),
+                _ => None,
+            }) {
+                Some(found) => found,
+                None => {
+                    let _ = pending.reply.send(Err(Error::Internal("registration produced no worker".into())));
+                    return;
+                }
+            },
+            Outcome::Rejected(r) => {
+                let _ = pending.reply.send(Err(Error::Rejected(r)));
+                return;
+            }
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.next_session += 1;
+        let session = self.next_session;
+        self.sessions.insert(worker, SessionTx { id: session, tx });
+        self.shared
+            .liveness
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(worker, Liveness { last_seen: now, connected: true });
+        let welcome = Welcome { worker, stale, heartbeat_interval: self.shared.config.heartbeat_interval };
+        if pending.reply.send(Ok((welcome, rx))).is_ok() {
+            tokio::spawn(read_session(self.shared.clone(), worker, session, pending.incoming));
+        } else {
+            self.sessions.remove(&worker);
+        }
+    }
+
+    fn detach(&mut self, worker: WorkerId, session: u64) {
+        if self.sessions.get(&worker).is_some_and(|s| s.id == session) {
+            self.sessions.remove(&worker);
+            if let Some(l) =
+                self.shared.liveness.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_mut(&worker)
+            {
+                l.connected = false;
+            }
+            tracing::info!(%worker, "worker session closed");
+        }
+    }
+
+    fn send_to(&self, worker: WorkerId, msg: ManagerMessage) {
+        if let Some(s) = self.sessions.get(&worker) {
+            let _ = s.tx.send(msg);
+        }
+    }
+
+    fn react(&mut self, r: Reactions) {
+        if !r.assigned.is_empty() {
+            self.shared.hub.open(r.assigned.iter().map(|(run, attempt, _)| (*run, *attempt)));
+            let mut by_worker: HashMap<WorkerId, Vec<Assignment>> = HashMap::new();
+            self.shared.store.query(|s| {
+                for (run_id, attempt, worker) in &r.assigned {
+                    let Some(run) = s.run(*run_id) else { continue };
+                    let Some(job) = s.job(run.job) else { continue };
+                    by_worker.entry(*worker).or_default().push(Assignment {
+                        job: job.id,
+                        run: *run_id,
+                        attempt: *attempt,
+                        spec: job.spec.clone(),
+                    });
+                }
+            });
+            for (worker, batch) in by_worker {
+                self.send_to(worker, ManagerMessage::Assign(batch));
+            }
+        }
+        for (run, attempt, worker) in r.cancels {
+            self.send_to(worker, ManagerMessage::Cancel { run, attempt });
+        }
+        if !r.finished.is_empty() {
+            self.shared.hub.close(&r.finished);
+            let _ = self.shared.finished.send(r.finished.into());
+        }
+    }
+}
+
+/// What the outcomes of a turn ask the driver to do.
+#[derive(Default)]
+struct Reactions {
+    assigned: Vec<(RunId, AttemptId, WorkerId)>,
+    cancels: Vec<(RunId, AttemptId, WorkerId)>,
+    finished: Vec<RunId>,
+}
+
+impl Reactions {
+    fn observe(&mut self, outcome: &Outcome, dirty: &mut bool) {
+        for event in outcome.events() {
+            match event {
+                Event::AttemptAssigned { run, attempt, worker } => self.assigned.push((*run, *attempt, *worker)),
+                Event::CancelRequested { run, attempt, worker } => self.cancels.push((*run, *attempt, *worker)),
+                Event::RunFinished { run, .. } => self.finished.push(*run),
+                Event::RunCreated { state: RunState::Pending, .. }
+                | Event::RunQueued { .. }
+                | Event::AttemptEnded { .. }
+                | Event::WorkerRegistered { .. }
+                | Event::WorkerStateChanged { .. } => *dirty = true,
+                _ => {}
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads one worker's stream: reports go to the driver, output to the hub,
+/// everything refreshes the worker's liveness.
+async fn read_session(
+    shared: Arc<Shared>,
+    worker: WorkerId,
+    session: u64,
+    mut incoming: BoxStream<'static, WorkerMessage>,
+) {
+    while let Some(msg) = incoming.next().await {
+        let now = shared.clock.now();
+        if let Some(l) = shared.liveness.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_mut(&worker) {
+            l.last_seen = now;
+            l.connected = true;
+        }
+        let input = match msg {
+            WorkerMessage::Heartbeat { .. } => continue,
+            WorkerMessage::Output(chunk) => {
+                shared.hub.push(chunk);
+                continue;
+            }
+            WorkerMessage::Started { run, attempt } => Input::Started { worker, run, attempt },
+            WorkerMessage::Finished { run, attempt, result } => Input::Finished { run, attempt, result },
+            WorkerMessage::Draining => Input::Draining { worker },
+            WorkerMessage::Leaving => Input::Leaving { worker },
+        };
+        if shared.inputs.send(input).await.is_err() {
+            return;
+        }
+    }
+    let _ = shared.inputs.send(Input::Detached { worker, session }).await;
+}

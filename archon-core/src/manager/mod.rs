@@ -1,0 +1,217 @@
+//! The manager runtime. A [`Manager`] owns no state of its own: it turns API calls
+//! and worker reports into [`Command`]s, proposes them to the [`Store`] in batches
+//! (one group commit per turn of its driver loop), asks the [`Scheduler`] where
+//! pending runs go, and pushes assignments and cancels down worker sessions.
+//! Liveness of workers is leader-local soft state; the reaper turns silence
+//! past the threshold into a `WorkerLost` command.
+
+mod api_impl;
+mod driver;
+mod explain;
+mod output_hub;
+mod queries;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::Error;
+use crate::model::{PlacementPolicy, RunId, Timestamp, WorkerId};
+use crate::scheduler::{BinPack, Scheduler};
+use crate::state::{Command, Outcome};
+use crate::store::Store;
+use crate::transport::{Hello, ManagerMessage, Welcome, WorkerMessage};
+
+use driver::Input;
+use output_hub::OutputHub;
+
+/// How a manager behaves.
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    /// Placement policy for jobs that do not choose one.
+    pub placement: PlacementPolicy,
+    /// The most commands proposed in one batch.
+    pub max_batch: usize,
+    /// The most runs considered in one placement pass.
+    pub max_placements_per_pass: usize,
+    /// How often workers heartbeat.
+    pub heartbeat_interval: Duration,
+    /// A worker silent for longer is declared lost and its runs requeued.
+    pub worker_timeout: Duration,
+    /// Live output kept per running run for late followers, in bytes.
+    pub output_buffer: usize,
+    /// This manager's node id (for status).
+    pub node_id: u64,
+    /// The address clients reach this manager at (for status and redirects).
+    pub address: String,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        ManagerConfig {
+            placement: PlacementPolicy::Binpack,
+            max_batch: 16_384,
+            max_placements_per_pass: 8_192,
+            heartbeat_interval: Duration::from_secs(2),
+            worker_timeout: Duration::from_secs(10),
+            output_buffer: 1 << 20,
+            node_id: 1,
+            address: String::new(),
+        }
+    }
+}
+
+/// What the manager knows of a worker's liveness.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Liveness {
+    pub(crate) last_seen: Timestamp,
+    pub(crate) connected: bool,
+}
+
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) scheduler: Arc<dyn Scheduler>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: ManagerConfig,
+    pub(crate) inputs: mpsc::Sender<Input>,
+    inputs_rx: Mutex<Option<mpsc::Receiver<Input>>>,
+    /// Batches of runs that just reached a terminal state.
+    pub(crate) finished: broadcast::Sender<Arc<[RunId]>>,
+    pub(crate) hub: OutputHub,
+    pub(crate) liveness: Mutex<HashMap<WorkerId, Liveness>>,
+    /// Why pending runs were not placed in the latest explained pass (soft state).
+    pub(crate) pending_reasons: Mutex<HashMap<RunId, String>>,
+    pub(crate) stopped: CancellationToken,
+}
+
+impl Shared {
+    pub(crate) fn pending_reasons(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, String>> {
+        self.pending_reasons.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A manager: cheap to clone, all clones drive the same one.
+#[derive(Clone)]
+pub struct Manager {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager").field("config", &self.shared.config).finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Manager`] around a [`Store`].
+pub struct ManagerBuilder {
+    store: Arc<dyn Store>,
+    scheduler: Arc<dyn Scheduler>,
+    clock: Arc<dyn Clock>,
+    config: ManagerConfig,
+}
+
+impl ManagerBuilder {
+    /// Uses `scheduler` instead of [`BinPack`].
+    pub fn scheduler(mut self, scheduler: Arc<dyn Scheduler>) -> Self {
+        self.scheduler = scheduler;
+        self
+    }
+
+    /// Uses `clock` instead of the system clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Uses `config`.
+    pub fn config(mut self, config: ManagerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The manager. Call [`Manager::run`] to drive it.
+    pub fn build(self) -> Manager {
+        let (inputs, rx) = mpsc::channel(65_536);
+        let shared = Shared {
+            hub: OutputHub::new(self.config.output_buffer),
+            store: self.store,
+            scheduler: self.scheduler,
+            clock: self.clock,
+            config: self.config,
+            inputs,
+            inputs_rx: Mutex::new(Some(rx)),
+            finished: broadcast::channel(4096).0,
+            liveness: Mutex::new(HashMap::new()),
+            pending_reasons: Mutex::new(HashMap::new()),
+            stopped: CancellationToken::new(),
+        };
+        Manager { shared: Arc::new(shared) }
+    }
+}
+
+impl Manager {
+    /// A builder with the default scheduler, clock and config.
+    pub fn builder(store: Arc<dyn Store>) -> ManagerBuilder {
+        ManagerBuilder {
+            store,
+            scheduler: Arc::new(BinPack),
+            clock: Arc::new(SystemClock),
+            config: ManagerConfig::default(),
+        }
+    }
+
+    /// The store it proposes to.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.shared.store
+    }
+
+    /// Its config.
+    pub fn config(&self) -> &ManagerConfig {
+        &self.shared.config
+    }
+
+    /// Drives the manager until `shutdown` fires. Call once.
+    pub async fn run(&self, shutdown: CancellationToken) -> Result<(), Error> {
+        let rx = self
+            .shared
+            .inputs_rx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .ok_or_else(|| Error::Internal("Manager::run called twice".into()))?;
+        let result = driver::Driver::new(self.shared.clone(), rx).run(shutdown).await;
+        self.shared.stopped.cancel();
+        result
+    }
+
+    /// Proposes commands through the driver (batched with everything else).
+    pub async fn propose(&self, commands: Vec<Command>) -> Result<Vec<Outcome>, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Input::Propose { commands, reply }).await?;
+        rx.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Accepts a worker session: registers the worker and returns the welcome and
+    /// the channel of messages for it. `incoming` is the worker's stream.
+    pub async fn attach(
+        &self,
+        hello: Hello,
+        incoming: BoxStream<'static, WorkerMessage>,
+    ) -> Result<(Welcome, mpsc::UnboundedReceiver<ManagerMessage>), Error> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Input::Attach { hello, incoming, reply }).await?;
+        rx.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    async fn send(&self, input: Input) -> Result<(), Error> {
+        if self.shared.stopped.is_cancelled() {
+            return Err(Error::ShuttingDown);
+        }
+        self.shared.inputs.send(input).await.map_err(|_| Error::ShuttingDown)
+    }
+}

@@ -1,0 +1,376 @@
+//! Job definitions. A [`JobSpec`] is what a user submits; a [`Job`] is the stored
+//! definition with its id. [`JobSpec::validate`] checks everything that can be
+//! checked without the cluster's state and names the offending field.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{JobId, RunId};
+use super::resources::Resources;
+use super::task::Task;
+use super::time::Timestamp;
+
+/// A job definition as submitted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// A human name (need not be unique).
+    pub name: String,
+    /// What to run.
+    pub task: Task,
+    /// Extra environment variables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Working directory on the worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// Resources reserved on the worker while an attempt runs.
+    #[serde(default = "Resources::default_request")]
+    pub resources: Resources,
+    /// Worker label constraints; all must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<Constraint>,
+    /// Higher runs first when capacity is short.
+    #[serde(default)]
+    pub priority: i32,
+    /// Wall-clock limit of one attempt, enforced on the worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// What happens when an attempt fails.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// Recurrence; `None` for a one-off job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Box<Schedule>>,
+    /// Jobs whose runs must succeed before this job's run starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<JobId>,
+    /// A key that makes a retried submit return the first job instead of a second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// Placement policy for this job; `None` uses the cluster default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<PlacementPolicy>,
+}
+
+impl JobSpec {
+    /// A spec with defaults for everything but the name and the task.
+    pub fn new(name: impl Into<String>, task: Task) -> JobSpec {
+        JobSpec {
+            name: name.into(),
+            task,
+            env: BTreeMap::new(),
+            working_dir: None,
+            resources: Resources::default_request(),
+            constraints: Vec::new(),
+            priority: 0,
+            timeout: None,
+            retry: RetryPolicy::default(),
+            schedule: None,
+            depends_on: Vec::new(),
+            idempotency_key: None,
+            placement: None,
+        }
+    }
+
+    /// Checks what can be checked without cluster state. The error names the field
+    /// and the accepted form.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.name.trim().is_empty() {
+            return Err(SpecError::new("name", "must not be empty"));
+        }
+        if self.name.len() > 256 {
+            return Err(SpecError::new("name", "must be at most 256 bytes"));
+        }
+        match &self.task {
+            super::Task::Shell { command } if command.trim().is_empty() => {
+                return Err(SpecError::new(
+                    "task.command",
+                    "must not be empty (give a command line such as \"echo hello\")",
+                ));
+            }
+            super::Task::Script { interpreter, .. } if interpreter.trim().is_empty() => {
+                return Err(SpecError::new("task.interpreter", "must not be empty (e.g. bash, python3)"));
+            }
+            super::Task::Script { body, .. } if body.trim().is_empty() => {
+                return Err(SpecError::new("task.body", "must not be empty (the script's text)"));
+            }
+            super::Task::Process { argv } if argv.first().is_none_or(|p| p.trim().is_empty()) => {
+                return Err(SpecError::new("task.argv", "must name a program (e.g. [\"/bin/echo\", \"hi\"])"));
+            }
+            super::Task::Docker(d) if d.image.trim().is_empty() => {
+                return Err(SpecError::new("task.image", "must name an image (e.g. busybox:latest)"));
+            }
+            super::Task::Function { name, .. } if name.trim().is_empty() => {
+                return Err(SpecError::new("task.name", "must name a registered function"));
+            }
+            super::Task::Function { input, .. } if serde_json::from_str::<serde_json::Value>(input).is_err() => {
+                return Err(SpecError::new("task.input", "must be JSON text (e.g. {\"n\": 1} or null)"));
+            }
+            _ => {}
+        }
+        for key in self.env.keys() {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return Err(SpecError::new("env", format!("{key:?} is not a variable name (use NAME=value)")));
+            }
+        }
+        if let Some(t) = self.timeout
+            && t.is_zero()
+        {
+            return Err(SpecError::new("timeout", "must be greater than zero (e.g. 30s, 5m)"));
+        }
+        if self.retry.backoff_base.is_zero() && self.retry.max_retries > 0 {
+            return Err(SpecError::new("retry.backoff", "must be greater than zero (e.g. 1s)"));
+        }
+        if self.retry.backoff_max < self.retry.backoff_base {
+            return Err(SpecError::new("retry.backoff_max", "must be at least retry.backoff"));
+        }
+        if self.retry.max_retries > 1000 {
+            return Err(SpecError::new("retry.max_retries", "must be at most 1000"));
+        }
+        for c in &self.constraints {
+            if c.label.trim().is_empty() {
+                return Err(SpecError::new("constraints", "label must not be empty (use key=value)"));
+            }
+        }
+        if let Some(key) = &self.idempotency_key
+            && (key.is_empty() || key.len() > 256)
+        {
+            return Err(SpecError::new("idempotency_key", "must be 1 to 256 bytes"));
+        }
+        Ok(())
+    }
+}
+
+/// A field of a job spec that is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct SpecError {
+    /// The field, as a path (`task.command`, `timeout`).
+    pub field: String,
+    /// What is wrong and the accepted form.
+    pub message: String,
+}
+
+impl SpecError {
+    /// A new error for `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> SpecError {
+        SpecError { field: field.into(), message: message.into() }
+    }
+}
+
+/// A condition on a worker's labels.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Constraint {
+    /// The label key.
+    pub label: String,
+    /// How the label is compared.
+    #[serde(default)]
+    pub op: ConstraintOp,
+    /// The value compared against (ignored by `exists`).
+    #[serde(default)]
+    pub value: String,
+}
+
+/// How a [`Constraint`] compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConstraintOp {
+    /// The label equals the value.
+    #[default]
+    Equals,
+    /// The label is missing or differs.
+    NotEquals,
+    /// The label is present.
+    Exists,
+}
+
+impl Constraint {
+    /// Whether a worker with these labels satisfies the constraint.
+    pub fn holds(&self, labels: &BTreeMap<String, String>) -> bool {
+        match self.op {
+            ConstraintOp::Equals => labels.get(&self.label) == Some(&self.value),
+            ConstraintOp::NotEquals => labels.get(&self.label) != Some(&self.value),
+            ConstraintOp::Exists => labels.contains_key(&self.label),
+        }
+    }
+}
+
+impl std::str::FromStr for Constraint {
+    type Err = SpecError;
+
+    /// Parses `key=value`, `key!=value` or `key` (exists).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad =
+            || SpecError::new("constraint", format!("{s:?} is not a constraint (use key=value, key!=value or key)"));
+        let (label, op, value) = if let Some((k, v)) = s.split_once("!=") {
+            (k, ConstraintOp::NotEquals, v)
+        } else if let Some((k, v)) = s.split_once('=') {
+            (k, ConstraintOp::Equals, v)
+        } else {
+            (s, ConstraintOp::Exists, "")
+        };
+        if label.trim().is_empty() {
+            return Err(bad());
+        }
+        Ok(Constraint { label: label.trim().to_owned(), op, value: value.trim().to_owned() })
+    }
+}
+
+/// How placement chooses among workers that fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlacementPolicy {
+    /// Fill the fullest worker that fits (fewer, busier workers).
+    #[default]
+    Binpack,
+    /// Prefer the emptiest worker (load spread out).
+    Spread,
+}
+
+/// Retries after a failed or timed-out attempt. Attempts lost with their worker are
+/// requeued and do not count against `max_retries`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// How many times a failed run is tried again (0 = never).
+    #[serde(default)]
+    pub max_retries: u32,
+    /// Delay before the first retry; doubles each retry.
+    #[serde(default = "default_backoff")]
+    pub backoff_base: Duration,
+    /// The delay never exceeds this.
+    #[serde(default = "default_backoff_max")]
+    pub backoff_max: Duration,
+    /// Spread retries by a random fraction of the delay (the upper half is kept).
+    #[serde(default = "default_true")]
+    pub jitter: bool,
+}
+
+fn default_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 0,
+            backoff_base: default_backoff(),
+            backoff_max: default_backoff_max(),
+            jitter: true,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before retry number `retry` (0-based), given a deterministic random
+    /// value `entropy`: exponential, capped, with "equal jitter" (half fixed, half random).
+    pub fn delay(&self, retry: u32, entropy: u64) -> Duration {
+        let base = self.backoff_base.as_millis().min(u128::from(u64::MAX)) as u64;
+        let max = self.backoff_max.as_millis().min(u128::from(u64::MAX)) as u64;
+        let exp = base.saturating_mul(1u64.checked_shl(retry.min(62)).unwrap_or(u64::MAX)).min(max);
+        if !self.jitter || exp < 2 {
+            return Duration::from_millis(exp);
+        }
+        let half = exp / 2;
+        Duration::from_millis(half + entropy % (exp - half + 1))
+    }
+}
+
+/// A recurring schedule (cron).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Schedule {
+    /// A cron expression (5 or 6 fields).
+    pub cron: String,
+    /// IANA time zone the expression is read in (default UTC).
+    #[serde(default = "default_tz")]
+    pub timezone: String,
+    /// What happens when a fire comes while the previous run is still going.
+    #[serde(default)]
+    pub overlap: OverlapPolicy,
+    /// How far back missed fires are caught up after downtime (none by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<Duration>,
+}
+
+fn default_tz() -> String {
+    "UTC".to_owned()
+}
+
+/// What a cron fire does when the previous run has not finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverlapPolicy {
+    /// Skip this fire.
+    #[default]
+    Skip,
+    /// Keep one fire waiting; run it when the previous ends.
+    BufferOne,
+    /// Run every fire, overlapping.
+    AllowAll,
+    /// Cancel the running one and start this fire.
+    CancelOther,
+}
+
+/// A stored job definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// Its id.
+    pub id: JobId,
+    /// The definition as submitted.
+    pub spec: std::sync::Arc<JobSpec>,
+    /// When it was accepted.
+    pub created_at: Timestamp,
+    /// Its runs, oldest first.
+    pub runs: Vec<RunId>,
+    /// Set once the job is cancelled: no new runs are created.
+    #[serde(default)]
+    pub cancelled: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Task;
+
+    #[test]
+    fn empty_command_is_rejected_naming_the_field() {
+        let spec = JobSpec::new("x", Task::Shell { command: "  ".into() });
+        let err = spec.validate().unwrap_err();
+        assert_eq!(err.field, "task.command");
+    }
+
+    #[test]
+    fn retry_delay_doubles_and_is_capped() {
+        let p = RetryPolicy {
+            max_retries: 5,
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(5),
+            jitter: false,
+        };
+        assert_eq!(p.delay(0, 0), Duration::from_secs(1));
+        assert_eq!(p.delay(1, 0), Duration::from_secs(2));
+        assert_eq!(p.delay(5, 0), Duration::from_secs(5));
+        let j = RetryPolicy { jitter: true, ..p };
+        for e in 0..100 {
+            let d = j.delay(1, e * 7919);
+            assert!(d >= Duration::from_secs(1) && d <= Duration::from_secs(2), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn constraints_parse() {
+        let c: Constraint = "zone=a".parse().unwrap();
+        assert_eq!((c.label.as_str(), c.op, c.value.as_str()), ("zone", ConstraintOp::Equals, "a"));
+        let c: Constraint = "zone!=b".parse().unwrap();
+        assert_eq!(c.op, ConstraintOp::NotEquals);
+        assert_eq!("gpu".parse::<Constraint>().unwrap().op, ConstraintOp::Exists);
+        assert!("=x".parse::<Constraint>().is_err());
+    }
+}

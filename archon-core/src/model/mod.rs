@@ -1,0 +1,23 @@
+//! The domain model: jobs, runs, attempts, workers and resources. Plain data with
+//! serde; every change to it goes through [`crate::state::Command`].
+
+mod fit;
+mod ids;
+mod job;
+mod resources;
+mod run;
+mod task;
+mod time;
+pub mod units;
+mod worker;
+
+pub use fit::Misfit;
+pub use ids::{AttemptId, JobId, ParseIdError, RunId, WorkerId};
+pub use job::{
+    Constraint, ConstraintOp, Job, JobSpec, OverlapPolicy, PlacementPolicy, RetryPolicy, Schedule, SpecError,
+};
+pub use resources::Resources;
+pub use run::{Attempt, AttemptResult, AttemptState, ExitStatus, OutputChunk, OutputStream, OutputTail, Run, RunState};
+pub use task::{DockerTask, PullPolicy, Task, TaskKind, function_capability};
+pub use time::Timestamp;
+pub use worker::{Worker, WorkerState};

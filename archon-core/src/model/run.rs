@@ -1,0 +1,357 @@
+//! Runs and attempts. A run is one execution of a job; an attempt is one try of a
+//! run on one worker. The attempt id is the fencing token: only the run's current
+//! attempt may change it.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::ids::{AttemptId, JobId, RunId, WorkerId};
+use super::time::Timestamp;
+
+/// The life of a run.
+///
+/// ```text
+/// Waiting ─▶ Pending ─▶ Scheduled ─▶ Running ─▶ Succeeded | Failed | TimedOut | Cancelled
+///               ▲            │           │
+///               └─ Retrying ◀┴───────────┘   (lost attempts go straight back to Pending)
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    /// Waiting for the jobs it depends on.
+    Waiting,
+    /// Ready to be placed on a worker.
+    Pending,
+    /// Assigned to a worker, not yet started.
+    Scheduled,
+    /// Running on a worker.
+    Running,
+    /// Failed; will be tried again after `not_before`.
+    Retrying,
+    /// Ended with exit code 0.
+    Succeeded,
+    /// Ended in failure and no retries are left.
+    Failed,
+    /// Cancelled by a user.
+    Cancelled,
+    /// The last attempt exceeded the job's timeout and no retries are left.
+    TimedOut,
+}
+
+impl RunState {
+    /// Whether the run has ended for good.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, RunState::Succeeded | RunState::Failed | RunState::Cancelled | RunState::TimedOut)
+    }
+
+    /// Whether an attempt of the run is on a worker.
+    pub fn is_active(self) -> bool {
+        matches!(self, RunState::Scheduled | RunState::Running)
+    }
+
+    /// The lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Waiting => "waiting",
+            RunState::Pending => "pending",
+            RunState::Scheduled => "scheduled",
+            RunState::Running => "running",
+            RunState::Retrying => "retrying",
+            RunState::Succeeded => "succeeded",
+            RunState::Failed => "failed",
+            RunState::Cancelled => "cancelled",
+            RunState::TimedOut => "timed_out",
+        }
+    }
+
+    /// Every state, in life order.
+    pub const ALL: [RunState; 9] = [
+        RunState::Waiting,
+        RunState::Pending,
+        RunState::Scheduled,
+        RunState::Running,
+        RunState::Retrying,
+        RunState::Succeeded,
+        RunState::Failed,
+        RunState::Cancelled,
+        RunState::TimedOut,
+    ];
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RunState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RunState::ALL.into_iter().find(|st| st.as_str() == s.trim().to_ascii_lowercase().replace('-', "_")).ok_or_else(
+            || {
+                let names: Vec<_> = RunState::ALL.iter().map(|s| s.as_str()).collect();
+                format!("{s:?} is not a run state (one of {})", names.join(", "))
+            },
+        )
+    }
+}
+
+/// One execution of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Run {
+    /// Its id.
+    pub id: RunId,
+    /// The job it executes.
+    pub job: JobId,
+    /// Where it is in its life.
+    pub state: RunState,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// For cron runs, the fire time it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<Timestamp>,
+    /// Its attempts, oldest first.
+    pub attempts: Vec<AttemptId>,
+    /// The attempt that may report; any other is stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_attempt: Option<AttemptId>,
+    /// Retries consumed by failures (lost attempts do not count).
+    #[serde(default)]
+    pub retries_used: u32,
+    /// While retrying: not placed before this instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<Timestamp>,
+    /// A cancel was asked while an attempt was on a worker.
+    #[serde(default)]
+    pub cancel_requested: bool,
+    /// When it reached a terminal state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    /// Why it ended the way it did, when exit codes do not say it all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Where an attempt is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptState {
+    /// Sent to the worker.
+    Assigned,
+    /// The worker started it.
+    Running,
+    /// The worker reported its end.
+    Finished,
+    /// Its worker was lost; the run went on without it.
+    Lost,
+}
+
+impl AttemptState {
+    /// Whether the attempt still holds resources on its worker.
+    pub fn is_live(self) -> bool {
+        matches!(self, AttemptState::Assigned | AttemptState::Running)
+    }
+}
+
+/// One try of a run on one worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// Its id (the fencing token).
+    pub id: AttemptId,
+    /// The run it tries.
+    pub run: RunId,
+    /// Where it runs.
+    pub worker: WorkerId,
+    /// Where it is.
+    pub state: AttemptState,
+    /// When it was assigned.
+    pub assigned_at: Timestamp,
+    /// When the worker started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    /// How it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<AttemptResult>,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ExitStatus {
+    /// The process exited with a code.
+    Exited {
+        /// The exit code.
+        code: i32,
+    },
+    /// The process was killed by a signal it did not expect.
+    Signaled {
+        /// The signal number.
+        signal: i32,
+    },
+    /// The job's timeout expired; the process tree was killed.
+    TimedOut,
+    /// Cancelled by a user; the process tree was killed.
+    Cancelled,
+    /// It could not run (no such program, unknown function, executor error).
+    Failed {
+        /// Why.
+        reason: String,
+    },
+    /// The container exceeded its memory limit.
+    OutOfMemory,
+    /// The worker was lost while running it.
+    Lost,
+}
+
+impl ExitStatus {
+    /// Whether this counts as success.
+    pub fn is_success(&self) -> bool {
+        matches!(self, ExitStatus::Exited { code: 0 })
+    }
+
+    /// The process exit code, if it exited.
+    pub fn code(&self) -> Option<i32> {
+        match self {
+            ExitStatus::Exited { code } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// The exit code a CLI waiting on this should exit with: the code itself, 128+N
+    /// for a signal, 124 for a timeout (like `timeout(1)`), 130 for a cancel, 137 for
+    /// out of memory, 1 otherwise.
+    pub fn shell_code(&self) -> i32 {
+        match self {
+            ExitStatus::Exited { code } => *code,
+            ExitStatus::Signaled { signal } => 128 + signal,
+            ExitStatus::TimedOut => 124,
+            ExitStatus::Cancelled => 130,
+            ExitStatus::OutOfMemory => 137,
+            ExitStatus::Failed { .. } | ExitStatus::Lost => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitStatus::Exited { code } => write!(f, "exit code {code}"),
+            ExitStatus::Signaled { signal } => write!(f, "killed by signal {signal}"),
+            ExitStatus::TimedOut => f.write_str("timed out"),
+            ExitStatus::Cancelled => f.write_str("cancelled"),
+            ExitStatus::Failed { reason } => write!(f, "failed to run: {reason}"),
+            ExitStatus::OutOfMemory => f.write_str("out of memory"),
+            ExitStatus::Lost => f.write_str("worker lost"),
+        }
+    }
+}
+
+/// The kept end of one output stream.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct OutputTail {
+    /// The last bytes written (at most the executor's tail limit). Serializes as a
+    /// string when it is UTF-8, as an array of bytes otherwise.
+    #[serde(with = "text_or_bytes")]
+    pub data: Bytes,
+    /// How many earlier bytes were dropped to keep memory bounded.
+    #[serde(default)]
+    pub truncated: u64,
+}
+
+impl OutputTail {
+    /// The tail as text (invalid UTF-8 replaced).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.data).into_owned()
+    }
+}
+
+/// Which output stream a chunk belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// An attempt's result as the worker reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AttemptResult {
+    /// How it ended.
+    pub status: ExitStatus,
+    /// The end of its standard output.
+    #[serde(default)]
+    pub stdout: OutputTail,
+    /// The end of its standard error.
+    #[serde(default)]
+    pub stderr: OutputTail,
+}
+
+impl AttemptResult {
+    /// A result with a status and no output.
+    pub fn status(status: ExitStatus) -> AttemptResult {
+        AttemptResult { status, stdout: OutputTail::default(), stderr: OutputTail::default() }
+    }
+}
+
+/// A piece of live output from a running attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputChunk {
+    /// The run.
+    pub run: RunId,
+    /// The attempt that wrote it.
+    pub attempt: AttemptId,
+    /// Which stream.
+    pub stream: OutputStream,
+    /// The bytes.
+    pub data: Bytes,
+}
+
+/// Serde for output bytes: text when valid UTF-8 (readable JSON, compact snapshots),
+/// a byte array otherwise.
+mod text_or_bytes {
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(data: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(data) {
+            Ok(text) => s.serialize_str(text),
+            Err(_) => s.serialize_bytes(data),
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum TextOrBytes {
+        Text(String),
+        Bytes(Vec<u8>),
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        Ok(match TextOrBytes::deserialize(d)? {
+            TextOrBytes::Text(t) => Bytes::from(t),
+            TextOrBytes::Bytes(b) => Bytes::from(b),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_tails_serialize_as_text_when_they_can_and_round_trip_either_way() {
+        let text = OutputTail { data: Bytes::from_static(b"hello\n"), truncated: 3 };
+        let json = serde_json::to_string(&text).unwrap();
+        assert_eq!(json, r#"{"data":"hello\n","truncated":3}"#);
+        assert_eq!(serde_json::from_str::<OutputTail>(&json).unwrap(), text);
+        let binary = OutputTail { data: Bytes::from_static(&[0xff, 0x00, 0x41]), truncated: 0 };
+        let json = serde_json::to_string(&binary).unwrap();
+        assert_eq!(serde_json::from_str::<OutputTail>(&json).unwrap(), binary);
+    }
+}

@@ -1,0 +1,170 @@
+//! What a job runs. Each task kind is served by an executor on the worker; a worker
+//! advertises the kinds it can run as capabilities (`shell`, `docker`,
+//! `function:resize`), and placement only considers workers that can run the task.
+
+use serde::{Deserialize, Serialize};
+
+/// The work a job does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Task {
+    /// A command line run by `sh -c`.
+    Shell {
+        /// The command line.
+        command: String,
+    },
+    /// An inline script body run by an interpreter (written to a private temp file).
+    Script {
+        /// The interpreter, e.g. `bash` or `python3`.
+        interpreter: String,
+        /// The script's text.
+        body: String,
+    },
+    /// A program run directly from its argv, no shell involved.
+    Process {
+        /// Program and arguments.
+        argv: Vec<String>,
+    },
+    /// A container run on the worker's Docker engine (boxed: rare, and large).
+    Docker(Box<DockerTask>),
+    /// A Rust function registered by name on the worker, with JSON input.
+    Function {
+        /// The registered name.
+        name: String,
+        /// The input, as JSON text.
+        #[serde(default = "empty_json")]
+        input: String,
+    },
+}
+
+fn empty_json() -> String {
+    "null".to_owned()
+}
+
+/// A container task.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DockerTask {
+    /// Image reference, e.g. `archon-test/busybox:1`.
+    pub image: String,
+    /// Command (overrides the image's CMD); empty keeps the image's.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Entrypoint override.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// Network mode: `none`, `bridge` or a named network.
+    #[serde(default = "default_network")]
+    pub network: String,
+    /// User to run as inside the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Bind mounts `host:container[:ro]` (opt-in on the worker).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<String>,
+    /// When to pull the image.
+    #[serde(default)]
+    pub pull: PullPolicy,
+}
+
+fn default_network() -> String {
+    "none".to_owned()
+}
+
+/// When a worker pulls a container image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PullPolicy {
+    /// Use the local image; pull only when it is missing.
+    #[default]
+    IfNotPresent,
+    /// Always pull before running.
+    Always,
+    /// Never pull; fail when the image is missing.
+    Never,
+}
+
+/// The kind of a task, without its details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// [`Task::Shell`]
+    Shell,
+    /// [`Task::Script`]
+    Script,
+    /// [`Task::Process`]
+    Process,
+    /// [`Task::Docker`]
+    Docker,
+    /// [`Task::Function`]
+    Function,
+}
+
+impl TaskKind {
+    /// The name used in capabilities, specs and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Shell => "shell",
+            TaskKind::Script => "script",
+            TaskKind::Process => "process",
+            TaskKind::Docker => "docker",
+            TaskKind::Function => "function",
+        }
+    }
+}
+
+impl std::fmt::Display for TaskKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Task {
+    /// This task's kind.
+    pub fn kind(&self) -> TaskKind {
+        match self {
+            Task::Shell { .. } => TaskKind::Shell,
+            Task::Script { .. } => TaskKind::Script,
+            Task::Process { .. } => TaskKind::Process,
+            Task::Docker(_) => TaskKind::Docker,
+            Task::Function { .. } => TaskKind::Function,
+        }
+    }
+
+    /// The capability a worker must advertise to run this task: the kind's name, or
+    /// `function:NAME` for a registered function.
+    pub fn capability(&self) -> String {
+        match self {
+            Task::Function { name, .. } => function_capability(name),
+            other => other.kind().as_str().to_owned(),
+        }
+    }
+
+    /// Whether a worker advertising `capabilities` can run this task (the same test
+    /// as `capabilities.contains(&self.capability())`, without allocating).
+    pub fn runs_on(&self, capabilities: &std::collections::BTreeSet<String>) -> bool {
+        match self {
+            Task::Function { name, .. } => {
+                capabilities.iter().any(|c| c.strip_prefix("function:") == Some(name.as_str()))
+            }
+            other => capabilities.contains(other.kind().as_str()),
+        }
+    }
+
+    /// A one-line description for tables.
+    pub fn summary(&self) -> String {
+        match self {
+            Task::Shell { command } => command.clone(),
+            Task::Script { interpreter, body } => {
+                format!("{interpreter} script ({} lines)", body.lines().count())
+            }
+            Task::Process { argv } => argv.join(" "),
+            Task::Docker(d) => format!("docker {} {}", d.image, d.command.join(" ")).trim_end().to_owned(),
+            Task::Function { name, .. } => format!("fn {name}"),
+        }
+    }
+}
+
+/// The capability string for a registered function.
+pub fn function_capability(name: &str) -> String {
+    format!("function:{name}")
+}

@@ -1,0 +1,169 @@
+//! Placing, starting and finishing attempts. Every report is fenced: only the run's
+//! current, live attempt may change it.
+
+use crate::model::{Attempt, AttemptId, AttemptResult, AttemptState, ExitStatus, RunId, RunState, Timestamp, WorkerId};
+use crate::state::{ClusterState, Event, Outcome, Rejection, mix, transition};
+
+impl ClusterState {
+    pub(in crate::state) fn apply_assign_attempt(
+        &mut self,
+        at: Timestamp,
+        run_id: RunId,
+        worker_id: WorkerId,
+    ) -> Outcome {
+        let Some(run) = self.runs.get(&run_id) else {
+            return Outcome::Rejected(Rejection::UnknownRun(run_id));
+        };
+        let placeable = match run.state {
+            RunState::Pending => true,
+            RunState::Retrying => run.not_before.is_none_or(|t| t <= at),
+            _ => false,
+        };
+        if !placeable {
+            return Outcome::Rejected(Rejection::InvalidTransition {
+                run: run_id,
+                state: run.state,
+                action: "assign".into(),
+            });
+        }
+        let Some(job) = self.jobs.get(&run.job) else {
+            return Outcome::Rejected(Rejection::UnknownJob(run.job));
+        };
+        let spec = job.spec.clone();
+        let Some(worker) = self.workers.get(&worker_id) else {
+            return Outcome::Rejected(Rejection::UnknownWorker(worker_id));
+        };
+        if !worker.accepts_work() {
+            return Outcome::Rejected(Rejection::WorkerUnavailable { worker: worker_id, state: worker.state });
+        }
+        if let Err(misfit) = worker.fits_now(&spec, &worker.free()) {
+            return Outcome::Rejected(Rejection::DoesNotFit {
+                run: run_id,
+                worker: worker_id,
+                reason: misfit.to_string(),
+            });
+        }
+
+        self.dequeue(run_id);
+        self.next_attempt += 1;
+        let attempt_id = AttemptId(self.next_attempt);
+        self.attempts.insert(
+            attempt_id,
+            Attempt {
+                id: attempt_id,
+                run: run_id,
+                worker: worker_id,
+                state: AttemptState::Assigned,
+                assigned_at: at,
+                started_at: None,
+                finished_at: None,
+                result: None,
+            },
+        );
+        if let Some(worker) = self.workers.get_mut(&worker_id) {
+            worker.allocated.add(&spec.resources);
+            worker.running.insert(attempt_id);
+        }
+        if let Some(run) = self.runs.get_mut(&run_id) {
+            transition(&mut self.run_states, run, RunState::Scheduled);
+            run.not_before = None;
+            run.current_attempt = Some(attempt_id);
+            run.attempts.push(attempt_id);
+        }
+        Outcome::Applied(vec![Event::AttemptAssigned { run: run_id, attempt: attempt_id, worker: worker_id }])
+    }
+
+    /// Checks that `attempt` is the current, live attempt of `run`.
+    fn fence(&self, run_id: RunId, attempt_id: AttemptId) -> Result<(), Rejection> {
+        let Some(run) = self.runs.get(&run_id) else {
+            return Err(Rejection::UnknownRun(run_id));
+        };
+        let live = self.attempts.get(&attempt_id).is_some_and(|a| a.run == run_id && a.state.is_live());
+        if run.current_attempt != Some(attempt_id) || !live {
+            return Err(Rejection::StaleAttempt { run: run_id, attempt: attempt_id });
+        }
+        Ok(())
+    }
+
+    pub(in crate::state) fn apply_start_attempt(
+        &mut self,
+        at: Timestamp,
+        run_id: RunId,
+        attempt_id: AttemptId,
+    ) -> Outcome {
+        if let Err(r) = self.fence(run_id, attempt_id) {
+            return Outcome::Rejected(r);
+        }
+        let Some(attempt) = self.attempts.get_mut(&attempt_id) else {
+            return Outcome::Rejected(Rejection::StaleAttempt { run: run_id, attempt: attempt_id });
+        };
+        if attempt.state != AttemptState::Assigned {
+            let state = self.runs.get(&run_id).map_or(RunState::Running, |r| r.state);
+            return Outcome::Rejected(Rejection::InvalidTransition {
+                run: run_id,
+                state,
+                action: "start twice".into(),
+            });
+        }
+        attempt.state = AttemptState::Running;
+        attempt.started_at = Some(at);
+        if let Some(run) = self.runs.get_mut(&run_id) {
+            transition(&mut self.run_states, run, RunState::Running);
+        }
+        Outcome::Applied(vec![Event::AttemptStarted { run: run_id, attempt: attempt_id }])
+    }
+
+    pub(in crate::state) fn apply_finish_attempt(
+        &mut self,
+        at: Timestamp,
+        run_id: RunId,
+        attempt_id: AttemptId,
+        result: &AttemptResult,
+    ) -> Outcome {
+        if let Err(r) = self.fence(run_id, attempt_id) {
+            return Outcome::Rejected(r);
+        }
+        let mut events = Vec::with_capacity(2);
+        if let Some(attempt) = self.attempts.get_mut(&attempt_id)
+            && attempt.started_at.is_none()
+        {
+            attempt.started_at = Some(at);
+        }
+        let status = result.status.clone();
+        self.end_attempt(at, attempt_id, result.clone(), AttemptState::Finished, &mut events);
+
+        let Some(run) = self.runs.get_mut(&run_id) else {
+            return Outcome::Applied(events);
+        };
+        run.current_attempt = None;
+        let (job, retries_used, cancel_requested) = (run.job, run.retries_used, run.cancel_requested);
+        let retry = self.jobs.get(&job).map(|j| j.spec.retry.clone()).unwrap_or_default();
+        match status {
+            s if s.is_success() => self.finish_run(at, run_id, RunState::Succeeded, None, &mut events),
+            s if cancel_requested || s == ExitStatus::Cancelled => {
+                self.finish_run(at, run_id, RunState::Cancelled, Some("cancelled".into()), &mut events);
+            }
+            ExitStatus::Lost => self.enqueue(run_id, &mut events),
+            s if retries_used < retry.max_retries => {
+                let not_before = at.plus(retry.delay(retries_used, mix(attempt_id.0)));
+                if let Some(run) = self.runs.get_mut(&run_id) {
+                    run.retries_used += 1;
+                    transition(&mut self.run_states, run, RunState::Retrying);
+                    run.not_before = Some(not_before);
+                    run.reason = Some(format!("attempt {attempt_id} ended: {s}"));
+                }
+                self.delayed.insert((not_before, run_id));
+                events.push(Event::RunRetrying { run: run_id, not_before });
+            }
+            ExitStatus::TimedOut => {
+                let reason = Some(format!("attempt {attempt_id} timed out"));
+                self.finish_run(at, run_id, RunState::TimedOut, reason, &mut events);
+            }
+            s => {
+                let reason = Some(format!("attempt {attempt_id} ended: {s}"));
+                self.finish_run(at, run_id, RunState::Failed, reason, &mut events);
+            }
+        }
+        Outcome::Applied(events)
+    }
+}

@@ -1,0 +1,165 @@
+//! Submitting and cancelling jobs and runs.
+
+use std::sync::Arc;
+
+use crate::model::{Job, JobId, JobSpec, Misfit, Run, RunId, RunState, Timestamp, WorkerState};
+use crate::state::{ClusterState, Event, Outcome, ReadyKey, Rejection, transition};
+
+use super::DependencyVerdict;
+
+impl ClusterState {
+    pub(in crate::state) fn apply_submit_job(&mut self, at: Timestamp, spec: &Arc<JobSpec>) -> Outcome {
+        if let Err(e) = spec.validate() {
+            return Outcome::Rejected(Rejection::InvalidSpec(e));
+        }
+        if let Some(key) = &spec.idempotency_key
+            && let Some(job) = self.idempotency.get(key)
+        {
+            let run = self.jobs.get(job).and_then(|j| j.runs.first().copied());
+            return Outcome::Applied(vec![Event::JobAccepted { job: *job, run, duplicate: true }]);
+        }
+        if spec.schedule.is_some() {
+            return Outcome::Rejected(Rejection::InvalidSpec(crate::model::SpecError::new(
+                "schedule",
+                "cron schedules are not supported by this version yet",
+            )));
+        }
+        if let Some(dep) = spec.depends_on.iter().find(|d| !self.jobs.contains_key(d)) {
+            return Outcome::Rejected(Rejection::UnknownDependency(*dep));
+        }
+        if let Err(reason) = self.check_schedulable(spec) {
+            return Outcome::Rejected(Rejection::Unschedulable { reason });
+        }
+
+        self.next_job += 1;
+        let job_id = JobId(self.next_job);
+        self.next_run += 1;
+        let run_id = RunId(self.next_run);
+        if let Some(key) = &spec.idempotency_key {
+            self.idempotency.insert(key.clone(), job_id);
+        }
+        self.jobs.insert(
+            job_id,
+            Job { id: job_id, spec: spec.clone(), created_at: at, runs: vec![run_id], cancelled: false },
+        );
+        self.runs.insert(
+            run_id,
+            Run {
+                id: run_id,
+                job: job_id,
+                state: RunState::Waiting,
+                created_at: at,
+                scheduled_for: None,
+                attempts: Vec::new(),
+                current_attempt: None,
+                retries_used: 0,
+                not_before: None,
+                cancel_requested: false,
+                finished_at: None,
+                reason: None,
+            },
+        );
+        *self.run_states.entry(RunState::Waiting).or_insert(0) += 1;
+        let mut events = vec![Event::JobAccepted { job: job_id, run: Some(run_id), duplicate: false }];
+        match self.dependency_verdict(&spec.depends_on) {
+            DependencyVerdict::Met => {
+                let priority = spec.priority;
+                if let Some(run) = self.runs.get_mut(&run_id) {
+                    transition(&mut self.run_states, run, RunState::Pending);
+                }
+                self.ready.insert(ReadyKey::new(priority, run_id));
+                events.push(Event::RunCreated { run: run_id, job: job_id, state: RunState::Pending });
+            }
+            DependencyVerdict::Pending => {
+                for dep in &spec.depends_on {
+                    self.waiting_on.entry(*dep).or_default().insert(run_id);
+                }
+                events.push(Event::RunCreated { run: run_id, job: job_id, state: RunState::Waiting });
+            }
+            DependencyVerdict::Failed(dep) => {
+                events.push(Event::RunCreated { run: run_id, job: job_id, state: RunState::Waiting });
+                let reason = format!("dependency {dep} did not succeed");
+                self.finish_run(at, run_id, RunState::Failed, Some(reason), &mut events);
+            }
+        }
+        Outcome::Applied(events)
+    }
+
+    /// A job is unschedulable when workers are registered and none could ever run
+    /// it. With no workers at all it is accepted and waits for one.
+    fn check_schedulable(&self, spec: &JobSpec) -> Result<(), String> {
+        let mut candidates = self.workers.values().filter(|w| w.state != WorkerState::Left).peekable();
+        if candidates.peek().is_none() {
+            return Ok(());
+        }
+        let mut closest: Option<(u8, String)> = None;
+        for worker in candidates {
+            let rank = match worker.could_run(spec) {
+                Ok(()) => return Ok(()),
+                Err(Misfit::Capacity) => (
+                    3,
+                    format!(
+                        "it requests {}, more than any worker has (largest: {} offers {})",
+                        spec.resources, worker.name, worker.capacity
+                    ),
+                ),
+                Err(m @ Misfit::Constraint(_)) => (2, format!("no worker matches: {} {m}", worker.name)),
+                Err(m) => (1, format!("no worker can run it: {} {m}", worker.name)),
+            };
+            let better = match &closest {
+                None => true,
+                Some((r, _)) => rank.0 > *r,
+            };
+            if better {
+                closest = Some(rank);
+            }
+        }
+        Err(closest.map(|(_, reason)| reason).unwrap_or_default())
+    }
+
+    pub(in crate::state) fn apply_cancel_run(&mut self, at: Timestamp, run_id: RunId) -> Outcome {
+        let Some(run) = self.runs.get(&run_id) else {
+            return Outcome::Rejected(Rejection::UnknownRun(run_id));
+        };
+        if run.state.is_terminal() {
+            return Outcome::Rejected(Rejection::InvalidTransition {
+                run: run_id,
+                state: run.state,
+                action: "cancel".into(),
+            });
+        }
+        let mut events = Vec::new();
+        self.cancel_run(at, run_id, &mut events);
+        Outcome::Applied(events)
+    }
+
+    pub(in crate::state) fn apply_cancel_job(&mut self, at: Timestamp, job_id: JobId) -> Outcome {
+        let Some(job) = self.jobs.get_mut(&job_id) else {
+            return Outcome::Rejected(Rejection::UnknownJob(job_id));
+        };
+        job.cancelled = true;
+        let runs = job.runs.clone();
+        let mut events = Vec::new();
+        for run_id in runs {
+            if self.runs.get(&run_id).is_some_and(|r| !r.state.is_terminal()) {
+                self.cancel_run(at, run_id, &mut events);
+            }
+        }
+        Outcome::Applied(events)
+    }
+
+    /// Cancels a non-terminal run: at once if nothing runs it, else by asking its worker.
+    fn cancel_run(&mut self, at: Timestamp, run_id: RunId, events: &mut Vec<Event>) {
+        let Some(run) = self.runs.get_mut(&run_id) else { return };
+        if run.state.is_active() {
+            run.cancel_requested = true;
+            if let Some(attempt) = run.current_attempt
+                && let Some(worker) = self.attempts.get(&attempt).map(|a| a.worker)
+            {
+                events.push(Event::CancelRequested { run: run_id, attempt, worker });
+            }
+        } else {
+            self.finish_run(at, run_id, RunState::Cancelled, Some("cancelled before it ran".into()), events);
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The `apply_<variant>` functions, grouped by what they act on, and the few
+//! transitions they share (finishing a run, requeueing one, releasing dependents).
+
+mod attempts;
+mod jobs;
+mod workers;
+
+use crate::model::{AttemptResult, AttemptState, ExitStatus, JobId, RunId, RunState, Timestamp};
+
+use super::{ClusterState, Event, ReadyKey, transition};
+
+impl ClusterState {
+    /// Puts a run in the ready queue as Pending.
+    fn enqueue(&mut self, run_id: RunId, events: &mut Vec<Event>) {
+        let Some(run) = self.runs.get_mut(&run_id) else { return };
+        let priority = self.jobs.get(&run.job).map_or(0, |j| j.spec.priority);
+        transition(&mut self.run_states, run, RunState::Pending);
+        run.not_before = None;
+        self.ready.insert(ReadyKey::new(priority, run_id));
+        events.push(Event::RunQueued { run: run_id });
+    }
+
+    /// Takes a run out of every queue.
+    fn dequeue(&mut self, run_id: RunId) {
+        let Some(run) = self.runs.get(&run_id) else { return };
+        match run.state {
+            RunState::Pending => {
+                let priority = self.jobs.get(&run.job).map_or(0, |j| j.spec.priority);
+                self.ready.remove(&ReadyKey::new(priority, run_id));
+            }
+            RunState::Retrying => {
+                if let Some(t) = run.not_before {
+                    self.delayed.remove(&(t, run_id));
+                }
+            }
+            RunState::Waiting => {
+                if let Some(job) = self.jobs.get(&run.job) {
+                    for dep in job.spec.depends_on.clone() {
+                        if let Some(set) = self.waiting_on.get_mut(&dep) {
+                            set.remove(&run_id);
+                            if set.is_empty() {
+                                self.waiting_on.remove(&dep);
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Moves a run to a terminal state and settles the runs that wait on its job.
+    fn finish_run(
+        &mut self,
+        at: Timestamp,
+        run_id: RunId,
+        state: RunState,
+        reason: Option<String>,
+        events: &mut Vec<Event>,
+    ) {
+        debug_assert!(state.is_terminal());
+        self.dequeue(run_id);
+        let Some(run) = self.runs.get_mut(&run_id) else { return };
+        transition(&mut self.run_states, run, state);
+        run.finished_at = Some(at);
+        self.finished_runs += 1;
+        run.not_before = None;
+        if reason.is_some() {
+            run.reason = reason;
+        }
+        let job = run.job;
+        events.push(Event::RunFinished { run: run_id, job, state });
+        self.settle_dependents(at, job, events);
+    }
+
+    /// Re-evaluates the runs waiting on `job` after one of its runs ended.
+    fn settle_dependents(&mut self, at: Timestamp, job: JobId, events: &mut Vec<Event>) {
+        let Some(waiting) = self.waiting_on.remove(&job) else { return };
+        for run_id in waiting {
+            let Some(run) = self.runs.get(&run_id) else { continue };
+            if run.state != RunState::Waiting {
+                continue;
+            }
+            let Some(spec) = self.jobs.get(&run.job).map(|j| j.spec.clone()) else { continue };
+            match self.dependency_verdict(&spec.depends_on) {
+                DependencyVerdict::Met => {
+                    self.clear_waiting(run_id, &spec.depends_on);
+                    self.enqueue(run_id, events);
+                }
+                DependencyVerdict::Failed(dep) => {
+                    self.clear_waiting(run_id, &spec.depends_on);
+                    let reason = format!("dependency {dep} did not succeed");
+                    self.finish_run(at, run_id, RunState::Failed, Some(reason), events);
+                }
+                DependencyVerdict::Pending => {
+                    self.waiting_on.entry(job).or_default().insert(run_id);
+                }
+            }
+        }
+    }
+
+    fn clear_waiting(&mut self, run_id: RunId, deps: &[JobId]) {
+        for dep in deps {
+            if let Some(set) = self.waiting_on.get_mut(dep) {
+                set.remove(&run_id);
+                if set.is_empty() {
+                    self.waiting_on.remove(dep);
+                }
+            }
+        }
+    }
+
+    /// Whether the latest runs of `deps` all succeeded, one failed, or some are unfinished.
+    fn dependency_verdict(&self, deps: &[JobId]) -> DependencyVerdict {
+        let mut pending = false;
+        for dep in deps {
+            let latest = self.jobs.get(dep).and_then(|j| j.runs.last()).and_then(|r| self.runs.get(r));
+            match latest.map(|r| r.state) {
+                Some(RunState::Succeeded) => {}
+                Some(s) if s.is_terminal() => return DependencyVerdict::Failed(*dep),
+                _ => pending = true,
+            }
+        }
+        if pending { DependencyVerdict::Pending } else { DependencyVerdict::Met }
+    }
+
+    /// Ends a live attempt with `result`, releasing its resources on its worker.
+    fn end_attempt(
+        &mut self,
+        at: Timestamp,
+        attempt_id: crate::model::AttemptId,
+        result: AttemptResult,
+        state: AttemptState,
+        events: &mut Vec<Event>,
+    ) {
+        let Some(attempt) = self.attempts.get_mut(&attempt_id) else { return };
+        if !attempt.state.is_live() {
+            return;
+        }
+        attempt.state = state;
+        attempt.finished_at = Some(at);
+        let status = result.status.clone();
+        attempt.result = Some(result);
+        let (run_id, worker_id) = (attempt.run, attempt.worker);
+        let request = self
+            .runs
+            .get(&run_id)
+            .and_then(|r| self.jobs.get(&r.job))
+            .map(|j| j.spec.resources.clone())
+            .unwrap_or_default();
+        if let Some(worker) = self.workers.get_mut(&worker_id) {
+            worker.allocated.sub(&request);
+            worker.running.remove(&attempt_id);
+        }
+        events.push(Event::AttemptEnded { run: run_id, attempt: attempt_id, worker: worker_id, status });
+    }
+
+    /// Ends a live attempt because its worker is gone, and puts its run back in the
+    /// queue without spending a retry (or cancels it if a cancel was pending).
+    fn lose_attempt(&mut self, at: Timestamp, attempt_id: crate::model::AttemptId, events: &mut Vec<Event>) {
+        self.end_attempt(at, attempt_id, AttemptResult::status(ExitStatus::Lost), AttemptState::Lost, events);
+        let Some(run_id) = self.attempts.get(&attempt_id).map(|a| a.run) else { return };
+        let Some(run) = self.runs.get_mut(&run_id) else { return };
+        if run.current_attempt != Some(attempt_id) || !run.state.is_active() {
+            return;
+        }
+        run.current_attempt = None;
+        if run.cancel_requested {
+            self.finish_run(at, run_id, RunState::Cancelled, Some("cancelled; its worker was lost".into()), events);
+        } else {
+            self.enqueue(run_id, events);
+        }
+    }
+}
+
+enum DependencyVerdict {
+    Met,
+    Failed(JobId),
+    Pending,
+}

@@ -1,0 +1,56 @@
+//! The [`Store`] plug point: an ordered, linearizable log of [`Command`]s applied
+//! to a [`ClusterState`]. `propose` returns once the batch is durable (where the
+//! implementation is durable) and applied; a batch is one group commit. Only the
+//! leader proposes: followers answer [`Error::NotLeader`].
+
+mod mem;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+pub use mem::MemStore;
+
+use crate::error::Error;
+use crate::state::{ClusterState, Command, Outcome};
+
+/// Who leads the store's replication group, as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Leadership {
+    /// Whether this node is the leader and may propose.
+    pub is_leader: bool,
+    /// The leader's client address, when known.
+    pub leader: Option<String>,
+    /// The current term (0 for stores without elections).
+    pub term: u64,
+}
+
+/// Ordered, durable application of commands to the cluster state.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Appends `commands` in order and applies them; returns one outcome per command.
+    async fn propose(&self, commands: Vec<Command>) -> Result<Vec<Outcome>, Error>;
+
+    /// Calls `reader` once with the applied state. Do not block inside it.
+    fn read(&self, reader: &mut dyn FnMut(&ClusterState));
+
+    /// Leadership changes, as a watch channel.
+    fn leadership(&self) -> watch::Receiver<Leadership>;
+}
+
+/// Convenience reads on any [`Store`].
+pub trait StoreExt: Store {
+    /// Runs `f` on the applied state and returns what it computes.
+    fn query<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
+        let mut f = Some(f);
+        let mut out = None;
+        self.read(&mut |state| {
+            if let Some(f) = f.take() {
+                out = Some(f(state));
+            }
+        });
+        #[allow(clippy::expect_used)]
+        out.expect("Store::read must call its reader exactly once")
+    }
+}
+
+impl<S: Store + ?Sized> StoreExt for S {}

@@ -1,0 +1,433 @@
+//! The worker runtime. A [`WorkerRuntime`] connects to a manager through a
+//! [`Transport`], runs assigned attempts through its [`ExecutorRegistry`], and
+//! reports their start, output and end. When the session drops it reconnects with
+//! exponential backoff and full jitter, announcing the attempts it still runs;
+//! reports made while disconnected wait in a bounded outbox. On shutdown it kills
+//! what it runs (whole process trees) and tells the manager it is leaving, so the
+//! runs are requeued rather than orphaned.
+
+mod backoff;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use backoff::Backoff;
+
+use crate::error::Error;
+use crate::executor::{DEFAULT_TAIL_LIMIT, ExecContext, Executor, ExecutorRegistry, OutputSink, OutputWriter};
+use crate::model::{AttemptId, OutputChunk, Resources, RunId};
+use crate::transport::{Assignment, Hello, ManagerMessage, Session, Transport, WorkerMessage};
+
+/// How a worker behaves.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Unique name in the cluster.
+    pub name: String,
+    /// Where it can be reached, for display.
+    pub address: String,
+    /// Labels for placement constraints.
+    pub labels: BTreeMap<String, String>,
+    /// What it offers.
+    pub capacity: Resources,
+    /// Output tail kept per stream per attempt.
+    pub output_tail: usize,
+    /// First reconnect delay ceiling.
+    pub reconnect_base: Duration,
+    /// Largest reconnect delay.
+    pub reconnect_cap: Duration,
+    /// How many reports may wait while disconnected.
+    pub outbox: usize,
+    /// On shutdown, how long running attempts may take to finish (the worker
+    /// drains: the manager places nothing new on it) before they are killed and
+    /// their runs requeued. Zero kills them at once.
+    pub drain_grace: Duration,
+    /// How long shutdown waits for killed attempts to end.
+    pub shutdown_grace: Duration,
+}
+
+impl WorkerConfig {
+    /// A config named `name` offering `capacity`, other settings default.
+    pub fn new(name: impl Into<String>, capacity: Resources) -> WorkerConfig {
+        WorkerConfig {
+            name: name.into(),
+            address: String::new(),
+            labels: BTreeMap::new(),
+            capacity,
+            output_tail: DEFAULT_TAIL_LIMIT,
+            reconnect_base: Duration::from_millis(100),
+            reconnect_cap: Duration::from_secs(10),
+            outbox: 65_536,
+            drain_grace: Duration::ZERO,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+struct Running {
+    run: RunId,
+    cancel: CancellationToken,
+}
+
+struct Shared {
+    config: WorkerConfig,
+    executors: Arc<ExecutorRegistry>,
+    running: Mutex<HashMap<AttemptId, Running>>,
+    /// Reports for the manager, across reconnects (the outbox).
+    reports: mpsc::Sender<WorkerMessage>,
+    /// Live output into the outbox, shared by all attempts.
+    sink: Arc<dyn OutputSink>,
+    /// Attempts that ended but whose `Finished` has not been handed to a session
+    /// yet. A reconnecting worker announces them with its running ones, so the
+    /// manager keeps them live and accepts the result instead of running them again.
+    unreported: Mutex<std::collections::HashSet<AttemptId>>,
+    /// Set while shutting down: killed attempts are not reported as finished,
+    /// the manager requeues them when told the worker is leaving.
+    leaving: CancellationToken,
+}
+
+impl Shared {
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<AttemptId, Running>> {
+        self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn unreported(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<AttemptId>> {
+        self.unreported.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A worker: connects, runs attempts, reconnects.
+pub struct WorkerRuntime {
+    shared: Arc<Shared>,
+    transport: Arc<dyn Transport>,
+    reports_rx: tokio::sync::Mutex<mpsc::Receiver<WorkerMessage>>,
+}
+
+impl std::fmt::Debug for WorkerRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerRuntime").field("config", &self.shared.config).finish_non_exhaustive()
+    }
+}
+
+impl WorkerRuntime {
+    /// A worker running tasks with `executors`, reaching its manager via `transport`.
+    pub fn new(config: WorkerConfig, executors: Arc<ExecutorRegistry>, transport: Arc<dyn Transport>) -> WorkerRuntime {
+        let (reports, reports_rx) = mpsc::channel(config.outbox.max(1));
+        WorkerRuntime {
+            shared: Arc::new(Shared {
+                config,
+                executors,
+                running: Mutex::new(HashMap::new()),
+                sink: Arc::new(ReportSink { outbox: reports.clone(), dropped: Default::default() }),
+                unreported: Mutex::new(std::collections::HashSet::new()),
+                reports,
+                leaving: CancellationToken::new(),
+            }),
+            transport,
+            reports_rx: tokio::sync::Mutex::new(reports_rx),
+        }
+    }
+
+    /// How many attempts run now.
+    pub fn running_count(&self) -> usize {
+        self.shared.running().len()
+    }
+
+    /// Runs until `shutdown` fires: connect, serve, reconnect with backoff. On
+    /// shutdown, kills running attempts and tells the manager it is leaving.
+    pub async fn run(&self, shutdown: CancellationToken) -> Result<(), Error> {
+        let mut reports = self.reports_rx.lock().await;
+        let seed = std::process::id() as u64 ^ crate::clock::Clock::now(&crate::clock::SystemClock).0 as u64;
+        let mut backoff = Backoff::new(self.shared.config.reconnect_base, self.shared.config.reconnect_cap, seed);
+        let mut session: Option<Session> = None;
+        while !shutdown.is_cancelled() {
+            let hello = self.hello();
+            let connected = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = self.transport.connect(hello) => r,
+            };
+            match connected {
+                Ok(s) => {
+                    backoff.reset();
+                    tracing::info!(worker = %s.welcome.worker, name = %self.shared.config.name, "connected to manager");
+                    for attempt in &s.welcome.stale {
+                        self.kill(*attempt, "stale after reconnect");
+                    }
+                    let mut s = s;
+                    let ended = self.serve(&mut s, &mut reports, &shutdown).await;
+                    session = Some(s);
+                    if ended == SessionEnd::Shutdown {
+                        break;
+                    }
+                    session = None;
+                    tracing::warn!("manager session ended; reconnecting");
+                }
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in = ?delay, "cannot reach manager");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+        if let Some(s) = session.as_mut() {
+            self.drain(s, &mut reports).await;
+        }
+        self.leave(session, &mut reports).await;
+        Ok(())
+    }
+
+    /// Tells the manager the worker is draining, then keeps serving (reports,
+    /// heartbeats, cancels) until nothing runs or the drain grace is over.
+    async fn drain(&self, session: &mut Session, reports: &mut mpsc::Receiver<WorkerMessage>) {
+        let grace = self.shared.config.drain_grace;
+        if grace.is_zero() || self.running_count() == 0 {
+            return;
+        }
+        if session.outbound.send(WorkerMessage::Draining).await.is_err() {
+            return;
+        }
+        tracing::info!(running = self.running_count(), ?grace, "draining: letting running attempts finish");
+        let deadline = tokio::time::Instant::now() + grace;
+        let mut heartbeat = tokio::time::interval(session.welcome.heartbeat_interval.max(Duration::from_millis(10)));
+        let mut check = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(running = self.running_count(), "drain grace over; killing what is left");
+                    return;
+                }
+                msg = session.inbound.recv() => match msg {
+                    // Sent before the manager applied the drain: run it like any other.
+                    Some(ManagerMessage::Assign(batch)) => self.start_all(batch),
+                    Some(ManagerMessage::Cancel { attempt, .. }) => self.kill(attempt, "cancelled by the manager"),
+                    None => return,
+                },
+                Some(first) = reports.recv() => {
+                    if !forward(session, first, reports, &self.shared).await {
+                        return;
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    let running = u32::try_from(self.running_count()).unwrap_or(u32::MAX);
+                    if session.outbound.send(WorkerMessage::Heartbeat { running }).await.is_err() {
+                        return;
+                    }
+                }
+                _ = check.tick() => {
+                    if self.running_count() == 0 {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn hello(&self) -> Hello {
+        let c = &self.shared.config;
+        Hello {
+            name: c.name.clone(),
+            address: c.address.clone(),
+            labels: c.labels.clone(),
+            capacity: c.capacity.clone(),
+            capabilities: self.shared.executors.capability_set(),
+            running: {
+                let mut running: Vec<AttemptId> = self.shared.running().keys().copied().collect();
+                running.extend(self.shared.unreported().iter().copied());
+                running.sort_unstable();
+                running.dedup();
+                running
+            },
+        }
+    }
+
+    async fn serve(
+        &self,
+        session: &mut Session,
+        reports: &mut mpsc::Receiver<WorkerMessage>,
+        shutdown: &CancellationToken,
+    ) -> SessionEnd {
+        let mut heartbeat = tokio::time::interval(session.welcome.heartbeat_interval.max(Duration::from_millis(10)));
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A report taken from the outbox but not delivered goes first next time.
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return SessionEnd::Shutdown,
+                msg = session.inbound.recv() => match msg {
+                    Some(ManagerMessage::Assign(batch)) => self.start_all(batch),
+                    Some(ManagerMessage::Cancel { attempt, .. }) => self.kill(attempt, "cancelled by the manager"),
+                    None => return SessionEnd::Lost,
+                },
+                Some(first) = reports.recv() => {
+                    if !forward(session, first, reports, &self.shared).await {
+                        return SessionEnd::Lost;
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    let running = u32::try_from(self.running_count()).unwrap_or(u32::MAX);
+                    if session.outbound.send(WorkerMessage::Heartbeat { running }).await.is_err() {
+                        return SessionEnd::Lost;
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_all(&self, batch: Vec<Assignment>) {
+        for a in batch {
+            let cancel = CancellationToken::new();
+            {
+                let mut running = self.shared.running();
+                if running.contains_key(&a.attempt) {
+                    continue;
+                }
+                running.insert(a.attempt, Running { run: a.run, cancel: cancel.clone() });
+            }
+            tokio::spawn(run_attempt(self.shared.clone(), a, cancel));
+        }
+    }
+
+    fn kill(&self, attempt: AttemptId, why: &str) {
+        if let Some(r) = self.shared.running().get(&attempt) {
+            tracing::info!(%attempt, run = %r.run, why, "killing attempt");
+            r.cancel.cancel();
+        }
+    }
+
+    /// Kills everything, waits (bounded) for it to die, flushes reports and says goodbye.
+    async fn leave(&self, session: Option<Session>, reports: &mut mpsc::Receiver<WorkerMessage>) {
+        self.shared.leaving.cancel();
+        let tokens: Vec<CancellationToken> = self.shared.running().values().map(|r| r.cancel.clone()).collect();
+        for t in &tokens {
+            t.cancel();
+        }
+        let deadline = tokio::time::Instant::now() + self.shared.config.shutdown_grace;
+        while self.running_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if let Some(mut session) = session {
+            while let Ok(report) = reports.try_recv() {
+                if session.outbound.send(report).await.is_err() {
+                    return;
+                }
+            }
+            let _ = session.outbound.send(WorkerMessage::Leaving).await;
+            // Close our side and wait (bounded) for the manager to close its side, so
+            // the goodbye is on the wire before the process exits.
+            drop(session.outbound);
+            let _ =
+                tokio::time::timeout(Duration::from_secs(3), async { while session.inbound.recv().await.is_some() {} })
+                    .await;
+        }
+    }
+}
+
+/// Sends `first` and whatever else waits in the outbox (up to a batch) to the
+/// manager. A `Started` whose `Finished` is in the same batch is left out: finishing
+/// an assigned attempt implies its start, and fast jobs save a message and a
+/// command. Returns false when the session is gone; undelivered reports go back
+/// to the outbox for the next session.
+async fn forward(
+    session: &Session,
+    first: WorkerMessage,
+    reports: &mut mpsc::Receiver<WorkerMessage>,
+    shared: &Shared,
+) -> bool {
+    let mut batch = vec![first];
+    while batch.len() < 1024 {
+        match reports.try_recv() {
+            Ok(report) => batch.push(report),
+            Err(_) => break,
+        }
+    }
+    let finished: std::collections::HashSet<AttemptId> = batch
+        .iter()
+        .filter_map(|r| match r {
+            WorkerMessage::Finished { attempt, .. } => Some(*attempt),
+            _ => None,
+        })
+        .collect();
+    let mut pending = batch.into_iter();
+    while let Some(report) = pending.next() {
+        if let WorkerMessage::Started { attempt, .. } = &report
+            && finished.contains(attempt)
+        {
+            continue;
+        }
+        let finished = match &report {
+            WorkerMessage::Finished { attempt, .. } => Some(*attempt),
+            _ => None,
+        };
+        if let Err(mpsc::error::SendError(report)) = session.outbound.send(report).await {
+            for undelivered in std::iter::once(report).chain(pending) {
+                let _ = shared.reports.try_send(undelivered);
+            }
+            return false;
+        }
+        if let Some(attempt) = finished {
+            shared.unreported().remove(&attempt);
+        }
+    }
+    true
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SessionEnd {
+    Shutdown,
+    Lost,
+}
+
+/// Forwards live output to the manager through the outbox. Never waits: live
+/// output is best-effort (each attempt's tail is kept with its result anyway), so a
+/// full outbox — a slow or unreachable manager — can neither stall an executor's
+/// timeout or cancel nor crowd out results: chunks are dropped once less than a
+/// quarter of the outbox is free.
+struct ReportSink {
+    outbox: mpsc::Sender<WorkerMessage>,
+    dropped: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait]
+impl OutputSink for ReportSink {
+    async fn send(&self, chunk: OutputChunk) {
+        let room = self.outbox.capacity();
+        if room * 4 >= self.outbox.max_capacity() && self.outbox.try_send(WorkerMessage::Output(chunk)).is_ok() {
+            return;
+        }
+        let dropped = self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if dropped.is_power_of_two() {
+            tracing::warn!(dropped, "worker outbox nearly full; dropping live output (tails are kept)");
+        }
+    }
+}
+
+async fn run_attempt(shared: Arc<Shared>, a: Assignment, cancel: CancellationToken) {
+    let reports = shared.reports.clone();
+    let _ = reports.send(WorkerMessage::Started { run: a.run, attempt: a.attempt }).await;
+    let sink = shared.sink.clone();
+    let ctx = ExecContext {
+        job: a.job,
+        run: a.run,
+        attempt: a.attempt,
+        spec: a.spec,
+        output: OutputWriter::new(a.run, a.attempt, shared.config.output_tail, Some(sink)),
+        cancel,
+    };
+    let result = shared.executors.execute(ctx).await;
+    if shared.leaving.is_cancelled() {
+        // Killed because the worker is leaving: the manager requeues the run.
+        shared.running().remove(&a.attempt);
+        return;
+    }
+    // Announced as unreported from here until the result is handed to a session.
+    shared.unreported().insert(a.attempt);
+    shared.running().remove(&a.attempt);
+    let _ = reports.send(WorkerMessage::Finished { run: a.run, attempt: a.attempt, result }).await;
+}

@@ -1,0 +1,447 @@
+//! The manager and worker runtimes together, in process: submit → place → run →
+//! report, retries, cancellation, workers leaving and being reaped.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use archon_core::api::{Api, CancelTarget, RunQuery};
+use archon_core::executor::{ExecContext, Executor, ExecutorRegistry};
+use archon_core::manager::{Manager, ManagerConfig};
+use archon_core::model::{AttemptResult, ExitStatus, JobSpec, OutputStream, Resources, RunState, Task, WorkerState};
+use archon_core::store::MemStore;
+use archon_core::transport::{Hello, InProcTransport, Transport};
+use archon_core::worker::{WorkerConfig, WorkerRuntime};
+use async_trait::async_trait;
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+/// Serves `function:ok`, `function:fail`, `function:flaky` (fails twice, then
+/// succeeds), `function:sleep` (until cancelled) and `function:chatty`.
+#[derive(Default)]
+struct TestExec {
+    flaky: AtomicU32,
+}
+
+#[async_trait]
+impl Executor for TestExec {
+    fn capabilities(&self) -> Vec<String> {
+        ["ok", "fail", "flaky", "sleep", "chatty"].iter().map(|n| format!("function:{n}")).collect()
+    }
+
+    async fn execute(&self, mut ctx: ExecContext) -> AttemptResult {
+        let Task::Function { name, input } = &ctx.spec.task else { unreachable!() };
+        let status = match name.as_str() {
+            "ok" => {
+                ctx.output.write(OutputStream::Stdout, input.clone().into()).await;
+                ExitStatus::Exited { code: 0 }
+            }
+            "fail" => ExitStatus::Exited { code: 3 },
+            "flaky" => {
+                if self.flaky.fetch_add(1, Ordering::SeqCst) < 2 {
+                    ExitStatus::Exited { code: 1 }
+                } else {
+                    ExitStatus::Exited { code: 0 }
+                }
+            }
+            "chatty" => {
+                for i in 0..5 {
+                    ctx.output.write(OutputStream::Stdout, format!("line {i}\n").into()).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                ExitStatus::Exited { code: 0 }
+            }
+            _ => {
+                ctx.cancel.cancelled().await;
+                ExitStatus::Cancelled
+            }
+        };
+        ctx.output.finish(status)
+    }
+}
+
+fn function(name: &str) -> JobSpec {
+    let mut spec = JobSpec::new(name, Task::Function { name: name.into(), input: "\"hi\"".into() });
+    spec.retry.backoff_base = Duration::from_millis(20);
+    spec.retry.backoff_max = Duration::from_millis(100);
+    spec
+}
+
+struct Cluster {
+    manager: Manager,
+    shutdown: CancellationToken,
+    workers: Vec<CancellationToken>,
+}
+
+impl Cluster {
+    async fn start(config: ManagerConfig) -> Cluster {
+        let manager = Manager::builder(Arc::new(MemStore::new())).config(config).build();
+        let shutdown = CancellationToken::new();
+        tokio::spawn({
+            let (m, s) = (manager.clone(), shutdown.clone());
+            async move { m.run(s).await }
+        });
+        Cluster { manager, shutdown, workers: Vec::new() }
+    }
+
+    fn add_worker(&mut self, name: &str, cpu: u64) -> Arc<WorkerRuntime> {
+        let capacity = Resources { cpu_millis: cpu, memory_bytes: 1 << 30, ..Resources::default() };
+        self.add_worker_with(WorkerConfig::new(name, capacity))
+    }
+
+    fn add_worker_with(&mut self, config: WorkerConfig) -> Arc<WorkerRuntime> {
+        let registry = ExecutorRegistry::new().with(Arc::new(TestExec::default()));
+        let worker = Arc::new(WorkerRuntime::new(
+            config,
+            Arc::new(registry),
+            Arc::new(InProcTransport::new(self.manager.clone())),
+        ));
+        let stop = CancellationToken::new();
+        tokio::spawn({
+            let (w, s) = (worker.clone(), stop.clone());
+            async move { w.run(s).await }
+        });
+        self.workers.push(stop);
+        worker
+    }
+
+    async fn wait_for_workers(&self, n: usize) {
+        for _ in 0..1000 {
+            if self.manager.list_workers().await.unwrap().iter().filter(|w| w.connected).count() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("workers did not connect");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        for w in &self.workers {
+            w.cancel();
+        }
+    }
+}
+
+/// Polls until `run` is in `state` (up to 2 s); returns whether it got there.
+/// Waits (up to 10 s) until `run` is in `state`.
+async fn reach(api: &dyn Api, run: archon_core::model::RunId, state: RunState) {
+    eventually(&format!("{run} is {state:?}"), || async { api.get_run(run).await.unwrap().run.state == state }).await;
+}
+
+async fn submit_one(api: &dyn Api, spec: JobSpec) -> archon_core::model::RunId {
+    let results = api.submit(vec![spec]).await.unwrap();
+    results.into_iter().next().unwrap().unwrap().run.unwrap()
+}
+
+#[tokio::test]
+async fn a_submitted_job_runs_and_its_output_is_kept() {
+    let mut c = Cluster::start(ManagerConfig::default()).await;
+    c.add_worker("w1", 1000);
+    c.wait_for_workers(1).await;
+    let run = submit_one(&c.manager, function("ok")).await;
+    let detail = tokio::time::timeout(Duration::from_secs(5), c.manager.wait(run)).await.unwrap().unwrap();
+    assert_eq!(detail.run.state, RunState::Succeeded);
+    assert_eq!(detail.exit(), Some(&ExitStatus::Exited { code: 0 }));
+    assert_eq!(&detail.attempts[0].result.as_ref().unwrap().stdout.data[..], b"\"hi\"");
+}
+
+#[tokio::test]
+async fn failures_are_retried_per_policy() {
+    let mut c = Cluster::start(ManagerConfig::default()).await;
+    c.add_worker("w1", 1000);
+    c.wait_for_workers(1).await;
+    let mut flaky = function("flaky");
+    flaky.retry.max_retries = 3;
+    let mut fail = function("fail");
+    fail.retry.max_retries = 2;
+    let (flaky, fail) = (submit_one(&c.manager, flaky).await, submit_one(&c.manager, fail).await);
+    let flaky = tokio::time::timeout(Duration::from_secs(5), c.manager.wait(flaky)).await.unwrap().unwrap();
+    assert_eq!(flaky.run.state, RunState::Succeeded);
+    assert_eq!(flaky.attempts.len(), 3);
+    let fail = tokio::time::timeout(Duration::from_secs(5), c.manager.wait(fail)).await.unwrap().unwrap();
+    assert_eq!(fail.run.state, RunState::Failed);
+    assert_eq!(fail.attempts.len(), 3, "one try and two retries");
+    assert_eq!(fail.exit(), Some(&ExitStatus::Exited { code: 3 }));
+}
+
+#[tokio::test]
+async fn cancelling_a_running_run_kills_it_on_the_worker() {
+    let mut c = Cluster::start(ManagerConfig::default()).await;
+    let worker = c.add_worker("w1", 1000);
+    c.wait_for_workers(1).await;
+    let run = submit_one(&c.manager, function("sleep")).await;
+    reach(&c.manager, run, RunState::Running).await;
+    c.manager.cancel(CancelTarget::Run(run)).await.unwrap();
+    let detail = tokio::time::timeout(Duration::from_secs(5), c.manager.wait(run)).await.unwrap().unwrap();
+    assert_eq!(detail.run.state, RunState::Cancelled);
+    assert_eq!(worker.running_count(), 0);
+    // Cancelling a finished run is refused with a reason.
+    let again = c.manager.cancel(CancelTarget::Run(run)).await.unwrap_err();
+    assert!(again.to_string().contains("cancel"), "{again}");
+}
+
+#[tokio::test]
+async fn placement_respects_capacity_and_everything_finishes() {
+    let mut c = Cluster::start(ManagerConfig::default()).await;
+    c.add_worker("w1", 1000);
+    c.add_worker("w2", 1000);
+    c.wait_for_workers(2).await;
+    let specs: Vec<JobSpec> = (0..300)
+        .map(|_| {
+            let mut s = function("ok");
+            s.resources.cpu_millis = 250;
+            s
+        })
+        .collect();
+    let results = c.manager.submit(specs).await.unwrap();
+    let runs: Vec<_> = results.into_iter().map(|r| r.unwrap().run.unwrap()).collect();
+    for run in &runs {
+        let d = tokio::time::timeout(Duration::from_secs(10), c.manager.wait(*run)).await.unwrap().unwrap();
+        assert_eq!(d.run.state, RunState::Succeeded);
+        assert_eq!(d.attempts.len(), 1, "ran exactly once");
+    }
+    let page = c
+        .manager
+        .list_runs(RunQuery { state: Some(RunState::Succeeded), limit: Some(1000), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 300);
+}
+
+#[tokio::test]
+async fn follow_streams_output_while_the_run_runs_and_ends_with_it() {
+    let mut c = Cluster::start(ManagerConfig::default()).await;
+    c.add_worker("w1", 1000);
+    c.wait_for_workers(1).await;
+    let run = submit_one(&c.manager, function("chatty")).await;
+    let mut stream = c.manager.follow(run).await.unwrap();
+    let mut text = String::new();
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.unwrap() {
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap().data));
+    }
+    assert_eq!(text, "line 0\nline 1\nline 2\nline 3\nline 4\n");
+}
+
+#[tokio::test]
+async fn a_leaving_worker_has_its_runs_requeued_elsewhere() {
+    let mut c = Cluster::start(ManagerConfig::default()).await;
+    c.add_worker("w1", 1000);
+    let w1_stop = c.workers[0].clone();
+    c.wait_for_workers(1).await;
+    let run = submit_one(&c.manager, function("sleep")).await;
+    reach(&c.manager, run, RunState::Running).await;
+    w1_stop.cancel();
+    reach(&c.manager, run, RunState::Pending).await;
+    let d = c.manager.get_run(run).await.unwrap();
+    assert_eq!(d.run.state, RunState::Pending, "requeued after its worker left");
+    assert_eq!(d.run.retries_used, 0, "a lost attempt does not spend a retry");
+    c.add_worker("w2", 1000);
+    for _ in 0..300 {
+        if c.manager.get_run(run).await.unwrap().run.state == RunState::Running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let d = c.manager.get_run(run).await.unwrap();
+    assert_eq!(d.run.state, RunState::Running);
+    assert_eq!(d.attempts.len(), 2);
+    let workers = c.manager.list_workers().await.unwrap();
+    assert_eq!(workers.iter().find(|w| w.worker.name == "w1").unwrap().worker.state, WorkerState::Left);
+}
+
+#[tokio::test]
+async fn a_silent_worker_is_reaped_and_its_runs_requeued() {
+    let config = ManagerConfig { worker_timeout: Duration::from_millis(400), ..ManagerConfig::default() };
+    let c = Cluster::start(config).await;
+    // A worker that registers, takes work, and then says nothing ever again.
+    let transport = InProcTransport::new(c.manager.clone());
+    let hello = Hello {
+        name: "mute".into(),
+        address: String::new(),
+        labels: BTreeMap::new(),
+        capacity: Resources { cpu_millis: 1000, memory_bytes: 1 << 30, ..Resources::default() },
+        capabilities: ["function:ok".to_owned()].into(),
+        running: vec![],
+    };
+    let mut session = transport.connect(hello).await.unwrap();
+    let run = submit_one(&c.manager, function("ok")).await;
+    let assigned = tokio::time::timeout(Duration::from_secs(2), session.inbound.recv()).await.unwrap();
+    assert!(matches!(assigned, Some(archon_core::transport::ManagerMessage::Assign(_))));
+    let started = std::time::Instant::now();
+    loop {
+        let d = c.manager.get_run(run).await.unwrap();
+        if d.run.state == RunState::Pending {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(3), "not reaped: {:?}", d.run.state);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let workers = c.manager.list_workers().await.unwrap();
+    assert_eq!(workers[0].worker.state, WorkerState::Lost);
+    drop(session.outbound);
+}
+
+#[tokio::test]
+async fn a_duplicate_worker_name_is_refused() {
+    let c = Cluster::start(ManagerConfig::default()).await;
+    let transport = InProcTransport::new(c.manager.clone());
+    let hello = Hello {
+        name: "twin".into(),
+        address: String::new(),
+        labels: BTreeMap::new(),
+        capacity: Resources { cpu_millis: 1000, memory_bytes: 1 << 30, ..Resources::default() },
+        capabilities: ["shell".to_owned()].into(),
+        running: vec![],
+    };
+    let _first = transport.connect(hello.clone()).await.unwrap();
+    let second = transport.connect(hello).await.unwrap_err();
+    assert!(second.to_string().contains("already connected"), "{second}");
+}
+
+#[tokio::test]
+async fn waits_and_follows_end_when_the_manager_stops() {
+    let mut c = Cluster::start(ManagerConfig::default()).await;
+    c.add_worker("w1", 1000);
+    c.wait_for_workers(1).await;
+    let run = submit_one(&c.manager, function("sleep")).await;
+    let waiter = tokio::spawn({
+        let m = c.manager.clone();
+        async move { m.wait(run).await }
+    });
+    let mut follow = c.manager.follow(run).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.shutdown.cancel();
+    let waited = tokio::time::timeout(Duration::from_secs(2), waiter).await.expect("wait hung").unwrap();
+    assert!(matches!(waited, Err(archon_core::Error::ShuttingDown)), "{waited:?}");
+    let last = tokio::time::timeout(Duration::from_secs(2), follow.next()).await.expect("follow hung");
+    assert!(matches!(last, Some(Err(archon_core::Error::ShuttingDown))), "{last:?}");
+    assert!(follow.next().await.is_none());
+}
+
+#[tokio::test]
+async fn a_full_outbox_drops_live_output_but_never_blocks_the_attempt_or_its_result() {
+    // A worker whose outbox holds 8 reports runs 20 chatty attempts at once: far
+    // more live chunks than fit. Chunks beyond the room are dropped; every attempt
+    // still ends, reports, and keeps its full tail.
+    let mut c = Cluster::start(ManagerConfig::default()).await;
+    let registry = ExecutorRegistry::new().with(Arc::new(TestExec::default()));
+    let mut config =
+        WorkerConfig::new("tiny-outbox", Resources { cpu_millis: 1000, memory_bytes: 1 << 30, ..Resources::default() });
+    config.outbox = 8;
+    let worker =
+        Arc::new(WorkerRuntime::new(config, Arc::new(registry), Arc::new(InProcTransport::new(c.manager.clone()))));
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let (w, s) = (worker.clone(), stop.clone());
+        async move { w.run(s).await }
+    });
+    c.workers.push(stop);
+    c.wait_for_workers(1).await;
+    // Many runs printing lines at once: far more chunks than the outbox holds.
+    let specs: Vec<JobSpec> = (0..20)
+        .map(|_| {
+            let mut s = function("chatty");
+            s.resources.cpu_millis = 10;
+            s
+        })
+        .collect();
+    let runs: Vec<_> = c.manager.submit(specs).await.unwrap().into_iter().map(|r| r.unwrap().run.unwrap()).collect();
+    for run in runs {
+        let d = tokio::time::timeout(Duration::from_secs(10), c.manager.wait(run)).await.expect("blocked").unwrap();
+        assert_eq!(d.run.state, RunState::Succeeded);
+        // The tail is complete even if live chunks were dropped.
+        assert_eq!(d.attempts[0].result.as_ref().unwrap().stdout.text(), "line 0\nline 1\nline 2\nline 3\nline 4\n");
+    }
+}
+
+#[tokio::test]
+async fn a_worker_shutting_down_drains_lets_short_jobs_finish_then_requeues_the_rest() {
+    // Generous bounds throughout: CI machines are slow and busy, and each phase
+    // is awaited by state rather than by a fixed sleep.
+    let mut c = Cluster::start(ManagerConfig::default()).await;
+    let mut config =
+        WorkerConfig::new("drainer", Resources { cpu_millis: 1000, memory_bytes: 1 << 30, ..Resources::default() });
+    config.drain_grace = Duration::from_secs(3);
+    c.add_worker_with(config);
+    c.wait_for_workers(1).await;
+    let short = submit_one(&c.manager, function("chatty")).await; // ~500 ms
+    let long = submit_one(&c.manager, function("sleep")).await; // until killed
+    for run in [short, long] {
+        reach(&c.manager, run, RunState::Running).await;
+    }
+    c.workers[0].cancel();
+    // While draining: the worker is Draining and a new job is not placed on it.
+    eventually("the worker shows as draining", || async {
+        c.manager.list_workers().await.unwrap()[0].worker.state == WorkerState::Draining
+    })
+    .await;
+    let late = submit_one(&c.manager, function("ok")).await;
+    let short = tokio::time::timeout(Duration::from_secs(10), c.manager.wait(short)).await.expect("short").unwrap();
+    assert_eq!(short.run.state, RunState::Succeeded, "a job shorter than the grace finishes");
+    eventually("the worker leaves", || async {
+        c.manager.list_workers().await.unwrap()[0].worker.state == WorkerState::Left
+    })
+    .await;
+    let long = c.manager.get_run(long).await.unwrap();
+    assert_eq!(long.run.state, RunState::Pending, "the job still running after the grace is requeued");
+    assert_eq!(long.run.retries_used, 0);
+    assert_eq!(
+        c.manager.get_run(late).await.unwrap().run.state,
+        RunState::Pending,
+        "nothing new went to the draining worker"
+    );
+}
+
+/// Polls `check` every 10 ms until it holds; panics naming `what` after 10 s.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_run_that_fits_but_not_now_stays_pending_with_its_reason() {
+    let mut c = Cluster::start(ManagerConfig::default()).await;
+    c.add_worker("w1", 1000);
+    c.wait_for_workers(1).await;
+    let mut big = function("sleep");
+    big.resources.cpu_millis = 800;
+    let running = submit_one(&c.manager, big.clone()).await;
+    let waiting = submit_one(&c.manager, big).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let reason = loop {
+        let d = c.manager.get_run(waiting).await.unwrap();
+        assert_eq!(d.run.state, RunState::Pending);
+        if let Some(r) = d.pending_reason {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "no pending reason recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(reason.starts_with("waiting for capacity: needs cpu 800m"), "{reason}");
+    assert!(reason.contains("w1 has cpu 200m"), "{reason}");
+    // Draining the only worker changes the reason; a running run has none.
+    let w = c.manager.list_workers().await.unwrap()[0].worker.id;
+    c.manager.set_draining(w, true).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let r = c.manager.get_run(waiting).await.unwrap().pending_reason.unwrap_or_default();
+        if r.contains("accepts work") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "reason did not follow the drain: {r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(c.manager.get_run(running).await.unwrap().pending_reason, None);
+}

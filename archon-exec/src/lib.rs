@@ -1,0 +1,49 @@
+//! # archon-exec
+//!
+//! Executors for Archon workers: [`ShellExecutor`] (`sh -c`), [`ScriptExecutor`]
+//! (an inline script run by an interpreter), [`ProcessExecutor`] (argv, no shell)
+//! and [`FunctionExecutor`] (Rust functions registered by name).
+//!
+//! Every process an executor starts leads its own process group; timeouts and
+//! cancels SIGTERM the whole group, then SIGKILL it after a grace period, and the
+//! group is SIGKILLed when the main process exits, so no grandchild outlives its
+//! attempt.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use archon_exec::{FunctionExecutor, local_registry};
+//!
+//! let mut executors = local_registry();
+//! executors.register(Arc::new(
+//!     FunctionExecutor::new().register("double", |input: serde_json::Value| async move {
+//!         let n = input.as_i64().ok_or("input must be an integer")?;
+//!         Ok(serde_json::json!(n * 2))
+//!     }),
+//! ));
+//! ```
+
+mod child;
+mod error;
+mod function;
+mod process;
+mod script;
+mod shell;
+
+use std::sync::Arc;
+
+use archon_core::executor::ExecutorRegistry;
+
+pub use child::DEFAULT_KILL_GRACE;
+pub use function::FunctionExecutor;
+pub use process::ProcessExecutor;
+pub use script::ScriptExecutor;
+pub use shell::ShellExecutor;
+
+/// A registry with the executors that need nothing but the local machine: shell,
+/// script and process.
+pub fn local_registry() -> ExecutorRegistry {
+    ExecutorRegistry::new()
+        .with(Arc::new(ShellExecutor::new()))
+        .with(Arc::new(ScriptExecutor::new()))
+        .with(Arc::new(ProcessExecutor::new()))
+}

@@ -1,0 +1,85 @@
+//! `archon-worker`: parses its configuration (file, then `ARCHON_*` env, then
+//! flags) and runs [`archon::daemon::worker::run`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use archon::daemon::worker::{WorkerDaemonConfig, WorkerFile};
+use clap::Parser;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The Archon worker: runs shell, script and process jobs for the managers.
+#[derive(Debug, Parser)]
+#[command(name = "archon-worker", version, about)]
+struct Flags {
+    /// A TOML config file (keys as the long flags, with underscores).
+    #[arg(long, env = "ARCHON_CONFIG")]
+    config: Option<PathBuf>,
+    /// A manager address (repeatable; comma-separated in ARCHON_MANAGERS).
+    #[arg(long = "manager", env = "ARCHON_MANAGERS", value_delimiter = ',')]
+    managers: Vec<String>,
+    /// Unique worker name (default: the host name).
+    #[arg(long, env = "ARCHON_WORKER_NAME")]
+    name: Option<String>,
+    /// A label key=value for placement constraints (repeatable).
+    #[arg(long = "label", value_parser = archon::cli::parse_key_value)]
+    labels: Vec<(String, String)>,
+    /// CPU offered (default: all cores), e.g. 4 or 3500m.
+    #[arg(long, env = "ARCHON_CPU")]
+    cpu: Option<String>,
+    /// Memory offered (default: all memory), e.g. 8GiB.
+    #[arg(long, env = "ARCHON_MEMORY")]
+    memory: Option<String>,
+    /// Network bandwidth offered in Mbit/s (default: the fastest link).
+    #[arg(long, env = "ARCHON_NETWORK")]
+    network: Option<u64>,
+    /// A device kind=count offered, e.g. gpu=2 (repeatable).
+    #[arg(long = "device", value_parser = key_count)]
+    devices: Vec<(String, u32)>,
+    /// First reconnect delay ceiling, e.g. 200ms.
+    #[arg(long, env = "ARCHON_RECONNECT_BASE")]
+    reconnect_base: Option<String>,
+    /// Largest reconnect delay, e.g. 10s.
+    #[arg(long, env = "ARCHON_RECONNECT_CAP")]
+    reconnect_cap: Option<String>,
+    /// On SIGTERM, how long running jobs may take to finish, e.g. 30s.
+    #[arg(long, env = "ARCHON_DRAIN_GRACE")]
+    drain_grace: Option<String>,
+    /// More logging (-v, -vv).
+    #[arg(long, short = 'v', action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+fn key_count(s: &str) -> Result<(String, u32), String> {
+    let (k, v) = archon::cli::parse_key_value(s)?;
+    let n = v.parse().map_err(|_| format!("{s:?} is not kind=count (e.g. gpu=2)"))?;
+    Ok((k, n))
+}
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    archon::daemon::main(flags.verbose, || configure(flags), archon::daemon::worker::run)
+}
+
+fn configure(flags: Flags) -> anyhow::Result<WorkerDaemonConfig> {
+    let mut config = WorkerDaemonConfig::default();
+    config.apply(archon::daemon::load_file::<WorkerFile>(flags.config.as_deref())?)?;
+    let labels: BTreeMap<String, String> = flags.labels.into_iter().collect();
+    let devices: BTreeMap<String, u32> = flags.devices.into_iter().collect();
+    config.apply(WorkerFile {
+        managers: (!flags.managers.is_empty()).then_some(flags.managers),
+        name: flags.name,
+        labels: (!labels.is_empty()).then_some(labels),
+        cpu: flags.cpu,
+        memory: flags.memory,
+        network: flags.network,
+        devices: (!devices.is_empty()).then_some(devices),
+        reconnect_base: flags.reconnect_base,
+        reconnect_cap: flags.reconnect_cap,
+        drain_grace: flags.drain_grace,
+    })?;
+    Ok(config)
+}

@@ -1,0 +1,225 @@
+//! Command-line arguments. Values with units are parsed here so a bad one is
+//! refused before anything is sent, with the flag and the accepted form named.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Archon: a distributed, fault-tolerant job scheduler.
+#[derive(Debug, Parser)]
+#[command(name = "archon", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The manager to talk to.
+    #[arg(long, global = true, env = "ARCHON_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// How read commands print: human tables or JSON.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    /// More logging (-v, -vv).
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output format of read commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Human-readable tables.
+    Table,
+    /// JSON, one document.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a single-process cluster: manager, one local worker and the API.
+    Dev(DevArgs),
+    /// Submit a job from flags: --command, --script FILE, or -- ARGV...
+    Submit(Box<SubmitArgs>),
+    /// Submit the job(s) described in a TOML spec file.
+    Run(RunArgs),
+    /// Cluster health: managers, workers, jobs and runs.
+    Status,
+    /// List jobs, newest first.
+    Jobs(JobsArgs),
+    /// List runs, newest first.
+    Runs(RunsArgs),
+    /// Show a job (job-N) or a run (run-N) with its output and exit code.
+    Get {
+        /// job-N or run-N.
+        id: String,
+    },
+    /// Print a run's output; with -f, follow it live until the run ends.
+    Logs {
+        /// Keep streaming until the run ends.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// run-N.
+        run: String,
+    },
+    /// Cancel a job (all its runs) or one run; running attempts are killed.
+    Cancel {
+        /// job-N or run-N.
+        id: String,
+    },
+    /// List workers with their state, load and capacity.
+    Workers,
+    /// Stop placing new jobs on a worker (w-N or its name); running jobs finish.
+    Drain {
+        /// w-N or the worker's name.
+        worker: String,
+    },
+    /// Let a drained worker take jobs again.
+    Undrain {
+        /// w-N or the worker's name.
+        worker: String,
+    },
+}
+
+/// `archon dev`.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Where the gRPC API listens.
+    #[arg(long, default_value = "127.0.0.1:50051", env = "ARCHON_LISTEN")]
+    pub listen: SocketAddr,
+    /// The local worker's name (default: dev-<hostname>).
+    #[arg(long)]
+    pub worker_name: Option<String>,
+    /// CPU the local worker offers (default: all cores), e.g. 4 or 1500m.
+    #[arg(long, value_parser = parse_cpu)]
+    pub cpu: Option<u64>,
+    /// Memory the local worker offers (default: all memory), e.g. 8GiB.
+    #[arg(long, value_parser = parse_bytes)]
+    pub memory: Option<u64>,
+    /// Labels of the local worker, key=value (repeatable).
+    #[arg(long = "label", value_parser = parse_key_value)]
+    pub labels: Vec<(String, String)>,
+}
+
+/// `archon submit`.
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("task").args(["command", "script", "function", "argv"]).required(true)))]
+pub struct SubmitArgs {
+    /// A shell command line, run with `sh -c`.
+    #[arg(long, short = 'c')]
+    pub command: Option<String>,
+    /// A script file whose text is sent with the job and run by --interpreter.
+    #[arg(long, value_name = "FILE")]
+    pub script: Option<PathBuf>,
+    /// The interpreter of --script.
+    #[arg(long, default_value = "sh", requires = "script")]
+    pub interpreter: String,
+    /// A function registered on the workers (`archon dev` has `noop` and `echo`).
+    #[arg(long)]
+    pub function: Option<String>,
+    /// The function's input, as JSON.
+    #[arg(long, requires = "function", value_name = "JSON")]
+    pub input: Option<String>,
+    /// A program and its arguments, run directly (no shell), after `--`.
+    #[arg(last = true, value_name = "ARGV")]
+    pub argv: Vec<String>,
+    /// The job's name (default: derived from the command).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Kill an attempt after this long, e.g. 30s, 5m.
+    #[arg(long)]
+    pub timeout: Option<String>,
+    /// Retry a failed run this many times.
+    #[arg(long)]
+    pub max_retries: Option<u32>,
+    /// Delay before the first retry (doubles each time), e.g. 1s.
+    #[arg(long)]
+    pub retry_backoff: Option<String>,
+    /// CPU reserved while it runs, e.g. 500m or 2.
+    #[arg(long)]
+    pub cpu: Option<String>,
+    /// Memory reserved while it runs, e.g. 256MiB.
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Network bandwidth reserved, in Mbit/s.
+    #[arg(long)]
+    pub network: Option<u64>,
+    /// Environment variable NAME=value (repeatable).
+    #[arg(long = "env", short = 'e')]
+    pub env: Vec<String>,
+    /// Working directory on the worker.
+    #[arg(long)]
+    pub workdir: Option<String>,
+    /// Worker label constraint key=value, key!=value or key (repeatable).
+    #[arg(long = "constraint")]
+    pub constraints: Vec<String>,
+    /// Higher runs first when capacity is short.
+    #[arg(long, allow_hyphen_values = true)]
+    pub priority: Option<i32>,
+    /// Placement policy: binpack or spread.
+    #[arg(long)]
+    pub placement: Option<String>,
+    /// A key that makes a retried submit return the first job, not a second.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Wait for the run to end, streaming its output; exit with its exit code.
+    #[arg(long, short = 'w')]
+    pub wait: bool,
+}
+
+/// `archon run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The spec file (TOML).
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: PathBuf,
+    /// Wait for the run(s) to end; exit with the first non-zero exit code.
+    #[arg(long, short = 'w')]
+    pub wait: bool,
+}
+
+/// `archon jobs`.
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// Only jobs whose name contains this.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// Only jobs older than this one (paging), job-N.
+    #[arg(long)]
+    pub before: Option<String>,
+}
+
+/// `archon runs`.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Only runs of this job, job-N.
+    #[arg(long)]
+    pub job: Option<String>,
+    /// Only runs in this state (pending, running, succeeded, failed, ...).
+    #[arg(long)]
+    pub state: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// Only runs older than this one (paging), run-N.
+    #[arg(long)]
+    pub before: Option<String>,
+}
+
+fn parse_cpu(s: &str) -> Result<u64, String> {
+    archon_core::model::units::parse_cpu(s).map_err(|e| e.to_string())
+}
+
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    archon_core::model::units::parse_bytes(s).map_err(|e| e.to_string())
+}
+
+/// Parses `key=value` (flags such as `--label`); the key must not be empty.
+pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => Err(format!("{s:?} is not key=value")),
+    }
+}

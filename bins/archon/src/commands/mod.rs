@@ -1,0 +1,353 @@
+//! One function per subcommand. Everything but `dev` talks to a manager through an
+//! `Arc<dyn Api>` (the gRPC client), so the same code would drive an in-process one.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use archon_core::Error;
+use archon_core::api::{Api, CancelTarget, JobQuery, RunDetail, RunQuery};
+use archon_core::clock::{Clock, SystemClock};
+use archon_core::model::{JobId, JobSpec, OutputStream, RunId, RunState, WorkerId};
+use archon_net::GrpcClient;
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::cli::{Cli, Command, Format, SubmitArgs};
+use crate::draft::{JobDraft, Naming, read_spec_file};
+use crate::{EXIT_BAD_INPUT, render};
+
+/// Bad input found on this side (a flag, a file, an id): exits with 2.
+#[derive(Debug)]
+pub(crate) struct BadInput(pub(crate) String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+fn bad(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(BadInput(msg.into()))
+}
+
+/// 2 for bad input (ours or the manager's verdict), 1 for everything else.
+pub(crate) fn exit_code_for(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<BadInput>().is_some() {
+        return EXIT_BAD_INPUT;
+    }
+    match e.downcast_ref::<Error>() {
+        Some(Error::NotFound(_) | Error::InvalidArgument { .. } | Error::Rejected(_)) => EXIT_BAD_INPUT,
+        _ => 1,
+    }
+}
+
+pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let format = cli.output;
+    match cli.command {
+        Command::Dev(args) => {
+            let mut config = crate::dev::DevConfig::new(args.listen);
+            if let Some(name) = args.worker_name {
+                config.worker_name = name;
+            }
+            if let Some(cpu) = args.cpu {
+                config.capacity.cpu_millis = cpu;
+            }
+            if let Some(mem) = args.memory {
+                config.capacity.memory_bytes = mem;
+            }
+            config.labels = args.labels.into_iter().collect();
+            let shutdown = crate::shutdown_on_signals();
+            crate::dev::run(config, crate::dev::executors(), shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Submit(args) => {
+            let spec = submit_spec(*args.clone())?;
+            let api = connect(&cli.server).await?;
+            submit(api.as_ref(), vec![spec], args.wait, format).await
+        }
+        Command::Run(args) => {
+            let specs = read_spec_file(&args.file).map_err(|e| bad(e.to_string()))?;
+            let api = connect(&cli.server).await?;
+            submit(api.as_ref(), specs, args.wait, format).await
+        }
+        Command::Status => {
+            let api = connect(&cli.server).await?;
+            let status = api.status().await?;
+            print(format, &status, || render::status(&status))
+        }
+        Command::Jobs(args) => {
+            let before = args.before.as_deref().map(|b| parse_id::<JobId>("--before", b)).transpose()?;
+            let api = connect(&cli.server).await?;
+            let page = api.list_jobs(JobQuery { name: args.name, before, limit: Some(args.limit) }).await?;
+            print(format, &page, || {
+                let mut out = render::jobs(&page.items);
+                if let Some(next) = page.next {
+                    out.push_str(&format!("\nmore: archon jobs --before {next}"));
+                }
+                out
+            })
+        }
+        Command::Runs(args) => {
+            let job = args.job.as_deref().map(|j| parse_id::<JobId>("--job", j)).transpose()?;
+            let before = args.before.as_deref().map(|b| parse_id::<RunId>("--before", b)).transpose()?;
+            let state = args
+                .state
+                .as_deref()
+                .map(|s| s.parse::<RunState>().map_err(|e| bad(format!("--state: {e}"))))
+                .transpose()?;
+            let api = connect(&cli.server).await?;
+            let page = api.list_runs(RunQuery { job, state, before, limit: Some(args.limit) }).await?;
+            print(format, &page, || {
+                let mut out = render::runs(&page.items);
+                if let Some(next) = page.next {
+                    out.push_str(&format!("\nmore: archon runs --before {next}"));
+                }
+                out
+            })
+        }
+        Command::Get { id } => {
+            let target = parse_target("ID", &id)?;
+            let api = connect(&cli.server).await?;
+            match target {
+                CancelTarget::Job(job) => {
+                    let d = api.get_job(job).await?;
+                    print(format, &d, || render::job(&d))
+                }
+                CancelTarget::Run(run) => {
+                    let d = api.get_run(run).await?;
+                    print(format, &d, || render::run(&d))
+                }
+            }
+        }
+        Command::Logs { follow, run } => {
+            let run = parse_id::<RunId>("RUN", &run)?;
+            let api = connect(&cli.server).await?;
+            if follow {
+                stream_output(api.as_ref(), run).await?;
+            } else {
+                let d = api.get_run(run).await?;
+                match d.attempts.last().and_then(|a| a.result.as_ref()) {
+                    Some(r) => {
+                        write_out(OutputStream::Stdout, &r.stdout.data)?;
+                        write_out(OutputStream::Stderr, &r.stderr.data)?;
+                    }
+                    None => eprintln!("{run} is {} and has no finished attempt yet; use -f to follow it", d.run.state),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cancel { id } => {
+            let target = parse_target("ID", &id)?;
+            let api = connect(&cli.server).await?;
+            api.cancel(target).await?;
+            println!("cancel requested for {id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Drain { worker } | Command::Undrain { worker } if worker.trim().is_empty() => {
+            Err(bad("WORKER: give a worker id (w-3) or name"))
+        }
+        Command::Drain { worker } => set_draining(&cli.server, &worker, true).await,
+        Command::Undrain { worker } => set_draining(&cli.server, &worker, false).await,
+        Command::Workers => {
+            let api = connect(&cli.server).await?;
+            let workers = api.list_workers().await?;
+            print(format, &workers, || render::workers(&workers, SystemClock.now()))
+        }
+    }
+}
+
+async fn set_draining(server: &str, worker: &str, draining: bool) -> anyhow::Result<ExitCode> {
+    let api = connect(server).await?;
+    let id = match worker.parse::<WorkerId>() {
+        Ok(id) if worker.starts_with(WorkerId::PREFIX) => id,
+        _ => api
+            .list_workers()
+            .await?
+            .into_iter()
+            .find(|w| w.worker.name == worker)
+            .map(|w| w.worker.id)
+            .ok_or_else(|| bad(format!("WORKER: no worker named or numbered {worker:?} (see archon workers)")))?,
+    };
+    api.set_draining(id, draining).await?;
+    if draining {
+        println!("{id} ({worker}) is draining: no new jobs; running ones finish");
+    } else {
+        println!("{id} ({worker}) takes jobs again");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn connect(server: &str) -> anyhow::Result<Arc<dyn Api>> {
+    Ok(Arc::new(GrpcClient::connect(server).await?))
+}
+
+fn print<T: Serialize>(format: Format, value: &T, table: impl FnOnce() -> String) -> anyhow::Result<ExitCode> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(value).context("encoding JSON")?),
+        Format::Table => println!("{}", table().trim_end()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_id<T: std::str::FromStr<Err = archon_core::model::ParseIdError>>(what: &str, s: &str) -> anyhow::Result<T> {
+    s.parse::<T>().map_err(|e| bad(format!("{what}: {e}")))
+}
+
+/// `job-N` or `run-N`; a bare number is ambiguous.
+fn parse_target(what: &str, s: &str) -> anyhow::Result<CancelTarget> {
+    let s = s.trim();
+    if s.starts_with(JobId::PREFIX) {
+        Ok(CancelTarget::Job(parse_id(what, s)?))
+    } else if s.starts_with(RunId::PREFIX) {
+        Ok(CancelTarget::Run(parse_id(what, s)?))
+    } else {
+        Err(bad(format!("{what}: {s:?} is not a job or run id (try job-12 or run-12)")))
+    }
+}
+
+fn submit_spec(args: SubmitArgs) -> anyhow::Result<JobSpec> {
+    let script = match &args.script {
+        Some(path) => Some(
+            std::fs::read_to_string(path).map_err(|e| bad(format!("--script: cannot read {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    let mut env = std::collections::BTreeMap::new();
+    for kv in &args.env {
+        match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                env.insert(k.to_owned(), v.to_owned());
+            }
+            _ => return Err(bad(format!("--env: {kv:?} is not NAME=value"))),
+        }
+    }
+    let input = match &args.input {
+        Some(text) => Some(
+            serde_json::from_str::<serde_json::Value>(text)
+                .map_err(|e| bad(format!("--input: not JSON ({e}); e.g. '{{\"n\": 1}}'")))?,
+        ),
+        None => None,
+    };
+    let draft = JobDraft {
+        name: args.name,
+        function: args.function,
+        input,
+        command: args.command,
+        script,
+        interpreter: args.script.as_ref().map(|_| args.interpreter.clone()),
+        argv: if args.argv.is_empty() { None } else { Some(args.argv) },
+        timeout: args.timeout,
+        max_retries: args.max_retries,
+        retry_backoff: args.retry_backoff,
+        cpu: args.cpu.map(toml::Value::String),
+        memory: args.memory,
+        network: args.network,
+        env,
+        workdir: args.workdir,
+        constraints: args.constraints,
+        priority: args.priority,
+        placement: args.placement,
+        idempotency_key: args.idempotency_key,
+        ..JobDraft::default()
+    };
+    draft.into_spec(Naming::Flags).map_err(|e| bad(e.to_string()))
+}
+
+#[derive(Serialize)]
+struct SubmitLine {
+    job: JobId,
+    run: Option<RunId>,
+    duplicate: bool,
+}
+
+async fn submit(api: &dyn Api, specs: Vec<JobSpec>, wait: bool, format: Format) -> anyhow::Result<ExitCode> {
+    let results = api.submit(specs).await?;
+    let mut runs = Vec::new();
+    let mut lines = Vec::new();
+    let mut rejected = Vec::new();
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(s) => {
+                if format == Format::Table {
+                    let dup = if s.duplicate { " (already submitted with this idempotency key)" } else { "" };
+                    let run = s.run.map(|r| format!(" as {r}")).unwrap_or_default();
+                    eprintln!("submitted {}{run}{dup}", s.job);
+                }
+                runs.extend(s.run);
+                lines.push(SubmitLine { job: s.job, run: s.run, duplicate: s.duplicate });
+            }
+            Err(rejection) => rejected.push(format!("job {i}: {rejection}")),
+        }
+    }
+    if format == Format::Json && !wait {
+        println!("{}", serde_json::to_string_pretty(&lines)?);
+    }
+    if !rejected.is_empty() {
+        return Err(bad(if rejected.len() == 1 && lines.is_empty() {
+            rejected[0].trim_start_matches("job 0: ").to_owned()
+        } else {
+            rejected.join("\n")
+        }));
+    }
+    if !wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut code = 0;
+    let mut details = Vec::new();
+    for run in runs {
+        if format == Format::Table {
+            stream_output(api, run).await?;
+        }
+        let d = api.wait(run).await?;
+        let run_code = exit_code_of(&d);
+        if format == Format::Table {
+            eprintln!("{} {} ({})", d.run.id, d.run.state, d.exit().map_or("no exit status".into(), |e| e.to_string()));
+        }
+        if code == 0 {
+            code = run_code;
+        }
+        details.push(d);
+    }
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&details)?);
+    }
+    Ok(ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1)))
+}
+
+fn exit_code_of(d: &RunDetail) -> i32 {
+    match (d.run.state, d.exit()) {
+        (RunState::Succeeded, _) => 0,
+        (_, Some(status)) => status.shell_code(),
+        (RunState::Cancelled, None) => 130,
+        _ => 1,
+    }
+}
+
+async fn stream_output(api: &dyn Api, run: RunId) -> anyhow::Result<()> {
+    let mut stream = api.follow(run).await?;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        write_out(chunk.stream, &chunk.data)?;
+    }
+    Ok(())
+}
+
+fn write_out(stream: OutputStream, data: &[u8]) -> anyhow::Result<()> {
+    match stream {
+        OutputStream::Stdout => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(data)?;
+            out.flush()?;
+        }
+        OutputStream::Stderr => {
+            let mut err = std::io::stderr().lock();
+            err.write_all(data)?;
+            err.flush()?;
+        }
+    }
+    Ok(())
+}

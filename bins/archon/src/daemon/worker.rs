@@ -1,0 +1,136 @@
+//! `archon-worker`: runs shell, script and process jobs for the managers it is
+//! given. Connects to one of them, heartbeats, reconnects with exponential backoff
+//! and full jitter (cycling through every manager address), and on SIGTERM stops
+//! taking work, lets running attempts finish within a grace, then leaves.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use archon_core::model::Resources;
+use archon_core::model::units::{parse_bytes, parse_cpu};
+use archon_core::worker::{WorkerConfig, WorkerRuntime};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+/// What `archon-worker` runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerDaemonConfig {
+    /// Manager addresses to connect to (any of them).
+    pub managers: Vec<String>,
+    /// Unique name in the cluster.
+    pub name: String,
+    /// Labels for placement constraints.
+    pub labels: BTreeMap<String, String>,
+    /// What the worker offers.
+    pub capacity: Resources,
+    /// First reconnect delay ceiling.
+    pub reconnect_base: Duration,
+    /// Largest reconnect delay.
+    pub reconnect_cap: Duration,
+    /// On SIGTERM, how long running attempts may take to finish before they are
+    /// killed and requeued.
+    pub drain_grace: Duration,
+}
+
+impl Default for WorkerDaemonConfig {
+    fn default() -> Self {
+        WorkerDaemonConfig {
+            managers: vec!["http://127.0.0.1:50051".to_owned()],
+            name: crate::host::hostname(),
+            labels: BTreeMap::new(),
+            capacity: crate::host::capacity(),
+            reconnect_base: Duration::from_millis(200),
+            reconnect_cap: Duration::from_secs(10),
+            drain_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The config file's shape (every key optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerFile {
+    /// `managers = ["http://10.0.0.5:50051", "http://10.0.0.6:50051"]`
+    pub managers: Option<Vec<String>>,
+    /// `name = "worker-1"`
+    pub name: Option<String>,
+    /// `labels = { zone = "a" }`
+    pub labels: Option<BTreeMap<String, String>>,
+    /// `cpu = "4"` or `"3500m"`
+    pub cpu: Option<String>,
+    /// `memory = "8GiB"`
+    pub memory: Option<String>,
+    /// `network = 1000` (Mbit/s)
+    pub network: Option<u64>,
+    /// `devices = { gpu = 2 }`
+    pub devices: Option<BTreeMap<String, u32>>,
+    /// `reconnect_base = "200ms"`
+    pub reconnect_base: Option<String>,
+    /// `reconnect_cap = "10s"`
+    pub reconnect_cap: Option<String>,
+    /// `drain_grace = "30s"`
+    pub drain_grace: Option<String>,
+}
+
+impl WorkerDaemonConfig {
+    /// Applies the settings a file (or flags) gives.
+    pub fn apply(&mut self, f: WorkerFile) -> anyhow::Result<()> {
+        if let Some(m) = f.managers {
+            if m.is_empty() || m.iter().any(|a| a.trim().is_empty()) {
+                anyhow::bail!("managers: give at least one address, e.g. http://127.0.0.1:50051");
+            }
+            self.managers = m;
+        }
+        if let Some(n) = f.name {
+            if n.trim().is_empty() {
+                anyhow::bail!("name: must not be empty");
+            }
+            self.name = n;
+        }
+        if let Some(l) = f.labels {
+            self.labels.extend(l);
+        }
+        if let Some(c) = f.cpu {
+            self.capacity.cpu_millis = parse_cpu(&c).map_err(|e| anyhow::anyhow!("cpu: {e}"))?;
+        }
+        if let Some(m) = f.memory {
+            self.capacity.memory_bytes = parse_bytes(&m).map_err(|e| anyhow::anyhow!("memory: {e}"))?;
+        }
+        if let Some(n) = f.network {
+            self.capacity.network_mbps = n;
+        }
+        if let Some(d) = f.devices {
+            self.capacity.devices = d;
+        }
+        if let Some(d) = f.reconnect_base {
+            self.reconnect_base = super::duration("reconnect_base", &d)?;
+        }
+        if let Some(d) = f.reconnect_cap {
+            self.reconnect_cap = super::duration("reconnect_cap", &d)?;
+        }
+        if let Some(d) = f.drain_grace {
+            self.drain_grace = super::duration("drain_grace", &d)?;
+        }
+        if self.capacity.cpu_millis == 0 || self.capacity.memory_bytes == 0 {
+            anyhow::bail!("cpu and memory: a worker must offer some of each (e.g. cpu = \"2\", memory = \"4GiB\")");
+        }
+        Ok(())
+    }
+}
+
+/// Runs the worker until `shutdown` fires, then drains (up to the grace) and leaves.
+pub async fn run(config: WorkerDaemonConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut core = WorkerConfig::new(config.name.clone(), config.capacity.clone());
+    core.labels = config.labels.clone();
+    core.address = crate::host::hostname();
+    core.reconnect_base = config.reconnect_base;
+    core.reconnect_cap = config.reconnect_cap;
+    core.drain_grace = config.drain_grace;
+    let transport = Arc::new(archon_net::GrpcTransport::new(config.managers.clone()));
+    let worker = WorkerRuntime::new(core, Arc::new(crate::dev::executors()), transport);
+    println!("archon-worker {:?} offering {} to {}", config.name, config.capacity, config.managers.join(", "));
+    worker.run(shutdown).await?;
+    println!("archon-worker {:?} stopped", config.name);
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! `archon dev`: a whole cluster in one process — a manager on an in-memory store,
+//! one local worker running shell, script and process jobs, and the gRPC API.
+//! On shutdown the worker kills what it runs before the manager stops.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use archon_core::api::Api;
+use archon_core::executor::ExecutorRegistry;
+use archon_core::manager::{Manager, ManagerConfig};
+use archon_core::model::Resources;
+use archon_core::store::MemStore;
+use archon_core::transport::InProcTransport;
+use archon_core::worker::{WorkerConfig, WorkerRuntime};
+use tokio_util::sync::CancellationToken;
+
+/// What `archon dev` runs.
+#[derive(Debug, Clone)]
+pub struct DevConfig {
+    /// Where the gRPC API listens.
+    pub listen: SocketAddr,
+    /// The local worker's name.
+    pub worker_name: String,
+    /// What the local worker offers.
+    pub capacity: Resources,
+    /// The local worker's labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl DevConfig {
+    /// Defaults: 127.0.0.1:50051, the whole machine for the worker.
+    pub fn new(listen: SocketAddr) -> DevConfig {
+        DevConfig {
+            listen,
+            worker_name: format!("dev-{}", crate::host::hostname()),
+            capacity: crate::host::capacity(),
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// What the dev worker runs: shell, script and process jobs, plus the built-in
+/// functions `noop` (returns its input's `null`) and `echo` (returns its input),
+/// handy for trying things out and for benchmarks.
+pub fn executors() -> ExecutorRegistry {
+    let builtins = archon_exec::FunctionExecutor::new()
+        .register("noop", |_| async { Ok(serde_json::Value::Null) })
+        .register("echo", |input| async move { Ok(input) });
+    let mut registry = archon_exec::local_registry();
+    registry.register(Arc::new(builtins));
+    registry
+}
+
+/// Runs the single-process cluster until `shutdown` fires. `executors` are what
+/// the local worker can run (see [`executors`]).
+pub async fn run(config: DevConfig, executors: ExecutorRegistry, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("--listen: cannot listen on {}", config.listen))?;
+    let address = listener.local_addr().context("listener address")?;
+
+    let manager = Manager::builder(Arc::new(MemStore::new()))
+        .config(ManagerConfig { address: format!("http://{address}"), ..ManagerConfig::default() })
+        .build();
+    let manager_stop = CancellationToken::new();
+    let manager_task = tokio::spawn({
+        let (m, s) = (manager.clone(), manager_stop.clone());
+        async move { m.run(s).await }
+    });
+
+    let mut worker_config = WorkerConfig::new(config.worker_name.clone(), config.capacity.clone());
+    worker_config.labels = config.labels.clone();
+    worker_config.address = "in-process".into();
+    let worker = Arc::new(WorkerRuntime::new(
+        worker_config,
+        Arc::new(executors),
+        Arc::new(InProcTransport::new(manager.clone())),
+    ));
+    let worker_stop = CancellationToken::new();
+    let worker_task = tokio::spawn({
+        let (w, s) = (worker.clone(), worker_stop.clone());
+        async move { w.run(s).await }
+    });
+    wait_for_worker(&manager).await?;
+
+    println!("Archon dev cluster: manager + worker {:?} ({})", config.worker_name, config.capacity);
+    println!("gRPC API listening on http://{address}");
+    println!("Try: archon submit --wait --command 'echo hello from archon'");
+
+    // The same server as archon-manager: the API and worker sessions on one port,
+    // so `archon-worker --manager <this address>` can join a dev cluster too.
+    let served = archon_net::serve_manager(listener, manager.clone(), shutdown.clone()).await;
+
+    // Stop the worker first: it kills running attempts (whole process trees).
+    worker_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(15), worker_task).await;
+    manager_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), manager_task).await;
+    served.context("gRPC server")?;
+    println!("Archon dev cluster stopped.");
+    Ok(())
+}
+
+async fn wait_for_worker(manager: &Manager) -> anyhow::Result<()> {
+    for _ in 0..500 {
+        if manager.list_workers().await?.iter().any(|w| w.connected) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    anyhow::bail!("the local worker did not register within 5s")
+}

@@ -1,0 +1,346 @@
+//! Job drafts: what a user writes in a spec file or on the command line, before it
+//! becomes a [`JobSpec`]. Both paths go through [`JobDraft::into_spec`], so a bad
+//! value gets the same error either way, naming the field (`timeout`) or the flag
+//! (`--timeout`) and the accepted form.
+//!
+//! A spec file is TOML: either one job at the top level, or several as `[[jobs]]`.
+//!
+//! ```toml
+//! name = "nightly-report"
+//! command = "echo hello"          # or: script + interpreter, argv = [...], function + input
+//! timeout = "30s"
+//! max_retries = 2
+//! retry_backoff = "1s"
+//! cpu = "500m"
+//! memory = "256MiB"
+//! env = { REPORT_DAY = "monday" }
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use archon_core::model::{
+    Constraint, JobId, JobSpec, PlacementPolicy, Resources, SpecError, Task,
+    units::{parse_bytes, parse_cpu, parse_duration},
+};
+use serde::Deserialize;
+
+/// One job as written by a user.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobDraft {
+    /// The job's name.
+    pub name: Option<String>,
+    /// A shell command line.
+    pub command: Option<String>,
+    /// An inline script body.
+    pub script: Option<String>,
+    /// The script's interpreter (default `sh`).
+    pub interpreter: Option<String>,
+    /// A program and its arguments, no shell.
+    pub argv: Option<Vec<String>>,
+    /// A registered function's name.
+    pub function: Option<String>,
+    /// The function's input (any TOML or JSON value, sent as JSON).
+    pub input: Option<serde_json::Value>,
+    /// Attempt timeout, e.g. `30s`.
+    pub timeout: Option<String>,
+    /// Retries after a failure.
+    pub max_retries: Option<u32>,
+    /// First retry delay, e.g. `1s`.
+    pub retry_backoff: Option<String>,
+    /// Largest retry delay, e.g. `5m`.
+    pub retry_backoff_max: Option<String>,
+    /// CPU, e.g. `"500m"`, `"2"` or `0.5`.
+    pub cpu: Option<toml::Value>,
+    /// Memory, e.g. `"256MiB"`.
+    pub memory: Option<String>,
+    /// Network bandwidth, Mbit/s.
+    pub network: Option<u64>,
+    /// Devices by kind, e.g. `{ gpu = 1 }`.
+    #[serde(default)]
+    pub devices: BTreeMap<String, u32>,
+    /// Environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory on the worker.
+    pub workdir: Option<String>,
+    /// Label constraints (`key=value`, `key!=value`, `key`).
+    #[serde(default)]
+    pub constraints: Vec<String>,
+    /// Priority (higher first).
+    pub priority: Option<i32>,
+    /// `binpack` or `spread`.
+    pub placement: Option<String>,
+    /// Idempotency key.
+    pub idempotency_key: Option<String>,
+    /// Jobs this one waits for (`job-N`).
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+}
+
+/// How field names are shown in errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    /// As spec-file keys: `timeout`.
+    File,
+    /// As flags: `--timeout`.
+    Flags,
+}
+
+impl Naming {
+    fn field(self, key: &str) -> String {
+        match self {
+            Naming::File => key.to_owned(),
+            Naming::Flags => format!("--{}", key.replace('_', "-")),
+        }
+    }
+}
+
+impl JobDraft {
+    /// Validates and converts into a [`JobSpec`].
+    pub fn into_spec(self, naming: Naming) -> Result<JobSpec, SpecError> {
+        let f = |key: &str| naming.field(key);
+        let err = |key: &str, msg: String| SpecError::new(f(key), msg);
+        let task = self.task(naming)?;
+        let name = self.name.clone().unwrap_or_else(|| default_name(&task));
+        let mut spec = JobSpec::new(name, task);
+        if let Some(t) = &self.timeout {
+            spec.timeout = Some(parse_duration(t).map_err(|e| err("timeout", e.to_string()))?);
+        }
+        if let Some(n) = self.max_retries {
+            spec.retry.max_retries = n;
+        }
+        if let Some(b) = &self.retry_backoff {
+            spec.retry.backoff_base = parse_duration(b).map_err(|e| err("retry_backoff", e.to_string()))?;
+            spec.retry.backoff_max = spec.retry.backoff_max.max(spec.retry.backoff_base);
+        }
+        if let Some(b) = &self.retry_backoff_max {
+            spec.retry.backoff_max = parse_duration(b).map_err(|e| err("retry_backoff_max", e.to_string()))?;
+        }
+        let mut resources = Resources::default_request();
+        if let Some(cpu) = &self.cpu {
+            let text = match cpu {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(x) => x.to_string(),
+                other => other.to_string(),
+            };
+            resources.cpu_millis = parse_cpu(&text).map_err(|e| err("cpu", e.to_string()))?;
+        }
+        if let Some(m) = &self.memory {
+            resources.memory_bytes = parse_bytes(m).map_err(|e| err("memory", e.to_string()))?;
+        }
+        if let Some(n) = self.network {
+            resources.network_mbps = n;
+        }
+        resources.devices = self.devices.clone();
+        spec.resources = resources;
+        spec.env = self.env.clone();
+        spec.working_dir = self.workdir.clone();
+        for c in &self.constraints {
+            spec.constraints.push(c.parse::<Constraint>().map_err(|e| err("constraint", e.message))?);
+        }
+        spec.priority = self.priority.unwrap_or(0);
+        if let Some(p) = &self.placement {
+            spec.placement = Some(match p.as_str() {
+                "binpack" => PlacementPolicy::Binpack,
+                "spread" => PlacementPolicy::Spread,
+                other => return Err(err("placement", format!("{other:?} is not a policy (binpack or spread)"))),
+            });
+        }
+        spec.idempotency_key = self.idempotency_key.clone();
+        for d in &self.depends_on {
+            spec.depends_on.push(d.parse::<JobId>().map_err(|e| err("depends_on", e.to_string()))?);
+        }
+        spec.validate().map_err(|e| SpecError::new(self.rename(&e.field, naming), e.message))?;
+        Ok(spec)
+    }
+
+    fn task(&self, naming: Naming) -> Result<Task, SpecError> {
+        let given: Vec<&str> = [
+            self.command.as_ref().map(|_| "command"),
+            self.script.as_ref().map(|_| "script"),
+            self.argv.as_ref().map(|_| "argv"),
+            self.function.as_ref().map(|_| "function"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let what = "give exactly one of command, script, argv or function";
+        match given.as_slice() {
+            [] => Err(SpecError::new(naming.field("command"), format!("no task: {what}"))),
+            [_] => Ok(if let Some(command) = &self.command {
+                Task::Shell { command: command.clone() }
+            } else if let Some(body) = &self.script {
+                Task::Script {
+                    interpreter: self.interpreter.clone().unwrap_or_else(|| "sh".into()),
+                    body: body.clone(),
+                }
+            } else if let Some(argv) = &self.argv {
+                Task::Process { argv: argv.clone() }
+            } else {
+                let input = match &self.input {
+                    None => "null".to_owned(),
+                    Some(v) => serde_json::to_string(v)
+                        .map_err(|e| SpecError::new(naming.field("input"), format!("cannot be sent as JSON: {e}")))?,
+                };
+                Task::Function { name: self.function.clone().unwrap_or_default(), input }
+            }),
+            many => Err(SpecError::new(naming.field(many[1]), format!("conflicts with {}: {what}", many[0]))),
+        }
+    }
+
+    /// Maps a spec path (`task.command`) back to what the user wrote.
+    fn rename(&self, field: &str, naming: Naming) -> String {
+        let key = match field {
+            "task.command" => "command",
+            "task.body" => "script",
+            "task.interpreter" => "interpreter",
+            "task.argv" => "argv",
+            "task.name" => "function",
+            "task.input" => "input",
+            "retry.backoff" => "retry_backoff",
+            "retry.backoff_max" => "retry_backoff_max",
+            "retry.max_retries" => "max_retries",
+            other => other,
+        };
+        naming.field(key)
+    }
+}
+
+fn default_name(task: &Task) -> String {
+    let name = match task {
+        Task::Shell { command } => command.split_whitespace().next().unwrap_or("job").to_owned(),
+        Task::Script { interpreter, .. } => format!("{interpreter}-script"),
+        Task::Process { argv } => argv.first().map_or("job", |p| p.rsplit('/').next().unwrap_or(p)).to_owned(),
+        Task::Docker(d) => d.image.clone(),
+        Task::Function { name, .. } => name.clone(),
+    };
+    if name.trim().is_empty() { "job".to_owned() } else { name }
+}
+
+/// A spec file: one job at the top level, or several under `[[jobs]]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SpecFile {
+    Many { jobs: Vec<JobDraft> },
+    One(Box<JobDraft>),
+}
+
+/// Reads a TOML spec file into job specs. Errors name the file, the job (when
+/// there are several) and the field.
+pub fn read_spec_file(path: &Path) -> anyhow::Result<Vec<JobSpec>> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+    parse_spec_file(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Parses spec-file text into job specs.
+pub fn parse_spec_file(text: &str) -> Result<Vec<JobSpec>, String> {
+    // Parse as a table first to give TOML syntax errors with their position.
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| format!("not valid TOML: {e}"))?;
+    let drafts = if table.contains_key("jobs") {
+        let file: SpecFile =
+            toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| e.message().to_owned())?;
+        match file {
+            SpecFile::Many { jobs } => jobs,
+            SpecFile::One(d) => vec![*d],
+        }
+    } else {
+        let one: JobDraft =
+            toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| e.message().to_owned())?;
+        vec![one]
+    };
+    if drafts.is_empty() {
+        return Err("jobs: the file defines no job".into());
+    }
+    let many = drafts.len() > 1;
+    drafts
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| {
+            d.into_spec(Naming::File).map_err(|e| if many { format!("jobs[{i}].{e}") } else { e.to_string() })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_spec_file_parses() {
+        let specs = parse_spec_file(
+            r#"
+            name = "report"
+            command = "echo hi"
+            timeout = "30s"
+            max_retries = 2
+            retry_backoff = "2s"
+            cpu = 0.5
+            memory = "256MiB"
+            env = { A = "1" }
+            constraints = ["zone=a"]
+            priority = 5
+            "#,
+        )
+        .unwrap();
+        let s = &specs[0];
+        assert_eq!(s.name, "report");
+        assert_eq!(s.task, Task::Shell { command: "echo hi".into() });
+        assert_eq!(s.timeout, Some(std::time::Duration::from_secs(30)));
+        assert_eq!(s.retry.max_retries, 2);
+        assert_eq!(s.resources.cpu_millis, 500);
+        assert_eq!(s.resources.memory_bytes, 256 << 20);
+        assert_eq!(s.priority, 5);
+    }
+
+    #[test]
+    fn bad_values_name_the_field_and_the_form() {
+        let e = parse_spec_file("command = \"x\"\ntimeout = \"5x\"").unwrap_err();
+        assert_eq!(e, "timeout: \"5x\" is not a duration (try 30s, 5m, 1h30m, 250ms)");
+        let e = parse_spec_file("command = \"x\"\nmemory = \"lots\"").unwrap_err();
+        assert!(e.starts_with("memory: \"lots\" is not a size"), "{e}");
+        let e = parse_spec_file("command = \"x\"\ntimeuot = \"5s\"").unwrap_err();
+        assert!(e.contains("unknown field `timeuot`"), "{e}");
+        let e = parse_spec_file("command = \"\"").unwrap_err();
+        assert!(e.starts_with("command: must not be empty"), "{e}");
+        let e = parse_spec_file("command = \"a\"\nargv = [\"b\"]").unwrap_err();
+        assert!(e.contains("conflicts with command"), "{e}");
+        let e = parse_spec_file("[[jobs]]\ncommand = \"a\"\n[[jobs]]\ncommand = \"b\"\ncpu = \"x\"").unwrap_err();
+        assert!(e.starts_with("jobs[1].cpu:"), "{e}");
+        let e = parse_spec_file("command = ").unwrap_err();
+        assert!(e.starts_with("not valid TOML"), "{e}");
+    }
+
+    #[test]
+    fn flags_are_named_as_flags() {
+        let d = JobDraft { command: Some("x".into()), timeout: Some("soon".into()), ..JobDraft::default() };
+        let e = d.into_spec(Naming::Flags).unwrap_err();
+        assert_eq!(e.field, "--timeout");
+        let d = JobDraft { command: Some(" ".into()), ..JobDraft::default() };
+        assert_eq!(d.into_spec(Naming::Flags).unwrap_err().field, "--command");
+    }
+
+    #[test]
+    fn several_jobs_in_one_file() {
+        let specs = parse_spec_file("[[jobs]]\ncommand = \"a\"\n[[jobs]]\nargv = [\"/bin/echo\", \"b c\"]").unwrap();
+        assert_eq!(specs.len(), 2);
+        assert_eq!(specs[1].task, Task::Process { argv: vec!["/bin/echo".into(), "b c".into()] });
+    }
+
+    #[test]
+    fn the_shipped_example_specs_parse() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/specs");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let specs = read_spec_file(&path).unwrap_or_else(|e| panic!("{e}"));
+                assert!(!specs.is_empty());
+                seen += 1;
+            }
+        }
+        assert!(seen >= 2, "expected example specs in {}", dir.display());
+    }
+}

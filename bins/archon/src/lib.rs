@@ -1,0 +1,75 @@
+//! The `archon` CLI and `archon dev` as a library: [`run`] executes a parsed
+//! [`cli::Cli`]; [`dev::run`] is the single-process cluster (manager + worker +
+//! gRPC API) that embedders and tests can start without the binary.
+
+pub mod cli;
+mod commands;
+pub mod daemon;
+pub mod dev;
+pub mod draft;
+pub mod host;
+mod render;
+
+use std::process::ExitCode;
+
+use tokio_util::sync::CancellationToken;
+
+/// Exit code for bad input (flags, spec files, unknown ids, rejected jobs).
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+/// Runs one CLI invocation to its end and returns the process exit code.
+pub async fn run(cli: cli::Cli) -> ExitCode {
+    match commands::dispatch(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            let code = commands::exit_code_for(&e);
+            eprintln!("error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the level.
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn,archon=info",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// A token cancelled on Ctrl-C or SIGTERM.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = ctrl_c => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        t.cancel();
+    });
+    token
+}

@@ -1,0 +1,22 @@
+//! The `archon` command: parses arguments and hands them to [`archon::run`].
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// mimalloc: far fewer cycles than glibc's malloc under the manager's
+/// many small, cross-thread allocations (see benches/RESULTS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let cli = archon::cli::Cli::parse();
+    archon::init_tracing(cli.verbose);
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(archon::run(cli)),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! How read commands print: tables for people, JSON for programs.
+
+use archon_core::api::{ClusterStatus, JobDetail, JobSummary, RunDetail, RunSummary, WorkerInfo};
+use archon_core::model::units::{format_bytes, format_cpu, format_duration};
+use archon_core::model::{ExitStatus, Timestamp};
+use comfy_table::{Table, presets::NOTHING};
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_style(NOTHING);
+    t.set_header(header.to_vec());
+    t
+}
+
+fn exit(e: Option<&ExitStatus>) -> String {
+    e.map_or_else(|| "-".into(), |e| e.to_string())
+}
+
+fn time(t: Option<Timestamp>) -> String {
+    t.map_or_else(|| "-".into(), |t| t.to_string())
+}
+
+pub(crate) fn jobs(items: &[JobSummary]) -> String {
+    let mut t = table(&["JOB", "NAME", "KIND", "TASK", "RUNS", "LAST STATE", "CREATED"]);
+    for j in items {
+        let task: String = j.task.chars().take(48).collect();
+        t.add_row(vec![
+            j.id.to_string(),
+            j.name.clone(),
+            j.kind.clone(),
+            task,
+            j.runs.to_string(),
+            j.last_state.map_or("-".into(), |s| s.to_string()),
+            j.created_at.to_string(),
+        ]);
+    }
+    t.to_string()
+}
+
+pub(crate) fn runs(items: &[RunSummary]) -> String {
+    let mut t = table(&["RUN", "JOB", "NAME", "STATE", "ATTEMPTS", "EXIT", "CREATED", "FINISHED"]);
+    for r in items {
+        t.add_row(vec![
+            r.id.to_string(),
+            r.job.to_string(),
+            r.job_name.clone(),
+            r.state.to_string(),
+            r.attempts.to_string(),
+            exit(r.exit.as_ref()),
+            r.created_at.to_string(),
+            time(r.finished_at),
+        ]);
+    }
+    t.to_string()
+}
+
+pub(crate) fn job(d: &JobDetail) -> String {
+    let s = &d.job.spec;
+    let mut out = format!(
+        "{}  {}\n  task:       {} ({})\n  resources:  {}\n  priority:   {}\n  timeout:    {}\n  retries:    {} (backoff {})\n  created:    {}\n",
+        d.job.id,
+        s.name,
+        s.task.summary(),
+        s.task.kind(),
+        s.resources,
+        s.priority,
+        s.timeout.map_or("none".into(), format_duration),
+        s.retry.max_retries,
+        format_duration(s.retry.backoff_base),
+        d.job.created_at,
+    );
+    if d.job.cancelled {
+        out.push_str("  cancelled:  yes\n");
+    }
+    let summaries: Vec<RunSummary> = d
+        .runs
+        .iter()
+        .map(|r| RunSummary {
+            id: r.id,
+            job: r.job,
+            job_name: s.name.clone(),
+            state: r.state,
+            created_at: r.created_at,
+            finished_at: r.finished_at,
+            attempts: u32::try_from(r.attempts.len()).unwrap_or(u32::MAX),
+            exit: None,
+        })
+        .collect();
+    out.push_str(&runs(&summaries));
+    out
+}
+
+pub(crate) fn run(d: &RunDetail) -> String {
+    let r = &d.run;
+    let mut out = format!(
+        "{}  of {} ({})\n  state:      {}\n  exit:       {}\n  attempts:   {} (retries used {})\n  created:    {}\n  finished:   {}\n",
+        r.id,
+        r.job,
+        d.job_name,
+        r.state,
+        exit(d.exit()),
+        r.attempts.len(),
+        r.retries_used,
+        r.created_at,
+        time(r.finished_at),
+    );
+    if let Some(reason) = &r.reason {
+        out.push_str(&format!("  reason:     {reason}\n"));
+    }
+    if let Some(why) = &d.pending_reason {
+        out.push_str(&format!("  pending:    {why}\n"));
+    }
+    if let Some(t) = r.not_before {
+        out.push_str(&format!("  next try:   {t}\n"));
+    }
+    let mut t = table(&["ATTEMPT", "WORKER", "STATE", "STARTED", "FINISHED", "EXIT"]);
+    for a in &d.attempts {
+        t.add_row(vec![
+            a.id.to_string(),
+            a.worker.to_string(),
+            format!("{:?}", a.state).to_lowercase(),
+            time(a.started_at),
+            time(a.finished_at),
+            exit(a.result.as_ref().map(|r| &r.status)),
+        ]);
+    }
+    if !d.attempts.is_empty() {
+        out.push_str(&t.to_string());
+        out.push('\n');
+    }
+    if let Some(result) = d.attempts.last().and_then(|a| a.result.as_ref()) {
+        for (name, tail) in [("stdout", &result.stdout), ("stderr", &result.stderr)] {
+            if tail.data.is_empty() {
+                continue;
+            }
+            let note =
+                if tail.truncated > 0 { format!(" (first {} bytes dropped)", tail.truncated) } else { String::new() };
+            out.push_str(&format!("--- {name}{note} ---\n{}", tail.text()));
+            if !tail.text().ends_with('\n') {
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+pub(crate) fn status(s: &ClusterStatus) -> String {
+    let mut t = table(&["MANAGER", "ADDRESS", "ROLE", "TERM", "APPLIED"]);
+    for m in &s.managers {
+        t.add_row(vec![
+            m.id.to_string(),
+            m.address.clone(),
+            m.role.clone(),
+            m.term.to_string(),
+            m.last_applied.to_string(),
+        ]);
+    }
+    let counts = |m: &std::collections::BTreeMap<String, u64>| {
+        if m.is_empty() {
+            "none".to_owned()
+        } else {
+            m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+        }
+    };
+    format!(
+        "{t}\nworkers: {}\njobs:    {}\nruns:    {}\nqueued:  {}\n",
+        counts(&s.workers),
+        s.jobs,
+        counts(&s.runs),
+        s.queued
+    )
+}
+
+pub(crate) fn workers(items: &[WorkerInfo], now: Timestamp) -> String {
+    let mut t =
+        table(&["WORKER", "NAME", "STATE", "CONNECTED", "LAST SEEN", "CPU", "MEMORY", "RUNNING", "LABELS", "RUNS"]);
+    for w in items {
+        let r = &w.worker;
+        t.add_row(vec![
+            r.id.to_string(),
+            r.name.clone(),
+            r.state.to_string(),
+            if w.connected { "yes".into() } else { "no".into() },
+            w.last_seen.map_or("-".into(), |s| {
+                format!("{} ago", format_duration(std::time::Duration::from_secs(now.since(s).as_secs())))
+            }),
+            format!("{}/{}", format_cpu(r.allocated.cpu_millis), format_cpu(r.capacity.cpu_millis)),
+            format!("{}/{}", format_bytes(r.allocated.memory_bytes), format_bytes(r.capacity.memory_bytes)),
+            r.running.len().to_string(),
+            r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+            r.capabilities.iter().cloned().collect::<Vec<_>>().join(","),
+        ]);
+    }
+    t.to_string()
+}

@@ -1,0 +1,501 @@
+//! A real cluster on loopback: one `archon-manager` process and several
+//! `archon-worker` processes, driven with the `archon` CLI. Workers are killed with
+//! SIGKILL, drained and shut down, and every run must still finish exactly once.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const CLI: &str = env!("CARGO_BIN_EXE_archon");
+
+/// A daemon binary of this workspace, built if this test run has not built it.
+fn daemon_bin(name: &str) -> PathBuf {
+    let dir = PathBuf::from(CLI).parent().unwrap().to_path_buf();
+    let path = dir.join(name);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let profile_release = dir.ends_with("release");
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", name, "--bin", name]);
+        if profile_release {
+            cmd.arg("--release");
+        }
+        assert!(cmd.status().unwrap().success(), "cannot build {name}");
+    }
+    path
+}
+
+struct Proc {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn spawn(bin: &str, args: &[&str]) -> Proc {
+        #[allow(clippy::zombie_processes)] // Proc::drop kills and waits for it.
+        let mut child = Command::new(daemon_bin(bin))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Proc { child, lines }
+    }
+
+    fn wait_line(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let line =
+                self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("no such line");
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return rest.to_owned();
+            }
+        }
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "process did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Cluster {
+    manager: Proc,
+    server: String,
+    workers: BTreeMap<String, Proc>,
+}
+
+impl Cluster {
+    /// A manager with a 2 s reaper threshold and `n` workers of 4 CPUs each.
+    fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, "2s")
+    }
+
+    /// A manager with the given reaper threshold and `n` workers of 4 CPUs each.
+    fn start_with(n: usize, worker_timeout: &str) -> Cluster {
+        let manager = Proc::spawn(
+            "archon-manager",
+            &["--listen", "127.0.0.1:0", "--heartbeat-interval", "300ms", "--worker-timeout", worker_timeout],
+        );
+        let addr = manager.wait_line("archon-manager listening on ");
+        let server = addr.split_whitespace().next().unwrap().to_owned();
+        let mut c = Cluster { manager, server, workers: BTreeMap::new() };
+        for i in 1..=n {
+            c.add_worker(&format!("w{i}"), &[]);
+        }
+        c.wait_connected(n);
+        c
+    }
+
+    fn add_worker(&mut self, name: &str, extra: &[&str]) {
+        let mut args = vec!["--manager", &self.server, "--name", name, "--cpu", "4", "--memory", "4GiB"];
+        args.extend_from_slice(&["--reconnect-base", "100ms", "--reconnect-cap", "1s"]);
+        args.extend_from_slice(extra);
+        let w = Proc::spawn("archon-worker", &args);
+        self.workers.insert(name.to_owned(), w);
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(CLI).args(args).env("ARCHON_SERVER", &self.server).output().unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        let out = self.cli(&all);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn workers(&self) -> Vec<Value> {
+        self.json(&["workers"]).as_array().unwrap().clone()
+    }
+
+    fn wait_connected(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.workers().iter().filter(|w| w["connected"] == true && w["worker"]["state"] == "ready").count() < n {
+            assert!(Instant::now() < deadline, "workers did not connect: {:?}", self.workers());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn submit(&self, args: &[&str]) -> Vec<u64> {
+        let mut all = vec!["submit", "--output", "json"];
+        all.extend(args);
+        let out = self.cli(&all);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_array().unwrap().iter().map(|s| s["run"].as_u64().unwrap()).collect()
+    }
+
+    fn run(&self, id: u64) -> Value {
+        self.json(&["get", &format!("run-{id}")])
+    }
+
+    fn wait_all_terminal(&self, runs: &[u64], within: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let details: Vec<Value> = runs.iter().map(|r| self.run(*r)).collect();
+            let pending: Vec<_> = details
+                .iter()
+                .filter(|d| {
+                    !matches!(d["run"]["state"].as_str(), Some("succeeded" | "failed" | "cancelled" | "timed_out"))
+                })
+                .map(|d| (d["run"]["id"].clone(), d["run"]["state"].clone()))
+                .collect();
+            if pending.is_empty() {
+                return details;
+            }
+            assert!(Instant::now() < deadline, "runs not finished: {pending:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn worker_id(&self, name: &str) -> u64 {
+        self.workers().iter().find(|w| w["worker"]["name"] == name).unwrap()["worker"]["id"].as_u64().unwrap()
+    }
+}
+
+/// The attempts that ended with this outcome (`finished` with exit 0 and so on).
+fn successful_attempts(detail: &Value) -> usize {
+    detail["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| {
+            a["state"] == "finished" && a["result"]["status"]["kind"] == "exited" && a["result"]["status"]["code"] == 0
+        })
+        .count()
+}
+
+#[test]
+fn two_hundred_jobs_spread_across_three_workers_each_succeed_exactly_once() {
+    let c = Cluster::start(3);
+    let mut runs = Vec::new();
+    for i in 0..200 {
+        let name = format!("job{i}");
+        runs.extend(c.submit(&["--name", &name, "--cpu", "1", "--placement", "spread", "--command", "sleep 0.05"]));
+    }
+    let details = c.wait_all_terminal(&runs, Duration::from_secs(60));
+    let mut per_worker: BTreeMap<u64, usize> = BTreeMap::new();
+    for d in &details {
+        assert_eq!(d["run"]["state"], "succeeded", "{d}");
+        assert_eq!(d["attempts"].as_array().unwrap().len(), 1, "ran more than once: {d}");
+        *per_worker.entry(d["attempts"][0]["worker"].as_u64().unwrap()).or_default() += 1;
+    }
+    assert_eq!(per_worker.len(), 3, "not spread across the workers: {per_worker:?}");
+}
+
+#[test]
+fn a_killed_worker_has_its_runs_requeued_within_the_threshold_and_they_succeed_once() {
+    let mut c = Cluster::start(3);
+    // Two 3-second jobs on each worker (4 CPUs each, 2 CPUs per job, spread).
+    let runs: Vec<u64> =
+        (0..6).flat_map(|_| c.submit(&["--cpu", "2", "--placement", "spread", "--command", "sleep 3"])).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while runs.iter().any(|r| c.run(*r)["run"]["state"] != "running") {
+        assert!(Instant::now() < deadline, "jobs did not all start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let victim_id = c.worker_id("w2");
+    let victims: Vec<u64> = runs.iter().copied().filter(|r| c.run(*r)["attempts"][0]["worker"] == victim_id).collect();
+    assert!(!victims.is_empty(), "nothing ran on w2");
+    c.workers.get_mut("w2").unwrap().signal(nix::sys::signal::Signal::SIGKILL);
+    let killed_at = Instant::now();
+    // Within threshold (2 s) + 1 s, every victim runs again elsewhere.
+    loop {
+        let moved = victims.iter().all(|r| {
+            let d = c.run(*r);
+            let attempts = d["attempts"].as_array().unwrap();
+            attempts.len() == 2 && attempts[1]["worker"] != victim_id && d["run"]["state"] == "running"
+        });
+        if moved {
+            break;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(3),
+            "runs of the killed worker not running elsewhere in time"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let w2 = c.workers().into_iter().find(|w| w["worker"]["name"] == "w2").unwrap();
+    assert_eq!(w2["worker"]["state"], "lost");
+    for d in c.wait_all_terminal(&runs, Duration::from_secs(30)) {
+        assert_eq!(d["run"]["state"], "succeeded", "{d}");
+        assert_eq!(successful_attempts(&d), 1, "not exactly once: {d}");
+    }
+}
+
+#[test]
+fn draining_a_worker_stops_new_placements_and_lets_it_leave() {
+    let mut c = Cluster::start(2);
+    let out = c.cli(&["drain", "w1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let w1 = c.worker_id("w1");
+    assert!(c.workers().iter().any(|w| w["worker"]["name"] == "w1" && w["worker"]["state"] == "draining"));
+    let runs: Vec<u64> =
+        (0..10).flat_map(|_| c.submit(&["--cpu", "1", "--placement", "spread", "--command", "true"])).collect();
+    for d in c.wait_all_terminal(&runs, Duration::from_secs(20)) {
+        assert_eq!(d["run"]["state"], "succeeded");
+        assert_ne!(d["attempts"][0]["worker"], w1, "a job went to the draining worker");
+    }
+    // Undrain works; then SIGTERM makes a worker drain itself and leave.
+    assert!(c.cli(&["undrain", "w1"]).status.success());
+    c.wait_connected(2);
+    c.add_worker("w3", &["--drain-grace", "10s", "--label", "role=drainer"]);
+    c.wait_connected(3);
+    let w3 = c.worker_id("w3");
+    let on_w3 = c.submit(&["--cpu", "1", "--constraint", "role=drainer", "--command", "sleep 1"])[0];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.run(on_w3)["run"]["state"] != "running" {
+        assert!(Instant::now() < deadline, "the job on w3 did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(c.run(on_w3)["attempts"][0]["worker"], w3);
+    let w = c.workers.get_mut("w3").unwrap();
+    w.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = w.wait_exit(Duration::from_secs(15));
+    assert!(status.success(), "archon-worker exited with {status}");
+    let d = c.run(on_w3);
+    assert_eq!(d["run"]["state"], "succeeded", "the running job finished during the drain: {d}");
+    assert_eq!(d["attempts"].as_array().unwrap().len(), 1);
+    let w3_state = c.workers().into_iter().find(|w| w["worker"]["name"] == "w3").unwrap();
+    assert_eq!(w3_state["worker"]["state"], "left");
+}
+
+#[test]
+fn bad_worker_input_is_refused_clearly_and_the_manager_stays_up() {
+    let c = Cluster::start(1);
+    let out = c.cli(&["drain", "nosuch"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no worker named or numbered \"nosuch\""));
+    let out = c.cli(&["drain", "w-99"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("w-99 not found"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A worker announcing no CPU is refused at start, naming the setting.
+    let zero = Command::new(daemon_bin("archon-worker"))
+        .args(["--manager", &c.server, "--name", "zero", "--cpu", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(zero.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&zero.stderr).contains("cpu and memory"),
+        "{}",
+        String::from_utf8_lossy(&zero.stderr)
+    );
+    // A second worker under a live worker's name is refused and does not replace it.
+    let server = c.server.clone();
+    let _twin = Proc::spawn("archon-worker", &["--manager", &server, "--name", "w1", "--cpu", "1", "--memory", "1GiB"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let w1: Vec<Value> = c.workers().into_iter().filter(|w| w["worker"]["name"] == "w1").collect();
+    assert_eq!(w1.len(), 1);
+    assert_eq!(w1[0]["connected"], true);
+    assert_eq!(w1[0]["worker"]["capacity"]["cpu_millis"], 4000, "the twin replaced the live worker");
+    // The manager still serves.
+    let runs = c.submit(&["--command", "true"]);
+    assert_eq!(c.wait_all_terminal(&runs, Duration::from_secs(10))[0]["run"]["state"], "succeeded");
+}
+
+/// A TCP proxy on loopback that the test can cut (closing every connection and
+/// refusing new ones) and heal: a worker behind it is partitioned from its manager.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(upstream: std::net::SocketAddr) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (c, k) = (cut.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                if c.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is closed at once
+                }
+                let Ok(server) = std::net::TcpStream::connect(upstream) else { continue };
+                for s in [&client, &server] {
+                    k.lock().unwrap().push(s.try_clone().unwrap());
+                }
+                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { addr, cut, conns }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for s in self.conns.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn heal(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn socket_of(server: &str) -> std::net::SocketAddr {
+    server.trim_start_matches("http://").parse().unwrap()
+}
+
+#[test]
+fn a_restarted_manager_is_found_again_by_its_workers() {
+    let mut c = Cluster::start(2);
+    let before = c.submit(&["--command", "sleep 2"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let addr = socket_of(&c.server);
+    c.manager.signal(nix::sys::signal::Signal::SIGKILL);
+    c.manager.wait_exit(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(500));
+    let listen = addr.to_string();
+    c.manager = Proc::spawn(
+        "archon-manager",
+        &["--listen", &listen, "--heartbeat-interval", "300ms", "--worker-timeout", "2s"],
+    );
+    c.manager.wait_line("archon-manager listening on ");
+    // The workers reconnect by themselves (state before the restart is gone until
+    // the replicated store lands) and run new work.
+    c.wait_connected(2);
+    for w in c.workers.values_mut() {
+        assert!(w.child.try_wait().unwrap().is_none(), "a worker died with its manager");
+    }
+    let runs: Vec<u64> = (0..6).flat_map(|_| c.submit(&["--placement", "spread", "--command", "sleep 0.5"])).collect();
+    let details = c.wait_all_terminal(&runs, Duration::from_secs(20));
+    assert!(details.iter().all(|d| d["run"]["state"] == "succeeded"));
+    let workers_used: std::collections::BTreeSet<String> =
+        details.iter().map(|d| d["attempts"][0]["worker"].to_string()).collect();
+    assert_eq!(workers_used.len(), 2, "both reconnected workers took work");
+    drop(before);
+}
+
+#[test]
+fn a_partitioned_worker_is_fenced_its_run_finishes_once_elsewhere() {
+    let mut c = Cluster::start(1); // w1: no label
+    let proxy = Proxy::start(socket_of(&c.server));
+    let via_proxy = format!("http://{}", proxy.addr);
+    let mut args = vec!["--manager", via_proxy.as_str(), "--name", "far", "--cpu", "4", "--memory", "4GiB"];
+    args.extend(["--label", "zone=b", "--reconnect-base", "100ms", "--reconnect-cap", "500ms"]);
+    c.workers.insert("far".into(), Proc::spawn("archon-worker", &args));
+    c.wait_connected(2);
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("finished");
+    let command = format!("sleep 7; echo finished >> {}", marker.display());
+    let run = c.submit(&["--constraint", "zone=b", "--command", &command])[0];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.run(run)["run"]["state"] != "running" {
+        assert!(Instant::now() < deadline, "the job did not start on the far worker");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let far = c.worker_id("far");
+    assert_eq!(c.run(run)["attempts"][0]["worker"], far);
+    // A second zone=b worker the run can move to.
+    c.add_worker("near", &["--label", "zone=b"]);
+    c.wait_connected(3);
+
+    proxy.cut();
+    let cut_at = Instant::now();
+    let near = c.worker_id("near");
+    loop {
+        let d = c.run(run);
+        if d["attempts"].as_array().unwrap().len() == 2 && d["attempts"][1]["worker"] == near {
+            break;
+        }
+        assert!(cut_at.elapsed() < Duration::from_secs(4), "not requeued within threshold + 1s + a tick: {d}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Heal while the far worker's attempt would still be running: it must be told
+    // its attempt is stale and kill it before it can finish.
+    proxy.heal();
+    let d = c.wait_all_terminal(&[run], Duration::from_secs(20)).remove(0);
+    assert_eq!(d["run"]["state"], "succeeded");
+    assert_eq!(d["attempts"][0]["state"], "lost", "{d}");
+    assert_eq!(d["attempts"][1]["worker"], near);
+    assert_eq!(successful_attempts(&d), 1);
+    c.wait_connected(3); // the far worker is back
+    std::thread::sleep(Duration::from_secs(2)); // past when the stale attempt would have finished
+    let lines = std::fs::read_to_string(&marker).unwrap();
+    assert_eq!(lines.lines().count(), 1, "the stale attempt was not killed: {lines:?}");
+    let again = c.run(run);
+    assert_eq!(again, d, "a late report changed the finished run");
+}
+
+#[test]
+fn a_result_finished_while_cut_off_is_reported_on_reconnect_not_run_again() {
+    let mut c = Cluster::start_with(0, "5s");
+    let proxy = Proxy::start(socket_of(&c.server));
+    let via_proxy = format!("http://{}", proxy.addr);
+    let args = [
+        "--manager",
+        via_proxy.as_str(),
+        "--name",
+        "far",
+        "--cpu",
+        "4",
+        "--memory",
+        "4GiB",
+        "--reconnect-base",
+        "100ms",
+        "--reconnect-cap",
+        "300ms",
+    ];
+    c.workers.insert("far".into(), Proc::spawn("archon-worker", &args));
+    c.wait_connected(1);
+    let run = c.submit(&["--command", "sleep 1"])[0];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.run(run)["run"]["state"] != "running" {
+        assert!(Instant::now() < deadline, "the job did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Cut off while it runs; it finishes during the cut; heal before the reaper fires.
+    proxy.cut();
+    std::thread::sleep(Duration::from_millis(2000));
+    proxy.heal();
+    let d = c.wait_all_terminal(&[run], Duration::from_secs(10)).remove(0);
+    assert_eq!(d["run"]["state"], "succeeded", "{d}");
+    assert_eq!(d["attempts"].as_array().unwrap().len(), 1, "ran again instead of taking the result: {d}");
+}
