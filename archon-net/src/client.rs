@@ -3,7 +3,7 @@
 //! come back as the variant the server returned; a manager that cannot be reached
 //! is an [`Error::Transport`] naming its address.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use archon_core::Error;
@@ -28,10 +28,26 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A connection to a manager's gRPC API. Cheap to clone; clones share the connection.
+/// How long a call keeps looking for the leader (during an election, or while a
+/// manager restarts) before it gives up with the last error.
+const FIND_LEADER_FOR: Duration = Duration::from_secs(15);
+/// The pause between tries while no leader is known.
+const FIND_LEADER_PAUSE: Duration = Duration::from_millis(100);
+
+/// A connection to a manager group's gRPC API. Cheap to clone; clones share the
+/// connection. Calls that reach a follower follow it to the leader; when the
+/// manager in use cannot be reached, calls that are safe to repeat (reads, cancels,
+/// and submits whose every spec carries an idempotency key) try the others.
 #[derive(Debug, Clone)]
 pub struct GrpcClient {
-    inner: ArchonApiClient<Channel>,
+    current: Arc<Mutex<Conn>>,
+    /// Every manager address known: those given, plus leaders learned from redirects.
+    known: Arc<Mutex<Vec<String>>>,
+}
+
+#[derive(Debug, Clone)]
+struct Conn {
+    client: ArchonApiClient<Channel>,
     endpoint: Arc<str>,
 }
 
@@ -40,39 +56,104 @@ impl GrpcClient {
     /// Fails with [`Error::InvalidArgument`] for a malformed address and with
     /// [`Error::Transport`] naming the address when nothing answers there.
     pub async fn connect(endpoint: &str) -> Result<GrpcClient, Error> {
-        let uri = normalize(endpoint);
-        let channel = Endpoint::from_shared(uri.clone())
-            .map_err(|e| {
-                Error::invalid(
-                    "endpoint",
-                    format!("{endpoint:?} is not an address (try http://127.0.0.1:50051 or 127.0.0.1:50051): {e}"),
-                )
-            })?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-            .keep_alive_while_idle(true)
-            .connect()
-            .await
-            .map_err(|e| Error::Transport(format!("cannot reach the manager at {uri}: {}", chain(&e))))?;
-        let inner = ArchonApiClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        Ok(GrpcClient { inner, endpoint: uri.into() })
+        GrpcClient::connect_any(&[endpoint.to_owned()]).await
     }
 
-    /// The address it talks to, as normalized (`http://127.0.0.1:50051`).
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
+    /// Connects to the first of `endpoints` that answers; the others are kept to
+    /// fall back on. Fails with the first address's error when none answers.
+    pub async fn connect_any(endpoints: &[String]) -> Result<GrpcClient, Error> {
+        let known: Vec<String> = endpoints.iter().map(|e| normalize(e)).collect();
+        let mut first_error = None;
+        for endpoint in &known {
+            match dial(endpoint).await {
+                Ok(conn) => {
+                    return Ok(GrpcClient {
+                        current: Arc::new(Mutex::new(conn)),
+                        known: Arc::new(Mutex::new(known.clone())),
+                    });
+                }
+                Err(e @ Error::InvalidArgument { .. }) => return Err(e),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| Error::invalid("endpoint", "no manager address given (try 127.0.0.1:50051)")))
     }
 
-    fn client(&self) -> ArchonApiClient<Channel> {
-        self.inner.clone()
+    /// The address it talks to now, as normalized (`http://127.0.0.1:50051`).
+    pub fn endpoint(&self) -> String {
+        self.conn().endpoint.to_string()
     }
 
-    fn error(&self, status: Status) -> Error {
-        status_error(&self.endpoint, &status)
+    fn conn(&self) -> Conn {
+        self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Runs `call` against the current manager, following leader redirects and,
+    /// when `repeatable`, falling back to other managers on transport failures.
+    async fn call<T, F, Fut>(&self, repeatable: bool, call: F) -> Result<T, Error>
+    where
+        F: Fn(ArchonApiClient<Channel>, Arc<str>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        let deadline = tokio::time::Instant::now() + FIND_LEADER_FOR;
+        loop {
+            let conn = self.conn();
+            let error = match call(conn.client, conn.endpoint.clone()).await {
+                Ok(value) => return Ok(value),
+                Err(e) => e,
+            };
+            let more_than_one = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len() > 1;
+            let moved = match &error {
+                Error::NotLeader { leader: Some(leader) } if normalize(leader) != *conn.endpoint => {
+                    self.switch_to(&normalize(leader)).await
+                }
+                Error::NotLeader { .. } | Error::Unavailable(_) => false,
+                Error::Transport(_) if repeatable && more_than_one => false,
+                _ => return Err(error),
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(error);
+            }
+            if !moved {
+                // No leader known yet (an election), or the one named is gone: pause,
+                // then ask the next manager.
+                tokio::time::sleep(FIND_LEADER_PAUSE).await;
+                if more_than_one {
+                    self.rotate(&conn.endpoint).await;
+                }
+            }
+        }
+    }
+
+    /// Uses `endpoint` from now on, remembering it. False when it cannot be reached.
+    async fn switch_to(&self, endpoint: &str) -> bool {
+        match dial(endpoint).await {
+            Ok(conn) => {
+                {
+                    let mut known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if !known.iter().any(|k| k == endpoint) {
+                        known.push(endpoint.to_owned());
+                    }
+                }
+                *self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = conn;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Moves to the next known manager after `from` that answers, if any.
+    async fn rotate(&self, from: &str) {
+        let known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let start = known.iter().position(|k| k == from).map_or(0, |i| i + 1);
+        for i in 0..known.len() {
+            let candidate = &known[(start + i) % known.len()];
+            if candidate != from && self.switch_to(candidate).await {
+                return;
+            }
+        }
     }
 }
 
@@ -92,12 +173,46 @@ pub(crate) fn status_error(endpoint: &str, status: &Status) -> Error {
     status_to_error(status)
 }
 
+/// Opens a connection to one manager.
+async fn dial(endpoint: &str) -> Result<Conn, Error> {
+    let uri = normalize(endpoint);
+    let channel = Endpoint::from_shared(uri.clone())
+        .map_err(|e| {
+            Error::invalid(
+                "endpoint",
+                format!("{endpoint:?} is not an address (try http://127.0.0.1:50051 or 127.0.0.1:50051): {e}"),
+            )
+        })?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true)
+        .connect()
+        .await
+        .map_err(|e| Error::Transport(format!("cannot reach the manager at {uri}: {}", chain(&e))))?;
+    let client = ArchonApiClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    Ok(Conn { client, endpoint: uri.into() })
+}
+
 #[async_trait]
 impl Api for GrpcClient {
     async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<SubmitResult>, Error> {
         let expected = specs.len();
+        // A submit that may have reached the manager is repeated only when the
+        // manager can tell it is a repeat.
+        let repeatable = specs.iter().all(|s| s.idempotency_key.is_some());
         let request = proto::SubmitRequest { specs: specs.into_iter().map(Into::into).collect() };
-        let results = self.client().submit(request).await.map_err(|s| self.error(s))?.into_inner().results;
+        let results = self
+            .call(repeatable, |mut c, e| {
+                let request = request.clone();
+                async move { c.submit(request).await.map_err(|s| status_error(&e, &s)) }
+            })
+            .await?
+            .into_inner()
+            .results;
         if results.len() != expected {
             return Err(Error::Internal(format!("submitted {expected} specs, got {} results", results.len())));
         }
@@ -105,43 +220,62 @@ impl Api for GrpcClient {
     }
 
     async fn get_job(&self, id: JobId) -> Result<JobDetail, Error> {
-        let detail = self.client().get_job(proto::GetJobRequest { id: id.get() }).await.map_err(|s| self.error(s))?;
+        let request = proto::GetJobRequest { id: id.get() };
+        let detail = self
+            .call(true, |mut c, e| async move { c.get_job(request).await.map_err(|s| status_error(&e, &s)) })
+            .await?;
         detail.into_inner().try_into()
     }
 
     async fn get_run(&self, id: RunId) -> Result<RunDetail, Error> {
-        let detail = self.client().get_run(proto::GetRunRequest { id: id.get() }).await.map_err(|s| self.error(s))?;
+        let request = proto::GetRunRequest { id: id.get() };
+        let detail = self
+            .call(true, |mut c, e| async move { c.get_run(request).await.map_err(|s| status_error(&e, &s)) })
+            .await?;
         detail.into_inner().try_into()
     }
 
     async fn list_jobs(&self, query: JobQuery) -> Result<Page<JobSummary, JobId>, Error> {
-        let page = self.client().list_jobs(proto::ListJobsRequest::from(query)).await.map_err(|s| self.error(s))?;
+        let request = proto::ListJobsRequest::from(query);
+        let page = self
+            .call(true, |mut c, e| {
+                let request = request.clone();
+                async move { c.list_jobs(request).await.map_err(|s| status_error(&e, &s)) }
+            })
+            .await?;
         page.into_inner().try_into()
     }
 
     async fn list_runs(&self, query: RunQuery) -> Result<Page<RunSummary, RunId>, Error> {
-        let page = self.client().list_runs(proto::ListRunsRequest::from(query)).await.map_err(|s| self.error(s))?;
+        let request = proto::ListRunsRequest::from(query);
+        let page = self
+            .call(true, |mut c, e| async move { c.list_runs(request).await.map_err(|s| status_error(&e, &s)) })
+            .await?;
         page.into_inner().try_into()
     }
 
     async fn cancel(&self, target: CancelTarget) -> Result<(), Error> {
-        self.client().cancel(proto::CancelRequest::from(target)).await.map_err(|s| self.error(s))?;
+        let request = proto::CancelRequest::from(target);
+        self.call(true, |mut c, e| async move { c.cancel(request).await.map_err(|s| status_error(&e, &s)) }).await?;
         Ok(())
     }
 
     async fn wait(&self, id: RunId) -> Result<RunDetail, Error> {
-        let detail = self.client().wait_run(proto::WaitRunRequest { id: id.get() }).await.map_err(|s| self.error(s))?;
+        let request = proto::WaitRunRequest { id: id.get() };
+        let detail = self
+            .call(true, |mut c, e| async move { c.wait_run(request).await.map_err(|s| status_error(&e, &s)) })
+            .await?;
         detail.into_inner().try_into()
     }
 
     async fn follow(&self, id: RunId) -> Result<OutputFollow, Error> {
-        let chunks = self
-            .client()
-            .follow_output(proto::FollowOutputRequest { id: id.get() })
-            .await
-            .map_err(|s| self.error(s))?
-            .into_inner();
-        let endpoint = self.endpoint.clone();
+        let request = proto::FollowOutputRequest { id: id.get() };
+        let (chunks, endpoint) = self
+            .call(true, |mut c, e| async move {
+                let chunks = c.follow_output(request).await.map_err(|s| status_error(&e, &s))?;
+                Ok((chunks.into_inner(), e))
+            })
+            .await?;
         Ok(chunks
             .map(move |item| match item {
                 Ok(chunk) => OutputChunk::try_from(chunk),
@@ -151,18 +285,27 @@ impl Api for GrpcClient {
     }
 
     async fn status(&self) -> Result<ClusterStatus, Error> {
-        let status = self.client().status(proto::StatusRequest {}).await.map_err(|s| self.error(s))?;
+        let status =
+            self.call(true, |mut c, e| async move {
+                c.status(proto::StatusRequest {}).await.map_err(|s| status_error(&e, &s))
+            })
+            .await?;
         Ok(status.into_inner().into())
     }
 
     async fn list_workers(&self) -> Result<Vec<WorkerInfo>, Error> {
-        let workers = self.client().list_workers(proto::ListWorkersRequest {}).await.map_err(|s| self.error(s))?;
+        let workers = self
+            .call(true, |mut c, e| async move {
+                c.list_workers(proto::ListWorkersRequest {}).await.map_err(|s| status_error(&e, &s))
+            })
+            .await?;
         each(workers.into_inner().workers, "workers")
     }
 
     async fn set_draining(&self, worker: WorkerId, draining: bool) -> Result<(), Error> {
         let request = proto::SetDrainingRequest { worker: worker.get(), draining };
-        self.client().set_draining(request).await.map_err(|s| self.error(s))?;
+        self.call(true, |mut c, e| async move { c.set_draining(request).await.map_err(|s| status_error(&e, &s)) })
+            .await?;
         Ok(())
     }
 }

@@ -52,5 +52,7 @@ pub use client::GrpcClient;
 pub use error::Error;
 pub use proto::archon_api_server::ArchonApiServer;
 pub use proto::worker_sessions_server::WorkerSessionsServer;
-pub use server::{ApiService, MAX_MESSAGE_BYTES, SHUTDOWN_GRACE, api_service, serve, serve_manager};
+pub use server::{
+    ApiService, MAX_MESSAGE_BYTES, SHUTDOWN_GRACE, api_service, manager_routes, serve, serve_manager, serve_routes,
+};
 pub use sessions::{GrpcTransport, HELLO_TIMEOUT, WorkerService, worker_service};

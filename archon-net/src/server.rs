@@ -95,17 +95,23 @@ pub async fn serve(listener: TcpListener, api: Arc<dyn Api>, shutdown: Cancellat
 /// closed (at most [`SHUTDOWN_GRACE`]; the port closes at once).
 /// The manager itself keeps running: serve it again, on a new listener, to resume.
 pub async fn serve_manager(listener: TcpListener, manager: Manager, shutdown: CancellationToken) -> Result<(), Error> {
-    let api: Arc<dyn Api> = Arc::new(manager.clone());
-    let routes = Routes::new(ApiService::new(api, shutdown.clone()).into_server())
-        .add_service(WorkerService::new(manager, shutdown.clone()).into_server());
+    let routes = manager_routes(manager, &shutdown);
     serve_routes(listener, routes, shutdown, "the gRPC API and worker sessions").await
+}
+
+/// The routes [`serve_manager`] serves, to add more services to (Raft's RPCs share
+/// the port this way) before passing them to [`serve_routes`].
+pub fn manager_routes(manager: Manager, shutdown: &CancellationToken) -> Routes {
+    let api: Arc<dyn Api> = Arc::new(manager.clone());
+    Routes::new(ApiService::new(api, shutdown.clone()).into_server())
+        .add_service(WorkerService::new(manager, shutdown.clone()).into_server())
 }
 
 /// Serves `routes` on `listener` until `shutdown` fires, then stops gracefully: the
 /// port closes at once, open connections get [`SHUTDOWN_GRACE`] to finish. A peer
 /// that vanished without closing its connection cannot hold the call up longer;
-/// keepalive closes such a connection later.
-async fn serve_routes(
+/// keepalive closes such a connection later. `what` names the services in logs.
+pub async fn serve_routes(
     listener: TcpListener,
     routes: Routes,
     shutdown: CancellationToken,

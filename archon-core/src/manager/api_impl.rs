@@ -20,6 +20,7 @@ use crate::store::StoreExt;
 #[async_trait]
 impl Api for Manager {
     async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<SubmitResult>, Error> {
+        self.ensure_leader()?;
         let at = self.shared.clock.now();
         let commands = specs.into_iter().map(|spec| Command::SubmitJob { at, spec: Arc::new(spec) }).collect();
         let outcomes = self.propose(commands).await?;
@@ -41,10 +42,12 @@ impl Api for Manager {
     }
 
     async fn get_job(&self, id: JobId) -> Result<JobDetail, Error> {
+        self.ensure_leader()?;
         self.shared.store.query(|s| queries::job_detail(s, id))
     }
 
     async fn get_run(&self, id: RunId) -> Result<RunDetail, Error> {
+        self.ensure_leader()?;
         let mut detail = self.shared.store.query(|s| queries::run_detail(s, id))?;
         if matches!(detail.run.state, crate::model::RunState::Pending | crate::model::RunState::Retrying) {
             detail.pending_reason = self.shared.pending_reasons().get(&id).cloned();
@@ -53,14 +56,17 @@ impl Api for Manager {
     }
 
     async fn list_jobs(&self, query: JobQuery) -> Result<Page<JobSummary, JobId>, Error> {
+        self.ensure_leader()?;
         Ok(self.shared.store.query(|s| queries::list_jobs(s, &query)))
     }
 
     async fn list_runs(&self, query: RunQuery) -> Result<Page<RunSummary, RunId>, Error> {
+        self.ensure_leader()?;
         self.shared.store.query(|s| queries::list_runs(s, &query))
     }
 
     async fn cancel(&self, target: CancelTarget) -> Result<(), Error> {
+        self.ensure_leader()?;
         let at = self.shared.clock.now();
         let command = match target {
             CancelTarget::Job(job) => Command::CancelJob { at, job },
@@ -70,6 +76,7 @@ impl Api for Manager {
     }
 
     async fn set_draining(&self, worker: WorkerId, draining: bool) -> Result<(), Error> {
+        self.ensure_leader()?;
         if self.shared.store.query(|s| s.worker(worker).is_none()) {
             return Err(Error::NotFound(worker.to_string()));
         }
@@ -78,7 +85,9 @@ impl Api for Manager {
     }
 
     async fn wait(&self, id: RunId) -> Result<RunDetail, Error> {
+        self.ensure_leader()?;
         let mut finished = self.shared.finished.subscribe();
+        let mut leadership = self.shared.store.leadership();
         loop {
             let detail = self.get_run(id).await?;
             if detail.run.state.is_terminal() {
@@ -88,6 +97,8 @@ impl Api for Manager {
                 let received = tokio::select! {
                     r = finished.recv() => r,
                     _ = self.shared.stopped.cancelled() => return Err(Error::ShuttingDown),
+                    // Deposed: the new leader is where the run's end will be seen.
+                    _ = leadership.wait_for(|l| !l.is_leader) => return Err(self.not_leader()),
                 };
                 match received {
                     Ok(batch) if batch.contains(&id) => break,
@@ -100,6 +111,7 @@ impl Api for Manager {
     }
 
     async fn follow(&self, id: RunId) -> Result<OutputFollow, Error> {
+        self.ensure_leader()?;
         let store = self.shared.store.clone();
         let mut ended = None;
         let sub = self.shared.hub.subscribe(id, || {
@@ -159,21 +171,26 @@ impl Api for Manager {
         }
     }
 
+    /// Served by any manager: the state as this one has applied it, and every
+    /// manager of the group as each reports itself.
     async fn status(&self) -> Result<ClusterStatus, Error> {
         let mut status = self.shared.store.query(queries::status);
-        let leadership = self.shared.store.leadership().borrow().clone();
-        let applied = self.shared.store.query(|s| s.applied());
-        status.managers.push(ManagerInfo {
-            id: self.shared.config.node_id,
-            address: self.shared.config.address.clone(),
-            role: if leadership.is_leader { "leader".into() } else { "follower".into() },
-            term: leadership.term,
-            last_applied: applied,
-        });
+        status.managers = self.shared.store.managers().await;
+        if status.managers.is_empty() {
+            let leadership = self.shared.store.leadership().borrow().clone();
+            status.managers.push(ManagerInfo {
+                id: self.shared.config.node_id,
+                address: self.shared.config.address.clone(),
+                role: if leadership.is_leader { "leader".into() } else { "follower".into() },
+                term: leadership.term,
+                last_applied: self.shared.store.query(|s| s.applied()),
+            });
+        }
         Ok(status)
     }
 
     async fn list_workers(&self) -> Result<Vec<WorkerInfo>, Error> {
+        self.ensure_leader()?;
         let live = self.shared.liveness.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         Ok(self.shared.store.query(|s| {
             s.workers()
@@ -192,6 +209,16 @@ impl Api for Manager {
 }
 
 impl Manager {
+    /// Only the leader serves the API (but `status`): elsewhere the state may lag
+    /// and nothing is dispatched, so callers are sent to the leader.
+    fn ensure_leader(&self) -> Result<(), Error> {
+        if self.shared.store.leadership().borrow().is_leader { Ok(()) } else { Err(self.not_leader()) }
+    }
+
+    fn not_leader(&self) -> Error {
+        Error::NotLeader { leader: self.shared.store.leadership().borrow().leader.clone() }
+    }
+
     /// Proposes one command; a rejection becomes [`Error::Rejected`].
     async fn propose_one(&self, command: Command) -> Result<(), Error> {
         match self.propose(vec![command]).await?.pop() {

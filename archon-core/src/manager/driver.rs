@@ -68,6 +68,8 @@ pub(crate) struct Driver {
     next_explain: Instant,
     /// A pass left runs pending without explaining them (rate limit).
     unexplained: bool,
+    /// Whether the store says this manager leads (and so dispatches and reaps).
+    leading: bool,
 }
 
 impl Driver {
@@ -80,16 +82,34 @@ impl Driver {
             dirty: true,
             next_explain: Instant::now(),
             unexplained: false,
+            leading: false,
         }
     }
 
     pub(crate) async fn run(mut self, shutdown: CancellationToken) -> Result<(), Error> {
-        self.grant_grace();
+        let mut leadership = self.shared.store.leadership();
         let tick = (self.shared.config.worker_timeout / 4).max(std::time::Duration::from_millis(50));
         let mut next_reap = Instant::now() + tick;
         let max_batch = self.shared.config.max_batch.max(1);
         let mut inputs = Vec::with_capacity(1024);
         loop {
+            let leading = leadership.borrow_and_update().is_leader;
+            if leading != self.leading {
+                self.set_leading(leading);
+                next_reap = Instant::now() + tick;
+            }
+            if !self.leading {
+                // A follower dispatches nothing: callers and workers go to the leader.
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    changed = leadership.changed() => if changed.is_err() { break },
+                    input = self.rx.recv() => match input {
+                        Some(input) => self.refuse(input),
+                        None => break,
+                    },
+                }
+                continue;
+            }
             if !self.dirty {
                 let retry_at = self.shared.store.query(|s| s.next_retry_at());
                 let sleep = retry_at.map(|t| self.instant_of(t));
@@ -102,6 +122,7 @@ impl Driver {
                     _ = sleep_until_opt(sleep) => self.dirty = true,
                     _ = sleep_until_opt(self.unexplained.then_some(self.next_explain)) => self.dirty = true,
                     _ = tokio::time::sleep_until(next_reap) => {}
+                    _ = leadership.changed() => continue,
                 }
             } else if shutdown.is_cancelled() {
                 break;
@@ -121,7 +142,39 @@ impl Driver {
         Ok(())
     }
 
-    /// Gives every known worker a fresh grace period (on start, i.e. on gaining leadership).
+    /// Starts or stops the leader-only parts: dispatch, placement and the reaper.
+    fn set_leading(&mut self, leading: bool) {
+        self.leading = leading;
+        if leading {
+            tracing::info!("leading: dispatching and reaping");
+            self.dirty = true;
+            self.grant_grace();
+        } else {
+            tracing::info!("not leading: closing worker sessions so workers find the leader");
+            self.sessions.clear();
+            self.shared.liveness.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+            self.shared.pending_reasons().clear();
+            self.dirty = false;
+        }
+    }
+
+    /// Answers an input that reached a follower.
+    fn refuse(&mut self, input: Input) {
+        let leader = self.shared.store.leadership().borrow().leader.clone();
+        match input {
+            Input::Propose { reply, .. } => {
+                let _ = reply.send(Err(Error::NotLeader { leader }));
+            }
+            Input::Attach { reply, .. } => {
+                let _ = reply.send(Err(Error::NotLeader { leader }));
+            }
+            Input::Detached { worker, session } => self.detach(worker, session),
+            // From a session of a past leadership: the worker re-reports to the leader.
+            Input::Started { .. } | Input::Finished { .. } | Input::Draining { .. } | Input::Leaving { .. } => {}
+        }
+    }
+
+    /// Gives every known worker a fresh grace period (on gaining leadership).
     fn grant_grace(&self) {
         let now = self.shared.clock.now();
         let ids: Vec<WorkerId> = self.shared.store.query(|s| {
@@ -133,7 +186,7 @@ impl Driver {
         });
         let mut live = self.shared.liveness.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for id in ids {
-            live.entry(id).or_insert(Liveness { last_seen: now, connected: false });
+            live.entry(id).or_insert(Liveness { last_seen: now, connected: false }).last_seen = now;
         }
     }
 

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 pub use mem::MemStore;
 
+use crate::api::ManagerInfo;
 use crate::error::Error;
 use crate::state::{ClusterState, Command, Outcome};
 
@@ -35,6 +36,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Leadership changes, as a watch channel.
     fn leadership(&self) -> watch::Receiver<Leadership>;
+
+    /// Every manager of the replication group as each reports itself (for
+    /// status). Empty for a store with no group: the manager describes itself.
+    async fn managers(&self) -> Vec<ManagerInfo> {
+        Vec::new()
+    }
 }
 
 /// Convenience reads on any [`Store`].

@@ -2,4 +2,5 @@
 //! helpers for tests. Enabled by the `testkit` feature.
 
 pub mod executor_suite;
+pub mod store_suite;
 pub mod transport_suite;

@@ -97,6 +97,13 @@ impl GrpcTransport {
         self.targets.iter().map(|t| t.address.as_str())
     }
 
+    /// Opens a session to the manager of `targets[index]`.
+    async fn connect_to(&self, index: usize, hello: Hello) -> Result<Session, Error> {
+        let target = &self.targets[index];
+        let endpoint = target.endpoint.clone()?;
+        self.open(&target.address, endpoint, hello).await
+    }
+
     /// Opens a session to the manager at `address`.
     async fn open(&self, address: &str, endpoint: Endpoint, hello: Hello) -> Result<Session, Error> {
         let channel = endpoint
@@ -168,6 +175,14 @@ impl Transport for GrpcTransport {
                 Ok(session) => {
                     self.next.store(index, Ordering::Relaxed);
                     return Ok(session);
+                }
+                Err(Error::NotLeader { leader: Some(leader) })
+                    if let Some(hinted) = self.targets.iter().position(|t| t.address == normalize(&leader))
+                        && hinted != index =>
+                {
+                    // A follower named the leader: go there next.
+                    self.next.store(hinted, Ordering::Relaxed);
+                    return self.connect_to(hinted, hello).await;
                 }
                 Err(e) if worth_trying_elsewhere(&e) => {
                     self.next.store((index + 1) % count, Ordering::Relaxed);

@@ -136,6 +136,8 @@ async fn bare_queue(jobs: usize) -> anyhow::Result<Duration> {
 struct DevProcess {
     child: tokio::process::Child,
     api: Arc<dyn Api>,
+    /// Its data dir, removed when the run ends.
+    _data: tempfile::TempDir,
 }
 
 async fn start_dev(archon: Option<std::path::PathBuf>) -> anyhow::Result<DevProcess> {
@@ -143,8 +145,10 @@ async fn start_dev(archon: Option<std::path::PathBuf>) -> anyhow::Result<DevProc
         Some(p) => p,
         None => std::env::current_exe()?.with_file_name("archon"),
     };
+    let data = tempfile::tempdir()?;
     let mut child = tokio::process::Command::new(&bin)
-        .args(["dev", "--listen", "127.0.0.1:0", "--cpu", "1000000", "--memory", "1TiB"])
+        .args(["dev", "--listen", "127.0.0.1:0", "--cpu", "1000000", "--memory", "1TiB", "--data-dir"])
+        .arg(data.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -160,7 +164,7 @@ async fn start_dev(archon: Option<std::path::PathBuf>) -> anyhow::Result<DevProc
         }
     };
     let api: Arc<dyn Api> = Arc::new(archon_net::GrpcClient::connect(&address).await?);
-    Ok(DevProcess { child, api })
+    Ok(DevProcess { child, api, _data: data })
 }
 
 async fn grpc(jobs: usize, batch: usize, submitters: usize, archon: Option<std::path::PathBuf>) -> anyhow::Result<()> {

@@ -33,6 +33,19 @@ struct Flags {
     /// Default placement policy: binpack or spread.
     #[arg(long, env = "ARCHON_PLACEMENT")]
     placement: Option<String>,
+    /// This manager's Raft node id (unique in the group, never reused).
+    #[arg(long, env = "ARCHON_NODE_ID")]
+    node_id: Option<u64>,
+    /// Where the manager keeps its durable state [default: ~/.local/share/archon/manager-<node id>].
+    #[arg(long, env = "ARCHON_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Bootstrap a group of these managers, e.g. 1=10.0.0.1:50051,2=10.0.0.2:50051,3=10.0.0.3:50051
+    /// (start each with the same list and its own --node-id).
+    #[arg(long, env = "ARCHON_PEERS")]
+    peers: Option<String>,
+    /// Join an existing group through one of its managers (HOST:PORT).
+    #[arg(long, env = "ARCHON_JOIN")]
+    join: Option<String>,
     /// More logging (-v, -vv).
     #[arg(long, short = 'v', action = clap::ArgAction::Count)]
     verbose: u8,
@@ -52,6 +65,10 @@ fn configure(flags: Flags) -> anyhow::Result<ManagerDaemonConfig> {
         heartbeat_interval: flags.heartbeat_interval,
         worker_timeout: flags.worker_timeout,
         placement: flags.placement,
+        node_id: flags.node_id,
+        data_dir: flags.data_dir,
+        peers: flags.peers,
+        join: flags.join,
     })?;
     Ok(config)
 }

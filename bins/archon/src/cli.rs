@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "archon", version, about, propagate_version = true)]
 pub struct Cli {
-    /// The manager to talk to.
+    /// The manager(s) to talk to, comma-separated; calls follow the leader.
     #[arg(long, global = true, env = "ARCHON_SERVER", default_value = "http://127.0.0.1:50051")]
     pub server: String,
     /// How read commands print: human tables or JSON.
@@ -78,6 +78,21 @@ pub enum Command {
         /// w-N or the worker's name.
         worker: String,
     },
+    /// The managers' Raft group: list its members, remove one.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+/// `archon cluster …`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Every manager of the group with its role, term and last applied index.
+    Members,
+    /// Take a manager out of the group (by node id), e.g. before retiring its machine.
+    Remove {
+        /// The manager's node id (see archon cluster members).
+        node_id: u64,
+    },
 }
 
 /// `archon dev`.
@@ -86,6 +101,9 @@ pub struct DevArgs {
     /// Where the gRPC API listens.
     #[arg(long, default_value = "127.0.0.1:50051", env = "ARCHON_LISTEN")]
     pub listen: SocketAddr,
+    /// Where the cluster keeps its durable state [default: ~/.local/share/archon/dev].
+    #[arg(long, env = "ARCHON_DATA_DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
     /// The local worker's name (default: dev-<hostname>).
     #[arg(long)]
     pub worker_name: Option<String>,

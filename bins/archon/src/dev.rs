@@ -1,6 +1,7 @@
-//! `archon dev`: a whole cluster in one process — a manager on an in-memory store,
-//! one local worker running shell, script and process jobs, and the gRPC API.
-//! On shutdown the worker kills what it runs before the manager stops.
+//! `archon dev`: a whole cluster in one process — a manager on a durable
+//! single-node Raft store in the data dir, one local worker running shell, script
+//! and process jobs, and the gRPC API. On shutdown the worker kills what it runs
+//! before the manager stops; after a crash, a restart finds every acknowledged job.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,7 +13,6 @@ use archon_core::api::Api;
 use archon_core::executor::ExecutorRegistry;
 use archon_core::manager::{Manager, ManagerConfig};
 use archon_core::model::Resources;
-use archon_core::store::MemStore;
 use archon_core::transport::InProcTransport;
 use archon_core::worker::{WorkerConfig, WorkerRuntime};
 use tokio_util::sync::CancellationToken;
@@ -28,6 +28,8 @@ pub struct DevConfig {
     pub capacity: Resources,
     /// The local worker's labels.
     pub labels: BTreeMap<String, String>,
+    /// Where the cluster's state lives.
+    pub data_dir: std::path::PathBuf,
 }
 
 impl DevConfig {
@@ -38,6 +40,7 @@ impl DevConfig {
             worker_name: format!("dev-{}", crate::host::hostname()),
             capacity: crate::host::capacity(),
             labels: BTreeMap::new(),
+            data_dir: crate::replicated::default_data_dir("dev"),
         }
     }
 }
@@ -62,8 +65,13 @@ pub async fn run(config: DevConfig, executors: ExecutorRegistry, shutdown: Cance
         .with_context(|| format!("--listen: cannot listen on {}", config.listen))?;
     let address = listener.local_addr().context("listener address")?;
 
-    let manager = Manager::builder(Arc::new(MemStore::new()))
-        .config(ManagerConfig { address: format!("http://{address}"), ..ManagerConfig::default() })
+    let advertised = format!("http://{address}");
+    println!("Archon dev keeps its state in {}", config.data_dir.display());
+    let store =
+        crate::replicated::open(&crate::replicated::StoreOptions::new(config.data_dir.clone()), &advertised).await?;
+    store.wait_for_leadership(Duration::from_secs(30)).await.context("the store did not elect itself leader")?;
+    let manager = Manager::builder(Arc::new(store.clone()))
+        .config(ManagerConfig { address: advertised, ..ManagerConfig::default() })
         .build();
     let manager_stop = CancellationToken::new();
     let manager_task = tokio::spawn({
@@ -92,13 +100,16 @@ pub async fn run(config: DevConfig, executors: ExecutorRegistry, shutdown: Cance
 
     // The same server as archon-manager: the API and worker sessions on one port,
     // so `archon-worker --manager <this address>` can join a dev cluster too.
-    let served = archon_net::serve_manager(listener, manager.clone(), shutdown.clone()).await;
+    let routes = archon_net::manager_routes(manager.clone(), &shutdown)
+        .add_service(archon_raft::service::raft_service(store.raft().clone()));
+    let served = archon_net::serve_routes(listener, routes, shutdown.clone(), "the gRPC API").await;
 
     // Stop the worker first: it kills running attempts (whole process trees).
     worker_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(15), worker_task).await;
     manager_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), manager_task).await;
+    let _ = store.shutdown().await;
     served.context("gRPC server")?;
     println!("Archon dev cluster stopped.");
     Ok(())

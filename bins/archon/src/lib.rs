@@ -9,6 +9,7 @@ pub mod dev;
 pub mod draft;
 pub mod host;
 mod render;
+pub mod replicated;
 
 use std::process::ExitCode;
 

@@ -144,9 +144,10 @@ pub(crate) fn run(d: &RunDetail) -> String {
     out
 }
 
-pub(crate) fn status(s: &ClusterStatus) -> String {
+/// The managers' table: id, address, role, term and last applied index.
+pub(crate) fn managers(managers: &[archon_core::api::ManagerInfo]) -> String {
     let mut t = table(&["MANAGER", "ADDRESS", "ROLE", "TERM", "APPLIED"]);
-    for m in &s.managers {
+    for m in managers {
         t.add_row(vec![
             m.id.to_string(),
             m.address.clone(),
@@ -155,6 +156,11 @@ pub(crate) fn status(s: &ClusterStatus) -> String {
             m.last_applied.to_string(),
         ]);
     }
+    t.to_string()
+}
+
+pub(crate) fn status(s: &ClusterStatus) -> String {
+    let t = managers(&s.managers);
     let counts = |m: &std::collections::BTreeMap<String, u64>| {
         if m.is_empty() {
             "none".to_owned()

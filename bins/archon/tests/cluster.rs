@@ -91,6 +91,7 @@ impl Drop for Proc {
 
 struct Cluster {
     manager: Proc,
+    data: tempfile::TempDir,
     server: String,
     workers: BTreeMap<String, Proc>,
 }
@@ -103,13 +104,23 @@ impl Cluster {
 
     /// A manager with the given reaper threshold and `n` workers of 4 CPUs each.
     fn start_with(n: usize, worker_timeout: &str) -> Cluster {
+        let data = tempfile::tempdir().unwrap();
         let manager = Proc::spawn(
             "archon-manager",
-            &["--listen", "127.0.0.1:0", "--heartbeat-interval", "300ms", "--worker-timeout", worker_timeout],
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--heartbeat-interval",
+                "300ms",
+                "--worker-timeout",
+                worker_timeout,
+                "--data-dir",
+                data.path().to_str().unwrap(),
+            ],
         );
         let addr = manager.wait_line("archon-manager listening on ");
         let server = addr.split_whitespace().next().unwrap().to_owned();
-        let mut c = Cluster { manager, server, workers: BTreeMap::new() };
+        let mut c = Cluster { manager, data, server, workers: BTreeMap::new() };
         for i in 1..=n {
             c.add_worker(&format!("w{i}"), &[]);
         }
@@ -393,13 +404,13 @@ fn a_restarted_manager_is_found_again_by_its_workers() {
     c.manager.wait_exit(Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(500));
     let listen = addr.to_string();
+    let data = c.data.path().to_str().unwrap().to_owned();
     c.manager = Proc::spawn(
         "archon-manager",
-        &["--listen", &listen, "--heartbeat-interval", "300ms", "--worker-timeout", "2s"],
+        &["--listen", &listen, "--heartbeat-interval", "300ms", "--worker-timeout", "2s", "--data-dir", &data],
     );
     c.manager.wait_line("archon-manager listening on ");
-    // The workers reconnect by themselves (state before the restart is gone until
-    // the replicated store lands) and run new work.
+    // The workers reconnect by themselves, re-announcing what they run, and run new work.
     c.wait_connected(2);
     for w in c.workers.values_mut() {
         assert!(w.child.try_wait().unwrap().is_none(), "a worker died with its manager");
@@ -410,7 +421,9 @@ fn a_restarted_manager_is_found_again_by_its_workers() {
     let workers_used: std::collections::BTreeSet<String> =
         details.iter().map(|d| d["attempts"][0]["worker"].to_string()).collect();
     assert_eq!(workers_used.len(), 2, "both reconnected workers took work");
-    drop(before);
+    // The run in flight at the crash was kept (the store is durable) and ends once.
+    let before = c.wait_all_terminal(&before, Duration::from_secs(20));
+    assert_eq!(before[0]["run"]["state"], "succeeded", "{}", before[0]);
 }
 
 #[test]

@@ -13,13 +13,16 @@ const BIN: &str = env!("CARGO_BIN_EXE_archon");
 struct Dev {
     child: Child,
     server: String,
+    _data: tempfile::TempDir,
 }
 
 impl Dev {
     fn start() -> Dev {
+        let data = tempfile::tempdir().unwrap();
         #[allow(clippy::zombie_processes)] // Dev::drop kills and waits for it.
         let mut child = Command::new(BIN)
-            .args(["dev", "--listen", "127.0.0.1:0", "--cpu", "4", "--memory", "4GiB"])
+            .args(["dev", "--listen", "127.0.0.1:0", "--cpu", "4", "--memory", "4GiB", "--data-dir"])
+            .arg(data.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -36,7 +39,7 @@ impl Dev {
             let line =
                 rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("archon dev did not start");
             if let Some(addr) = line.strip_prefix("gRPC API listening on ") {
-                return Dev { child, server: addr.trim().to_owned() };
+                return Dev { child, server: addr.trim().to_owned(), _data: data };
             }
         }
     }

@@ -14,7 +14,7 @@ use archon_net::GrpcClient;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::cli::{Cli, Command, Format, SubmitArgs};
+use crate::cli::{Cli, ClusterCommand, Command, Format, SubmitArgs};
 use crate::draft::{JobDraft, Naming, read_spec_file};
 use crate::{EXIT_BAD_INPUT, render};
 
@@ -60,6 +60,9 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.capacity.memory_bytes = mem;
             }
             config.labels = args.labels.into_iter().collect();
+            if let Some(dir) = args.data_dir {
+                config.data_dir = dir;
+            }
             let shutdown = crate::shutdown_on_signals();
             crate::dev::run(config, crate::dev::executors(), shutdown).await?;
             Ok(ExitCode::SUCCESS)
@@ -152,6 +155,18 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Drain { worker } => set_draining(&cli.server, &worker, true).await,
         Command::Undrain { worker } => set_draining(&cli.server, &worker, false).await,
+        Command::Cluster(ClusterCommand::Members) => {
+            let api = connect(&cli.server).await?;
+            let managers = api.status().await?.managers;
+            print(format, &managers, || render::managers(&managers))
+        }
+        Command::Cluster(ClusterCommand::Remove { node_id }) => {
+            let admin = archon_raft::network::AdminClient::new(split_servers(&cli.server));
+            let members = admin.remove(node_id).await.map_err(archon_core::Error::from)?;
+            let voters: Vec<String> = members.voters.iter().map(|m| format!("{} ({})", m.id, m.address)).collect();
+            println!("node {node_id} is out of the group; voters now: {}", voters.join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Workers => {
             let api = connect(&cli.server).await?;
             let workers = api.list_workers().await?;
@@ -181,8 +196,22 @@ async fn set_draining(server: &str, worker: &str, draining: bool) -> anyhow::Res
     Ok(ExitCode::SUCCESS)
 }
 
+/// Connects to the managers `server` lists (comma-separated); calls follow the leader.
 async fn connect(server: &str) -> anyhow::Result<Arc<dyn Api>> {
-    Ok(Arc::new(GrpcClient::connect(server).await?))
+    Ok(Arc::new(GrpcClient::connect_any(&split_servers(server)).await?))
+}
+
+fn split_servers(server: &str) -> Vec<String> {
+    server.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+/// A token unique to this invocation (time, process and a random hasher seed).
+fn unique_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
 }
 
 fn print<T: Serialize>(format: Format, value: &T, table: impl FnOnce() -> String) -> anyhow::Result<ExitCode> {
@@ -264,7 +293,13 @@ struct SubmitLine {
     duplicate: bool,
 }
 
-async fn submit(api: &dyn Api, specs: Vec<JobSpec>, wait: bool, format: Format) -> anyhow::Result<ExitCode> {
+async fn submit(api: &dyn Api, mut specs: Vec<JobSpec>, wait: bool, format: Format) -> anyhow::Result<ExitCode> {
+    // Keys make the submit safe to repeat: if the manager fails over mid-call,
+    // the client resends it to the new leader without creating a second job.
+    let batch = unique_token();
+    for (i, spec) in specs.iter_mut().enumerate() {
+        spec.idempotency_key.get_or_insert_with(|| format!("cli-{batch}-{i}"));
+    }
     let results = api.submit(specs).await?;
     let mut runs = Vec::new();
     let mut lines = Vec::new();

@@ -1,8 +1,9 @@
 //! `archon-manager`: the control plane. Serves the client API and worker sessions
 //! on one gRPC port, places runs, and reaps workers that stop heartbeating.
 //!
-//! State lives in memory until the replicated store lands: a restarted manager
-//! starts empty, and reconnecting workers are told their old attempts are stale.
+//! State is durable: a Raft group (one node by default) on the data dir. With
+//! several managers, only the leader serves the API and worker sessions; the
+//! others redirect callers to it and take over if it fails.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,9 +12,10 @@ use std::time::Duration;
 use anyhow::Context;
 use archon_core::manager::{Manager, ManagerConfig};
 use archon_core::model::PlacementPolicy;
-use archon_core::store::MemStore;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
+
+use crate::replicated::{self, StoreOptions};
 
 /// What `archon-manager` runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +30,14 @@ pub struct ManagerDaemonConfig {
     pub worker_timeout: Duration,
     /// Placement policy for jobs that do not choose one.
     pub placement: PlacementPolicy,
+    /// This manager's Raft node id.
+    pub node_id: u64,
+    /// Where its durable state lives (default: see [`crate::replicated::default_data_dir`]).
+    pub data_dir: Option<std::path::PathBuf>,
+    /// The group to bootstrap, id → address (empty: a group of one).
+    pub peers: std::collections::BTreeMap<u64, String>,
+    /// A member of an existing group to join through.
+    pub join: Option<String>,
 }
 
 impl Default for ManagerDaemonConfig {
@@ -39,6 +49,10 @@ impl Default for ManagerDaemonConfig {
             heartbeat_interval: core.heartbeat_interval,
             worker_timeout: core.worker_timeout,
             placement: core.placement,
+            node_id: 1,
+            data_dir: None,
+            peers: std::collections::BTreeMap::new(),
+            join: None,
         }
     }
 }
@@ -57,6 +71,14 @@ pub struct ManagerFile {
     pub worker_timeout: Option<String>,
     /// `placement = "binpack"` or `"spread"`
     pub placement: Option<String>,
+    /// `node_id = 1`
+    pub node_id: Option<u64>,
+    /// `data_dir = "/var/lib/archon"`
+    pub data_dir: Option<std::path::PathBuf>,
+    /// `peers = "1=10.0.0.1:50051,2=10.0.0.2:50051,3=10.0.0.3:50051"`
+    pub peers: Option<String>,
+    /// `join = "10.0.0.1:50051"`
+    pub join: Option<String>,
 }
 
 impl ManagerDaemonConfig {
@@ -81,6 +103,18 @@ impl ManagerDaemonConfig {
                 other => anyhow::bail!("placement: {other:?} is not a policy (binpack or spread)"),
             };
         }
+        if let Some(id) = f.node_id {
+            self.node_id = id;
+        }
+        if f.data_dir.is_some() {
+            self.data_dir = f.data_dir;
+        }
+        if let Some(p) = f.peers {
+            self.peers = crate::replicated::parse_peers(&p)?;
+        }
+        if f.join.is_some() {
+            self.join = f.join;
+        }
         if self.worker_timeout <= self.heartbeat_interval {
             anyhow::bail!(
                 "worker_timeout ({:?}) must be longer than heartbeat_interval ({:?})",
@@ -99,8 +133,20 @@ pub async fn run(config: ManagerDaemonConfig, shutdown: CancellationToken) -> an
         .with_context(|| format!("listen: cannot listen on {}", config.listen))?;
     let local = listener.local_addr().context("listener address")?;
     let address = config.advertise.clone().unwrap_or_else(|| format!("http://{local}"));
-    let manager = Manager::builder(Arc::new(MemStore::new()))
+    let options = StoreOptions {
+        node_id: config.node_id,
+        data_dir: config
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| replicated::default_data_dir(&format!("manager-{}", config.node_id))),
+        peers: config.peers.clone(),
+        join: config.join.clone(),
+    };
+    println!("archon-manager node {} keeps its state in {}", options.node_id, options.data_dir.display());
+    let store = replicated::open(&options, &address).await?;
+    let manager = Manager::builder(Arc::new(store.clone()))
         .config(ManagerConfig {
+            node_id: config.node_id,
             address: address.clone(),
             heartbeat_interval: config.heartbeat_interval,
             worker_timeout: config.worker_timeout,
@@ -113,11 +159,17 @@ pub async fn run(config: ManagerDaemonConfig, shutdown: CancellationToken) -> an
         let (m, s) = (manager.clone(), driver_stop.clone());
         async move { m.run(s).await }
     });
-    println!("archon-manager listening on http://{local} (API and worker sessions)");
+    println!("archon-manager listening on http://{local} (API, worker sessions and Raft)");
     tracing::info!(%address, worker_timeout = ?config.worker_timeout, "manager started");
-    let served = archon_net::serve_manager(listener, manager, shutdown).await;
+    if let Some(via) = options.join.clone() {
+        replicated::join_in_background(store.clone(), via, shutdown.clone());
+    }
+    let routes = archon_net::manager_routes(manager, &shutdown)
+        .add_service(archon_raft::service::raft_service(store.raft().clone()));
+    let served = archon_net::serve_routes(listener, routes, shutdown, "the manager's gRPC port").await;
     driver_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
+    let _ = store.shutdown().await;
     served.context("gRPC server")?;
     println!("archon-manager stopped");
     Ok(())

@@ -1,0 +1,526 @@
+//! The client side of the `archon.raft.v1.Raft` service: [`GrpcNetwork`], how
+//! openraft reaches its peers, and [`AdminClient`], how the CLI and the daemons ask
+//! a group about its members and change them.
+//!
+//! Peers are reached over lazily connected tonic channels, one per address, shared
+//! by every client of a [`GrpcNetwork`]. A peer that cannot be reached is an
+//! [`RPCError::Unreachable`], so openraft backs off before trying it again; an error
+//! raised by the peer's Raft comes back as an [`RPCError::RemoteError`] holding it.
+//!
+//! [`Links`] is a fault-injection seam for partition tests: a network built with
+//! [`GrpcNetwork::with_links`] treats an RPC over a cut link as unreachable.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use openraft::BasicNode;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Response, Status};
+
+use crate::service::proto::{self, raft_client::RaftClient};
+use crate::service::{CATCH_UP_TIMEOUT, FIELD_KEY, LEADER_KEY, MAX_MESSAGE_BYTES};
+use crate::{Error, TypeConfig};
+
+/// How long connecting to a peer may take before the attempt fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// HTTP/2 pings detect a dead peer on an idle connection.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an admin query (status, members) may take.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a membership change may take: a join waits for the learner to catch up.
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(CATCH_UP_TIMEOUT.as_secs() + 30);
+/// How many not-leader redirects an admin call follows from one starting address.
+const MAX_REDIRECTS: usize = 5;
+
+/// openraft's [`RaftNetworkFactory`] over gRPC: a node's [`BasicNode::addr`] is the
+/// `HOST:PORT` (or `http://HOST:PORT`) of its `archon.raft.v1.Raft` service.
+#[derive(Debug, Clone, Default)]
+pub struct GrpcNetwork {
+    channels: Channels,
+    /// This node's id and the link table its RPCs obey, when faults are injected.
+    links: Option<(u64, Links)>,
+}
+
+impl GrpcNetwork {
+    /// A network with no connection yet; each peer is connected on first use.
+    pub fn new() -> GrpcNetwork {
+        GrpcNetwork::default()
+    }
+
+    /// A network for node `node_id` whose RPCs obey `links`: an RPC to a peer
+    /// over a cut link fails as unreachable without being sent, and a reply that
+    /// arrives after its link was cut is lost the same way. For partition tests.
+    pub fn with_links(node_id: u64, links: Links) -> GrpcNetwork {
+        GrpcNetwork { channels: Channels::default(), links: Some((node_id, links)) }
+    }
+}
+
+/// Which directed links between Raft nodes are cut: the fault-injection table a
+/// [`GrpcNetwork::with_links`] consults before sending each RPC and on its reply.
+/// A request and its reply travel on the link of the node that sends the request,
+/// so cutting both directions between two nodes partitions them. Cheap to clone;
+/// clones share the table. All links are whole when it is new.
+#[derive(Debug, Clone, Default)]
+pub struct Links {
+    cut: Arc<RwLock<BTreeSet<(u64, u64)>>>,
+}
+
+impl Links {
+    /// A table with every link whole.
+    pub fn new() -> Links {
+        Links::default()
+    }
+
+    /// Cuts the link from node `from` to node `to` (one direction).
+    pub fn cut(&self, from: u64, to: u64) {
+        self.cut.write().unwrap_or_else(PoisonError::into_inner).insert((from, to));
+    }
+
+    /// Restores the link from node `from` to node `to`.
+    pub fn heal(&self, from: u64, to: u64) {
+        self.cut.write().unwrap_or_else(PoisonError::into_inner).remove(&(from, to));
+    }
+
+    /// Restores every link.
+    pub fn heal_all(&self) {
+        self.cut.write().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+
+    /// Whether the link from node `from` to node `to` is cut.
+    pub fn is_cut(&self, from: u64, to: u64) -> bool {
+        self.cut.read().unwrap_or_else(PoisonError::into_inner).contains(&(from, to))
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
+    type Network = GrpcPeer;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> GrpcPeer {
+        let client = self.channels.get(&node.addr).map(|channel| {
+            RaftClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES)
+        });
+        let link = self.links.as_ref().map(|(from, links)| (*from, links.clone()));
+        GrpcPeer { target, node: node.clone(), client, link }
+    }
+}
+
+/// One peer as openraft's [`RaftNetwork`]: Raft RPCs to `target` at `node.addr`.
+#[derive(Debug, Clone)]
+pub struct GrpcPeer {
+    target: u64,
+    node: BasicNode,
+    /// The client, or why the address is unusable.
+    client: Result<RaftClient<Channel>, String>,
+    /// The sending node and the link table, when faults are injected.
+    link: Option<(u64, Links)>,
+}
+
+type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<u64, BasicNode, RaftError<u64, E>>>;
+
+impl RaftNetwork<TypeConfig> for GrpcPeer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<u64>> {
+        let entries = rpc.entries.len();
+        let payload = self.to_json("append_entries", &rpc)?;
+        let sent = self
+            .send("append_entries", proto::RaftRequest { payload }, &option, |mut c, r| async move {
+                c.append_entries(r).await
+            })
+            .await;
+        match sent {
+            Err(failure) if failure.too_large && entries > 1 => {
+                Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint((entries / 2) as u64)))
+            }
+            Err(failure) => Err(failure.into_rpc_error()),
+            Ok(reply) => self.decode_reply("append_entries", &reply),
+        }
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest<u64>, option: RPCOption) -> RpcResult<VoteResponse<u64>> {
+        let payload = self.to_json("vote", &rpc)?;
+        let reply = self
+            .send("vote", proto::RaftRequest { payload }, &option, |mut c, r| async move { c.vote(r).await })
+            .await
+            .map_err(Failure::into_rpc_error)?;
+        self.decode_reply("vote", &reply)
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        mut rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<u64>, InstallSnapshotError> {
+        // The chunk's bytes travel beside the JSON rather than as an array of numbers in it.
+        let data = std::mem::take(&mut rpc.data);
+        let payload = self.to_json("install_snapshot", &rpc)?;
+        let reply = self
+            .send("install_snapshot", proto::SnapshotChunk { payload, data }, &option, |mut c, r| async move {
+                c.install_snapshot(r).await
+            })
+            .await
+            .map_err(Failure::into_rpc_error)?;
+        self.decode_reply("install_snapshot", &reply)
+    }
+}
+
+// The errors are openraft's `RPCError`, as large as the trait makes them.
+#[allow(clippy::result_large_err)]
+impl GrpcPeer {
+    /// Sends one RPC within `option`'s hard TTL; the reply's payload or why it failed.
+    async fn send<M, F, Fut>(
+        &self,
+        rpc: &'static str,
+        message: M,
+        option: &RPCOption,
+        call: F,
+    ) -> Result<Vec<u8>, Failure>
+    where
+        F: FnOnce(RaftClient<Channel>, Request<M>) -> Fut,
+        Fut: Future<Output = Result<Response<proto::RaftReply>, Status>>,
+    {
+        let client = self.client.clone().map_err(|why| self.failure(rpc, why))?;
+        self.check_link(rpc, "not sent")?;
+        let ttl = option.hard_ttl();
+        let mut request = Request::new(message);
+        request.set_timeout(ttl);
+        match tokio::time::timeout(ttl, call(client, request)).await {
+            Ok(Ok(reply)) => {
+                self.check_link(rpc, "reply lost")?;
+                Ok(reply.into_inner().payload)
+            }
+            Ok(Err(status)) => {
+                let mut failure = self.failure(rpc, describe(&status));
+                failure.too_large = status.code() == Code::OutOfRange;
+                failure.slow = status.code() == Code::DeadlineExceeded;
+                Err(failure)
+            }
+            Err(_elapsed) => {
+                let mut failure = self.failure(rpc, format!("no answer within {ttl:?}"));
+                failure.slow = true;
+                Err(failure)
+            }
+        }
+    }
+
+    /// Fails when fault injection has cut the link to the target.
+    fn check_link(&self, rpc: &'static str, what: &str) -> Result<(), Failure> {
+        match &self.link {
+            Some((from, links)) if links.is_cut(*from, self.target) => {
+                Err(self.failure(rpc, format!("the link from node {from} is cut ({what})")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn failure(&self, rpc: &'static str, message: String) -> Failure {
+        Failure { rpc, target: self.target, addr: self.node.addr.clone(), message, slow: false, too_large: false }
+    }
+
+    fn to_json<T: serde::Serialize, E: std::error::Error>(
+        &self,
+        rpc: &'static str,
+        message: &T,
+    ) -> RpcResult<Vec<u8>, E> {
+        serde_json::to_vec(message)
+            .map_err(|e| self.failure(rpc, format!("cannot encode the request: {e}")).into_rpc_error())
+    }
+
+    /// The peer's answer: its response, or the error its Raft raised.
+    fn decode_reply<T, E>(&self, rpc: &'static str, payload: &[u8]) -> RpcResult<T, E>
+    where
+        T: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let answer: Result<T, RaftError<u64, E>> = serde_json::from_slice(payload).map_err(|e| {
+            self.failure(rpc, format!("cannot decode the reply (is the peer another version?): {e}")).into_rpc_error()
+        })?;
+        answer.map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e)))
+    }
+}
+
+/// Why a Raft RPC got no answer.
+#[derive(Debug, thiserror::Error)]
+#[error("{rpc} to node {target} at {addr}: {message}")]
+struct Failure {
+    rpc: &'static str,
+    target: u64,
+    addr: String,
+    message: String,
+    /// The peer is there but did not answer in time: retry without backing off,
+    /// as openraft does after its own timeouts.
+    slow: bool,
+    /// The message exceeded a size limit.
+    too_large: bool,
+}
+
+impl Failure {
+    fn into_rpc_error<E: std::error::Error>(self) -> RPCError<u64, BasicNode, E> {
+        if self.slow {
+            RPCError::Network(NetworkError::new(&self))
+        } else {
+            RPCError::Unreachable(Unreachable::new(&self))
+        }
+    }
+}
+
+/// A node as [`AdminClient::node_status`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// Its Raft node id.
+    pub node_id: u64,
+    /// Its address in the membership; `None` while it belongs to no group.
+    pub address: Option<String>,
+    /// `leader`, `follower`, `candidate`, `learner` (replicating, not voting) or
+    /// `shutdown` (Raft stopped).
+    pub role: String,
+    /// Its current term.
+    pub term: u64,
+    /// The index of the last log entry it applied.
+    pub last_applied: Option<u64>,
+    /// The index of the last entry in its log.
+    pub last_log_index: Option<u64>,
+    /// The leader it knows of.
+    pub leader_id: Option<u64>,
+    /// That leader's address.
+    pub leader_address: Option<String>,
+}
+
+/// A member of a Raft group.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Member {
+    /// Its Raft node id.
+    pub id: u64,
+    /// Where its gRPC port is reached (`HOST:PORT`).
+    pub address: String,
+}
+
+/// A group's membership, as its leader knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Members {
+    /// The members that vote, by id.
+    pub voters: Vec<Member>,
+    /// The members that only replicate, by id.
+    pub learners: Vec<Member>,
+    /// The leader that answered.
+    pub leader: Option<Member>,
+}
+
+/// The admin calls of a Raft group: node status, members, join and remove.
+/// Group-wide calls go to the given addresses in turn and follow not-leader
+/// redirects to the leader. Cheap to clone; clones share connections.
+#[derive(Debug, Clone)]
+pub struct AdminClient {
+    addrs: Vec<String>,
+    channels: Channels,
+}
+
+impl AdminClient {
+    /// A client of the group whose members (any of them) are at `addrs`
+    /// (`HOST:PORT` or `http://HOST:PORT`). Nothing is connected yet.
+    pub fn new(addrs: Vec<String>) -> AdminClient {
+        AdminClient { addrs, channels: Channels::default() }
+    }
+
+    /// The node at `addr`, as it sees itself. Any node answers, leader or not.
+    pub async fn node_status(&self, addr: &str) -> Result<NodeStatus, Error> {
+        let reply = self
+            .call(addr, proto::NodeStatusRequest {}, QUERY_TIMEOUT, |mut c, r| async move { c.node_status(r).await })
+            .await?;
+        Ok(NodeStatus::from(reply))
+    }
+
+    /// The group's membership, from its leader.
+    pub async fn members(&self) -> Result<Members, Error> {
+        let reply = self
+            .on_leader(proto::MembersRequest {}, QUERY_TIMEOUT, |mut c, r| async move { c.members(r).await })
+            .await?;
+        Ok(Members::from(reply))
+    }
+
+    /// Adds node `node_id`, reached at `address`, to the group: as a learner until
+    /// it has caught up, then as a voter. Joining a voter again at the same address
+    /// changes nothing. Returns the membership after the change.
+    pub async fn join(&self, node_id: u64, address: &str) -> Result<Members, Error> {
+        let request = proto::JoinRequest { node_id, address: address.to_owned() };
+        let reply = self.on_leader(request, CHANGE_TIMEOUT, |mut c, r| async move { c.join(r).await }).await?;
+        Ok(Members::from(reply))
+    }
+
+    /// Removes node `node_id` (voter or learner) from the group; removing a node
+    /// that is not a member changes nothing, removing the last voter is refused.
+    /// Returns the membership after the change.
+    pub async fn remove(&self, node_id: u64) -> Result<Members, Error> {
+        let request = proto::RemoveRequest { node_id };
+        let reply = self.on_leader(request, CHANGE_TIMEOUT, |mut c, r| async move { c.remove(r).await }).await?;
+        Ok(Members::from(reply))
+    }
+
+    /// Makes the call on the leader: tries each address in turn, following
+    /// not-leader redirects, and returns the first answer or the last error.
+    async fn on_leader<M, T, F, Fut>(&self, message: M, timeout: Duration, call: F) -> Result<T, Error>
+    where
+        M: Clone,
+        F: Fn(RaftClient<Channel>, Request<M>) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let mut last = Error::Invalid {
+            field: "addrs",
+            message: "no address of a group member was given (try HOST:PORT, e.g. 10.0.0.2:50051)".into(),
+        };
+        for start in &self.addrs {
+            let mut addr = start.clone();
+            for _hop in 0..=MAX_REDIRECTS {
+                match self.call(&addr, message.clone(), timeout, &call).await {
+                    Ok(answer) => return Ok(answer),
+                    Err(Error::NotLeader { leader: Some(leader) }) if leader != addr => {
+                        last = Error::NotLeader { leader: Some(leader.clone()) };
+                        addr = leader;
+                    }
+                    // The node answered for the group: the same question elsewhere gets the same answer.
+                    Err(err @ Error::Invalid { .. }) => return Err(err),
+                    Err(err) => {
+                        last = err;
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// Makes one call to the node at `addr`.
+    async fn call<M, T, F, Fut>(&self, addr: &str, message: M, timeout: Duration, call: F) -> Result<T, Error>
+    where
+        F: FnOnce(RaftClient<Channel>, Request<M>) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let channel = self.channels.get(addr).map_err(|message| Error::Invalid { field: "address", message })?;
+        let mut request = Request::new(message);
+        request.set_timeout(timeout);
+        match tokio::time::timeout(timeout, call(RaftClient::new(channel), request)).await {
+            Ok(Ok(reply)) => Ok(reply.into_inner()),
+            Ok(Err(status)) => Err(status_error(addr, &status)),
+            Err(_elapsed) => {
+                Err(Error::Rpc { peer: addr.to_owned(), message: format!("no answer within {}s", timeout.as_secs()) })
+            }
+        }
+    }
+}
+
+/// The error an admin call's status stands for.
+fn status_error(addr: &str, status: &Status) -> Error {
+    match status.code() {
+        Code::FailedPrecondition => Error::NotLeader {
+            leader: status.metadata().get(LEADER_KEY).and_then(|v| v.to_str().ok()).map(str::to_owned),
+        },
+        Code::InvalidArgument => {
+            let field = match status.metadata().get(FIELD_KEY).and_then(|v| v.to_str().ok()) {
+                Some("node_id") => "node_id",
+                Some("address") => "address",
+                Some("payload") => "payload",
+                _ => "request",
+            };
+            let message = status.message();
+            let message = message.strip_prefix(field).and_then(|m| m.strip_prefix(": ")).unwrap_or(message);
+            Error::Invalid { field, message: message.to_owned() }
+        }
+        _ => Error::Rpc { peer: addr.to_owned(), message: describe(status) },
+    }
+}
+
+impl From<proto::NodeStatusReply> for NodeStatus {
+    fn from(reply: proto::NodeStatusReply) -> NodeStatus {
+        let role = match proto::Role::try_from(reply.role) {
+            Ok(proto::Role::Leader) => "leader",
+            Ok(proto::Role::Follower) => "follower",
+            Ok(proto::Role::Candidate) => "candidate",
+            Ok(proto::Role::Learner) => "learner",
+            Ok(proto::Role::Shutdown) => "shutdown",
+            Ok(proto::Role::Unspecified) | Err(_) => "unknown",
+        };
+        NodeStatus {
+            node_id: reply.node_id,
+            address: reply.address,
+            role: role.to_owned(),
+            term: reply.term,
+            last_applied: reply.last_applied,
+            last_log_index: reply.last_log_index,
+            leader_id: reply.leader_id,
+            leader_address: reply.leader_address,
+        }
+    }
+}
+
+impl From<proto::Member> for Member {
+    fn from(member: proto::Member) -> Member {
+        Member { id: member.id, address: member.address }
+    }
+}
+
+impl From<proto::MembersReply> for Members {
+    fn from(reply: proto::MembersReply) -> Members {
+        Members {
+            voters: reply.voters.into_iter().map(Member::from).collect(),
+            learners: reply.learners.into_iter().map(Member::from).collect(),
+            leader: reply.leader.map(Member::from),
+        }
+    }
+}
+
+/// Lazily connected channels by address, shared by clones.
+#[derive(Debug, Clone, Default)]
+struct Channels(Arc<Mutex<HashMap<String, Channel>>>);
+
+impl Channels {
+    /// The channel to `addr` (`HOST:PORT` or `http://HOST:PORT`), or why the address is unusable.
+    fn get(&self, addr: &str) -> Result<Channel, String> {
+        let uri = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
+        let mut channels = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(channel) = channels.get(&uri) {
+            return Ok(channel.clone());
+        }
+        let channel = Endpoint::from_shared(uri.clone())
+            .map_err(|e| format!("{addr:?} is not an address (try HOST:PORT, e.g. 10.0.0.2:50051): {e}"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .connect_lazy();
+        channels.insert(uri, channel.clone());
+        Ok(channel)
+    }
+}
+
+/// A status's message followed by its source chain (what a transport failure says).
+fn describe(status: &Status) -> String {
+    let mut text = status.message().to_owned();
+    let mut next = std::error::Error::source(status);
+    while let Some(err) = next {
+        let part = err.to_string();
+        if !part.is_empty() && part != "transport error" && !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+        next = err.source();
+    }
+    if text.is_empty() { format!("{:?}", status.code()) } else { text }
+}

@@ -1,0 +1,202 @@
+//! The Raft log in redb: entries by index in the `log` table; the vote, the
+//! committed log id and the last purged log id in the `meta` table. Each call is one
+//! transaction, committed (fsync'd) before the call returns or reports a flush.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError, Vote};
+use redb::{Database, ReadableDatabase, ReadableTable};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Failure, LOG, META, NodeId, blocking};
+use crate::TypeConfig;
+
+/// `meta` key of the last saved vote.
+const VOTE: &str = "vote";
+/// `meta` key of the last saved committed log id.
+const COMMITTED: &str = "committed";
+/// `meta` key of the last purged log id.
+const LAST_PURGED: &str = "last_purged";
+
+/// The node's Raft log (and vote) in its redb file. Clones share the file; openraft
+/// uses a clone as its log reader.
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<Database>,
+}
+
+impl Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore").finish_non_exhaustive()
+    }
+}
+
+/// Just the log id of a stored entry, read without decoding its payload.
+#[derive(serde::Deserialize)]
+struct StoredLogId {
+    log_id: LogId<NodeId>,
+}
+
+impl LogStore {
+    pub(super) fn new(db: Arc<Database>) -> LogStore {
+        LogStore { db }
+    }
+
+    /// Reads the JSON value at `key` of the `meta` table.
+    async fn read_meta<T>(&self, key: &'static str) -> Result<Option<T>, Failure>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        blocking(move || {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(META)?;
+            let value = table.get(key)?;
+            Ok(value.map(|v| serde_json::from_slice(v.value())).transpose()?)
+        })
+        .await
+    }
+
+    /// Sets (or, given `None`, removes) the JSON value at `key` of the `meta` table.
+    async fn write_meta<T: Serialize>(&self, key: &'static str, value: Option<&T>) -> Result<(), Failure> {
+        let bytes = value.map(serde_json::to_vec).transpose()?;
+        let db = Arc::clone(&self.db);
+        blocking(move || {
+            let txn = db.begin_write()?;
+            {
+                let mut table = txn.open_table(META)?;
+                match &bytes {
+                    Some(bytes) => table.insert(key, bytes.as_slice())?,
+                    None => table.remove(key)?,
+                };
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        let range: (Bound<u64>, Bound<u64>) = (range.start_bound().cloned(), range.end_bound().cloned());
+        let db = Arc::clone(&self.db);
+        blocking(move || {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(LOG)?;
+            let mut entries = Vec::new();
+            for row in table.range::<u64>(range)? {
+                let (_, value) = row?;
+                entries.push(serde_json::from_slice(value.value())?);
+            }
+            Ok(entries)
+        })
+        .await
+        .map_err(|e| e.at(ErrorSubject::Logs, ErrorVerb::Read))
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
+        let db = Arc::clone(&self.db);
+        blocking(move || {
+            let txn = db.begin_read()?;
+            let last_purged_log_id: Option<LogId<NodeId>> = match txn.open_table(META)?.get(LAST_PURGED)? {
+                Some(value) => Some(serde_json::from_slice(value.value())?),
+                None => None,
+            };
+            let last_entry = match txn.open_table(LOG)?.last()? {
+                Some((_, value)) => Some(serde_json::from_slice::<StoredLogId>(value.value())?.log_id),
+                None => None,
+            };
+            Ok(LogState { last_purged_log_id, last_log_id: last_entry.or(last_purged_log_id) })
+        })
+        .await
+        .map_err(|e| e.at(ErrorSubject::Logs, ErrorVerb::Read))
+    }
+
+    async fn get_log_reader(&mut self) -> LogStore {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
+        self.write_meta(VOTE, Some(vote)).await.map_err(|e| e.at(ErrorSubject::Vote, ErrorVerb::Write))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
+        self.read_meta(VOTE).await.map_err(|e| e.at(ErrorSubject::Vote, ErrorVerb::Read))
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
+        self.write_meta(COMMITTED, committed.as_ref()).await.map_err(|e| e.at(ErrorSubject::Store, ErrorVerb::Write))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+        self.read_meta(COMMITTED).await.map_err(|e| e.at(ErrorSubject::Store, ErrorVerb::Read))
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let rows = entries
+            .into_iter()
+            .map(|entry| Ok((entry.log_id.index, serde_json::to_vec(&entry)?)))
+            .collect::<Result<Vec<(u64, Vec<u8>)>, Failure>>()
+            .map_err(|e| e.at(ErrorSubject::Logs, ErrorVerb::Write))?;
+        let db = Arc::clone(&self.db);
+        blocking(move || {
+            let txn = db.begin_write()?;
+            {
+                let mut table = txn.open_table(LOG)?;
+                for (index, bytes) in &rows {
+                    table.insert(index, bytes.as_slice())?;
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.at(ErrorSubject::Logs, ErrorVerb::Write))?;
+        // Committed with immediate durability: the entries are on disk.
+        callback.log_io_completed(Ok(()));
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let db = Arc::clone(&self.db);
+        blocking(move || {
+            let txn = db.begin_write()?;
+            txn.open_table(LOG)?.retain_in::<u64, _>(log_id.index.., |_, _| false)?;
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.at(ErrorSubject::Log(log_id), ErrorVerb::Delete))
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let last_purged = serde_json::to_vec(&log_id)
+            .map_err(|e| Failure::from(e).at(ErrorSubject::Log(log_id), ErrorVerb::Delete))?;
+        let db = Arc::clone(&self.db);
+        blocking(move || {
+            let txn = db.begin_write()?;
+            txn.open_table(META)?.insert(LAST_PURGED, last_purged.as_slice())?;
+            txn.open_table(LOG)?.retain_in::<u64, _>(..=log_id.index, |_, _| false)?;
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.at(ErrorSubject::Log(log_id), ErrorVerb::Delete))
+    }
+}

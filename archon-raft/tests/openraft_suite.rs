@@ -1,0 +1,212 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The storage contract: openraft's conformance suite, then what Archon relies on
+//! beyond it — the log, vote and committed id survive a restart (which then
+//! re-applies the committed entries after the snapshot), a snapshot carries the whole
+//! cluster state to another node, and purging behind a snapshot keeps later entries
+//! readable.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, RwLock};
+
+use archon_core::model::{JobSpec, Resources, RunId, Task, Timestamp, WorkerId};
+use archon_core::state::{ClusterState, Command};
+use archon_raft::storage::{self, LogStore, StateMachine};
+use archon_raft::{Error, TypeConfig};
+use openraft::storage::{LogState, RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
+use openraft::testing::{StoreBuilder, Suite};
+use openraft::{
+    BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Membership, RaftLogReader, RaftSnapshotBuilder,
+    StorageError, StorageHelper, StoredMembership, Vote,
+};
+use tempfile::TempDir;
+
+/// A fresh store in its own temp dir, removed when the guard drops.
+struct FreshStore;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for FreshStore {
+    async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError<u64>> {
+        let dir = TempDir::new().expect("temp dir");
+        let (log, sm) = storage::open(&dir.path().join("raft.redb"), Arc::default()).expect("open storage");
+        Ok((dir, log, sm))
+    }
+}
+
+#[test]
+fn passes_the_openraft_storage_suite() {
+    Suite::<TypeConfig, LogStore, StateMachine, FreshStore, TempDir>::test_all(FreshStore).unwrap();
+}
+
+fn log_id(index: u64) -> LogId<u64> {
+    LogId::new(CommittedLeaderId::new(1, 0), index)
+}
+
+fn membership() -> Membership<u64, BasicNode> {
+    Membership::new(vec![BTreeSet::from([0])], BTreeMap::from([(0, BasicNode::new("127.0.0.1:7100"))]))
+}
+
+fn register_worker(name: &str) -> Command {
+    Command::RegisterWorker {
+        at: Timestamp(1_000),
+        name: name.to_owned(),
+        address: format!("{name}.local:7001"),
+        labels: BTreeMap::new(),
+        capacity: Resources { cpu_millis: 8_000, memory_bytes: 8 << 30, ..Resources::default() },
+        capabilities: BTreeSet::from(["shell".to_owned()]),
+        running: Vec::new(),
+    }
+}
+
+fn submit_job(name: &str, at: i64) -> Command {
+    Command::SubmitJob { at: Timestamp(at), spec: Arc::new(JobSpec::new(name, Task::Shell { command: "true".into() })) }
+}
+
+fn assign(run: u64, worker: u64, at: i64) -> Command {
+    Command::AssignAttempt { at: Timestamp(at), run: RunId(run), worker: WorkerId(worker) }
+}
+
+/// Eight entries of cluster history from index 0 (where openraft puts the initial
+/// membership): membership, workers, jobs, placements, a blank.
+fn history() -> Vec<Entry<TypeConfig>> {
+    let payloads = vec![
+        EntryPayload::Membership(membership()),
+        EntryPayload::Normal(vec![register_worker("w1"), register_worker("w2")]),
+        EntryPayload::Normal(vec![submit_job("build", 2_000)]),
+        EntryPayload::Normal(vec![submit_job("test", 3_000), assign(1, 1, 3_001)]),
+        EntryPayload::Blank,
+        EntryPayload::Normal(vec![assign(2, 2, 4_000)]),
+        EntryPayload::Normal(vec![submit_job("deploy", 5_000)]),
+        EntryPayload::Normal(Vec::new()),
+    ];
+    payloads.into_iter().zip(0..).map(|(payload, index)| Entry { log_id: log_id(index), payload }).collect()
+}
+
+/// Applies entries, checking one outcome per command and no rejections.
+async fn apply_accepted(sm: &mut StateMachine, entries: &[Entry<TypeConfig>]) {
+    let responses = sm.apply(entries.to_vec()).await.unwrap();
+    assert_eq!(responses.len(), entries.len());
+    for (entry, outcomes) in entries.iter().zip(&responses) {
+        let commands = match &entry.payload {
+            EntryPayload::Normal(commands) => commands.len(),
+            _ => 0,
+        };
+        assert_eq!(outcomes.len(), commands, "one outcome per command of {}", entry.log_id);
+        assert!(outcomes.iter().all(|o| o.rejection().is_none()), "rejected: {outcomes:?}");
+    }
+}
+
+fn snapshot_of(state: &RwLock<ClusterState>) -> ClusterState {
+    state.read().unwrap().clone()
+}
+
+#[tokio::test]
+async fn log_vote_and_committed_survive_a_restart_which_reapplies_committed_entries() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("node-1").join("raft.redb");
+    let history = history();
+
+    let (at_snapshot, at_commit, snapshot_meta) = {
+        let state = Arc::new(RwLock::new(ClusterState::new()));
+        let (mut log, mut sm) = storage::open(&path, Arc::clone(&state)).unwrap();
+        log.blocking_append(history.clone()).await.unwrap();
+        log.save_vote(&Vote::new_committed(1, 0)).await.unwrap();
+        apply_accepted(&mut sm, &history[..5]).await;
+        let snapshot = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        let at_snapshot = snapshot_of(&state);
+        apply_accepted(&mut sm, &history[5..]).await;
+        log.save_committed(Some(log_id(7))).await.unwrap();
+        (at_snapshot, snapshot_of(&state), snapshot.meta)
+    };
+    assert_ne!(at_snapshot, at_commit, "the entries after the snapshot change the state");
+
+    let state = Arc::new(RwLock::new(ClusterState::new()));
+    let (mut log, mut sm) = storage::open(&path, Arc::clone(&state)).unwrap();
+    assert_eq!(log.get_log_state().await.unwrap(), LogState { last_purged_log_id: None, last_log_id: Some(log_id(7)) });
+    assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new_committed(1, 0)));
+    assert_eq!(log.read_committed().await.unwrap(), Some(log_id(7)));
+    assert_eq!(log.try_get_log_entries(0..=7).await.unwrap(), history);
+
+    assert_eq!(snapshot_of(&state), at_snapshot, "open loads the snapshot into the shared state");
+    assert_eq!(
+        sm.applied_state().await.unwrap(),
+        (Some(log_id(4)), StoredMembership::new(Some(log_id(0)), membership()))
+    );
+    assert_eq!(sm.get_current_snapshot().await.unwrap().unwrap().meta, snapshot_meta);
+
+    // What openraft does when a node starts: re-apply the committed log past the snapshot.
+    let initial = StorageHelper::new(&mut log, &mut sm).get_initial_state().await.unwrap();
+    assert_eq!(initial.committed, Some(log_id(7)));
+    assert_eq!(sm.applied_state().await.unwrap().0, Some(log_id(7)));
+    assert_eq!(snapshot_of(&state), at_commit);
+}
+
+#[tokio::test]
+async fn an_installed_snapshot_reproduces_the_leaders_state() {
+    let (leader_dir, follower_dir) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let leader_state = Arc::new(RwLock::new(ClusterState::new()));
+    let (_leader_log, mut leader) =
+        storage::open(&leader_dir.path().join("raft.redb"), Arc::clone(&leader_state)).unwrap();
+    apply_accepted(&mut leader, &history()).await;
+    let snapshot = leader.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    let expected = snapshot_of(&leader_state);
+    assert!(expected.jobs().len() == 3 && expected.workers().len() == 2, "a non-trivial state: {expected:?}");
+
+    let follower_path = follower_dir.path().join("raft.redb");
+    let follower_state = Arc::new(RwLock::new(ClusterState::new()));
+    {
+        let (_follower_log, mut follower) = storage::open(&follower_path, Arc::clone(&follower_state)).unwrap();
+        let mut received = follower.begin_receiving_snapshot().await.unwrap();
+        *received = *snapshot.snapshot;
+        follower.install_snapshot(&snapshot.meta, received).await.unwrap();
+
+        assert_eq!(snapshot_of(&follower_state), expected);
+        assert_eq!(follower.applied_state().await.unwrap(), leader.applied_state().await.unwrap());
+        assert_eq!(follower.get_current_snapshot().await.unwrap().unwrap().meta, snapshot.meta);
+    }
+
+    // The installed snapshot is durable: a restarted follower starts from it.
+    let restarted_state = Arc::new(RwLock::new(ClusterState::new()));
+    let (_log, mut restarted) = storage::open(&follower_path, Arc::clone(&restarted_state)).unwrap();
+    assert_eq!(snapshot_of(&restarted_state), expected);
+    assert_eq!(restarted.applied_state().await.unwrap().0, Some(log_id(7)));
+}
+
+#[tokio::test]
+async fn purging_behind_a_snapshot_keeps_later_entries_readable() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("raft.redb");
+    let history = history();
+    {
+        let (mut log, mut sm) = storage::open(&path, Arc::default()).unwrap();
+        log.blocking_append(history[..7].to_vec()).await.unwrap();
+        apply_accepted(&mut sm, &history[..5]).await;
+        sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        log.purge(log_id(4)).await.unwrap();
+
+        let mut reader = log.get_log_reader().await;
+        assert_eq!(reader.try_get_log_entries(5..).await.unwrap(), history[5..7]);
+        assert!(reader.try_get_log_entries(..5).await.unwrap().is_empty());
+        assert_eq!(
+            log.get_log_state().await.unwrap(),
+            LogState { last_purged_log_id: Some(log_id(4)), last_log_id: Some(log_id(6)) }
+        );
+
+        log.blocking_append(history[7..].to_vec()).await.unwrap();
+        assert_eq!(reader.try_get_log_entries(5..=7).await.unwrap(), history[5..]);
+    }
+
+    let (mut log, _sm) = storage::open(&path, Arc::default()).unwrap();
+    assert_eq!(
+        log.get_log_state().await.unwrap(),
+        LogState { last_purged_log_id: Some(log_id(4)), last_log_id: Some(log_id(7)) }
+    );
+    assert_eq!(log.try_get_log_entries(0..100).await.unwrap(), history[5..]);
+}
+
+#[test]
+fn opening_a_file_that_is_already_open_is_a_data_dir_error() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("raft.redb");
+    let _open = storage::open(&path, Arc::default()).unwrap();
+    let again = storage::open(&path, Arc::default());
+    assert!(matches!(again, Err(Error::DataDir { .. })), "got {:?}", again.err());
+}
