@@ -20,7 +20,7 @@ pub use backoff::Backoff;
 
 use crate::error::Error;
 use crate::executor::{DEFAULT_TAIL_LIMIT, ExecContext, Executor, ExecutorRegistry, OutputSink, OutputWriter};
-use crate::model::{AttemptId, OutputChunk, Resources, RunId};
+use crate::model::{AttemptId, AttemptResult, OutputChunk, Resources, RunId};
 use crate::transport::{Assignment, Hello, ManagerMessage, Session, Transport, WorkerMessage};
 
 /// How a worker behaves.
@@ -85,12 +85,61 @@ struct Shared {
     /// yet. A reconnecting worker announces them with its running ones, so the
     /// manager keeps them live and accepts the result instead of running them again.
     unreported: Mutex<std::collections::HashSet<AttemptId>>,
+    /// Results handed to a session lately. Nothing acknowledges them, so when the
+    /// session breaks (say the manager failed over before committing them) they
+    /// are sent again to the next one; a result the manager already has is
+    /// rejected there as stale and changes nothing.
+    recent: Mutex<std::collections::VecDeque<Sent>>,
     /// Set while shutting down: killed attempts are not reported as finished,
     /// the manager requeues them when told the worker is leaving.
     leaving: CancellationToken,
 }
 
+/// A result handed to a session, kept for [`RESEND_WINDOW`].
+struct Sent {
+    at: tokio::time::Instant,
+    run: RunId,
+    attempt: AttemptId,
+    result: AttemptResult,
+}
+
+/// How long a result handed to a session is kept to send again if that session
+/// breaks: longer than a manager failover takes.
+const RESEND_WINDOW: Duration = Duration::from_secs(15);
+/// The most results kept for resending.
+const RESEND_MAX: usize = 4096;
+
 impl Shared {
+    fn recent(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<Sent>> {
+        self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Remembers a result just handed to a session.
+    fn sent(&self, run: RunId, attempt: AttemptId, result: &AttemptResult) {
+        let now = tokio::time::Instant::now();
+        let mut recent = self.recent();
+        while recent.front().is_some_and(|s| now.duration_since(s.at) > RESEND_WINDOW) || recent.len() >= RESEND_MAX {
+            recent.pop_front();
+        }
+        recent.push_back(Sent { at: now, run, attempt, result: result.clone() });
+    }
+
+    /// After a session broke: its recent results go back to the outbox, and are
+    /// announced as unreported so the next manager keeps their attempts live.
+    fn resend_recent(&self) {
+        let now = tokio::time::Instant::now();
+        let recent: Vec<Sent> = self.recent().drain(..).filter(|s| now.duration_since(s.at) <= RESEND_WINDOW).collect();
+        if recent.is_empty() {
+            return;
+        }
+        tracing::info!(results = recent.len(), "sending recent results again to the next manager");
+        let mut unreported = self.unreported();
+        for s in recent {
+            unreported.insert(s.attempt);
+            let _ = self.reports.try_send(WorkerMessage::Finished { run: s.run, attempt: s.attempt, result: s.result });
+        }
+    }
+
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<AttemptId, Running>> {
         self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -124,6 +173,7 @@ impl WorkerRuntime {
                 running: Mutex::new(HashMap::new()),
                 sink: Arc::new(ReportSink { outbox: reports.clone(), dropped: Default::default() }),
                 unreported: Mutex::new(std::collections::HashSet::new()),
+                recent: Mutex::new(std::collections::VecDeque::new()),
                 reports,
                 leaving: CancellationToken::new(),
             }),
@@ -164,6 +214,7 @@ impl WorkerRuntime {
                         break;
                     }
                     session = None;
+                    self.shared.resend_recent();
                     tracing::warn!("manager session ended; reconnecting");
                 }
                 Err(e) => {
@@ -362,7 +413,10 @@ async fn forward(
             continue;
         }
         let finished = match &report {
-            WorkerMessage::Finished { attempt, .. } => Some(*attempt),
+            WorkerMessage::Finished { run, attempt, result } => {
+                shared.sent(*run, *attempt, result);
+                Some(*attempt)
+            }
             _ => None,
         };
         if let Err(mpsc::error::SendError(report)) = session.outbound.send(report).await {

@@ -132,6 +132,13 @@ pub async fn run(config: ManagerDaemonConfig, shutdown: CancellationToken) -> an
         .await
         .with_context(|| format!("listen: cannot listen on {}", config.listen))?;
     let local = listener.local_addr().context("listener address")?;
+    if config.advertise.is_none() && local.ip().is_unspecified() && (!config.peers.is_empty() || config.join.is_some())
+    {
+        anyhow::bail!(
+            "advertise: listening on {local} needs --advertise HOST:PORT, the address other managers, workers and \
+             clients reach this one at"
+        );
+    }
     let address = config.advertise.clone().unwrap_or_else(|| format!("http://{local}"));
     let options = StoreOptions {
         node_id: config.node_id,

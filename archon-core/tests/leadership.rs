@@ -1,0 +1,162 @@
+//! The manager and worker across a change of leadership, in process: a store
+//! whose leadership the test switches off and on, like a Raft failover.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use archon_core::Error;
+use archon_core::api::Api;
+use archon_core::executor::{ExecContext, Executor, ExecutorRegistry};
+use archon_core::manager::{Manager, ManagerConfig};
+use archon_core::model::{AttemptResult, ExitStatus, JobSpec, Resources, RunState, Task};
+use archon_core::state::{ClusterState, Command, Outcome};
+use archon_core::store::{Leadership, MemStore, Store};
+use archon_core::transport::InProcTransport;
+use archon_core::worker::{WorkerConfig, WorkerRuntime};
+use async_trait::async_trait;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// A MemStore whose leadership the test controls. With `lose_finishes` set, a
+/// proposal carrying a finished attempt waits until leadership is switched off
+/// and then fails, as a leader deposed before committing it would.
+struct SwitchedStore {
+    inner: MemStore,
+    leadership: watch::Sender<Leadership>,
+    lose_finishes: AtomicBool,
+}
+
+impl SwitchedStore {
+    fn new() -> Arc<SwitchedStore> {
+        Arc::new(SwitchedStore {
+            inner: MemStore::new(),
+            leadership: watch::channel(Leadership { is_leader: true, leader: None, term: 1 }).0,
+            lose_finishes: AtomicBool::new(false),
+        })
+    }
+
+    fn lead(&self, is_leader: bool) {
+        self.leadership.send_modify(|l| {
+            l.is_leader = is_leader;
+            l.term += 1;
+        });
+    }
+}
+
+#[async_trait]
+impl Store for SwitchedStore {
+    async fn propose(&self, commands: Vec<Command>) -> Result<Vec<Outcome>, Error> {
+        if !self.leadership.borrow().is_leader {
+            return Err(Error::NotLeader { leader: None });
+        }
+        let finishes = commands.iter().any(|c| matches!(c, Command::FinishAttempt { .. }));
+        if finishes && self.lose_finishes.swap(false, Ordering::SeqCst) {
+            let mut rx = self.leadership.subscribe();
+            let _ = rx.wait_for(|l| !l.is_leader).await;
+            return Err(Error::NotLeader { leader: None });
+        }
+        self.inner.propose(commands).await
+    }
+
+    fn read(&self, reader: &mut dyn FnMut(&ClusterState)) {
+        self.inner.read(reader);
+    }
+
+    fn leadership(&self) -> watch::Receiver<Leadership> {
+        self.leadership.subscribe()
+    }
+}
+
+/// Runs `function:quick` at once, counting executions.
+#[derive(Default)]
+struct Quick {
+    runs: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait]
+impl Executor for Quick {
+    fn capabilities(&self) -> Vec<String> {
+        vec!["function:quick".into()]
+    }
+
+    async fn execute(&self, ctx: ExecContext) -> AttemptResult {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        ctx.output.finish(ExitStatus::Exited { code: 0 })
+    }
+}
+
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_result_lost_with_a_deposed_leader_is_sent_again_and_the_run_is_not_rerun() {
+    let store = SwitchedStore::new();
+    let manager = Manager::builder(store.clone()).config(ManagerConfig::default()).build();
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let (m, s) = (manager.clone(), stop.clone());
+        async move { m.run(s).await }
+    });
+    let quick = Arc::new(Quick::default());
+    let mut config =
+        WorkerConfig::new("w1", Resources { cpu_millis: 1000, memory_bytes: 1 << 30, ..Default::default() });
+    config.reconnect_base = Duration::from_millis(20);
+    config.reconnect_cap = Duration::from_millis(100);
+    let worker = Arc::new(WorkerRuntime::new(
+        config,
+        Arc::new(ExecutorRegistry::new().with(quick.clone())),
+        Arc::new(InProcTransport::new(manager.clone())),
+    ));
+    tokio::spawn({
+        let (w, s) = (worker.clone(), stop.clone());
+        async move { w.run(s).await }
+    });
+    eventually("the worker connects", async || manager.list_workers().await.unwrap().iter().any(|w| w.connected)).await;
+
+    store.lose_finishes.store(true, Ordering::SeqCst);
+    let spec = JobSpec::new("q", Task::Function { name: "quick".into(), input: "null".into() });
+    let run = manager.submit(vec![spec]).await.unwrap().remove(0).unwrap().run.unwrap();
+    // The result reaches the manager, whose proposal of it is then lost with its leadership.
+    eventually("the result is in flight", async || !store.lose_finishes.load(Ordering::SeqCst)).await;
+    store.lead(false);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    store.lead(true);
+
+    let detail = tokio::time::timeout(Duration::from_secs(10), manager.wait(run)).await.expect("run ended").unwrap();
+    assert_eq!(detail.run.state, RunState::Succeeded);
+    assert_eq!(detail.attempts.len(), 1, "the result was sent again, not the run rerun: {:?}", detail.attempts);
+    assert_eq!(quick.runs.load(Ordering::SeqCst), 1, "the job ran once");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_follower_refuses_the_api_naming_the_leader_and_serves_status() {
+    let store = SwitchedStore::new();
+    store.leadership.send_modify(|l| {
+        l.is_leader = false;
+        l.leader = Some("http://10.0.0.9:50051".into());
+    });
+    let manager = Manager::builder(store.clone()).build();
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let (m, s) = (manager.clone(), stop.clone());
+        async move { m.run(s).await }
+    });
+    let spec = JobSpec::new("q", Task::Function { name: "quick".into(), input: "null".into() });
+    let err = manager.submit(vec![spec]).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::NotLeader { leader: Some(l) } if l == "http://10.0.0.9:50051"),
+        "submit on a follower: {err:?}"
+    );
+    assert!(matches!(manager.list_workers().await, Err(Error::NotLeader { .. })));
+    let status = manager.status().await.unwrap();
+    assert_eq!(status.managers[0].role, "follower");
+    stop.cancel();
+}
