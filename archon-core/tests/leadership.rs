@@ -69,7 +69,7 @@ impl Store for SwitchedStore {
     }
 }
 
-/// Runs `function:quick` at once, counting executions.
+/// Runs `function:quick` and `function:chatty`, counting executions.
 #[derive(Default)]
 struct Quick {
     runs: std::sync::atomic::AtomicU32,
@@ -78,11 +78,16 @@ struct Quick {
 #[async_trait]
 impl Executor for Quick {
     fn capabilities(&self) -> Vec<String> {
-        vec!["function:quick".into()]
+        vec!["function:quick".into(), "function:chatty".into()]
     }
 
-    async fn execute(&self, ctx: ExecContext) -> AttemptResult {
+    /// `quick` ends at once; `chatty` prints a line and runs until cancelled.
+    async fn execute(&self, mut ctx: ExecContext) -> AttemptResult {
         self.runs.fetch_add(1, Ordering::SeqCst);
+        if matches!(&ctx.spec.task, Task::Function { name, .. } if name == "chatty") {
+            ctx.output.write(archon_core::model::OutputStream::Stdout, "hello\n".into()).await;
+            ctx.cancel.cancelled().await;
+        }
         ctx.output.finish(ExitStatus::Exited { code: 0 })
     }
 }
@@ -133,6 +138,37 @@ async fn a_result_lost_with_a_deposed_leader_is_sent_again_and_the_run_is_not_re
     assert_eq!(detail.run.state, RunState::Succeeded);
     assert_eq!(detail.attempts.len(), 1, "the result was sent again, not the run rerun: {:?}", detail.attempts);
     assert_eq!(quick.runs.load(Ordering::SeqCst), 1, "the job ran once");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn following_output_ends_with_not_leader_when_the_manager_is_deposed() {
+    let store = SwitchedStore::new();
+    let manager = Manager::builder(store.clone()).build();
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let (m, s) = (manager.clone(), stop.clone());
+        async move { m.run(s).await }
+    });
+    let worker = Arc::new(WorkerRuntime::new(
+        WorkerConfig::new("w1", Resources { cpu_millis: 1000, memory_bytes: 1 << 30, ..Default::default() }),
+        Arc::new(ExecutorRegistry::new().with(Arc::new(Quick::default()))),
+        Arc::new(InProcTransport::new(manager.clone())),
+    ));
+    tokio::spawn({
+        let (w, s) = (worker.clone(), stop.clone());
+        async move { w.run(s).await }
+    });
+    eventually("the worker connects", async || manager.list_workers().await.unwrap().iter().any(|w| w.connected)).await;
+    let spec = JobSpec::new("c", Task::Function { name: "chatty".into(), input: "null".into() });
+    let run = manager.submit(vec![spec]).await.unwrap().remove(0).unwrap().run.unwrap();
+    let mut follow = manager.follow(run).await.unwrap();
+    use futures::StreamExt;
+    let first = tokio::time::timeout(Duration::from_secs(10), follow.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(&first.data[..], b"hello\n");
+    store.lead(false);
+    let end = tokio::time::timeout(Duration::from_secs(10), follow.next()).await.expect("the stream ends");
+    assert!(matches!(end, Some(Err(Error::NotLeader { .. }))), "{end:?}");
     stop.cancel();
 }
 

@@ -130,17 +130,22 @@ impl Api for Manager {
         match (sub, ended) {
             (Some(sub), _) => {
                 let buffered = futures::stream::iter(sub.buffered.into_iter().map(Ok));
-                // Ends with the run, or with an error if the manager stops first.
-                let stopped = Some(self.shared.stopped.clone());
-                let live = futures::stream::unfold((sub.live, stopped), |(mut rx, stopped)| async move {
-                    let stopped = stopped?;
+                // Ends with the run, or with an error if the manager stops or is
+                // deposed first (the run's end will be seen by the new leader).
+                let ends = Some((self.shared.stopped.clone(), self.shared.store.leadership()));
+                let live = futures::stream::unfold((sub.live, ends), |(mut rx, ends)| async move {
+                    let (stopped, mut leadership) = ends?;
                     loop {
                         let received = tokio::select! {
                             r = rx.recv() => r,
                             _ = stopped.cancelled() => return Some((Err(Error::ShuttingDown), (rx, None))),
+                            deposed = leadership.wait_for(|l| !l.is_leader) => {
+                                let leader = deposed.ok().and_then(|l| l.leader.clone());
+                                return Some((Err(Error::NotLeader { leader }), (rx, None)));
+                            }
                         };
                         match received {
-                            Ok(chunk) => return Some((Ok(chunk), (rx, Some(stopped)))),
+                            Ok(chunk) => return Some((Ok(chunk), (rx, Some((stopped, leadership))))),
                             Err(RecvError::Lagged(n)) => {
                                 tracing::warn!(skipped = n, "output follower fell behind; chunks skipped")
                             }
