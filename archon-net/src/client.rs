@@ -31,6 +31,8 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a call keeps looking for the leader (during an election, or while a
 /// manager restarts) before it gives up with the last error.
 const FIND_LEADER_FOR: Duration = Duration::from_secs(15);
+/// How long connecting to another manager may take while looking for the leader.
+const SWITCH_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The pause between tries while no leader is known.
 const FIND_LEADER_PAUSE: Duration = Duration::from_millis(100);
 
@@ -40,6 +42,8 @@ const FIND_LEADER_PAUSE: Duration = Duration::from_millis(100);
 /// and submits whose every spec carries an idempotency key) try the others.
 #[derive(Debug, Clone)]
 pub struct GrpcClient {
+    /// How long a call keeps looking for the leader.
+    find_leader_for: Duration,
     current: Arc<Mutex<Conn>>,
     /// Every manager address known: those given, plus leaders learned from redirects.
     known: Arc<Mutex<Vec<String>>>,
@@ -65,9 +69,10 @@ impl GrpcClient {
         let known: Vec<String> = endpoints.iter().map(|e| normalize(e)).collect();
         let mut first_error = None;
         for endpoint in &known {
-            match dial(endpoint).await {
+            match dial(endpoint, CONNECT_TIMEOUT).await {
                 Ok(conn) => {
                     return Ok(GrpcClient {
+                        find_leader_for: FIND_LEADER_FOR,
                         current: Arc::new(Mutex::new(conn)),
                         known: Arc::new(Mutex::new(known.clone())),
                     });
@@ -79,6 +84,14 @@ impl GrpcClient {
             }
         }
         Err(first_error.unwrap_or_else(|| Error::invalid("endpoint", "no manager address given (try 127.0.0.1:50051)")))
+    }
+
+    /// How long a call keeps looking for the leader (following redirects, trying
+    /// other managers) before it returns the last error; zero returns every error
+    /// as the manager sent it. Default 15 s.
+    pub fn find_leader_for(mut self, patience: Duration) -> GrpcClient {
+        self.find_leader_for = patience;
+        self
     }
 
     /// The address it talks to now, as normalized (`http://127.0.0.1:50051`).
@@ -97,13 +110,16 @@ impl GrpcClient {
         F: Fn(ArchonApiClient<Channel>, Arc<str>) -> Fut,
         Fut: std::future::Future<Output = Result<T, Error>>,
     {
-        let deadline = tokio::time::Instant::now() + FIND_LEADER_FOR;
+        let deadline = tokio::time::Instant::now() + self.find_leader_for;
         loop {
             let conn = self.conn();
             let error = match call(conn.client, conn.endpoint.clone()).await {
                 Ok(value) => return Ok(value),
                 Err(e) => e,
             };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(error);
+            }
             let more_than_one = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len() > 1;
             let moved = match &error {
                 Error::NotLeader { leader: Some(leader) } if normalize(leader) != *conn.endpoint => {
@@ -113,9 +129,6 @@ impl GrpcClient {
                 Error::Transport(_) if repeatable && more_than_one => false,
                 _ => return Err(error),
             };
-            if tokio::time::Instant::now() >= deadline {
-                return Err(error);
-            }
             if !moved {
                 // No leader known yet (an election), or the one named is gone: pause,
                 // then ask the next manager.
@@ -129,7 +142,7 @@ impl GrpcClient {
 
     /// Uses `endpoint` from now on, remembering it. False when it cannot be reached.
     async fn switch_to(&self, endpoint: &str) -> bool {
-        match dial(endpoint).await {
+        match dial(endpoint, SWITCH_CONNECT_TIMEOUT).await {
             Ok(conn) => {
                 {
                     let mut known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -174,7 +187,7 @@ pub(crate) fn status_error(endpoint: &str, status: &Status) -> Error {
 }
 
 /// Opens a connection to one manager.
-async fn dial(endpoint: &str) -> Result<Conn, Error> {
+async fn dial(endpoint: &str, connect_timeout: Duration) -> Result<Conn, Error> {
     let uri = normalize(endpoint);
     let channel = Endpoint::from_shared(uri.clone())
         .map_err(|e| {
@@ -183,7 +196,7 @@ async fn dial(endpoint: &str) -> Result<Conn, Error> {
                 format!("{endpoint:?} is not an address (try http://127.0.0.1:50051 or 127.0.0.1:50051): {e}"),
             )
         })?
-        .connect_timeout(CONNECT_TIMEOUT)
+        .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)

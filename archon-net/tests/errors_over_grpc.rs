@@ -76,7 +76,7 @@ async fn serve_stub(stub: StubApi) -> (GrpcClient, CancellationToken) {
     let address = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
     tokio::spawn(archon_net::serve(listener, Arc::new(stub), shutdown.clone()));
-    (GrpcClient::connect(&address.to_string()).await.unwrap(), shutdown)
+    (GrpcClient::connect(&address.to_string()).await.unwrap().find_leader_for(std::time::Duration::ZERO), shutdown)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -310,12 +310,17 @@ impl Driver {
         let policy = self.shared.config.placement;
         let scheduler = self.shared.scheduler.clone();
         let explain = Instant::now() >= self.next_explain;
+        // Only workers with a session here: one that has not (re)connected to this
+        // manager yet — say just after a failover — would never get the assignment.
+        let connected: std::collections::HashSet<WorkerId> =
+            self.sessions.iter().filter(|(_, s)| !s.tx.is_closed()).map(|(id, _)| *id).collect();
         let (placements, reasons, unplaced_candidates) = self.shared.store.query(|state| {
             let pending = pending_runs(state, now, limit);
             if pending.is_empty() {
                 return (Vec::new(), Vec::new(), 0);
             }
-            let view = ClusterView::of(state, policy);
+            let mut view = ClusterView::of(state, policy);
+            view.workers.retain(|slot| connected.contains(&slot.worker.id));
             let placements = if view.workers.is_empty() { Vec::new() } else { scheduler.place(&view, &pending) };
             let reasons = if explain { explain_unplaced(state, &view, &pending, &placements) } else { Vec::new() };
             (placements, reasons, pending.len())

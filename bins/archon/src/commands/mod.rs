@@ -156,8 +156,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Drain { worker } => set_draining(&cli.server, &worker, true).await,
         Command::Undrain { worker } => set_draining(&cli.server, &worker, false).await,
         Command::Cluster(ClusterCommand::Members) => {
-            let api = connect(&cli.server).await?;
-            let managers = api.status().await?.managers;
+            let managers = members(&cli.server).await?;
             print(format, &managers, || render::managers(&managers))
         }
         Command::Cluster(ClusterCommand::Remove { node_id }) => {
@@ -173,6 +172,36 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             print(format, &workers, || render::workers(&workers, SystemClock.now()))
         }
     }
+}
+
+/// The group as its leader knows it (a removed or partitioned manager's own view
+/// may be stale), with each member's own report of its role and progress.
+async fn members(server: &str) -> anyhow::Result<Vec<archon_core::api::ManagerInfo>> {
+    let admin = archon_raft::network::AdminClient::new(split_servers(server));
+    let members = admin.members().await.map_err(archon_core::Error::from)?;
+    let all = members.voters.into_iter().chain(members.learners);
+    let asks = all.map(|m| {
+        let admin = admin.clone();
+        async move {
+            match admin.node_status(&m.address).await {
+                Ok(s) => archon_core::api::ManagerInfo {
+                    id: m.id,
+                    address: m.address,
+                    role: s.role,
+                    term: s.term,
+                    last_applied: s.last_applied.unwrap_or_default(),
+                },
+                Err(_) => archon_core::api::ManagerInfo {
+                    id: m.id,
+                    address: m.address,
+                    role: "unreachable".into(),
+                    term: 0,
+                    last_applied: 0,
+                },
+            }
+        }
+    });
+    Ok(futures::future::join_all(asks).await)
 }
 
 async fn set_draining(server: &str, worker: &str, draining: bool) -> anyhow::Result<ExitCode> {
