@@ -43,6 +43,10 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(CATCH_UP_TIMEOUT.as_secs() + 30);
 /// How many not-leader redirects an admin call follows from one starting address.
 const MAX_REDIRECTS: usize = 5;
+/// How long an admin call keeps looking for a leader while none is known.
+const FIND_LEADER_FOR: Duration = Duration::from_secs(15);
+/// The pause between those tries.
+const FIND_LEADER_PAUSE: Duration = Duration::from_millis(150);
 
 /// openraft's [`RaftNetworkFactory`] over gRPC: a node's [`BasicNode::addr`] is the
 /// `HOST:PORT` (or `http://HOST:PORT`) of its `archon.raft.v1.Raft` service.
@@ -380,6 +384,25 @@ impl AdminClient {
         F: Fn(RaftClient<Channel>, Request<M>) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
+        // While no node knows a leader (an election is under way), ask again.
+        let deadline = tokio::time::Instant::now() + FIND_LEADER_FOR;
+        loop {
+            match self.on_leader_once(message.clone(), timeout, &call).await {
+                Err(Error::NotLeader { .. }) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(FIND_LEADER_PAUSE).await;
+                }
+                answer => return answer,
+            }
+        }
+    }
+
+    /// One pass over the addresses, following redirects.
+    async fn on_leader_once<M, T, F, Fut>(&self, message: M, timeout: Duration, call: &F) -> Result<T, Error>
+    where
+        M: Clone,
+        F: Fn(RaftClient<Channel>, Request<M>) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
         let mut last = Error::Invalid {
             field: "addrs",
             message: "no address of a group member was given (try HOST:PORT, e.g. 10.0.0.2:50051)".into(),
@@ -387,7 +410,7 @@ impl AdminClient {
         for start in &self.addrs {
             let mut addr = start.clone();
             for _hop in 0..=MAX_REDIRECTS {
-                match self.call(&addr, message.clone(), timeout, &call).await {
+                match self.call(&addr, message.clone(), timeout, call).await {
                     Ok(answer) => return Ok(answer),
                     Err(Error::NotLeader { leader: Some(leader) }) if leader != addr => {
                         last = Error::NotLeader { leader: Some(leader.clone()) };

@@ -14,7 +14,7 @@ use archon_core::state::{ClusterState, Command, Outcome};
 use archon_core::store::{Leadership, Store};
 use async_trait::async_trait;
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, RaftMetrics, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, CommittedLeaderId, RaftMetrics, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 
 use crate::network::{AdminClient, GrpcNetwork};
@@ -39,14 +39,20 @@ pub struct RaftConfig {
 
 impl RaftConfig {
     /// Defaults tuned for failover well under 2 s on a LAN: heartbeats every
-    /// 100 ms, elections after 400–800 ms of silence.
+    /// 50 ms, election timeout 200–400 ms. openraft 0.9 makes a follower that had
+    /// a leader wait its leader lease (= the timeout's max) plus its timeout,
+    /// checked on a tick of 1.5 × the heartbeat, so a new leader stands
+    /// 0.6–0.9 s after the old one's last heartbeat; a node that once lost an
+    /// election to a longer log waits 2 × max more (up to 1.7 s). With the old
+    /// 400–800 ms those were 1.2–1.75 s and up to 3.35 s. Measured:
+    /// `benches/RESULTS.md`, "Issue 5: manager failover".
     pub fn new(node_id: u64, address: impl Into<String>, data_dir: impl Into<PathBuf>) -> RaftConfig {
         RaftConfig {
             node_id,
             address: address.into(),
             data_dir: data_dir.into(),
-            heartbeat_interval: Duration::from_millis(100),
-            election_timeout: (Duration::from_millis(400), Duration::from_millis(800)),
+            heartbeat_interval: Duration::from_millis(50),
+            election_timeout: (Duration::from_millis(200), Duration::from_millis(400)),
             snapshot_every: 20_000,
         }
     }
@@ -228,7 +234,44 @@ async fn watch_leadership(mut metrics: watch::Receiver<RaftMetrics<u64, BasicNod
 }
 
 fn leadership_of(m: &RaftMetrics<u64, BasicNode>) -> Leadership {
-    let own_term_applied = m.last_applied.is_some_and(|l| l.leader_id.term == m.current_term);
+    // This node's own leader id, not just its term: with openraft's default
+    // (term, node) leader ids a term can have two leaders in turn, and an entry of
+    // this term may be the previous leader's. (Under `single-term-leader` the id is
+    // the term alone, and this compares terms.)
+    let own = CommittedLeaderId::new(m.current_term, m.id);
+    let own_term_applied = m.last_applied.is_some_and(|l| l.leader_id == own);
     let leader = m.current_leader.and_then(|id| m.membership_config.membership().get_node(&id).map(|n| n.addr.clone()));
-    Leadership { is_leader: m.state == ServerState::Leader && own_term_applied, leader, term: m.current_term }
+    // A quorum has acknowledged this leadership: a node restarted as leader of its
+    // old term does not count until its peers answer it.
+    let acknowledged = m.millis_since_quorum_ack.is_some();
+    Leadership {
+        is_leader: m.state == ServerState::Leader && own_term_applied && acknowledged,
+        leader,
+        term: m.current_term,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{LogId, Vote};
+
+    use super::*;
+
+    #[test]
+    fn a_leader_may_propose_only_once_an_entry_of_its_own_leadership_is_applied() {
+        let mut m = RaftMetrics::<u64, BasicNode>::new_initial(3);
+        m.state = ServerState::Leader;
+        m.current_term = 1;
+        m.vote = Vote::new_committed(1, 3);
+        // Node 2 led term 1 before node 3 took it over: its entry is not node 3's own.
+        m.last_applied = Some(LogId::new(CommittedLeaderId::new(1, 2), 5));
+        let before = leadership_of(&m);
+        m.last_applied = Some(LogId::new(CommittedLeaderId::new(1, 3), 6));
+        let after = leadership_of(&m);
+        // Under openraft's `single-term-leader` the two are one leader id, the term.
+        let one_id = CommittedLeaderId::new(1, 2) == CommittedLeaderId::<u64>::new(1, 3);
+        assert_eq!(before.is_leader, one_id);
+        assert!(after.is_leader);
+        assert_eq!(after.term, 1);
+    }
 }

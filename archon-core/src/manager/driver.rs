@@ -418,6 +418,11 @@ impl Driver {
             self.shared.store.query(|s| {
                 for (run_id, attempt, worker) in &r.assigned {
                     let Some(run) = s.run(*run_id) else { continue };
+                    // A later command of the same batch may have ended the attempt
+                    // already (its worker re-registered without it): don't send it.
+                    if run.current_attempt != Some(*attempt) {
+                        continue;
+                    }
                     let Some(job) = s.job(run.job) else { continue };
                     by_worker.entry(*worker).or_default().push(Assignment {
                         job: job.id,

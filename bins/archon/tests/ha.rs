@@ -1,0 +1,450 @@
+//! High availability on loopback: three `archon-manager` processes bootstrapped as
+//! one Raft group (`--peers`), workers given every manager, driven with the
+//! `archon` CLI given every manager. Leaders and followers are killed with SIGKILL
+//! under a stream of submits and restarted on their data dir and port; no
+//! acknowledged job may be lost, no run may succeed twice, and the replicas must
+//! end in the same state.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::{Proc, Rng, SubmitStream, daemon_bin, json, storage_trouble, successful_attempts, try_json, wait_for};
+use serde_json::Value;
+
+/// A group of managers, by node id, on ports that survive restarts.
+struct Group {
+    dir: tempfile::TempDir,
+    ports: BTreeMap<u64, u16>,
+    managers: BTreeMap<u64, Proc>,
+    /// How often each node was started (names its stderr log).
+    starts: BTreeMap<u64, usize>,
+    workers: Vec<Proc>,
+}
+
+impl Group {
+    /// `n` managers bootstrapped together, then `workers` workers given all of them;
+    /// returns once a leader is elected and the workers are connected.
+    fn start(n: u64, workers: usize) -> Group {
+        let ports = common::free_ports(n as usize);
+        let mut g = Group {
+            dir: tempfile::tempdir().unwrap(),
+            ports: (1..=n).zip(ports).collect(),
+            managers: BTreeMap::new(),
+            starts: BTreeMap::new(),
+            workers: Vec::new(),
+        };
+        for id in 1..=n {
+            g.start_manager(id);
+        }
+        g.wait_leader(Duration::from_secs(30));
+        for i in 1..=workers {
+            g.add_worker(&format!("w{i}"));
+        }
+        g.wait_workers(workers);
+        g
+    }
+
+    fn addr(&self, id: u64) -> String {
+        format!("127.0.0.1:{}", self.ports[&id])
+    }
+
+    /// Every manager, comma-separated (what the CLI and workers are given).
+    fn servers(&self) -> String {
+        self.ports.keys().map(|id| self.addr(*id)).collect::<Vec<_>>().join(",")
+    }
+
+    fn peers(&self) -> String {
+        self.ports.keys().map(|id| format!("{id}={}", self.addr(*id))).collect::<Vec<_>>().join(",")
+    }
+
+    /// Starts node `id` on its port and data dir (the same on every start).
+    fn start_manager(&mut self, id: u64) {
+        let n = self.starts.entry(id).or_default();
+        *n += 1;
+        let log = self.dir.path().join(format!("manager-{id}.{n}.log"));
+        let data = self.dir.path().join(format!("node-{id}"));
+        let (listen, peers, node) = (self.addr(id), self.peers(), id.to_string());
+        let args = [
+            "--listen",
+            &listen,
+            "--node-id",
+            &node,
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--peers",
+            &peers,
+            "--heartbeat-interval",
+            "300ms",
+            "--worker-timeout",
+            "3s",
+        ];
+        let mut p = Proc::spawn(&daemon_bin("archon-manager"), &args, &log);
+        let at = p.wait_line("archon-manager listening on ", Duration::from_secs(30));
+        assert!(at.starts_with(&format!("http://{listen} ")), "node {id} listens elsewhere: {at}");
+        self.managers.insert(id, p);
+    }
+
+    /// SIGKILL of node `id`, waiting until it is gone.
+    fn kill(&mut self, id: u64) {
+        let mut p = self.managers.remove(&id).unwrap();
+        p.kill9();
+        let trouble = storage_trouble(&p.stderr());
+        assert!(trouble.is_empty(), "node {id} reported trouble before it was killed: {trouble:?}");
+    }
+
+    fn add_worker(&mut self, name: &str) {
+        let log = self.dir.path().join(format!("worker-{name}.log"));
+        let servers = self.servers();
+        let args =
+            ["--manager", &servers, "--name", name, "--cpu", "4", "--memory", "4GiB", "--reconnect-base", "100ms"];
+        let mut args = args.to_vec();
+        args.extend(["--reconnect-cap", "500ms"]);
+        self.workers.push(Proc::spawn(&daemon_bin("archon-worker"), &args, &log));
+    }
+
+    /// `archon status -o json` answered by node `id` itself.
+    fn status(&self, id: u64) -> Result<Value, String> {
+        try_json(&self.addr(id), &["status"])
+    }
+
+    /// The leader every running node agrees on, once the group is settled: each
+    /// running node's own status lists exactly one leader (the same in every view),
+    /// every other running node as a follower, and all of them in one term.
+    fn wait_leader(&self, within: Duration) -> u64 {
+        wait_for(within, "one leader all running managers agree on", || {
+            let mut seen = BTreeSet::new();
+            for id in self.managers.keys() {
+                let s = self.status(*id)?;
+                let running: Vec<Value> = managers_of(&s)
+                    .into_iter()
+                    .filter(|m| self.managers.contains_key(&m["id"].as_u64().unwrap()))
+                    .collect();
+                let leaders: Vec<u64> =
+                    running.iter().filter(|m| m["role"] == "leader").map(|m| m["id"].as_u64().unwrap()).collect();
+                let followers = running.iter().filter(|m| m["role"] == "follower").count();
+                let terms: BTreeSet<u64> = running.iter().map(|m| m["term"].as_u64().unwrap()).collect();
+                if leaders.len() != 1 || followers + 1 != self.managers.len() || terms.len() != 1 {
+                    return Err(format!("node {id} sees {}", s["managers"]));
+                }
+                seen.insert(leaders[0]);
+            }
+            match seen.into_iter().collect::<Vec<_>>()[..] {
+                [l] => Ok(l),
+                ref other => Err(format!("leaders seen: {other:?}")),
+            }
+        })
+    }
+
+    fn followers(&self, leader: u64) -> Vec<u64> {
+        self.managers.keys().copied().filter(|id| *id != leader).collect()
+    }
+
+    fn wait_workers(&self, n: usize) {
+        let servers = self.servers();
+        wait_for(Duration::from_secs(30), &format!("{n} connected workers"), || {
+            let workers = try_json(&servers, &["workers"])?;
+            let ready = workers
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|w| w["connected"] == true && w["worker"]["state"] == "ready")
+                .count();
+            if ready >= n { Ok(()) } else { Err(format!("{workers}")) }
+        });
+    }
+}
+
+fn managers_of(status: &Value) -> Vec<Value> {
+    status["managers"].as_array().cloned().unwrap_or_default()
+}
+
+/// The ids of the jobs the group holds.
+fn job_ids(server: &str) -> BTreeSet<u64> {
+    let jobs = common::list_all(server, "jobs").unwrap();
+    jobs.iter().map(|j| j["id"].as_u64().unwrap()).collect()
+}
+
+#[test]
+fn three_managers_elect_one_leader_and_status_shows_all_of_them() {
+    let g = Group::start(3, 2);
+    // Every manager answers status from its own view: three managers, one leader
+    // (the same in every view), one term.
+    let views: Vec<(u64, Value)> = wait_for(Duration::from_secs(20), "agreeing status views", || {
+        let mut views = Vec::new();
+        for id in 1..=3 {
+            let s = g.status(id)?;
+            let ms = managers_of(&s);
+            let ids: BTreeSet<u64> = ms.iter().map(|m| m["id"].as_u64().unwrap()).collect();
+            let leaders: Vec<&Value> = ms.iter().filter(|m| m["role"] == "leader").collect();
+            let followers = ms.iter().filter(|m| m["role"] == "follower").count();
+            let terms: BTreeSet<u64> = ms.iter().map(|m| m["term"].as_u64().unwrap()).collect();
+            if ids != BTreeSet::from([1, 2, 3]) || leaders.len() != 1 || followers != 2 || terms.len() != 1 {
+                return Err(format!("node {id}: {}", s["managers"]));
+            }
+            views.push((leaders[0]["id"].as_u64().unwrap(), s));
+        }
+        let leaders: BTreeSet<u64> = views.iter().map(|(l, _)| *l).collect();
+        let terms: BTreeSet<u64> = views.iter().map(|(_, s)| s["managers"][0]["term"].as_u64().unwrap()).collect();
+        if leaders.len() == 1 && terms.len() == 1 {
+            Ok(views)
+        } else {
+            Err(format!("views disagree: leaders {leaders:?}, terms {terms:?}"))
+        }
+    });
+    let leader = views[0].0;
+    for (_, s) in &views {
+        for m in managers_of(s) {
+            let id = m["id"].as_u64().unwrap();
+            assert_eq!(m["address"], g.addr(id), "{m}");
+        }
+    }
+    eprintln!("leader: node {leader}, term {}", views[0].1["managers"][0]["term"]);
+
+    // `archon cluster members` lists them, as JSON and as a table.
+    let members = json(&g.servers(), &["cluster", "members"]);
+    let mut ids: Vec<u64> = members.as_array().unwrap().iter().map(|m| m["id"].as_u64().unwrap()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [1, 2, 3], "{members}");
+    let table = common::text(&common::cli(&g.servers(), &["cluster", "members"]).stdout);
+    for id in 1..=3 {
+        assert!(table.contains(&g.addr(id)), "{table}");
+    }
+    assert_eq!(table.matches(" leader ").count(), 1, "{table}");
+
+    // A follower's address alone is enough: the CLI is redirected to the leader,
+    // and a worker given every manager runs the job.
+    let follower = g.addr(g.followers(leader)[0]);
+    let (job, run) = common::submit(&follower, &["--command", "echo via a follower"]).unwrap();
+    let detail = wait_for(Duration::from_secs(20), "the job submitted via a follower ran", || {
+        let d = try_json(&follower, &["get", &format!("run-{run}")])?;
+        if d["run"]["state"] == "succeeded" { Ok(d) } else { Err(d["run"]["state"].to_string()) }
+    });
+    assert_eq!(detail["run"]["job"], job);
+    assert_eq!(detail["attempts"][0]["result"]["stdout"]["data"], "via a follower\n");
+    assert_eq!(detail["attempts"].as_array().unwrap().len(), 1);
+    let workers = json(&follower, &["workers"]);
+    assert_eq!(workers.as_array().unwrap().len(), 2, "{workers}");
+}
+
+#[test]
+fn killing_the_leader_under_load_loses_no_acknowledged_submit_and_no_run_finishes_twice() {
+    let mut g = Group::start(3, 2);
+    let servers = g.servers();
+    let stream = SubmitStream::start(&servers, "sleep 0.2", 1);
+    stream.wait_count(15, Duration::from_secs(30));
+
+    let leader = g.wait_leader(Duration::from_secs(10));
+    let before = stream.count();
+    g.kill(leader);
+    let killed_at = Instant::now();
+    eprintln!("killed leader node {leader} after {before} acknowledged submits");
+    // Submits go on through the other managers once a new one leads.
+    let first = wait_for(Duration::from_secs(20), "an acknowledged submit after the kill", || {
+        let acked = stream.snapshot();
+        let after_kill: Vec<_> = acked.iter().filter(|a| a.sent > killed_at).collect();
+        match (acked.iter().find(|a| a.acked > killed_at), after_kill.first()) {
+            (Some(any), Some(fresh)) => Ok((any.acked - killed_at, fresh.acked - killed_at)),
+            _ => Err(format!("none yet; failures: {:?}", stream.last_failures(3))),
+        }
+    });
+    eprintln!(
+        "failover: first acknowledged submit {:?} after the kill ({:?} for the first one sent after it)",
+        first.0, first.1
+    );
+    assert!(first.1 < Duration::from_secs(10), "no submit acknowledged within 10 s of killing the leader: {first:?}");
+    let new_leader = g.wait_leader(Duration::from_secs(20));
+    assert_ne!(new_leader, leader);
+    stream.wait_count(stream.count() + 10, Duration::from_secs(30));
+    let (acked, failures) = stream.stop();
+    eprintln!("{} submits acknowledged, {} failed: {:?}", acked.len(), failures.len(), failures.last());
+
+    // Every acknowledged job exists, once; each of its runs succeeded exactly once.
+    let ids: BTreeSet<u64> = acked.iter().map(|a| a.job).collect();
+    assert_eq!(ids.len(), acked.len(), "two acknowledged submits got the same job id");
+    let present = job_ids(&servers);
+    let missing: Vec<&u64> = ids.difference(&present).collect();
+    assert!(missing.is_empty(), "acknowledged jobs lost: {missing:?}");
+    let runs: Vec<u64> = acked.iter().map(|a| a.run).collect();
+    common::wait_runs_ended(&servers, &runs, Duration::from_secs(60));
+    let mut rerun = 0;
+    for a in &acked {
+        let d = json(&servers, &["get", &format!("run-{}", a.run)]);
+        assert_eq!(d["run"]["job"], a.job, "{d}");
+        assert_eq!(d["run"]["state"], "succeeded", "{d}");
+        assert_eq!(successful_attempts(&d), 1, "not exactly one successful attempt: {d}");
+        if d["attempts"].as_array().unwrap().len() > 1 {
+            rerun += 1;
+        }
+    }
+    eprintln!("{rerun} runs needed more than one attempt");
+
+    // The killed node comes back on its data dir and port as a follower, and
+    // catches up with the leader.
+    g.start_manager(leader);
+    let caught_up = wait_for(Duration::from_secs(30), "the restarted node caught up", || {
+        let s = g.status(leader)?;
+        let ms = managers_of(&s);
+        let me = ms.iter().find(|m| m["id"] == leader).ok_or("it does not list itself")?;
+        let boss = ms.iter().find(|m| m["role"] == "leader").ok_or("no leader in its view")?;
+        if me["role"] == "follower" && boss["id"] == new_leader && me["last_applied"] == boss["last_applied"] {
+            Ok(me["last_applied"].as_u64().unwrap())
+        } else {
+            Err(format!("{}", s["managers"]))
+        }
+    });
+    eprintln!("node {leader} rejoined as a follower at index {caught_up}");
+    let trouble = storage_trouble(&g.managers[&leader].stderr());
+    assert!(trouble.is_empty(), "{trouble:?}");
+}
+
+/// `archon cluster remove ID` (it waits out an election by itself).
+fn remove_member(server: &str, id: u64) -> std::process::Output {
+    common::cli(server, &["cluster", "remove", &id.to_string()])
+}
+
+#[test]
+fn a_manager_removed_from_the_group_stops_counting() {
+    let mut g = Group::start(3, 1);
+    let leader = g.wait_leader(Duration::from_secs(10));
+    let (gone, other) = (g.followers(leader)[0], g.followers(leader)[1]);
+    let via_leader = g.addr(leader);
+    let all = g.servers();
+
+    let out = remove_member(&g.servers(), gone);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    assert!(common::text(&out.stdout).contains(&format!("node {gone} is out of the group")), "{out:?}");
+    let members_now = |expected: &[u64]| {
+        let expected: BTreeSet<u64> = expected.iter().copied().collect();
+        wait_for(Duration::from_secs(10), &format!("members {expected:?}"), || {
+            // Any manager will do: the CLI asks the leader for the membership.
+            let members = try_json(&all, &["cluster", "members"])?;
+            let ids: BTreeSet<u64> = members.as_array().unwrap().iter().map(|m| m["id"].as_u64().unwrap()).collect();
+            if ids == expected { Ok(()) } else { Err(members.to_string()) }
+        });
+    };
+    members_now(&[leader, other]);
+
+    // The removed node still runs (and may campaign): the group goes on without it.
+    let (_, run) = common::submit(&g.servers(), &["--command", "echo after one removal"]).unwrap();
+    let ended = common::wait_runs_ended(&g.servers(), &[run], Duration::from_secs(20));
+    assert_eq!(ended[&run]["state"], "succeeded");
+    assert_eq!(g.wait_leader_among(&[leader, other]), leader, "the removed node disturbed the leader");
+    let term_of = |s: &Value| managers_of(s).iter().find(|m| m["id"] == leader).unwrap()["term"].as_u64().unwrap();
+    let term = term_of(&json(&via_leader, &["status"]));
+    std::thread::sleep(Duration::from_secs(2)); // several election timeouts of the removed node
+    let status = json(&via_leader, &["status"]);
+    assert_eq!(term_of(&status), term, "the removed node forced an election: {status}");
+    assert_eq!(g.wait_leader_among(&[leader, other]), leader, "the removed node disturbed the leader");
+
+    // Down to one voter: with the two others removed and killed, it alone is a
+    // quorum, so they no longer count.
+    let out = remove_member(&via_leader, other);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    members_now(&[leader]);
+    g.kill(gone);
+    g.kill(other);
+    let (_, run) = common::submit(&g.servers(), &["--command", "echo alone"]).unwrap();
+    let ended = common::wait_runs_ended(&g.servers(), &[run], Duration::from_secs(20));
+    assert_eq!(ended[&run]["state"], "succeeded");
+    let status = json(&via_leader, &["status"]);
+    assert_eq!(managers_of(&status).len(), 1, "{status}");
+    assert_eq!(status["managers"][0]["role"], "leader", "{status}");
+
+    // The last voter cannot be removed, and says why.
+    let out = remove_member(&g.servers(), leader);
+    let err = common::text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("node {leader} is the last voter")), "{err}");
+    members_now(&[leader]);
+}
+
+impl Group {
+    /// The leader as seen by `ids` only (the others may be out of the group).
+    fn wait_leader_among(&self, ids: &[u64]) -> u64 {
+        wait_for(Duration::from_secs(10), "a leader among the members", || {
+            let mut seen = BTreeSet::new();
+            for id in ids {
+                let s = self.status(*id)?;
+                for m in
+                    managers_of(&s).iter().filter(|m| m["role"] == "leader" && ids.contains(&m["id"].as_u64().unwrap()))
+                {
+                    seen.insert(m["id"].as_u64().unwrap());
+                }
+            }
+            if seen.len() == 1 { Ok(seen.into_iter().next().unwrap()) } else { Err(format!("{seen:?}")) }
+        })
+    }
+}
+
+/// Each running manager's own state, once it is quiescent: jobs, runs by state,
+/// workers by state, queued, and its last applied index.
+fn replica_state(g: &Group, id: u64) -> Result<Value, String> {
+    let s = g.status(id)?;
+    let me = managers_of(&s).into_iter().find(|m| m["id"] == id).ok_or("it does not list itself")?;
+    Ok(serde_json::json!({
+        "jobs": s["jobs"],
+        "runs": s["runs"],
+        "workers": s["workers"],
+        "queued": s["queued"],
+        "last_applied": me["last_applied"],
+    }))
+}
+
+#[test]
+fn a_node_killed_mid_append_again_and_again_recovers_to_the_same_state() {
+    let mut g = Group::start(3, 2);
+    let servers = g.servers();
+    let mut rng = Rng::new();
+    let stream = SubmitStream::start(&servers, "true", 2);
+    stream.wait_count(10, Duration::from_secs(30));
+
+    // Followers mostly, the leader twice; each killed mid-stream (its log is being
+    // appended to) and restarted on the same data dir after a random pause.
+    let rounds = ["follower", "leader", "follower", "follower", "leader", "follower"];
+    for (round, kind) in rounds.iter().enumerate() {
+        std::thread::sleep(rng.millis(200, 1200));
+        let leader = g.wait_leader(Duration::from_secs(20));
+        let followers = g.followers(leader);
+        let victim = if *kind == "leader" { leader } else { followers[(rng.next() % 2) as usize] };
+        let count = stream.count();
+        g.kill(victim);
+        let down = rng.millis(0, 800);
+        std::thread::sleep(down);
+        g.start_manager(victim);
+        eprintln!("round {round}: killed {kind} node {victim} after {count} submits, restarted it after {down:?}");
+        // It starts (no corrupt log), and the group has one leader again before the next kill.
+        g.wait_leader(Duration::from_secs(30));
+        let p = g.managers.get_mut(&victim).unwrap();
+        assert!(p.alive(), "node {victim} died after its restart:\n{}", p.stderr_tail(30));
+    }
+    stream.wait_count(stream.count() + 10, Duration::from_secs(30));
+    let (acked, failures) = stream.stop();
+    eprintln!("{} submits acknowledged, {} failed: {:?}", acked.len(), failures.len(), failures.last());
+
+    // Every acknowledged job is there and ran.
+    let ids: BTreeSet<u64> = acked.iter().map(|a| a.job).collect();
+    assert_eq!(ids.len(), acked.len(), "two acknowledged submits got the same job id");
+    let present = job_ids(&servers);
+    let missing: Vec<&u64> = ids.difference(&present).collect();
+    assert!(missing.is_empty(), "acknowledged jobs lost: {missing:?}");
+    let runs: Vec<u64> = acked.iter().map(|a| a.run).collect();
+    let ended = common::wait_runs_ended(&servers, &runs, Duration::from_secs(60));
+    for r in &runs {
+        assert_eq!(ended[r]["state"], "succeeded", "{}", ended[r]);
+    }
+
+    // Once quiescent, the three replicas hold the same state at the same index.
+    let states = wait_for(Duration::from_secs(30), "identical replicas", || {
+        let states: Vec<Value> = (1..=3).map(|id| replica_state(&g, id)).collect::<Result<_, _>>()?;
+        if states.iter().all(|s| *s == states[0]) { Ok(states) } else { Err(format!("{states:#?}")) }
+    });
+    eprintln!("replicas agree: {}", states[0]);
+    assert!(states[0]["jobs"].as_u64().unwrap() >= ids.len() as u64);
+    for (id, p) in &g.managers {
+        let trouble = storage_trouble(&p.stderr());
+        assert!(trouble.is_empty(), "node {id}: {trouble:?}");
+    }
+}
