@@ -234,10 +234,10 @@ async fn watch_leadership(mut metrics: watch::Receiver<RaftMetrics<u64, BasicNod
 }
 
 fn leadership_of(m: &RaftMetrics<u64, BasicNode>) -> Leadership {
-    // This node's own leader id, not just its term: with openraft's default
-    // (term, node) leader ids a term can have two leaders in turn, and an entry of
-    // this term may be the previous leader's. (Under `single-term-leader` the id is
-    // the term alone, and this compares terms.)
+    // An entry of this node's own leadership has been applied, so everything
+    // committed before it is in the state. (Archon builds openraft with
+    // `single-term-leader`, Raft's one leader per term, so the id is the term; the
+    // comparison also holds under openraft's default (term, node) ids.)
     let own = CommittedLeaderId::new(m.current_term, m.id);
     let own_term_applied = m.last_applied.is_some_and(|l| l.leader_id == own);
     let leader = m.current_leader.and_then(|id| m.membership_config.membership().get_node(&id).map(|n| n.addr.clone()));
@@ -263,6 +263,7 @@ mod tests {
         m.state = ServerState::Leader;
         m.current_term = 1;
         m.vote = Vote::new_committed(1, 3);
+        m.millis_since_quorum_ack = Some(0);
         // Node 2 led term 1 before node 3 took it over: its entry is not node 3's own.
         m.last_applied = Some(LogId::new(CommittedLeaderId::new(1, 2), 5));
         let before = leadership_of(&m);
@@ -273,5 +274,9 @@ mod tests {
         assert_eq!(before.is_leader, one_id);
         assert!(after.is_leader);
         assert_eq!(after.term, 1);
+
+        // Restarted as the leader of its old term, it waits for a quorum to answer.
+        m.millis_since_quorum_ack = None;
+        assert!(!leadership_of(&m).is_leader);
     }
 }
