@@ -196,9 +196,21 @@ impl Store for RaftStore {
         let nodes: Vec<(u64, String)> =
             metrics.membership_config.nodes().map(|(id, node)| (*id, node.addr.clone())).collect();
         let admin = AdminClient::new(Vec::new());
+        let own = self.config.node_id;
         let asks = nodes.into_iter().map(|(id, address)| {
             let admin = &admin;
+            let metrics = &metrics;
             async move {
+                if id == own {
+                    // This node answers from its own metrics, without a call to itself.
+                    return ManagerInfo {
+                        id,
+                        address,
+                        role: role_name(metrics.state).into(),
+                        term: metrics.current_term,
+                        last_applied: metrics.last_applied.map_or(0, |l| l.index),
+                    };
+                }
                 let asked = tokio::time::timeout(Duration::from_millis(500), admin.node_status(&address)).await;
                 match asked {
                     Ok(Ok(s)) => ManagerInfo {
@@ -213,6 +225,17 @@ impl Store for RaftStore {
             }
         });
         futures::future::join_all(asks).await
+    }
+}
+
+/// How a node's role reads in status: `leader`, `follower`, `candidate`, `learner`, `shutdown`.
+pub(crate) fn role_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
     }
 }
 
