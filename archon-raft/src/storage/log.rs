@@ -61,12 +61,21 @@ impl LogStore {
         .await
     }
 
-    /// Sets (or, given `None`, removes) the JSON value at `key` of the `meta` table.
-    async fn write_meta<T: Serialize>(&self, key: &'static str, value: Option<&T>) -> Result<(), Failure> {
+    /// Sets (or, given `None`, removes) the JSON value at `key` of the `meta` table;
+    /// `durable` fsyncs the commit, else it reaches disk with the next one that does.
+    async fn write_meta<T: Serialize>(
+        &self,
+        key: &'static str,
+        value: Option<&T>,
+        durable: bool,
+    ) -> Result<(), Failure> {
         let bytes = value.map(serde_json::to_vec).transpose()?;
         let db = Arc::clone(&self.db);
         blocking(move || {
-            let txn = db.begin_write()?;
+            let mut txn = db.begin_write()?;
+            if !durable {
+                txn.set_durability(redb::Durability::None)?;
+            }
             {
                 let mut table = txn.open_table(META)?;
                 match &bytes {
@@ -129,15 +138,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.write_meta(VOTE, Some(vote)).await.map_err(|e| e.at(ErrorSubject::Vote, ErrorVerb::Write))
+        self.write_meta(VOTE, Some(vote), true).await.map_err(|e| e.at(ErrorSubject::Vote, ErrorVerb::Write))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
         self.read_meta(VOTE).await.map_err(|e| e.at(ErrorSubject::Vote, ErrorVerb::Read))
     }
 
+    /// Not fsync'd on its own: Raft does not need the committed index to be
+    /// durable (a restart that finds an older one re-applies less, and the leader
+    /// re-establishes the rest), and an fsync per commit would double the cost of
+    /// every proposal. It reaches disk with the next append or vote.
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
-        self.write_meta(COMMITTED, committed.as_ref()).await.map_err(|e| e.at(ErrorSubject::Store, ErrorVerb::Write))
+        self.write_meta(COMMITTED, committed.as_ref(), false)
+            .await
+            .map_err(|e| e.at(ErrorSubject::Store, ErrorVerb::Write))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
