@@ -196,3 +196,48 @@ async fn a_follower_refuses_the_api_naming_the_leader_and_serves_status() {
     assert_eq!(status.managers[0].role, "follower");
     stop.cancel();
 }
+
+#[tokio::test]
+async fn a_new_leader_gives_known_workers_a_fresh_grace_period_before_reaping() {
+    use archon_core::model::WorkerState;
+    use archon_core::transport::{Hello, Transport};
+    let store = SwitchedStore::new();
+    let config = ManagerConfig {
+        heartbeat_interval: Duration::from_millis(100),
+        worker_timeout: Duration::from_millis(800),
+        ..ManagerConfig::default()
+    };
+    let manager = Manager::builder(store.clone()).config(config).build();
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let (m, s) = (manager.clone(), stop.clone());
+        async move { m.run(s).await }
+    });
+    // A worker that registers and then says nothing (its session stays open).
+    let hello = Hello {
+        name: "quiet".into(),
+        address: String::new(),
+        labels: Default::default(),
+        capacity: Resources { cpu_millis: 1000, memory_bytes: 1 << 30, ..Default::default() },
+        capabilities: ["shell".to_owned()].into(),
+        running: Vec::new(),
+    };
+    let _session = InProcTransport::new(manager.clone()).connect(hello).await.unwrap();
+    let registered = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Leadership moves away and comes back 0.5 s after the worker was last heard.
+    store.lead(false);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    store.lead(true);
+    let regained = std::time::Instant::now();
+    let state = || async { manager.list_workers().await.ok().and_then(|w| w.first().map(|w| w.worker.state)) };
+    // Silent for 0.8 s since it was last heard, but not since this leadership began.
+    tokio::time::sleep((registered + Duration::from_millis(1000)).saturating_duration_since(std::time::Instant::now()))
+        .await;
+    if regained.elapsed() < Duration::from_millis(700) {
+        assert_eq!(state().await, Some(WorkerState::Ready), "reaped before its fresh grace period ended");
+    }
+    eventually("the silent worker is reaped after its grace", async || state().await == Some(WorkerState::Lost)).await;
+    assert!(regained.elapsed() >= Duration::from_millis(800), "reaped {:?} after regaining", regained.elapsed());
+    stop.cancel();
+}
