@@ -12,6 +12,7 @@
 use std::ffi::OsStr;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use archon_core::executor::ExecContext;
@@ -25,6 +26,7 @@ use tokio::process::Command;
 use tokio::time::Instant;
 
 use crate::error::ExecError;
+use crate::ledger::ProcessLedger;
 
 /// How long a process group gets between SIGTERM and SIGKILL, by default.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(1);
@@ -41,15 +43,17 @@ const FIRST_CHUNK_SIZE: usize = 4 * 1024;
 const PIPE_DRAIN_LIMIT: Duration = Duration::from_millis(250);
 
 /// Runs programs as attempts: one child per attempt, in its own process group.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct ChildRunner {
     /// Time between SIGTERM and SIGKILL on timeout or cancel.
     pub(crate) kill_grace: Duration,
+    /// Where running attempts' process groups are noted, if anywhere.
+    pub(crate) ledger: Option<Arc<ProcessLedger>>,
 }
 
 impl Default for ChildRunner {
     fn default() -> Self {
-        ChildRunner { kill_grace: DEFAULT_KILL_GRACE }
+        ChildRunner { kill_grace: DEFAULT_KILL_GRACE, ledger: None }
     }
 }
 
@@ -61,7 +65,7 @@ impl ChildRunner {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let ExecContext { spec, mut output, cancel, .. } = ctx;
+        let ExecContext { spec, mut output, cancel, attempt, .. } = ctx;
         if cancel.is_cancelled() {
             return output.finish(ExitStatus::Cancelled);
         }
@@ -88,6 +92,14 @@ impl ChildRunner {
         };
         // With `process_group(0)` the child leads a new group whose id is its pid.
         let mut group = ProcessGroup::new(child.id());
+        // Noted while it runs, so a worker restarted after a crash can kill it.
+        let _noted = match (&self.ledger, child.id()) {
+            (Some(ledger), Some(pgid)) => ledger
+                .record(attempt, pgid)
+                .inspect_err(|e| tracing::warn!(%attempt, error = %e, "cannot note the process group in the ledger"))
+                .ok(),
+            _ => None,
+        };
         let mut stdout = child.stdout.take();
         let mut stderr = child.stderr.take();
         let mut stdout_buf = vec![0; FIRST_CHUNK_SIZE];

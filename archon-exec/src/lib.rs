@@ -25,6 +25,7 @@
 mod child;
 mod error;
 mod function;
+mod ledger;
 mod process;
 mod script;
 mod shell;
@@ -35,6 +36,7 @@ use archon_core::executor::ExecutorRegistry;
 
 pub use child::DEFAULT_KILL_GRACE;
 pub use function::FunctionExecutor;
+pub use ledger::ProcessLedger;
 pub use process::ProcessExecutor;
 pub use script::ScriptExecutor;
 pub use shell::ShellExecutor;
@@ -46,4 +48,14 @@ pub fn local_registry() -> ExecutorRegistry {
         .with(Arc::new(ShellExecutor::new()))
         .with(Arc::new(ScriptExecutor::new()))
         .with(Arc::new(ProcessExecutor::new()))
+}
+
+/// [`local_registry`] with every attempt's process group noted in `ledger`, so a
+/// worker restarted after a crash can kill what it left running
+/// ([`ProcessLedger::kill_orphans`]).
+pub fn local_registry_with_ledger(ledger: Arc<ProcessLedger>) -> ExecutorRegistry {
+    ExecutorRegistry::new()
+        .with(Arc::new(ShellExecutor::new().with_ledger(ledger.clone())))
+        .with(Arc::new(ScriptExecutor::new().with_ledger(ledger.clone())))
+        .with(Arc::new(ProcessExecutor::new().with_ledger(ledger)))
 }

@@ -29,6 +29,13 @@ impl ProcessExecutor {
         self.runner.kill_grace = grace;
         self
     }
+
+    /// Notes each attempt's process group in `ledger` while it runs (see
+    /// [`ProcessLedger`](crate::ProcessLedger)).
+    pub fn with_ledger(mut self, ledger: std::sync::Arc<crate::ProcessLedger>) -> Self {
+        self.runner.ledger = Some(ledger);
+        self
+    }
 }
 
 #[async_trait]

@@ -209,6 +209,8 @@ impl Daemon {
             .with_context(|| format!("cannot open {}", log.display()))?;
         let mut child = Command::new(bin)
             .args(args)
+            // A worker's own state dir (its process ledger), beside its log.
+            .env("ARCHON_STATE_DIR", log.with_extension("state"))
             .stdout(Stdio::piped())
             .stderr(stderr)
             .kill_on_drop(true)

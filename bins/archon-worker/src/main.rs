@@ -48,6 +48,10 @@ struct Flags {
     /// On SIGTERM, how long running jobs may take to finish, e.g. 30s.
     #[arg(long, env = "ARCHON_DRAIN_GRACE")]
     drain_grace: Option<String>,
+    /// Where the worker keeps what must survive a crash: the process groups of
+    /// running jobs, killed on the next start [default: ~/.local/share/archon/worker-<name>].
+    #[arg(long, env = "ARCHON_STATE_DIR")]
+    state_dir: Option<PathBuf>,
     /// More logging (-v, -vv).
     #[arg(long, short = 'v', action = clap::ArgAction::Count)]
     verbose: u8,
@@ -80,6 +84,7 @@ fn configure(flags: Flags) -> anyhow::Result<WorkerDaemonConfig> {
         reconnect_base: flags.reconnect_base,
         reconnect_cap: flags.reconnect_cap,
         drain_grace: flags.drain_grace,
+        state_dir: flags.state_dir,
     })?;
     Ok(config)
 }

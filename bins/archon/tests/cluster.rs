@@ -33,14 +33,18 @@ fn daemon_bin(name: &str) -> PathBuf {
 struct Proc {
     child: Child,
     lines: std::sync::mpsc::Receiver<String>,
+    /// A worker's own state dir (its process ledger).
+    _state: tempfile::TempDir,
 }
 
 impl Proc {
     fn spawn(bin: &str, args: &[&str]) -> Proc {
         #[allow(clippy::zombie_processes)] // Proc::drop kills and waits for it.
+        let state = tempfile::tempdir().unwrap();
         let mut child = Command::new(daemon_bin(bin))
             .args(args)
             .env("RUST_LOG", "warn")
+            .env("ARCHON_STATE_DIR", state.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -52,7 +56,7 @@ impl Proc {
                 let _ = tx.send(line);
             }
         });
-        Proc { child, lines }
+        Proc { child, lines, _state: state }
     }
 
     fn wait_line(&self, prefix: &str) -> String {

@@ -155,3 +155,43 @@ fn a_restarted_dev_keeps_its_jobs_and_history() {
         json(&dev.server, &["jobs"])["items"].as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()).collect();
     assert_eq!(ids, BTreeSet::from([1, 2]));
 }
+
+/// Whether process `pid` has ended (gone, or a zombie nobody reaped yet).
+fn ended(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[test]
+fn a_restart_after_kill_dash_nine_kills_the_jobs_the_crashed_worker_left_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dev = Dev::start(dir.path());
+    let pidfile = dir.path().join("job.pid");
+    let command = format!("sleep 60 & echo $! > {}; wait", pidfile.display());
+    let (_, run) = common::submit(&dev.server, &["--command", &command]).unwrap();
+    let pid: i32 = wait_for(Duration::from_secs(20), "the job to start its sleep", || {
+        std::fs::read_to_string(&pidfile).ok().and_then(|p| p.trim().parse().ok()).ok_or_else(|| "no pid yet".into())
+    });
+    assert!(!ended(pid), "the job's sleep {pid} is running");
+    std::fs::remove_file(&pidfile).unwrap();
+
+    dev.proc.kill9();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!ended(pid), "a crashed worker cannot kill its jobs: sleep {pid} lives on as an orphan");
+
+    dev.restart();
+    wait_for(Duration::from_secs(10), "the orphaned sleep to be killed on restart", || {
+        if ended(pid) { Ok(()) } else { Err(format!("sleep {pid} still runs")) }
+    });
+    // Its run was requeued and runs again, alone.
+    let again: i32 = wait_for(Duration::from_secs(20), "the requeued run to start", || {
+        std::fs::read_to_string(&pidfile).ok().and_then(|p| p.trim().parse().ok()).ok_or_else(|| "no pid yet".into())
+    });
+    assert_ne!(again, pid);
+    let out = common::cli(&dev.server, &["cancel", &format!("run-{run}")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    common::wait_runs_ended(&dev.server, &[run], Duration::from_secs(10));
+    assert!(ended(again), "the cancelled run's sleep {again} is gone");
+}

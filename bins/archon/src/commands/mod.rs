@@ -64,7 +64,8 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.data_dir = dir;
             }
             let shutdown = crate::shutdown_on_signals();
-            crate::dev::run(config, crate::dev::executors(), shutdown).await?;
+            let ledger = crate::dev::open_ledger(config.data_dir.join("processes"))?;
+            crate::dev::run(config, crate::dev::executors_with(Some(ledger)), shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Submit(args) => {

@@ -31,6 +31,9 @@ pub struct WorkerDaemonConfig {
     /// On SIGTERM, how long running attempts may take to finish before they are
     /// killed and requeued.
     pub drain_grace: Duration,
+    /// Where the worker keeps what must survive a crash (its process ledger);
+    /// default `~/.local/share/archon/worker-<name>`.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for WorkerDaemonConfig {
@@ -43,6 +46,7 @@ impl Default for WorkerDaemonConfig {
             reconnect_base: Duration::from_millis(200),
             reconnect_cap: Duration::from_secs(10),
             drain_grace: Duration::from_secs(30),
+            state_dir: None,
         }
     }
 }
@@ -71,6 +75,8 @@ pub struct WorkerFile {
     pub reconnect_cap: Option<String>,
     /// `drain_grace = "30s"`
     pub drain_grace: Option<String>,
+    /// `state_dir = "/var/lib/archon-worker"`
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl WorkerDaemonConfig {
@@ -112,6 +118,9 @@ impl WorkerDaemonConfig {
         if let Some(d) = f.drain_grace {
             self.drain_grace = super::duration("drain_grace", &d)?;
         }
+        if f.state_dir.is_some() {
+            self.state_dir = f.state_dir;
+        }
         if self.capacity.cpu_millis == 0 || self.capacity.memory_bytes == 0 {
             anyhow::bail!("cpu and memory: a worker must offer some of each (e.g. cpu = \"2\", memory = \"4GiB\")");
         }
@@ -128,7 +137,12 @@ pub async fn run(config: WorkerDaemonConfig, shutdown: CancellationToken) -> any
     core.reconnect_cap = config.reconnect_cap;
     core.drain_grace = config.drain_grace;
     let transport = Arc::new(archon_net::GrpcTransport::new(config.managers.clone()));
-    let worker = WorkerRuntime::new(core, Arc::new(crate::dev::executors()), transport);
+    let state_dir = config
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| crate::replicated::default_data_dir(&format!("worker-{}", config.name)));
+    let ledger = crate::dev::open_ledger(state_dir.join("processes"))?;
+    let worker = WorkerRuntime::new(core, Arc::new(crate::dev::executors_with(Some(ledger))), transport);
     println!("archon-worker {:?} offering {} to {}", config.name, config.capacity, config.managers.join(", "));
     worker.run(shutdown).await?;
     println!("archon-worker {:?} stopped", config.name);

@@ -108,8 +108,15 @@ impl Proc {
     pub(crate) fn spawn(bin: &Path, args: &[&str], log: &Path) -> Proc {
         let stderr = std::fs::File::create(log).unwrap();
         #[allow(clippy::zombie_processes)] // Proc::drop kills and waits for it.
-        let mut child =
-            Command::new(bin).args(args).env("RUST_LOG", "warn").stdout(Stdio::piped()).stderr(stderr).spawn().unwrap();
+        let mut child = Command::new(bin)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            // A worker's own state dir (its process ledger), beside its log.
+            .env("ARCHON_STATE_DIR", log.with_extension("state"))
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
