@@ -64,7 +64,8 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.data_dir = dir;
             }
             let shutdown = crate::shutdown_on_signals();
-            let ledger = crate::dev::open_ledger(config.data_dir.join("processes"))?;
+            let ledger = crate::dev::open_ledger(config.data_dir.join("processes"))
+                .with_context(|| format!("--data-dir {}: each archon dev needs its own", config.data_dir.display()))?;
             crate::dev::run(config, crate::dev::executors_with(Some(ledger)), shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
