@@ -13,6 +13,7 @@ use archon_core::manager::{Manager, ManagerConfig};
 use archon_core::model::{AttemptResult, ExitStatus, JobSpec, Resources, RunState, Task};
 use archon_core::state::{ClusterState, Command, Outcome};
 use archon_core::store::{Leadership, MemStore, Store};
+use archon_core::testkit::eventually;
 use archon_core::transport::InProcTransport;
 use archon_core::worker::{WorkerConfig, WorkerRuntime};
 use async_trait::async_trait;
@@ -89,14 +90,6 @@ impl Executor for Quick {
             ctx.cancel.cancelled().await;
         }
         ctx.output.finish(ExitStatus::Exited { code: 0 })
-    }
-}
-
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !check().await {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -12,6 +12,7 @@ use archon_core::executor::{ExecContext, Executor, ExecutorRegistry};
 use archon_core::manager::{Manager, ManagerConfig};
 use archon_core::model::{AttemptResult, ExitStatus, JobSpec, OutputStream, Resources, RunState, Task, WorkerState};
 use archon_core::store::MemStore;
+use archon_core::testkit::eventually;
 use archon_core::transport::{Hello, InProcTransport, Transport};
 use archon_core::worker::{WorkerConfig, WorkerRuntime};
 use async_trait::async_trait;
@@ -395,19 +396,6 @@ async fn a_worker_shutting_down_drains_lets_short_jobs_finish_then_requeues_the_
         RunState::Pending,
         "nothing new went to the draining worker"
     );
-}
-
-/// Polls `check` every 10 ms until it holds; panics naming `what` after 10 s.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !check().await {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[tokio::test]

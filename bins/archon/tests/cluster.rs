@@ -5,30 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const CLI: &str = env!("CARGO_BIN_EXE_archon");
+mod common;
 
-/// A daemon binary of this workspace, built if this test run has not built it.
-fn daemon_bin(name: &str) -> PathBuf {
-    let dir = PathBuf::from(CLI).parent().unwrap().to_path_buf();
-    let path = dir.join(name);
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let profile_release = dir.ends_with("release");
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", name, "--bin", name]);
-        if profile_release {
-            cmd.arg("--release");
-        }
-        assert!(cmd.status().unwrap().success(), "cannot build {name}");
-    }
-    path
-}
+use common::{CLI, daemon_bin, successful_attempts};
 
 struct Proc {
     child: Child,
@@ -199,18 +183,6 @@ impl Cluster {
     fn worker_id(&self, name: &str) -> u64 {
         self.workers().iter().find(|w| w["worker"]["name"] == name).unwrap()["worker"]["id"].as_u64().unwrap()
     }
-}
-
-/// The attempts that ended with this outcome (`finished` with exit 0 and so on).
-fn successful_attempts(detail: &Value) -> usize {
-    detail["attempts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| {
-            a["state"] == "finished" && a["result"]["status"]["kind"] == "exited" && a["result"]["status"]["code"] == 0
-        })
-        .count()
 }
 
 #[test]

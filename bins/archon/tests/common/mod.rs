@@ -1,4 +1,4 @@
-//! Helpers shared by the crash and failover tests (`ha.rs`, `durability.rs`):
+//! Helpers shared by the process-level tests (`cluster.rs`, `ha.rs`, `durability.rs`):
 //! daemons as child processes whose stdout is read line by line and whose stderr
 //! goes to a file (shown when a test fails), fixed loopback ports that survive a
 //! restart, the `archon` CLI with `--output json`, and a background stream of
