@@ -213,7 +213,7 @@ async fn read_chunk<R: AsyncRead + Unpin>(pipe: &mut Option<R>, buf: &mut Vec<u8
 }
 
 /// Sleeps until `at`, or forever when there is no `at`.
-async fn sleep_until(at: Option<Instant>) {
+pub(crate) async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,

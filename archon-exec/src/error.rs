@@ -6,7 +6,7 @@ use archon_core::model::{ExitStatus, TaskKind};
 
 /// An attempt that could not run, or could not be watched to its end.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ExecError {
+pub enum ExecError {
     /// The executor was handed a task of a kind it does not serve.
     #[error("the {executor} executor cannot run a {task} task")]
     WrongKind {
@@ -69,6 +69,56 @@ pub(crate) enum ExecError {
         /// The serialisation error.
         source: serde_json::Error,
     },
+    /// The Docker engine did not answer, or stopped answering.
+    #[error("the Docker engine at {engine} is unreachable: {message}")]
+    DockerUnreachable {
+        /// The engine's socket.
+        engine: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The image is not on the worker and the pull policy forbids pulling it.
+    #[error(
+        "image {image:?} not found locally and the pull policy is never (load it on the worker with `docker load`, or set pull = \"if-not-present\")"
+    )]
+    ImageMissing {
+        /// The image.
+        image: String,
+    },
+    /// The image could not be pulled.
+    #[error("{}", pull_failed(image, *local, message))]
+    PullFailed {
+        /// The image.
+        image: String,
+        /// Whether a local copy exists (the policy was `always`).
+        local: bool,
+        /// The engine's error.
+        message: String,
+    },
+    /// The job asks for bind mounts on a worker that does not allow them.
+    #[error(
+        "task.mounts ({mounts}) needs bind mounts, which this worker does not allow (start it with --docker-allow-mounts)"
+    )]
+    MountsDisabled {
+        /// The mounts asked for.
+        mounts: String,
+    },
+    /// The engine refused to create the container.
+    #[error("cannot create a container of {image:?}: {message}")]
+    ContainerCreate {
+        /// The image.
+        image: String,
+        /// The engine's error.
+        message: String,
+    },
+    /// The engine refused to start the container.
+    #[error("cannot start the container of {image:?}: {message}")]
+    ContainerStart {
+        /// The image.
+        image: String,
+        /// The engine's error.
+        message: String,
+    },
     /// A function panicked.
     #[error("function {name:?} panicked: {message}")]
     Panicked {
@@ -77,6 +127,17 @@ pub(crate) enum ExecError {
         /// The panic message, if it had one.
         message: String,
     },
+}
+
+/// The text of [`ExecError::PullFailed`].
+fn pull_failed(image: &str, local: bool, message: &str) -> String {
+    if local {
+        format!("pull of image {image:?} failed (pull policy always): {message}")
+    } else {
+        format!(
+            "image {image:?} not found locally and pull failed: {message} (on a worker without registry access, load it with `docker load`)"
+        )
+    }
 }
 
 impl ExecError {

@@ -2,7 +2,8 @@
 //!
 //! Executors for Archon workers: [`ShellExecutor`] (`sh -c`), [`ScriptExecutor`]
 //! (an inline script run by an interpreter), [`ProcessExecutor`] (argv, no shell)
-//! and [`FunctionExecutor`] (Rust functions registered by name).
+//! [`FunctionExecutor`] (Rust functions registered by name) and [`DockerExecutor`]
+//! (containers on the worker's Docker engine).
 //!
 //! Every process an executor starts leads its own process group; timeouts and
 //! cancels SIGTERM the whole group, then SIGKILL it after a grace period, and the
@@ -23,6 +24,7 @@
 //! ```
 
 mod child;
+mod docker;
 mod error;
 mod function;
 mod ledger;
@@ -35,6 +37,11 @@ use std::sync::Arc;
 use archon_core::executor::ExecutorRegistry;
 
 pub use child::DEFAULT_KILL_GRACE;
+pub use docker::{
+    DEFAULT_DOCKER_SOCKET, DEFAULT_PIDS_LIMIT, DockerExecutor, DockerSettings, LABEL_ATTEMPT, LABEL_JOB, LABEL_MANAGED,
+    LABEL_OWNER, LABEL_RUN, LABEL_WORKER,
+};
+pub use error::ExecError as Error;
 pub use function::FunctionExecutor;
 pub use ledger::ProcessLedger;
 pub use process::ProcessExecutor;
