@@ -99,9 +99,7 @@ impl JobSpec {
             super::Task::Process { argv } if argv.first().is_none_or(|p| p.trim().is_empty()) => {
                 return Err(SpecError::new("task.argv", "must name a program (e.g. [\"/bin/echo\", \"hi\"])"));
             }
-            super::Task::Docker(d) if d.image.trim().is_empty() => {
-                return Err(SpecError::new("task.image", "must name an image (e.g. busybox:latest)"));
-            }
+            super::Task::Docker(d) => validate_docker(d)?,
             super::Task::Function { name, .. } if name.trim().is_empty() => {
                 return Err(SpecError::new("task.name", "must name a registered function"));
             }
@@ -141,6 +139,40 @@ impl JobSpec {
         }
         Ok(())
     }
+}
+
+/// The checks of a container task that need no worker.
+fn validate_docker(d: &super::DockerTask) -> Result<(), SpecError> {
+    if d.image.trim().is_empty() || d.image.chars().any(char::is_whitespace) {
+        return Err(SpecError::new("task.image", "must name an image, without spaces (e.g. busybox:1.36)"));
+    }
+    let network_ok = !d.network.is_empty()
+        && d.network.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | ':'));
+    if !network_ok {
+        return Err(SpecError::new(
+            "task.network",
+            format!("{:?} is not a network mode (none, bridge, host, or a network's name)", d.network),
+        ));
+    }
+    for mount in &d.mounts {
+        let mut parts = mount.split(':');
+        let (host, container, mode) = (parts.next(), parts.next(), parts.next());
+        let absolute = |p: Option<&str>| p.is_some_and(|p| p.starts_with('/'));
+        if !absolute(host)
+            || !absolute(container)
+            || !matches!(mode, None | Some("ro" | "rw"))
+            || parts.next().is_some()
+        {
+            return Err(SpecError::new(
+                "task.mounts",
+                format!("{mount:?} is not a bind mount (use /host/path:/container/path, optionally :ro or :rw)"),
+            ));
+        }
+    }
+    if d.user.as_ref().is_some_and(|u| u.trim().is_empty()) {
+        return Err(SpecError::new("task.user", "must not be empty (a user name or uid[:gid], e.g. 65534:65534)"));
+    }
+    Ok(())
 }
 
 /// A field of a job spec that is not acceptable.
@@ -344,6 +376,24 @@ mod tests {
         let spec = JobSpec::new("x", Task::Shell { command: "  ".into() });
         let err = spec.validate().unwrap_err();
         assert_eq!(err.field, "task.command");
+    }
+
+    #[test]
+    fn container_tasks_are_checked_naming_the_field() {
+        let docker = |edit: &dyn Fn(&mut crate::model::DockerTask)| {
+            let mut d: crate::model::DockerTask = serde_json::from_str(r#"{"image": "busybox:1"}"#).unwrap();
+            edit(&mut d);
+            JobSpec::new("x", Task::Docker(Box::new(d))).validate().map_err(|e| e.field)
+        };
+        assert_eq!(docker(&|_| {}), Ok(()));
+        assert_eq!(docker(&|d| d.image = " ".into()), Err("task.image".into()));
+        assert_eq!(docker(&|d| d.network = "bad net".into()), Err("task.network".into()));
+        assert_eq!(docker(&|d| d.network = "my-net_1".into()), Ok(()));
+        assert_eq!(docker(&|d| d.mounts = vec!["/srv:/data:ro".into(), "/a:/b".into()]), Ok(()));
+        for bad in ["srv:/data", "/srv", "/srv:data", "/srv:/data:rx", "/a:/b:ro:x"] {
+            assert_eq!(docker(&|d| d.mounts = vec![bad.into()]), Err("task.mounts".into()), "{bad}");
+        }
+        assert_eq!(docker(&|d| d.user = Some("".into())), Err("task.user".into()));
     }
 
     #[test]

@@ -79,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn inproc(jobs: usize, batch: usize, submitters: usize) -> anyhow::Result<()> {
-    let cluster = InProcCluster::start(huge_capacity(), archon::dev::executors()).await?;
+    let cluster = InProcCluster::start(huge_capacity(), archon::executors::local()).await?;
     // Warm up allocators and code paths.
     let m = cluster.manager.clone();
     let finished = move || {

@@ -11,7 +11,7 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The Archon worker: runs shell, script and process jobs for the managers.
+/// The Archon worker: runs shell, script, process and Docker jobs for the managers.
 #[derive(Debug, Parser)]
 #[command(name = "archon-worker", version, about)]
 struct Flags {
@@ -52,6 +52,9 @@ struct Flags {
     /// running jobs, killed on the next start [default: ~/.local/share/archon/worker-<name>].
     #[arg(long, env = "ARCHON_STATE_DIR")]
     state_dir: Option<PathBuf>,
+    /// How the worker uses Docker.
+    #[command(flatten)]
+    docker: archon::cli::DockerFlags,
     /// More logging (-v, -vv).
     #[arg(long, short = 'v', action = clap::ArgAction::Count)]
     verbose: u8,
@@ -85,6 +88,10 @@ fn configure(flags: Flags) -> anyhow::Result<WorkerDaemonConfig> {
         reconnect_cap: flags.reconnect_cap,
         drain_grace: flags.drain_grace,
         state_dir: flags.state_dir,
+        docker: flags.docker.no_docker.then_some(false),
+        docker_socket: flags.docker.docker_socket,
+        docker_allow_mounts: flags.docker.docker_allow_mounts.then_some(true),
+        docker_pids_limit: flags.docker.docker_pids_limit,
     })?;
     Ok(config)
 }

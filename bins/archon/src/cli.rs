@@ -116,11 +116,44 @@ pub struct DevArgs {
     /// Labels of the local worker, key=value (repeatable).
     #[arg(long = "label", value_parser = parse_key_value)]
     pub labels: Vec<(String, String)>,
+    /// How the local worker uses Docker.
+    #[command(flatten)]
+    pub docker: DockerFlags,
+}
+
+/// How a worker uses the machine's Docker engine (`archon dev`, `archon-worker`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct DockerFlags {
+    /// Do not run Docker jobs, even when a Docker engine answers.
+    #[arg(long)]
+    pub no_docker: bool,
+    /// The Docker engine's API socket [default: $DOCKER_HOST if unix://, else /var/run/docker.sock].
+    #[arg(long, value_name = "PATH")]
+    pub docker_socket: Option<String>,
+    /// Let Docker jobs bind-mount host paths (`--mount`, `mounts`); off by default.
+    #[arg(long)]
+    pub docker_allow_mounts: bool,
+    /// The most processes a job's container may hold; 0 for no limit [default: 4096].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(0..))]
+    pub docker_pids_limit: Option<i64>,
+}
+
+impl DockerFlags {
+    /// The options these flags give, over the defaults.
+    pub fn options(&self) -> crate::executors::DockerOptions {
+        let defaults = crate::executors::DockerOptions::default();
+        crate::executors::DockerOptions {
+            enabled: !self.no_docker,
+            socket: self.docker_socket.clone(),
+            allow_mounts: self.docker_allow_mounts,
+            pids_limit: self.docker_pids_limit.unwrap_or(defaults.pids_limit),
+        }
+    }
 }
 
 /// `archon submit`.
 #[derive(Debug, Clone, Args)]
-#[command(group(clap::ArgGroup::new("task").args(["command", "script", "function", "argv"]).required(true)))]
+#[command(group(clap::ArgGroup::new("task").args(["command", "script", "function", "argv", "docker"]).required(true).multiple(true)))]
 pub struct SubmitArgs {
     /// A shell command line, run with `sh -c`.
     #[arg(long, short = 'c')]
@@ -137,9 +170,29 @@ pub struct SubmitArgs {
     /// The function's input, as JSON.
     #[arg(long, requires = "function", value_name = "JSON")]
     pub input: Option<String>,
-    /// A program and its arguments, run directly (no shell), after `--`.
+    /// A program and its arguments, run directly (no shell), after `--`; with
+    /// --docker, the container's command.
     #[arg(last = true, value_name = "ARGV")]
     pub argv: Vec<String>,
+    /// Run a container of this image on the worker's Docker engine; --cpu and
+    /// --memory become its limits.
+    #[arg(long, value_name = "IMAGE")]
+    pub docker: Option<String>,
+    /// The container's network: none (default), bridge, host or a network's name.
+    #[arg(long, requires = "docker", value_name = "MODE")]
+    pub network: Option<String>,
+    /// When the worker pulls the image: if-not-present (default), always or never.
+    #[arg(long, requires = "docker", value_name = "POLICY")]
+    pub pull: Option<String>,
+    /// The user inside the container, e.g. 65534:65534.
+    #[arg(long, requires = "docker")]
+    pub user: Option<String>,
+    /// Override the image's entrypoint ("" clears it).
+    #[arg(long, requires = "docker", value_name = "PROGRAM")]
+    pub entrypoint: Option<String>,
+    /// Bind-mount /host/path:/container/path[:ro] (repeatable; the worker must allow it).
+    #[arg(long = "mount", requires = "docker", value_name = "MOUNT")]
+    pub mounts: Vec<String>,
     /// The job's name (default: derived from the command).
     #[arg(long)]
     pub name: Option<String>,
@@ -159,8 +212,8 @@ pub struct SubmitArgs {
     #[arg(long)]
     pub memory: Option<String>,
     /// Network bandwidth reserved, in Mbit/s.
-    #[arg(long)]
-    pub network: Option<u64>,
+    #[arg(long, value_name = "MBPS")]
+    pub bandwidth: Option<u64>,
     /// Environment variable NAME=value (repeatable).
     #[arg(long = "env", short = 'e')]
     pub env: Vec<String>,

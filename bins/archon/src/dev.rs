@@ -1,6 +1,6 @@
 //! `archon dev`: a whole cluster in one process — a manager on a durable
-//! single-node Raft store in the data dir, one local worker running shell, script
-//! and process jobs, and the gRPC API. On shutdown the worker kills what it runs
+//! single-node Raft store in the data dir, one local worker running shell, script,
+//! process and (when the machine has a Docker engine) Docker jobs, and the gRPC API. On shutdown the worker kills what it runs
 //! before the manager stops; after a crash, a restart finds every acknowledged job.
 
 use std::collections::BTreeMap;
@@ -45,45 +45,8 @@ impl DevConfig {
     }
 }
 
-/// What the dev worker runs: shell, script and process jobs, plus the built-in
-/// functions `noop` (returns its input's `null`) and `echo` (returns its input),
-/// handy for trying things out and for benchmarks.
-pub fn executors() -> ExecutorRegistry {
-    executors_with(None)
-}
-
-/// [`executors`], noting process groups in `ledger` when given (see
-/// [`archon_exec::ProcessLedger`]).
-pub fn executors_with(ledger: Option<Arc<archon_exec::ProcessLedger>>) -> ExecutorRegistry {
-    let builtins = archon_exec::FunctionExecutor::new()
-        .register("noop", |_| async { Ok(serde_json::Value::Null) })
-        .register("echo", |input| async move { Ok(input) });
-    let mut registry = match ledger {
-        Some(ledger) => archon_exec::local_registry_with_ledger(ledger),
-        None => archon_exec::local_registry(),
-    };
-    registry.register(Arc::new(builtins));
-    registry
-}
-
-/// Opens the process ledger in `dir` and kills the process groups a previous,
-/// crashed run of this worker left behind (their runs were requeued).
-pub fn open_ledger(dir: std::path::PathBuf) -> anyhow::Result<Arc<archon_exec::ProcessLedger>> {
-    let ledger = archon_exec::ProcessLedger::open(&dir)
-        .with_context(|| format!("cannot use {} for the worker's process ledger", dir.display()))?;
-    let killed = ledger.kill_orphans().with_context(|| format!("reading the process ledger in {}", dir.display()))?;
-    if !killed.is_empty() {
-        println!(
-            "killed {} job process group(s) left running by a crashed worker: {}",
-            killed.len(),
-            killed.join(", ")
-        );
-    }
-    Ok(Arc::new(ledger))
-}
-
 /// Runs the single-process cluster until `shutdown` fires. `executors` are what
-/// the local worker can run (see [`executors`]).
+/// the local worker can run (see [`crate::executors`]).
 pub async fn run(config: DevConfig, executors: ExecutorRegistry, shutdown: CancellationToken) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

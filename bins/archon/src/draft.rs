@@ -15,12 +15,25 @@
 //! memory = "256MiB"
 //! env = { REPORT_DAY = "monday" }
 //! ```
+//!
+//! A container job names its image in a `[docker]` table:
+//!
+//! ```toml
+//! name = "thumbnail"
+//! cpu = "500m"                    # the container's CPU limit
+//! memory = "128MiB"               # its memory limit (past it: out of memory)
+//! [docker]
+//! image = "archon-test/busybox:1"
+//! command = ["sh", "-c", "echo hi"]
+//! network = "none"                # default; or bridge, host, a network's name
+//! pull = "if-not-present"         # default; or always, never
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use archon_core::model::{
-    Constraint, JobId, JobSpec, PlacementPolicy, Resources, SpecError, Task,
+    Constraint, DockerTask, JobId, JobSpec, PlacementPolicy, PullPolicy, Resources, SpecError, Task,
     units::{parse_bytes, parse_cpu, parse_duration},
 };
 use serde::Deserialize;
@@ -55,8 +68,10 @@ pub struct JobDraft {
     pub cpu: Option<toml::Value>,
     /// Memory, e.g. `"256MiB"`.
     pub memory: Option<String>,
-    /// Network bandwidth, Mbit/s.
-    pub network: Option<u64>,
+    /// A container to run (instead of command, script, argv or function).
+    pub docker: Option<DockerDraft>,
+    /// Network bandwidth reserved, Mbit/s.
+    pub bandwidth: Option<u64>,
     /// Devices by kind, e.g. `{ gpu = 1 }`.
     #[serde(default)]
     pub devices: BTreeMap<String, u32>,
@@ -77,6 +92,72 @@ pub struct JobDraft {
     /// Jobs this one waits for (`job-N`).
     #[serde(default)]
     pub depends_on: Vec<String>,
+}
+
+/// A container job as written by a user: the `[docker]` table, or `--docker`
+/// and its flags.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerDraft {
+    /// The image, e.g. `busybox:1.36`.
+    pub image: Option<String>,
+    /// The command (default: the image's).
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// An entrypoint override.
+    pub entrypoint: Option<Vec<String>>,
+    /// `none` (default), `bridge`, `host` or a network's name.
+    pub network: Option<String>,
+    /// The user inside the container, e.g. `65534:65534`.
+    pub user: Option<String>,
+    /// Bind mounts `/host:/container[:ro]` (the worker must allow them).
+    #[serde(default)]
+    pub mounts: Vec<String>,
+    /// `if-not-present` (default), `always` or `never`.
+    pub pull: Option<String>,
+}
+
+impl DockerDraft {
+    fn task(&self, naming: Naming) -> Result<Task, SpecError> {
+        let field = |key: &str| docker_field(key, naming);
+        let image = self.image.clone().ok_or_else(|| {
+            SpecError::new(field("image"), "is missing: name the image to run (e.g. image = \"busybox:1.36\")")
+        })?;
+        let pull = match self.pull.as_deref() {
+            None | Some("if-not-present") => PullPolicy::IfNotPresent,
+            Some("always") => PullPolicy::Always,
+            Some("never") => PullPolicy::Never,
+            Some(other) => {
+                return Err(SpecError::new(
+                    field("pull"),
+                    format!("{other:?} is not a pull policy (if-not-present, always or never)"),
+                ));
+            }
+        };
+        Ok(Task::Docker(Box::new(DockerTask {
+            image,
+            command: self.command.clone(),
+            entrypoint: self.entrypoint.clone(),
+            network: self.network.clone().unwrap_or_else(|| "none".to_owned()),
+            user: self.user.clone(),
+            mounts: self.mounts.clone(),
+            pull,
+        })))
+    }
+}
+
+/// How a container field is named: `docker.image` in a file, its flag on the
+/// command line (`--docker`, `--network`, `--mount`, ...).
+fn docker_field(key: &str, naming: Naming) -> String {
+    match naming {
+        Naming::File => format!("docker.{key}"),
+        Naming::Flags => match key {
+            "image" => "--docker".to_owned(),
+            "mounts" => "--mount".to_owned(),
+            "command" => "ARGV (after --)".to_owned(),
+            other => format!("--{other}"),
+        },
+    }
 }
 
 /// How field names are shown in errors.
@@ -131,7 +212,7 @@ impl JobDraft {
         if let Some(m) = &self.memory {
             resources.memory_bytes = parse_bytes(m).map_err(|e| err("memory", e.to_string()))?;
         }
-        if let Some(n) = self.network {
+        if let Some(n) = self.bandwidth {
             resources.network_mbps = n;
         }
         resources.devices = self.devices.clone();
@@ -163,14 +244,17 @@ impl JobDraft {
             self.script.as_ref().map(|_| "script"),
             self.argv.as_ref().map(|_| "argv"),
             self.function.as_ref().map(|_| "function"),
+            self.docker.as_ref().map(|_| "docker"),
         ]
         .into_iter()
         .flatten()
         .collect();
-        let what = "give exactly one of command, script, argv or function";
+        let what = "give exactly one of command, script, argv, function or docker";
         match given.as_slice() {
             [] => Err(SpecError::new(naming.field("command"), format!("no task: {what}"))),
-            [_] => Ok(if let Some(command) = &self.command {
+            [_] => Ok(if let Some(docker) = &self.docker {
+                docker.task(naming)?
+            } else if let Some(command) = &self.command {
                 Task::Shell { command: command.clone() }
             } else if let Some(body) = &self.script {
                 Task::Script {
@@ -193,6 +277,11 @@ impl JobDraft {
 
     /// Maps a spec path (`task.command`) back to what the user wrote.
     fn rename(&self, field: &str, naming: Naming) -> String {
+        if let Some(key) = field.strip_prefix("task.")
+            && self.docker.is_some()
+        {
+            return docker_field(key, naming);
+        }
         let key = match field {
             "task.command" => "command",
             "task.body" => "script",
@@ -320,6 +409,61 @@ mod tests {
         assert_eq!(e.field, "--timeout");
         let d = JobDraft { command: Some(" ".into()), ..JobDraft::default() };
         assert_eq!(d.into_spec(Naming::Flags).unwrap_err().field, "--command");
+    }
+
+    #[test]
+    fn a_container_job_parses_from_its_docker_table() {
+        let specs = parse_spec_file(
+            r#"
+            name = "thumb"
+            cpu = "500m"
+            memory = "128MiB"
+            bandwidth = 10
+            [docker]
+            image = "archon-test/busybox:1"
+            command = ["sh", "-c", "echo hi"]
+            entrypoint = []
+            network = "bridge"
+            user = "65534:65534"
+            mounts = ["/srv/in:/in:ro"]
+            pull = "never"
+            "#,
+        )
+        .unwrap();
+        let Task::Docker(d) = &specs[0].task else { panic!("{:?}", specs[0].task) };
+        assert_eq!(d.image, "archon-test/busybox:1");
+        assert_eq!(d.command, ["sh", "-c", "echo hi"]);
+        assert_eq!(d.entrypoint, Some(vec![]));
+        assert_eq!((d.network.as_str(), d.user.as_deref()), ("bridge", Some("65534:65534")));
+        assert_eq!(d.mounts, ["/srv/in:/in:ro"]);
+        assert_eq!(d.pull, PullPolicy::Never);
+        assert_eq!((specs[0].resources.cpu_millis, specs[0].resources.network_mbps), (500, 10));
+        let defaults = parse_spec_file("[docker]\nimage = \"busybox:1\"").unwrap();
+        let Task::Docker(d) = &defaults[0].task else { panic!() };
+        assert_eq!((d.network.as_str(), d.pull, d.command.len()), ("none", PullPolicy::IfNotPresent, 0));
+        assert_eq!(defaults[0].name, "busybox:1");
+    }
+
+    #[test]
+    fn bad_container_fields_are_named_in_files_and_as_flags() {
+        let e = parse_spec_file("[docker]\nimage = \"b:1\"\npull = \"sometimes\"").unwrap_err();
+        assert_eq!(e, "docker.pull: \"sometimes\" is not a pull policy (if-not-present, always or never)");
+        let e = parse_spec_file("[docker]\ncommand = [\"true\"]").unwrap_err();
+        assert!(e.starts_with("docker.image: is missing"), "{e}");
+        let e = parse_spec_file("[docker]\nimage = \"b:1\"\nmounts = [\"data:/data\"]").unwrap_err();
+        assert!(e.starts_with("docker.mounts: \"data:/data\" is not a bind mount"), "{e}");
+        let e = parse_spec_file("[docker]\nimage = \"b:1\"\nnetwrok = \"none\"").unwrap_err();
+        assert!(e.contains("unknown field `netwrok`"), "{e}");
+        let e = parse_spec_file("command = \"x\"\n[docker]\nimage = \"b:1\"").unwrap_err();
+        assert!(e.starts_with("docker: conflicts with command"), "{e}");
+        let flags = |d: DockerDraft| JobDraft { docker: Some(d), ..JobDraft::default() }.into_spec(Naming::Flags);
+        let e =
+            flags(DockerDraft { image: Some("b:1".into()), network: Some("no ne".into()), ..DockerDraft::default() });
+        assert_eq!(e.unwrap_err().field, "--network");
+        let e = flags(DockerDraft { image: Some(" ".into()), ..DockerDraft::default() });
+        assert_eq!(e.unwrap_err().field, "--docker");
+        let e = flags(DockerDraft { image: Some("b:1".into()), mounts: vec!["x".into()], ..DockerDraft::default() });
+        assert_eq!(e.unwrap_err().field, "--mount");
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod commands;
 pub mod daemon;
 pub mod dev;
 pub mod draft;
+pub mod executors;
 pub mod host;
 mod render;
 pub mod replicated;

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::cli::{Cli, ClusterCommand, Command, Format, SubmitArgs};
-use crate::draft::{JobDraft, Naming, read_spec_file};
+use crate::draft::{DockerDraft, JobDraft, Naming, read_spec_file};
 use crate::{EXIT_BAD_INPUT, render};
 
 /// Bad input found on this side (a flag, a file, an id): exits with 2.
@@ -64,9 +64,10 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.data_dir = dir;
             }
             let shutdown = crate::shutdown_on_signals();
-            let ledger = crate::dev::open_ledger(config.data_dir.join("processes"))
+            let executors = crate::executors::for_worker(&config.worker_name, &config.data_dir, &args.docker.options())
+                .await
                 .with_context(|| format!("--data-dir {}: each archon dev needs its own", config.data_dir.display()))?;
-            crate::dev::run(config, crate::dev::executors_with(Some(ledger)), shutdown).await?;
+            crate::dev::run(config, executors, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Submit(args) => {
@@ -299,13 +300,22 @@ fn submit_spec(args: SubmitArgs) -> anyhow::Result<JobSpec> {
         command: args.command,
         script,
         interpreter: args.script.as_ref().map(|_| args.interpreter.clone()),
-        argv: if args.argv.is_empty() { None } else { Some(args.argv) },
+        argv: if args.argv.is_empty() || args.docker.is_some() { None } else { Some(args.argv.clone()) },
+        docker: args.docker.map(|image| DockerDraft {
+            image: Some(image),
+            command: args.argv,
+            entrypoint: args.entrypoint.map(|e| if e.is_empty() { vec![] } else { vec![e] }),
+            network: args.network,
+            user: args.user,
+            mounts: args.mounts,
+            pull: args.pull,
+        }),
         timeout: args.timeout,
         max_retries: args.max_retries,
         retry_backoff: args.retry_backoff,
         cpu: args.cpu.map(toml::Value::String),
         memory: args.memory,
-        network: args.network,
+        bandwidth: args.bandwidth,
         env,
         workdir: args.workdir,
         constraints: args.constraints,

@@ -1,5 +1,5 @@
-//! `archon-worker`: runs shell, script and process jobs for the managers it is
-//! given. Connects to one of them, heartbeats, reconnects with exponential backoff
+//! `archon-worker`: runs shell, script, process and (when the machine has a Docker
+//! engine) Docker jobs for the managers it is given. Connects to one of them, heartbeats, reconnects with exponential backoff
 //! and full jitter (cycling through every manager address), and on SIGTERM stops
 //! taking work, lets running attempts finish within a grace, then leaves.
 
@@ -34,6 +34,8 @@ pub struct WorkerDaemonConfig {
     /// Where the worker keeps what must survive a crash (its process ledger);
     /// default `~/.local/share/archon/worker-<name>`.
     pub state_dir: Option<std::path::PathBuf>,
+    /// How the worker uses the machine's Docker engine.
+    pub docker: crate::executors::DockerOptions,
 }
 
 impl Default for WorkerDaemonConfig {
@@ -47,6 +49,7 @@ impl Default for WorkerDaemonConfig {
             reconnect_cap: Duration::from_secs(10),
             drain_grace: Duration::from_secs(30),
             state_dir: None,
+            docker: crate::executors::DockerOptions::default(),
         }
     }
 }
@@ -77,6 +80,14 @@ pub struct WorkerFile {
     pub drain_grace: Option<String>,
     /// `state_dir = "/var/lib/archon-worker"`
     pub state_dir: Option<std::path::PathBuf>,
+    /// `docker = false` turns Docker jobs off (on when an engine answers).
+    pub docker: Option<bool>,
+    /// `docker_socket = "/var/run/docker.sock"`
+    pub docker_socket: Option<String>,
+    /// `docker_allow_mounts = true` lets jobs bind-mount host paths.
+    pub docker_allow_mounts: Option<bool>,
+    /// `docker_pids_limit = 4096` (0: no limit)
+    pub docker_pids_limit: Option<i64>,
 }
 
 impl WorkerDaemonConfig {
@@ -121,6 +132,24 @@ impl WorkerDaemonConfig {
         if f.state_dir.is_some() {
             self.state_dir = f.state_dir;
         }
+        if let Some(on) = f.docker {
+            self.docker.enabled = on;
+        }
+        if let Some(socket) = f.docker_socket {
+            if socket.trim().is_empty() {
+                anyhow::bail!("docker_socket: give the engine's socket path, e.g. /var/run/docker.sock");
+            }
+            self.docker.socket = Some(socket);
+        }
+        if let Some(allow) = f.docker_allow_mounts {
+            self.docker.allow_mounts = allow;
+        }
+        if let Some(n) = f.docker_pids_limit {
+            if n < 0 {
+                anyhow::bail!("docker_pids_limit: {n} is negative; give a count of processes, or 0 for no limit");
+            }
+            self.docker.pids_limit = n;
+        }
         if self.capacity.cpu_millis == 0 || self.capacity.memory_bytes == 0 {
             anyhow::bail!("cpu and memory: a worker must offer some of each (e.g. cpu = \"2\", memory = \"4GiB\")");
         }
@@ -141,8 +170,8 @@ pub async fn run(config: WorkerDaemonConfig, shutdown: CancellationToken) -> any
         .state_dir
         .clone()
         .unwrap_or_else(|| crate::replicated::default_data_dir(&format!("worker-{}", config.name)));
-    let ledger = crate::dev::open_ledger(state_dir.join("processes"))?;
-    let worker = WorkerRuntime::new(core, Arc::new(crate::dev::executors_with(Some(ledger))), transport);
+    let executors = crate::executors::for_worker(&config.name, &state_dir, &config.docker).await?;
+    let worker = WorkerRuntime::new(core, Arc::new(executors), transport);
     println!("archon-worker {:?} offering {} to {}", config.name, config.capacity, config.managers.join(", "));
     worker.run(shutdown).await?;
     println!("archon-worker {:?} stopped", config.name);

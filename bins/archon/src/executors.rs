@@ -1,0 +1,113 @@
+//! What a worker runs: shell, script and process jobs (their process groups noted
+//! in the worker's ledger), the built-in functions, and Docker jobs when a Docker
+//! engine answers at start. Shared by `archon dev` and `archon-worker`.
+//!
+//! At start a worker clears what a crashed previous life left behind: the process
+//! groups in its ledger and the containers labelled with its state dir. Their runs
+//! were requeued by the manager; left alone they would run twice.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use archon_core::executor::ExecutorRegistry;
+use archon_exec::{DockerExecutor, DockerSettings, ProcessLedger};
+
+/// The dev worker's executors without a ledger or Docker: shell, script and process
+/// jobs, plus the built-in functions `noop` (returns `null`) and `echo` (returns its
+/// input), handy for trying things out and for benchmarks.
+pub fn local() -> ExecutorRegistry {
+    local_with(None)
+}
+
+/// [`local`], noting process groups in `ledger` when given.
+pub fn local_with(ledger: Option<Arc<ProcessLedger>>) -> ExecutorRegistry {
+    let builtins = archon_exec::FunctionExecutor::new()
+        .register("noop", |_| async { Ok(serde_json::Value::Null) })
+        .register("echo", |input| async move { Ok(input) });
+    let mut registry = match ledger {
+        Some(ledger) => archon_exec::local_registry_with_ledger(ledger),
+        None => archon_exec::local_registry(),
+    };
+    registry.register(Arc::new(builtins));
+    registry
+}
+
+/// How a worker uses the machine's Docker engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerOptions {
+    /// Run Docker jobs when an engine answers at start (on by default).
+    pub enabled: bool,
+    /// The engine's socket; default `$DOCKER_HOST` (`unix://…`) or `/var/run/docker.sock`.
+    pub socket: Option<String>,
+    /// Let jobs bind-mount host paths.
+    pub allow_mounts: bool,
+    /// The most processes per container (0: the engine's default, unlimited).
+    pub pids_limit: i64,
+}
+
+impl Default for DockerOptions {
+    fn default() -> Self {
+        DockerOptions { enabled: true, socket: None, allow_mounts: false, pids_limit: archon_exec::DEFAULT_PIDS_LIMIT }
+    }
+}
+
+/// Everything the worker `name` with state in `state_dir` runs: [`local_with`] its
+/// ledger, and Docker when `docker` allows it and an engine answers. Clears what a
+/// crashed predecessor left running first. Fails only when the state dir cannot be
+/// used (e.g. another worker holds it); a missing engine is reported and skipped.
+pub async fn for_worker(name: &str, state_dir: &Path, docker: &DockerOptions) -> anyhow::Result<ExecutorRegistry> {
+    let ledger = open_ledger(state_dir.join("processes"))?;
+    let mut registry = local_with(Some(ledger));
+    if docker.enabled {
+        let mut settings = DockerSettings::for_worker(name, state_dir);
+        if let Some(socket) = &docker.socket {
+            settings.socket = socket.clone();
+        }
+        settings.allow_mounts = docker.allow_mounts;
+        settings.pids_limit = (docker.pids_limit > 0).then_some(docker.pids_limit);
+        if let Some(executor) = connect_docker(settings).await {
+            registry.register(Arc::new(executor));
+        }
+    } else {
+        println!("Docker jobs are off on this worker (--no-docker)");
+    }
+    Ok(registry)
+}
+
+/// Connects to the engine and removes the containers a crashed predecessor left;
+/// `None` (with a note saying why) when the engine does not answer.
+async fn connect_docker(settings: DockerSettings) -> Option<DockerExecutor> {
+    let executor = match DockerExecutor::connect(settings).await {
+        Ok(executor) => executor,
+        Err(e) => {
+            println!("Docker jobs will not run here: {e}");
+            return None;
+        }
+    };
+    match executor.remove_orphans().await {
+        Ok(removed) if !removed.is_empty() => {
+            println!("removed {} container(s) left running by a crashed worker: {}", removed.len(), removed.join(", "));
+        }
+        Ok(_) => {}
+        Err(e) => println!("cannot look for containers a crashed worker left: {e}"),
+    }
+    println!("Docker jobs run on the engine at {}", executor.settings().socket.trim_start_matches("unix://"));
+    Some(executor)
+}
+
+/// Opens the process ledger in `dir` and kills the process groups a previous,
+/// crashed run of this worker left behind (their runs were requeued).
+pub fn open_ledger(dir: PathBuf) -> anyhow::Result<Arc<ProcessLedger>> {
+    let ledger = ProcessLedger::open(&dir)
+        .with_context(|| format!("cannot use {} for the worker's process ledger", dir.display()))?;
+    let killed = ledger.kill_orphans().with_context(|| format!("reading the process ledger in {}", dir.display()))?;
+    if !killed.is_empty() {
+        println!(
+            "killed {} job process group(s) left running by a crashed worker: {}",
+            killed.len(),
+            killed.join(", ")
+        );
+    }
+    Ok(Arc::new(ledger))
+}
