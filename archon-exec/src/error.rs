@@ -86,12 +86,12 @@ pub enum ExecError {
         image: String,
     },
     /// The image could not be pulled.
-    #[error("{}", pull_failed(image, *local, message))]
+    #[error("{}", pull_failed(image, *always, message))]
     PullFailed {
         /// The image.
         image: String,
-        /// Whether a local copy exists (the policy was `always`).
-        local: bool,
+        /// Whether the pull was for the policy `always` (not a missing image).
+        always: bool,
         /// The engine's error.
         message: String,
     },
@@ -130,8 +130,8 @@ pub enum ExecError {
 }
 
 /// The text of [`ExecError::PullFailed`].
-fn pull_failed(image: &str, local: bool, message: &str) -> String {
-    if local {
+fn pull_failed(image: &str, always: bool, message: &str) -> String {
+    if always {
         format!("pull of image {image:?} failed (pull policy always): {message}")
     } else {
         format!(

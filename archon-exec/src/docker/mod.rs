@@ -24,11 +24,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use archon_core::executor::{ExecContext, Executor};
-use archon_core::model::{AttemptResult, ExitStatus, OutputStream, Task, TaskKind};
+use archon_core::model::{AttemptResult, DockerTask, ExitStatus, OutputStream, PullPolicy, Task, TaskKind};
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
+use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
     ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
@@ -282,6 +283,50 @@ impl DockerExecutor {
     }
 }
 
+/// Why a container was not created.
+enum Created {
+    /// The image is not on the engine.
+    NoImage,
+    /// Anything else.
+    Failed(ExecError),
+}
+
+impl DockerExecutor {
+    /// Creates the container `name`; its id.
+    async fn create(&self, name: &str, task: &DockerTask, body: ContainerCreateBody) -> Result<String, Created> {
+        let options = CreateContainerOptionsBuilder::new().name(name).build();
+        match self.docker.create_container(Some(options), body).await {
+            Ok(created) => Ok(created.id),
+            Err(DockerError::DockerResponseServerError { status_code: 404, message })
+                if message.contains("No such image") =>
+            {
+                Err(Created::NoImage)
+            }
+            Err(e @ DockerError::DockerResponseServerError { .. }) => {
+                Err(Created::Failed(ExecError::ContainerCreate {
+                    image: task.image.clone(),
+                    message: engine_message(e),
+                }))
+            }
+            Err(e) => Err(Created::Failed(self.lost(e))),
+        }
+    }
+
+    /// Runs `work` (a pull: it may take a while) under the attempt's timeout and
+    /// cancel; the status the attempt ends with if either fires or `work` fails.
+    async fn bounded(
+        &self,
+        ctx: &Attempt,
+        work: impl Future<Output = Result<(), ExecError>>,
+    ) -> Result<(), ExitStatus> {
+        tokio::select! {
+            done = work => done.map_err(ExecError::into_status),
+            () = sleep_until(ctx.deadline) => Err(ExitStatus::TimedOut),
+            () = ctx.cancel.cancelled() => Err(ExitStatus::Cancelled),
+        }
+    }
+}
+
 /// The loop above only ends once `exit` is set.
 fn unreachable_exit() -> i64 {
     tracing::error!("container supervision ended without an exit; reporting a failure code");
@@ -362,32 +407,38 @@ impl Executor for DockerExecutor {
             Ok(body) => body,
             Err(e) => return ctx.output.finish(e.into_status()),
         };
-        // The image may take a while to pull: the timeout and a cancel apply.
-        tokio::select! {
-            ready = self.ensure_image(task) => if let Err(e) = ready {
-                return ctx.output.finish(e.into_status());
-            },
-            () = sleep_until(ctx.deadline) => return ctx.output.finish(ExitStatus::TimedOut),
-            () = ctx.cancel.cancelled() => return ctx.output.finish(ExitStatus::Cancelled),
+        if task.pull == PullPolicy::Always
+            && let Err(status) = self.bounded(&ctx, self.pull(task, true)).await
+        {
+            return ctx.output.finish(status);
         }
         if ctx.cancel.is_cancelled() {
             return ctx.output.finish(ExitStatus::Cancelled);
         }
         let name = format!("archon-{attempt}-{}", nonce());
-        let options = CreateContainerOptionsBuilder::new().name(&name).build();
-        let created = match self.docker.create_container(Some(options), body).await {
-            Ok(created) => created,
-            Err(e @ DockerError::DockerResponseServerError { .. }) => {
-                let refused = ExecError::ContainerCreate { image: task.image.clone(), message: engine_message(e) };
-                return ctx.output.finish(refused.into_status());
+        // Create first: the image is usually there, and asking would cost a round trip.
+        let created = match self.create(&name, task, body.clone()).await {
+            Err(Created::NoImage) => {
+                if let Err(status) = self.bounded(&ctx, self.pull(task, false)).await {
+                    return ctx.output.finish(status);
+                }
+                self.create(&name, task, body).await
             }
-            Err(e) => return ctx.output.finish(self.lost(e).into_status()),
+            other => other,
         };
-        let status = match self.supervise(&created.id, &mut ctx).await {
+        let created = match created {
+            Ok(id) => id,
+            Err(Created::NoImage) => {
+                let gone = ExecError::ContainerCreate { image: task.image.clone(), message: "no such image".into() };
+                return ctx.output.finish(gone.into_status());
+            }
+            Err(Created::Failed(e)) => return ctx.output.finish(e.into_status()),
+        };
+        let status = match self.supervise(&created, &mut ctx).await {
             Ok(status) => status,
             Err(e) => e.into_status(),
         };
-        if let Err(e) = self.remove(&created.id).await {
+        if let Err(e) = self.remove(&created).await {
             tracing::warn!(container = name, error = %e, "cannot remove the container; the worker's next start will");
         }
         ctx.output.finish(status)

@@ -18,6 +18,23 @@ use crate::cli::{Cli, ClusterCommand, Command, Format, SubmitArgs};
 use crate::draft::{DockerDraft, JobDraft, Naming, read_spec_file};
 use crate::{EXIT_BAD_INPUT, render};
 
+/// Prints a line to stdout. A closed stdout (`archon jobs | head -1`) ends the CLI
+/// quietly with 141, as a Unix tool killed by SIGPIPE would, instead of a panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        print_line(format_args!($($arg)*))
+    };
+}
+
+fn print_line(line: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush())
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(141);
+    }
+}
+
 /// Bad input found on this side (a flag, a file, an id): exits with 2.
 #[derive(Debug)]
 pub(crate) struct BadInput(pub(crate) String);
@@ -150,7 +167,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let target = parse_target("ID", &id)?;
             let api = connect(&cli.server).await?;
             api.cancel(target).await?;
-            println!("cancel requested for {id}");
+            outln!("cancel requested for {id}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Drain { worker } | Command::Undrain { worker } if worker.trim().is_empty() => {
@@ -166,7 +183,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let admin = archon_raft::network::AdminClient::new(split_servers(&cli.server));
             let members = admin.remove(node_id).await.map_err(archon_core::Error::from)?;
             let voters: Vec<String> = members.voters.iter().map(|m| format!("{} ({})", m.id, m.address)).collect();
-            println!("node {node_id} is out of the group; voters now: {}", voters.join(", "));
+            outln!("node {node_id} is out of the group; voters now: {}", voters.join(", "));
             Ok(ExitCode::SUCCESS)
         }
         Command::Workers => {
@@ -221,9 +238,9 @@ async fn set_draining(server: &str, worker: &str, draining: bool) -> anyhow::Res
     };
     api.set_draining(id, draining).await?;
     if draining {
-        println!("{id} ({worker}) is draining: no new jobs; running ones finish");
+        outln!("{id} ({worker}) is draining: no new jobs; running ones finish");
     } else {
-        println!("{id} ({worker}) takes jobs again");
+        outln!("{id} ({worker}) takes jobs again");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -248,8 +265,8 @@ fn unique_token() -> String {
 
 fn print<T: Serialize>(format: Format, value: &T, table: impl FnOnce() -> String) -> anyhow::Result<ExitCode> {
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(value).context("encoding JSON")?),
-        Format::Table => println!("{}", table().trim_end()),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(value).context("encoding JSON")?),
+        Format::Table => outln!("{}", table().trim_end()),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -360,7 +377,7 @@ async fn submit(api: &dyn Api, mut specs: Vec<JobSpec>, wait: bool, format: Form
         }
     }
     if format == Format::Json && !wait {
-        println!("{}", serde_json::to_string_pretty(&lines)?);
+        outln!("{}", serde_json::to_string_pretty(&lines)?);
     }
     if !rejected.is_empty() {
         return Err(bad(if rejected.len() == 1 && lines.is_empty() {
@@ -389,7 +406,7 @@ async fn submit(api: &dyn Api, mut specs: Vec<JobSpec>, wait: bool, format: Form
         details.push(d);
     }
     if format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&details)?);
+        outln!("{}", serde_json::to_string_pretty(&details)?);
     }
     Ok(ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1)))
 }
@@ -416,8 +433,12 @@ fn write_out(stream: OutputStream, data: &[u8]) -> anyhow::Result<()> {
     match stream {
         OutputStream::Stdout => {
             let mut out = std::io::stdout().lock();
-            out.write_all(data)?;
-            out.flush()?;
+            if let Err(e) = out.write_all(data).and_then(|()| out.flush()) {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    std::process::exit(141);
+                }
+                return Err(e.into());
+            }
         }
         OutputStream::Stderr => {
             let mut err = std::io::stderr().lock();

@@ -228,8 +228,9 @@ pub(crate) fn text(b: &[u8]) -> String {
 
 /// `archon … --output json` against `server`, or why it failed.
 pub(crate) fn try_json(server: &str, args: &[&str]) -> Result<Value, String> {
-    let mut all = args.to_vec();
-    all.extend(["--output", "json"]);
+    // In front: anything after a `--` belongs to the job's command.
+    let mut all = vec!["--output", "json"];
+    all.extend(args);
     let out = cli(server, &all);
     if !out.status.success() {
         return Err(format!("{args:?} via {server}: exit {:?}: {}", out.status.code(), text(&out.stderr)));
