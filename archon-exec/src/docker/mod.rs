@@ -194,6 +194,9 @@ impl DockerExecutor {
         let attach = AttachContainerOptionsBuilder::new().stream(true).stdout(true).stderr(true).logs(true).build();
         let attached = self.docker.attach_container(id, Some(attach)).await.map_err(|e| self.lost(e))?;
         let mut logs = Some(attached.output);
+        if ctx.cancel.is_cancelled() {
+            return Ok(ExitStatus::Cancelled);
+        }
         self.docker
             .start_container(id, None)
             .await
