@@ -12,6 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(any(test, feature = "testkit"))]
+pub mod generate;
+
 pub use command::Command;
 pub use outcome::{Event, Outcome, Rejection};
 

@@ -1,6 +1,8 @@
 //! Conformance suites that every implementation of a plug point runs, and small
 //! helpers for tests. Enabled by the `testkit` feature.
 
+pub use crate::state::generate as commands;
+
 pub mod executor_suite;
 pub mod store_suite;
 pub mod transport_suite;

@@ -1,0 +1,536 @@
+//! [`PgStore`]: archon-core's [`Store`] on PostgreSQL.
+//!
+//! One task per manager does everything that touches leadership: it campaigns
+//! for the advisory lock on a dedicated connection, and while it holds it, it is
+//! the only writer. Proposals queue to it; whatever queued while a transaction was
+//! in flight goes into the next one (group commit). A transaction re-reads the
+//! leader row's term `FOR SHARE` and aborts if it changed: a new leader bumps the
+//! term before it reads the log, so a deposed leader's late write either commits
+//! before the new leader loads (and is loaded) or fails.
+//!
+//! The writer applies a batch to its working copy of the state to get the
+//! outcomes and the rows to write; once the transaction commits it applies the
+//! same commands to the state readers see (apply is deterministic), so readers
+//! never see uncommitted work. A failed transaction resets the working copy.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use archon_core::Error as CoreError;
+use archon_core::state::{ClusterState, Command, Outcome};
+use archon_core::store::{Leadership, Store};
+use async_trait::async_trait;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool};
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, redact};
+use crate::rows::Touched;
+use crate::schema::{archon_leader, archon_log, archon_snapshots};
+
+/// The advisory lock the managers of one database campaign for ("ARCHON").
+pub const DEFAULT_LOCK_KEY: i64 = 0x4152_4348_4f4e;
+
+/// How a manager uses its database.
+#[derive(Debug, Clone)]
+pub struct PgConfig {
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`.
+    pub url: String,
+    /// Where clients reach this manager, told to the others while it leads.
+    pub address: String,
+    /// Pooled connections for writes (the lock has its own).
+    pub pool_size: usize,
+    /// The advisory lock key; managers sharing a database and a key form one group.
+    pub lock_key: i64,
+    /// How often a follower tries for the lock and a leader checks it still holds it.
+    pub election_poll: Duration,
+    /// The longest wait between tries while the database is unreachable.
+    pub retry_cap: Duration,
+    /// Write a snapshot of the state after this many commands.
+    pub snapshot_every: u64,
+    /// The most commands in one transaction.
+    pub max_batch: usize,
+}
+
+impl PgConfig {
+    /// Defaults: 4 pooled connections, the lock polled every 250 ms, retries
+    /// backing off to 5 s, a snapshot every 10,000 commands, batches of up to 4,096.
+    pub fn new(url: impl Into<String>, address: impl Into<String>) -> PgConfig {
+        PgConfig {
+            url: url.into(),
+            address: address.into(),
+            pool_size: 4,
+            lock_key: DEFAULT_LOCK_KEY,
+            election_poll: Duration::from_millis(250),
+            retry_cap: Duration::from_secs(5),
+            snapshot_every: 10_000,
+            max_batch: 4096,
+        }
+    }
+}
+
+/// archon-core's [`Store`] on PostgreSQL. Cheap to clone.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").field("url", &redact(&self.inner.config.url)).finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    config: PgConfig,
+    /// The state as committed: what readers see.
+    published: RwLock<ClusterState>,
+    leadership: watch::Sender<Leadership>,
+    requests: mpsc::Sender<Request>,
+    stop: CancellationToken,
+}
+
+/// One proposal waiting for the writer.
+struct Request {
+    commands: Vec<Command>,
+    reply: oneshot::Sender<Result<Vec<Outcome>, CoreError>>,
+}
+
+impl PgStore {
+    /// Connects, brings the schema up to date (see [`crate::migrate`]) and starts
+    /// campaigning for leadership in the background. Fails if the database cannot
+    /// be reached or its schema is newer than this binary.
+    pub async fn open(config: PgConfig) -> Result<PgStore, Error> {
+        crate::migrate(&config.url).await?;
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(config.url.clone());
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size.max(1))
+            .build()
+            .map_err(|e| Error::Unreachable { url: redact(&config.url), message: e.to_string() })?;
+        let (requests, queue) = mpsc::channel(1024);
+        let (leadership, _) = watch::channel(Leadership::default());
+        let inner = Arc::new(Inner {
+            config,
+            published: RwLock::new(ClusterState::new()),
+            leadership,
+            requests,
+            stop: CancellationToken::new(),
+        });
+        tokio::spawn(Campaign { inner: inner.clone(), pool, lock: None, leader: None }.run(queue));
+        Ok(PgStore { inner })
+    }
+
+    /// Waits until this manager leads, or `within` passes.
+    pub async fn wait_for_leadership(&self, within: Duration) -> Result<(), CoreError> {
+        let mut rx = self.inner.leadership.subscribe();
+        let wait = rx.wait_for(|l| l.is_leader);
+        match tokio::time::timeout(within, wait).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(CoreError::ShuttingDown),
+            Err(_) => Err(CoreError::Unavailable(format!("not the leader after {within:?}"))),
+        }
+    }
+
+    /// Stops campaigning; a leader releases the lock by closing its connection.
+    pub fn shutdown(&self) {
+        self.inner.stop.cancel();
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn propose(&self, commands: Vec<Command>) -> Result<Vec<Outcome>, CoreError> {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.inner.requests.send(Request { commands, reply }).await.map_err(|_| CoreError::ShuttingDown)?;
+        answer.await.map_err(|_| CoreError::ShuttingDown)?
+    }
+
+    fn read(&self, reader: &mut dyn FnMut(&ClusterState)) {
+        let state = self.inner.published.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        reader(&state);
+    }
+
+    fn leadership(&self) -> watch::Receiver<Leadership> {
+        self.inner.leadership.subscribe()
+    }
+}
+
+/// What this manager holds while it leads.
+struct Leading {
+    term: i64,
+    /// The state with every committed command applied, ahead of `published` only
+    /// while a transaction is in flight.
+    working: ClusterState,
+    /// The log index the next command gets.
+    next_index: i64,
+    /// Commands since the last snapshot.
+    since_snapshot: u64,
+}
+
+/// The one task that campaigns, leads and writes.
+struct Campaign {
+    inner: Arc<Inner>,
+    pool: Pool<AsyncPgConnection>,
+    /// The connection holding (or trying for) the advisory lock.
+    lock: Option<AsyncPgConnection>,
+    leader: Option<Leading>,
+}
+
+/// Why a batch did not commit.
+enum BatchError {
+    /// Another manager took over: step down.
+    Deposed,
+    /// The database failed; the batch is not stored.
+    Database(String),
+}
+
+#[derive(QueryableByName)]
+struct Locked {
+    #[diesel(sql_type = Bool)]
+    locked: bool,
+}
+
+#[derive(QueryableByName)]
+struct One {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    #[allow(dead_code)]
+    one: i32,
+}
+
+impl Campaign {
+    async fn run(mut self, mut queue: mpsc::Receiver<Request>) {
+        let stop = self.inner.stop.clone();
+        let mut delay = Duration::ZERO;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(delay) => {
+                    delay = match self.tick().await {
+                        Ok(()) => self.inner.config.election_poll,
+                        Err(e) => {
+                            let next = (delay * 2).clamp(self.inner.config.election_poll, self.inner.config.retry_cap);
+                            tracing::warn!(error = %e, retry_in = ?next, "the database is unavailable");
+                            next
+                        }
+                    };
+                }
+                request = queue.recv() => {
+                    let Some(first) = request else { break };
+                    let mut batch = vec![first];
+                    let mut commands = batch[0].commands.len();
+                    while commands < self.inner.config.max_batch {
+                        match queue.try_recv() {
+                            Ok(more) => {
+                                commands += more.commands.len();
+                                batch.push(more);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.serve(batch).await;
+                }
+            }
+        }
+        self.step_down("shutting down");
+    }
+
+    /// One election step: a follower tries for the lock; a leader checks it still
+    /// holds it.
+    async fn tick(&mut self) -> Result<(), Error> {
+        let url = self.inner.config.url.clone();
+        if self.lock.is_none() {
+            let conn = AsyncPgConnection::establish(&url)
+                .await
+                .map_err(|e| Error::Unreachable { url: redact(&url), message: e.to_string() })?;
+            self.lock = Some(conn);
+        }
+        let Some(conn) = self.lock.as_mut() else { return Ok(()) };
+        if self.leader.is_some() {
+            let check = diesel::sql_query("SELECT 1 AS one").get_result::<One>(conn);
+            match tokio::time::timeout(Duration::from_secs(2), check).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(e)) => {
+                    self.step_down("lost the database connection that holds the leader lock");
+                    return Err(e.into());
+                }
+                Err(_) => {
+                    self.step_down("the database connection that holds the leader lock stopped answering");
+                    return Err(Error::Unreachable { url: redact(&url), message: "no answer in 2 s".into() });
+                }
+            }
+        }
+        let locked = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
+            .bind::<BigInt, _>(self.inner.config.lock_key)
+            .get_result::<Locked>(conn)
+            .await;
+        match locked {
+            Ok(Locked { locked: true }) => self.take_over().await,
+            Ok(Locked { locked: false }) => {
+                let row = archon_leader::table
+                    .select((archon_leader::term, archon_leader::address))
+                    .first::<(i64, String)>(conn)
+                    .await;
+                if let Ok((term, address)) = row {
+                    self.publish(false, (!address.is_empty()).then_some(address), term);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.lock = None;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Holding the lock: bump the term, load the state, lead.
+    async fn take_over(&mut self) -> Result<(), Error> {
+        let Some(conn) = self.lock.as_mut() else { return Ok(()) };
+        let address = self.inner.config.address.clone();
+        let term = diesel::update(archon_leader::table.filter(archon_leader::id.eq(1)))
+            .set((
+                archon_leader::term.eq(archon_leader::term + 1),
+                archon_leader::holder.eq(holder()),
+                archon_leader::address.eq(&address),
+                archon_leader::since_ms.eq(now_ms()),
+            ))
+            .returning(archon_leader::term)
+            .get_result::<i64>(conn)
+            .await;
+        let term = match term {
+            Ok(term) => term,
+            Err(e) => {
+                // Let the lock go with the connection; try again next tick.
+                self.lock = None;
+                return Err(e.into());
+            }
+        };
+        let (state, last) = match load(conn).await {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                self.lock = None;
+                return Err(e);
+            }
+        };
+        tracing::info!(term, applied = last, "leading: the leader lock is ours");
+        *self.inner.published.write().unwrap_or_else(std::sync::PoisonError::into_inner) = state.clone();
+        self.leader = Some(Leading { term, working: state, next_index: last + 1, since_snapshot: 0 });
+        self.publish(true, Some(address), term);
+        Ok(())
+    }
+
+    fn step_down(&mut self, why: &str) {
+        if let Some(leading) = self.leader.take() {
+            tracing::warn!(term = leading.term, why, "no longer leading");
+            self.publish(false, None, leading.term);
+        }
+        // Closing the connection releases the lock, if the database still has it.
+        self.lock = None;
+    }
+
+    fn publish(&self, is_leader: bool, leader: Option<String>, term: i64) {
+        let next = Leadership { is_leader, leader, term: u64::try_from(term).unwrap_or(0) };
+        self.inner.leadership.send_if_modified(|now| {
+            if *now == next {
+                false
+            } else {
+                *now = next;
+                true
+            }
+        });
+    }
+
+    /// Commits `batch` in one transaction and answers every proposal in it.
+    async fn serve(&mut self, batch: Vec<Request>) {
+        let Some(leading) = self.leader.as_mut() else {
+            let leader = self.inner.leadership.borrow().leader.clone();
+            for request in batch {
+                let _ = request.reply.send(Err(CoreError::NotLeader { leader: leader.clone() }));
+            }
+            return;
+        };
+        let mut touched = Touched::default();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for request in &batch {
+            let out: Vec<Outcome> = request.commands.iter().map(|c| leading.working.apply(c)).collect();
+            out.iter().for_each(|o| touched.note(o));
+            outcomes.push(out);
+        }
+        let commands: Vec<&Command> = batch.iter().flat_map(|r| &r.commands).collect();
+        let committed = commit(&self.pool, leading, &commands, &touched).await;
+        match committed {
+            Ok(()) => {
+                {
+                    let mut published = self.inner.published.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    for command in &commands {
+                        published.apply(command);
+                    }
+                }
+                leading.next_index += i64::try_from(commands.len()).unwrap_or(i64::MAX);
+                leading.since_snapshot += commands.len() as u64;
+                for (request, out) in batch.into_iter().zip(outcomes) {
+                    let _ = request.reply.send(Ok(out));
+                }
+                if leading.since_snapshot >= self.inner.config.snapshot_every {
+                    self.snapshot().await;
+                }
+            }
+            Err(failure) => {
+                leading.working =
+                    self.inner.published.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+                let error = match failure {
+                    BatchError::Deposed => {
+                        self.step_down("another manager took over (the term changed)");
+                        CoreError::NotLeader { leader: None }
+                    }
+                    BatchError::Database(message) => {
+                        CoreError::Unavailable(format!("the database did not store the batch: {message}"))
+                    }
+                };
+                for request in batch {
+                    let _ = request.reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+
+    /// Writes the committed state as a snapshot, so a new leader replays less.
+    async fn snapshot(&mut self) {
+        let Some(leading) = self.leader.as_mut() else { return };
+        let index = leading.next_index - 1;
+        let state = {
+            let published = self.inner.published.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            serde_json::to_value(&*published)
+        };
+        let Ok(state) = state else { return };
+        let term = leading.term;
+        let written = async {
+            let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
+            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                check_term(conn, term).await?;
+                diesel::insert_into(archon_snapshots::table)
+                    .values((archon_snapshots::index.eq(index), archon_snapshots::state.eq(&state)))
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+                diesel::delete(archon_snapshots::table.filter(archon_snapshots::index.lt(index))).execute(conn).await?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| e.to_string())
+        }
+        .await;
+        match written {
+            Ok(()) => leading.since_snapshot = 0,
+            Err(e) => tracing::warn!(index, error = %e, "cannot write a snapshot; will try again later"),
+        }
+    }
+}
+
+/// Milliseconds since the epoch.
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The name this process goes by in the leader row.
+fn holder() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}:{}", host.trim(), std::process::id())
+}
+
+/// Fails the transaction (as a rollback) unless the leader row still has `term`.
+async fn check_term(conn: &mut AsyncPgConnection, term: i64) -> QueryResult<()> {
+    let now = archon_leader::table
+        .select(archon_leader::term)
+        .filter(archon_leader::id.eq(1))
+        .for_share()
+        .first::<i64>(conn)
+        .await?;
+    if now == term { Ok(()) } else { Err(diesel::result::Error::RollbackTransaction) }
+}
+
+/// Rows per insert statement (3 parameters each, under PostgreSQL's 65,535).
+const LOG_ROWS_PER_INSERT: usize = 5000;
+
+async fn commit(
+    pool: &Pool<AsyncPgConnection>,
+    leading: &Leading,
+    commands: &[&Command],
+    touched: &Touched,
+) -> Result<(), BatchError> {
+    let mut rows = Vec::with_capacity(commands.len());
+    for (i, command) in commands.iter().enumerate() {
+        let json = serde_json::to_value(command).map_err(|e| BatchError::Database(e.to_string()))?;
+        let index = leading.next_index + i64::try_from(i).unwrap_or(i64::MAX);
+        rows.push((archon_log::index.eq(index), archon_log::term.eq(leading.term), archon_log::command.eq(json)));
+    }
+    let mut conn = pool.get().await.map_err(|e| BatchError::Database(e.to_string()))?;
+    let term = leading.term;
+    let state = &leading.working;
+    let result = conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            check_term(conn, term).await?;
+            for chunk in rows.chunks(LOG_ROWS_PER_INSERT) {
+                diesel::insert_into(archon_log::table).values(chunk).execute(conn).await?;
+            }
+            touched.write(state, conn).await?;
+            Ok(())
+        })
+        .await;
+    match result {
+        Ok(()) => Ok(()),
+        Err(diesel::result::Error::RollbackTransaction) => Err(BatchError::Deposed),
+        Err(e) => Err(BatchError::Database(e.to_string())),
+    }
+}
+
+/// The latest snapshot with every later command applied, and the last index.
+async fn load(conn: &mut AsyncPgConnection) -> Result<(ClusterState, i64), Error> {
+    let snapshot = archon_snapshots::table
+        .select((archon_snapshots::index, archon_snapshots::state))
+        .order(archon_snapshots::index.desc())
+        .first::<(i64, serde_json::Value)>(conn)
+        .await
+        .optional()?;
+    let (mut state, mut last) = match snapshot {
+        Some((index, json)) => {
+            let state = serde_json::from_value::<ClusterState>(json)
+                .map_err(|e| Error::Corrupt { index, message: format!("snapshot: {e}") })?;
+            (state, index)
+        }
+        None => (ClusterState::new(), 0),
+    };
+    const PAGE: i64 = 10_000;
+    loop {
+        let page = archon_log::table
+            .select((archon_log::index, archon_log::command))
+            .filter(archon_log::index.gt(last))
+            .order(archon_log::index.asc())
+            .limit(PAGE)
+            .load::<(i64, serde_json::Value)>(conn)
+            .await?;
+        let n = page.len();
+        for (index, json) in page {
+            let command = serde_json::from_value::<Command>(json)
+                .map_err(|e| Error::Corrupt { index, message: e.to_string() })?;
+            state.apply(&command);
+            last = index;
+        }
+        if i64::try_from(n).unwrap_or(0) < PAGE {
+            return Ok((state, last));
+        }
+    }
+}

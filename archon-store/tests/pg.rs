@@ -1,0 +1,163 @@
+//! The PostgreSQL store against a real PostgreSQL server (a throwaway cluster
+//! per test binary from `archon_store::testkit`, a fresh database per store):
+//! the store conformance suite, migrations, reopening from the log and a
+//! snapshot, the SQL tables, and a model-based property test against MemStore.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use archon_core::model::{JobSpec, Task, Timestamp};
+use archon_core::state::{ClusterState, Command};
+use archon_core::store::{MemStore, Store, StoreExt};
+use archon_core::testkit::commands::{step, to_command};
+use archon_core::testkit::store_suite::{StoreHarness, run_all};
+use archon_store::testkit::TempPostgres;
+use archon_store::{Error, PgConfig, PgStore};
+use async_trait::async_trait;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngSeed, TestRunner};
+
+/// One server for the tests of this binary; each store gets its own database.
+static PG: LazyLock<TempPostgres> = LazyLock::new(TempPostgres::start);
+
+async fn open(url: &str, config: impl FnOnce(PgConfig) -> PgConfig) -> PgStore {
+    let store = PgStore::open(config(PgConfig::new(url, "http://127.0.0.1:1"))).await.unwrap();
+    store.wait_for_leadership(Duration::from_secs(10)).await.unwrap();
+    store
+}
+
+struct FreshDatabase;
+
+#[async_trait]
+impl StoreHarness for FreshDatabase {
+    async fn open(&self) -> Arc<dyn Store> {
+        Arc::new(open(&PG.create_database(), |c| c).await)
+    }
+}
+
+fn submit(i: i64) -> Command {
+    let spec = JobSpec::new(format!("j{i}"), Task::Shell { command: "true".into() });
+    Command::SubmitJob { at: Timestamp(1_700_000_000_000 + i), spec: Arc::new(spec) }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pg_store_conforms() {
+    run_all(&FreshDatabase).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrations_create_the_schema_change_nothing_when_current_and_refuse_a_newer_one() {
+    let url = PG.create_database();
+    let applied = archon_store::migrate(&url).await.unwrap();
+    assert_eq!(applied.len(), 1, "an empty database gets every migration: {applied:?}");
+    let tables =
+        PG.psql(url.rsplit('/').next().unwrap(), "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'archon_%'");
+    assert_eq!(String::from_utf8_lossy(&tables.stdout).trim(), "7");
+    assert!(archon_store::migrate(&url).await.unwrap().is_empty(), "an up-to-date database is left alone");
+
+    let db = url.rsplit('/').next().unwrap();
+    let out = PG.psql(db, "INSERT INTO __diesel_schema_migrations (version) VALUES ('29991231000000')");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let refused = archon_store::migrate(&url).await.unwrap_err();
+    assert!(matches!(refused, Error::SchemaTooNew { .. }), "{refused}");
+    let text = refused.to_string();
+    assert!(text.contains("29991231000000") && text.contains("newer than this binary"), "{text}");
+    let refused = PgStore::open(PgConfig::new(&url, "x")).await.unwrap_err();
+    assert!(matches!(refused, Error::SchemaTooNew { .. }), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_or_unreachable_database_is_a_clear_error_without_the_password() {
+    let e = PgStore::open(PgConfig::new("mysql://u:hunter2@db/x", "x")).await.unwrap_err().to_string();
+    assert!(e.contains("not a PostgreSQL URL") && !e.contains("hunter2"), "{e}");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = format!("postgres://archon:hunter2@127.0.0.1:{port}/archon");
+    let e = PgStore::open(PgConfig::new(&url, "x")).await.unwrap_err().to_string();
+    assert!(e.contains("cannot reach the database at postgres://archon:***@127.0.0.1"), "{e}");
+    assert!(!e.contains("hunter2"), "the password leaked: {e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reopened_store_has_every_acknowledged_command_and_the_tables_show_them() {
+    let url = PG.create_database();
+    let before = {
+        let store = open(&url, |c| PgConfig { snapshot_every: 7, ..c }).await;
+        for i in 0..25 {
+            store.propose(vec![submit(i)]).await.unwrap();
+        }
+        // A batch of several commands, committed together.
+        store.propose((25..40).map(submit).collect()).await.unwrap();
+        let state = store.query(Clone::clone);
+        store.shutdown();
+        state
+    };
+    assert_eq!(before.jobs().len(), 40);
+    let store = open(&url, |c| c).await;
+    assert_eq!(store.query(Clone::clone), before, "the reopened state differs");
+    let db = url.rsplit('/').next().unwrap();
+    let sql = |q: &str| String::from_utf8_lossy(&PG.psql(db, q).stdout).trim().to_owned();
+    assert_eq!(sql("SELECT count(*) FROM archon_jobs"), "40");
+    assert_eq!(sql("SELECT count(*) FROM archon_runs WHERE state = 'pending'"), "40");
+    assert_eq!(sql("SELECT count(*) FROM archon_log"), "40");
+    assert_eq!(sql("SELECT max(index) > 0 FROM archon_snapshots"), "t", "a snapshot was written");
+    assert_eq!(sql("SELECT name FROM archon_jobs WHERE id = 3"), "j2");
+    assert_eq!(sql("SELECT term FROM archon_leader"), "2", "each leadership has its own term");
+}
+
+fn seed() -> u64 {
+    let seed = std::env::var("ARCHON_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64)
+    });
+    eprintln!("PgStore vs MemStore property test seed: {seed} (replay with ARCHON_TEST_SEED={seed})");
+    seed
+}
+
+/// The same random command sequences, proposed in random batches, give equal
+/// states and outcomes on PgStore and MemStore, and a PgStore reopened from the
+/// database has the same state again.
+#[test]
+fn pg_store_and_mem_store_agree_on_random_command_sequences() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut runner = TestRunner::new(Config {
+        cases: 12,
+        rng_seed: RngSeed::Fixed(seed()),
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let strategy = prop::collection::vec((step(), 0..400u16, 1..6usize), 1..120);
+    runner
+        .run(&strategy, |steps| {
+            runtime.block_on(async {
+                let url = PG.create_database();
+                let pg = open(&url, |c| PgConfig { snapshot_every: 50, ..c }).await;
+                let mem = MemStore::new();
+                let mut model = ClusterState::new();
+                let mut at = Timestamp(1_000_000);
+                let mut batch = Vec::new();
+                for (i, (step, dt, batch_size)) in steps.iter().enumerate() {
+                    at = at.plus(Duration::from_millis(u64::from(*dt)));
+                    let command = to_command(&model, step, at);
+                    model.apply(&command);
+                    batch.push(command);
+                    if batch.len() >= *batch_size || i + 1 == steps.len() {
+                        let on_pg = pg.propose(batch.clone()).await.unwrap();
+                        let on_mem = mem.propose(std::mem::take(&mut batch)).await.unwrap();
+                        prop_assert_eq!(on_pg, on_mem);
+                    }
+                }
+                let pg_state = pg.query(Clone::clone);
+                prop_assert_eq!(&pg_state, &mem.query(Clone::clone));
+                prop_assert_eq!(&pg_state, &model);
+                pg.shutdown();
+                let reopened = open(&url, |c| c).await;
+                prop_assert_eq!(&reopened.query(Clone::clone), &model);
+                reopened.shutdown();
+                Ok(())
+            })
+        })
+        .unwrap();
+}
