@@ -52,6 +52,9 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 pub use error::{Error, redact};
 pub use store::{DEFAULT_LOCK_KEY, PgConfig, PgStore};
 
+/// The advisory lock held while migrating ("ARCHMG").
+const MIGRATION_LOCK_KEY: i64 = 0x4152_4348_4d47;
+
 /// The schema migrations this binary carries.
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
@@ -66,7 +69,7 @@ pub async fn migrate(url: &str) -> Result<Vec<String>, Error> {
         return Err(Error::BadUrl { url: redacted });
     }
     tokio::task::spawn_blocking(move || {
-        use diesel::Connection;
+        use diesel::{Connection, RunQueryDsl};
         let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)
             .map_err(|e| Error::Unreachable { url: redacted, message: e.to_string() })?;
         let known: Vec<String> = MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS)
@@ -74,6 +77,12 @@ pub async fn migrate(url: &str) -> Result<Vec<String>, Error> {
             .iter()
             .map(|m| m.name().version().to_string())
             .collect();
+        // Managers starting together on an empty database take turns; the lock
+        // goes with the connection.
+        diesel::sql_query("SELECT pg_advisory_lock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK_KEY)
+            .execute(&mut conn)
+            .map_err(|e| Error::Migrations(format!("cannot take the migration lock: {e}")))?;
         let applied = conn.applied_migrations().map_err(|e| Error::Migrations(e.to_string()))?;
         let newest = known.iter().max().cloned().unwrap_or_default();
         if let Some(unknown) = applied.iter().map(|v| v.to_string()).find(|v| !known.contains(v)) {

@@ -3,19 +3,19 @@
 
 use std::collections::BTreeSet;
 
-use archon_core::model::{AttemptId, JobId, RunId, WorkerId};
+use archon_core::model::{Attempt, AttemptId, Job, JobId, Run, RunId, Worker, WorkerId};
 use archon_core::state::{ClusterState, Event, Outcome};
-use diesel::prelude::*;
-use diesel::upsert::excluded;
+use diesel::QueryResult;
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
-
-use crate::schema::{archon_attempts, archon_jobs, archon_runs, archon_workers};
 
 /// The ids whose rows a batch changed.
 #[derive(Debug, Default)]
 pub(crate) struct Touched {
     jobs: BTreeSet<JobId>,
+    /// Jobs the batch created (their spec is written once).
+    new_jobs: BTreeSet<JobId>,
     runs: BTreeSet<RunId>,
     attempts: BTreeSet<AttemptId>,
     workers: BTreeSet<WorkerId>,
@@ -26,8 +26,11 @@ impl Touched {
     pub(crate) fn note(&mut self, outcome: &Outcome) {
         for event in outcome.events() {
             match event {
-                Event::JobAccepted { job, run, .. } => {
+                Event::JobAccepted { job, run, duplicate } => {
                     self.jobs.insert(*job);
+                    if !duplicate {
+                        self.new_jobs.insert(*job);
+                    }
                     self.runs.extend(*run);
                 }
                 Event::RunCreated { run, job, .. } | Event::RunFinished { run, job, .. } => {
@@ -59,74 +62,141 @@ impl Touched {
         }
     }
 
-    /// Writes the touched rows as `state` has them, one statement per table.
+    /// Writes the touched rows as `state` has them: one statement per table, each
+    /// with the rows as column arrays (`unnest`), so the statement is the same
+    /// whatever the batch size and PostgreSQL plans it once per connection.
     pub(crate) async fn write(&self, state: &ClusterState, conn: &mut AsyncPgConnection) -> QueryResult<()> {
-        let jobs: Vec<JobRow> = self.jobs.iter().filter_map(|id| state.job(*id)).map(JobRow::from).collect();
-        if !jobs.is_empty() {
-            use archon_jobs::dsl as j;
-            diesel::insert_into(j::archon_jobs)
-                .values(&jobs)
-                .on_conflict(j::id)
-                .do_update()
-                .set((j::cancelled.eq(excluded(j::cancelled)), j::runs.eq(excluded(j::runs))))
-                .execute(conn)
-                .await?;
+        self.write_jobs(state, conn).await?;
+        self.write_runs(state, conn).await?;
+        self.write_attempts(state, conn).await?;
+        self.write_workers(state, conn).await
+    }
+
+    async fn write_jobs(&self, state: &ClusterState, conn: &mut AsyncPgConnection) -> QueryResult<()> {
+        let jobs: Vec<&Job> = self.jobs.iter().filter_map(|id| state.job(*id)).collect();
+        if jobs.is_empty() {
+            return Ok(());
         }
-        let runs: Vec<RunRow> = self.runs.iter().filter_map(|id| state.run(*id)).map(RunRow::from).collect();
-        if !runs.is_empty() {
-            use archon_runs::dsl as r;
-            diesel::insert_into(r::archon_runs)
-                .values(&runs)
-                .on_conflict(r::id)
-                .do_update()
-                .set((
-                    r::state.eq(excluded(r::state)),
-                    r::attempts.eq(excluded(r::attempts)),
-                    r::retries_used.eq(excluded(r::retries_used)),
-                    r::reason.eq(excluded(r::reason)),
-                    r::finished_ms.eq(excluded(r::finished_ms)),
-                ))
-                .execute(conn)
-                .await?;
+        // The spec (the big part) goes only with a job's first row.
+        let new: Vec<&Job> = jobs.iter().copied().filter(|j| self.new_jobs.contains(&j.id)).collect();
+        if !new.is_empty() {
+            diesel::sql_query(
+                "INSERT INTO archon_jobs (id, name, kind, spec, cancelled, runs, created_ms) \
+                 SELECT id, name, kind, spec::jsonb, cancelled, runs, created_ms \
+                 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::int[], $7::bigint[]) \
+                 AS t(id, name, kind, spec, cancelled, runs, created_ms) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind::<Array<BigInt>, _>(new.iter().map(|j| id(j.id.0)).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(new.iter().map(|j| j.spec.name.clone()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(new.iter().map(|j| j.spec.task.kind().as_str().to_owned()).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(new.iter().map(|j| json_text(&*j.spec)).collect::<Vec<_>>())
+            .bind::<Array<Bool>, _>(new.iter().map(|j| j.cancelled).collect::<Vec<_>>())
+            .bind::<Array<Integer>, _>(new.iter().map(|j| count(j.runs.len())).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(new.iter().map(|j| j.created_at.0).collect::<Vec<_>>())
+            .execute(conn)
+            .await?;
         }
-        let attempts: Vec<AttemptRow> =
-            self.attempts.iter().filter_map(|id| state.attempt(*id)).map(AttemptRow::from).collect();
-        if !attempts.is_empty() {
-            use archon_attempts::dsl as a;
-            diesel::insert_into(a::archon_attempts)
-                .values(&attempts)
-                .on_conflict(a::id)
-                .do_update()
-                .set((
-                    a::state.eq(excluded(a::state)),
-                    a::status.eq(excluded(a::status)),
-                    a::exit_code.eq(excluded(a::exit_code)),
-                    a::started_ms.eq(excluded(a::started_ms)),
-                    a::finished_ms.eq(excluded(a::finished_ms)),
-                ))
-                .execute(conn)
-                .await?;
+        diesel::sql_query(
+            "UPDATE archon_jobs AS j SET cancelled = t.cancelled, runs = t.runs \
+             FROM unnest($1::bigint[], $2::bool[], $3::int[]) AS t(id, cancelled, runs) WHERE j.id = t.id",
+        )
+        .bind::<Array<BigInt>, _>(jobs.iter().map(|j| id(j.id.0)).collect::<Vec<_>>())
+        .bind::<Array<Bool>, _>(jobs.iter().map(|j| j.cancelled).collect::<Vec<_>>())
+        .bind::<Array<Integer>, _>(jobs.iter().map(|j| count(j.runs.len())).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn write_runs(&self, state: &ClusterState, conn: &mut AsyncPgConnection) -> QueryResult<()> {
+        let runs: Vec<&Run> = self.runs.iter().filter_map(|id| state.run(*id)).collect();
+        if runs.is_empty() {
+            return Ok(());
         }
-        let workers: Vec<WorkerRow> =
-            self.workers.iter().filter_map(|id| state.worker(*id)).map(WorkerRow::from).collect();
-        if !workers.is_empty() {
-            use archon_workers::dsl as w;
-            diesel::insert_into(w::archon_workers)
-                .values(&workers)
-                .on_conflict(w::id)
-                .do_update()
-                .set((
-                    w::address.eq(excluded(w::address)),
-                    w::state.eq(excluded(w::state)),
-                    w::labels.eq(excluded(w::labels)),
-                    w::capabilities.eq(excluded(w::capabilities)),
-                    w::capacity.eq(excluded(w::capacity)),
-                    w::allocated.eq(excluded(w::allocated)),
-                    w::running.eq(excluded(w::running)),
-                ))
-                .execute(conn)
-                .await?;
+        diesel::sql_query(
+            "INSERT INTO archon_runs (id, job_id, state, attempts, retries_used, reason, created_ms, finished_ms) \
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::int[], $5::int[], $6::text[], \
+             $7::bigint[], $8::bigint[]) \
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state, attempts = excluded.attempts, \
+             retries_used = excluded.retries_used, reason = excluded.reason, finished_ms = excluded.finished_ms",
+        )
+        .bind::<Array<BigInt>, _>(runs.iter().map(|r| id(r.id.0)).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(runs.iter().map(|r| id(r.job.0)).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(runs.iter().map(|r| r.state.as_str().to_owned()).collect::<Vec<_>>())
+        .bind::<Array<Integer>, _>(runs.iter().map(|r| count(r.attempts.len())).collect::<Vec<_>>())
+        .bind::<Array<Integer>, _>(
+            runs.iter().map(|r| i32::try_from(r.retries_used).unwrap_or(i32::MAX)).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Text>>, _>(runs.iter().map(|r| r.reason.clone()).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(runs.iter().map(|r| r.created_at.0).collect::<Vec<_>>())
+        .bind::<Array<Nullable<BigInt>>, _>(runs.iter().map(|r| r.finished_at.map(|t| t.0)).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn write_attempts(&self, state: &ClusterState, conn: &mut AsyncPgConnection) -> QueryResult<()> {
+        let attempts: Vec<&Attempt> = self.attempts.iter().filter_map(|id| state.attempt(*id)).collect();
+        if attempts.is_empty() {
+            return Ok(());
         }
+        diesel::sql_query(
+            "INSERT INTO archon_attempts (id, run_id, worker_id, state, status, exit_code, assigned_ms, started_ms, \
+             finished_ms) \
+             SELECT id, run_id, worker_id, state, status::jsonb, exit_code, assigned_ms, started_ms, finished_ms \
+             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::int[], $7::bigint[], \
+             $8::bigint[], $9::bigint[]) \
+             AS t(id, run_id, worker_id, state, status, exit_code, assigned_ms, started_ms, finished_ms) \
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state, status = excluded.status, \
+             exit_code = excluded.exit_code, started_ms = excluded.started_ms, finished_ms = excluded.finished_ms",
+        )
+        .bind::<Array<BigInt>, _>(attempts.iter().map(|a| id(a.id.0)).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(attempts.iter().map(|a| id(a.run.0)).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(attempts.iter().map(|a| id(a.worker.0)).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(attempts.iter().map(|a| name(&a.state)).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(
+            attempts.iter().map(|a| a.result.as_ref().map(|r| json_text(&r.status))).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Integer>>, _>(
+            attempts.iter().map(|a| a.result.as_ref().and_then(|r| r.status.code())).collect::<Vec<_>>(),
+        )
+        .bind::<Array<BigInt>, _>(attempts.iter().map(|a| a.assigned_at.0).collect::<Vec<_>>())
+        .bind::<Array<Nullable<BigInt>>, _>(attempts.iter().map(|a| a.started_at.map(|t| t.0)).collect::<Vec<_>>())
+        .bind::<Array<Nullable<BigInt>>, _>(attempts.iter().map(|a| a.finished_at.map(|t| t.0)).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn write_workers(&self, state: &ClusterState, conn: &mut AsyncPgConnection) -> QueryResult<()> {
+        let workers: Vec<&Worker> = self.workers.iter().filter_map(|id| state.worker(*id)).collect();
+        if workers.is_empty() {
+            return Ok(());
+        }
+        diesel::sql_query(
+            "INSERT INTO archon_workers (id, name, address, state, labels, capabilities, capacity, allocated, running, \
+             registered_ms) \
+             SELECT id, name, address, state, labels::jsonb, capabilities::jsonb, capacity::jsonb, allocated::jsonb, \
+             running, registered_ms \
+             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+             $8::text[], $9::int[], $10::bigint[]) \
+             AS t(id, name, address, state, labels, capabilities, capacity, allocated, running, registered_ms) \
+             ON CONFLICT (id) DO UPDATE SET address = excluded.address, state = excluded.state, \
+             labels = excluded.labels, capabilities = excluded.capabilities, capacity = excluded.capacity, \
+             allocated = excluded.allocated, running = excluded.running",
+        )
+        .bind::<Array<BigInt>, _>(workers.iter().map(|w| id(w.id.0)).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(workers.iter().map(|w| w.name.clone()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(workers.iter().map(|w| w.address.clone()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(workers.iter().map(|w| w.state.as_str().to_owned()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(workers.iter().map(|w| json_text(&w.labels)).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(workers.iter().map(|w| json_text(&w.capabilities)).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(workers.iter().map(|w| json_text(&w.capacity)).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(workers.iter().map(|w| json_text(&w.allocated)).collect::<Vec<_>>())
+        .bind::<Array<Integer>, _>(workers.iter().map(|w| count(w.running.len())).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(workers.iter().map(|w| w.registered_at.0).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
         Ok(())
     }
 }
@@ -141,131 +211,16 @@ fn count(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-/// A value as JSON; these model types always serialize.
-fn json<T: serde::Serialize>(value: &T) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
+/// A value as JSON text; these model types always serialize.
+pub(crate) fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }
 
 /// An enum's serialized name (`pending`, `ready`, ...).
 fn name<T: serde::Serialize>(value: &T) -> String {
-    match json(value) {
-        Value::String(s) => s,
-        other => other.to_string(),
-    }
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = archon_jobs)]
-struct JobRow {
-    id: i64,
-    name: String,
-    kind: String,
-    spec: Value,
-    cancelled: bool,
-    runs: i32,
-    created_ms: i64,
-}
-
-impl From<&archon_core::model::Job> for JobRow {
-    fn from(j: &archon_core::model::Job) -> JobRow {
-        JobRow {
-            id: id(j.id.0),
-            name: j.spec.name.clone(),
-            kind: j.spec.task.kind().as_str().to_owned(),
-            spec: json(&*j.spec),
-            cancelled: j.cancelled,
-            runs: count(j.runs.len()),
-            created_ms: j.created_at.0,
-        }
-    }
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = archon_runs)]
-struct RunRow {
-    id: i64,
-    job_id: i64,
-    state: String,
-    attempts: i32,
-    retries_used: i32,
-    reason: Option<String>,
-    created_ms: i64,
-    finished_ms: Option<i64>,
-}
-
-impl From<&archon_core::model::Run> for RunRow {
-    fn from(r: &archon_core::model::Run) -> RunRow {
-        RunRow {
-            id: id(r.id.0),
-            job_id: id(r.job.0),
-            state: r.state.as_str().to_owned(),
-            attempts: count(r.attempts.len()),
-            retries_used: i32::try_from(r.retries_used).unwrap_or(i32::MAX),
-            reason: r.reason.clone(),
-            created_ms: r.created_at.0,
-            finished_ms: r.finished_at.map(|t| t.0),
-        }
-    }
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = archon_attempts)]
-struct AttemptRow {
-    id: i64,
-    run_id: i64,
-    worker_id: i64,
-    state: String,
-    status: Option<Value>,
-    exit_code: Option<i32>,
-    assigned_ms: i64,
-    started_ms: Option<i64>,
-    finished_ms: Option<i64>,
-}
-
-impl From<&archon_core::model::Attempt> for AttemptRow {
-    fn from(a: &archon_core::model::Attempt) -> AttemptRow {
-        AttemptRow {
-            id: id(a.id.0),
-            run_id: id(a.run.0),
-            worker_id: id(a.worker.0),
-            state: name(&a.state),
-            status: a.result.as_ref().map(|r| json(&r.status)),
-            exit_code: a.result.as_ref().and_then(|r| r.status.code()),
-            assigned_ms: a.assigned_at.0,
-            started_ms: a.started_at.map(|t| t.0),
-            finished_ms: a.finished_at.map(|t| t.0),
-        }
-    }
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = archon_workers)]
-struct WorkerRow {
-    id: i64,
-    name: String,
-    address: String,
-    state: String,
-    labels: Value,
-    capabilities: Value,
-    capacity: Value,
-    allocated: Value,
-    running: i32,
-    registered_ms: i64,
-}
-
-impl From<&archon_core::model::Worker> for WorkerRow {
-    fn from(w: &archon_core::model::Worker) -> WorkerRow {
-        WorkerRow {
-            id: id(w.id.0),
-            name: w.name.clone(),
-            address: w.address.clone(),
-            state: w.state.as_str().to_owned(),
-            labels: json(&w.labels),
-            capabilities: json(&w.capabilities),
-            capacity: json(&w.capacity),
-            allocated: json(&w.allocated),
-            running: count(w.running.len()),
-            registered_ms: w.registered_at.0,
-        }
+    match serde_json::to_value(value) {
+        Ok(Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
     }
 }

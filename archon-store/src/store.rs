@@ -214,10 +214,13 @@ impl Campaign {
     async fn run(mut self, mut queue: mpsc::Receiver<Request>) {
         let stop = self.inner.stop.clone();
         let mut delay = Duration::ZERO;
+        // A deadline, not a sleep started each turn: a stream of proposals must not
+        // keep a leader from checking that it still holds the lock.
+        let mut next_tick = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
-                () = tokio::time::sleep(delay) => {
+                () = tokio::time::sleep_until(next_tick) => {
                     delay = match self.tick().await {
                         Ok(()) => self.inner.config.election_poll,
                         Err(e) => {
@@ -226,6 +229,7 @@ impl Campaign {
                             next
                         }
                     };
+                    next_tick = tokio::time::Instant::now() + delay;
                 }
                 request = queue.recv() => {
                     let Some(first) = request else { break };
@@ -462,30 +466,30 @@ async fn check_term(conn: &mut AsyncPgConnection, term: i64) -> QueryResult<()> 
     if now == term { Ok(()) } else { Err(diesel::result::Error::RollbackTransaction) }
 }
 
-/// Rows per insert statement (3 parameters each, under PostgreSQL's 65,535).
-const LOG_ROWS_PER_INSERT: usize = 5000;
-
 async fn commit(
     pool: &Pool<AsyncPgConnection>,
     leading: &Leading,
     commands: &[&Command],
     touched: &Touched,
 ) -> Result<(), BatchError> {
-    let mut rows = Vec::with_capacity(commands.len());
-    for (i, command) in commands.iter().enumerate() {
-        let json = serde_json::to_value(command).map_err(|e| BatchError::Database(e.to_string()))?;
-        let index = leading.next_index + i64::try_from(i).unwrap_or(i64::MAX);
-        rows.push((archon_log::index.eq(index), archon_log::term.eq(leading.term), archon_log::command.eq(json)));
-    }
+    let indexes: Vec<i64> =
+        (0..commands.len()).map(|i| leading.next_index + i64::try_from(i).unwrap_or(i64::MAX)).collect();
+    let texts: Vec<String> = commands.iter().map(crate::rows::json_text).collect();
     let mut conn = pool.get().await.map_err(|e| BatchError::Database(e.to_string()))?;
     let term = leading.term;
     let state = &leading.working;
     let result = conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
             check_term(conn, term).await?;
-            for chunk in rows.chunks(LOG_ROWS_PER_INSERT) {
-                diesel::insert_into(archon_log::table).values(chunk).execute(conn).await?;
-            }
+            diesel::sql_query(
+                "INSERT INTO archon_log (index, term, command) \
+                 SELECT i, $2, c::jsonb FROM unnest($1::bigint[], $3::text[]) AS t(i, c)",
+            )
+            .bind::<diesel::sql_types::Array<BigInt>, _>(&indexes)
+            .bind::<BigInt, _>(term)
+            .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&texts)
+            .execute(conn)
+            .await?;
             touched.write(state, conn).await?;
             Ok(())
         })

@@ -17,9 +17,16 @@ pub struct TempPostgres {
 }
 
 impl TempPostgres {
-    /// Creates and starts a cluster. Panics, saying what is missing, if the
+    /// Creates and starts a cluster tuned for tests: no fsync (a test's database
+    /// need not survive a power cut). Panics, saying what is missing, if the
     /// server binaries are not installed.
     pub fn start() -> TempPostgres {
+        TempPostgres::start_with(false)
+    }
+
+    /// Like [`TempPostgres::start`], but `durable` keeps PostgreSQL's defaults
+    /// (fsync on every commit), for benchmarks.
+    pub fn start_with(durable: bool) -> TempPostgres {
         let bin = server_bin();
         let dir = tempfile::Builder::new().prefix("archon-pg-").tempdir().expect("a temp dir for PostgreSQL");
         let port = free_port();
@@ -31,7 +38,11 @@ impl TempPostgres {
         let data = pg.data_dir();
         let out = pg.run("initdb", &["-D", path(&data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"]);
         assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
-        let conf = "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n";
+        let conf = if durable {
+            "max_connections = 200\n"
+        } else {
+            "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n"
+        };
         std::fs::OpenOptions::new()
             .append(true)
             .open(data.join("postgresql.conf"))

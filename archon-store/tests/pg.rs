@@ -4,7 +4,7 @@
 //! snapshot, the SQL tables, and a model-based property test against MemStore.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use archon_core::model::{JobSpec, Task, Timestamp};
@@ -18,8 +18,11 @@ use async_trait::async_trait;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
 
-/// One server for the tests of this binary; each store gets its own database.
-static PG: LazyLock<TempPostgres> = LazyLock::new(TempPostgres::start);
+/// Each test starts a server of its own (stopped when it ends; a static one would
+/// outlive the test process); each store gets its own database.
+fn server() -> TempPostgres {
+    TempPostgres::start()
+}
 
 async fn open(url: &str, config: impl FnOnce(PgConfig) -> PgConfig) -> PgStore {
     let store = PgStore::open(config(PgConfig::new(url, "http://127.0.0.1:1"))).await.unwrap();
@@ -27,12 +30,12 @@ async fn open(url: &str, config: impl FnOnce(PgConfig) -> PgConfig) -> PgStore {
     store
 }
 
-struct FreshDatabase;
+struct FreshDatabase(TempPostgres);
 
 #[async_trait]
 impl StoreHarness for FreshDatabase {
     async fn open(&self) -> Arc<dyn Store> {
-        Arc::new(open(&PG.create_database(), |c| c).await)
+        Arc::new(open(&self.0.create_database(), |c| c).await)
     }
 }
 
@@ -43,21 +46,22 @@ fn submit(i: i64) -> Command {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_pg_store_conforms() {
-    run_all(&FreshDatabase).await;
+    run_all(&FreshDatabase(server())).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn migrations_create_the_schema_change_nothing_when_current_and_refuse_a_newer_one() {
-    let url = PG.create_database();
+    let pg = server();
+    let url = pg.create_database();
     let applied = archon_store::migrate(&url).await.unwrap();
     assert_eq!(applied.len(), 1, "an empty database gets every migration: {applied:?}");
     let tables =
-        PG.psql(url.rsplit('/').next().unwrap(), "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'archon_%'");
+        pg.psql(url.rsplit('/').next().unwrap(), "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'archon_%'");
     assert_eq!(String::from_utf8_lossy(&tables.stdout).trim(), "7");
     assert!(archon_store::migrate(&url).await.unwrap().is_empty(), "an up-to-date database is left alone");
 
     let db = url.rsplit('/').next().unwrap();
-    let out = PG.psql(db, "INSERT INTO __diesel_schema_migrations (version) VALUES ('29991231000000')");
+    let out = pg.psql(db, "INSERT INTO __diesel_schema_migrations (version) VALUES ('29991231000000')");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let refused = archon_store::migrate(&url).await.unwrap_err();
     assert!(matches!(refused, Error::SchemaTooNew { .. }), "{refused}");
@@ -83,7 +87,8 @@ async fn a_bad_or_unreachable_database_is_a_clear_error_without_the_password() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reopened_store_has_every_acknowledged_command_and_the_tables_show_them() {
-    let url = PG.create_database();
+    let pg = server();
+    let url = pg.create_database();
     let before = {
         let store = open(&url, |c| PgConfig { snapshot_every: 7, ..c }).await;
         for i in 0..25 {
@@ -99,7 +104,7 @@ async fn a_reopened_store_has_every_acknowledged_command_and_the_tables_show_the
     let store = open(&url, |c| c).await;
     assert_eq!(store.query(Clone::clone), before, "the reopened state differs");
     let db = url.rsplit('/').next().unwrap();
-    let sql = |q: &str| String::from_utf8_lossy(&PG.psql(db, q).stdout).trim().to_owned();
+    let sql = |q: &str| String::from_utf8_lossy(&pg.psql(db, q).stdout).trim().to_owned();
     assert_eq!(sql("SELECT count(*) FROM archon_jobs"), "40");
     assert_eq!(sql("SELECT count(*) FROM archon_runs WHERE state = 'pending'"), "40");
     assert_eq!(sql("SELECT count(*) FROM archon_log"), "40");
@@ -121,6 +126,7 @@ fn seed() -> u64 {
 /// database has the same state again.
 #[test]
 fn pg_store_and_mem_store_agree_on_random_command_sequences() {
+    let pg = server();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut runner = TestRunner::new(Config {
         cases: 12,
@@ -132,7 +138,7 @@ fn pg_store_and_mem_store_agree_on_random_command_sequences() {
     runner
         .run(&strategy, |steps| {
             runtime.block_on(async {
-                let url = PG.create_database();
+                let url = pg.create_database();
                 let pg = open(&url, |c| PgConfig { snapshot_every: 50, ..c }).await;
                 let mem = MemStore::new();
                 let mut model = ClusterState::new();

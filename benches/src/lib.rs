@@ -22,7 +22,16 @@ pub struct InProcCluster {
 impl InProcCluster {
     /// Starts a manager and a worker offering `capacity` and running `executors`.
     pub async fn start(capacity: Resources, executors: ExecutorRegistry) -> anyhow::Result<InProcCluster> {
-        let manager = Manager::builder(Arc::new(MemStore::new())).build();
+        InProcCluster::start_on(Arc::new(MemStore::new()), capacity, executors).await
+    }
+
+    /// [`InProcCluster::start`] on `store`, which must be leading already.
+    pub async fn start_on(
+        store: Arc<dyn archon_core::store::Store>,
+        capacity: Resources,
+        executors: ExecutorRegistry,
+    ) -> anyhow::Result<InProcCluster> {
+        let manager = Manager::builder(store).build();
         let shutdown = CancellationToken::new();
         tokio::spawn({
             let (m, s) = (manager.clone(), shutdown.clone());

@@ -70,6 +70,11 @@ pub(crate) struct Driver {
     unexplained: bool,
     /// Whether the store says this manager leads (and so dispatches and reaps).
     leading: bool,
+    /// Worker reports whose proposal failed (the store was unavailable): proposed
+    /// again next turn, so a finished attempt is not lost and run a second time.
+    carried: Vec<Input>,
+    /// Proposals failed in a row; the driver backs off while the store is down.
+    failures: u32,
 }
 
 impl Driver {
@@ -83,6 +88,8 @@ impl Driver {
             next_explain: Instant::now(),
             unexplained: false,
             leading: false,
+            carried: Vec::new(),
+            failures: 0,
         }
     }
 
@@ -155,6 +162,8 @@ impl Driver {
             self.shared.liveness.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
             self.shared.pending_reasons().clear();
             self.dirty = false;
+            // The new leader hears them again from the workers.
+            self.carried.clear();
         }
     }
 
@@ -202,6 +211,13 @@ impl Driver {
         let mut routes = Vec::with_capacity(inputs.len() + 16);
         let mut callers = Vec::new();
         let mut attaches = Vec::new();
+        // Copies of the worker reports in this turn, kept if the proposal fails.
+        let mut reports = Vec::new();
+        if !self.carried.is_empty() {
+            let mut carried = std::mem::take(&mut self.carried);
+            carried.append(inputs);
+            *inputs = carried;
+        }
 
         if self.dirty {
             self.dirty = false;
@@ -243,18 +259,22 @@ impl Driver {
                     });
                 }
                 Input::Started { worker, run, attempt } => {
+                    reports.push(Input::Started { worker, run, attempt });
                     routes.push(Route::Start(worker));
                     commands.push(Command::StartAttempt { at: now, run, attempt });
                 }
                 Input::Finished { run, attempt, result } => {
+                    reports.push(Input::Finished { run, attempt, result: result.clone() });
                     routes.push(Route::None);
                     commands.push(Command::FinishAttempt { at: now, run, attempt, result });
                 }
                 Input::Draining { worker } => {
+                    reports.push(Input::Draining { worker });
                     routes.push(Route::None);
                     commands.push(Command::SetDraining { at: now, worker, draining: true });
                 }
                 Input::Leaving { worker } => {
+                    reports.push(Input::Leaving { worker });
                     routes.push(Route::None);
                     commands.push(Command::WorkerLeft { at: now, worker });
                 }
@@ -266,17 +286,27 @@ impl Driver {
         }
 
         let outcomes = match self.shared.store.propose(commands).await {
-            Ok(outcomes) => outcomes,
+            Ok(outcomes) => {
+                self.failures = 0;
+                outcomes
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "proposal failed");
+                self.failures = self.failures.saturating_add(1);
+                if self.failures == 1 || self.failures.is_power_of_two() {
+                    tracing::warn!(error = %e, failures = self.failures, "proposal failed; worker reports are kept");
+                }
+                self.carried = reports;
                 for (reply, _) in callers {
                     let _ = reply.send(Err(e.clone()));
                 }
                 for a in attaches.into_iter().flatten() {
                     let _ = a.reply.send(Err(e.clone()));
                 }
-                // Placements may have been lost with the batch; try again next turn.
+                // Placements may have been lost with the batch; try again next turn,
+                // after a pause that grows while the store stays down.
                 self.dirty = true;
+                let pause = std::time::Duration::from_millis(50 << self.failures.min(5));
+                tokio::time::sleep(pause).await;
                 return;
             }
         };

@@ -5,6 +5,8 @@
 //! - `grpc`:    the same through a real `archon dev` process over gRPC, batch submits
 //! - `shell`:   `true` shell jobs vs a plain loop spawning /bin/true, same concurrency
 //! - `latency`: submit → start latency on an idle `archon dev`, p50/p99
+//! - `stores`:  no-op function jobs in process on the embedded Raft store and on
+//!   PostgreSQL (a throwaway, durable cluster), same run
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -59,6 +61,18 @@ enum Cmd {
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
     },
+    /// No-op function jobs in process on the Raft store vs PostgreSQL.
+    Stores {
+        #[arg(long, default_value_t = 50_000)]
+        jobs: usize,
+        #[arg(long, default_value_t = 1_000)]
+        batch: usize,
+        #[arg(long, default_value_t = 2)]
+        submitters: usize,
+        /// Rounds, alternating the stores.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// (d) submit → start latency on an idle node.
     Latency {
         #[arg(long, default_value_t = 300)]
@@ -75,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Grpc { jobs, batch, submitters, archon } => grpc(jobs, batch, submitters, archon).await,
         Cmd::Shell { jobs, concurrency } => shell(jobs, concurrency).await,
         Cmd::Latency { samples, archon } => latency(samples, archon).await,
+        Cmd::Stores { jobs, batch, submitters, rounds } => stores(jobs, batch, submitters, rounds).await,
     }
 }
 
@@ -97,6 +112,53 @@ async fn inproc(jobs: usize, batch: usize, submitters: usize) -> anyhow::Result<
         jobs as f64 / took.as_secs_f64(),
         jobs as f64 / floor.as_secs_f64(),
     );
+    Ok(())
+}
+
+async fn stores(jobs: usize, batch: usize, submitters: usize, rounds: usize) -> anyhow::Result<()> {
+    let durable = std::env::var("PG_DURABLE").map_or(true, |v| v != "0");
+    let pg = tokio::task::spawn_blocking(move || archon_store::testkit::TempPostgres::start_with(durable)).await?;
+    for round in 1..=rounds {
+        for store in ["raft", "postgres"] {
+            let data = tempfile::tempdir()?;
+            let (store_ref, shutdown): (Arc<dyn archon_core::store::Store>, Box<dyn FnOnce()>) = match store {
+                "raft" => {
+                    let raft =
+                        archon_raft::RaftStore::open(archon_raft::RaftConfig::new(1, "127.0.0.1:1", data.path()))
+                            .await?;
+                    raft.bootstrap(std::collections::BTreeMap::new()).await?;
+                    raft.wait_for_leadership(Duration::from_secs(30)).await?;
+                    let r = raft.clone();
+                    (Arc::new(raft), Box::new(move || drop(r)))
+                }
+                _ => {
+                    let url = pg.create_database();
+                    let config = archon_store::PgConfig::new(url, "http://127.0.0.1:1");
+                    let store = archon_store::PgStore::open(config).await?;
+                    store.wait_for_leadership(Duration::from_secs(30)).await?;
+                    let s = store.clone();
+                    (Arc::new(store), Box::new(move || s.shutdown()))
+                }
+            };
+            let cluster = InProcCluster::start_on(store_ref, huge_capacity(), archon::executors::local()).await?;
+            let m = cluster.manager.clone();
+            let finished = move || {
+                let m = m.clone();
+                async move { Ok(m.store().query(|s| s.finished_runs())) }.boxed()
+            };
+            let api: Arc<dyn Api> = Arc::new(cluster.manager.clone());
+            submit_and_drain(api.clone(), 2_000, batch, 1, noop_job(), finished.clone()).await?;
+            let took = submit_and_drain(api, jobs, batch, submitters, noop_job(), finished).await?;
+            drop(cluster);
+            shutdown();
+            println!(
+                "stores round {round}: {store}: {jobs} no-op function jobs, batch {batch}, {submitters} submitters: {:.2}s = {:.0} jobs/s",
+                took.as_secs_f64(),
+                jobs as f64 / took.as_secs_f64(),
+            );
+        }
+    }
+    drop(pg);
     Ok(())
 }
 

@@ -46,6 +46,11 @@ struct Flags {
     /// Join an existing group through one of its managers (HOST:PORT).
     #[arg(long, env = "ARCHON_JOIN")]
     join: Option<String>,
+    /// Keep state in PostgreSQL instead of the embedded Raft store:
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE. Managers given the same
+    /// database form one group (leader by advisory lock); --peers and --join do not apply.
+    #[arg(long, env = "ARCHON_STORE", value_name = "URL", hide_env_values = true)]
+    store: Option<String>,
     /// More logging (-v, -vv).
     #[arg(long, short = 'v', action = clap::ArgAction::Count)]
     verbose: u8,
@@ -69,6 +74,7 @@ fn configure(flags: Flags) -> anyhow::Result<ManagerDaemonConfig> {
         data_dir: flags.data_dir,
         peers: flags.peers,
         join: flags.join,
+        store: flags.store,
     })?;
     Ok(config)
 }

@@ -104,6 +104,10 @@ pub struct DevArgs {
     /// Where the cluster keeps its durable state [default: ~/.local/share/archon/dev].
     #[arg(long, env = "ARCHON_DATA_DIR")]
     pub data_dir: Option<std::path::PathBuf>,
+    /// Keep the cluster's state in PostgreSQL instead of the data dir:
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE.
+    #[arg(long, env = "ARCHON_STORE", value_name = "URL", hide_env_values = true, value_parser = parse_store)]
+    pub store: Option<String>,
     /// The local worker's name (default: dev-<hostname>).
     #[arg(long)]
     pub worker_name: Option<String>,
@@ -277,6 +281,12 @@ pub struct RunsArgs {
     /// Only runs older than this one (paging), run-N.
     #[arg(long)]
     pub before: Option<String>,
+}
+
+fn parse_store(s: &str) -> Result<String, String> {
+    crate::postgres::validate(s)
+        .map(|()| s.to_owned())
+        .map_err(|e| e.to_string().trim_start_matches("store: ").to_owned())
 }
 
 fn parse_cpu(s: &str) -> Result<u64, String> {

@@ -13,6 +13,7 @@ use archon_core::api::Api;
 use archon_core::executor::ExecutorRegistry;
 use archon_core::manager::{Manager, ManagerConfig};
 use archon_core::model::Resources;
+use archon_core::store::Store;
 use archon_core::transport::InProcTransport;
 use archon_core::worker::{WorkerConfig, WorkerRuntime};
 use tokio_util::sync::CancellationToken;
@@ -28,8 +29,10 @@ pub struct DevConfig {
     pub capacity: Resources,
     /// The local worker's labels.
     pub labels: BTreeMap<String, String>,
-    /// Where the cluster's state lives.
+    /// Where the cluster's state lives (and the worker's, whatever the store).
     pub data_dir: std::path::PathBuf,
+    /// `postgres://…` keeps the state in PostgreSQL instead of a Raft log in the data dir.
+    pub store: Option<String>,
 }
 
 impl DevConfig {
@@ -41,6 +44,7 @@ impl DevConfig {
             capacity: crate::host::capacity(),
             labels: BTreeMap::new(),
             data_dir: crate::replicated::default_data_dir("dev"),
+            store: None,
         }
     }
 }
@@ -54,13 +58,22 @@ pub async fn run(config: DevConfig, executors: ExecutorRegistry, shutdown: Cance
     let address = listener.local_addr().context("listener address")?;
 
     let advertised = format!("http://{address}");
-    println!("Archon dev keeps its state in {}", config.data_dir.display());
-    let store =
-        crate::replicated::open(&crate::replicated::StoreOptions::new(config.data_dir.clone()), &advertised).await?;
-    store.wait_for_leadership(Duration::from_secs(30)).await.context("the store did not elect itself leader")?;
-    let manager = Manager::builder(Arc::new(store.clone()))
-        .config(ManagerConfig { address: advertised, ..ManagerConfig::default() })
-        .build();
+    let (store, raft, pg): (Arc<dyn Store>, _, _) = match &config.store {
+        Some(url) => {
+            let Some(pg) = crate::postgres::open(url, &advertised, &shutdown).await? else { return Ok(()) };
+            pg.wait_for_leadership(Duration::from_secs(30)).await.context("the store did not elect itself leader")?;
+            (Arc::new(pg.clone()), None, Some(pg))
+        }
+        None => {
+            println!("Archon dev keeps its state in {}", config.data_dir.display());
+            let options = crate::replicated::StoreOptions::new(config.data_dir.clone());
+            let raft = crate::replicated::open(&options, &advertised).await?;
+            raft.wait_for_leadership(Duration::from_secs(30)).await.context("the store did not elect itself leader")?;
+            (Arc::new(raft.clone()), Some(raft), None)
+        }
+    };
+    let manager =
+        Manager::builder(store).config(ManagerConfig { address: advertised, ..ManagerConfig::default() }).build();
     let manager_stop = CancellationToken::new();
     let manager_task = tokio::spawn({
         let (m, s) = (manager.clone(), manager_stop.clone());
@@ -88,8 +101,10 @@ pub async fn run(config: DevConfig, executors: ExecutorRegistry, shutdown: Cance
 
     // The same server as archon-manager: the API and worker sessions on one port,
     // so `archon-worker --manager <this address>` can join a dev cluster too.
-    let routes = archon_net::manager_routes(manager.clone(), &shutdown)
-        .add_service(archon_raft::service::raft_service(store.raft().clone()));
+    let mut routes = archon_net::manager_routes(manager.clone(), &shutdown);
+    if let Some(raft) = &raft {
+        routes = routes.add_service(archon_raft::service::raft_service(raft.raft().clone()));
+    }
     let served = archon_net::serve_routes(listener, routes, shutdown.clone(), "the gRPC API").await;
 
     // Stop the worker first: it kills running attempts (whole process trees).
@@ -97,7 +112,12 @@ pub async fn run(config: DevConfig, executors: ExecutorRegistry, shutdown: Cance
     let _ = tokio::time::timeout(Duration::from_secs(15), worker_task).await;
     manager_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), manager_task).await;
-    let _ = store.shutdown().await;
+    if let Some(raft) = &raft {
+        let _ = raft.shutdown().await;
+    }
+    if let Some(pg) = &pg {
+        pg.shutdown();
+    }
     served.context("gRPC server")?;
     println!("Archon dev cluster stopped.");
     Ok(())

@@ -9,6 +9,7 @@ pub mod dev;
 pub mod draft;
 pub mod executors;
 pub mod host;
+pub mod postgres;
 mod render;
 pub mod replicated;
 

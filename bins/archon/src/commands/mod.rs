@@ -80,6 +80,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(dir) = args.data_dir {
                 config.data_dir = dir;
             }
+            config.store = args.store;
             let shutdown = crate::shutdown_on_signals();
             let executors = crate::executors::for_worker(&config.worker_name, &config.data_dir, &args.docker.options())
                 .await

@@ -14,6 +14,7 @@ use archon_core::manager::{Manager, ManagerConfig};
 use archon_core::model::PlacementPolicy;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
 
 use crate::replicated::{self, StoreOptions};
 
@@ -38,6 +39,8 @@ pub struct ManagerDaemonConfig {
     pub peers: std::collections::BTreeMap<u64, String>,
     /// A member of an existing group to join through.
     pub join: Option<String>,
+    /// `postgres://…` keeps state in PostgreSQL instead of the embedded Raft store.
+    pub store: Option<String>,
 }
 
 impl Default for ManagerDaemonConfig {
@@ -53,6 +56,7 @@ impl Default for ManagerDaemonConfig {
             data_dir: None,
             peers: std::collections::BTreeMap::new(),
             join: None,
+            store: None,
         }
     }
 }
@@ -79,6 +83,8 @@ pub struct ManagerFile {
     pub peers: Option<String>,
     /// `join = "10.0.0.1:50051"`
     pub join: Option<String>,
+    /// `store = "postgres://archon@db/archon"` (the password may come from `ARCHON_STORE` instead)
+    pub store: Option<String>,
 }
 
 impl ManagerDaemonConfig {
@@ -115,6 +121,15 @@ impl ManagerDaemonConfig {
         if f.join.is_some() {
             self.join = f.join;
         }
+        if let Some(store) = f.store {
+            crate::postgres::validate(&store)?;
+            self.store = Some(store);
+        }
+        if self.store.is_some() && (!self.peers.is_empty() || self.join.is_some()) {
+            anyhow::bail!(
+                "peers and join: not used with store = postgres://…; managers given the same database form one group"
+            );
+        }
         if self.worker_timeout <= self.heartbeat_interval {
             anyhow::bail!(
                 "worker_timeout ({:?}) must be longer than heartbeat_interval ({:?})",
@@ -140,6 +155,15 @@ pub async fn run(config: ManagerDaemonConfig, shutdown: CancellationToken) -> an
         );
     }
     let address = config.advertise.clone().unwrap_or_else(|| format!("http://{local}"));
+    if let Some(url) = &config.store {
+        let Some(store) = crate::postgres::open(url, &address, &shutdown).await? else { return Ok(()) };
+        let routes = |routes| routes;
+        let what = "API and worker sessions; state in PostgreSQL";
+        serve(&config, Arc::new(store.clone()), listener, &address, (routes, what), shutdown).await?;
+        store.shutdown();
+        println!("archon-manager stopped");
+        return Ok(());
+    }
     let options = StoreOptions {
         node_id: config.node_id,
         data_dir: config
@@ -151,10 +175,35 @@ pub async fn run(config: ManagerDaemonConfig, shutdown: CancellationToken) -> an
     };
     println!("archon-manager node {} keeps its state in {}", options.node_id, options.data_dir.display());
     let store = replicated::open(&options, &address).await?;
-    let manager = Manager::builder(Arc::new(store.clone()))
+    if let Some(via) = options.join.clone() {
+        replicated::join_in_background(store.clone(), via, shutdown.clone());
+    }
+    let raft = store.raft().clone();
+    let routes = move |routes: Routes| routes.add_service(archon_raft::service::raft_service(raft));
+    let what = "API, worker sessions and Raft";
+    let served = serve(&config, Arc::new(store.clone()), listener, &address, (routes, what), shutdown).await;
+    let _ = store.shutdown().await;
+    served?;
+    println!("archon-manager stopped");
+    Ok(())
+}
+
+/// Runs the manager on `store` and serves its port until `shutdown`; `routes`
+/// adds the store's own services (Raft) to the API and worker sessions, and says
+/// what the port serves.
+async fn serve(
+    config: &ManagerDaemonConfig,
+    store: Arc<dyn archon_core::store::Store>,
+    listener: tokio::net::TcpListener,
+    address: &str,
+    (routes, what): (impl FnOnce(Routes) -> Routes, &str),
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let local = listener.local_addr().context("listener address")?;
+    let manager = Manager::builder(store)
         .config(ManagerConfig {
             node_id: config.node_id,
-            address: address.clone(),
+            address: address.to_owned(),
             heartbeat_interval: config.heartbeat_interval,
             worker_timeout: config.worker_timeout,
             placement: config.placement,
@@ -166,18 +215,11 @@ pub async fn run(config: ManagerDaemonConfig, shutdown: CancellationToken) -> an
         let (m, s) = (manager.clone(), driver_stop.clone());
         async move { m.run(s).await }
     });
-    println!("archon-manager listening on http://{local} (API, worker sessions and Raft)");
+    println!("archon-manager listening on http://{local} ({what})");
     tracing::info!(%address, worker_timeout = ?config.worker_timeout, "manager started");
-    if let Some(via) = options.join.clone() {
-        replicated::join_in_background(store.clone(), via, shutdown.clone());
-    }
-    let routes = archon_net::manager_routes(manager, &shutdown)
-        .add_service(archon_raft::service::raft_service(store.raft().clone()));
+    let routes = routes(archon_net::manager_routes(manager, &shutdown));
     let served = archon_net::serve_routes(listener, routes, shutdown, "the manager's gRPC port").await;
     driver_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
-    let _ = store.shutdown().await;
-    served.context("gRPC server")?;
-    println!("archon-manager stopped");
-    Ok(())
+    served.context("gRPC server")
 }
