@@ -58,7 +58,8 @@ pub struct PgConfig {
 
 impl PgConfig {
     /// Defaults: 4 pooled connections, the lock polled every 250 ms, retries
-    /// backing off to 5 s, a snapshot every 10,000 commands, batches of up to 4,096.
+    /// backing off to 5 s, a snapshot every 50,000 commands (a new leader replays
+    /// at most that many), batches of up to 4,096.
     pub fn new(url: impl Into<String>, address: impl Into<String>) -> PgConfig {
         PgConfig {
             url: url.into(),
@@ -67,7 +68,7 @@ impl PgConfig {
             lock_key: DEFAULT_LOCK_KEY,
             election_poll: Duration::from_millis(250),
             retry_cap: Duration::from_secs(5),
-            snapshot_every: 10_000,
+            snapshot_every: 50_000,
             max_batch: 4096,
         }
     }
@@ -120,7 +121,9 @@ impl PgStore {
             requests,
             stop: CancellationToken::new(),
         });
-        tokio::spawn(Campaign { inner: inner.clone(), pool, lock: None, leader: None }.run(queue));
+        tokio::spawn(
+            Campaign { inner: inner.clone(), pool, lock: None, leader: None, snapshotting: Arc::default() }.run(queue),
+        );
         Ok(PgStore { inner })
     }
 
@@ -187,6 +190,8 @@ struct Campaign {
     /// The connection holding (or trying for) the advisory lock.
     lock: Option<AsyncPgConnection>,
     leader: Option<Leading>,
+    /// A snapshot is being written.
+    snapshotting: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Why a batch did not commit.
@@ -388,7 +393,7 @@ impl Campaign {
                     let _ = request.reply.send(Ok(out));
                 }
                 if leading.since_snapshot >= self.inner.config.snapshot_every {
-                    self.snapshot().await;
+                    self.snapshot();
                 }
             }
             Err(failure) => {
@@ -410,36 +415,48 @@ impl Campaign {
         }
     }
 
-    /// Writes the committed state as a snapshot, so a new leader replays less.
-    async fn snapshot(&mut self) {
+    /// Writes the committed state as a snapshot, so a new leader replays less. The
+    /// state is copied here and serialized and written in the background, one
+    /// snapshot at a time, so the writer is not held up by it.
+    fn snapshot(&mut self) {
         let Some(leading) = self.leader.as_mut() else { return };
+        if self.snapshotting.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        leading.since_snapshot = 0;
         let index = leading.next_index - 1;
-        let state = {
-            let published = self.inner.published.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-            serde_json::to_value(&*published)
-        };
-        let Ok(state) = state else { return };
         let term = leading.term;
-        let written = async {
-            let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
-            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
-                check_term(conn, term).await?;
-                diesel::insert_into(archon_snapshots::table)
-                    .values((archon_snapshots::index.eq(index), archon_snapshots::state.eq(&state)))
-                    .on_conflict_do_nothing()
+        let state = self.inner.published.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let (pool, busy) = (self.pool.clone(), self.snapshotting.clone());
+        tokio::spawn(async move {
+            let written = async {
+                let json = tokio::task::spawn_blocking(move || crate::rows::json_text(&state))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                    check_term(conn, term).await?;
+                    diesel::sql_query(
+                        "INSERT INTO archon_snapshots (index, state) VALUES ($1, $2::jsonb) ON CONFLICT DO NOTHING",
+                    )
+                    .bind::<BigInt, _>(index)
+                    .bind::<diesel::sql_types::Text, _>(&json)
                     .execute(conn)
                     .await?;
-                diesel::delete(archon_snapshots::table.filter(archon_snapshots::index.lt(index))).execute(conn).await?;
-                Ok(())
-            })
-            .await
-            .map_err(|e| e.to_string())
-        }
-        .await;
-        match written {
-            Ok(()) => leading.since_snapshot = 0,
-            Err(e) => tracing::warn!(index, error = %e, "cannot write a snapshot; will try again later"),
-        }
+                    diesel::delete(archon_snapshots::table.filter(archon_snapshots::index.lt(index)))
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                })
+                .await
+                .map_err(|e| e.to_string())
+            }
+            .await;
+            if let Err(e) = written {
+                tracing::warn!(index, error = %e, "cannot write a snapshot; the next one will cover it");
+            }
+            busy.store(false, std::sync::atomic::Ordering::Release);
+        });
     }
 }
 

@@ -67,6 +67,10 @@ struct Cli {
     /// Start the daemons with -v (more detail in their logs).
     #[arg(long)]
     verbose: bool,
+    /// The managers' store: `raft` (each its data dir, `--peers`) or `postgres`
+    /// (one throwaway, durable PostgreSQL per round, `--store`; no catch-up to time).
+    #[arg(long, default_value = "raft", value_parser = ["raft", "postgres"])]
+    store: String,
 }
 
 /// One acknowledged submit.
@@ -264,21 +268,26 @@ async fn run_round(cli: &Cli, bin_dir: &Path, n: usize) -> anyhow::Result<Round>
     let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let endpoints: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
     let peers = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
+    let postgres = (cli.store == "postgres").then(|| archon_store::testkit::TempPostgres::start_with(true)).map(|pg| {
+        let url = pg.create_database();
+        (pg, url)
+    });
     let manager_bin = bin_dir.join("archon-manager");
     let manager_args = |i: usize| -> Vec<String> {
-        vec![
-            "--listen".into(),
-            addrs[i].clone(),
-            "--node-id".into(),
-            (i + 1).to_string(),
-            "--data-dir".into(),
-            root.join(format!("m{}", i + 1)).display().to_string(),
-            "--peers".into(),
-            peers.clone(),
-        ]
-        .into_iter()
-        .chain(cli.verbose.then(|| "-v".to_owned()))
-        .collect()
+        let store = match &postgres {
+            Some((_, url)) => vec!["--store".into(), url.clone()],
+            None => vec![
+                "--data-dir".into(),
+                root.join(format!("m{}", i + 1)).display().to_string(),
+                "--peers".into(),
+                peers.clone(),
+            ],
+        };
+        vec!["--listen".into(), addrs[i].clone(), "--node-id".into(), (i + 1).to_string()]
+            .into_iter()
+            .chain(store)
+            .chain(cli.verbose.then(|| "-v".to_owned()))
+            .collect()
     };
     let mut managers = Vec::new();
     for i in 0..3 {
@@ -499,12 +508,16 @@ async fn run_round(cli: &Cli, bin_dir: &Path, n: usize) -> anyhow::Result<Round>
         problems.push(format!("{} acks share a job with another key", acks.len() - distinct_jobs));
     }
 
-    // Restart the killed manager and time its catch-up.
+    // Restart the killed manager and time its catch-up (a Raft follower's log; a
+    // PostgreSQL follower keeps no state to catch up).
     let restarted_at = Instant::now();
     let log = root.join(format!("m{}.log", victim + 1));
     managers[victim] = Daemon::start(&manager_bin, &manager_args(victim), &log, "archon-manager listening on").await?;
     let victim_id = old.id;
     let (catch_up, catch_up_entries) = loop {
+        if postgres.is_some() {
+            break (Duration::ZERO, 0);
+        }
         let s = leader.status().await?;
         let lead = s.managers.iter().find(|m| m.role == "leader").map(|m| m.last_applied);
         let back = s.managers.iter().find(|m| m.id == victim_id && m.role == "follower").map(|m| m.last_applied);
