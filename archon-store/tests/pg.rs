@@ -167,3 +167,44 @@ fn pg_store_and_mem_store_agree_on_random_command_sequences() {
         })
         .unwrap();
 }
+
+/// A leader that lost its lock without noticing (its checks are far apart here)
+/// cannot write once another manager has taken over: its transaction sees the
+/// newer term and fails, it steps down, and nothing of its batch is stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deposed_leaders_late_write_fails_and_stores_nothing() {
+    let pg = server();
+    let url = pg.create_database();
+    let db = url.rsplit('/').next().unwrap().to_owned();
+    let sql = |q: &str| {
+        let out = pg.psql(&db, q);
+        assert!(out.status.success(), "{q}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let old = open(&url, |c| PgConfig { election_poll: Duration::from_secs(3600), ..c }).await;
+    old.propose(vec![submit(1)]).await.unwrap();
+    // Its lock connection dies (a network cut, a killed backend): the lock is free.
+    let killed = sql(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = 16722 AND objid = 1128812366",
+    );
+    assert_eq!(killed, "1", "the old leader's lock connection");
+    let new =
+        PgStore::open(PgConfig { election_poll: Duration::from_millis(50), ..PgConfig::new(&url, "http://new:1") })
+            .await
+            .unwrap();
+    new.wait_for_leadership(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(sql("SELECT term FROM archon_leader"), "2");
+    assert!(old.leadership().borrow().is_leader, "the old leader has not noticed yet");
+
+    let late = old.propose(vec![submit(2)]).await.unwrap_err();
+    assert!(matches!(late, archon_core::Error::NotLeader { .. }), "{late}");
+    assert!(!old.leadership().borrow().is_leader, "it stepped down");
+    assert_eq!(sql("SELECT count(*) FROM archon_log"), "1", "the late write stored nothing");
+    assert_eq!(sql("SELECT count(*) FROM archon_jobs"), "1");
+    // The new leader has the first job and carries on.
+    assert_eq!(new.query(|s| s.jobs().len()), 1);
+    new.propose(vec![submit(3)]).await.unwrap();
+    assert_eq!(sql("SELECT count(*) FROM archon_log"), "2");
+    let followers = old.propose(vec![submit(4)]).await.unwrap_err();
+    assert!(matches!(followers, archon_core::Error::NotLeader { .. }), "{followers}");
+}
