@@ -78,6 +78,18 @@ impl PgConfig {
 #[derive(Clone)]
 pub struct PgStore {
     inner: Arc<Inner>,
+    requests: mpsc::Sender<Request>,
+    /// Stops the campaign (releasing the lock) when the last clone is dropped.
+    _stop: Arc<StopOnDrop>,
+}
+
+/// Cancels its token when dropped.
+struct StopOnDrop(CancellationToken);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -91,7 +103,6 @@ struct Inner {
     /// The state as committed: what readers see.
     published: RwLock<ClusterState>,
     leadership: watch::Sender<Leadership>,
-    requests: mpsc::Sender<Request>,
     stop: CancellationToken,
 }
 
@@ -118,13 +129,13 @@ impl PgStore {
             config,
             published: RwLock::new(ClusterState::new()),
             leadership,
-            requests,
             stop: CancellationToken::new(),
         });
+        let stop = Arc::new(StopOnDrop(inner.stop.clone()));
         tokio::spawn(
             Campaign { inner: inner.clone(), pool, lock: None, leader: None, snapshotting: Arc::default() }.run(queue),
         );
-        Ok(PgStore { inner })
+        Ok(PgStore { inner, requests, _stop: stop })
     }
 
     /// Waits until this manager leads, or `within` passes.
@@ -139,14 +150,9 @@ impl PgStore {
     }
 
     /// Stops campaigning; a leader releases the lock by closing its connection.
+    /// Dropping the last clone of the store does the same.
     pub fn shutdown(&self) {
         self.inner.stop.cancel();
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.stop.cancel();
     }
 }
 
@@ -157,7 +163,7 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         let (reply, answer) = oneshot::channel();
-        self.inner.requests.send(Request { commands, reply }).await.map_err(|_| CoreError::ShuttingDown)?;
+        self.requests.send(Request { commands, reply }).await.map_err(|_| CoreError::ShuttingDown)?;
         answer.await.map_err(|_| CoreError::ShuttingDown)?
     }
 

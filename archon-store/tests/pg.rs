@@ -208,3 +208,16 @@ async fn a_deposed_leaders_late_write_fails_and_stores_nothing() {
     let followers = old.propose(vec![submit(4)]).await.unwrap_err();
     assert!(matches!(followers, archon_core::Error::NotLeader { .. }), "{followers}");
 }
+
+/// Dropping the last handle of a leading store stops its campaign and frees the
+/// lock, so another manager leads (no explicit shutdown needed).
+#[tokio::test(flavor = "multi_thread")]
+async fn dropping_a_leading_store_frees_the_lock() {
+    let pg = server();
+    let url = pg.create_database();
+    let first = open(&url, |c| c).await;
+    first.propose(vec![submit(1)]).await.unwrap();
+    drop(first);
+    let second = open(&url, |c| c).await;
+    assert_eq!(second.query(|s| s.jobs().len()), 1);
+}
