@@ -95,15 +95,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn inproc(jobs: usize, batch: usize, submitters: usize) -> anyhow::Result<()> {
     let cluster = InProcCluster::start(huge_capacity(), archon::executors::local()).await?;
-    // Warm up allocators and code paths.
-    let m = cluster.manager.clone();
-    let finished = move || {
-        let m = m.clone();
-        async move { Ok(m.store().query(|s| s.finished_runs())) }.boxed()
-    };
-    let api: Arc<dyn Api> = Arc::new(cluster.manager.clone());
-    submit_and_drain(api.clone(), 10_000, batch, 1, noop_job(), finished.clone()).await?;
-    let took = submit_and_drain(api, jobs, batch, submitters, noop_job(), finished).await?;
+    let took = noop_jobs(&cluster, 10_000, jobs, batch, submitters).await?;
     drop(cluster);
     let floor = bare_queue(jobs).await?;
     println!(
@@ -113,6 +105,25 @@ async fn inproc(jobs: usize, batch: usize, submitters: usize) -> anyhow::Result<
         jobs as f64 / floor.as_secs_f64(),
     );
     Ok(())
+}
+
+/// Runs `warmup` no-op jobs (allocators, code paths), then times `jobs` more
+/// from submit to finish.
+async fn noop_jobs(
+    cluster: &InProcCluster,
+    warmup: usize,
+    jobs: usize,
+    batch: usize,
+    submitters: usize,
+) -> anyhow::Result<Duration> {
+    let m = cluster.manager.clone();
+    let finished = move || {
+        let m = m.clone();
+        async move { Ok(m.store().query(|s| s.finished_runs())) }.boxed()
+    };
+    let api: Arc<dyn Api> = Arc::new(cluster.manager.clone());
+    submit_and_drain(api.clone(), warmup, batch, 1, noop_job(), finished.clone()).await?;
+    submit_and_drain(api, jobs, batch, submitters, noop_job(), finished).await
 }
 
 async fn stores(jobs: usize, batch: usize, submitters: usize, rounds: usize) -> anyhow::Result<()> {
@@ -141,14 +152,7 @@ async fn stores(jobs: usize, batch: usize, submitters: usize, rounds: usize) -> 
                 }
             };
             let cluster = InProcCluster::start_on(store_ref, huge_capacity(), archon::executors::local()).await?;
-            let m = cluster.manager.clone();
-            let finished = move || {
-                let m = m.clone();
-                async move { Ok(m.store().query(|s| s.finished_runs())) }.boxed()
-            };
-            let api: Arc<dyn Api> = Arc::new(cluster.manager.clone());
-            submit_and_drain(api.clone(), 2_000, batch, 1, noop_job(), finished.clone()).await?;
-            let took = submit_and_drain(api, jobs, batch, submitters, noop_job(), finished).await?;
+            let took = noop_jobs(&cluster, 2_000, jobs, batch, submitters).await?;
             drop(cluster);
             shutdown();
             println!(
