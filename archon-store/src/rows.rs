@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use archon_core::model::{Attempt, AttemptId, Job, JobId, Run, RunId, Worker, WorkerId};
-use archon_core::state::{ClusterState, Event, Outcome};
+use archon_core::state::{ClusterState, Command, Event, Outcome};
 use diesel::QueryResult;
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -22,8 +22,12 @@ pub(crate) struct Touched {
 }
 
 impl Touched {
-    /// Notes what `outcome` changed.
-    pub(crate) fn note(&mut self, outcome: &Outcome) {
+    /// Notes what `command`, with `outcome`, changed.
+    pub(crate) fn note(&mut self, command: &Command, outcome: &Outcome) {
+        // Cancelling a job whose runs all ended changes only the job (no event).
+        if let (Command::CancelJob { job, .. }, Outcome::Applied(_)) = (command, outcome) {
+            self.jobs.insert(*job);
+        }
         for event in outcome.events() {
             match event {
                 Event::JobAccepted { job, run, duplicate } => {
@@ -33,9 +37,13 @@ impl Touched {
                     }
                     self.runs.extend(*run);
                 }
-                Event::RunCreated { run, job, .. } | Event::RunFinished { run, job, .. } => {
+                // A job's row changes with its run count, not with a run's end.
+                Event::RunCreated { run, job, .. } => {
                     self.runs.insert(*run);
                     self.jobs.insert(*job);
+                }
+                Event::RunFinished { run, .. } => {
+                    self.runs.insert(*run);
                 }
                 Event::RunQueued { run } | Event::RunRetrying { run, .. } => {
                     self.runs.insert(*run);
@@ -96,13 +104,18 @@ impl Touched {
             .execute(conn)
             .await?;
         }
+        // Jobs from earlier batches: only what changes.
+        let old: Vec<&Job> = jobs.iter().copied().filter(|j| !self.new_jobs.contains(&j.id)).collect();
+        if old.is_empty() {
+            return Ok(());
+        }
         diesel::sql_query(
             "UPDATE archon_jobs AS j SET cancelled = t.cancelled, runs = t.runs \
              FROM unnest($1::bigint[], $2::bool[], $3::int[]) AS t(id, cancelled, runs) WHERE j.id = t.id",
         )
-        .bind::<Array<BigInt>, _>(jobs.iter().map(|j| id(j.id.0)).collect::<Vec<_>>())
-        .bind::<Array<Bool>, _>(jobs.iter().map(|j| j.cancelled).collect::<Vec<_>>())
-        .bind::<Array<Integer>, _>(jobs.iter().map(|j| count(j.runs.len())).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(old.iter().map(|j| id(j.id.0)).collect::<Vec<_>>())
+        .bind::<Array<Bool>, _>(old.iter().map(|j| j.cancelled).collect::<Vec<_>>())
+        .bind::<Array<Integer>, _>(old.iter().map(|j| count(j.runs.len())).collect::<Vec<_>>())
         .execute(conn)
         .await?;
         Ok(())

@@ -380,7 +380,7 @@ impl Campaign {
         let mut outcomes = Vec::with_capacity(batch.len());
         for request in &batch {
             let out: Vec<Outcome> = request.commands.iter().map(|c| leading.working.apply(c)).collect();
-            out.iter().for_each(|o| touched.note(o));
+            request.commands.iter().zip(&out).for_each(|(c, o)| touched.note(c, o));
             outcomes.push(out);
         }
         let commands: Vec<&Command> = batch.iter().flat_map(|r| &r.commands).collect();

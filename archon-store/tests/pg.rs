@@ -121,12 +121,76 @@ fn seed() -> u64 {
     seed
 }
 
+/// The queryable tables, one line per row, as psql prints them.
+fn tables_of(pg: &TempPostgres, url: &str) -> Vec<String> {
+    let db = url.rsplit('/').next().unwrap();
+    [
+        "SELECT id, runs, cancelled FROM archon_jobs ORDER BY id",
+        "SELECT id, job_id, state, attempts, retries_used, finished_ms IS NOT NULL FROM archon_runs ORDER BY id",
+        "SELECT id, run_id, worker_id, state, exit_code FROM archon_attempts ORDER BY id",
+        "SELECT id, name, state, running FROM archon_workers ORDER BY id",
+    ]
+    .iter()
+    .map(|q| {
+        let out = pg.psql(db, q);
+        assert!(out.status.success(), "{q}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    })
+    .collect()
+}
+
+/// What [`tables_of`] must print for `state`.
+fn expected_tables(state: &ClusterState) -> Vec<String> {
+    let b = |v: bool| if v { "t" } else { "f" };
+    let name = |v: serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    let lines = |rows: Vec<String>| rows.into_iter().map(|r| r + "\n").collect::<String>();
+    vec![
+        lines(state.jobs().values().map(|j| format!("{}|{}|{}", j.id.0, j.runs.len(), b(j.cancelled))).collect()),
+        lines(
+            state
+                .runs()
+                .values()
+                .map(|r| {
+                    let done = b(r.finished_at.is_some());
+                    format!(
+                        "{}|{}|{}|{}|{}|{done}",
+                        r.id.0,
+                        r.job.0,
+                        r.state.as_str(),
+                        r.attempts.len(),
+                        r.retries_used
+                    )
+                })
+                .collect(),
+        ),
+        lines(
+            state
+                .attempts()
+                .values()
+                .map(|a| {
+                    let code =
+                        a.result.as_ref().and_then(|r| r.status.code()).map(|c| c.to_string()).unwrap_or_default();
+                    let st = name(serde_json::to_value(a.state).unwrap());
+                    format!("{}|{}|{}|{st}|{code}", a.id.0, a.run.0, a.worker.0)
+                })
+                .collect(),
+        ),
+        lines(
+            state
+                .workers()
+                .values()
+                .map(|w| format!("{}|{}|{}|{}", w.id.0, w.name, w.state.as_str(), w.running.len()))
+                .collect(),
+        ),
+    ]
+}
+
 /// The same random command sequences, proposed in random batches, give equal
-/// states and outcomes on PgStore and MemStore, and a PgStore reopened from the
-/// database has the same state again.
+/// states and outcomes on PgStore and MemStore; the SQL tables show exactly that
+/// state; and a PgStore reopened from the database has the same state again.
 #[test]
 fn pg_store_and_mem_store_agree_on_random_command_sequences() {
-    let pg = server();
+    let pg_server = server();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut runner = TestRunner::new(Config {
         cases: 12,
@@ -138,7 +202,7 @@ fn pg_store_and_mem_store_agree_on_random_command_sequences() {
     runner
         .run(&strategy, |steps| {
             runtime.block_on(async {
-                let url = pg.create_database();
+                let url = pg_server.create_database();
                 let pg = open(&url, |c| PgConfig { snapshot_every: 50, ..c }).await;
                 let mem = MemStore::new();
                 let mut model = ClusterState::new();
@@ -158,6 +222,8 @@ fn pg_store_and_mem_store_agree_on_random_command_sequences() {
                 let pg_state = pg.query(Clone::clone);
                 prop_assert_eq!(&pg_state, &mem.query(Clone::clone));
                 prop_assert_eq!(&pg_state, &model);
+                let tables = tables_of(&pg_server, &url);
+                prop_assert_eq!(tables, expected_tables(&model));
                 pg.shutdown();
                 let reopened = open(&url, |c| c).await;
                 prop_assert_eq!(&reopened.query(Clone::clone), &model);
