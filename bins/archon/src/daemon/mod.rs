@@ -121,4 +121,34 @@ mod tests {
         let e = m.apply(ManagerFile { placement: Some("random".into()), ..ManagerFile::default() });
         assert_eq!(e.unwrap_err().to_string(), "placement: \"random\" is not a policy (binpack or spread)");
     }
+
+    #[test]
+    fn the_store_comes_from_the_file_and_a_bad_one_is_refused_without_its_password() {
+        let f = file("store = \"postgres://archon:s3cret@db:5432/archon\"\nworker_timeout = \"20s\"\n");
+        let mut m = ManagerDaemonConfig::default();
+        m.apply(load_file::<ManagerFile>(Some(f.path())).unwrap()).unwrap();
+        assert_eq!(m.store.as_deref(), Some("postgres://archon:s3cret@db:5432/archon"));
+        let e = ManagerDaemonConfig::default()
+            .apply(ManagerFile { store: Some("mysql://u:s3cret@db/x".into()), ..ManagerFile::default() })
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("store: mysql://u:***@db/x is not a store"), "{e}");
+        assert!(e.contains("postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE") && !e.contains("s3cret"), "{e}");
+        let e = m.apply(ManagerFile { peers: Some("1=a:1,2=b:2".into()), ..ManagerFile::default() });
+        assert!(e.unwrap_err().to_string().starts_with("peers and join: not used with store"));
+    }
+
+    #[test]
+    fn docker_settings_come_from_the_worker_file() {
+        let f = file(
+            "docker = false\ndocker_socket = \"/run/d.sock\"\ndocker_allow_mounts = true\ndocker_pids_limit = 0\n",
+        );
+        let mut c = WorkerDaemonConfig::default();
+        assert!(c.docker.enabled && !c.docker.allow_mounts);
+        c.apply(load_file::<WorkerFile>(Some(f.path())).unwrap()).unwrap();
+        assert!(!c.docker.enabled && c.docker.allow_mounts);
+        assert_eq!((c.docker.socket.as_deref(), c.docker.pids_limit), (Some("/run/d.sock"), 0));
+        let e = c.apply(WorkerFile { docker_pids_limit: Some(-1), ..WorkerFile::default() }).unwrap_err();
+        assert!(e.to_string().starts_with("docker_pids_limit: -1 is negative"), "{e}");
+    }
 }
