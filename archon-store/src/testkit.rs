@@ -152,12 +152,8 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("a UTF-8 temp path")
 }
 
-/// Whether the server must run as `postgres` (we are root).
+/// Whether the server must run as `postgres`: we are root, which initdb refuses.
 fn as_postgres() -> bool {
-    nix_is_root()
-}
-
-fn nix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))

@@ -284,9 +284,7 @@ pub struct RunsArgs {
 }
 
 fn parse_store(s: &str) -> Result<String, String> {
-    crate::postgres::validate(s)
-        .map(|()| s.to_owned())
-        .map_err(|e| e.to_string().trim_start_matches("store: ").to_owned())
+    crate::postgres::validate(s).map(|()| s.to_owned())
 }
 
 fn parse_cpu(s: &str) -> Result<u64, String> {

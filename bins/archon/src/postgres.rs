@@ -15,15 +15,16 @@ pub fn is_postgres(store: &str) -> bool {
     store.starts_with("postgres://") || store.starts_with("postgresql://")
 }
 
-/// Checks a `--store` value: a PostgreSQL URL.
-pub fn validate(store: &str) -> anyhow::Result<()> {
+/// Checks a `--store` value: a PostgreSQL URL. The complaint shows the value
+/// without its password.
+pub fn validate(store: &str) -> Result<(), String> {
     if is_postgres(store) {
         Ok(())
     } else {
-        anyhow::bail!(
-            "store: {} is not a store this manager knows (give postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE, or leave it out for the embedded Raft store)",
+        Err(format!(
+            "{} is not a store this manager knows (give postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE, or leave it out for the embedded Raft store)",
             redact(store)
-        )
+        ))
     }
 }
 

@@ -14,7 +14,6 @@ use archon_core::manager::{Manager, ManagerConfig};
 use archon_core::model::PlacementPolicy;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
-use tonic::service::Routes;
 
 use crate::replicated::{self, StoreOptions};
 
@@ -122,7 +121,7 @@ impl ManagerDaemonConfig {
             self.join = f.join;
         }
         if let Some(store) = f.store {
-            crate::postgres::validate(&store)?;
+            crate::postgres::validate(&store).map_err(|e| anyhow::anyhow!("store: {e}"))?;
             self.store = Some(store);
         }
         if self.store.is_some() && (!self.peers.is_empty() || self.join.is_some()) {
@@ -157,9 +156,7 @@ pub async fn run(config: ManagerDaemonConfig, shutdown: CancellationToken) -> an
     let address = config.advertise.clone().unwrap_or_else(|| format!("http://{local}"));
     if let Some(url) = &config.store {
         let Some(store) = crate::postgres::open(url, &address, &shutdown).await? else { return Ok(()) };
-        let routes = |routes| routes;
-        let what = "API and worker sessions; state in PostgreSQL";
-        serve(&config, Arc::new(store.clone()), listener, &address, (routes, what), shutdown).await?;
+        serve(&config, Arc::new(store.clone()), None, listener, &address, shutdown).await?;
         store.shutdown();
         println!("archon-manager stopped");
         return Ok(());
@@ -178,25 +175,22 @@ pub async fn run(config: ManagerDaemonConfig, shutdown: CancellationToken) -> an
     if let Some(via) = options.join.clone() {
         replicated::join_in_background(store.clone(), via, shutdown.clone());
     }
-    let raft = store.raft().clone();
-    let routes = move |routes: Routes| routes.add_service(archon_raft::service::raft_service(raft));
-    let what = "API, worker sessions and Raft";
-    let served = serve(&config, Arc::new(store.clone()), listener, &address, (routes, what), shutdown).await;
+    let raft = Some(store.raft().clone());
+    let served = serve(&config, Arc::new(store.clone()), raft, listener, &address, shutdown).await;
     let _ = store.shutdown().await;
     served?;
     println!("archon-manager stopped");
     Ok(())
 }
 
-/// Runs the manager on `store` and serves its port until `shutdown`; `routes`
-/// adds the store's own services (Raft) to the API and worker sessions, and says
-/// what the port serves.
+/// Runs the manager on `store` and serves its port until `shutdown`: the API and
+/// worker sessions, and the Raft RPCs when the store is `raft`'s.
 async fn serve(
     config: &ManagerDaemonConfig,
     store: Arc<dyn archon_core::store::Store>,
+    raft: Option<archon_raft::Raft>,
     listener: tokio::net::TcpListener,
     address: &str,
-    (routes, what): (impl FnOnce(Routes) -> Routes, &str),
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let local = listener.local_addr().context("listener address")?;
@@ -215,9 +209,14 @@ async fn serve(
         let (m, s) = (manager.clone(), driver_stop.clone());
         async move { m.run(s).await }
     });
+    let what =
+        if raft.is_some() { "API, worker sessions and Raft" } else { "API and worker sessions; state in PostgreSQL" };
     println!("archon-manager listening on http://{local} ({what})");
     tracing::info!(%address, worker_timeout = ?config.worker_timeout, "manager started");
-    let routes = routes(archon_net::manager_routes(manager, &shutdown));
+    let mut routes = archon_net::manager_routes(manager, &shutdown);
+    if let Some(raft) = raft {
+        routes = routes.add_service(archon_raft::service::raft_service(raft));
+    }
     let served = archon_net::serve_routes(listener, routes, shutdown, "the manager's gRPC port").await;
     driver_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
