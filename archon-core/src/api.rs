@@ -122,6 +122,12 @@ pub struct RunQuery {
     pub before: Option<RunId>,
     /// At most this many (default 50, at most 1000).
     pub limit: Option<u32>,
+    /// Only runs created at or after this instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Timestamp>,
+    /// Only runs created before this instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Timestamp>,
 }
 
 /// The default and largest page sizes.

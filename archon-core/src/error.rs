@@ -20,6 +20,14 @@ pub enum Error {
     /// The thing asked for does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// The thing asked for existed but was removed from the history.
+    #[error("{what} was removed {why}")]
+    Removed {
+        /// What (`run-5`).
+        what: String,
+        /// By what, and the policy (`by the retention policy (finished runs are kept 7d)`).
+        why: String,
+    },
     /// This node is not the leader; `leader` is where to go instead, when known.
     #[error("not the leader{}", leader.as_ref().map(|l| format!("; the leader is at {l}")).unwrap_or_default())]
     NotLeader {

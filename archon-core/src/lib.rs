@@ -28,6 +28,7 @@ pub mod api;
 pub mod clock;
 mod error;
 pub mod executor;
+pub mod history;
 pub mod manager;
 pub mod model;
 pub mod scheduler;

@@ -65,6 +65,10 @@ impl Store for SwitchedStore {
         self.inner.read(reader);
     }
 
+    fn history(&self) -> Arc<dyn archon_core::history::History> {
+        self.inner.history()
+    }
+
     fn leadership(&self) -> watch::Receiver<Leadership> {
         self.leadership.subscribe()
     }
@@ -208,6 +212,7 @@ async fn a_new_leader_gives_known_workers_a_fresh_grace_period_before_reaping() 
     });
     // A worker that registers and then says nothing (its session stays open).
     let hello = Hello {
+        protocol: archon_core::transport::PROTOCOL,
         name: "quiet".into(),
         address: String::new(),
         labels: Default::default(),

@@ -262,6 +262,7 @@ async fn a_silent_worker_is_reaped_and_its_runs_requeued() {
     // A worker that registers, takes work, and then says nothing ever again.
     let transport = InProcTransport::new(c.manager.clone());
     let hello = Hello {
+        protocol: archon_core::transport::PROTOCOL,
         name: "mute".into(),
         address: String::new(),
         labels: BTreeMap::new(),
@@ -292,6 +293,7 @@ async fn a_duplicate_worker_name_is_refused() {
     let c = Cluster::start(ManagerConfig::default()).await;
     let transport = InProcTransport::new(c.manager.clone());
     let hello = Hello {
+        protocol: archon_core::transport::PROTOCOL,
         name: "twin".into(),
         address: String::new(),
         labels: BTreeMap::new(),

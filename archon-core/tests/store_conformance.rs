@@ -20,3 +20,8 @@ impl StoreHarness for Mem {
 async fn the_mem_store_conforms() {
     run_all(&Mem).await;
 }
+
+#[tokio::test]
+async fn the_mem_store_history_conforms() {
+    archon_core::testkit::history_suite::run_all(&Mem).await;
+}

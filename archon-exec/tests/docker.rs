@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use archon_core::executor::{DEFAULT_TAIL_LIMIT, Executor};
 use archon_core::model::{AttemptResult, DockerTask, ExitStatus, JobSpec, PullPolicy, Resources, Task};
-use archon_core::testkit::executor_suite::{self, SUITE_ATTEMPT, SuiteTasks, context};
+use archon_core::testkit::eventually;
+use archon_core::testkit::executor_suite::{self, CollectingSink, SUITE_ATTEMPT, SuiteTasks, context};
 use archon_exec::{DockerExecutor, DockerSettings, LABEL_ATTEMPT, LABEL_OWNER};
 use bollard::Docker;
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptionsBuilder};
@@ -330,16 +331,19 @@ async fn an_engine_lost_mid_attempt_fails_it_with_a_clear_reason_not_a_hang() {
         ..DockerSettings::default()
     };
     let through_proxy = executor_with(settings.clone()).await;
-    let (ctx, _cancel) = context(job(task(&["sleep", "300"])), DEFAULT_TAIL_LIMIT, None);
+    let sink = Arc::new(CollectingSink::new());
+    let (ctx, _cancel) =
+        context(job(task(&["sh", "-c", "echo up; sleep 300"])), DEFAULT_TAIL_LIMIT, Some(sink.clone()));
     let attempt = tokio::spawn({
         let executor = through_proxy.clone();
         async move { executor.execute(ctx).await }
     });
     let direct = executor_with(DockerSettings { socket: archon_exec::DEFAULT_DOCKER_SOCKET.into(), ..settings }).await;
-    while containers_of(&direct).await.is_empty() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Started and streaming through the proxy: the cut falls while it waits.
+    eventually("the container's first line reaches the executor", async || {
+        sink.bytes(archon_core::model::OutputStream::Stdout).starts_with(b"up")
+    })
+    .await;
     let cut_at = Instant::now();
     proxy.cut();
     let r = tokio::time::timeout(Duration::from_secs(40), attempt).await.expect("the attempt hung").unwrap();

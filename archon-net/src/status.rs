@@ -22,7 +22,7 @@ pub const LEADER_KEY: &str = "archon-leader";
 /// The gRPC code for an error.
 pub fn code_for(err: &Error) -> Code {
     match err {
-        Error::NotFound(_) => Code::NotFound,
+        Error::NotFound(_) | Error::Removed { .. } => Code::NotFound,
         Error::InvalidArgument { .. }
         | Error::Rejected(Rejection::InvalidSpec(_))
         | Error::Rejected(Rejection::InvalidWorker { .. }) => Code::InvalidArgument,
@@ -121,6 +121,7 @@ impl From<Error> for proto::ErrorDetail {
                 error_detail::Kind::InvalidArgument(error_detail::InvalidArgument { field, message })
             }
             Error::NotFound(what) => error_detail::Kind::NotFound(what),
+            Error::Removed { what, why } => error_detail::Kind::Removed(error_detail::Removed { what, why }),
             Error::NotLeader { leader } => error_detail::Kind::NotLeader(error_detail::NotLeader { leader }),
             Error::Unavailable(why) => error_detail::Kind::Unavailable(why),
             Error::ShuttingDown => error_detail::Kind::ShuttingDown(()),
@@ -140,6 +141,7 @@ impl TryFrom<proto::ErrorDetail> for Error {
             error_detail::Kind::Rejected(r) => Error::Rejected(Rejection::try_from(r)?),
             error_detail::Kind::InvalidArgument(a) => Error::InvalidArgument { field: a.field, message: a.message },
             error_detail::Kind::NotFound(what) => Error::NotFound(what),
+            error_detail::Kind::Removed(r) => Error::Removed { what: r.what, why: r.why },
             error_detail::Kind::NotLeader(n) => Error::NotLeader { leader: n.leader },
             error_detail::Kind::Unavailable(why) => Error::Unavailable(why),
             error_detail::Kind::ShuttingDown(()) => Error::ShuttingDown,

@@ -87,6 +87,9 @@ fn full_spec(task: Task) -> JobSpec {
         depends_on: vec![JobId(3), JobId(u64::MAX)],
         idempotency_key: Some("report-2024-01-01".into()),
         placement: Some(PlacementPolicy::Spread),
+        retention: Some(Duration::from_secs(3 * 86_400)),
+        keep_last: Some(10),
+        output_limit: Some(256 << 10),
     }
 }
 
@@ -348,7 +351,14 @@ fn queries_and_cancel_targets_round_trip() {
     assert_eq!(JobQuery::from(proto::ListJobsRequest::from(q.clone())), q);
     assert_eq!(JobQuery::from(proto::ListJobsRequest::from(JobQuery::default())), JobQuery::default());
     for state in RunState::ALL.map(Some).into_iter().chain([None]) {
-        let q = RunQuery { job: Some(JobId(1)), state, before: Some(RunId(5)), limit: Some(1000) };
+        let q = RunQuery {
+            job: Some(JobId(1)),
+            state,
+            before: Some(RunId(5)),
+            limit: Some(1000),
+            since: Some(Timestamp(1_700_000_000_000)),
+            until: Some(Timestamp(-5)),
+        };
         assert_eq!(RunQuery::try_from(proto::ListRunsRequest::from(q.clone())).unwrap(), q);
     }
     for target in [CancelTarget::Job(JobId(3)), CancelTarget::Run(RunId(4))] {

@@ -102,14 +102,20 @@ fn job_spec() -> impl Strategy<Value = JobSpec> {
         (text(), task(), prop::collection::btree_map(text(), text(), 0..3), prop::option::of(text()), resources()),
         (prop::collection::vec(constraint(), 0..3), any::<i32>(), prop::option::of(millis()), retry),
         (prop::option::of(schedule()), prop::collection::vec(any::<u64>().prop_map(JobId), 0..3)),
-        (prop::option::of(text()), placement),
+        (
+            prop::option::of(text()),
+            placement,
+            prop::option::of(millis()),
+            prop::option::of(any::<u32>()),
+            prop::option::of(any::<u64>()),
+        ),
     )
         .prop_map(
             |(
                 (name, task, env, working_dir, resources),
                 (constraints, priority, timeout, retry),
                 (schedule, depends_on),
-                (idempotency_key, placement),
+                (idempotency_key, placement, retention, keep_last, output_limit),
             )| JobSpec {
                 name,
                 task,
@@ -124,6 +130,9 @@ fn job_spec() -> impl Strategy<Value = JobSpec> {
                 depends_on,
                 idempotency_key,
                 placement,
+                retention,
+                keep_last,
+                output_limit,
             },
         )
 }

@@ -29,6 +29,7 @@ fn field_of(err: Error) -> String {
 
 fn hello() -> Hello {
     Hello {
+        protocol: archon_core::transport::PROTOCOL,
         name: "w1".into(),
         address: "10.0.0.7:7000".into(),
         labels: [("zone".to_owned(), "a".to_owned())].into(),
@@ -50,8 +51,14 @@ fn hello_and_welcome_round_trip() {
         Some(worker_to_manager::Kind::Hello(h)) => assert_eq!(Hello::try_from(h).unwrap(), hello()),
         other => panic!("expected a hello, got {other:?}"),
     }
-    let welcome =
-        Welcome { worker: WorkerId(4), stale: vec![AttemptId(9)], heartbeat_interval: Duration::from_millis(2500) };
+    let welcome = Welcome {
+        worker: WorkerId(4),
+        stale: vec![AttemptId(9)],
+        heartbeat_interval: Duration::from_millis(2500),
+        protocol: 1,
+        output_limit: 1 << 20,
+        max_output_chunk: 64 << 10,
+    };
     match over_the_wire(proto::ManagerToWorker::from(welcome.clone())).kind {
         Some(manager_to_worker::Kind::Welcome(w)) => assert_eq!(Welcome::from(w), welcome),
         other => panic!("expected a welcome, got {other:?}"),
@@ -120,7 +127,7 @@ fn malformed_session_messages_are_invalid_arguments_naming_the_field() {
 
     let work = |kind| ManagerMessage::try_from(proto::ManagerToWorker { kind }).unwrap_err();
     assert_eq!(field_of(work(None)), "kind");
-    let welcome = proto::Welcome { worker: 1, stale: Vec::new(), heartbeat_interval_ms: 1 };
+    let welcome = proto::Welcome { worker: 1, stale: Vec::new(), heartbeat_interval_ms: 1, ..Default::default() };
     assert_eq!(field_of(work(Some(manager_to_worker::Kind::Welcome(welcome)))), "kind");
     let no_spec = proto::Assignment { job: 1, run: 2, attempt: 3, spec: None };
     let assign = proto::Assign { assignments: vec![no_spec] };

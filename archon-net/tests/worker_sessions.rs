@@ -202,6 +202,7 @@ async fn open_raw_with(
 
 fn hello(name: &str, capacity: Option<Resources>) -> proto::WorkerToManager {
     let hello = Hello {
+        protocol: archon_core::transport::PROTOCOL,
         name: name.into(),
         address: String::new(),
         labels: Default::default(),
@@ -361,6 +362,7 @@ async fn a_hello_with_an_empty_name_or_no_capacity_is_refused_naming_the_field()
     let served = Served::start(ManagerConfig::default()).await;
     let transport = GrpcTransport::new(vec![served.endpoint()]);
     let good = Hello {
+        protocol: archon_core::transport::PROTOCOL,
         name: "w1".into(),
         address: String::new(),
         labels: Default::default(),
@@ -439,6 +441,7 @@ async fn connect_moves_on_to_the_next_manager_when_one_is_unreachable() {
     let (dead1, dead2) = (closed_port().await, closed_port().await);
     let served = Served::start(ManagerConfig::default()).await;
     let hello = Hello {
+        protocol: archon_core::transport::PROTOCOL,
         name: "w1".into(),
         address: String::new(),
         labels: Default::default(),
@@ -481,6 +484,7 @@ async fn a_session_over_a_connection_gone_silent_is_ended_by_keepalive() {
         .timeouts(Duration::from_millis(500), Duration::from_millis(500))
         .keepalive(Duration::from_millis(200), Duration::from_millis(300));
     let hello = Hello {
+        protocol: archon_core::transport::PROTOCOL,
         name: "w1".into(),
         address: String::new(),
         labels: Default::default(),

@@ -30,7 +30,7 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::service::proto::{self, raft_client::RaftClient};
 use crate::service::{CATCH_UP_TIMEOUT, FIELD_KEY, LEADER_KEY, MAX_MESSAGE_BYTES};
-use crate::{Error, TypeConfig};
+use crate::{ENTRY_FORMAT, Error, TypeConfig};
 
 /// How long connecting to a peer may take before the attempt fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -144,9 +144,12 @@ impl RaftNetwork<TypeConfig> for GrpcPeer {
         let entries = rpc.entries.len();
         let payload = self.to_json("append_entries", &rpc)?;
         let sent = self
-            .send("append_entries", proto::RaftRequest { payload }, &option, |mut c, r| async move {
-                c.append_entries(r).await
-            })
+            .send(
+                "append_entries",
+                proto::RaftRequest { payload, format: ENTRY_FORMAT },
+                &option,
+                |mut c, r| async move { c.append_entries(r).await },
+            )
             .await;
         match sent {
             Err(failure) if failure.too_large && entries > 1 => {
@@ -160,7 +163,9 @@ impl RaftNetwork<TypeConfig> for GrpcPeer {
     async fn vote(&mut self, rpc: VoteRequest<u64>, option: RPCOption) -> RpcResult<VoteResponse<u64>> {
         let payload = self.to_json("vote", &rpc)?;
         let reply = self
-            .send("vote", proto::RaftRequest { payload }, &option, |mut c, r| async move { c.vote(r).await })
+            .send("vote", proto::RaftRequest { payload, format: ENTRY_FORMAT }, &option, |mut c, r| async move {
+                c.vote(r).await
+            })
             .await
             .map_err(Failure::into_rpc_error)?;
         self.decode_reply("vote", &reply)
@@ -175,9 +180,12 @@ impl RaftNetwork<TypeConfig> for GrpcPeer {
         let data = std::mem::take(&mut rpc.data);
         let payload = self.to_json("install_snapshot", &rpc)?;
         let reply = self
-            .send("install_snapshot", proto::SnapshotChunk { payload, data }, &option, |mut c, r| async move {
-                c.install_snapshot(r).await
-            })
+            .send(
+                "install_snapshot",
+                proto::SnapshotChunk { payload, data, format: ENTRY_FORMAT },
+                &option,
+                |mut c, r| async move { c.install_snapshot(r).await },
+            )
             .await
             .map_err(Failure::into_rpc_error)?;
         self.decode_reply("install_snapshot", &reply)
@@ -458,6 +466,7 @@ fn status_error(addr: &str, status: &Status) -> Error {
                 Some("node_id") => "node_id",
                 Some("address") => "address",
                 Some("payload") => "payload",
+                Some("format") => "format",
                 _ => "request",
             };
             let message = status.message();

@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
-use crate::{Raft, TypeConfig};
+use crate::{ENTRY_FORMAT, Raft, TypeConfig};
 
 /// Generated protobuf messages and gRPC stubs of `archon.raft.v1`.
 #[allow(missing_docs, unreachable_pub, clippy::all)]
@@ -69,12 +69,16 @@ type WriteError = RaftError<u64, ClientWriteError<u64, BasicNode>>;
 #[tonic::async_trait]
 impl RaftRpc for RaftService {
     async fn append_entries(&self, request: Request<proto::RaftRequest>) -> Result<Response<proto::RaftReply>, Status> {
-        let rpc: AppendEntriesRequest<TypeConfig> = from_json(&request.into_inner().payload)?;
+        let request = request.into_inner();
+        known_format(request.format)?;
+        let rpc: AppendEntriesRequest<TypeConfig> = from_json(&request.payload)?;
         reply(&self.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, request: Request<proto::RaftRequest>) -> Result<Response<proto::RaftReply>, Status> {
-        let rpc: VoteRequest<u64> = from_json(&request.into_inner().payload)?;
+        let request = request.into_inner();
+        known_format(request.format)?;
+        let rpc: VoteRequest<u64> = from_json(&request.payload)?;
         reply(&self.raft.vote(rpc).await)
     }
 
@@ -83,6 +87,7 @@ impl RaftRpc for RaftService {
         request: Request<proto::SnapshotChunk>,
     ) -> Result<Response<proto::RaftReply>, Status> {
         let chunk = request.into_inner();
+        known_format(chunk.format)?;
         let mut rpc: InstallSnapshotRequest<TypeConfig> = from_json(&chunk.payload)?;
         rpc.data = chunk.data;
         reply(&self.raft.install_snapshot(rpc).await)
@@ -230,6 +235,21 @@ fn leader_address(metrics: &Metrics) -> Option<String> {
     metrics.membership_config.membership().get_node(&leader).map(|n| n.addr.clone())
 }
 
+/// Refuses a Raft message written in a format newer than this node reads.
+#[allow(clippy::result_large_err)]
+fn known_format(format: u32) -> Result<(), Status> {
+    if format > ENTRY_FORMAT {
+        return Err(invalid(
+            "format",
+            format!(
+                "the sender writes log entry format {format}, newer than this node reads ({ENTRY_FORMAT}); upgrade \
+                 this node (managers one at a time, followers first)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 #[allow(clippy::result_large_err)]
 fn from_json<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Status> {
     serde_json::from_slice(payload)
@@ -239,7 +259,7 @@ fn from_json<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Status> {
 #[allow(clippy::result_large_err)]
 fn reply<T: Serialize>(result: &T) -> Result<Response<proto::RaftReply>, Status> {
     serde_json::to_vec(result)
-        .map(|payload| Response::new(proto::RaftReply { payload }))
+        .map(|payload| Response::new(proto::RaftReply { payload, format: ENTRY_FORMAT }))
         .map_err(|e| Status::internal(format!("cannot encode the reply: {e}")))
 }
 

@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use archon_core::api::ManagerInfo;
+use archon_core::history::History;
 use archon_core::state::{ClusterState, Command, Outcome};
 use archon_core::store::{Leadership, Store};
 use async_trait::async_trait;
@@ -18,7 +19,8 @@ use openraft::{BasicNode, CommittedLeaderId, RaftMetrics, ServerState, SnapshotP
 use tokio::sync::watch;
 
 use crate::network::{AdminClient, GrpcNetwork};
-use crate::{Error, Raft, storage};
+use crate::storage::RedbHistory;
+use crate::{Error, Proposal, Raft, storage};
 
 /// How a Raft node runs.
 #[derive(Debug, Clone)]
@@ -35,6 +37,16 @@ pub struct RaftConfig {
     pub election_timeout: (Duration, Duration),
     /// Build a snapshot (and compact the log) after this many entries.
     pub snapshot_every: u64,
+    /// ... or once this many bytes of commands were applied since the last one
+    /// (a restart replays at most about this much).
+    pub snapshot_bytes: u64,
+    /// ... or this many commands.
+    pub snapshot_commands: u64,
+    /// The most bytes of commands one log entry carries: a larger proposal is
+    /// split into several entries, and a single command past it is refused.
+    pub max_entry_bytes: usize,
+    /// redb's page cache, in bytes.
+    pub cache_bytes: usize,
 }
 
 impl RaftConfig {
@@ -54,6 +66,10 @@ impl RaftConfig {
             heartbeat_interval: Duration::from_millis(50),
             election_timeout: (Duration::from_millis(200), Duration::from_millis(400)),
             snapshot_every: 20_000,
+            snapshot_bytes: 64 << 20,
+            snapshot_commands: 200_000,
+            max_entry_bytes: 4 << 20,
+            cache_bytes: 32 << 20,
         }
     }
 
@@ -65,7 +81,10 @@ impl RaftConfig {
             election_timeout_min: millis(self.election_timeout.0),
             election_timeout_max: millis(self.election_timeout.1),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every.max(1)),
-            max_in_snapshot_log_to_keep: 1_000,
+            // Entries kept behind a snapshot for followers a little behind; at up
+            // to max_entry_bytes each, a few hundred is plenty.
+            max_in_snapshot_log_to_keep: 256,
+            snapshot_max_chunk_size: 4 << 20,
             max_payload_entries: 64,
             install_snapshot_timeout: 10_000,
             ..openraft::Config::default()
@@ -80,6 +99,7 @@ impl RaftConfig {
 pub struct RaftStore {
     raft: Raft,
     state: Arc<RwLock<ClusterState>>,
+    history: RedbHistory,
     leadership: watch::Receiver<Leadership>,
     config: Arc<RaftConfig>,
 }
@@ -106,13 +126,19 @@ impl RaftStore {
             message: format!("cannot create it: {e}"),
         })?;
         let state = Arc::new(RwLock::new(ClusterState::new()));
-        let (log, sm) = storage::open(&config.data_dir.join("raft.redb"), state.clone())?;
-        let raft = Raft::new(config.node_id, Arc::new(config.openraft()?), network, log, sm)
+        let options = storage::StorageOptions {
+            cache_bytes: config.cache_bytes,
+            snapshot_bytes: config.snapshot_bytes,
+            snapshot_commands: config.snapshot_commands,
+        };
+        let storage = storage::open_with(&config.data_dir.join("raft.redb"), state.clone(), &options)?;
+        let raft = Raft::new(config.node_id, Arc::new(config.openraft()?), network, storage.log, storage.state_machine)
             .await
             .map_err(|e| Error::Raft(e.to_string()))?;
         let (tx, leadership) = watch::channel(Leadership::default());
         tokio::spawn(watch_leadership(raft.metrics(), tx));
-        Ok(RaftStore { raft, state, leadership, config: Arc::new(config) })
+        tokio::spawn(snapshot_when_due(raft.clone(), storage.snapshots));
+        Ok(RaftStore { raft, state, history: storage.history, leadership, config: Arc::new(config) })
     }
 
     /// Makes this node the first member of a new group with `members` (id →
@@ -136,6 +162,11 @@ impl RaftStore {
     /// Whether this node belongs to a group (bootstrapped, or added by a leader).
     pub async fn is_member(&self) -> bool {
         self.raft.is_initialized().await.unwrap_or(false)
+    }
+
+    /// The node's history (what [`Store::history`] serves).
+    pub fn redb_history(&self) -> &RedbHistory {
+        &self.history
     }
 
     /// The openraft handle, for the Raft RPC service and tests.
@@ -164,13 +195,10 @@ impl RaftStore {
     }
 }
 
-#[async_trait]
-impl Store for RaftStore {
-    async fn propose(&self, commands: Vec<Command>) -> Result<Vec<Outcome>, archon_core::Error> {
-        if commands.is_empty() {
-            return Ok(Vec::new());
-        }
-        match self.raft.client_write(commands).await {
+impl RaftStore {
+    /// Proposes `commands` as one log entry.
+    async fn write_entry(&self, commands: Vec<Command>) -> Result<Vec<Outcome>, archon_core::Error> {
+        match self.raft.client_write(Proposal::new(commands)).await {
             Ok(response) => Ok(response.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(archon_core::Error::NotLeader { leader: f.leader_node.map(|n| n.addr) })
@@ -181,10 +209,65 @@ impl Store for RaftStore {
             Err(RaftError::Fatal(e)) => Err(archon_core::Error::Unavailable(format!("raft stopped: {e}"))),
         }
     }
+}
+
+/// `commands` cut into runs of at most `max` bytes each (by their size hints);
+/// `Err` names a single command larger than that.
+fn split_entries(commands: Vec<Command>, max: usize) -> Result<Vec<Vec<Command>>, archon_core::Error> {
+    let mut entries = Vec::new();
+    let mut current = Vec::new();
+    let mut bytes = 0;
+    for command in commands {
+        let size = command.size_hint();
+        if size > max {
+            return Err(archon_core::Error::invalid(
+                "proposal",
+                format!(
+                    "a command of about {} is larger than a log entry may be (max_entry_bytes {}); it was not proposed",
+                    archon_core::model::units::format_bytes(size as u64),
+                    archon_core::model::units::format_bytes(max as u64)
+                ),
+            ));
+        }
+        if bytes + size > max && !current.is_empty() {
+            entries.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += size;
+        current.push(command);
+    }
+    if !current.is_empty() {
+        entries.push(current);
+    }
+    Ok(entries)
+}
+
+#[async_trait]
+impl Store for RaftStore {
+    /// One log entry per proposal, or several in order when the commands are
+    /// larger together than [`RaftConfig::max_entry_bytes`].
+    async fn propose(&self, commands: Vec<Command>) -> Result<Vec<Outcome>, archon_core::Error> {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut entries = split_entries(commands, self.config.max_entry_bytes.max(1))?;
+        if entries.len() == 1 {
+            return self.write_entry(entries.remove(0)).await;
+        }
+        let mut outcomes = Vec::new();
+        for entry in entries {
+            outcomes.extend(self.write_entry(entry).await?);
+        }
+        Ok(outcomes)
+    }
 
     fn read(&self, reader: &mut dyn FnMut(&ClusterState)) {
         let state = self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         reader(&state);
+    }
+
+    fn history(&self) -> Arc<dyn History> {
+        Arc::new(self.history.clone())
     }
 
     fn leadership(&self) -> watch::Receiver<Leadership> {
@@ -236,6 +319,18 @@ pub(crate) fn role_name(state: ServerState) -> &'static str {
         ServerState::Candidate => "candidate",
         ServerState::Learner => "learner",
         ServerState::Shutdown => "shutdown",
+    }
+}
+
+/// Asks openraft for a snapshot whenever the state machine says the log since
+/// the last one has grown enough (in bytes or commands, beside openraft's own
+/// count of entries), so a restart never replays much.
+async fn snapshot_when_due(raft: Raft, due: Arc<storage::SnapshotDue>) {
+    loop {
+        due.wait().await;
+        if raft.trigger().snapshot().await.is_err() {
+            return;
+        }
     }
 }
 

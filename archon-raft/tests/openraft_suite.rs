@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 use archon_core::model::{JobSpec, Resources, RunId, Task, Timestamp, WorkerId};
 use archon_core::state::{ClusterState, Command};
 use archon_raft::storage::{self, LogStore, StateMachine};
-use archon_raft::{Error, TypeConfig};
+use archon_raft::{Error, Proposal, TypeConfig};
 use openraft::storage::{LogState, RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::{
@@ -26,7 +26,8 @@ struct FreshStore;
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for FreshStore {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError<u64>> {
         let dir = TempDir::new().expect("temp dir");
-        let (log, sm) = storage::open(&dir.path().join("raft.redb"), Arc::default()).expect("open storage");
+        let (log, sm) =
+            storage::open(&dir.path().join("raft.redb"), Arc::default()).expect("open storage").into_parts();
         Ok((dir, log, sm))
     }
 }
@@ -57,7 +58,7 @@ fn register_worker(name: &str) -> Command {
 }
 
 fn submit_job(name: &str, at: i64) -> Command {
-    Command::SubmitJob { at: Timestamp(at), spec: Arc::new(JobSpec::new(name, Task::Shell { command: "true".into() })) }
+    Command::submit(Timestamp(at), Arc::new(JobSpec::new(name, Task::Shell { command: "true".into() })))
 }
 
 fn assign(run: u64, worker: u64, at: i64) -> Command {
@@ -69,13 +70,13 @@ fn assign(run: u64, worker: u64, at: i64) -> Command {
 fn history() -> Vec<Entry<TypeConfig>> {
     let payloads = vec![
         EntryPayload::Membership(membership()),
-        EntryPayload::Normal(vec![register_worker("w1"), register_worker("w2")]),
-        EntryPayload::Normal(vec![submit_job("build", 2_000)]),
-        EntryPayload::Normal(vec![submit_job("test", 3_000), assign(1, 1, 3_001)]),
+        EntryPayload::Normal(Proposal::new(vec![register_worker("w1"), register_worker("w2")])),
+        EntryPayload::Normal(Proposal::new(vec![submit_job("build", 2_000)])),
+        EntryPayload::Normal(Proposal::new(vec![submit_job("test", 3_000), assign(1, 1, 3_001)])),
         EntryPayload::Blank,
-        EntryPayload::Normal(vec![assign(2, 2, 4_000)]),
-        EntryPayload::Normal(vec![submit_job("deploy", 5_000)]),
-        EntryPayload::Normal(Vec::new()),
+        EntryPayload::Normal(Proposal::new(vec![assign(2, 2, 4_000)])),
+        EntryPayload::Normal(Proposal::new(vec![submit_job("deploy", 5_000)])),
+        EntryPayload::Normal(Proposal::new(Vec::new())),
     ];
     payloads.into_iter().zip(0..).map(|(payload, index)| Entry { log_id: log_id(index), payload }).collect()
 }
@@ -86,7 +87,7 @@ async fn apply_accepted(sm: &mut StateMachine, entries: &[Entry<TypeConfig>]) {
     assert_eq!(responses.len(), entries.len());
     for (entry, outcomes) in entries.iter().zip(&responses) {
         let commands = match &entry.payload {
-            EntryPayload::Normal(commands) => commands.len(),
+            EntryPayload::Normal(proposal) => proposal.commands.len(),
             _ => 0,
         };
         assert_eq!(outcomes.len(), commands, "one outcome per command of {}", entry.log_id);
@@ -106,7 +107,7 @@ async fn log_vote_and_committed_survive_a_restart_which_reapplies_committed_entr
 
     let (at_snapshot, at_commit, snapshot_meta) = {
         let state = Arc::new(RwLock::new(ClusterState::new()));
-        let (mut log, mut sm) = storage::open(&path, Arc::clone(&state)).unwrap();
+        let (mut log, mut sm) = storage::open(&path, Arc::clone(&state)).unwrap().into_parts();
         log.blocking_append(history.clone()).await.unwrap();
         log.save_vote(&Vote::new_committed(1, 0)).await.unwrap();
         apply_accepted(&mut sm, &history[..5]).await;
@@ -119,7 +120,7 @@ async fn log_vote_and_committed_survive_a_restart_which_reapplies_committed_entr
     assert_ne!(at_snapshot, at_commit, "the entries after the snapshot change the state");
 
     let state = Arc::new(RwLock::new(ClusterState::new()));
-    let (mut log, mut sm) = storage::open(&path, Arc::clone(&state)).unwrap();
+    let (mut log, mut sm) = storage::open(&path, Arc::clone(&state)).unwrap().into_parts();
     assert_eq!(log.get_log_state().await.unwrap(), LogState { last_purged_log_id: None, last_log_id: Some(log_id(7)) });
     assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new_committed(1, 0)));
     assert_eq!(log.read_committed().await.unwrap(), Some(log_id(7)));
@@ -144,7 +145,7 @@ async fn an_installed_snapshot_reproduces_the_leaders_state() {
     let (leader_dir, follower_dir) = (TempDir::new().unwrap(), TempDir::new().unwrap());
     let leader_state = Arc::new(RwLock::new(ClusterState::new()));
     let (_leader_log, mut leader) =
-        storage::open(&leader_dir.path().join("raft.redb"), Arc::clone(&leader_state)).unwrap();
+        storage::open(&leader_dir.path().join("raft.redb"), Arc::clone(&leader_state)).unwrap().into_parts();
     apply_accepted(&mut leader, &history()).await;
     let snapshot = leader.get_snapshot_builder().await.build_snapshot().await.unwrap();
     let expected = snapshot_of(&leader_state);
@@ -153,7 +154,8 @@ async fn an_installed_snapshot_reproduces_the_leaders_state() {
     let follower_path = follower_dir.path().join("raft.redb");
     let follower_state = Arc::new(RwLock::new(ClusterState::new()));
     {
-        let (_follower_log, mut follower) = storage::open(&follower_path, Arc::clone(&follower_state)).unwrap();
+        let (_follower_log, mut follower) =
+            storage::open(&follower_path, Arc::clone(&follower_state)).unwrap().into_parts();
         let mut received = follower.begin_receiving_snapshot().await.unwrap();
         *received = *snapshot.snapshot;
         follower.install_snapshot(&snapshot.meta, received).await.unwrap();
@@ -165,7 +167,7 @@ async fn an_installed_snapshot_reproduces_the_leaders_state() {
 
     // The installed snapshot is durable: a restarted follower starts from it.
     let restarted_state = Arc::new(RwLock::new(ClusterState::new()));
-    let (_log, mut restarted) = storage::open(&follower_path, Arc::clone(&restarted_state)).unwrap();
+    let (_log, mut restarted) = storage::open(&follower_path, Arc::clone(&restarted_state)).unwrap().into_parts();
     assert_eq!(snapshot_of(&restarted_state), expected);
     assert_eq!(restarted.applied_state().await.unwrap().0, Some(log_id(7)));
 }
@@ -176,7 +178,7 @@ async fn purging_behind_a_snapshot_keeps_later_entries_readable() {
     let path = dir.path().join("raft.redb");
     let history = history();
     {
-        let (mut log, mut sm) = storage::open(&path, Arc::default()).unwrap();
+        let (mut log, mut sm) = storage::open(&path, Arc::default()).unwrap().into_parts();
         log.blocking_append(history[..7].to_vec()).await.unwrap();
         apply_accepted(&mut sm, &history[..5]).await;
         sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
@@ -194,7 +196,7 @@ async fn purging_behind_a_snapshot_keeps_later_entries_readable() {
         assert_eq!(reader.try_get_log_entries(5..=7).await.unwrap(), history[5..]);
     }
 
-    let (mut log, _sm) = storage::open(&path, Arc::default()).unwrap();
+    let (mut log, _sm) = storage::open(&path, Arc::default()).unwrap().into_parts();
     assert_eq!(
         log.get_log_state().await.unwrap(),
         LogState { last_purged_log_id: Some(log_id(4)), last_log_id: Some(log_id(7)) }
@@ -206,7 +208,7 @@ async fn purging_behind_a_snapshot_keeps_later_entries_readable() {
 fn opening_a_file_that_is_already_open_is_a_data_dir_error() {
     let dir = TempDir::new().unwrap();
     let path = dir.path().join("raft.redb");
-    let _open = storage::open(&path, Arc::default()).unwrap();
+    let _open = storage::open(&path, Arc::default()).unwrap().into_parts();
     let again = storage::open(&path, Arc::default());
     assert!(matches!(again, Err(Error::DataDir { .. })), "got {:?}", again.err());
 }

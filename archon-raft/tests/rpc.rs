@@ -12,7 +12,7 @@ use archon_core::state::{ClusterState, Command, Outcome};
 use archon_raft::network::{AdminClient, GrpcNetwork, Member};
 use archon_raft::service::proto::raft_client::RaftClient;
 use archon_raft::service::{LEADER_KEY, proto, raft_service};
-use archon_raft::{Error, Raft, storage};
+use archon_raft::{Error, Proposal, Raft, storage};
 use openraft::error::{RPCError, RaftError};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::VoteRequest;
@@ -37,7 +37,7 @@ impl Node {
     async fn start(id: u64, config: &Arc<Config>) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let state = Arc::new(RwLock::new(ClusterState::new()));
-        let (log, sm) = storage::open(&dir.path().join("raft.redb"), state.clone()).unwrap();
+        let (log, sm) = storage::open(&dir.path().join("raft.redb"), state.clone()).unwrap().into_parts();
         let raft = Raft::new(id, config.clone(), GrpcNetwork::new(), log, sm).await.unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
@@ -120,7 +120,7 @@ async fn three_nodes() -> Vec<Node> {
 /// Writes a batch of worker registrations on `leader`; returns the log index.
 async fn write_workers(leader: &Node, names: &[&str]) -> u64 {
     let batch = names.iter().map(|n| worker(n)).collect();
-    let written = leader.raft.client_write(batch).await.unwrap();
+    let written = leader.raft.client_write(Proposal::new(batch)).await.unwrap();
     assert_eq!(written.data.len(), names.len());
     assert!(written.data.iter().all(|o| matches!(o, Outcome::Applied(_))), "{:?}", written.data);
     written.log_id.index

@@ -47,8 +47,7 @@ async fn a_reopened_store_has_every_acknowledged_command() {
                 format!("j{i}"),
                 archon_core::model::Task::Shell { command: "true".into() },
             );
-            let cmd =
-                archon_core::state::Command::SubmitJob { at: archon_core::model::Timestamp(i), spec: Arc::new(spec) };
+            let cmd = archon_core::state::Command::submit(archon_core::model::Timestamp(i), Arc::new(spec));
             store.propose(vec![cmd]).await.unwrap();
         }
         let state = archon_core::store::StoreExt::query(&store, Clone::clone);

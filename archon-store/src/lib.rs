@@ -38,6 +38,7 @@
 //! ```
 
 mod error;
+mod history;
 mod rows;
 mod schema;
 mod store;
@@ -50,7 +51,8 @@ use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 pub use error::{Error, redact};
-pub use store::{DEFAULT_LOCK_KEY, PgConfig, PgStore};
+pub use history::PgHistory;
+pub use store::{DEFAULT_LOCK_KEY, LOG_FORMAT, PgConfig, PgStore};
 
 /// The advisory lock held while migrating ("ARCHMG").
 const MIGRATION_LOCK_KEY: i64 = 0x4152_4348_4d47;

@@ -16,6 +16,7 @@ diesel::table! {
         index -> BigInt,
         term -> BigInt,
         command -> Jsonb,
+        format -> SmallInt,
     }
 }
 
@@ -77,5 +78,15 @@ diesel::table! {
         allocated -> Jsonb,
         running -> Integer,
         registered_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    archon_output (attempt_id, stream, byte_offset) {
+        attempt_id -> BigInt,
+        stream -> SmallInt,
+        byte_offset -> BigInt,
+        run_id -> BigInt,
+        data -> Bytea,
     }
 }

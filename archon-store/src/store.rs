@@ -17,6 +17,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use archon_core::Error as CoreError;
+use archon_core::history::{History, HistoryOp};
 use archon_core::state::{ClusterState, Command, Outcome};
 use archon_core::store::{Leadership, Store};
 use async_trait::async_trait;
@@ -29,8 +30,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, redact};
+use crate::history::PgHistory;
 use crate::rows::Touched;
 use crate::schema::{archon_leader, archon_log, archon_snapshots};
+
+/// The format of the commands this build writes to `archon_log` (0: Archon 0.1's).
+pub const LOG_FORMAT: i16 = 1;
 
 /// The advisory lock the managers of one database campaign for ("ARCHON").
 pub const DEFAULT_LOCK_KEY: i64 = 0x4152_4348_4f4e;
@@ -78,6 +83,7 @@ impl PgConfig {
 #[derive(Clone)]
 pub struct PgStore {
     inner: Arc<Inner>,
+    history: PgHistory,
     requests: mpsc::Sender<Request>,
     /// Stops the campaign (releasing the lock) when the last clone is dropped.
     _stop: Arc<StopOnDrop>,
@@ -132,10 +138,11 @@ impl PgStore {
             stop: CancellationToken::new(),
         });
         let stop = Arc::new(StopOnDrop(inner.stop.clone()));
+        let history = PgHistory::new(pool.clone(), inner.config.url.clone());
         tokio::spawn(
             Campaign { inner: inner.clone(), pool, lock: None, leader: None, snapshotting: Arc::default() }.run(queue),
         );
-        Ok(PgStore { inner, requests, _stop: stop })
+        Ok(PgStore { inner, history, requests, _stop: stop })
     }
 
     /// Waits until this manager leads, or `within` passes.
@@ -170,6 +177,10 @@ impl Store for PgStore {
     fn read(&self, reader: &mut dyn FnMut(&ClusterState)) {
         let state = self.inner.published.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         reader(&state);
+    }
+
+    fn history(&self) -> Arc<dyn History> {
+        Arc::new(self.history.clone())
     }
 
     fn leadership(&self) -> watch::Receiver<Leadership> {
@@ -378,20 +389,27 @@ impl Campaign {
         };
         let mut touched = Touched::default();
         let mut outcomes = Vec::with_capacity(batch.len());
+        // Everything this version writes is of its format: a state loaded from
+        // Archon 0.1's data hands its finished runs to the history now.
+        leading.working.upgrade();
         for request in &batch {
             let out: Vec<Outcome> = request.commands.iter().map(|c| leading.working.apply(c)).collect();
             request.commands.iter().zip(&out).for_each(|(c, o)| touched.note(c, o));
             outcomes.push(out);
         }
+        let retired = leading.working.take_history();
         let commands: Vec<&Command> = batch.iter().flat_map(|r| &r.commands).collect();
-        let committed = commit(&self.pool, leading, &commands, &touched).await;
+        let committed = commit(&self.pool, leading, &commands, &touched, &retired).await;
         match committed {
             Ok(()) => {
                 {
                     let mut published = self.inner.published.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    published.upgrade();
                     for command in &commands {
                         published.apply(command);
                     }
+                    // Already in the tables, written with the batch.
+                    drop(published.take_history());
                 }
                 leading.next_index += i64::try_from(commands.len()).unwrap_or(i64::MAX);
                 leading.since_snapshot += commands.len() as u64;
@@ -452,6 +470,8 @@ impl Campaign {
                     diesel::delete(archon_snapshots::table.filter(archon_snapshots::index.lt(index)))
                         .execute(conn)
                         .await?;
+                    // The log up to the snapshot is in it; a new leader starts there.
+                    diesel::delete(archon_log::table.filter(archon_log::index.le(index))).execute(conn).await?;
                     Ok(())
                 })
                 .await
@@ -494,6 +514,7 @@ async fn commit(
     leading: &Leading,
     commands: &[&Command],
     touched: &Touched,
+    retired: &[HistoryOp],
 ) -> Result<(), BatchError> {
     let indexes: Vec<i64> =
         (0..commands.len()).map(|i| leading.next_index + i64::try_from(i).unwrap_or(i64::MAX)).collect();
@@ -505,15 +526,17 @@ async fn commit(
         .transaction::<_, diesel::result::Error, _>(async |conn| {
             check_term(conn, term).await?;
             diesel::sql_query(
-                "INSERT INTO archon_log (index, term, command) \
-                 SELECT i, $2, c::jsonb FROM unnest($1::bigint[], $3::text[]) AS t(i, c)",
+                "INSERT INTO archon_log (index, term, command, format) \
+                 SELECT i, $2, c::jsonb, $4 FROM unnest($1::bigint[], $3::text[]) AS t(i, c)",
             )
             .bind::<diesel::sql_types::Array<BigInt>, _>(&indexes)
             .bind::<BigInt, _>(term)
             .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&texts)
+            .bind::<diesel::sql_types::SmallInt, _>(LOG_FORMAT)
             .execute(conn)
             .await?;
             touched.write(state, conn).await?;
+            crate::history::write(retired, conn).await?;
             Ok(())
         })
         .await;
@@ -543,17 +566,30 @@ async fn load(conn: &mut AsyncPgConnection) -> Result<(ClusterState, i64), Error
     const PAGE: i64 = 10_000;
     loop {
         let page = archon_log::table
-            .select((archon_log::index, archon_log::command))
+            .select((archon_log::index, archon_log::format, archon_log::command))
             .filter(archon_log::index.gt(last))
             .order(archon_log::index.asc())
             .limit(PAGE)
-            .load::<(i64, serde_json::Value)>(conn)
+            .load::<(i64, i16, serde_json::Value)>(conn)
             .await?;
         let n = page.len();
-        for (index, json) in page {
+        for (index, format, json) in page {
+            if format > LOG_FORMAT {
+                return Err(Error::Corrupt {
+                    index,
+                    message: format!(
+                        "the command's format {format} is newer than this binary reads ({LOG_FORMAT}); upgrade Archon"
+                    ),
+                });
+            }
             let command = serde_json::from_value::<Command>(json)
                 .map_err(|e| Error::Corrupt { index, message: e.to_string() })?;
+            if format > 0 {
+                state.upgrade();
+            }
             state.apply(&command);
+            // The history was written with the command, the first time round.
+            drop(state.take_history());
             last = index;
         }
         if i64::try_from(n).unwrap_or(0) < PAGE {

@@ -4,10 +4,12 @@
 //! snapshot, the SQL tables, and a model-based property test against MemStore.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use archon_core::model::{JobSpec, Task, Timestamp};
+use archon_core::history::{History, MemHistory};
+use archon_core::model::{Attempt, Job, JobSpec, Run, RunId, Task, Timestamp};
 use archon_core::state::{ClusterState, Command};
 use archon_core::store::{MemStore, Store, StoreExt};
 use archon_core::testkit::commands::{step, to_command};
@@ -41,7 +43,7 @@ impl StoreHarness for FreshDatabase {
 
 fn submit(i: i64) -> Command {
     let spec = JobSpec::new(format!("j{i}"), Task::Shell { command: "true".into() });
-    Command::SubmitJob { at: Timestamp(1_700_000_000_000 + i), spec: Arc::new(spec) }
+    Command::submit(Timestamp(1_700_000_000_000 + i), Arc::new(spec))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -50,14 +52,19 @@ async fn the_pg_store_conforms() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_pg_store_history_conforms() {
+    archon_core::testkit::history_suite::run_all(&FreshDatabase(server())).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn migrations_create_the_schema_change_nothing_when_current_and_refuse_a_newer_one() {
     let pg = server();
     let url = pg.create_database();
     let applied = archon_store::migrate(&url).await.unwrap();
-    assert_eq!(applied.len(), 1, "an empty database gets every migration: {applied:?}");
+    assert_eq!(applied.len(), 2, "an empty database gets every migration: {applied:?}");
     let tables =
         pg.psql(url.rsplit('/').next().unwrap(), "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'archon_%'");
-    assert_eq!(String::from_utf8_lossy(&tables.stdout).trim(), "7");
+    assert_eq!(String::from_utf8_lossy(&tables.stdout).trim(), "8");
     assert!(archon_store::migrate(&url).await.unwrap().is_empty(), "an up-to-date database is left alone");
 
     let db = url.rsplit('/').next().unwrap();
@@ -107,8 +114,10 @@ async fn a_reopened_store_has_every_acknowledged_command_and_the_tables_show_the
     let sql = |q: &str| String::from_utf8_lossy(&pg.psql(db, q).stdout).trim().to_owned();
     assert_eq!(sql("SELECT count(*) FROM archon_jobs"), "40");
     assert_eq!(sql("SELECT count(*) FROM archon_runs WHERE state = 'pending'"), "40");
-    assert_eq!(sql("SELECT count(*) FROM archon_log"), "40");
     assert_eq!(sql("SELECT max(index) > 0 FROM archon_snapshots"), "t", "a snapshot was written");
+    // The log keeps only what follows the latest snapshot.
+    assert_eq!(sql("SELECT count(*) FROM archon_log WHERE index <= (SELECT max(index) FROM archon_snapshots)"), "0");
+    assert_eq!(sql("SELECT (SELECT count(*) FROM archon_log) + (SELECT max(index) FROM archon_snapshots)"), "40");
     assert_eq!(sql("SELECT name FROM archon_jobs WHERE id = 3"), "j2");
     assert_eq!(sql("SELECT term FROM archon_leader"), "2", "each leadership has its own term");
 }
@@ -139,39 +148,56 @@ fn tables_of(pg: &TempPostgres, url: &str) -> Vec<String> {
     .collect()
 }
 
-/// What [`tables_of`] must print for `state`.
-fn expected_tables(state: &ClusterState) -> Vec<String> {
+/// What [`tables_of`] must print for `state` and the `history` it handed over:
+/// live rows and finished ones alike.
+fn expected_tables(state: &ClusterState, history: &MemHistory) -> Vec<String> {
     let b = |v: bool| if v { "t" } else { "f" };
     let name = |v: serde_json::Value| v.as_str().unwrap_or_default().to_owned();
-    let lines = |rows: Vec<String>| rows.into_iter().map(|r| r + "\n").collect::<String>();
+    let lines = |rows: BTreeMap<u64, String>| rows.into_values().map(|r| r + "\n").collect::<String>();
+    let runs: Vec<Run> = state
+        .runs()
+        .values()
+        .cloned()
+        .chain(history.run_ids().into_iter().filter_map(|r| history.run_record(r)).map(|r| r.run.clone()))
+        .collect();
+    let attempts: Vec<Attempt> = state
+        .attempts()
+        .values()
+        .cloned()
+        .chain(history.run_ids().into_iter().filter_map(|r| history.run_record(r)).flat_map(|r| r.attempts.clone()))
+        .collect();
+    let jobs: Vec<Job> = state
+        .jobs()
+        .values()
+        .cloned()
+        .chain(history.job_ids().into_iter().filter_map(|j| history.job_record(j)).map(|j| j.job.clone()))
+        .collect();
     vec![
-        lines(state.jobs().values().map(|j| format!("{}|{}|{}", j.id.0, j.runs.len(), b(j.cancelled))).collect()),
+        lines(jobs.iter().map(|j| (j.id.0, format!("{}|{}|{}", j.id.0, j.runs.len(), b(j.cancelled)))).collect()),
         lines(
-            state
-                .runs()
-                .values()
+            runs.iter()
                 .map(|r| {
                     let done = b(r.finished_at.is_some());
-                    format!(
+                    let line = format!(
                         "{}|{}|{}|{}|{}|{done}",
                         r.id.0,
                         r.job.0,
                         r.state.as_str(),
                         r.attempts.len(),
                         r.retries_used
-                    )
+                    );
+                    (r.id.0, line)
                 })
                 .collect(),
         ),
         lines(
-            state
-                .attempts()
-                .values()
+            attempts
+                .iter()
                 .map(|a| {
                     let code =
                         a.result.as_ref().and_then(|r| r.status.code()).map(|c| c.to_string()).unwrap_or_default();
                     let st = name(serde_json::to_value(a.state).unwrap());
-                    format!("{}|{}|{}|{st}|{code}", a.id.0, a.run.0, a.worker.0)
+                    (a.id.0, format!("{}|{}|{}|{st}|{code}", a.id.0, a.run.0, a.worker.0))
                 })
                 .collect(),
         ),
@@ -179,7 +205,7 @@ fn expected_tables(state: &ClusterState) -> Vec<String> {
             state
                 .workers()
                 .values()
-                .map(|w| format!("{}|{}|{}|{}", w.id.0, w.name, w.state.as_str(), w.running.len()))
+                .map(|w| (w.id.0, format!("{}|{}|{}|{}", w.id.0, w.name, w.state.as_str(), w.running.len())))
                 .collect(),
         ),
     ]
@@ -206,12 +232,14 @@ fn pg_store_and_mem_store_agree_on_random_command_sequences() {
                 let pg = open(&url, |c| PgConfig { snapshot_every: 50, ..c }).await;
                 let mem = MemStore::new();
                 let mut model = ClusterState::new();
+                let history = MemHistory::new();
                 let mut at = Timestamp(1_000_000);
                 let mut batch = Vec::new();
                 for (i, (step, dt, batch_size)) in steps.iter().enumerate() {
                     at = at.plus(Duration::from_millis(u64::from(*dt)));
-                    let command = to_command(&model, step, at);
+                    let command = to_command(&model, &history, step, at);
                     model.apply(&command);
+                    history.apply(&model.take_history());
                     batch.push(command);
                     if batch.len() >= *batch_size || i + 1 == steps.len() {
                         let on_pg = pg.propose(batch.clone()).await.unwrap();
@@ -223,7 +251,10 @@ fn pg_store_and_mem_store_agree_on_random_command_sequences() {
                 prop_assert_eq!(&pg_state, &mem.query(Clone::clone));
                 prop_assert_eq!(&pg_state, &model);
                 let tables = tables_of(&pg_server, &url);
-                prop_assert_eq!(tables, expected_tables(&model));
+                prop_assert_eq!(tables, expected_tables(&model, &history));
+                let ids: Vec<RunId> = (1..=300).map(RunId).collect();
+                let kept = pg.history().runs(&ids).await.unwrap();
+                prop_assert_eq!(kept, history.runs(&ids).await.unwrap());
                 pg.shutdown();
                 let reopened = open(&url, |c| c).await;
                 prop_assert_eq!(&reopened.query(Clone::clone), &model);

@@ -46,7 +46,7 @@ fn apply_job_lifecycle(c: &mut Criterion) {
             |mut s| {
                 for i in 1..=1000u64 {
                     let at = Timestamp(i as i64);
-                    s.apply(&Command::SubmitJob { at, spec: spec.clone() });
+                    s.apply(&Command::submit(at, spec.clone()));
                     s.apply(&Command::AssignAttempt { at, run: RunId(i), worker: WorkerId(1) });
                     s.apply(&Command::StartAttempt { at, run: RunId(i), attempt: AttemptId(i) });
                     s.apply(&Command::FinishAttempt {
@@ -84,7 +84,7 @@ fn uniform(pending: usize, workers: usize) -> ClusterState {
     }
     let mut rng = Lcg(7);
     for _ in 0..pending {
-        s.apply(&Command::SubmitJob { at: Timestamp(1), spec: spec(100 + rng.below(700)) });
+        s.apply(&Command::submit(Timestamp(1), spec(100 + rng.below(700))));
     }
     s
 }
@@ -130,7 +130,7 @@ fn mixed() -> ClusterState {
         if rng.below(10) == 0 {
             job.placement = Some(PlacementPolicy::Spread);
         }
-        s.apply(&Command::SubmitJob { at: Timestamp(1), spec: Arc::new(job) });
+        s.apply(&Command::submit(Timestamp(1), Arc::new(job)));
     }
     s
 }

@@ -12,6 +12,9 @@ use crate::model::{AttemptId, AttemptResult, ExitStatus, OutputChunk, OutputStre
 /// The default tail kept per stream: 1 MiB.
 pub const DEFAULT_TAIL_LIMIT: usize = 1 << 20;
 
+/// Live output goes to the sink in chunks of at most this many bytes.
+const LIVE_CHUNK: usize = 64 << 10;
+
 /// Receives live output chunks.
 #[async_trait]
 pub trait OutputSink: Send + Sync {
@@ -89,7 +92,14 @@ impl OutputWriter {
             OutputStream::Stderr => self.stderr.push(&data, self.limit),
         }
         if let Some(sink) = &self.sink {
-            sink.send(OutputChunk { run: self.run, attempt: self.attempt, stream, data }).await;
+            // Live chunks stay small: a manager takes at most its max_output_chunk.
+            let mut offset = 0;
+            while offset < data.len() {
+                let end = (offset + LIVE_CHUNK).min(data.len());
+                let chunk = data.slice(offset..end);
+                sink.send(OutputChunk { run: self.run, attempt: self.attempt, stream, data: chunk }).await;
+                offset = end;
+            }
         }
     }
 

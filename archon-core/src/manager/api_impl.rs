@@ -1,6 +1,7 @@
 //! [`Api`] served in process by the [`Manager`]: writes go through the driver
 //! (batched), reads come straight from the store's applied state.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -13,42 +14,65 @@ use crate::api::{
     RunQuery, RunSummary, SubmitResult, Submitted, WorkerInfo,
 };
 use crate::error::Error;
-use crate::model::{JobId, JobSpec, OutputChunk, OutputStream, RunId, WorkerId};
-use crate::state::{Command, Event, Outcome};
+use crate::model::{JobId, JobSpec, OutputChunk, OutputStream, RunId, RunState, SpecError, WorkerId};
+use crate::state::{Command, Event, Outcome, Rejection};
 use crate::store::StoreExt;
 
 #[async_trait]
 impl Api for Manager {
     async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<SubmitResult>, Error> {
         self.ensure_leader()?;
+        let limits = &self.shared.config.limits;
+        limits.check_submit(specs.len())?;
         let at = self.shared.clock.now();
-        let commands = specs.into_iter().map(|spec| Command::SubmitJob { at, spec: Arc::new(spec) }).collect();
-        let outcomes = self.propose(commands).await?;
-        Ok(outcomes
+        let mut results: Vec<Option<SubmitResult>> = vec![None; specs.len()];
+        let mut todo = Vec::with_capacity(specs.len());
+        for (i, spec) in specs.into_iter().enumerate() {
+            match limits.check_spec(&spec) {
+                Ok(()) => todo.push((i, Arc::new(spec))),
+                Err(e) => results[i] = Some(Err(Rejection::InvalidSpec(e))),
+            }
+        }
+        // A dependency that leaves the live state between reading how it ended and
+        // the submit's turn is read again, from the history it has reached.
+        for round in 0..3 {
+            if todo.is_empty() {
+                break;
+            }
+            let stamps = self.finished_dependencies(&todo).await?;
+            let mut commands = Vec::with_capacity(todo.len());
+            let mut proposed = Vec::with_capacity(todo.len());
+            for ((i, spec), stamp) in todo.drain(..).zip(stamps) {
+                match stamp {
+                    Ok(finished_deps) => {
+                        commands.push(Command::SubmitJob { at, spec: spec.clone(), finished_deps });
+                        proposed.push((i, spec));
+                    }
+                    Err(rejection) => results[i] = Some(Err(rejection)),
+                }
+            }
+            let outcomes = self.propose(commands).await?;
+            for ((i, spec), outcome) in proposed.into_iter().zip(outcomes) {
+                match outcome {
+                    Outcome::Rejected(Rejection::DependencyNotLive(_)) if round < 2 => todo.push((i, spec)),
+                    outcome => results[i] = Some(submitted(outcome)),
+                }
+            }
+        }
+        Ok(results
             .into_iter()
-            .map(|outcome| match outcome {
-                Outcome::Applied(events) => events
-                    .into_iter()
-                    .find_map(|e| match e {
-                        Event::JobAccepted { job, run, duplicate } => Some(Submitted { job, run, duplicate }),
-                        _ => None,
-                    })
-                    .ok_or_else(|| {
-                        crate::state::Rejection::InvalidSpec(crate::model::SpecError::new("job", "was not accepted"))
-                    }),
-                Outcome::Rejected(r) => Err(r),
-            })
+            .map(|r| r.unwrap_or_else(|| Err(Rejection::InvalidSpec(SpecError::new("job", "was not accepted")))))
             .collect())
     }
 
     async fn get_job(&self, id: JobId) -> Result<JobDetail, Error> {
         self.ensure_leader()?;
-        self.shared.store.query(|s| queries::job_detail(s, id))
+        queries::job_detail(&self.shared, id).await
     }
 
     async fn get_run(&self, id: RunId) -> Result<RunDetail, Error> {
         self.ensure_leader()?;
-        let mut detail = self.shared.store.query(|s| queries::run_detail(s, id))?;
+        let mut detail = queries::run_detail(&self.shared, id).await?;
         if matches!(detail.run.state, crate::model::RunState::Pending | crate::model::RunState::Retrying) {
             detail.pending_reason = self.shared.pending_reasons().get(&id).cloned();
         }
@@ -57,17 +81,38 @@ impl Api for Manager {
 
     async fn list_jobs(&self, query: JobQuery) -> Result<Page<JobSummary, JobId>, Error> {
         self.ensure_leader()?;
-        Ok(self.shared.store.query(|s| queries::list_jobs(s, &query)))
+        queries::list_jobs(&self.shared, &query).await
     }
 
     async fn list_runs(&self, query: RunQuery) -> Result<Page<RunSummary, RunId>, Error> {
         self.ensure_leader()?;
-        self.shared.store.query(|s| queries::list_runs(s, &query))
+        queries::list_runs(&self.shared, &query).await
     }
 
     async fn cancel(&self, target: CancelTarget) -> Result<(), Error> {
         self.ensure_leader()?;
         let at = self.shared.clock.now();
+        let (live, issued) = self.shared.store.query(|s| match target {
+            CancelTarget::Job(job) => (s.job(job).is_some(), s.issued_job(job)),
+            CancelTarget::Run(run) => (s.run(run).is_some(), s.issued_run(run)),
+        });
+        if !live {
+            // Finished already (or removed, or unknown): nothing to cancel.
+            return match target {
+                CancelTarget::Job(job) => match crate::history::job_record(&*self.shared.history, job).await? {
+                    Some(_) => Ok(()),
+                    None => Err(queries::gone(&self.shared, job.to_string(), issued)),
+                },
+                CancelTarget::Run(run) => match crate::history::run_record(&*self.shared.history, run).await? {
+                    Some(record) => Err(Error::Rejected(Rejection::InvalidTransition {
+                        run,
+                        state: record.run.state,
+                        action: "cancel".into(),
+                    })),
+                    None => Err(queries::gone(&self.shared, run.to_string(), issued)),
+                },
+            };
+        }
         let command = match target {
             CancelTarget::Job(job) => Command::CancelJob { at, job },
             CancelTarget::Run(run) => Command::CancelRun { at, run },
@@ -116,8 +161,9 @@ impl Api for Manager {
         let mut ended = None;
         let sub = self.shared.hub.subscribe(id, || {
             store.query(|s| match s.run(id) {
+                // Finished (its record is in the history), removed, or unknown.
                 None => {
-                    ended = Some(Err(Error::NotFound(id.to_string())));
+                    ended = Some(Ok(()));
                     false
                 }
                 Some(run) if run.state.is_terminal() => {
@@ -157,7 +203,7 @@ impl Api for Manager {
             }
             (None, Some(Err(e))) => Err(e),
             (None, _) => {
-                // The run has ended: its output is the last attempt's kept tail.
+                // The run has ended: its output is the last attempt's, from the history.
                 let detail = self.get_run(id).await?;
                 let chunks: Vec<Result<OutputChunk, Error>> = detail
                     .attempts
@@ -224,6 +270,56 @@ impl Manager {
         Error::NotLeader { leader: self.shared.store.leadership().borrow().leader.clone() }
     }
 
+    /// For each spec, how its dependencies that have left the live state ended,
+    /// read from the history (the state machine reads none). A dependency removed
+    /// from the history by retention refuses the spec, naming it.
+    async fn finished_dependencies(
+        &self,
+        specs: &[(usize, Arc<JobSpec>)],
+    ) -> Result<Vec<Result<Vec<(JobId, RunState)>, Rejection>>, Error> {
+        let gone: BTreeSet<JobId> = self.shared.store.query(|s| {
+            specs
+                .iter()
+                .flat_map(|(_, spec)| spec.depends_on.iter())
+                .filter(|d| s.job(**d).is_none())
+                .copied()
+                .collect()
+        });
+        if gone.is_empty() {
+            return Ok(specs.iter().map(|_| Ok(Vec::new())).collect());
+        }
+        let ids: Vec<JobId> = gone.iter().copied().collect();
+        let ended: BTreeMap<JobId, Option<RunState>> =
+            self.shared.history.jobs(&ids).await?.into_iter().map(|r| (r.id(), r.last_state)).collect();
+        let issued: BTreeSet<JobId> =
+            self.shared.store.query(|s| ids.iter().filter(|j| s.issued_job(**j)).copied().collect());
+        Ok(specs
+            .iter()
+            .map(|(_, spec)| {
+                let mut stamped = Vec::new();
+                for dep in spec.depends_on.iter().filter(|d| gone.contains(d)) {
+                    match ended.get(dep) {
+                        Some(state) => {
+                            stamped.push((*dep, state.unwrap_or(RunState::Failed)));
+                        }
+                        None if issued.contains(dep) => {
+                            return Err(Rejection::InvalidSpec(SpecError::new(
+                                "depends_on",
+                                format!(
+                                    "{dep} finished and was removed from the history by the retention policy; depend \
+                                     on jobs that are still kept"
+                                ),
+                            )));
+                        }
+                        // Unknown: the state machine refuses it as such.
+                        None => {}
+                    }
+                }
+                Ok(stamped)
+            })
+            .collect())
+    }
+
     /// Proposes one command; a rejection becomes [`Error::Rejected`].
     async fn propose_one(&self, command: Command) -> Result<(), Error> {
         match self.propose(vec![command]).await?.pop() {
@@ -231,5 +327,19 @@ impl Manager {
             Some(Outcome::Rejected(r)) => Err(Error::Rejected(r)),
             None => Err(Error::Internal("no outcome for a proposal".into())),
         }
+    }
+}
+
+/// What a submit's outcome tells its caller.
+fn submitted(outcome: Outcome) -> SubmitResult {
+    match outcome {
+        Outcome::Applied(events) => events
+            .into_iter()
+            .find_map(|e| match e {
+                Event::JobAccepted { job, run, duplicate } => Some(Submitted { job, run, duplicate }),
+                _ => None,
+            })
+            .ok_or_else(|| Rejection::InvalidSpec(SpecError::new("job", "was not accepted"))),
+        Outcome::Rejected(r) => Err(r),
     }
 }

@@ -75,6 +75,29 @@ pub(crate) struct Driver {
     carried: Vec<Input>,
     /// Proposals failed in a row; the driver backs off while the store is down.
     failures: u32,
+    /// When the next housekeeping pass (retention, idempotency keys) is due.
+    next_prune: Instant,
+}
+
+/// Output up to this size (as JSON) travels inside its `FinishAttempt`; more goes
+/// ahead of it in `AttemptOutput` chunks.
+const INLINE_OUTPUT: usize = 256 << 10;
+
+impl Input {
+    /// About how many bytes of log the input becomes.
+    fn size_hint(&self) -> usize {
+        match self {
+            Input::Propose { commands, .. } => commands.iter().map(Command::size_hint).sum(),
+            Input::Finished { result, .. } => {
+                256 + crate::model::output_json_len(&result.stdout.data)
+                    + crate::model::output_json_len(&result.stderr.data)
+            }
+            Input::Attach { hello, .. } => {
+                512 + hello.labels.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() + hello.running.len() * 21
+            }
+            _ => 160,
+        }
+    }
 }
 
 impl Driver {
@@ -90,6 +113,7 @@ impl Driver {
             leading: false,
             carried: Vec::new(),
             failures: 0,
+            next_prune: Instant::now(),
         }
     }
 
@@ -98,7 +122,8 @@ impl Driver {
         let tick = (self.shared.config.worker_timeout / 4).max(std::time::Duration::from_millis(50));
         let mut next_reap = Instant::now() + tick;
         let max_batch = self.shared.config.max_batch.max(1);
-        let mut inputs = Vec::with_capacity(1024);
+        let max_bytes = self.shared.config.max_batch_bytes.max(1);
+        let mut inputs: Vec<Input> = Vec::with_capacity(1024);
         loop {
             let leading = leadership.borrow_and_update().is_leader;
             if leading != self.leading {
@@ -129,14 +154,21 @@ impl Driver {
                     _ = sleep_until_opt(sleep) => self.dirty = true,
                     _ = sleep_until_opt(self.unexplained.then_some(self.next_explain)) => self.dirty = true,
                     _ = tokio::time::sleep_until(next_reap) => {}
+                    _ = tokio::time::sleep_until(self.next_prune) => {}
                     _ = leadership.changed() => continue,
                 }
             } else if shutdown.is_cancelled() {
                 break;
             }
-            while inputs.len() < max_batch {
+            // A turn is one proposal: bounded in commands and in bytes, so that
+            // no log entry outgrows what replication can carry.
+            let mut bytes: usize = inputs.iter().map(Input::size_hint).sum();
+            while inputs.len() < max_batch && bytes < max_bytes {
                 match self.rx.try_recv() {
-                    Ok(input) => inputs.push(input),
+                    Ok(input) => {
+                        bytes += input.size_hint();
+                        inputs.push(input);
+                    }
                     Err(_) => break,
                 }
             }
@@ -144,9 +176,77 @@ impl Driver {
             if reap {
                 next_reap = Instant::now() + tick;
             }
-            self.turn(&mut inputs, reap).await;
+            let housekeeping = self.housekeeping().await;
+            self.turn(&mut inputs, reap, housekeeping).await;
         }
         Ok(())
+    }
+
+    /// The retention pass, when due: what the policy removes now.
+    async fn housekeeping(&mut self) -> Option<Command> {
+        let now = Instant::now();
+        if now < self.next_prune {
+            return None;
+        }
+        self.next_prune = now + self.shared.config.prune_interval();
+        match super::prune::due(&self.shared, self.shared.clock.now()).await {
+            Ok((command, more)) => {
+                if more {
+                    // A full batch: go on next turn rather than next interval.
+                    self.next_prune = now;
+                }
+                command
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the history for retention; trying again later");
+                None
+            }
+        }
+    }
+
+    /// The commands for a finished attempt's report: its output cut to what its
+    /// job keeps, in chunks ahead of the `FinishAttempt` when too large to go inside it.
+    fn finish_commands(
+        &self,
+        now: Timestamp,
+        run: RunId,
+        attempt: AttemptId,
+        mut result: AttemptResult,
+        keep: u64,
+    ) -> Vec<Command> {
+        let keep = usize::try_from(keep).unwrap_or(usize::MAX);
+        for stream in crate::model::OutputStream::BOTH {
+            let tail = result.tail_mut(stream);
+            if tail.data.len() > keep {
+                let dropped = tail.data.len() - keep;
+                tail.data = tail.data.slice(dropped..);
+                tail.truncated += dropped as u64;
+            }
+        }
+        let inline =
+            crate::model::output_json_len(&result.stdout.data) + crate::model::output_json_len(&result.stderr.data);
+        let mut commands = Vec::new();
+        if inline > INLINE_OUTPUT {
+            let chunk = self.shared.config.limits.max_output_chunk.clamp(1, INLINE_OUTPUT);
+            for stream in crate::model::OutputStream::BOTH {
+                let data = std::mem::take(&mut result.tail_mut(stream).data);
+                let mut offset = 0;
+                while offset < data.len() {
+                    let end = (offset + chunk).min(data.len());
+                    commands.push(Command::AttemptOutput {
+                        at: now,
+                        run,
+                        attempt,
+                        stream,
+                        offset: offset as u64,
+                        data: data.slice(offset..end),
+                    });
+                    offset = end;
+                }
+            }
+        }
+        commands.push(Command::FinishAttempt { at: now, run, attempt, result });
+        commands
     }
 
     /// Starts or stops the leader-only parts: dispatch, placement and the reaper.
@@ -205,7 +305,7 @@ impl Driver {
     }
 
     /// One turn: placements + inputs → one proposal → routed outcomes.
-    async fn turn(&mut self, inputs: &mut Vec<Input>, reap: bool) {
+    async fn turn(&mut self, inputs: &mut Vec<Input>, reap: bool, housekeeping: Option<Command>) {
         let now = self.shared.clock.now();
         let mut commands = Vec::with_capacity(inputs.len() + 16);
         let mut routes = Vec::with_capacity(inputs.len() + 16);
@@ -226,6 +326,26 @@ impl Driver {
                 routes.push(Route::None);
             }
         }
+        if let Some(command) = housekeeping {
+            commands.push(command);
+            routes.push(Route::None);
+        }
+        // What each finished attempt's job keeps of its output, in one read.
+        let shared = self.shared.clone();
+        let limits = &shared.config.limits;
+        let keeps: HashMap<RunId, u64> = shared.store.query(|s| {
+            inputs
+                .iter()
+                .filter_map(|i| match i {
+                    Input::Finished { run, .. } => Some(*run),
+                    _ => None,
+                })
+                .map(|run| {
+                    let spec = s.run(run).and_then(|r| s.job(r.job)).map(|j| j.spec.clone());
+                    (run, spec.map_or(limits.output_limit, |spec| limits.output_limit_for(&spec)))
+                })
+                .collect()
+        });
         if reap {
             for worker in self.silent_workers(now) {
                 tracing::warn!(%worker, "worker silent past the threshold; declaring it lost");
@@ -244,6 +364,22 @@ impl Driver {
                 Input::Attach { hello, incoming, reply } => {
                     if let Some(msg) = self.duplicate(&hello) {
                         let _ = reply.send(Err(Error::invalid("worker name", msg)));
+                        continue;
+                    }
+                    if let Err(e) = self.shared.config.limits.check_hello(&hello) {
+                        let _ = reply.send(Err(e));
+                        continue;
+                    }
+                    if hello.protocol > crate::transport::PROTOCOL {
+                        let _ = reply.send(Err(Error::invalid(
+                            "protocol",
+                            format!(
+                                "the worker speaks session protocol {}, this manager {}: upgrade the managers before \
+                                 the workers",
+                                hello.protocol,
+                                crate::transport::PROTOCOL
+                            ),
+                        )));
                         continue;
                     }
                     routes.push(Route::Attach(attaches.len()));
@@ -265,8 +401,11 @@ impl Driver {
                 }
                 Input::Finished { run, attempt, result } => {
                     reports.push(Input::Finished { run, attempt, result: result.clone() });
-                    routes.push(Route::None);
-                    commands.push(Command::FinishAttempt { at: now, run, attempt, result });
+                    let keep = keeps.get(&run).copied().unwrap_or(limits.output_limit);
+                    for command in self.finish_commands(now, run, attempt, result, keep) {
+                        routes.push(Route::None);
+                        commands.push(command);
+                    }
                 }
                 Input::Draining { worker } => {
                     reports.push(Input::Draining { worker });
@@ -415,7 +554,14 @@ impl Driver {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(worker, Liveness { last_seen: now, connected: true });
-        let welcome = Welcome { worker, stale, heartbeat_interval: self.shared.config.heartbeat_interval };
+        let welcome = Welcome {
+            worker,
+            stale,
+            heartbeat_interval: self.shared.config.heartbeat_interval,
+            protocol: crate::transport::PROTOCOL,
+            output_limit: self.shared.config.limits.output_limit,
+            max_output_chunk: self.shared.config.limits.max_output_chunk,
+        };
         if pending.reply.send(Ok((welcome, rx))).is_ok() {
             tokio::spawn(read_session(self.shared.clone(), worker, session, pending.incoming));
         } else {
@@ -526,7 +672,13 @@ async fn read_session(
         let input = match msg {
             WorkerMessage::Heartbeat { .. } => continue,
             WorkerMessage::Output(chunk) => {
-                shared.hub.push(chunk);
+                let limit = shared.config.limits.max_output_chunk;
+                if chunk.data.len() > limit {
+                    tracing::warn!(%worker, run = %chunk.run, bytes = chunk.data.len(), limit,
+                        "live output chunk larger than max_output_chunk; dropped (its attempt's result keeps the output)");
+                } else {
+                    shared.hub.push(chunk);
+                }
                 continue;
             }
             WorkerMessage::Started { run, attempt } => Input::Started { worker, run, attempt },

@@ -8,7 +8,9 @@
 mod api_impl;
 mod driver;
 mod explain;
+mod limits;
 mod output_hub;
+mod prune;
 mod queries;
 
 use std::collections::HashMap;
@@ -21,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
+use crate::history::History;
 use crate::model::{PlacementPolicy, RunId, Timestamp, WorkerId};
 use crate::scheduler::{BinPack, Scheduler};
 use crate::state::{Command, Outcome};
@@ -28,6 +31,7 @@ use crate::store::Store;
 use crate::transport::{Hello, ManagerMessage, Welcome, WorkerMessage};
 
 use driver::Input;
+pub use limits::Limits;
 use output_hub::OutputHub;
 
 /// How a manager behaves.
@@ -43,12 +47,25 @@ pub struct ManagerConfig {
     pub heartbeat_interval: Duration,
     /// A worker silent for longer is declared lost and its runs requeued.
     pub worker_timeout: Duration,
+    /// The most bytes of commands (as the log stores them) one batch proposes.
+    pub max_batch_bytes: usize,
     /// Live output kept per running run for late followers, in bytes.
     pub output_buffer: usize,
     /// This manager's node id (for status).
     pub node_id: u64,
     /// The address clients reach this manager at (for status and redirects).
     pub address: String,
+    /// How long finished runs stay in the history (a job's own `retention` or
+    /// `keep_last` may remove them sooner).
+    pub history_retention: Duration,
+    /// How long an idempotency key makes a repeated submit return the first job.
+    pub idempotency_window: Duration,
+    /// How often the leader removes what the retention policy lets go.
+    pub prune_every: Duration,
+    /// The most runs one removal proposes.
+    pub prune_batch: usize,
+    /// Bounds on what clients and workers may send.
+    pub limits: Limits,
 }
 
 impl Default for ManagerConfig {
@@ -59,10 +76,24 @@ impl Default for ManagerConfig {
             max_placements_per_pass: 8_192,
             heartbeat_interval: Duration::from_secs(2),
             worker_timeout: Duration::from_secs(10),
-            output_buffer: 1 << 20,
+            max_batch_bytes: 4 << 20,
+            output_buffer: 64 << 10,
             node_id: 1,
             address: String::new(),
+            history_retention: Duration::from_secs(7 * 24 * 3600),
+            idempotency_window: Duration::from_secs(24 * 3600),
+            prune_every: Duration::from_secs(10),
+            prune_batch: 10_000,
+            limits: Limits::default(),
         }
+    }
+}
+
+impl ManagerConfig {
+    /// How often pruning runs: `prune_every`, but at least four times per
+    /// retention period, so a short retention is honoured closely.
+    pub fn prune_interval(&self) -> Duration {
+        self.prune_every.min(self.history_retention / 4).max(Duration::from_millis(100))
     }
 }
 
@@ -75,6 +106,7 @@ pub(crate) struct Liveness {
 
 pub(crate) struct Shared {
     pub(crate) store: Arc<dyn Store>,
+    pub(crate) history: Arc<dyn History>,
     pub(crate) scheduler: Arc<dyn Scheduler>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) config: ManagerConfig,
@@ -139,6 +171,7 @@ impl ManagerBuilder {
         let (inputs, rx) = mpsc::channel(65_536);
         let shared = Shared {
             hub: OutputHub::new(self.config.output_buffer),
+            history: self.store.history(),
             store: self.store,
             scheduler: self.scheduler,
             clock: self.clock,

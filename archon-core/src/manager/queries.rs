@@ -1,60 +1,156 @@
-//! Read-side answers built from the applied state: details, pages, status.
+//! Read-side answers: the live state first, then the history (a run that leaves
+//! the state is in the history before the state stops showing it, so reading in
+//! that order never misses one; one seen in both is shown once). Output bytes are
+//! read from the history, by attempt.
 
 use std::collections::BTreeMap;
 
+use super::Shared;
 use crate::api::{
     ClusterStatus, DEFAULT_PAGE, JobDetail, JobQuery, JobSummary, MAX_PAGE, Page, RunDetail, RunQuery, RunSummary,
 };
 use crate::error::Error;
-use crate::model::{JobId, Run, RunId};
+use crate::history::{JobFilter, RunFilter, merge_newest_first};
+use crate::model::units::format_duration;
+use crate::model::{Attempt, Job, JobId, JobRecord, Run, RunId, RunRecord, RunState};
 use crate::state::ClusterState;
+use crate::store::StoreExt;
 
-pub(crate) fn job_detail(state: &ClusterState, id: JobId) -> Result<JobDetail, Error> {
-    let job = state.job(id).ok_or_else(|| Error::NotFound(id.to_string()))?;
-    let runs = job.runs.iter().filter_map(|r| state.run(*r).cloned()).collect();
-    Ok(JobDetail { job: job.clone(), runs })
+/// The error for an id that is neither live nor in the history: removed by the
+/// retention policy if it was ever handed out, unknown otherwise.
+pub(crate) fn gone(shared: &Shared, what: String, issued: bool) -> Error {
+    if issued {
+        Error::Removed {
+            what,
+            why: format!(
+                "by the retention policy (finished runs are kept {}; a job's own retention or keep_last may remove \
+                 them sooner)",
+                format_duration(shared.config.history_retention)
+            ),
+        }
+    } else {
+        Error::NotFound(what)
+    }
 }
 
-pub(crate) fn run_detail(state: &ClusterState, id: RunId) -> Result<RunDetail, Error> {
-    let run = state.run(id).ok_or_else(|| Error::NotFound(id.to_string()))?;
-    let job_name = state.job(run.job).map(|j| j.spec.name.clone()).unwrap_or_default();
-    let attempts = run.attempts.iter().filter_map(|a| state.attempt(*a).cloned()).collect();
-    Ok(RunDetail { run: run.clone(), job_name, attempts, pending_reason: None })
+/// Fills each finished attempt's output from the history. (A state written by
+/// Archon 0.1 still holds it inline until it is upgraded; that is kept.)
+async fn with_output(shared: &Shared, mut attempts: Vec<Attempt>) -> Result<Vec<Attempt>, Error> {
+    for attempt in &mut attempts {
+        if let Some(result) = &mut attempt.result {
+            let [stdout, stderr] = shared.history.output(attempt.id).await?;
+            for (tail, kept) in [(&mut result.stdout, stdout), (&mut result.stderr, stderr)] {
+                if !kept.is_empty() {
+                    tail.data = kept;
+                }
+            }
+        }
+    }
+    Ok(attempts)
+}
+
+pub(crate) async fn run_detail(shared: &Shared, id: RunId) -> Result<RunDetail, Error> {
+    let (live, issued) = shared.store.query(|s| {
+        let live = s.run(id).map(|run| {
+            let job_name = s.job(run.job).map(|j| j.spec.name.clone()).unwrap_or_default();
+            let attempts: Vec<Attempt> = run.attempts.iter().filter_map(|a| s.attempt(*a).cloned()).collect();
+            (run.clone(), job_name, attempts)
+        });
+        (live, s.issued_run(id))
+    });
+    let (run, job_name, attempts) = match live {
+        Some(live) => live,
+        None => match crate::history::run_record(&*shared.history, id).await? {
+            Some(record) => (record.run, record.job_name, record.attempts),
+            None => return Err(gone(shared, id.to_string(), issued)),
+        },
+    };
+    let attempts = with_output(shared, attempts).await?;
+    Ok(RunDetail { run, job_name, attempts, pending_reason: None })
+}
+
+pub(crate) async fn job_detail(shared: &Shared, id: JobId) -> Result<JobDetail, Error> {
+    let (live, issued) = shared.store.query(|s| {
+        let live = s.job(id).map(|job| {
+            let runs: Vec<Option<Run>> = job.runs.iter().map(|r| s.run(*r).cloned()).collect();
+            (job.clone(), runs)
+        });
+        (live, s.issued_job(id))
+    });
+    let (job, runs) = match live {
+        Some(live) => live,
+        None => match crate::history::job_record(&*shared.history, id).await? {
+            Some(record) => {
+                let runs = vec![None; record.job.runs.len()];
+                (record.job, runs)
+            }
+            None => return Err(gone(shared, id.to_string(), issued)),
+        },
+    };
+    let missing: Vec<RunId> = job.runs.iter().zip(&runs).filter(|(_, r)| r.is_none()).map(|(id, _)| *id).collect();
+    let mut finished: BTreeMap<RunId, Run> =
+        shared.history.runs(&missing).await?.into_iter().map(|r| (r.id(), r.run)).collect();
+    let runs = job.runs.iter().zip(runs).filter_map(|(id, live)| live.or_else(|| finished.remove(id))).collect();
+    Ok(JobDetail { job, runs })
 }
 
 fn page_size(limit: Option<u32>) -> usize {
     limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE) as usize
 }
 
-pub(crate) fn list_jobs(state: &ClusterState, q: &JobQuery) -> Page<JobSummary, JobId> {
-    let limit = page_size(q.limit);
-    let upper = q.before.unwrap_or(JobId(u64::MAX));
-    let mut items = Vec::with_capacity(limit.min(256));
-    let mut next = None;
-    for job in state.jobs().range(..upper).rev().map(|(_, j)| j) {
-        if let Some(name) = &q.name
-            && !job.spec.name.contains(name.as_str())
-        {
-            continue;
-        }
-        if items.len() == limit {
-            next = items.last().map(|j: &JobSummary| j.id);
-            break;
-        }
-        items.push(JobSummary {
-            id: job.id,
-            name: job.spec.name.clone(),
-            kind: job.spec.task.kind().to_string(),
-            task: job.spec.task.summary(),
-            created_at: job.created_at,
-            runs: u32::try_from(job.runs.len()).unwrap_or(u32::MAX),
-            last_state: job.runs.last().and_then(|r| state.run(*r)).map(|r| r.state),
-        });
-    }
+/// A page of `limit` from `items` (which may hold one more, telling there is a next page).
+fn page<T, C>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> C) -> Page<T, C> {
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(&key)
+    } else {
+        None
+    };
     Page { items, next }
 }
 
-pub(crate) fn run_summary(state: &ClusterState, run: &Run) -> RunSummary {
+fn live_job_summary(state: &ClusterState, job: &Job) -> JobSummary {
+    summary_of(job, job.runs.last().and_then(|r| state.run(*r)).map(|r| r.state))
+}
+
+fn summary_of(job: &Job, last_state: Option<RunState>) -> JobSummary {
+    JobSummary {
+        id: job.id,
+        name: job.spec.name.clone(),
+        kind: job.spec.task.kind().to_string(),
+        task: job.spec.task.summary(),
+        created_at: job.created_at,
+        runs: u32::try_from(job.runs.len()).unwrap_or(u32::MAX),
+        last_state,
+    }
+}
+
+pub(crate) async fn list_jobs(shared: &Shared, q: &JobQuery) -> Result<Page<JobSummary, JobId>, Error> {
+    let limit = page_size(q.limit);
+    let filter = JobFilter { name: q.name.clone(), before: q.before };
+    let live: Vec<JobSummary> = shared.store.query(|s| {
+        let upper = q.before.unwrap_or(JobId(u64::MAX));
+        s.jobs()
+            .range(..upper)
+            .rev()
+            .map(|(_, j)| j)
+            .filter(|j| q.name.as_deref().is_none_or(|n| j.spec.name.contains(n)))
+            .take(limit + 1)
+            .map(|j| live_job_summary(s, j))
+            .collect()
+    });
+    let retired: Vec<JobSummary> = shared
+        .history
+        .list_jobs(&filter, limit + 1)
+        .await?
+        .iter()
+        .map(|r: &JobRecord| summary_of(&r.job, r.last_state))
+        .collect();
+    let items = merge_newest_first(live, retired, |j| j.id, limit + 1);
+    Ok(page(items, limit, |j| j.id))
+}
+
+fn live_run_summary(state: &ClusterState, run: &Run) -> RunSummary {
     RunSummary {
         id: run.id,
         job: run.job,
@@ -72,29 +168,96 @@ pub(crate) fn run_summary(state: &ClusterState, run: &Run) -> RunSummary {
     }
 }
 
-pub(crate) fn list_runs(state: &ClusterState, q: &RunQuery) -> Result<Page<RunSummary, RunId>, Error> {
-    let limit = page_size(q.limit);
-    let upper = q.before.unwrap_or(RunId(u64::MAX));
-    let candidates: Box<dyn Iterator<Item = &Run>> = match q.job {
-        Some(job) => {
-            let job = state.job(job).ok_or_else(|| Error::NotFound(job.to_string()))?;
-            Box::new(job.runs.iter().rev().filter(move |r| **r < upper).filter_map(|r| state.run(*r)))
-        }
-        None => Box::new(state.runs().range(..upper).rev().map(|(_, r)| r)),
-    };
-    let mut items = Vec::with_capacity(limit.min(256));
-    let mut next = None;
-    for run in candidates {
-        if q.state.is_some_and(|s| s != run.state) {
-            continue;
-        }
-        if items.len() == limit {
-            next = items.last().map(|r: &RunSummary| r.id);
-            break;
-        }
-        items.push(run_summary(state, run));
+fn record_summary(record: &RunRecord) -> RunSummary {
+    let run = &record.run;
+    RunSummary {
+        id: run.id,
+        job: run.job,
+        job_name: record.job_name.clone(),
+        state: run.state,
+        created_at: run.created_at,
+        finished_at: run.finished_at,
+        attempts: u32::try_from(run.attempts.len()).unwrap_or(u32::MAX),
+        exit: record.attempts.last().and_then(|a| a.result.as_ref()).map(|r| r.status.clone()),
     }
-    Ok(Page { items, next })
+}
+
+fn live_matches(q: &RunQuery, run: &Run) -> bool {
+    q.state.is_none_or(|s| s == run.state)
+        && q.since.is_none_or(|t| run.created_at >= t)
+        && q.until.is_none_or(|t| run.created_at < t)
+}
+
+pub(crate) async fn list_runs(shared: &Shared, q: &RunQuery) -> Result<Page<RunSummary, RunId>, Error> {
+    let limit = page_size(q.limit);
+    if let Some(job) = q.job {
+        return job_runs(shared, job, q, limit).await;
+    }
+    let upper = q.before.unwrap_or(RunId(u64::MAX));
+    let live: Vec<RunSummary> = shared.store.query(|s| {
+        s.runs()
+            .range(..upper)
+            .rev()
+            .map(|(_, r)| r)
+            .take_while(|r| q.since.is_none_or(|t| r.created_at >= t))
+            .filter(|r| live_matches(q, r))
+            .take(limit + 1)
+            .map(|r| live_run_summary(s, r))
+            .collect()
+    });
+    let finished = if q.state.is_some_and(|s| !s.is_terminal()) {
+        Vec::new()
+    } else {
+        let filter = RunFilter { state: q.state, before: q.before, since: q.since, until: q.until };
+        shared.history.list_runs(&filter, limit + 1).await?.iter().map(record_summary).collect()
+    };
+    let items = merge_newest_first(live, finished, |r| r.id, limit + 1);
+    Ok(page(items, limit, |r| r.id))
+}
+
+/// The runs of one job, newest first: its run list, each from the state or the history.
+async fn job_runs(shared: &Shared, job: JobId, q: &RunQuery, limit: usize) -> Result<Page<RunSummary, RunId>, Error> {
+    let upper = q.before.unwrap_or(RunId(u64::MAX));
+    let (live, issued) = shared.store.query(|s| (s.job(job).map(|j| j.runs.clone()), s.issued_job(job)));
+    let ids = match live {
+        Some(ids) => ids,
+        None => match crate::history::job_record(&*shared.history, job).await? {
+            Some(record) => record.job.runs,
+            None => return Err(gone(shared, job.to_string(), issued)),
+        },
+    };
+    let mut items = Vec::new();
+    let mut candidates = ids.into_iter().rev().filter(|r| *r < upper).peekable();
+    while items.len() <= limit && candidates.peek().is_some() {
+        let chunk: Vec<RunId> = candidates.by_ref().take(limit + 1).collect();
+        let (mut found, missing): (BTreeMap<RunId, RunSummary>, Vec<RunId>) = shared.store.query(|s| {
+            let mut found = BTreeMap::new();
+            let mut missing = Vec::new();
+            for id in &chunk {
+                match s.run(*id) {
+                    Some(run) => {
+                        found.insert(*id, live_run_summary(s, run));
+                    }
+                    None => missing.push(*id),
+                }
+            }
+            (found, missing)
+        });
+        for record in shared.history.runs(&missing).await? {
+            found.entry(record.id()).or_insert_with(|| record_summary(&record));
+        }
+        for id in chunk {
+            if let Some(summary) = found.remove(&id)
+                && q.state.is_none_or(|s| s == summary.state)
+                && q.since.is_none_or(|t| summary.created_at >= t)
+                && q.until.is_none_or(|t| summary.created_at < t)
+            {
+                items.push(summary);
+            }
+        }
+    }
+    items.truncate(limit + 1);
+    Ok(page(items, limit, |r| r.id))
 }
 
 pub(crate) fn status(state: &ClusterState) -> ClusterStatus {
@@ -103,11 +266,5 @@ pub(crate) fn status(state: &ClusterState) -> ClusterStatus {
         *workers.entry(w.state.to_string()).or_insert(0) += 1;
     }
     let runs = state.run_counts().iter().map(|(s, n)| (s.to_string(), *n)).collect();
-    ClusterStatus {
-        managers: Vec::new(),
-        workers,
-        jobs: state.jobs().len() as u64,
-        runs,
-        queued: state.queued_len() as u64,
-    }
+    ClusterStatus { managers: Vec::new(), workers, jobs: state.job_count(), runs, queued: state.queued_len() as u64 }
 }

@@ -52,6 +52,18 @@ pub struct JobSpec {
     /// Placement policy for this job; `None` uses the cluster default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<PlacementPolicy>,
+    /// How long its finished runs stay in the history; `None` uses the cluster's
+    /// default (`--history-retention`). The shorter of the two applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Duration>,
+    /// Keep at most this many of its finished runs in the history (the newest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<u32>,
+    /// Output kept per stream of each attempt, in bytes; `None` uses the
+    /// manager's default (`--output-limit`). The last bytes are kept and the
+    /// number dropped before them is recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_limit: Option<u64>,
 }
 
 impl JobSpec {
@@ -71,6 +83,9 @@ impl JobSpec {
             depends_on: Vec::new(),
             idempotency_key: None,
             placement: None,
+            retention: None,
+            keep_last: None,
+            output_limit: None,
         }
     }
 
@@ -112,6 +127,24 @@ impl JobSpec {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
                 return Err(SpecError::new("env", format!("{key:?} is not a variable name (use NAME=value)")));
             }
+        }
+        if let Some((key, _)) = self.env.iter().find(|(_, v)| v.contains('\0')) {
+            return Err(SpecError::new(
+                "env",
+                format!("the value of {key} contains a NUL byte, which no process can take"),
+            ));
+        }
+        if let Some(field) = self.task.nul_field() {
+            return Err(SpecError::new(field, "contains a NUL byte, which no process can take"));
+        }
+        if self.retention.is_some_and(|r| r.is_zero()) {
+            return Err(SpecError::new("retention", "must be greater than zero (e.g. 1h, 7d)"));
+        }
+        if self.keep_last == Some(0) {
+            return Err(SpecError::new("keep_last", "must be at least 1 (the newest finished runs kept)"));
+        }
+        if self.output_limit == Some(0) {
+            return Err(SpecError::new("output_limit", "must be greater than zero (e.g. 64KiB, 1MiB)"));
         }
         if let Some(t) = self.timeout
             && t.is_zero()

@@ -2,6 +2,7 @@
 //! serde; every change to it goes through [`crate::state::Command`].
 
 mod fit;
+mod history;
 mod ids;
 mod job;
 mod resources;
@@ -12,11 +13,14 @@ pub mod units;
 mod worker;
 
 pub use fit::Misfit;
+pub use history::{JobRecord, RunRecord};
 pub use ids::{AttemptId, JobId, ParseIdError, RunId, WorkerId};
 pub use job::{
     Constraint, ConstraintOp, Job, JobSpec, OverlapPolicy, PlacementPolicy, RetryPolicy, Schedule, SpecError,
 };
 pub use resources::Resources;
+pub(crate) use run::text_or_bytes as output_bytes;
+pub(crate) use run::text_or_bytes::json_len as output_json_len;
 pub use run::{Attempt, AttemptResult, AttemptState, ExitStatus, OutputChunk, OutputStream, OutputTail, Run, RunState};
 pub use task::{DockerTask, PullPolicy, Task, TaskKind, function_capability};
 pub use time::Timestamp;

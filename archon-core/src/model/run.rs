@@ -279,6 +279,27 @@ pub enum OutputStream {
     Stderr,
 }
 
+impl OutputStream {
+    /// Both streams, stdout first.
+    pub const BOTH: [OutputStream; 2] = [OutputStream::Stdout, OutputStream::Stderr];
+
+    /// 0 for stdout, 1 for stderr (the order of [`OutputStream::BOTH`]).
+    pub fn index(self) -> usize {
+        match self {
+            OutputStream::Stdout => 0,
+            OutputStream::Stderr => 1,
+        }
+    }
+
+    /// The lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputStream::Stdout => "stdout",
+            OutputStream::Stderr => "stderr",
+        }
+    }
+}
+
 /// An attempt's result as the worker reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AttemptResult {
@@ -297,6 +318,29 @@ impl AttemptResult {
     pub fn status(status: ExitStatus) -> AttemptResult {
         AttemptResult { status, stdout: OutputTail::default(), stderr: OutputTail::default() }
     }
+
+    /// One stream's tail.
+    pub fn tail(&self, stream: OutputStream) -> &OutputTail {
+        match stream {
+            OutputStream::Stdout => &self.stdout,
+            OutputStream::Stderr => &self.stderr,
+        }
+    }
+
+    /// One stream's tail, to change.
+    pub fn tail_mut(&mut self, stream: OutputStream) -> &mut OutputTail {
+        match stream {
+            OutputStream::Stdout => &mut self.stdout,
+            OutputStream::Stderr => &mut self.stderr,
+        }
+    }
+
+    /// The same result with the output bytes taken out (the counts of dropped
+    /// bytes stay): what the live state and the history's records keep.
+    pub fn without_output(&self) -> AttemptResult {
+        let strip = |t: &OutputTail| OutputTail { data: bytes::Bytes::new(), truncated: t.truncated };
+        AttemptResult { status: self.status.clone(), stdout: strip(&self.stdout), stderr: strip(&self.stderr) }
+    }
 }
 
 /// A piece of live output from a running attempt.
@@ -312,31 +356,54 @@ pub struct OutputChunk {
     pub data: Bytes,
 }
 
-/// Serde for output bytes: text when valid UTF-8 (readable JSON, compact snapshots),
-/// a byte array otherwise.
-mod text_or_bytes {
+/// Serde for output bytes: a JSON string when they are UTF-8 without NUL bytes
+/// (readable, and what PostgreSQL's jsonb accepts), `{"base64": "…"}` otherwise —
+/// never an array of numbers. Reads all three forms (Archon 0.1 wrote arrays).
+pub(crate) mod text_or_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
     use bytes::Bytes;
+    use serde::ser::SerializeMap;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(data: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(data: &Bytes, s: S) -> Result<S::Ok, S::Error> {
         match std::str::from_utf8(data) {
-            Ok(text) => s.serialize_str(text),
-            Err(_) => s.serialize_bytes(data),
+            Ok(text) if !text.contains('\0') => s.serialize_str(text),
+            _ => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry("base64", &STANDARD.encode(data))?;
+                map.end()
+            }
         }
     }
 
     #[derive(Deserialize)]
     #[serde(untagged)]
-    enum TextOrBytes {
+    enum Encoded {
         Text(String),
+        Base64 { base64: String },
         Bytes(Vec<u8>),
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
-        Ok(match TextOrBytes::deserialize(d)? {
-            TextOrBytes::Text(t) => Bytes::from(t),
-            TextOrBytes::Bytes(b) => Bytes::from(b),
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        Ok(match Encoded::deserialize(d)? {
+            Encoded::Text(t) => Bytes::from(t),
+            Encoded::Base64 { base64 } => {
+                Bytes::from(STANDARD.decode(base64).map_err(|e| serde::de::Error::custom(format!("base64: {e}")))?)
+            }
+            Encoded::Bytes(b) => Bytes::from(b),
         })
+    }
+
+    /// The length of `data` once serialized by [`serialize`] into JSON, without
+    /// building it (an upper bound for text: escapes counted at their longest).
+    pub(crate) fn json_len(data: &[u8]) -> usize {
+        match std::str::from_utf8(data) {
+            Ok(text) if !text.contains('\0') => {
+                2 + data.len() + data.iter().filter(|b| **b < 0x20 || **b == b'"' || **b == b'\\').count() * 5
+            }
+            _ => 14 + data.len().div_ceil(3) * 4,
+        }
     }
 }
 
@@ -352,6 +419,23 @@ mod tests {
         assert_eq!(serde_json::from_str::<OutputTail>(&json).unwrap(), text);
         let binary = OutputTail { data: Bytes::from_static(&[0xff, 0x00, 0x41]), truncated: 0 };
         let json = serde_json::to_string(&binary).unwrap();
+        assert_eq!(json, r#"{"data":{"base64":"/wBB"},"truncated":0}"#);
         assert_eq!(serde_json::from_str::<OutputTail>(&json).unwrap(), binary);
+        // Text with a NUL byte is binary too (PostgreSQL's jsonb refuses \u0000).
+        let nul = OutputTail { data: Bytes::from_static(b"a\0b"), truncated: 0 };
+        assert!(serde_json::to_string(&nul).unwrap().contains("base64"));
+        // Archon 0.1 wrote binary output as an array of numbers: still read.
+        let old: OutputTail = serde_json::from_str(r#"{"data":[255,0,65],"truncated":2}"#).unwrap();
+        assert_eq!((old.data, old.truncated), (Bytes::from_static(&[0xff, 0x00, 0x41]), 2));
+    }
+
+    #[test]
+    fn the_json_length_estimate_bounds_the_real_length() {
+        for data in [&b"hello\n"[..], b"tab\tquote\"back\\", &[0xff, 0, 1, 2, 3], b"", &[0u8; 1000]] {
+            let real = serde_json::to_string(&OutputTail { data: Bytes::copy_from_slice(data), truncated: 0 }).unwrap();
+            let inner = real.len() - r#"{"data":,"truncated":0}"#.len();
+            let estimate = text_or_bytes::json_len(data);
+            assert!(estimate >= inner, "{data:?}: {estimate} < {inner}");
+        }
     }
 }

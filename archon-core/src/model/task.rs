@@ -150,6 +150,52 @@ impl Task {
         }
     }
 
+    /// The bytes of text the task carries (command, script, argv, input, the
+    /// container's fields): what the manager's `max_task_bytes` limit counts.
+    pub fn size(&self) -> usize {
+        match self {
+            Task::Shell { command } => command.len(),
+            Task::Script { interpreter, body } => interpreter.len() + body.len(),
+            Task::Process { argv } => argv.iter().map(String::len).sum(),
+            Task::Docker(d) => {
+                let list = |l: &[String]| l.iter().map(String::len).sum::<usize>();
+                d.image.len()
+                    + list(&d.command)
+                    + d.entrypoint.as_deref().map_or(0, list)
+                    + d.network.len()
+                    + d.user.as_ref().map_or(0, String::len)
+                    + list(&d.mounts)
+            }
+            Task::Function { name, input } => name.len() + input.len(),
+        }
+    }
+
+    /// The first field holding a NUL byte, which no process can take (and which
+    /// PostgreSQL's jsonb refuses), as a spec path.
+    pub fn nul_field(&self) -> Option<&'static str> {
+        let nul = |s: &str| s.contains('\0');
+        let any = |l: &[String]| l.iter().any(|s| nul(s));
+        match self {
+            Task::Shell { command } => nul(command).then_some("task.command"),
+            Task::Script { interpreter, body } => {
+                if nul(interpreter) {
+                    Some("task.interpreter")
+                } else {
+                    nul(body).then_some("task.body")
+                }
+            }
+            Task::Process { argv } => any(argv).then_some("task.argv"),
+            Task::Docker(d) => {
+                if any(&d.command) || d.entrypoint.as_deref().is_some_and(any) {
+                    Some("task.command")
+                } else {
+                    (nul(&d.image) || d.user.as_deref().is_some_and(nul) || any(&d.mounts)).then_some("task")
+                }
+            }
+            Task::Function { name, input } => (nul(name) || nul(input)).then_some("task.input"),
+        }
+    }
+
     /// A one-line description for tables.
     pub fn summary(&self) -> String {
         match self {

@@ -2,34 +2,71 @@
 //! proptest [`step`] strategy) turned into concrete commands against the
 //! evolving state by [`to_command`], so most commands meet a real target (an
 //! existing run, the current attempt) and some deliberately do not (stale
-//! attempts, unknown ids). The state machine's own property tests use it, and so
-//! can a store's (feature `testkit`, as `archon_core::testkit::commands`).
+//! attempts, unknown ids). Submits name the finished dependencies' outcomes from
+//! the history, as the leader does, and pruning steps pick runs from it. The
+//! state machine's own property tests use it, and so can a store's (feature
+//! `testkit`, as `archon_core::testkit::commands`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::{ClusterState, Command};
+use crate::history::MemHistory;
 use crate::model::{
-    AttemptId, AttemptResult, ExitStatus, JobId, JobSpec, Resources, RetryPolicy, RunId, Task, Timestamp, WorkerId,
+    AttemptId, AttemptResult, ExitStatus, JobId, JobSpec, OutputStream, OutputTail, Resources, RetryPolicy, RunId,
+    Task, Timestamp, WorkerId,
 };
 
 /// An abstract step; indices are mapped onto ids that may or may not exist.
 #[derive(Debug, Clone)]
 #[allow(missing_docs)]
 pub enum Step {
-    Register { name: u8, cpu: u64, mem: u64, running: Vec<u8> },
+    Register {
+        name: u8,
+        cpu: u64,
+        mem: u64,
+        running: Vec<u8>,
+    },
     Lost(u8),
     Left(u8),
     Drain(u8, bool),
-    Submit { cpu: u64, mem: u64, retries: u32, priority: i32, dep: Option<u8> },
-    Assign { run: u8, worker: u8 },
-    Start { run: u8, stale: Option<u8> },
-    Finish { run: u8, stale: Option<u8>, status: u8 },
+    Submit {
+        cpu: u64,
+        mem: u64,
+        retries: u32,
+        priority: i32,
+        dep: Option<u8>,
+        key: Option<u8>,
+    },
+    Assign {
+        run: u8,
+        worker: u8,
+    },
+    Start {
+        run: u8,
+        stale: Option<u8>,
+    },
+    Finish {
+        run: u8,
+        stale: Option<u8>,
+        status: u8,
+        output: u8,
+    },
+    Output {
+        run: u8,
+        stderr: bool,
+        len: u16,
+        replay: bool,
+    },
     CancelRun(u8),
     CancelJob(u8),
+    /// Remove up to this many of the oldest finished runs (and their retired jobs)
+    /// and the idempotency keys given in the first half of the time so far.
+    Prune(u8),
 }
 
 /// A random step, weighted towards submits, assignments and reports.
@@ -40,18 +77,32 @@ pub fn step() -> impl Strategy<Value = Step> {
         1 => (0..5u8).prop_map(Step::Lost),
         1 => (0..5u8).prop_map(Step::Left),
         1 => (0..5u8, any::<bool>()).prop_map(|(w, d)| Step::Drain(w, d)),
-        4 => (prop::sample::select(vec![0u64, 100, 400, 900, 3000]), prop::sample::select(vec![0u64, 64, 512, 4096]), 0..3u32, -2..3i32, prop::option::weighted(0.2, 0..20u8))
-            .prop_map(|(cpu, mem, retries, priority, dep)| Step::Submit { cpu, mem, retries, priority, dep }),
+        4 => (prop::sample::select(vec![0u64, 100, 400, 900, 3000]), prop::sample::select(vec![0u64, 64, 512, 4096]), 0..3u32, -2..3i32, prop::option::weighted(0.2, 0..20u8), prop::option::weighted(0.15, 0..4u8))
+            .prop_map(|(cpu, mem, retries, priority, dep, key)| Step::Submit { cpu, mem, retries, priority, dep, key }),
         6 => (0..30u8, 0..5u8).prop_map(|(run, worker)| Step::Assign { run, worker }),
         4 => (0..30u8, prop::option::weighted(0.2, 0..40u8)).prop_map(|(run, stale)| Step::Start { run, stale }),
-        5 => (0..30u8, prop::option::weighted(0.2, 0..40u8), 0..6u8).prop_map(|(run, stale, status)| Step::Finish { run, stale, status }),
+        5 => (0..30u8, prop::option::weighted(0.2, 0..40u8), 0..6u8, 0..5u8).prop_map(|(run, stale, status, output)| Step::Finish { run, stale, status, output }),
+        2 => (0..30u8, any::<bool>(), 1..600u16, prop::bool::weighted(0.2)).prop_map(|(run, stderr, len, replay)| Step::Output { run, stderr, len, replay }),
         1 => (0..30u8).prop_map(Step::CancelRun),
         1 => (0..20u8).prop_map(Step::CancelJob),
+        1 => (0..3u8).prop_map(Step::Prune),
     ]
 }
 
-/// Turns abstract steps into concrete commands against the evolving state.
-pub fn to_command(state: &ClusterState, step: &Step, at: Timestamp) -> Command {
+/// The output a finish step reports: none, text, binary, a longer text, or both streams.
+fn output(kind: u8, attempt: AttemptId) -> (OutputTail, OutputTail) {
+    let text = |s: String| OutputTail { data: Bytes::from(s), truncated: 0 };
+    match kind {
+        1 => (text(format!("ok {attempt}\n")), OutputTail::default()),
+        2 => (OutputTail { data: Bytes::from(vec![0xff, 0, attempt.0 as u8]), truncated: 3 }, OutputTail::default()),
+        3 => (text("x".repeat(300)), text(format!("warning from {attempt}\n"))),
+        _ => (OutputTail::default(), OutputTail::default()),
+    }
+}
+
+/// Turns abstract steps into concrete commands against the evolving state, with
+/// `history` the store's (finished dependencies' outcomes, runs to prune).
+pub fn to_command(state: &ClusterState, history: &MemHistory, step: &Step, at: Timestamp) -> Command {
     // Runs and jobs are picked among existing ones (plus one unknown id) so most
     // commands meet a real target; stale attempts and unknown workers stay random.
     let run_id = |i: u8| RunId(u64::from(i) % (state.next_run + 1) + 1);
@@ -68,7 +119,7 @@ pub fn to_command(state: &ClusterState, step: &Step, at: Timestamp) -> Command {
         Step::Lost(w) => Command::WorkerLost { at, worker: WorkerId(u64::from(*w) + 1) },
         Step::Left(w) => Command::WorkerLeft { at, worker: WorkerId(u64::from(*w) + 1) },
         Step::Drain(w, d) => Command::SetDraining { at, worker: WorkerId(u64::from(*w) + 1), draining: *d },
-        Step::Submit { cpu, mem, retries, priority, dep } => {
+        Step::Submit { cpu, mem, retries, priority, dep, key } => {
             let mut spec = JobSpec::new("p", Task::Shell { command: "true".into() });
             spec.resources = Resources { cpu_millis: *cpu, memory_bytes: *mem, ..Resources::default() };
             spec.priority = *priority;
@@ -79,7 +130,14 @@ pub fn to_command(state: &ClusterState, step: &Step, at: Timestamp) -> Command {
                 jitter: true,
             };
             spec.depends_on = dep.iter().map(|d| JobId(u64::from(*d) + 1)).collect();
-            Command::SubmitJob { at, spec: Arc::new(spec) }
+            spec.idempotency_key = key.map(|k| format!("key-{k}"));
+            let finished_deps = spec
+                .depends_on
+                .iter()
+                .filter(|d| state.job(**d).is_none())
+                .filter_map(|d| history.job_record(*d).and_then(|r| r.last_state).map(|s| (*d, s)))
+                .collect();
+            Command::SubmitJob { at, spec: Arc::new(spec), finished_deps }
         }
         Step::Assign { run, worker } => {
             Command::AssignAttempt { at, run: run_id(*run), worker: WorkerId(u64::from(*worker) + 1) }
@@ -88,7 +146,7 @@ pub fn to_command(state: &ClusterState, step: &Step, at: Timestamp) -> Command {
             let attempt = pick_attempt(state, run_id(*run), *stale);
             Command::StartAttempt { at, run: run_id(*run), attempt }
         }
-        Step::Finish { run, stale, status } => {
+        Step::Finish { run, stale, status, output: kind } => {
             let attempt = pick_attempt(state, run_id(*run), *stale);
             let status = match status {
                 0 | 1 => ExitStatus::Exited { code: 0 },
@@ -97,10 +155,45 @@ pub fn to_command(state: &ClusterState, step: &Step, at: Timestamp) -> Command {
                 4 => ExitStatus::Cancelled,
                 _ => ExitStatus::Signaled { signal: 9 },
             };
-            Command::FinishAttempt { at, run: run_id(*run), attempt, result: AttemptResult::status(status) }
+            let (stdout, stderr) = output(*kind, attempt);
+            Command::FinishAttempt { at, run: run_id(*run), attempt, result: AttemptResult { status, stdout, stderr } }
+        }
+        Step::Output { run, stderr, len, replay } => {
+            let attempt = pick_attempt(state, run_id(*run), None);
+            let stream = if *stderr { OutputStream::Stderr } else { OutputStream::Stdout };
+            let written = state.output_written(attempt)[stream.index()];
+            // Now and then a chunk sent again (a retried proposal), which changes nothing.
+            let offset = if *replay { written.saturating_sub(u64::from(*len)) } else { written };
+            let fill = b'a' + (attempt.0 % 26) as u8;
+            Command::AttemptOutput {
+                at,
+                run: run_id(*run),
+                attempt,
+                stream,
+                offset,
+                data: Bytes::from(vec![fill; usize::from(*len)]),
+            }
         }
         Step::CancelRun(r) => Command::CancelRun { at, run: run_id(*r) },
         Step::CancelJob(j) => Command::CancelJob { at, job: JobId(u64::from(*j) % (state.next_job + 1) + 1) },
+        Step::Prune(n) => {
+            let oldest = history.oldest(usize::from(*n));
+            let removing: BTreeSet<RunId> = oldest.iter().map(|e| e.run).collect();
+            let mut jobs: Vec<JobId> = oldest
+                .iter()
+                .map(|e| e.job)
+                .filter(|j| state.job(*j).is_none())
+                .filter(|j| {
+                    history.job_record(*j).is_some_and(|r| {
+                        r.job.runs.iter().all(|run| removing.contains(run) || history.run_record(*run).is_none())
+                    })
+                })
+                .collect();
+            jobs.sort_unstable();
+            jobs.dedup();
+            let keys_before = Some(Timestamp(at.0 / 2 + 500_000));
+            Command::Prune { at, runs: oldest.into_iter().map(|e| (e.run, e.state)).collect(), jobs, keys_before }
+        }
     }
 }
 

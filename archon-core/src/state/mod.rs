@@ -3,10 +3,24 @@
 //! [`Command`] variant, and invalid transitions come back as
 //! [`Outcome::Rejected`] without touching anything. Replaying the same log on any
 //! replica gives an equal state.
+//!
+//! The state is the **live** state only (see [`crate::history`]): a run that ends
+//! leaves it, its record handed to the store's history through the outbox
+//! ([`ClusterState::take_history`]); a one-off job leaves with its run. Output
+//! bytes pass straight through to the outbox. Counters of what the history holds
+//! (by run state) stay here, so status needs no history read.
+//!
+//! A state written by Archon 0.1 (format 0, [`ClusterState::is_legacy`]) kept
+//! everything; it still applies that release's commands exactly as 0.1 did, with
+//! nothing leaving memory, until [`ClusterState::upgrade`] — which stores call
+//! before the first log entry of the current format — hands every finished run
+//! to the history at once.
 
 mod apply;
 mod command;
+mod image;
 mod outcome;
+mod retire;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,7 +32,11 @@ pub mod generate;
 pub use command::Command;
 pub use outcome::{Event, Outcome, Rejection};
 
+use crate::history::HistoryOp;
 use crate::model::{Attempt, AttemptId, Job, JobId, Run, RunId, RunState, Timestamp, Worker, WorkerId};
+
+/// The state format this build writes: 1, the live state only.
+pub const FORMAT: u32 = 1;
 
 /// Ordering key of the ready queue: higher priority first, then oldest run first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -33,11 +51,39 @@ impl ReadyKey {
     }
 }
 
-/// Everything the cluster knows: jobs, runs, attempts, workers, and the queues
-/// derived from them. Equal logs give equal states (`PartialEq`), and the whole
-/// thing serializes as a snapshot.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// An idempotency key's submit: the job it created, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct KeyEntry {
+    job: JobId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    run: Option<RunId>,
+    at: Timestamp,
+}
+
+/// History handed over by `apply` that the store has not taken yet. Not part of
+/// the state proper: it is never serialized and two states compare equal
+/// whatever their outboxes hold.
+#[derive(Debug, Clone, Default)]
+struct Outbox(Vec<HistoryOp>);
+
+impl PartialEq for Outbox {
+    fn eq(&self, _: &Outbox) -> bool {
+        true
+    }
+}
+
+impl Eq for Outbox {}
+
+/// Everything scheduling needs: workers, the jobs that can still produce runs,
+/// runs that are not terminal and their attempts, the queues derived from them,
+/// idempotency keys in their window, and counts of what the history holds. Equal
+/// logs give equal states (`PartialEq`), and the whole thing serializes as a
+/// snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "image::StateImage")]
 pub struct ClusterState {
+    /// 0: Archon 0.1's (nothing leaves memory); [`FORMAT`]: the live state only.
+    format: u32,
     applied: u64,
     next_job: u64,
     next_run: u64,
@@ -45,26 +91,71 @@ pub struct ClusterState {
     next_worker: u64,
     /// Runs that reached a terminal state.
     finished_runs: u64,
-    /// How many runs are in each state (kept by [`transition`], never recounted).
+    /// How many live runs are in each state (kept by [`transition`], never recounted).
     run_states: BTreeMap<RunState, u64>,
+    /// How many finished runs the history holds, by state.
+    retained: BTreeMap<RunState, u64>,
+    /// How many retired jobs the history holds.
+    retained_jobs: u64,
     jobs: BTreeMap<JobId, Job>,
     runs: BTreeMap<RunId, Run>,
     attempts: BTreeMap<AttemptId, Attempt>,
     workers: BTreeMap<WorkerId, Worker>,
     worker_names: BTreeMap<String, WorkerId>,
-    idempotency: BTreeMap<String, JobId>,
+    idempotency: BTreeMap<String, KeyEntry>,
     /// Pending runs, in placement order.
     ready: BTreeSet<ReadyKey>,
     /// Retrying runs by the instant they become placeable.
     delayed: BTreeSet<(Timestamp, RunId)>,
-    /// Waiting runs by the job they wait on.
+    /// Waiting runs by the unfinished job they wait on.
     waiting_on: BTreeMap<JobId, BTreeSet<RunId>>,
+    /// Each waiting run's unfinished dependencies.
+    remaining_deps: BTreeMap<RunId, BTreeSet<JobId>>,
+    /// Output bytes stored so far per live attempt (stdout, stderr).
+    output_written: BTreeMap<AttemptId, [u64; 2]>,
+    #[serde(skip)]
+    outbox: Outbox,
+}
+
+impl Default for ClusterState {
+    fn default() -> Self {
+        ClusterState {
+            format: FORMAT,
+            applied: 0,
+            next_job: 0,
+            next_run: 0,
+            next_attempt: 0,
+            next_worker: 0,
+            finished_runs: 0,
+            run_states: BTreeMap::new(),
+            retained: BTreeMap::new(),
+            retained_jobs: 0,
+            jobs: BTreeMap::new(),
+            runs: BTreeMap::new(),
+            attempts: BTreeMap::new(),
+            workers: BTreeMap::new(),
+            worker_names: BTreeMap::new(),
+            idempotency: BTreeMap::new(),
+            ready: BTreeSet::new(),
+            delayed: BTreeSet::new(),
+            waiting_on: BTreeMap::new(),
+            remaining_deps: BTreeMap::new(),
+            output_written: BTreeMap::new(),
+            outbox: Outbox::default(),
+        }
+    }
 }
 
 impl ClusterState {
     /// An empty cluster.
     pub fn new() -> ClusterState {
         ClusterState::default()
+    }
+
+    /// An empty cluster that keeps everything in memory, as Archon 0.1 did: the
+    /// reference a property test compares live state plus history against.
+    pub fn keeping_everything() -> ClusterState {
+        ClusterState { format: 0, ..ClusterState::default() }
     }
 
     /// Applies one command. Never panics; a rejected command changes nothing but
@@ -78,15 +169,43 @@ impl ClusterState {
             Command::WorkerLost { at, worker } => self.apply_worker_lost(*at, *worker),
             Command::WorkerLeft { at, worker } => self.apply_worker_left(*at, *worker),
             Command::SetDraining { at, worker, draining } => self.apply_set_draining(*at, *worker, *draining),
-            Command::SubmitJob { at, spec } => self.apply_submit_job(*at, spec),
+            Command::SubmitJob { at, spec, finished_deps } => self.apply_submit_job(*at, spec, finished_deps),
             Command::AssignAttempt { at, run, worker } => self.apply_assign_attempt(*at, *run, *worker),
             Command::StartAttempt { at, run, attempt } => self.apply_start_attempt(*at, *run, *attempt),
             Command::FinishAttempt { at, run, attempt, result } => {
                 self.apply_finish_attempt(*at, *run, *attempt, result)
             }
+            Command::AttemptOutput { at, run, attempt, stream, offset, data } => {
+                self.apply_attempt_output(*at, *run, *attempt, *stream, *offset, data)
+            }
+            Command::Prune { at, runs, jobs, keys_before } => self.apply_prune(*at, runs, jobs, *keys_before),
             Command::CancelRun { at, run } => self.apply_cancel_run(*at, *run),
             Command::CancelJob { at, job } => self.apply_cancel_job(*at, *job),
         }
+    }
+
+    /// Whether this state was written by Archon 0.1 and keeps everything in
+    /// memory until [`ClusterState::upgrade`].
+    pub fn is_legacy(&self) -> bool {
+        self.format < FORMAT
+    }
+
+    /// The history handed over by `apply` and not taken yet, oldest first.
+    pub fn pending_history(&self) -> &[HistoryOp] {
+        &self.outbox.0
+    }
+
+    /// Takes the history handed over by `apply`; the store writes it.
+    pub fn take_history(&mut self) -> Vec<HistoryOp> {
+        std::mem::take(&mut self.outbox.0)
+    }
+
+    /// Drops the first `n` operations of [`ClusterState::pending_history`], once
+    /// the store has written them (it reads them meanwhile, so readers find a run
+    /// that left the state either here or in the history).
+    pub fn drop_history(&mut self, n: usize) {
+        let n = n.min(self.outbox.0.len());
+        self.outbox.0.drain(..n);
     }
 
     /// How many commands have been applied (rejected ones included).
@@ -99,17 +218,17 @@ impl ClusterState {
         self.finished_runs
     }
 
-    /// A job by id.
+    /// A live job by id.
     pub fn job(&self, id: JobId) -> Option<&Job> {
         self.jobs.get(&id)
     }
 
-    /// A run by id.
+    /// A live run by id.
     pub fn run(&self, id: RunId) -> Option<&Run> {
         self.runs.get(&id)
     }
 
-    /// An attempt by id.
+    /// An attempt of a live run by id.
     pub fn attempt(&self, id: AttemptId) -> Option<&Attempt> {
         self.attempts.get(&id)
     }
@@ -124,17 +243,17 @@ impl ClusterState {
         self.worker_names.get(name).and_then(|id| self.workers.get(id))
     }
 
-    /// All jobs, by id.
+    /// The live jobs, by id.
     pub fn jobs(&self) -> &BTreeMap<JobId, Job> {
         &self.jobs
     }
 
-    /// All runs, by id.
+    /// The live runs, by id.
     pub fn runs(&self) -> &BTreeMap<RunId, Run> {
         &self.runs
     }
 
-    /// All attempts, by id.
+    /// The attempts of live runs, by id.
     pub fn attempts(&self) -> &BTreeMap<AttemptId, Attempt> {
         &self.attempts
     }
@@ -142,6 +261,27 @@ impl ClusterState {
     /// All workers, by id.
     pub fn workers(&self) -> &BTreeMap<WorkerId, Worker> {
         &self.workers
+    }
+
+    /// The newest run id handed out (`run-0` before any).
+    pub fn last_run_id(&self) -> RunId {
+        RunId(self.next_run)
+    }
+
+    /// The newest job id handed out (`job-0` before any).
+    pub fn last_job_id(&self) -> JobId {
+        JobId(self.next_job)
+    }
+
+    /// Whether `id` was ever handed out (so a run neither live nor in the history
+    /// was removed from it).
+    pub fn issued_run(&self, id: RunId) -> bool {
+        id.0 >= 1 && id.0 <= self.next_run
+    }
+
+    /// Whether `id` was ever handed out.
+    pub fn issued_job(&self, id: JobId) -> bool {
+        id.0 >= 1 && id.0 <= self.next_job
     }
 
     /// Runs that may be placed now: pending ones in priority order, then retrying
@@ -163,23 +303,53 @@ impl ClusterState {
         self.delayed.first().map(|(t, _)| *t)
     }
 
-    /// How many runs are in each state (states with none are absent).
-    pub fn run_counts(&self) -> &BTreeMap<RunState, u64> {
+    /// How many live runs are in each state (states with none are absent).
+    pub fn live_run_counts(&self) -> &BTreeMap<RunState, u64> {
         &self.run_states
+    }
+
+    /// How many runs exist in each state: live ones and those the history holds.
+    pub fn run_counts(&self) -> BTreeMap<RunState, u64> {
+        let mut counts = self.run_states.clone();
+        for (state, n) in &self.retained {
+            *counts.entry(*state).or_insert(0) += n;
+        }
+        counts
+    }
+
+    /// How many jobs exist: live ones and those the history holds.
+    pub fn job_count(&self) -> u64 {
+        self.jobs.len() as u64 + self.retained_jobs
+    }
+
+    /// Output bytes stored so far for a live attempt (stdout, stderr): where the
+    /// next chunk of each stream starts.
+    pub fn output_written(&self, attempt: AttemptId) -> [u64; 2] {
+        self.output_written.get(&attempt).copied().unwrap_or_default()
+    }
+
+    /// How many idempotency keys are remembered, and when the oldest was given.
+    pub fn idempotency_keys(&self) -> (usize, Option<Timestamp>) {
+        (self.idempotency.len(), self.idempotency.values().map(|e| e.at).min())
     }
 }
 
 /// Moves `run` to state `to`, keeping the per-state counts. Every change of a
 /// run's state goes through here.
 fn transition(counts: &mut BTreeMap<RunState, u64>, run: &mut crate::model::Run, to: RunState) {
-    if let Some(n) = counts.get_mut(&run.state) {
-        *n -= 1;
-        if *n == 0 {
-            counts.remove(&run.state);
-        }
-    }
+    decrement(counts, run.state);
     *counts.entry(to).or_insert(0) += 1;
     run.state = to;
+}
+
+/// Takes one from `state`'s count, dropping counts that reach zero.
+fn decrement(counts: &mut BTreeMap<RunState, u64>, state: RunState) {
+    if let Some(n) = counts.get_mut(&state) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            counts.remove(&state);
+        }
+    }
 }
 
 /// A deterministic pseudo-random number from a seed (splitmix64), used for retry

@@ -4,7 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{AttemptId, ExitStatus, JobId, RunId, RunState, SpecError, Timestamp, WorkerId, WorkerState};
+use crate::model::{
+    AttemptId, ExitStatus, JobId, OutputStream, RunId, RunState, SpecError, Timestamp, WorkerId, WorkerState,
+};
 
 /// The result of applying one command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +129,16 @@ pub enum Event {
         /// Its new state.
         state: WorkerState,
     },
+    /// Housekeeping removed finished runs and jobs from the history and forgot
+    /// idempotency keys.
+    HistoryPruned {
+        /// Runs removed.
+        runs: u64,
+        /// Jobs removed.
+        jobs: u64,
+        /// Keys forgotten.
+        keys: u64,
+    },
 }
 
 /// Why a command changed nothing.
@@ -148,6 +160,22 @@ pub enum Rejection {
     /// A dependency names a job that does not exist.
     #[error("depends_on: no job {0}")]
     UnknownDependency(JobId),
+    /// A dependency has left the live state and the command does not say how it
+    /// ended (the leader reads that from the history and proposes again).
+    #[error("depends_on: {0} has finished and left the live state; its outcome must come with the submit")]
+    DependencyNotLive(JobId),
+    /// An output chunk does not continue what is stored for its attempt.
+    #[error("output of {attempt} ({stream:?}) at byte {offset} does not follow the {stored} bytes stored")]
+    OutputGap {
+        /// The attempt.
+        attempt: AttemptId,
+        /// The stream.
+        stream: OutputStream,
+        /// Where the chunk starts.
+        offset: u64,
+        /// How many bytes are stored.
+        stored: u64,
+    },
     /// No registered worker could ever run the job.
     #[error("unschedulable: {reason}")]
     Unschedulable {

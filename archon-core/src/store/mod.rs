@@ -2,16 +2,23 @@
 //! to a [`ClusterState`]. `propose` returns once the batch is durable (where the
 //! implementation is durable) and applied; a batch is one group commit. Only the
 //! leader proposes: followers answer [`Error::NotLeader`].
+//!
+//! A store also keeps the history the state machine hands over as it applies
+//! (see [`crate::history`]) and serves it through [`Store::history`]. When
+//! `propose` returns, what its commands retired is readable there.
 
 mod mem;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-pub use mem::MemStore;
+pub use mem::{DEFAULT_MEM_HISTORY, MemStore};
 
 use crate::api::ManagerInfo;
 use crate::error::Error;
+use crate::history::History;
 use crate::state::{ClusterState, Command, Outcome};
 
 /// Who leads the store's replication group, as this node sees it.
@@ -33,6 +40,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Calls `reader` once with the applied state. Do not block inside it.
     fn read(&self, reader: &mut dyn FnMut(&ClusterState));
+
+    /// The finished runs and jobs the state has let go of. A run that leaves the
+    /// state is readable here before `read` stops showing it.
+    fn history(&self) -> Arc<dyn History>;
 
     /// Leadership changes, as a watch channel.
     fn leadership(&self) -> watch::Receiver<Leadership>;

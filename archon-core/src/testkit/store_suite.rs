@@ -38,7 +38,7 @@ fn at(n: i64) -> Timestamp {
 }
 
 fn submit(n: i64, name: &str) -> Command {
-    Command::SubmitJob { at: at(n), spec: Arc::new(JobSpec::new(name, Task::Shell { command: "true".into() })) }
+    Command::submit(at(n), Arc::new(JobSpec::new(name, Task::Shell { command: "true".into() })))
 }
 
 fn register(n: i64, name: &str) -> Command {

@@ -284,6 +284,7 @@ fn labels() -> BTreeMap<String, String> {
 
 fn hello(name: &str, running: Vec<AttemptId>) -> Hello {
     Hello {
+        protocol: crate::transport::PROTOCOL,
         name: name.to_owned(),
         address: "suite-host:1".to_owned(),
         labels: labels(),

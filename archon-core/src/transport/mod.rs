@@ -18,9 +18,16 @@ pub use inproc::InProcTransport;
 use crate::error::Error;
 use crate::model::{AttemptId, AttemptResult, JobId, JobSpec, OutputChunk, Resources, RunId, WorkerId};
 
+/// The worker session protocol this build speaks. A manager refuses a worker
+/// that speaks a newer one, and a worker a manager that does (0: Archon 0.1,
+/// which did not say; the messages are the same).
+pub const PROTOCOL: u32 = 1;
+
 /// What a worker says when it connects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hello {
+    /// The session protocol it speaks ([`PROTOCOL`]).
+    pub protocol: u32,
     /// Its unique name.
     pub name: String,
     /// Where it can be reached, for display.
@@ -44,6 +51,12 @@ pub struct Welcome {
     pub stale: Vec<AttemptId>,
     /// How often to heartbeat.
     pub heartbeat_interval: Duration,
+    /// The session protocol the manager speaks ([`PROTOCOL`]).
+    pub protocol: u32,
+    /// Output the manager keeps per stream of an attempt whose job does not say.
+    pub output_limit: u64,
+    /// The largest live output chunk the manager takes.
+    pub max_output_chunk: usize,
 }
 
 /// Worker → manager.

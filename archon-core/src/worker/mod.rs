@@ -93,6 +93,9 @@ struct Shared {
     /// Set while shutting down: killed attempts are not reported as finished,
     /// the manager requeues them when told the worker is leaving.
     leaving: CancellationToken,
+    /// The output the current manager keeps per stream when a job does not say
+    /// (from its welcome); the worker keeps no more than that.
+    output_limit: std::sync::atomic::AtomicU64,
 }
 
 /// A result handed to a session, kept for [`RESEND_WINDOW`].
@@ -166,6 +169,7 @@ impl WorkerRuntime {
     /// A worker running tasks with `executors`, reaching its manager via `transport`.
     pub fn new(config: WorkerConfig, executors: Arc<ExecutorRegistry>, transport: Arc<dyn Transport>) -> WorkerRuntime {
         let (reports, reports_rx) = mpsc::channel(config.outbox.max(1));
+        let output_limit = std::sync::atomic::AtomicU64::new(config.output_tail as u64);
         WorkerRuntime {
             shared: Arc::new(Shared {
                 config,
@@ -174,6 +178,7 @@ impl WorkerRuntime {
                 sink: Arc::new(ReportSink { outbox: reports.clone(), dropped: Default::default() }),
                 unreported: Mutex::new(std::collections::HashSet::new()),
                 recent: Mutex::new(std::collections::VecDeque::new()),
+                output_limit,
                 reports,
                 leaving: CancellationToken::new(),
             }),
@@ -201,8 +206,26 @@ impl WorkerRuntime {
                 r = self.transport.connect(hello) => r,
             };
             match connected {
+                Ok(s) if s.welcome.protocol > crate::transport::PROTOCOL => {
+                    let delay = backoff.next_delay();
+                    tracing::error!(
+                        manager_protocol = s.welcome.protocol,
+                        worker_protocol = crate::transport::PROTOCOL,
+                        retry_in = ?delay,
+                        "the manager speaks a newer session protocol than this worker; upgrade the worker"
+                    );
+                    drop(s);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
                 Ok(s) => {
                     backoff.reset();
+                    let limit = (s.welcome.output_limit as usize).min(self.shared.config.output_tail);
+                    if limit > 0 {
+                        self.shared.output_limit.store(limit as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
                     tracing::info!(worker = %s.welcome.worker, name = %self.shared.config.name, "connected to manager");
                     for attempt in &s.welcome.stale {
                         self.kill(*attempt, "stale after reconnect");
@@ -283,6 +306,7 @@ impl WorkerRuntime {
     fn hello(&self) -> Hello {
         let c = &self.shared.config;
         Hello {
+            protocol: crate::transport::PROTOCOL,
             name: c.name.clone(),
             address: c.address.clone(),
             labels: c.labels.clone(),
@@ -466,12 +490,15 @@ async fn run_attempt(shared: Arc<Shared>, a: Assignment, cancel: CancellationTok
     let reports = shared.reports.clone();
     let _ = reports.send(WorkerMessage::Started { run: a.run, attempt: a.attempt }).await;
     let sink = shared.sink.clone();
+    // What the manager keeps: the job's own limit, else the manager's default.
+    let default = shared.output_limit.load(std::sync::atomic::Ordering::Relaxed);
+    let keep = usize::try_from(a.spec.output_limit.unwrap_or(default)).unwrap_or(usize::MAX);
     let ctx = ExecContext {
         job: a.job,
         run: a.run,
         attempt: a.attempt,
         spec: a.spec,
-        output: OutputWriter::new(a.run, a.attempt, shared.config.output_tail, Some(sink)),
+        output: OutputWriter::new(a.run, a.attempt, keep, Some(sink)),
         cancel,
     };
     let result = shared.executors.execute(ctx).await;

@@ -91,6 +91,15 @@ impl From<Rejection> for proto::Rejection {
             Rejection::InvalidWorker { field, message } => {
                 rejection::Reason::InvalidWorker(rejection::InvalidWorker { field, message })
             }
+            Rejection::DependencyNotLive(id) => rejection::Reason::DependencyNotLive(id.get()),
+            Rejection::OutputGap { attempt, stream, offset, stored } => {
+                rejection::Reason::OutputGap(rejection::OutputGap {
+                    attempt: attempt.get(),
+                    stream: stream.to_wire(),
+                    offset,
+                    stored,
+                })
+            }
         };
         proto::Rejection { message, reason: Some(reason) }
     }
@@ -124,6 +133,13 @@ impl TryFrom<proto::Rejection> for Rejection {
                 Rejection::DoesNotFit { run: RunId(d.run), worker: WorkerId(d.worker), reason: d.reason }
             }
             rejection::Reason::InvalidWorker(w) => Rejection::InvalidWorker { field: w.field, message: w.message },
+            rejection::Reason::DependencyNotLive(id) => Rejection::DependencyNotLive(JobId(id)),
+            rejection::Reason::OutputGap(g) => Rejection::OutputGap {
+                attempt: AttemptId(g.attempt),
+                stream: enum_required(g.stream, "output_gap.stream")?,
+                offset: g.offset,
+                stored: g.stored,
+            },
         })
     }
 }
@@ -185,6 +201,8 @@ impl From<RunQuery> for proto::ListRunsRequest {
             state: q.state.map_or(proto::RunState::Unspecified as i32, ProtoEnum::to_wire),
             before: q.before.map(RunId::get),
             limit: q.limit,
+            since_ms: q.since.map(instant),
+            until_ms: q.until.map(instant),
         }
     }
 }
@@ -198,6 +216,8 @@ impl TryFrom<proto::ListRunsRequest> for RunQuery {
             state: enum_optional(q.state, "state")?,
             before: q.before.map(RunId),
             limit: q.limit,
+            since: q.since_ms.map(timestamp),
+            until: q.until_ms.map(timestamp),
         })
     }
 }

@@ -159,6 +159,9 @@ impl From<JobSpec> for proto::JobSpec {
             depends_on: s.depends_on.into_iter().map(JobId::get).collect(),
             idempotency_key: s.idempotency_key,
             placement: s.placement.map_or(proto::PlacementPolicy::Unspecified as i32, ProtoEnum::to_wire),
+            retention_ms: s.retention.map(millis),
+            keep_last: s.keep_last,
+            output_limit: s.output_limit,
         }
     }
 }
@@ -184,6 +187,9 @@ impl TryFrom<proto::JobSpec> for JobSpec {
             depends_on: s.depends_on.into_iter().map(JobId).collect(),
             idempotency_key: s.idempotency_key,
             placement: enum_optional(s.placement, "placement")?,
+            retention: s.retention_ms.map(duration),
+            keep_last: s.keep_last,
+            output_limit: s.output_limit,
         })
     }
 }

@@ -19,6 +19,7 @@ impl From<Hello> for proto::Hello {
             capacity: Some(h.capacity.into()),
             capabilities: h.capabilities.into_iter().collect(),
             running: h.running.into_iter().map(AttemptId::get).collect(),
+            protocol: h.protocol,
         }
     }
 }
@@ -34,6 +35,7 @@ impl TryFrom<proto::Hello> for Hello {
             capacity: required(h.capacity, "capacity")?.into(),
             capabilities: h.capabilities.into_iter().collect(),
             running: h.running.into_iter().map(AttemptId).collect(),
+            protocol: h.protocol,
         })
     }
 }
@@ -44,6 +46,9 @@ impl From<Welcome> for proto::Welcome {
             worker: w.worker.get(),
             stale: w.stale.into_iter().map(AttemptId::get).collect(),
             heartbeat_interval_ms: millis(w.heartbeat_interval),
+            protocol: w.protocol,
+            output_limit: w.output_limit,
+            max_output_chunk: w.max_output_chunk as u64,
         }
     }
 }
@@ -54,6 +59,9 @@ impl From<proto::Welcome> for Welcome {
             worker: WorkerId(w.worker),
             stale: w.stale.into_iter().map(AttemptId).collect(),
             heartbeat_interval: duration(w.heartbeat_interval_ms),
+            protocol: w.protocol,
+            output_limit: w.output_limit,
+            max_output_chunk: usize::try_from(w.max_output_chunk).unwrap_or(usize::MAX),
         }
     }
 }

@@ -1,25 +1,33 @@
 //! Durable Raft storage: one redb file per node holds the log, the vote, the
-//! committed log id and the latest snapshot.
+//! committed log id, the latest snapshot, and the history.
 //!
-//! The one thing to know: the state machine is archon-core's [`ClusterState`], kept
-//! in memory behind a shared lock and made durable **only through snapshots**. A
-//! restart loads the latest snapshot, and openraft then re-applies the committed log
-//! after it (the committed log id is persisted for exactly that). Every write is one
-//! redb transaction, committed with immediate (fsync'd) durability before openraft
-//! is told it happened.
+//! The one thing to know: the state machine is archon-core's [`ClusterState`] —
+//! the small live state — kept in memory behind a shared lock and made durable
+//! through snapshots, while what it lets go (finished runs, their output) is
+//! written to the history tables ([`history`]) as each entry applies. A restart
+//! loads the latest snapshot and openraft re-applies the committed log after it;
+//! that replay writes again what the history already holds, which changes
+//! nothing. Log writes are one redb transaction each, committed with an fsync
+//! before openraft is told; history writes ride on the next fsync'd commit.
 
+mod history;
+mod history_read;
 mod log;
+mod snapshot_file;
 mod state_machine;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use archon_core::state::ClusterState;
 use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageError, StorageIOError};
 use redb::{Database, TableDefinition};
 
+pub use history_read::RedbHistory;
 pub use log::LogStore;
-pub use state_machine::{SnapshotBuilder, StateMachine};
+pub use snapshot_file::SnapshotFile;
+pub use state_machine::{SNAPSHOT_FORMAT, SnapshotBuilder, StateMachine};
 
 use crate::Error;
 
@@ -33,27 +41,113 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// The latest snapshot: its JSON `SnapshotMeta` and its data, by name.
 const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
 
+/// How a node's storage runs.
+#[derive(Debug, Clone)]
+pub struct StorageOptions {
+    /// redb's page cache, in bytes (part of the node's memory).
+    pub cache_bytes: usize,
+    /// Ask for a snapshot once this many bytes of commands were applied since the
+    /// last one (so a restart replays at most that much).
+    pub snapshot_bytes: u64,
+    /// Ask for a snapshot once this many commands were applied since the last one.
+    pub snapshot_commands: u64,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        StorageOptions { cache_bytes: 32 << 20, snapshot_bytes: 64 << 20, snapshot_commands: 200_000 }
+    }
+}
+
+/// When the log since the last snapshot has grown enough that the node should
+/// take another: the state machine counts, the store asks openraft.
+#[derive(Debug, Default)]
+pub struct SnapshotDue {
+    bytes: AtomicU64,
+    commands: AtomicU64,
+    notify: tokio::sync::Notify,
+    limits: (u64, u64),
+}
+
+impl SnapshotDue {
+    fn new(options: &StorageOptions) -> SnapshotDue {
+        SnapshotDue { limits: (options.snapshot_bytes, options.snapshot_commands), ..SnapshotDue::default() }
+    }
+
+    /// Counts applied commands; wakes [`SnapshotDue::wait`] past a limit.
+    fn applied(&self, commands: u64, bytes: u64) {
+        let b = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let c = self.commands.fetch_add(commands, Ordering::Relaxed) + commands;
+        if b >= self.limits.0 || c >= self.limits.1 {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Starts counting again (a snapshot is being taken).
+    fn reset(&self) {
+        self.bytes.store(0, Ordering::Relaxed);
+        self.commands.store(0, Ordering::Relaxed);
+    }
+
+    /// Waits until a snapshot is due.
+    pub async fn wait(&self) {
+        self.notify.notified().await;
+    }
+}
+
+/// A node's opened storage.
+#[derive(Debug)]
+pub struct Storage {
+    /// The log, for openraft.
+    pub log: LogStore,
+    /// The state machine, for openraft.
+    pub state_machine: StateMachine,
+    /// The history, for readers.
+    pub history: RedbHistory,
+    /// Tells when a snapshot is due.
+    pub snapshots: Arc<SnapshotDue>,
+}
+
+impl Storage {
+    /// The log and the state machine, as openraft takes them.
+    pub fn into_parts(self) -> (LogStore, StateMachine) {
+        (self.log, self.state_machine)
+    }
+}
+
 /// Opens (creating if missing, parent directories included) the node's storage at
-/// `path`, a redb file.
+/// `path`, a redb file, with default options.
 ///
 /// `state` is the shared applied [`ClusterState`]: the [`StateMachine`] writes it,
 /// the rest of the crate reads it. On open it is replaced by the latest snapshot's
 /// state, or by an empty state when there is no snapshot, because openraft re-applies
-/// the committed log from the snapshot on.
+/// the committed log from the snapshot on. A snapshot written by Archon 0.1 loads
+/// as a state that keeps everything until the first entry of this format upgrades it.
 ///
 /// A redb file can be open only once at a time; drop every [`LogStore`] clone and the
 /// [`StateMachine`] before opening the same path again.
-pub fn open(path: &Path, state: Arc<RwLock<ClusterState>>) -> Result<(LogStore, StateMachine), Error> {
+pub fn open(path: &Path, state: Arc<RwLock<ClusterState>>) -> Result<Storage, Error> {
+    open_with(path, state, &StorageOptions::default())
+}
+
+/// [`open`] with `options`.
+pub fn open_with(path: &Path, state: Arc<RwLock<ClusterState>>, options: &StorageOptions) -> Result<Storage, Error> {
     let data_dir = |message: String| Error::DataDir { path: path.display().to_string(), message };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| data_dir(format!("cannot create {}: {e}", parent.display())))?;
     }
-    let db = Database::create(path).map_err(|e| data_dir(format!("cannot open the redb file: {e}")))?;
+    let db = Database::builder()
+        .set_cache_size(options.cache_bytes)
+        .create(path)
+        .map_err(|e| data_dir(format!("cannot open the redb file: {e}")))?;
     create_tables(&db).map_err(|e| Error::Storage(e.to_string()))?;
     let db = Arc::new(db);
-    let state_machine =
-        StateMachine::load(Arc::clone(&db), state).map_err(|e| Error::Storage(format!("loading the snapshot: {e}")))?;
-    Ok((LogStore::new(db), state_machine))
+    let snapshots = Arc::new(SnapshotDue::new(options));
+    let scratch = path.parent().map_or_else(|| Path::new(".").to_path_buf(), Path::to_path_buf);
+    let state_machine = StateMachine::load(Arc::clone(&db), state.clone(), snapshots.clone(), scratch)
+        .map_err(|e| Error::Storage(format!("loading the snapshot: {e}")))?;
+    let history = RedbHistory::new(Arc::clone(&db), state, path);
+    Ok(Storage { log: LogStore::new(db), state_machine, history, snapshots })
 }
 
 /// Creates the tables a fresh file lacks, so that read transactions can always open them.
@@ -62,6 +156,7 @@ fn create_tables(db: &Database) -> Result<(), Failure> {
     txn.open_table(LOG)?;
     txn.open_table(META)?;
     txn.open_table(SNAPSHOT)?;
+    history::create_tables(&txn)?;
     txn.commit()?;
     Ok(())
 }
@@ -81,6 +176,12 @@ enum Failure {
     /// The blocking task running the transaction panicked or was cancelled.
     #[error("storage task did not finish: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// A snapshot file could not be written or read.
+    #[error("snapshot file: {0}")]
+    Io(#[from] std::io::Error),
+    /// Stored or received data is not in a format this build reads.
+    #[error("{0}")]
+    Format(String),
 }
 
 /// redb's per-operation errors all fold into [`redb::Error`].
@@ -100,7 +201,8 @@ failure_from_redb!(
     redb::TableError,
     redb::StorageError,
     redb::CommitError,
-    redb::SetDurabilityError
+    redb::SetDurabilityError,
+    redb::CompactionError
 );
 
 impl Failure {

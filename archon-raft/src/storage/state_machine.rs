@@ -1,12 +1,17 @@
 //! The state machine: archon-core's [`ClusterState`], applied in memory behind the
-//! shared lock, with its snapshots kept in the redb `snapshot` table.
+//! shared lock; the history it hands over, written to the history tables as each
+//! batch of entries applies; snapshots in the redb `snapshot` table.
 //!
-//! A snapshot's data is the JSON of [`SnapshotImage`]: the state together with the
-//! log position it reflects. The builder captures that image when openraft asks for
-//! it (between two applies), so the state and `last_applied` always agree even
-//! though the build itself runs in a separate task.
+//! A stored snapshot is the JSON of [`SnapshotImage`] — the small live state and
+//! the log position it reflects — captured between two applies, so the two always
+//! agree. Sent to a peer, a snapshot is a file: a header, the image, then every
+//! history row, streamed from a read transaction; the peer replaces its history
+//! with those rows and its state with the image in one transaction. The rows may
+//! be newer than the image (applies go on while the file is written): the entries
+//! after the image, replayed, write them again, which changes nothing.
 
-use std::io::Cursor;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use archon_core::state::{ClusterState, Outcome};
@@ -18,20 +23,39 @@ use openraft::{
 use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
-use super::{Failure, NodeId, SNAPSHOT, blocking};
+use super::snapshot_file::SnapshotFile;
+use super::{Failure, NodeId, SNAPSHOT, SnapshotDue, blocking, history};
 use crate::{Node, TypeConfig};
 
 /// The meta of one of this node's snapshots.
 type Meta = SnapshotMeta<NodeId, Node>;
+
+/// The snapshot format this build writes and the newest it reads: 1, the live
+/// state (Archon 0.1's, format 0, held the whole state and no `v`).
+pub const SNAPSHOT_FORMAT: u32 = 1;
 
 /// `snapshot` key of the JSON `SnapshotMeta`.
 const META_KEY: &str = "meta";
 /// `snapshot` key of the snapshot data.
 const DATA_KEY: &str = "data";
 
-/// What a snapshot's data holds.
+/// What a snapshot file sent to a peer starts with.
+const MAGIC: &[u8; 16] = b"ARCHON-SNAPSHOT\n";
+
+/// History written per transaction: bounds a transaction while a legacy state's
+/// upgrade hands over a whole history at once.
+const WRITE_BATCH: usize = 16_384;
+
+/// Bytes of commands applied before their history is written, within one call
+/// of `apply` (bounds the outbox while a burst of large output applies).
+const FLUSH_BYTES: u64 = 8 << 20;
+
+/// What a stored snapshot's data holds.
 #[derive(Debug, Serialize, Deserialize)]
 struct SnapshotImage {
+    /// The format (absent, 0, in Archon 0.1's).
+    #[serde(default)]
+    v: u32,
     /// The last log entry the state reflects.
     last_applied: Option<LogId<NodeId>>,
     /// The last membership applied.
@@ -40,8 +64,26 @@ struct SnapshotImage {
     state: ClusterState,
 }
 
-/// Applies committed entries to the shared [`ClusterState`] and keeps its
-/// snapshots. Created by [`open`](super::open).
+impl SnapshotImage {
+    /// Reads an image, refusing a format this build does not know.
+    fn read(bytes: &[u8]) -> Result<SnapshotImage, Failure> {
+        #[derive(Deserialize)]
+        struct Version {
+            #[serde(default)]
+            v: u32,
+        }
+        let Version { v } = serde_json::from_slice(bytes)?;
+        if v > SNAPSHOT_FORMAT {
+            return Err(Failure::Format(format!(
+                "snapshot format {v} is newer than this node reads ({SNAPSHOT_FORMAT}); upgrade this node"
+            )));
+        }
+        Ok(serde_json::from_slice(bytes)?)
+    }
+}
+
+/// Applies committed entries to the shared [`ClusterState`], writes the history it
+/// hands over, and keeps its snapshots. Created by [`open`](super::open).
 pub struct StateMachine {
     db: Arc<Database>,
     state: Arc<RwLock<ClusterState>>,
@@ -49,6 +91,9 @@ pub struct StateMachine {
     last_membership: StoredMembership<NodeId, Node>,
     /// Snapshot builders handed out by this process; makes snapshot ids unique.
     builders: u64,
+    snapshots: Arc<SnapshotDue>,
+    /// Where snapshot files are written (the data dir).
+    scratch: PathBuf,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -62,16 +107,46 @@ impl std::fmt::Debug for StateMachine {
 
 impl StateMachine {
     /// Loads the stored snapshot (if any) into `state`; an empty state otherwise.
-    pub(super) fn load(db: Arc<Database>, state: Arc<RwLock<ClusterState>>) -> Result<StateMachine, Failure> {
+    pub(super) fn load(
+        db: Arc<Database>,
+        state: Arc<RwLock<ClusterState>>,
+        snapshots: Arc<SnapshotDue>,
+        scratch: PathBuf,
+    ) -> Result<StateMachine, Failure> {
         let (last_applied, last_membership, loaded) = match read_snapshot(&db)? {
             Some((meta, data)) => {
-                let image: SnapshotImage = serde_json::from_slice(&data)?;
+                let image = SnapshotImage::read(&data)?;
                 (meta.last_log_id, meta.last_membership, image.state)
             }
-            None => (None, StoredMembership::default(), ClusterState::default()),
+            None => (None, StoredMembership::default(), ClusterState::new()),
         };
+        if loaded.is_legacy() {
+            tracing::info!("the data dir was written by Archon 0.1; it is upgraded at the first entry of this version");
+        }
         replace_state(&state, loaded)?;
-        Ok(StateMachine { db, state, last_applied, last_membership, builders: 0 })
+        Ok(StateMachine { db, state, last_applied, last_membership, builders: 0, snapshots, scratch })
+    }
+
+    /// Writes the history the state has handed over, then takes it from the state.
+    async fn write_history(&mut self) -> Result<(), Failure> {
+        let ops = self.state.read().map_err(|_| Failure::Poisoned)?.pending_history().to_vec();
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let count = ops.len();
+        let db = Arc::clone(&self.db);
+        blocking(move || {
+            for batch in ops.chunks(WRITE_BATCH) {
+                let mut txn = db.begin_write()?;
+                txn.set_durability(redb::Durability::None)?;
+                history::write(&txn, batch)?;
+                txn.commit()?;
+            }
+            Ok(())
+        })
+        .await?;
+        self.state.write().map_err(|_| Failure::Poisoned)?.drop_history(count);
+        Ok(())
     }
 }
 
@@ -95,7 +170,7 @@ fn read_snapshot(db: &Database) -> Result<Option<(Meta, Vec<u8>)>, Failure> {
     Ok(Some((serde_json::from_slice(meta.value())?, data.value().to_vec())))
 }
 
-/// Which snapshot [`write_snapshot`] keeps.
+/// Which snapshot [`store_snapshot`] keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Keep {
     /// The new one, always (an installed snapshot).
@@ -104,28 +179,84 @@ enum Keep {
     Newer,
 }
 
-/// Stores a snapshot in place of the previous one, in one transaction.
-fn write_snapshot(db: &Database, meta: &Meta, data: &[u8], keep: Keep) -> Result<(), Failure> {
+/// Stores a snapshot in place of the previous one, in `txn`. False when a newer
+/// one is kept instead.
+fn store_snapshot(txn: &redb::WriteTransaction, meta: &Meta, data: &[u8], keep: Keep) -> Result<bool, Failure> {
     let meta_json = serde_json::to_vec(meta)?;
-    let txn = db.begin_write()?;
-    {
-        let mut table = txn.open_table(SNAPSHOT)?;
-        if keep == Keep::Newer {
-            let stored: Option<Meta> = match table.get(META_KEY)? {
-                Some(value) => Some(serde_json::from_slice(value.value())?),
-                None => None,
-            };
-            if stored.is_some_and(|stored| stored.last_log_id > meta.last_log_id) {
-                drop(table);
-                txn.abort()?;
-                return Ok(());
-            }
+    let mut table = txn.open_table(SNAPSHOT)?;
+    if keep == Keep::Newer {
+        let stored: Option<Meta> = match table.get(META_KEY)? {
+            Some(value) => Some(serde_json::from_slice(value.value())?),
+            None => None,
+        };
+        if stored.is_some_and(|stored| stored.last_log_id > meta.last_log_id) {
+            return Ok(false);
         }
-        table.insert(META_KEY, meta_json.as_slice())?;
-        table.insert(DATA_KEY, data)?;
     }
-    txn.commit()?;
-    Ok(())
+    table.insert(META_KEY, meta_json.as_slice())?;
+    table.insert(DATA_KEY, data)?;
+    Ok(true)
+}
+
+/// Writes the file a peer installs: the header, the stored image, then every
+/// history row as of now.
+fn dump_file(db: &Database, scratch: &std::path::Path) -> Result<std::fs::File, Failure> {
+    let file = tempfile::tempfile_in(scratch)?;
+    let txn = db.begin_read()?;
+    let data = {
+        let table = txn.open_table(SNAPSHOT)?;
+        let Some(data) = table.get(DATA_KEY)? else {
+            return Err(Failure::Format("there is no snapshot to send".into()));
+        };
+        data.value().to_vec()
+    };
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    out.write_all(MAGIC)?;
+    out.write_all(&SNAPSHOT_FORMAT.to_le_bytes())?;
+    out.write_all(&(data.len() as u64).to_le_bytes())?;
+    out.write_all(&data)?;
+    let rows = history::dump(&txn, &mut out)?;
+    let file = out.into_inner().map_err(|e| Failure::Io(e.into_error()))?;
+    tracing::info!(rows, "wrote a snapshot file for a peer");
+    Ok(file)
+}
+
+/// A received snapshot file, read as far as its image; the reader is left at
+/// the history rows (`None`: a snapshot of Archon 0.1, which has none).
+fn read_received(file: std::fs::File) -> Result<(Vec<u8>, Option<BufReader<std::fs::File>>), Failure> {
+    let mut input = BufReader::with_capacity(1 << 20, file);
+    let mut magic = [0u8; 16];
+    let mut read = 0;
+    while read < magic.len() {
+        let n = input.read(&mut magic[read..])?;
+        if n == 0 {
+            break;
+        }
+        read += n;
+    }
+    if magic.first() == Some(&b'{') {
+        // Archon 0.1 sent the image's JSON alone.
+        let mut data = magic[..read].to_vec();
+        input.read_to_end(&mut data)?;
+        return Ok((data, None));
+    }
+    if read < magic.len() || &magic != MAGIC {
+        return Err(Failure::Format("the received snapshot is not an Archon snapshot".into()));
+    }
+    let mut word = [0u8; 4];
+    input.read_exact(&mut word)?;
+    let format = u32::from_le_bytes(word);
+    if format > SNAPSHOT_FORMAT {
+        return Err(Failure::Format(format!(
+            "the received snapshot's format {format} is newer than this node reads ({SNAPSHOT_FORMAT}); upgrade this node"
+        )));
+    }
+    let mut len = [0u8; 8];
+    input.read_exact(&mut len)?;
+    let len = usize::try_from(u64::from_le_bytes(len)).map_err(|_| Failure::Format("image too long".into()))?;
+    let mut data = vec![0u8; len];
+    input.read_exact(&mut data)?;
+    Ok((data, Some(input)))
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
@@ -144,15 +275,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let entries = entries.into_iter();
         let mut responses = Vec::with_capacity(entries.size_hint().0);
+        let mut unwritten = 0u64;
         for entry in entries {
+            let failed = |e: Failure| e.at(ErrorSubject::Apply(entry.log_id), ErrorVerb::Write);
             let outcomes = match entry.payload {
                 EntryPayload::Blank => Vec::new(),
-                EntryPayload::Normal(commands) => {
-                    let mut state = self
-                        .state
-                        .write()
-                        .map_err(|_| Failure::Poisoned.at(ErrorSubject::Apply(entry.log_id), ErrorVerb::Write))?;
-                    commands.iter().map(|cmd| state.apply(cmd)).collect()
+                EntryPayload::Normal(proposal) => {
+                    let mut state = self.state.write().map_err(|_| failed(Failure::Poisoned))?;
+                    if proposal.format > 0 && state.is_legacy() {
+                        tracing::info!(index = entry.log_id.index, "upgrading the state written by Archon 0.1");
+                        state.upgrade();
+                    }
+                    let outcomes: Vec<Outcome> = proposal.commands.iter().map(|cmd| state.apply(cmd)).collect();
+                    let bytes: u64 = proposal.commands.iter().map(|c| c.size_hint() as u64).sum();
+                    drop(state);
+                    self.snapshots.applied(proposal.commands.len() as u64, bytes);
+                    unwritten += bytes;
+                    outcomes
                 }
                 EntryPayload::Membership(membership) => {
                     self.last_membership = StoredMembership::new(Some(entry.log_id), membership);
@@ -161,15 +300,26 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             };
             self.last_applied = Some(entry.log_id);
             responses.push(outcomes);
+            if unwritten >= FLUSH_BYTES {
+                self.write_history().await.map_err(failed)?;
+                unwritten = 0;
+            }
         }
+        let last = self.last_applied;
+        self.write_history()
+            .await
+            .map_err(|e| e.at(last.map_or(ErrorSubject::Store, ErrorSubject::Apply), ErrorVerb::Write))?;
         Ok(responses)
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         self.builders += 1;
-        // Captured now, between two applies, so state and last_applied agree.
+        self.snapshots.reset();
+        // Captured now, between two applies (the history of everything applied
+        // is written), so state and last_applied agree.
         let image = self.state.read().ok().map(|state| {
             Arc::new(SnapshotImage {
+                v: if state.is_legacy() { 0 } else { SNAPSHOT_FORMAT },
                 last_applied: self.last_applied,
                 last_membership: self.last_membership.clone(),
                 state: state.clone(),
@@ -179,30 +329,37 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             Some(log_id) => format!("{log_id}-{}", self.builders),
             None => format!("none-{}", self.builders),
         };
-        SnapshotBuilder { db: Arc::clone(&self.db), image, snapshot_id }
+        SnapshotBuilder { db: Arc::clone(&self.db), image, snapshot_id, scratch: self.scratch.clone() }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError<NodeId>> {
+        let file = tempfile::tempfile_in(&self.scratch)
+            .map_err(|e| Failure::Io(e).at(ErrorSubject::Snapshot(None), ErrorVerb::Write))?;
+        Ok(Box::new(SnapshotFile::ready(file)))
     }
 
-    async fn install_snapshot(
-        &mut self,
-        meta: &Meta,
-        snapshot: Box<Cursor<Vec<u8>>>,
-    ) -> Result<(), StorageError<NodeId>> {
+    async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<SnapshotFile>) -> Result<(), StorageError<NodeId>> {
         let on_error = |e: Failure| e.at(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write);
-        let data = snapshot.into_inner();
+        let file = snapshot.into_std().await.map_err(|e| on_error(Failure::Io(e)))?;
         let db = Arc::clone(&self.db);
         let stored_meta = meta.clone();
-        let image = blocking(move || {
-            let image: SnapshotImage = serde_json::from_slice(&data)?;
-            write_snapshot(&db, &stored_meta, &data, Keep::New)?;
-            Ok(image)
+        let state = blocking(move || {
+            let (data, rows) = read_received(file)?;
+            let image = SnapshotImage::read(&data)?;
+            let stored = serde_json::to_vec(&image)?;
+            let txn = db.begin_write()?;
+            let loaded = match rows {
+                Some(mut rows) => history::load(&txn, &mut rows)?,
+                None => history::load(&txn, &mut std::io::Cursor::new([0u8]))?,
+            };
+            store_snapshot(&txn, &stored_meta, &stored, Keep::New)?;
+            txn.commit()?;
+            tracing::info!(rows = loaded, "installed a snapshot from the leader");
+            Ok(image.state)
         })
         .await
         .map_err(on_error)?;
-        replace_state(&self.state, image.state).map_err(on_error)?;
+        replace_state(&self.state, state).map_err(on_error)?;
         self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
         Ok(())
@@ -213,7 +370,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let stored = blocking(move || read_snapshot(&db))
             .await
             .map_err(|e| e.at(ErrorSubject::Snapshot(None), ErrorVerb::Read))?;
-        Ok(stored.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+        let (db, scratch) = (Arc::clone(&self.db), self.scratch.clone());
+        Ok(stored.map(|(meta, _)| Snapshot {
+            meta,
+            snapshot: Box::new(SnapshotFile::lazy(move || {
+                dump_file(&db, &scratch).map_err(|e| std::io::Error::other(e.to_string()))
+            })),
+        }))
     }
 }
 
@@ -224,6 +387,7 @@ pub struct SnapshotBuilder {
     /// `None` when the state lock was poisoned.
     image: Option<Arc<SnapshotImage>>,
     snapshot_id: String,
+    scratch: PathBuf,
 }
 
 impl std::fmt::Debug for SnapshotBuilder {
@@ -243,13 +407,22 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         let db = Arc::clone(&self.db);
         let stored_meta = meta.clone();
-        let data = blocking(move || {
+        blocking(move || {
             let data = serde_json::to_vec(&*image)?;
-            write_snapshot(&db, &stored_meta, &data, Keep::Newer)?;
-            Ok(data)
+            // Durable: it makes the history written before it durable too.
+            let txn = db.begin_write()?;
+            store_snapshot(&txn, &stored_meta, &data, Keep::Newer)?;
+            txn.commit()?;
+            Ok(())
         })
         .await
         .map_err(on_error)?;
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        let (db, scratch) = (Arc::clone(&self.db), self.scratch.clone());
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(SnapshotFile::lazy(move || {
+                dump_file(&db, &scratch).map_err(|e| std::io::Error::other(e.to_string()))
+            })),
+        })
     }
 }

@@ -13,7 +13,7 @@ use openraft::storage::{RaftLogReader, RaftLogStorage};
 use tokio::time::Instant;
 
 use crate::client::Report;
-use crate::cluster::{Executions, LeaderLog};
+use crate::cluster::{Executions, LeaderLog, View};
 
 /// Raft's election safety: no term has two leaders, whether a node saw itself
 /// lead, a follower's committed vote named it, or a store let its manager propose.
@@ -29,33 +29,44 @@ pub(crate) fn one_leader_per_term(seed: u64, leaders: &LeaderLog) {
     }
 }
 
-/// Every acknowledged submit is on every replica, as the job the client was told.
-pub(crate) fn acknowledged_submits_survive(seed: u64, report: &Report, states: &[(u64, Option<u64>, ClusterState)]) {
+/// Every acknowledged submit is on every replica, as the job the client was told:
+/// live, or in its history.
+pub(crate) fn acknowledged_submits_survive(seed: u64, report: &Report, views: &[View]) {
     assert!(report.refused.is_empty(), "seed {seed}: valid submits were refused: {:?}", report.refused);
-    for (node, _, state) in states {
+    for view in views {
         for acked in &report.acked {
-            let job = state.job(acked.job);
+            let spec =
+                view.state.job(acked.job).map(|j| &j.spec).or_else(|| view.jobs.get(&acked.job).map(|r| &r.job.spec));
             assert!(
-                job.is_some_and(|j| j.spec.idempotency_key.as_deref() == Some(acked.key.as_str())),
-                "seed {seed}: acknowledged submit {} ({}) is not on node {node}: found {:?}",
+                spec.is_some_and(|s| s.idempotency_key.as_deref() == Some(acked.key.as_str())),
+                "seed {seed}: acknowledged submit {} ({}) is not on node {}: found {:?}",
                 acked.key,
                 acked.job,
-                job.map(|j| (&j.spec.name, &j.spec.idempotency_key))
+                view.id,
+                spec.map(|s| (&s.name, &s.idempotency_key))
             );
         }
     }
 }
 
-/// Replicas that applied the same log hold equal states.
-pub(crate) fn replicas_are_equal(seed: u64, states: &[(u64, Option<u64>, ClusterState)]) {
-    let Some((first, first_applied, reference)) = states.first() else { return };
-    for (node, applied, state) in &states[1..] {
-        assert_eq!(applied, first_applied, "seed {seed}: nodes {first} and {node} applied different logs");
+/// Replicas that applied the same log hold equal states and equal histories.
+pub(crate) fn replicas_are_equal(seed: u64, views: &[View]) {
+    let Some(reference) = views.first() else { return };
+    for view in &views[1..] {
+        let (first, node) = (reference.id, view.id);
+        assert_eq!(view.applied, reference.applied, "seed {seed}: nodes {first} and {node} applied different logs");
         assert!(
-            state == reference,
-            "seed {seed}: nodes {first} and {node} applied log index {applied:?} but their states differ: {}",
-            difference(reference, state)
+            view.state == reference.state,
+            "seed {seed}: nodes {first} and {node} applied log index {:?} but their states differ: {}",
+            view.applied,
+            difference(&reference.state, &view.state)
         );
+        let differing =
+            reference.runs.keys().chain(view.runs.keys()).find(|r| reference.runs.get(r) != view.runs.get(r));
+        assert!(differing.is_none(), "seed {seed}: nodes {first} and {node} keep {differing:?} differently");
+        let differing =
+            reference.jobs.keys().chain(view.jobs.keys()).find(|j| reference.jobs.get(j) != view.jobs.get(j));
+        assert!(differing.is_none(), "seed {seed}: nodes {first} and {node} keep {differing:?} differently");
     }
 }
 
@@ -84,20 +95,23 @@ fn difference(a: &ClusterState, b: &ClusterState) -> String {
 /// count of finished runs matches (a run finished twice would count twice); and
 /// no attempt (a fencing token) was executed twice or by a worker it was not
 /// assigned to.
-pub(crate) fn runs_end_once(seed: u64, state: &ClusterState, executions: &Executions) {
-    let terminal = state.runs().values().filter(|r| r.state.is_terminal()).count() as u64;
+pub(crate) fn runs_end_once(seed: u64, view: &View, executions: &Executions) {
+    let state = &view.state;
+    assert!(state.runs().is_empty(), "seed {seed}: runs still live: {:?}", state.runs().keys().collect::<Vec<_>>());
     assert_eq!(
         state.finished_runs(),
-        terminal,
-        "seed {seed}: {} runs reached a terminal state but {terminal} are terminal: a run finished twice",
-        state.finished_runs()
+        view.runs.len() as u64,
+        "seed {seed}: {} runs reached a terminal state but {} are in the history: a run finished twice",
+        state.finished_runs(),
+        view.runs.len()
     );
-    for run in state.runs().values() {
+    let mut attempts = BTreeMap::new();
+    for record in view.runs.values() {
+        let run = &record.run;
         assert_eq!(run.state, RunState::Succeeded, "seed {seed}: {} ended {} ({:?})", run.id, run.state, run.reason);
-        let succeeded: Vec<_> = run
+        let succeeded: Vec<_> = record
             .attempts
             .iter()
-            .filter_map(|a| state.attempt(*a))
             .filter(|a| a.state == AttemptState::Finished && a.result.as_ref().is_some_and(|r| r.status.is_success()))
             .map(|a| a.id)
             .collect();
@@ -116,6 +130,7 @@ pub(crate) fn runs_end_once(seed: u64, state: &ClusterState, executions: &Execut
             run.id,
             succeeded[0]
         );
+        attempts.extend(record.attempts.iter().map(|a| (a.id, a.clone())));
     }
     for (attempt, workers) in executions {
         assert_eq!(
@@ -124,7 +139,7 @@ pub(crate) fn runs_end_once(seed: u64, state: &ClusterState, executions: &Execut
             "seed {seed}: attempt {attempt} was executed {} times: {workers:?}",
             workers.len()
         );
-        let assigned = state.attempt(*attempt).and_then(|a| state.worker(a.worker)).map(|w| w.name.as_str());
+        let assigned = attempts.get(attempt).and_then(|a| state.worker(a.worker)).map(|w| w.name.as_str());
         assert_eq!(
             assigned,
             Some(workers[0].as_str()),
@@ -138,18 +153,13 @@ pub(crate) fn runs_end_once(seed: u64, state: &ClusterState, executions: &Execut
 /// to `applied` through a fresh state machine. The replay must give the state the
 /// node held, and every run must finish exactly once in the log, not just in the
 /// end state. Returns false when the node's log was compacted (nothing to replay).
-pub(crate) async fn log_replays_to_the_state(
-    seed: u64,
-    id: u64,
-    data_dir: &Path,
-    applied: Option<u64>,
-    expected: &ClusterState,
-) -> bool {
+pub(crate) async fn log_replays_to_the_state(seed: u64, data_dir: &Path, view: &View) -> bool {
+    let (id, applied, expected) = (view.id, view.applied, &view.state);
     let path = data_dir.join("raft").join("raft.redb");
     // The stopped node's last tasks may hold the file a moment longer.
     let deadline = Instant::now() + std::time::Duration::from_secs(20);
     let (mut log, _state_machine) = loop {
-        match storage::open(&path, Arc::new(RwLock::new(ClusterState::new()))) {
+        match storage::open(&path, Arc::new(RwLock::new(ClusterState::new()))).map(storage::Storage::into_parts) {
             Ok(opened) => break opened,
             Err(e) => {
                 assert!(Instant::now() < deadline, "seed {seed}: cannot reopen node {id}'s log: {e}");
@@ -171,8 +181,11 @@ pub(crate) async fn log_replays_to_the_state(
     let mut replayed = ClusterState::new();
     let mut finished: BTreeMap<RunId, Vec<u64>> = BTreeMap::new();
     for entry in entries {
-        if let EntryPayload::Normal(commands) = &entry.payload {
-            for command in commands {
+        if let EntryPayload::Normal(proposal) = &entry.payload {
+            if proposal.format > 0 {
+                replayed.upgrade();
+            }
+            for command in &proposal.commands {
                 for event in replayed.apply(command).events() {
                     if let Event::RunFinished { run, .. } = event {
                         finished.entry(*run).or_default().push(entry.log_id.index);
@@ -188,7 +201,6 @@ pub(crate) async fn log_replays_to_the_state(
     );
     let twice: BTreeSet<_> = finished.iter().filter(|(_, at)| at.len() > 1).collect();
     assert!(twice.is_empty(), "seed {seed}: runs finished more than once in node {id}'s log (at indexes): {twice:?}");
-    let terminal = expected.runs().values().filter(|r| r.state.is_terminal()).count();
-    assert_eq!(finished.len(), terminal, "seed {seed}: node {id}'s log finishes {} runs", finished.len());
+    assert_eq!(finished.len(), view.runs.len(), "seed {seed}: node {id}'s log finishes {} runs", finished.len());
     true
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use archon_core::executor::{ExecContext, Executor, ExecutorRegistry};
 use archon_core::manager::{Manager, ManagerConfig};
-use archon_core::model::{AttemptId, AttemptResult, ExitStatus, Resources, Task};
+use archon_core::model::{AttemptId, AttemptResult, ExitStatus, JobId, JobRecord, Resources, RunId, RunRecord, Task};
 use archon_core::state::ClusterState;
 use archon_core::store::{Leadership, Store, StoreExt};
 use archon_core::worker::{WorkerConfig, WorkerRuntime};
@@ -30,6 +30,17 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Node ids of the managers.
+/// What a node holds once the cluster is quiet: its live state and the records
+/// its history keeps.
+#[derive(Debug, Clone)]
+pub(crate) struct View {
+    pub(crate) id: u64,
+    pub(crate) applied: Option<u64>,
+    pub(crate) state: ClusterState,
+    pub(crate) runs: BTreeMap<RunId, RunRecord>,
+    pub(crate) jobs: BTreeMap<JobId, JobRecord>,
+}
+
 pub(crate) const NODES: [u64; 3] = [1, 2, 3];
 /// How many workers run.
 pub(crate) const WORKERS: usize = 2;
@@ -308,6 +319,22 @@ impl Cluster {
                 Some((n.id, store.raft().metrics().borrow().last_applied.map(|l| l.index), state))
             })
             .collect()
+    }
+
+    /// Every running node's view: its live state (as [`Cluster::states`]) and its
+    /// history's records.
+    pub(crate) async fn views(&self) -> Vec<View> {
+        let mut views = Vec::new();
+        for (id, applied, state) in self.states() {
+            let Some(store) = self.store(id) else { continue };
+            let history = store.history();
+            let runs: Vec<RunId> = (1..=state.last_run_id().0).map(RunId).collect();
+            let jobs: Vec<JobId> = (1..=state.last_job_id().0).map(JobId).collect();
+            let runs = history.runs(&runs).await.unwrap().into_iter().map(|r| (r.id(), r)).collect();
+            let jobs = history.jobs(&jobs).await.unwrap().into_iter().map(|j| (j.id(), j)).collect();
+            views.push(View { id, applied, state, runs, jobs });
+        }
+        views
     }
 
     /// Starts worker `w`, which reaches each manager through its own proxy.

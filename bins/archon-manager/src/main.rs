@@ -51,6 +51,9 @@ struct Flags {
     /// database form one group (leader by advisory lock); --peers and --join do not apply.
     #[arg(long, env = "ARCHON_STORE", value_name = "URL", hide_env_values = true)]
     store: Option<String>,
+    /// History retention, idempotency window, kept output and input limits.
+    #[command(flatten)]
+    keeping: archon::daemon::keeping::KeepingFlags,
     /// More logging (-v, -vv).
     #[arg(long, short = 'v', action = clap::ArgAction::Count)]
     verbose: u8,
@@ -75,6 +78,8 @@ fn configure(flags: Flags) -> anyhow::Result<ManagerDaemonConfig> {
         peers: flags.peers,
         join: flags.join,
         store: flags.store,
+        keeping: flags.keeping,
+        unknown: Default::default(),
     })?;
     Ok(config)
 }

@@ -37,7 +37,7 @@ pub enum Format {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a single-process cluster: manager, one local worker and the API.
-    Dev(DevArgs),
+    Dev(Box<DevArgs>),
     /// Submit a job from flags: --command, --script FILE, or -- ARGV...
     Submit(Box<SubmitArgs>),
     /// Submit the job(s) described in a TOML spec file.
@@ -123,6 +123,9 @@ pub struct DevArgs {
     /// How the local worker uses Docker.
     #[command(flatten)]
     pub docker: DockerFlags,
+    /// History retention, idempotency window, kept output and input limits.
+    #[command(flatten)]
+    pub keeping: crate::daemon::keeping::KeepingFlags,
 }
 
 /// How a worker uses the machine's Docker engine (`archon dev`, `archon-worker`).
@@ -233,9 +236,20 @@ pub struct SubmitArgs {
     /// Placement policy: binpack or spread.
     #[arg(long)]
     pub placement: Option<String>,
-    /// A key that makes a retried submit return the first job, not a second.
+    /// A key that makes a retried submit return the first job, not a second
+    /// (honoured for the cluster's idempotency window, 24h by default).
     #[arg(long)]
     pub idempotency_key: Option<String>,
+    /// How long the finished run stays in the history, e.g. 1h (the cluster's
+    /// --history-retention applies when shorter).
+    #[arg(long)]
+    pub retention: Option<String>,
+    /// Keep at most this many of the job's finished runs.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Output kept per stream of each attempt, e.g. 256KiB (default: the manager's, 1MiB).
+    #[arg(long, value_name = "SIZE")]
+    pub output_limit: Option<String>,
     /// Wait for the run to end, streaming its output; exit with its exit code.
     #[arg(long, short = 'w')]
     pub wait: bool,
@@ -281,6 +295,12 @@ pub struct RunsArgs {
     /// Only runs older than this one (paging), run-N.
     #[arg(long)]
     pub before: Option<String>,
+    /// Only runs created since then: a time ago (2h, 30m) or a date (2026-12-01T10:00:00Z).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only runs created before then: a time ago or a date.
+    #[arg(long)]
+    pub until: Option<String>,
 }
 
 fn parse_store(s: &str) -> Result<String, String> {

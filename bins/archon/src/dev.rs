@@ -33,6 +33,8 @@ pub struct DevConfig {
     pub data_dir: std::path::PathBuf,
     /// `postgres://…` keeps the state in PostgreSQL instead of a Raft log in the data dir.
     pub store: Option<String>,
+    /// History retention, idempotency window, kept output and input limits.
+    pub keeping: crate::daemon::keeping::Keeping,
 }
 
 impl DevConfig {
@@ -45,6 +47,7 @@ impl DevConfig {
             labels: BTreeMap::new(),
             data_dir: crate::replicated::default_data_dir("dev"),
             store: None,
+            keeping: crate::daemon::keeping::Keeping::default(),
         }
     }
 }
@@ -66,14 +69,16 @@ pub async fn run(config: DevConfig, executors: ExecutorRegistry, shutdown: Cance
         }
         None => {
             println!("Archon dev keeps its state in {}", config.data_dir.display());
-            let options = crate::replicated::StoreOptions::new(config.data_dir.clone());
+            let mut options = crate::replicated::StoreOptions::new(config.data_dir.clone());
+            options.max_entry_bytes = config.keeping.max_entry_bytes;
             let raft = crate::replicated::open(&options, &advertised).await?;
             raft.wait_for_leadership(Duration::from_secs(30)).await.context("the store did not elect itself leader")?;
             (Arc::new(raft.clone()), Some(raft), None)
         }
     };
-    let manager =
-        Manager::builder(store).config(ManagerConfig { address: advertised, ..ManagerConfig::default() }).build();
+    let manager = Manager::builder(store)
+        .config(config.keeping.configure(ManagerConfig { address: advertised, ..ManagerConfig::default() }))
+        .build();
     let manager_stop = CancellationToken::new();
     let manager_task = tokio::spawn({
         let (m, s) = (manager.clone(), manager_stop.clone());

@@ -14,6 +14,9 @@
 //! cpu = "500m"
 //! memory = "256MiB"
 //! env = { REPORT_DAY = "monday" }
+//! retention = "1d"                # finished runs kept (default: the cluster's, 7d)
+//! keep_last = 10                  # at most this many finished runs kept
+//! output_limit = "256KiB"         # kept per stream of each attempt (default 1MiB)
 //! ```
 //!
 //! A container job names its image in a `[docker]` table:
@@ -92,6 +95,13 @@ pub struct JobDraft {
     /// Jobs this one waits for (`job-N`).
     #[serde(default)]
     pub depends_on: Vec<String>,
+    /// How long its finished runs stay in the history, e.g. `1h` (the cluster's
+    /// default applies when it is longer).
+    pub retention: Option<String>,
+    /// Keep at most this many of its finished runs.
+    pub keep_last: Option<u32>,
+    /// Output kept per stream of an attempt, e.g. `256KiB`.
+    pub output_limit: Option<String>,
 }
 
 /// A container job as written by a user: the `[docker]` table, or `--docker`
@@ -233,6 +243,13 @@ impl JobDraft {
         spec.idempotency_key = self.idempotency_key.clone();
         for d in &self.depends_on {
             spec.depends_on.push(d.parse::<JobId>().map_err(|e| err("depends_on", e.to_string()))?);
+        }
+        if let Some(r) = &self.retention {
+            spec.retention = Some(parse_duration(r).map_err(|e| err("retention", e.to_string()))?);
+        }
+        spec.keep_last = self.keep_last;
+        if let Some(l) = &self.output_limit {
+            spec.output_limit = Some(parse_bytes(l).map_err(|e| err("output_limit", e.to_string()))?);
         }
         spec.validate().map_err(|e| SpecError::new(self.rename(&e.field, naming), e.message))?;
         Ok(spec)

@@ -24,12 +24,15 @@ pub struct StoreOptions {
     pub peers: BTreeMap<u64, String>,
     /// A member of an existing group to join through, instead of bootstrapping.
     pub join: Option<String>,
+    /// The largest log entry (see [`RaftConfig::max_entry_bytes`]).
+    pub max_entry_bytes: usize,
 }
 
 impl StoreOptions {
     /// Node 1, alone, in `data_dir`.
     pub fn new(data_dir: PathBuf) -> StoreOptions {
-        StoreOptions { node_id: 1, data_dir, peers: BTreeMap::new(), join: None }
+        let max_entry_bytes = RaftConfig::new(1, "", "").max_entry_bytes;
+        StoreOptions { node_id: 1, data_dir, peers: BTreeMap::new(), join: None, max_entry_bytes }
     }
 
     /// Checks the options agree with each other.
@@ -84,7 +87,9 @@ pub fn parse_peers(s: &str) -> anyhow::Result<BTreeMap<u64, String>> {
 /// bootstraps its group unless it is one already or is to join one.
 pub async fn open(options: &StoreOptions, address: &str) -> anyhow::Result<RaftStore> {
     options.validate()?;
-    let store = RaftStore::open(RaftConfig::new(options.node_id, address, &options.data_dir))
+    let mut config = RaftConfig::new(options.node_id, address, &options.data_dir);
+    config.max_entry_bytes = options.max_entry_bytes;
+    let store = RaftStore::open(config)
         .await
         .with_context(|| format!("data_dir: cannot open the store in {}", options.data_dir.display()))?;
     if options.join.is_none() {

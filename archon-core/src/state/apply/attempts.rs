@@ -1,7 +1,12 @@
 //! Placing, starting and finishing attempts. Every report is fenced: only the run's
 //! current, live attempt may change it.
 
-use crate::model::{Attempt, AttemptId, AttemptResult, AttemptState, ExitStatus, RunId, RunState, Timestamp, WorkerId};
+use bytes::Bytes;
+
+use crate::history::HistoryOp;
+use crate::model::{
+    Attempt, AttemptId, AttemptResult, AttemptState, ExitStatus, OutputStream, RunId, RunState, Timestamp, WorkerId,
+};
 use crate::state::{ClusterState, Event, Outcome, Rejection, mix, transition};
 
 impl ClusterState {
@@ -111,6 +116,33 @@ impl ClusterState {
             transition(&mut self.run_states, run, RunState::Running);
         }
         Outcome::Applied(vec![Event::AttemptStarted { run: run_id, attempt: attempt_id }])
+    }
+
+    pub(in crate::state) fn apply_attempt_output(
+        &mut self,
+        _at: Timestamp,
+        run_id: RunId,
+        attempt_id: AttemptId,
+        stream: OutputStream,
+        offset: u64,
+        data: &Bytes,
+    ) -> Outcome {
+        if let Err(r) = self.fence(run_id, attempt_id) {
+            return Outcome::Rejected(r);
+        }
+        let written = self.output_written.entry(attempt_id).or_default();
+        let stored = written[stream.index()];
+        let end = offset.saturating_add(data.len() as u64);
+        if end <= stored {
+            // Sent again (a retried proposal): already stored.
+            return Outcome::Applied(Vec::new());
+        }
+        if offset != stored {
+            return Outcome::Rejected(Rejection::OutputGap { attempt: attempt_id, stream, offset, stored });
+        }
+        written[stream.index()] = end;
+        self.outbox.0.push(HistoryOp::Output { run: run_id, attempt: attempt_id, stream, offset, data: data.clone() });
+        Outcome::Applied(Vec::new())
     }
 
     pub(in crate::state) fn apply_finish_attempt(

@@ -1,22 +1,32 @@
 //! Submitting and cancelling jobs and runs.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::model::{Job, JobId, JobSpec, Misfit, Run, RunId, RunState, Timestamp, WorkerState};
-use crate::state::{ClusterState, Event, Outcome, ReadyKey, Rejection, transition};
+use crate::state::{ClusterState, Event, KeyEntry, Outcome, ReadyKey, Rejection, transition};
 
-use super::DependencyVerdict;
+/// Where one dependency of a submitted job stands.
+enum Dependency {
+    Succeeded,
+    Failed,
+    Unfinished,
+}
 
 impl ClusterState {
-    pub(in crate::state) fn apply_submit_job(&mut self, at: Timestamp, spec: &Arc<JobSpec>) -> Outcome {
+    pub(in crate::state) fn apply_submit_job(
+        &mut self,
+        at: Timestamp,
+        spec: &Arc<JobSpec>,
+        finished_deps: &[(JobId, RunState)],
+    ) -> Outcome {
         if let Err(e) = spec.validate() {
             return Outcome::Rejected(Rejection::InvalidSpec(e));
         }
         if let Some(key) = &spec.idempotency_key
-            && let Some(job) = self.idempotency.get(key)
+            && let Some(entry) = self.idempotency.get(key)
         {
-            let run = self.jobs.get(job).and_then(|j| j.runs.first().copied());
-            return Outcome::Applied(vec![Event::JobAccepted { job: *job, run, duplicate: true }]);
+            return Outcome::Applied(vec![Event::JobAccepted { job: entry.job, run: entry.run, duplicate: true }]);
         }
         if spec.schedule.is_some() {
             return Outcome::Rejected(Rejection::InvalidSpec(crate::model::SpecError::new(
@@ -24,8 +34,19 @@ impl ClusterState {
                 "cron schedules are not supported by this version yet",
             )));
         }
-        if let Some(dep) = spec.depends_on.iter().find(|d| !self.jobs.contains_key(d)) {
-            return Outcome::Rejected(Rejection::UnknownDependency(*dep));
+        let mut unfinished = BTreeSet::new();
+        let mut failed = None;
+        for dep in &spec.depends_on {
+            match self.dependency(*dep, finished_deps) {
+                Ok(Dependency::Succeeded) => {}
+                Ok(Dependency::Failed) => {
+                    failed.get_or_insert(*dep);
+                }
+                Ok(Dependency::Unfinished) => {
+                    unfinished.insert(*dep);
+                }
+                Err(rejection) => return Outcome::Rejected(rejection),
+            }
         }
         if let Err(reason) = self.check_schedulable(spec) {
             return Outcome::Rejected(Rejection::Unschedulable { reason });
@@ -36,7 +57,7 @@ impl ClusterState {
         self.next_run += 1;
         let run_id = RunId(self.next_run);
         if let Some(key) = &spec.idempotency_key {
-            self.idempotency.insert(key.clone(), job_id);
+            self.idempotency.insert(key.clone(), KeyEntry { job: job_id, run: Some(run_id), at });
         }
         self.jobs.insert(
             job_id,
@@ -61,28 +82,46 @@ impl ClusterState {
         );
         *self.run_states.entry(RunState::Waiting).or_insert(0) += 1;
         let mut events = vec![Event::JobAccepted { job: job_id, run: Some(run_id), duplicate: false }];
-        match self.dependency_verdict(&spec.depends_on) {
-            DependencyVerdict::Met => {
-                let priority = spec.priority;
-                if let Some(run) = self.runs.get_mut(&run_id) {
-                    transition(&mut self.run_states, run, RunState::Pending);
-                }
-                self.ready.insert(ReadyKey::new(priority, run_id));
-                events.push(Event::RunCreated { run: run_id, job: job_id, state: RunState::Pending });
+        if let Some(dep) = failed {
+            events.push(Event::RunCreated { run: run_id, job: job_id, state: RunState::Waiting });
+            let reason = format!("dependency {dep} did not succeed");
+            self.finish_run(at, run_id, RunState::Failed, Some(reason), &mut events);
+        } else if unfinished.is_empty() {
+            let priority = spec.priority;
+            if let Some(run) = self.runs.get_mut(&run_id) {
+                transition(&mut self.run_states, run, RunState::Pending);
             }
-            DependencyVerdict::Pending => {
-                for dep in &spec.depends_on {
-                    self.waiting_on.entry(*dep).or_default().insert(run_id);
-                }
-                events.push(Event::RunCreated { run: run_id, job: job_id, state: RunState::Waiting });
+            self.ready.insert(ReadyKey::new(priority, run_id));
+            events.push(Event::RunCreated { run: run_id, job: job_id, state: RunState::Pending });
+        } else {
+            for dep in &unfinished {
+                self.waiting_on.entry(*dep).or_default().insert(run_id);
             }
-            DependencyVerdict::Failed(dep) => {
-                events.push(Event::RunCreated { run: run_id, job: job_id, state: RunState::Waiting });
-                let reason = format!("dependency {dep} did not succeed");
-                self.finish_run(at, run_id, RunState::Failed, Some(reason), &mut events);
-            }
+            self.remaining_deps.insert(run_id, unfinished);
+            events.push(Event::RunCreated { run: run_id, job: job_id, state: RunState::Waiting });
         }
         Outcome::Applied(events)
+    }
+
+    /// Where a dependency stands: a live job by its latest run; one that has left
+    /// the live state by what the leader read from the history for the command.
+    fn dependency(&self, dep: JobId, finished: &[(JobId, RunState)]) -> Result<Dependency, Rejection> {
+        let ended =
+            |state: RunState| if state == RunState::Succeeded { Dependency::Succeeded } else { Dependency::Failed };
+        if let Some(job) = self.jobs.get(&dep) {
+            let latest = job.runs.last().and_then(|r| self.runs.get(r)).map(|r| r.state);
+            return Ok(match latest {
+                Some(state) if state.is_terminal() => ended(state),
+                Some(_) => Dependency::Unfinished,
+                // Its runs all left the state: a job that will run again (cron).
+                None => Dependency::Unfinished,
+            });
+        }
+        match finished.iter().find(|(id, _)| *id == dep) {
+            Some((_, state)) => Ok(ended(*state)),
+            None if self.issued_job(dep) => Err(Rejection::DependencyNotLive(dep)),
+            None => Err(Rejection::UnknownDependency(dep)),
+        }
     }
 
     /// A job is unschedulable when workers are registered and none could ever run

@@ -3,6 +3,7 @@
 
 mod attempts;
 mod jobs;
+mod prune;
 mod workers;
 
 use crate::model::{AttemptResult, AttemptState, ExitStatus, JobId, RunId, RunState, Timestamp};
@@ -33,23 +34,25 @@ impl ClusterState {
                     self.delayed.remove(&(t, run_id));
                 }
             }
-            RunState::Waiting => {
-                if let Some(job) = self.jobs.get(&run.job) {
-                    for dep in job.spec.depends_on.clone() {
-                        if let Some(set) = self.waiting_on.get_mut(&dep) {
-                            set.remove(&run_id);
-                            if set.is_empty() {
-                                self.waiting_on.remove(&dep);
-                            }
-                        }
-                    }
-                }
-            }
+            RunState::Waiting => self.stop_waiting(run_id),
             _ => {}
         }
     }
 
-    /// Moves a run to a terminal state and settles the runs that wait on its job.
+    /// Forgets what a waiting run waits on.
+    fn stop_waiting(&mut self, run_id: RunId) {
+        for dep in self.remaining_deps.remove(&run_id).unwrap_or_default() {
+            if let Some(set) = self.waiting_on.get_mut(&dep) {
+                set.remove(&run_id);
+                if set.is_empty() {
+                    self.waiting_on.remove(&dep);
+                }
+            }
+        }
+    }
+
+    /// Moves a run to a terminal state, settles the runs that wait on its job, and
+    /// hands it to the history.
     fn finish_run(
         &mut self,
         at: Timestamp,
@@ -70,58 +73,36 @@ impl ClusterState {
         }
         let job = run.job;
         events.push(Event::RunFinished { run: run_id, job, state });
-        self.settle_dependents(at, job, events);
+        self.settle_dependents(at, job, state, events);
+        self.retire_run(run_id);
     }
 
-    /// Re-evaluates the runs waiting on `job` after one of its runs ended.
-    fn settle_dependents(&mut self, at: Timestamp, job: JobId, events: &mut Vec<Event>) {
+    /// Settles the runs waiting on `job` after one of its runs ended in `state`:
+    /// a failure fails them, a success leaves them one dependency fewer.
+    fn settle_dependents(&mut self, at: Timestamp, job: JobId, state: RunState, events: &mut Vec<Event>) {
         let Some(waiting) = self.waiting_on.remove(&job) else { return };
         for run_id in waiting {
-            let Some(run) = self.runs.get(&run_id) else { continue };
-            if run.state != RunState::Waiting {
+            if self.runs.get(&run_id).is_none_or(|r| r.state != RunState::Waiting) {
                 continue;
             }
-            let Some(spec) = self.jobs.get(&run.job).map(|j| j.spec.clone()) else { continue };
-            match self.dependency_verdict(&spec.depends_on) {
-                DependencyVerdict::Met => {
-                    self.clear_waiting(run_id, &spec.depends_on);
-                    self.enqueue(run_id, events);
+            if state != RunState::Succeeded {
+                self.stop_waiting(run_id);
+                let reason = format!("dependency {job} did not succeed");
+                self.finish_run(at, run_id, RunState::Failed, Some(reason), events);
+                continue;
+            }
+            let met = match self.remaining_deps.get_mut(&run_id) {
+                Some(deps) => {
+                    deps.remove(&job);
+                    deps.is_empty()
                 }
-                DependencyVerdict::Failed(dep) => {
-                    self.clear_waiting(run_id, &spec.depends_on);
-                    let reason = format!("dependency {dep} did not succeed");
-                    self.finish_run(at, run_id, RunState::Failed, Some(reason), events);
-                }
-                DependencyVerdict::Pending => {
-                    self.waiting_on.entry(job).or_default().insert(run_id);
-                }
+                None => true,
+            };
+            if met {
+                self.remaining_deps.remove(&run_id);
+                self.enqueue(run_id, events);
             }
         }
-    }
-
-    fn clear_waiting(&mut self, run_id: RunId, deps: &[JobId]) {
-        for dep in deps {
-            if let Some(set) = self.waiting_on.get_mut(dep) {
-                set.remove(&run_id);
-                if set.is_empty() {
-                    self.waiting_on.remove(dep);
-                }
-            }
-        }
-    }
-
-    /// Whether the latest runs of `deps` all succeeded, one failed, or some are unfinished.
-    fn dependency_verdict(&self, deps: &[JobId]) -> DependencyVerdict {
-        let mut pending = false;
-        for dep in deps {
-            let latest = self.jobs.get(dep).and_then(|j| j.runs.last()).and_then(|r| self.runs.get(r));
-            match latest.map(|r| r.state) {
-                Some(RunState::Succeeded) => {}
-                Some(s) if s.is_terminal() => return DependencyVerdict::Failed(*dep),
-                _ => pending = true,
-            }
-        }
-        if pending { DependencyVerdict::Pending } else { DependencyVerdict::Met }
     }
 
     /// Ends a live attempt with `result`, releasing its resources on its worker.
@@ -133,15 +114,23 @@ impl ClusterState {
         state: AttemptState,
         events: &mut Vec<Event>,
     ) {
-        let Some(attempt) = self.attempts.get_mut(&attempt_id) else { return };
+        let Some(attempt) = self.attempts.get(&attempt_id) else { return };
         if !attempt.state.is_live() {
             return;
         }
+        let run_id = attempt.run;
+        let result = if self.is_legacy() {
+            self.output_written.remove(&attempt_id);
+            result
+        } else {
+            self.store_output(run_id, attempt_id, &result)
+        };
+        let Some(attempt) = self.attempts.get_mut(&attempt_id) else { return };
         attempt.state = state;
         attempt.finished_at = Some(at);
         let status = result.status.clone();
         attempt.result = Some(result);
-        let (run_id, worker_id) = (attempt.run, attempt.worker);
+        let worker_id = attempt.worker;
         let request = self
             .runs
             .get(&run_id)
@@ -171,10 +160,4 @@ impl ClusterState {
             self.enqueue(run_id, events);
         }
     }
-}
-
-enum DependencyVerdict {
-    Met,
-    Failed(JobId),
-    Pending,
 }

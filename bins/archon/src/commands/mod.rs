@@ -57,7 +57,9 @@ pub(crate) fn exit_code_for(e: &anyhow::Error) -> u8 {
         return EXIT_BAD_INPUT;
     }
     match e.downcast_ref::<Error>() {
-        Some(Error::NotFound(_) | Error::InvalidArgument { .. } | Error::Rejected(_)) => EXIT_BAD_INPUT,
+        Some(Error::NotFound(_) | Error::Removed { .. } | Error::InvalidArgument { .. } | Error::Rejected(_)) => {
+            EXIT_BAD_INPUT
+        }
         _ => 1,
     }
 }
@@ -81,6 +83,14 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.data_dir = dir;
             }
             config.store = args.store;
+            config.keeping.apply(&args.keeping).map_err(|e| {
+                let text = e.to_string();
+                // Named as the flag: --history-retention, not history_retention.
+                bad(match text.split_once(": ") {
+                    Some((key, rest)) => format!("--{}: {rest}", key.replace('_', "-")),
+                    None => text,
+                })
+            })?;
             let shutdown = crate::shutdown_on_signals();
             let executors = crate::executors::for_worker(&config.worker_name, &config.data_dir, &args.docker.options())
                 .await
@@ -123,8 +133,10 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .as_deref()
                 .map(|s| s.parse::<RunState>().map_err(|e| bad(format!("--state: {e}"))))
                 .transpose()?;
+            let since = args.since.as_deref().map(|t| parse_instant("--since", t)).transpose()?;
+            let until = args.until.as_deref().map(|t| parse_instant("--until", t)).transpose()?;
             let api = connect(&cli.server).await?;
-            let page = api.list_runs(RunQuery { job, state, before, limit: Some(args.limit) }).await?;
+            let page = api.list_runs(RunQuery { job, state, before, limit: Some(args.limit), since, until }).await?;
             print(format, &page, || {
                 let mut out = render::runs(&page.items);
                 if let Some(next) = page.next {
@@ -272,6 +284,21 @@ fn print<T: Serialize>(format: Format, value: &T, table: impl FnOnce() -> String
     Ok(ExitCode::SUCCESS)
 }
 
+/// An instant given as a time ago (`90m`, `2h`) or an RFC 3339 date (`2026-12-01T10:00:00Z`).
+fn parse_instant(flag: &str, text: &str) -> anyhow::Result<archon_core::model::Timestamp> {
+    if let Ok(ago) = archon_core::model::units::parse_duration(text) {
+        let now = archon_core::clock::Clock::now(&archon_core::clock::SystemClock);
+        return Ok(archon_core::model::Timestamp(
+            now.0.saturating_sub(i64::try_from(ago.as_millis()).unwrap_or(i64::MAX)),
+        ));
+    }
+    let at = humantime::parse_rfc3339_weak(text.trim()).map_err(|_| {
+        bad(format!("{flag}: {text:?} is neither a time ago nor a date (try 2h, 30m or 2026-12-01T10:00:00Z)"))
+    })?;
+    let ms = at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    Ok(archon_core::model::Timestamp(ms))
+}
+
 fn parse_id<T: std::str::FromStr<Err = archon_core::model::ParseIdError>>(what: &str, s: &str) -> anyhow::Result<T> {
     s.parse::<T>().map_err(|e| bad(format!("{what}: {e}")))
 }
@@ -340,6 +367,9 @@ fn submit_spec(args: SubmitArgs) -> anyhow::Result<JobSpec> {
         priority: args.priority,
         placement: args.placement,
         idempotency_key: args.idempotency_key,
+        retention: args.retention,
+        keep_last: args.keep_last,
+        output_limit: args.output_limit,
         ..JobDraft::default()
     };
     draft.into_spec(Naming::Flags).map_err(|e| bad(e.to_string()))

@@ -15,6 +15,7 @@ use archon_core::model::PlacementPolicy;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use super::keeping::{Keeping, KeepingFlags};
 use crate::replicated::{self, StoreOptions};
 
 /// What `archon-manager` runs with.
@@ -40,6 +41,8 @@ pub struct ManagerDaemonConfig {
     pub join: Option<String>,
     /// `postgres://…` keeps state in PostgreSQL instead of the embedded Raft store.
     pub store: Option<String>,
+    /// History retention, idempotency window, kept output and input limits.
+    pub keeping: Keeping,
 }
 
 impl Default for ManagerDaemonConfig {
@@ -56,13 +59,14 @@ impl Default for ManagerDaemonConfig {
             peers: std::collections::BTreeMap::new(),
             join: None,
             store: None,
+            keeping: Keeping::default(),
         }
     }
 }
 
-/// The config file's shape (every key optional).
+/// The config file's shape (every key optional). Keys it does not know are
+/// refused by [`ManagerDaemonConfig::apply`], naming them.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ManagerFile {
     /// `listen = "0.0.0.0:50051"`
     pub listen: Option<SocketAddr>,
@@ -84,11 +88,22 @@ pub struct ManagerFile {
     pub join: Option<String>,
     /// `store = "postgres://archon@db/archon"` (the password may come from `ARCHON_STORE` instead)
     pub store: Option<String>,
+    /// `history_retention = "7d"`, `idempotency_window = "24h"`, `output_limit = "1MiB"`,
+    /// `max_task_bytes = "1MiB"`, … (see [`KeepingFlags`]).
+    #[serde(flatten)]
+    pub keeping: KeepingFlags,
+    /// Keys no setting has: refused.
+    #[serde(flatten)]
+    pub unknown: std::collections::BTreeMap<String, toml::Value>,
 }
 
 impl ManagerDaemonConfig {
     /// Applies the settings a file (or flags) gives.
     pub fn apply(&mut self, f: ManagerFile) -> anyhow::Result<()> {
+        if let Some(key) = f.unknown.keys().next() {
+            anyhow::bail!("unknown field `{key}` (the keys are archon-manager's long flags, with underscores)");
+        }
+        self.keeping.apply(&f.keeping)?;
         if let Some(l) = f.listen {
             self.listen = l;
         }
@@ -169,6 +184,7 @@ pub async fn run(config: ManagerDaemonConfig, shutdown: CancellationToken) -> an
             .unwrap_or_else(|| replicated::default_data_dir(&format!("manager-{}", config.node_id))),
         peers: config.peers.clone(),
         join: config.join.clone(),
+        max_entry_bytes: config.keeping.max_entry_bytes,
     };
     println!("archon-manager node {} keeps its state in {}", options.node_id, options.data_dir.display());
     let store = replicated::open(&options, &address).await?;
@@ -195,14 +211,14 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let local = listener.local_addr().context("listener address")?;
     let manager = Manager::builder(store)
-        .config(ManagerConfig {
+        .config(config.keeping.configure(ManagerConfig {
             node_id: config.node_id,
             address: address.to_owned(),
             heartbeat_interval: config.heartbeat_interval,
             worker_timeout: config.worker_timeout,
             placement: config.placement,
             ..ManagerConfig::default()
-        })
+        }))
         .build();
     let driver_stop = CancellationToken::new();
     let driver = tokio::spawn({

@@ -5,6 +5,7 @@
 //! Configuration comes from a TOML file (`--config`), then `ARCHON_*` environment
 //! variables, then flags — later ones win. Unknown keys in the file are errors.
 
+pub mod keeping;
 pub mod manager;
 pub mod worker;
 

@@ -10,6 +10,7 @@ use proptest::test_runner::{Config, RngSeed, TestRunner};
 
 use super::generate::{Step, step, to_command};
 use super::*;
+use crate::history::MemHistory;
 use crate::model::{
     AttemptResult, AttemptState, ExitStatus, JobId, JobSpec, Resources, RunId, RunState, Task, Timestamp, WorkerId,
 };
@@ -38,9 +39,25 @@ fn check_invariants(s: &ClusterState) -> Result<(), String> {
     let mut recount: BTreeMap<RunState, u64> = BTreeMap::new();
     for run in s.runs.values() {
         *recount.entry(run.state).or_insert(0) += 1;
+        if run.state.is_terminal() {
+            return Err(format!("{} is {} but still in the live state", run.id, run.state));
+        }
     }
-    if &recount != s.run_counts() {
-        return Err(format!("run counts {:?} != recount {recount:?}", s.run_counts()));
+    if &recount != s.live_run_counts() {
+        return Err(format!("run counts {:?} != recount {recount:?}", s.live_run_counts()));
+    }
+    for job in s.jobs.values() {
+        if job.runs.iter().all(|r| !s.runs.contains_key(r)) {
+            return Err(format!("{} has no live run but is still in the live state", job.id));
+        }
+    }
+    for a in s.attempts.values() {
+        if !s.runs.contains_key(&a.run) {
+            return Err(format!("{} belongs to {}, which is not live", a.id, a.run));
+        }
+        if a.result.as_ref().is_some_and(|r| !r.stdout.data.is_empty() || !r.stderr.data.is_empty()) {
+            return Err(format!("{} keeps output bytes in the live state", a.id));
+        }
     }
     for run in s.runs.values() {
         let live: Vec<_> = run.attempts.iter().filter(|a| s.attempts[a].state.is_live()).collect();
@@ -80,22 +97,39 @@ fn runner() -> TestRunner {
     })
 }
 
-/// Applies `steps` to a fresh state, checking invariants after every command.
-fn replay(steps: &[(Step, u16)]) -> Result<(ClusterState, Vec<Command>, Vec<Outcome>), TestCaseError> {
+/// What a replay leaves: the state, its history, the log and the outcomes.
+struct Replayed {
+    state: ClusterState,
+    history: MemHistory,
+    log: Vec<Command>,
+    outcomes: Vec<Outcome>,
+}
+
+/// Applies `steps` to a fresh state (its history beside it, as a store keeps it),
+/// checking invariants after every command.
+fn replay(steps: &[(Step, u16)]) -> Result<Replayed, TestCaseError> {
     let mut state = ClusterState::new();
+    let history = MemHistory::new();
     let mut log = Vec::new();
     let mut outcomes = Vec::new();
     let mut terminal: BTreeMap<RunId, RunState> = BTreeMap::new();
+    let mut pruned = BTreeSet::new();
     let mut at = Timestamp(1_000_000);
     for (step, dt) in steps {
         at = at.plus(Duration::from_millis(u64::from(*dt)));
-        let cmd = to_command(&state, step, at);
+        let cmd = to_command(&state, &history, step, at);
         let before = state.clone();
         let outcome = state.apply(&cmd);
+        let ops = state.take_history();
         if let Outcome::Rejected(r) = &outcome {
             let mut unchanged = state.clone();
             unchanged.applied = before.applied;
             prop_assert_eq!(&unchanged, &before, "rejected command {:?} ({}) changed state", cmd, r);
+            prop_assert!(ops.is_empty(), "rejected command {:?} handed history over: {:?}", cmd, ops);
+        }
+        history.apply(&ops);
+        if let Command::Prune { runs, .. } = &cmd {
+            pruned.extend(runs.iter().map(|(r, _)| *r));
         }
         if matches!(cmd, Command::StartAttempt { .. } | Command::FinishAttempt { .. }) {
             let (run, attempt) = match &cmd {
@@ -114,14 +148,20 @@ fn replay(steps: &[(Step, u16)]) -> Result<(ClusterState, Vec<Command>, Vec<Outc
             }
         }
         for (run, st) in &terminal {
-            prop_assert_eq!(state.run(*run).map(|r| r.state), Some(*st), "terminal {} changed state", run);
+            prop_assert!(state.run(*run).is_none(), "terminal {} is still live", run);
+            if !pruned.contains(run) {
+                let kept = history.run_record(*run).map(|r| r.run.state);
+                prop_assert_eq!(kept, Some(*st), "terminal {} is not in the history as it ended", run);
+            }
         }
         check_invariants(&state).map_err(TestCaseError::fail)?;
         log.push(cmd);
         outcomes.push(outcome);
     }
-    Ok((state, log, outcomes))
+    Ok(Replayed { state, history, log, outcomes })
 }
+
+mod history;
 
 #[test]
 fn invariants_hold_over_random_command_sequences() {
@@ -137,11 +177,18 @@ fn invariants_hold_over_random_command_sequences() {
 fn the_same_log_gives_equal_states_and_outcomes() {
     runner()
         .run(&prop::collection::vec((step(), 0..400u16), 1..200), |steps| {
-            let (state, log, outcomes) = replay(&steps)?;
+            let Replayed { state, log, outcomes, history } = replay(&steps)?;
             let mut replica = ClusterState::new();
-            let replayed: Vec<Outcome> = log.iter().map(|c| replica.apply(c)).collect();
+            let replica_history = MemHistory::new();
+            let mut replayed = Vec::new();
+            for c in &log {
+                replayed.push(replica.apply(c));
+                replica_history.apply(&replica.take_history());
+            }
             prop_assert_eq!(&replica, &state);
             prop_assert_eq!(replayed, outcomes);
+            prop_assert_eq!(replica_history.run_ids(), history.run_ids());
+            prop_assert_eq!(replica_history.job_ids(), history.job_ids());
             Ok(())
         })
         .unwrap();
@@ -153,18 +200,21 @@ fn snapshot_then_restore_gives_an_equal_state_that_evolves_the_same() {
         .run(
             &(prop::collection::vec((step(), 0..400u16), 1..150), prop::collection::vec((step(), 0..400u16), 0..50)),
             |(a, b)| {
-                let (mut state, _, _) = replay(&a)?;
+                let Replayed { mut state, history, .. } = replay(&a)?;
                 let snapshot = serde_json::to_vec(&state).unwrap();
                 let mut restored: ClusterState = serde_json::from_slice(&snapshot).unwrap();
                 prop_assert_eq!(&restored, &state);
                 let mut at = Timestamp(10_000_000);
                 for (step, dt) in &b {
                     at = at.plus(Duration::from_millis(u64::from(*dt)));
-                    let cmd = to_command(&state, step, at);
+                    let cmd = to_command(&state, &history, step, at);
                     let cmd_json = serde_json::to_string(&cmd).unwrap();
                     let decoded: Command = serde_json::from_str(&cmd_json).unwrap();
                     prop_assert_eq!(&decoded, &cmd);
                     prop_assert_eq!(state.apply(&cmd), restored.apply(&decoded));
+                    let ops = state.take_history();
+                    prop_assert_eq!(&ops, &restored.take_history());
+                    history.apply(&ops);
                 }
                 prop_assert_eq!(&restored, &state);
                 Ok(())
@@ -188,13 +238,24 @@ fn worker_cmd(name: &str, cpu: u64) -> Command {
 }
 
 fn submit(state: &mut ClusterState, spec: JobSpec) -> (JobId, RunId) {
-    match state.apply(&Command::SubmitJob { at: Timestamp(1), spec: Arc::new(spec) }) {
+    match state.apply(&Command::submit(Timestamp(1), Arc::new(spec))) {
         Outcome::Applied(events) => match events[0] {
             Event::JobAccepted { job, run: Some(run), .. } => (job, run),
             ref e => panic!("unexpected {e:?}"),
         },
         Outcome::Rejected(r) => panic!("rejected: {r}"),
     }
+}
+
+/// The record `s` handed to its history when `run` ended (tests leave the outbox undrained).
+fn record(s: &ClusterState, run: RunId) -> Arc<crate::model::RunRecord> {
+    s.pending_history()
+        .iter()
+        .find_map(|op| match op {
+            crate::history::HistoryOp::Run(r) if r.id() == run => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{run} was not handed to the history"))
 }
 
 fn shell() -> JobSpec {
@@ -254,10 +315,12 @@ fn failed_attempts_retry_with_backoff_then_fail() {
             assert!(s.apply(&Command::AssignAttempt { at, run, worker: WorkerId(1) }).rejection().is_some());
             at = not_before;
         } else {
-            assert_eq!(s.run(run).unwrap().state, RunState::Failed);
+            assert!(s.run(run).is_none(), "a failed run leaves the live state");
+            assert_eq!(record(&s, run).run.state, RunState::Failed);
         }
     }
-    assert_eq!(s.run(run).unwrap().attempts.len(), 3);
+    assert_eq!(record(&s, run).run.attempts.len(), 3);
+    assert_eq!(record(&s, run).attempts.len(), 3);
 }
 
 #[test]
@@ -279,7 +342,7 @@ fn impossible_jobs_are_rejected_at_submit_and_nothing_is_stored() {
     s.apply(&worker_cmd("a", 1000));
     let mut spec = shell();
     spec.resources.cpu_millis = 64_000;
-    let out = s.apply(&Command::SubmitJob { at: Timestamp(1), spec: Arc::new(spec) });
+    let out = s.apply(&Command::submit(Timestamp(1), Arc::new(spec)));
     match out {
         Outcome::Rejected(Rejection::Unschedulable { reason }) => {
             assert!(reason.contains("more than any worker has"), "{reason}")
@@ -295,7 +358,7 @@ fn idempotent_submit_returns_the_first_job() {
     let mut spec = shell();
     spec.idempotency_key = Some("k".into());
     let (job, run) = submit(&mut s, spec.clone());
-    let again = s.apply(&Command::SubmitJob { at: Timestamp(2), spec: Arc::new(spec) });
+    let again = s.apply(&Command::submit(Timestamp(2), Arc::new(spec)));
     assert_eq!(again.events(), &[Event::JobAccepted { job, run: Some(run), duplicate: true }]);
     assert_eq!(s.jobs.len(), 1);
 }
@@ -315,7 +378,7 @@ fn cancel_of_a_running_run_asks_its_worker_and_ends_on_report() {
         attempt,
         result: AttemptResult::status(ExitStatus::Cancelled),
     });
-    assert_eq!(s.run(run).unwrap().state, RunState::Cancelled);
+    assert_eq!(record(&s, run).run.state, RunState::Cancelled);
     assert!(s.worker(WorkerId(1)).unwrap().allocated.is_zero());
 }
 
@@ -336,8 +399,10 @@ fn dependents_wait_then_run_or_fail_with_their_parent() {
         attempt: a,
         result: AttemptResult::status(ExitStatus::Exited { code: 1 }),
     });
-    assert_eq!(s.run(crun).unwrap().state, RunState::Failed);
-    assert!(s.run(crun).unwrap().reason.as_deref().unwrap().contains("did not succeed"));
+    assert_eq!(record(&s, crun).run.state, RunState::Failed);
+    assert!(record(&s, crun).run.reason.as_deref().unwrap().contains("did not succeed"));
+    // Both jobs can produce no more runs: they left the live state too.
+    assert!(s.jobs.is_empty() && s.runs.is_empty() && s.attempts.is_empty());
 }
 
 #[test]
@@ -366,12 +431,17 @@ fn random_sequences_reach_every_interesting_state() {
     let applied = std::cell::Cell::new((0u64, 0u64));
     runner()
         .run(&prop::collection::vec((step(), 0..400u16), 50..200), |steps| {
-            let (state, _, outcomes) = replay(&steps)?;
+            let Replayed { state, outcomes, history, .. } = replay(&steps)?;
             let ok = outcomes.iter().filter(|o| o.rejection().is_none()).count() as u64;
             let (a, t) = applied.get();
             applied.set((a + ok, t + outcomes.len() as u64));
             for run in state.runs.values() {
                 seen.borrow_mut().insert(run.state);
+            }
+            for run in history.run_ids() {
+                if let Some(r) = history.run_record(run) {
+                    seen.borrow_mut().insert(r.run.state);
+                }
             }
             Ok(())
         })

@@ -1,0 +1,293 @@
+//! [`RedbHistory`]: the [`History`] a Raft node serves — its redb history tables,
+//! read in their own transactions (never under the state lock), overlaid with
+//! what the state machine has handed over but not yet written: while an apply's
+//! records are being written they are read from the state's outbox, so a run that
+//! leaves the live state is never missing to a reader.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use archon_core::Error as CoreError;
+use archon_core::history::{Expired, History, HistoryOp, HistoryStats, JobFilter, RunFilter, merge_newest_first};
+use archon_core::model::{AttemptId, JobId, JobRecord, RunId, RunRecord, Timestamp};
+use archon_core::state::ClusterState;
+use async_trait::async_trait;
+use bytes::Bytes;
+use redb::{Database, ReadableDatabase};
+
+use super::history::{
+    Counts, JOBS, OUTPUT, RUNS, RUNS_BY_EXPIRY, RUNS_BY_FINISH, RUNS_BY_STATE, id_of, output_range, output_stream,
+    pair, state_key, time_key,
+};
+use super::{Failure, blocking};
+
+/// A node's history: redb tables plus the state's outbox. Cheap to clone.
+#[derive(Clone)]
+pub struct RedbHistory {
+    db: Arc<Database>,
+    state: Arc<RwLock<ClusterState>>,
+    /// The redb file, whose size is the history's disk use (with the log's).
+    path: Arc<std::path::Path>,
+}
+
+impl std::fmt::Debug for RedbHistory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbHistory").finish_non_exhaustive()
+    }
+}
+
+/// What the outbox says of the runs (or jobs) it mentions: the record, or `None`
+/// when it removes them.
+type Overlay<K, V> = BTreeMap<K, Option<Arc<V>>>;
+
+impl RedbHistory {
+    pub(crate) fn new(db: Arc<Database>, state: Arc<RwLock<ClusterState>>, path: &std::path::Path) -> RedbHistory {
+        RedbHistory { db, state, path: Arc::from(path) }
+    }
+
+    /// The outbox's final word on runs and jobs, oldest op first, so later ones win.
+    fn overlay(&self) -> (Overlay<RunId, RunRecord>, Overlay<JobId, JobRecord>) {
+        let state = self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (mut runs, mut jobs) = (BTreeMap::new(), BTreeMap::new());
+        for op in state.pending_history() {
+            match op {
+                HistoryOp::Run(r) => {
+                    runs.insert(r.id(), Some(r.clone()));
+                }
+                HistoryOp::Job(j) => {
+                    jobs.insert(j.id(), Some(j.clone()));
+                }
+                HistoryOp::Remove { runs: gone_runs, jobs: gone_jobs } => {
+                    runs.extend(gone_runs.iter().map(|r| (*r, None)));
+                    jobs.extend(gone_jobs.iter().map(|j| (*j, None)));
+                }
+                HistoryOp::Output { .. } => {}
+            }
+        }
+        (runs, jobs)
+    }
+
+    /// Output chunks still in the outbox for `attempt`: (stream, offset, bytes).
+    fn overlay_output(&self, attempt: AttemptId) -> Vec<(usize, u64, Bytes)> {
+        let state = self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        state
+            .pending_history()
+            .iter()
+            .filter_map(|op| match op {
+                HistoryOp::Output { attempt: a, stream, offset, data, .. } if *a == attempt => {
+                    Some((stream.index(), *offset, data.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&redb::ReadTransaction) -> Result<T, Failure> + Send + 'static,
+    ) -> Result<T, CoreError> {
+        let db = self.db.clone();
+        blocking(move || work(&db.begin_read()?)).await.map_err(|e| CoreError::Unavailable(format!("history: {e}")))
+    }
+}
+
+fn run_from(value: &[u8]) -> Result<RunRecord, Failure> {
+    Ok(serde_json::from_slice(value)?)
+}
+
+#[async_trait]
+impl History for RedbHistory {
+    async fn runs(&self, ids: &[RunId]) -> Result<Vec<RunRecord>, CoreError> {
+        let (overlay, _) = self.overlay();
+        let wanted: Vec<RunId> = ids.iter().filter(|id| !overlay.contains_key(id)).copied().collect();
+        let stored: BTreeMap<RunId, RunRecord> = self
+            .read(move |txn| {
+                let table = txn.open_table(RUNS)?;
+                let mut out = BTreeMap::new();
+                for id in wanted {
+                    if let Some(v) = table.get(id.0)? {
+                        out.insert(id, run_from(v.value())?);
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| match overlay.get(id) {
+                Some(over) => over.as_deref().cloned(),
+                None => stored.get(id).cloned(),
+            })
+            .collect())
+    }
+
+    async fn jobs(&self, ids: &[JobId]) -> Result<Vec<JobRecord>, CoreError> {
+        let (_, overlay) = self.overlay();
+        let wanted: Vec<JobId> = ids.iter().filter(|id| !overlay.contains_key(id)).copied().collect();
+        let stored: BTreeMap<JobId, JobRecord> = self
+            .read(move |txn| {
+                let table = txn.open_table(JOBS)?;
+                let mut out = BTreeMap::new();
+                for id in wanted {
+                    if let Some(v) = table.get(id.0)? {
+                        out.insert(id, serde_json::from_slice(v.value())?);
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| match overlay.get(id) {
+                Some(over) => over.as_deref().cloned(),
+                None => stored.get(id).cloned(),
+            })
+            .collect())
+    }
+
+    async fn list_runs(&self, filter: &RunFilter, limit: usize) -> Result<Vec<RunRecord>, CoreError> {
+        let (overlay, _) = self.overlay();
+        let hidden: BTreeSet<RunId> = overlay.keys().copied().collect();
+        let pending: Vec<RunRecord> = overlay
+            .values()
+            .rev()
+            .filter_map(|r| r.as_deref())
+            .filter(|r| filter.matches(r))
+            .take(limit)
+            .cloned()
+            .collect();
+        let f = filter.clone();
+        let stored = self
+            .read(move |txn| {
+                let runs = txn.open_table(RUNS)?;
+                let upper = f.before.map_or(u64::MAX, |b| b.0);
+                let mut out = Vec::new();
+                let mut take = |value: &[u8]| -> Result<bool, Failure> {
+                    let record = run_from(value)?;
+                    if f.since.is_some_and(|since| record.run.created_at < since) {
+                        return Ok(false);
+                    }
+                    if !hidden.contains(&record.id()) && f.matches(&record) {
+                        out.push(record);
+                    }
+                    Ok(out.len() < limit)
+                };
+                match f.state {
+                    Some(state) => {
+                        let by_state = txn.open_table(RUNS_BY_STATE)?;
+                        let range = pair(state_key(state), 0)..pair(state_key(state), upper);
+                        for key in by_state.range(range)?.rev() {
+                            let id = id_of(key?.0.value());
+                            let Some(value) = runs.get(id)? else { continue };
+                            if !take(value.value())? {
+                                break;
+                            }
+                        }
+                    }
+                    None => {
+                        for row in runs.range(..upper)?.rev() {
+                            if !take(row?.1.value())? {
+                                break;
+                            }
+                        }
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        Ok(merge_newest_first(pending, stored, RunRecord::id, limit))
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter, limit: usize) -> Result<Vec<JobRecord>, CoreError> {
+        let (_, overlay) = self.overlay();
+        let hidden: BTreeSet<JobId> = overlay.keys().copied().collect();
+        let pending: Vec<JobRecord> = overlay
+            .values()
+            .rev()
+            .filter_map(|j| j.as_deref())
+            .filter(|j| filter.matches(j))
+            .take(limit)
+            .cloned()
+            .collect();
+        let f = filter.clone();
+        let stored = self
+            .read(move |txn| {
+                let jobs = txn.open_table(JOBS)?;
+                let upper = f.before.map_or(u64::MAX, |b| b.0);
+                let mut out = Vec::new();
+                for row in jobs.range(..upper)?.rev() {
+                    let record: JobRecord = serde_json::from_slice(row?.1.value())?;
+                    if !hidden.contains(&record.id()) && f.matches(&record) {
+                        out.push(record);
+                        if out.len() >= limit {
+                            break;
+                        }
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        Ok(merge_newest_first(pending, stored, JobRecord::id, limit))
+    }
+
+    async fn output(&self, attempt: AttemptId) -> Result<[Bytes; 2], CoreError> {
+        let pending = self.overlay_output(attempt);
+        let stored: Vec<(usize, u64, Bytes)> = self
+            .read(move |txn| {
+                let table = txn.open_table(OUTPUT)?;
+                let mut out = Vec::new();
+                for row in table.range(output_range(attempt))? {
+                    let (k, v) = row?;
+                    let key = k.value();
+                    out.push((output_stream(key), (key as u64) & !(1 << 63), Bytes::copy_from_slice(v.value())));
+                }
+                Ok(out)
+            })
+            .await?;
+        let mut chunks: BTreeMap<(usize, u64), Bytes> = stored.into_iter().map(|(s, o, d)| ((s, o), d)).collect();
+        chunks.extend(pending.into_iter().map(|(s, o, d)| ((s, o), d)));
+        let mut streams = [Vec::new(), Vec::new()];
+        for ((stream, _), data) in chunks {
+            if let Some(buf) = streams.get_mut(stream) {
+                buf.extend_from_slice(&data);
+            }
+        }
+        let [out, err] = streams;
+        Ok([Bytes::from(out), Bytes::from(err)])
+    }
+
+    async fn expired(&self, now: Timestamp, retention: Duration, limit: usize) -> Result<Vec<Expired>, CoreError> {
+        let (overlay, _) = self.overlay();
+        let cutoff = Timestamp(now.0.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX)));
+        self.read(move |txn| {
+            let runs = txn.open_table(RUNS)?;
+            let by_finish = txn.open_table(RUNS_BY_FINISH)?;
+            let by_expiry = txn.open_table(RUNS_BY_EXPIRY)?;
+            let mut seen = BTreeSet::new();
+            let mut out = Vec::new();
+            let finished = by_finish.range(..pair(time_key(cutoff), 0))?;
+            let own = by_expiry.range(..=pair(time_key(now), u64::MAX))?;
+            for key in finished.chain(own) {
+                if out.len() >= limit {
+                    break;
+                }
+                let id = RunId(id_of(key?.0.value()));
+                if overlay.contains_key(&id) || !seen.insert(id) {
+                    continue;
+                }
+                let Some(value) = runs.get(id.0)? else { continue };
+                let record = run_from(value.value())?;
+                out.push(Expired { run: id, state: record.run.state, job: record.run.job });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<HistoryStats, CoreError> {
+        let counts = self.read(Counts::of).await?;
+        let disk_bytes = std::fs::metadata(&*self.path).map_or(0, |m| m.len());
+        Ok(HistoryStats { runs: counts.runs, jobs: counts.jobs, output_bytes: counts.output_bytes, disk_bytes })
+    }
+}

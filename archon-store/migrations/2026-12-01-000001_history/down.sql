@@ -1,0 +1,11 @@
+DROP TABLE archon_output;
+DROP INDEX archon_jobs_history;
+ALTER TABLE archon_jobs DROP COLUMN last_state;
+ALTER TABLE archon_jobs DROP COLUMN record;
+DROP INDEX archon_runs_history_expires;
+DROP INDEX archon_runs_history_finished;
+DROP INDEX archon_runs_history_state;
+ALTER TABLE archon_runs DROP COLUMN expires_at;
+ALTER TABLE archon_runs DROP COLUMN expires_ms;
+ALTER TABLE archon_runs DROP COLUMN record;
+ALTER TABLE archon_log DROP COLUMN format;

@@ -1,0 +1,193 @@
+//! What a manager keeps and accepts: how long finished runs stay in the history,
+//! how long idempotency keys are honoured, how much output it keeps, and the
+//! limits on every input. The same settings are flags of `archon-manager` and
+//! `archon dev` and keys of the manager's config file; each has a default.
+
+use std::time::Duration;
+
+use archon_core::manager::{Limits, ManagerConfig};
+use archon_core::model::units::parse_bytes;
+use serde::Deserialize;
+
+/// The settings as given (flags, environment or config file keys).
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args, Deserialize)]
+#[serde(default)]
+pub struct KeepingFlags {
+    /// How long finished runs stay in the history, e.g. 7d, 12h [default: 7d].
+    #[arg(long, env = "ARCHON_HISTORY_RETENTION", value_name = "DURATION")]
+    pub history_retention: Option<String>,
+    /// How long an idempotency key makes a repeated submit return the first job [default: 24h].
+    #[arg(long, env = "ARCHON_IDEMPOTENCY_WINDOW", value_name = "DURATION")]
+    pub idempotency_window: Option<String>,
+    /// Output kept per stream of each attempt when its job does not say [default: 1MiB].
+    #[arg(long, env = "ARCHON_OUTPUT_LIMIT", value_name = "SIZE")]
+    pub output_limit: Option<String>,
+    /// The most output per stream a job may ask to keep [default: 16MiB].
+    #[arg(long, value_name = "SIZE")]
+    pub max_output_limit: Option<String>,
+    /// Job specs in one submit [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub max_submit_specs: Option<usize>,
+    /// Bytes of a job's task: command, script, argv, function input [default: 1MiB].
+    #[arg(long, value_name = "SIZE")]
+    pub max_task_bytes: Option<String>,
+    /// Bytes of a job's environment [default: 256KiB].
+    #[arg(long, value_name = "SIZE")]
+    pub max_env_bytes: Option<String>,
+    /// Jobs one job may depend on [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub max_depends_on: Option<usize>,
+    /// Labels a worker may announce [default: 256].
+    #[arg(long, value_name = "N")]
+    pub max_worker_labels: Option<usize>,
+    /// Running attempts a worker may announce when it connects [default: 65536].
+    #[arg(long, value_name = "N")]
+    pub max_announced_attempts: Option<usize>,
+    /// The largest chunk of live output a worker may send [default: 1MiB].
+    #[arg(long, value_name = "SIZE")]
+    pub max_output_chunk: Option<String>,
+    /// The largest Raft log entry; larger proposals are split [default: 4MiB].
+    #[arg(long, value_name = "SIZE")]
+    pub max_entry_bytes: Option<String>,
+}
+
+/// The settings, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keeping {
+    /// How long finished runs stay in the history.
+    pub history_retention: Duration,
+    /// How long an idempotency key is honoured.
+    pub idempotency_window: Duration,
+    /// Bounds on inputs and on kept output.
+    pub limits: Limits,
+    /// The largest Raft log entry.
+    pub max_entry_bytes: usize,
+}
+
+impl Default for Keeping {
+    fn default() -> Self {
+        let core = ManagerConfig::default();
+        Keeping {
+            history_retention: core.history_retention,
+            idempotency_window: core.idempotency_window,
+            limits: core.limits,
+            max_entry_bytes: archon_raft::RaftConfig::new(1, "", "").max_entry_bytes,
+        }
+    }
+}
+
+fn size(field: &str, value: &str) -> anyhow::Result<u64> {
+    parse_bytes(value).map_err(|e| anyhow::anyhow!("{field}: {e}"))
+}
+
+fn at_least_one(field: &str, n: usize) -> anyhow::Result<usize> {
+    if n == 0 {
+        anyhow::bail!("{field}: must be at least 1");
+    }
+    Ok(n)
+}
+
+impl Keeping {
+    /// Applies what `flags` give, naming a bad value's setting.
+    pub fn apply(&mut self, flags: &KeepingFlags) -> anyhow::Result<()> {
+        let limits = &mut self.limits;
+        if let Some(d) = &flags.history_retention {
+            self.history_retention = super::duration("history_retention", d)?;
+            if self.history_retention.is_zero() {
+                anyhow::bail!("history_retention: must be longer than 0 (e.g. 1h, 7d)");
+            }
+        }
+        if let Some(d) = &flags.idempotency_window {
+            self.idempotency_window = super::duration("idempotency_window", d)?;
+        }
+        if let Some(s) = &flags.output_limit {
+            limits.output_limit = size("output_limit", s)?;
+        }
+        if let Some(s) = &flags.max_output_limit {
+            limits.max_output_limit = size("max_output_limit", s)?;
+        }
+        if let Some(n) = flags.max_submit_specs {
+            limits.max_submit_specs = at_least_one("max_submit_specs", n)?;
+        }
+        if let Some(s) = &flags.max_task_bytes {
+            limits.max_task_bytes = size("max_task_bytes", s)? as usize;
+        }
+        if let Some(s) = &flags.max_env_bytes {
+            limits.max_env_bytes = size("max_env_bytes", s)? as usize;
+        }
+        if let Some(n) = flags.max_depends_on {
+            limits.max_depends_on = n;
+        }
+        if let Some(n) = flags.max_worker_labels {
+            limits.max_worker_labels = n;
+        }
+        if let Some(n) = flags.max_announced_attempts {
+            limits.max_announced_attempts = n;
+        }
+        if let Some(s) = &flags.max_output_chunk {
+            limits.max_output_chunk = at_least_one("max_output_chunk", size("max_output_chunk", s)? as usize)?;
+        }
+        if let Some(s) = &flags.max_entry_bytes {
+            self.max_entry_bytes = size("max_entry_bytes", s)? as usize;
+            if self.max_entry_bytes < 64 << 10 {
+                anyhow::bail!("max_entry_bytes: must be at least 64KiB (a log entry holds whole commands)");
+            }
+        }
+        if limits.output_limit == 0 || limits.output_limit > limits.max_output_limit {
+            anyhow::bail!(
+                "output_limit: must be between 1 byte and max_output_limit ({} now)",
+                archon_core::model::units::format_bytes(limits.max_output_limit)
+            );
+        }
+        Ok(())
+    }
+
+    /// `config` keeping what these settings say.
+    pub fn configure(&self, config: ManagerConfig) -> ManagerConfig {
+        ManagerConfig {
+            history_retention: self.history_retention,
+            idempotency_window: self.idempotency_window,
+            limits: self.limits.clone(),
+            ..config
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_parse_with_their_units_and_bad_ones_name_the_key() {
+        let mut k = Keeping::default();
+        assert_eq!(k.history_retention, Duration::from_secs(7 * 86_400));
+        k.apply(&KeepingFlags {
+            history_retention: Some("1m".into()),
+            output_limit: Some("64KiB".into()),
+            max_task_bytes: Some("2MiB".into()),
+            max_entry_bytes: Some("8MiB".into()),
+            ..KeepingFlags::default()
+        })
+        .unwrap();
+        assert_eq!(k.history_retention, Duration::from_secs(60));
+        assert_eq!((k.limits.output_limit, k.limits.max_task_bytes), (64 << 10, 2 << 20));
+        assert_eq!(k.max_entry_bytes, 8 << 20);
+        let bad = |flags: KeepingFlags| Keeping::default().apply(&flags).unwrap_err().to_string();
+        assert!(
+            bad(KeepingFlags { history_retention: Some("soon".into()), ..Default::default() })
+                .starts_with("history_retention: \"soon\" is not a duration")
+        );
+        assert!(
+            bad(KeepingFlags { max_env_bytes: Some("lots".into()), ..Default::default() })
+                .starts_with("max_env_bytes: \"lots\" is not a size")
+        );
+        assert!(
+            bad(KeepingFlags { output_limit: Some("1GiB".into()), ..Default::default() })
+                .starts_with("output_limit: must be between 1 byte and max_output_limit (16MiB now)")
+        );
+        assert!(
+            bad(KeepingFlags { max_entry_bytes: Some("1KiB".into()), ..Default::default() })
+                .starts_with("max_entry_bytes: must be at least 64KiB")
+        );
+    }
+}
