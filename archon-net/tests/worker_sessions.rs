@@ -358,7 +358,7 @@ async fn a_session_that_does_not_start_with_a_hello_is_refused_and_the_next_work
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hello_with_an_empty_name_or_no_capacity_is_refused_naming_the_field() {
+async fn a_bad_hello_is_refused_naming_the_field_and_registers_nothing() {
     let served = Served::start(ManagerConfig::default()).await;
     let transport = GrpcTransport::new(vec![served.endpoint()]);
     let good = Hello {
@@ -393,8 +393,38 @@ async fn a_hello_with_an_empty_name_or_no_capacity_is_refused_naming_the_field()
         other => panic!("expected the missing capacity to be named, got {other:?}"),
     }
 
+    // A worker of a future version, and one announcing more than the limits allow:
+    // refused naming the setting, nothing registered.
+    let future = Hello { protocol: archon_core::transport::PROTOCOL + 98, ..good.clone() };
+    match transport.connect(future).await {
+        Err(Error::InvalidArgument { field, message }) => {
+            assert_eq!(field, "protocol");
+            assert!(message.contains("speaks session protocol 99, this manager 1"), "{message}");
+        }
+        other => panic!("expected the protocol to be refused, got {:?}", other.map(|s| s.welcome)),
+    }
+    let labels = (0..300).map(|i| (format!("l{i}"), "v".to_owned())).collect();
+    match transport.connect(Hello { labels, ..good.clone() }).await {
+        Err(Error::InvalidArgument { field, message }) => {
+            assert_eq!(field, "labels");
+            assert!(message.contains("300 labels is more than max_worker_labels (256)"), "{message}");
+        }
+        other => panic!("expected the labels to be refused, got {:?}", other.map(|s| s.welcome)),
+    }
+    let running = (1..=70_000).map(archon_core::model::AttemptId).collect();
+    match transport.connect(Hello { running, ..good.clone() }).await {
+        Err(Error::InvalidArgument { field, message }) => {
+            assert_eq!(field, "running");
+            assert!(message.contains("more than max_announced_attempts (65536)"), "{message}");
+        }
+        other => panic!("expected the running attempts to be refused, got {:?}", other.map(|s| s.welcome)),
+    }
+    assert!(served.worker("w1").await.is_none(), "no refused hello registered a worker");
+
     let session = transport.connect(good).await.expect("a good hello is welcomed after the bad ones");
     assert!(served.worker("w1").await.unwrap().connected);
+    assert_eq!(session.welcome.protocol, archon_core::transport::PROTOCOL);
+    assert_eq!(session.welcome.output_limit, 1 << 20);
     drop(session);
     served.stop().await;
 }

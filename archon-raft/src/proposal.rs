@@ -4,6 +4,8 @@
 //! given an entry of a format it does not know refuses to decode it, with an
 //! error naming both formats, so it never applies what it cannot understand.
 
+use std::sync::Arc;
+
 use archon_core::state::Command;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -16,14 +18,14 @@ pub const ENTRY_FORMAT: u32 = 1;
 pub struct Proposal {
     /// The format it was written in: 0 for Archon 0.1's entries, else [`ENTRY_FORMAT`].
     pub format: u32,
-    /// The commands, applied in order.
-    pub commands: Vec<Command>,
+    /// The commands, applied in order (shared: an entry is cloned cheaply).
+    pub commands: Arc<[Command]>,
 }
 
 impl Proposal {
     /// Commands in this build's format.
     pub fn new(commands: Vec<Command>) -> Proposal {
-        Proposal { format: ENTRY_FORMAT, commands }
+        Proposal { format: ENTRY_FORMAT, commands: commands.into() }
     }
 }
 
@@ -71,12 +73,15 @@ impl<'de> serde::de::Visitor<'de> for ProposalVisitor {
         while let Some(command) = seq.next_element()? {
             commands.push(command);
         }
-        Ok(Proposal { format: 0, commands })
+        Ok(Proposal { format: 0, commands: commands.into() })
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Proposal, A::Error> {
         let mut format = None;
         let mut commands = None;
+        // Commands seen before the format (a writer that reordered the keys) wait,
+        // undecoded, until the format is known.
+        let mut early: Option<Vec<serde_json::Value>> = None;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             match key.as_ref() {
                 "v" => {
@@ -90,14 +95,18 @@ impl<'de> serde::de::Visitor<'de> for ProposalVisitor {
                     format = Some(v);
                 }
                 "commands" if format.is_some() => commands = Some(map.next_value::<Vec<Command>>()?),
-                "commands" => return Err(A::Error::custom("a log entry's format must come before its commands")),
+                "commands" => early = Some(map.next_value()?),
                 _ => {
                     map.next_value::<serde::de::IgnoredAny>()?;
                 }
             }
         }
+        if let (None, Some(raw)) = (&commands, early) {
+            let decoded = raw.into_iter().map(serde_json::from_value).collect::<Result<Vec<Command>, _>>();
+            commands = Some(decoded.map_err(A::Error::custom)?);
+        }
         match (format, commands) {
-            (Some(format), Some(commands)) => Ok(Proposal { format, commands }),
+            (Some(format), Some(commands)) => Ok(Proposal { format, commands: commands.into() }),
             (None, _) => Err(A::Error::missing_field("v")),
             (_, None) => Err(A::Error::missing_field("commands")),
         }
@@ -113,12 +122,18 @@ mod tests {
         let old: Proposal = serde_json::from_str(r#"[{"cmd":"cancel_run","at":5,"run":3}]"#).unwrap();
         assert_eq!(old.format, 0);
         assert_eq!(serde_json::to_string(&old).unwrap(), r#"[{"cmd":"cancel_run","at":5,"run":3}]"#);
-        let new = Proposal::new(old.commands.clone());
+        let new = Proposal::new(old.commands.to_vec());
         let json = serde_json::to_string(&new).unwrap();
         assert!(json.starts_with(r#"{"v":1,"commands":["#), "{json}");
         assert_eq!(serde_json::from_str::<Proposal>(&json).unwrap(), new);
         let future = r#"{"v":7,"commands":[{"cmd":"teleport"}]}"#;
         let err = serde_json::from_str::<Proposal>(future).unwrap_err().to_string();
         assert!(err.contains("log entry format 7 is newer than this node reads (1)"), "{err}");
+        // The same with the keys the other way round: refused for its format, not its commands.
+        let reordered = r#"{"commands":[{"cmd":"teleport"}],"v":7}"#;
+        let err = serde_json::from_str::<Proposal>(reordered).unwrap_err().to_string();
+        assert!(err.contains("log entry format 7 is newer"), "{err}");
+        let reordered = r#"{"commands":[{"cmd":"cancel_run","at":5,"run":3}],"v":1}"#;
+        assert_eq!(serde_json::from_str::<Proposal>(reordered).unwrap(), new);
     }
 }

@@ -37,16 +37,21 @@ pub struct RaftConfig {
     pub election_timeout: (Duration, Duration),
     /// Build a snapshot (and compact the log) after this many entries.
     pub snapshot_every: u64,
-    /// ... or once this many bytes of commands were applied since the last one
+    /// ... or once this many bytes of entries were written since the last one
     /// (a restart replays at most about this much).
     pub snapshot_bytes: u64,
     /// ... or this many commands.
     pub snapshot_commands: u64,
     /// The most bytes of commands one log entry carries: a larger proposal is
     /// split into several entries, and a single command past it is refused.
+    /// Default 1 MiB: an entry travels to a follower in one AppendEntries,
+    /// which openraft gives its heartbeat interval to be written and answered
+    /// (see `storage::log`), so entries stay well within that.
     pub max_entry_bytes: usize,
-    /// redb's page cache, in bytes.
+    /// redb's page cache for the log's file, in bytes.
     pub cache_bytes: usize,
+    /// redb's page cache for the history's file, in bytes.
+    pub history_cache_bytes: usize,
 }
 
 impl RaftConfig {
@@ -68,8 +73,9 @@ impl RaftConfig {
             snapshot_every: 20_000,
             snapshot_bytes: 64 << 20,
             snapshot_commands: 200_000,
-            max_entry_bytes: 4 << 20,
+            max_entry_bytes: 1 << 20,
             cache_bytes: 32 << 20,
+            history_cache_bytes: 16 << 20,
         }
     }
 
@@ -128,6 +134,7 @@ impl RaftStore {
         let state = Arc::new(RwLock::new(ClusterState::new()));
         let options = storage::StorageOptions {
             cache_bytes: config.cache_bytes,
+            history_cache_bytes: config.history_cache_bytes,
             snapshot_bytes: config.snapshot_bytes,
             snapshot_commands: config.snapshot_commands,
         };
@@ -214,21 +221,24 @@ impl RaftStore {
 /// `commands` cut into runs of at most `max` bytes each (by their size hints);
 /// `Err` names a single command larger than that.
 fn split_entries(commands: Vec<Command>, max: usize) -> Result<Vec<Vec<Command>>, archon_core::Error> {
+    let sizes: Vec<usize> = commands.iter().map(Command::size_hint).collect();
+    if let Some(&size) = sizes.iter().find(|&&size| size > max) {
+        return Err(archon_core::Error::invalid(
+            "proposal",
+            format!(
+                "a command of about {} is larger than a log entry may be (max_entry_bytes {}); it was not proposed",
+                archon_core::model::units::format_bytes(size as u64),
+                archon_core::model::units::format_bytes(max as u64)
+            ),
+        ));
+    }
+    if sizes.iter().sum::<usize>() <= max {
+        return Ok(vec![commands]);
+    }
     let mut entries = Vec::new();
     let mut current = Vec::new();
     let mut bytes = 0;
-    for command in commands {
-        let size = command.size_hint();
-        if size > max {
-            return Err(archon_core::Error::invalid(
-                "proposal",
-                format!(
-                    "a command of about {} is larger than a log entry may be (max_entry_bytes {}); it was not proposed",
-                    archon_core::model::units::format_bytes(size as u64),
-                    archon_core::model::units::format_bytes(max as u64)
-                ),
-            ));
-        }
+    for (command, size) in commands.into_iter().zip(sizes) {
         if bytes + size > max && !current.is_empty() {
             entries.push(std::mem::take(&mut current));
             bytes = 0;

@@ -212,3 +212,41 @@ fn opening_a_file_that_is_already_open_is_a_data_dir_error() {
     let again = storage::open(&path, Arc::default());
     assert!(matches!(again, Err(Error::DataDir { .. })), "got {:?}", again.err());
 }
+
+#[tokio::test]
+async fn a_snapshot_of_an_unknown_format_is_refused_and_changes_nothing() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("raft.redb");
+    let state = Arc::new(RwLock::new(ClusterState::new()));
+    let (log, mut sm) = storage::open(&path, Arc::clone(&state)).unwrap().into_parts();
+    apply_accepted(&mut sm, &history()).await;
+    let before = snapshot_of(&state);
+    let meta = sm.get_snapshot_builder().await.build_snapshot().await.unwrap().meta;
+
+    // Sent by a node of a future version.
+    let mut received = sm.begin_receiving_snapshot().await.unwrap();
+    let mut data = b"ARCHON-SNAPSHOT\n".to_vec();
+    data.extend_from_slice(&99u32.to_le_bytes());
+    tokio::io::AsyncWriteExt::write_all(&mut *received, &data).await.unwrap();
+    let refused = sm.install_snapshot(&meta, received).await.unwrap_err().to_string();
+    assert!(refused.contains("format 99 is newer than this node reads (1)"), "{refused}");
+    assert_eq!(snapshot_of(&state), before, "the refused snapshot changed nothing");
+
+    // Stored by one: refused when the data dir is opened.
+    drop((log, sm));
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(redb::TableDefinition::<&str, &[u8]>::new("snapshot")).unwrap();
+            let stored: serde_json::Value =
+                serde_json::from_slice(redb::ReadableTable::get(&table, "data").unwrap().unwrap().value()).unwrap();
+            let mut future = stored.clone();
+            future["v"] = serde_json::json!(99);
+            table.insert("data", serde_json::to_vec(&future).unwrap().as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let refused = storage::open(&path, Arc::default()).unwrap_err().to_string();
+    assert!(refused.contains("snapshot format 99 is newer than this node reads (1)"), "{refused}");
+}

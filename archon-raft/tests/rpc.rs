@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use archon_core::model::{Resources, Timestamp};
+use archon_core::history::History;
+use archon_core::model::{AttemptResult, ExitStatus, JobSpec, OutputTail, Resources, RunId, Task, Timestamp, WorkerId};
 use archon_core::state::{ClusterState, Command, Outcome};
 use archon_raft::network::{AdminClient, GrpcNetwork, Member};
 use archon_raft::service::proto::raft_client::RaftClient;
@@ -29,6 +30,7 @@ struct Node {
     addr: String,
     raft: Raft,
     state: Arc<RwLock<ClusterState>>,
+    history: storage::RedbHistory,
     server: JoinHandle<()>,
     _dir: tempfile::TempDir,
 }
@@ -37,7 +39,9 @@ impl Node {
     async fn start(id: u64, config: &Arc<Config>) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let state = Arc::new(RwLock::new(ClusterState::new()));
-        let (log, sm) = storage::open(&dir.path().join("raft.redb"), state.clone()).unwrap().into_parts();
+        let opened = storage::open(&dir.path().join("raft.redb"), state.clone()).unwrap();
+        let history = opened.history.clone();
+        let (log, sm) = opened.into_parts();
         let raft = Raft::new(id, config.clone(), GrpcNetwork::new(), log, sm).await.unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
@@ -49,7 +53,7 @@ impl Node {
                 .await
                 .unwrap();
         });
-        Node { id, addr, raft, state, server, _dir: dir }
+        Node { id, addr, raft, state, history, server, _dir: dir }
     }
 
     /// Stops serving and stops Raft, as a crash would.
@@ -283,6 +287,10 @@ async fn a_node_joining_after_the_log_was_purged_receives_a_snapshot() {
     for i in 0..12 {
         index = write_workers(&first, &[&format!("w{i}")]).await;
     }
+    // Runs that end, with output: the snapshot carries the live state, and the
+    // history (records and output) streams with it.
+    let finished = finish_runs(&first, 20).await;
+    index = index.max(finished);
     first.raft.trigger().snapshot().await.unwrap();
     let metrics = first
         .raft
@@ -303,6 +311,83 @@ async fn a_node_joining_after_the_log_was_purged_receives_a_snapshot() {
     late.wait_applied(index).await;
     assert_eq!(late.state(), first.state());
     assert_eq!(late.state().workers().len(), 13);
+    let runs: Vec<RunId> = (1..=20).map(RunId).collect();
+    let kept = late.history.runs(&runs).await.unwrap();
+    assert_eq!(kept.len(), 20, "the finished runs came with the snapshot");
+    assert_eq!(kept, first.history.runs(&runs).await.unwrap());
+    for record in &kept {
+        let attempt = record.attempts[0].id;
+        let output = late.history.output(attempt).await.unwrap();
+        assert_eq!(output, first.history.output(attempt).await.unwrap());
+        assert_eq!(&output[0][..], format!("out of {}\n", record.run.id).as_bytes());
+        assert_eq!(output[1][..], [0xff, 0x00, record.run.id.0 as u8]);
+    }
+}
+
+/// Submits `n` jobs on worker w0 and finishes them with output (stdout text,
+/// stderr binary); the log index of the last write.
+async fn finish_runs(leader: &Node, n: u64) -> u64 {
+    let submits: Vec<Command> = (0..n)
+        .map(|i| {
+            let mut spec = JobSpec::new(format!("job{i}"), Task::Shell { command: "true".into() });
+            spec.resources = Resources { cpu_millis: 10, memory_bytes: 1 << 20, ..Resources::default() };
+            Command::submit(Timestamp(10), Arc::new(spec))
+        })
+        .collect();
+    leader.raft.client_write(Proposal::new(submits)).await.unwrap();
+    let state = leader.state();
+    let runs: Vec<RunId> = state.runs().keys().copied().collect();
+    let assign =
+        runs.iter().map(|r| Command::AssignAttempt { at: Timestamp(11), run: *r, worker: WorkerId(1) }).collect();
+    leader.raft.client_write(Proposal::new(assign)).await.unwrap();
+    let state = leader.state();
+    let finish = runs
+        .iter()
+        .map(|r| Command::FinishAttempt {
+            at: Timestamp(12),
+            run: *r,
+            attempt: state.run(*r).unwrap().current_attempt.unwrap(),
+            result: AttemptResult {
+                status: ExitStatus::Exited { code: 0 },
+                stdout: OutputTail { data: format!("out of {r}\n").into(), truncated: 0 },
+                stderr: OutputTail { data: vec![0xff, 0x00, r.0 as u8].into(), truncated: 0 },
+            },
+        })
+        .collect();
+    let written = leader.raft.client_write(Proposal::new(finish)).await.unwrap();
+    assert!(leader.state().runs().is_empty(), "every run ended and left the live state");
+    written.log_id.index
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_or_entry_of_an_unknown_format_is_refused_and_never_applied() {
+    let config = config();
+    let node = bootstrap(&config).await;
+    let index = write_workers(&node, &["w1"]).await;
+    let metrics = node.raft.metrics().borrow().clone();
+    let last = metrics.last_applied.unwrap();
+    let mut client = RaftClient::connect(format!("http://{}", node.addr)).await.unwrap();
+    // An entry written by a future version, as its leader would send it.
+    let vote = metrics.vote;
+    let entry = serde_json::json!({
+        "log_id": { "leader_id": last.leader_id, "index": last.index + 1 },
+        "payload": { "Normal": { "v": 99, "commands": [{ "cmd": "teleport" }] } }
+    });
+    let request = serde_json::json!({
+        "vote": vote, "prev_log_id": last, "leader_commit": last, "entries": [entry]
+    });
+    let payload = serde_json::to_vec(&request).unwrap();
+    let refused = client.append_entries(proto::RaftRequest { payload, format: 1 }).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().contains("log entry format 99 is newer than this node reads (1)"), "{refused:?}");
+    // A request whose sender says it writes a newer format is refused before it is read.
+    let payload = serde_json::to_vec(&VoteRequest::new(Vote::new(1, 9), None)).unwrap();
+    let refused = client.vote(proto::RaftRequest { payload, format: 7 }).await.unwrap_err();
+    assert!(refused.message().contains("format: the sender writes log entry format 7"), "{refused:?}");
+    // Nothing was appended or applied.
+    let after = node.raft.metrics().borrow().clone();
+    assert_eq!((after.last_log_index, after.last_applied.map(|l| l.index)), (Some(index), Some(index)));
+    write_workers(&node, &["w2"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

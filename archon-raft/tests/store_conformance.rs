@@ -33,6 +33,11 @@ async fn the_raft_store_conforms() {
     run_all(&SingleNode::default()).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_raft_store_history_conforms() {
+    archon_core::testkit::history_suite::run_all(&SingleNode::default()).await;
+}
+
 #[tokio::test]
 async fn a_reopened_store_has_every_acknowledged_command() {
     let dir = tempfile::tempdir().unwrap();

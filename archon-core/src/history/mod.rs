@@ -149,9 +149,10 @@ pub trait History: Send + Sync + 'static {
     /// The kept output of an attempt: stdout, then stderr (empty when none).
     async fn output(&self, attempt: AttemptId) -> Result<[Bytes; 2], Error>;
 
-    /// Finished runs due for removal at `now`, oldest first, at most `limit`:
-    /// those that ended more than `retention` ago, and those past their own
-    /// job's shorter `retention` (`RunRecord::expires_at`).
+    /// Finished runs due for removal at `now`, at most `limit` of them (the
+    /// oldest, roughly; the pruner asks again for the rest): those that ended
+    /// more than `retention` ago, and those past their own job's shorter
+    /// `retention` (`RunRecord::expires_at`).
     async fn expired(&self, now: Timestamp, retention: Duration, limit: usize) -> Result<Vec<Expired>, Error>;
 
     /// How much it holds.

@@ -27,9 +27,26 @@ impl Api for Manager {
         let at = self.shared.clock.now();
         let mut results: Vec<Option<SubmitResult>> = vec![None; specs.len()];
         let mut todo = Vec::with_capacity(specs.len());
+        let entry = self.shared.config.max_batch_bytes;
         for (i, spec) in specs.into_iter().enumerate() {
-            match limits.check_spec(&spec) {
-                Ok(()) => todo.push((i, Arc::new(spec))),
+            let spec = Arc::new(spec);
+            let checked = limits.check_spec(&spec).and_then(|()| {
+                // What the limits let through must still fit in one log entry.
+                let size = Command::submit(at, spec.clone()).size_hint();
+                if size > entry {
+                    return Err(SpecError::new(
+                        "job",
+                        format!(
+                            "takes about {} in the log, more than one entry holds ({}, max_entry_bytes)",
+                            crate::model::units::format_bytes(size as u64),
+                            crate::model::units::format_bytes(entry as u64)
+                        ),
+                    ));
+                }
+                Ok(())
+            });
+            match checked {
+                Ok(()) => todo.push((i, spec)),
                 Err(e) => results[i] = Some(Err(Rejection::InvalidSpec(e))),
             }
         }

@@ -9,7 +9,8 @@ use crate::model::{JobSpec, SpecError};
 use crate::transport::Hello;
 
 /// Bounds on inputs (see the module docs). The defaults suit a busy cluster; the
-/// Raft log's entry cap (4 MiB) bounds the rest.
+/// Raft log's entry cap (1 MiB, `max_entry_bytes`) bounds the rest: a spec
+/// at the task and env limits together still fits one entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Job specs in one submit request.
@@ -40,8 +41,8 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_submit_specs: 10_000,
-            max_task_bytes: 1 << 20,
-            max_env_bytes: 256 << 10,
+            max_task_bytes: 512 << 10,
+            max_env_bytes: 128 << 10,
             max_depends_on: 1_000,
             max_constraints: 64,
             max_worker_labels: 256,

@@ -76,7 +76,7 @@ impl Default for ManagerConfig {
             max_placements_per_pass: 8_192,
             heartbeat_interval: Duration::from_secs(2),
             worker_timeout: Duration::from_secs(10),
-            max_batch_bytes: 4 << 20,
+            max_batch_bytes: 1 << 20,
             output_buffer: 64 << 10,
             node_id: 1,
             address: String::new(),
@@ -91,9 +91,12 @@ impl Default for ManagerConfig {
 
 impl ManagerConfig {
     /// How often pruning runs: `prune_every`, but at least four times per
-    /// retention period, so a short retention is honoured closely.
+    /// retention period or idempotency window, so a short one is honoured closely.
     pub fn prune_interval(&self) -> Duration {
-        self.prune_every.min(self.history_retention / 4).max(Duration::from_millis(100))
+        self.prune_every
+            .min(self.history_retention / 4)
+            .min(self.idempotency_window / 4)
+            .max(Duration::from_millis(100))
     }
 }
 

@@ -175,41 +175,142 @@ impl Command {
     }
 
     /// About how many bytes the command takes in the log (its JSON), without
-    /// encoding it: exact enough to keep log entries under their cap.
+    /// encoding it: a close upper bound (within a few percent), so that log
+    /// entries stay under their cap without the cost of encoding twice.
     pub fn size_hint(&self) -> usize {
-        const BASE: usize = 160;
+        // The name, `at` and up to three ids of any command, quoted and keyed.
+        const SMALL: usize = 120;
+        let text = |s: &str| json_str_len(s.as_bytes());
         match self {
             Command::SubmitJob { spec, finished_deps, .. } => {
-                let env: usize = spec.env.iter().map(|(k, v)| k.len() + v.len() + 8).sum();
-                let constraints: usize = spec.constraints.iter().map(|c| c.label.len() + c.value.len() + 40).sum();
-                BASE * 4
-                    + 2 * (spec.name.len() + spec.task.size() + spec.working_dir.as_ref().map_or(0, String::len))
+                let env: usize = spec.env.iter().map(|(k, v)| text(k) + text(v) + 2).sum();
+                let constraints: usize = spec.constraints.iter().map(|c| text(&c.label) + text(&c.value) + 40).sum();
+                let task = match &spec.task {
+                    crate::model::Task::Shell { command } => text(command),
+                    crate::model::Task::Script { interpreter, body } => text(interpreter) + text(body),
+                    crate::model::Task::Process { argv } => argv.iter().map(|a| text(a) + 1).sum(),
+                    crate::model::Task::Function { name, input } => text(name) + text(input),
+                    // Rare and bounded by max_task_bytes: counted at the worst escaping.
+                    crate::model::Task::Docker(_) => 6 * spec.task.size() + 200,
+                };
+                480 + text(&spec.name)
+                    + task
+                    + spec.working_dir.as_deref().map_or(0, text)
+                    + spec.idempotency_key.as_deref().map_or(0, text)
                     + env
                     + constraints
-                    + spec.depends_on.len() * 24
-                    + finished_deps.len() * 32
-                    + spec.idempotency_key.as_ref().map_or(0, String::len)
+                    + spec.depends_on.len() * 21
+                    + finished_deps.len() * 40
             }
             Command::FinishAttempt { result, .. } => {
-                BASE * 2
+                SMALL
+                    + 140
                     + crate::model::output_json_len(&result.stdout.data)
                     + crate::model::output_json_len(&result.stderr.data)
                     + match &result.status {
-                        crate::model::ExitStatus::Failed { reason } => 2 * reason.len(),
+                        crate::model::ExitStatus::Failed { reason } => text(reason),
                         _ => 0,
                     }
             }
-            Command::AttemptOutput { data, .. } => BASE + crate::model::output_json_len(data),
+            Command::AttemptOutput { data, .. } => SMALL + 60 + crate::model::output_json_len(data),
             Command::RegisterWorker { name, address, labels, capabilities, running, .. } => {
-                BASE * 2
-                    + name.len()
-                    + address.len()
-                    + labels.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>()
-                    + capabilities.iter().map(|c| c.len() + 4).sum::<usize>()
+                SMALL
+                    + 160
+                    + text(name)
+                    + text(address)
+                    + labels.iter().map(|(k, v)| text(k) + text(v) + 2).sum::<usize>()
+                    + capabilities.iter().map(|c| text(c) + 1).sum::<usize>()
                     + running.len() * 21
             }
-            Command::Prune { runs, jobs, .. } => BASE + runs.len() * 40 + jobs.len() * 21,
-            _ => BASE,
+            Command::Prune { runs, jobs, .. } => SMALL + 60 + runs.len() * 40 + jobs.len() * 21,
+            _ => SMALL,
+        }
+    }
+}
+
+/// The length of `s` as a JSON string (quotes and escapes included), without
+/// building it: a control character takes six bytes (`\u0001`), `"` and `\` two.
+fn json_str_len(s: &[u8]) -> usize {
+    2 + s.len() + s.iter().map(|b| if *b < 0x20 { 5 } else { usize::from(*b == b'"' || *b == b'\\') }).sum::<usize>()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::model::{AttemptResult, ExitStatus, OutputTail, Task};
+
+    #[test]
+    fn size_hints_bound_the_json_closely() {
+        let mut shell = JobSpec::new("a \"quoted\" name", Task::Shell { command: "echo \"$X\"\t\\\n".into() });
+        shell.env = BTreeMap::from([("X".into(), "1\u{1}".into())]);
+        shell.idempotency_key = Some("cli-1234567890abcdef-0".into());
+        shell.depends_on = vec![JobId(u64::MAX)];
+        shell.constraints = vec!["zone=a".parse().unwrap()];
+        let at = Timestamp(i64::MIN);
+        let big = RunId(u64::MAX);
+        let commands = vec![
+            Command::submit(
+                at,
+                Arc::new(JobSpec::new("noop", Task::Function { name: "noop".into(), input: "null".into() })),
+            ),
+            Command::SubmitJob {
+                at,
+                spec: Arc::new(shell),
+                finished_deps: vec![(JobId(u64::MAX), RunState::TimedOut)],
+            },
+            Command::AssignAttempt { at, run: big, worker: WorkerId(u64::MAX) },
+            Command::StartAttempt { at, run: big, attempt: AttemptId(u64::MAX) },
+            Command::FinishAttempt {
+                at,
+                run: big,
+                attempt: AttemptId(u64::MAX),
+                result: AttemptResult {
+                    status: ExitStatus::Failed { reason: "no such \"function\"".into() },
+                    stdout: OutputTail { data: Bytes::from_static(b"text\n\"quoted\""), truncated: u64::MAX },
+                    stderr: OutputTail { data: Bytes::from_static(&[0xff, 0, 1]), truncated: u64::MAX },
+                },
+            },
+            Command::AttemptOutput {
+                at,
+                run: big,
+                attempt: AttemptId(u64::MAX),
+                stream: OutputStream::Stderr,
+                offset: u64::MAX,
+                data: Bytes::from_static(&[0xfe; 100]),
+            },
+            Command::RegisterWorker {
+                at,
+                name: "worker \"one\"".into(),
+                address: "10.0.0.1:7000".into(),
+                labels: BTreeMap::from([("zone".into(), "a".into())]),
+                capacity: Resources {
+                    cpu_millis: u64::MAX,
+                    memory_bytes: u64::MAX,
+                    network_mbps: u64::MAX,
+                    devices: BTreeMap::from([("gpu".into(), u32::MAX)]),
+                },
+                capabilities: BTreeSet::from(["shell".into(), "function:echo".into()]),
+                running: vec![AttemptId(u64::MAX); 3],
+            },
+            Command::Prune {
+                at,
+                runs: vec![(big, RunState::Cancelled); 5],
+                jobs: vec![JobId(u64::MAX); 5],
+                keys_before: Some(at),
+            },
+            Command::CancelJob { at, job: JobId(u64::MAX) },
+            Command::SetDraining { at, worker: WorkerId(u64::MAX), draining: false },
+        ];
+        for command in commands {
+            let real = serde_json::to_string(&command).unwrap().len();
+            let hint = command.size_hint();
+            assert!(hint >= real, "{hint} < {real}: {command:?}");
+            assert!(hint <= real * 2 + 300, "{hint} is far above {real}: {command:?}");
         }
     }
 }

@@ -5,14 +5,18 @@
 //! | table | key | value |
 //! |---|---|---|
 //! | `h_runs` | run id | the run's record (JSON `RunRecord`) |
-//! | `h_runs_by_state` | state · run id | — |
-//! | `h_runs_by_finish` | finish time · run id | — |
+//! | `h_runs_by_state` | state · run id, for every state but `succeeded` | — |
 //! | `h_runs_by_expiry` | its job's own expiry · run id | — |
 //! | `h_jobs` | job id | the retired job's record (JSON `JobRecord`) |
 //! | `h_output` | attempt id · stream · offset | output bytes |
 //! | `h_meta` | name | counts (`runs`, `jobs`, `output_bytes`) |
 //!
 //! Index keys are `u128`s, the high half first, so they sort as the pair does.
+//! Two writes per finished job is what keeps the history cheap: succeeded runs,
+//! the bulk, are not in the state index (listing them walks `h_runs`, where
+//! nearly every row matches), and there is no index by finish time, since
+//! retention walks `h_runs` oldest first (a run ends after it was created, and
+//! ids follow creation).
 //! Writes are idempotent (see [`archon_core::history`]): a replay after a restart
 //! writes what the table already holds. They are committed without an fsync of
 //! their own: a crash loses at most what the log replays, because the snapshot
@@ -30,7 +34,6 @@ use super::Failure;
 
 pub(super) const RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("h_runs");
 pub(super) const RUNS_BY_STATE: TableDefinition<u128, ()> = TableDefinition::new("h_runs_by_state");
-pub(super) const RUNS_BY_FINISH: TableDefinition<u128, ()> = TableDefinition::new("h_runs_by_finish");
 pub(super) const RUNS_BY_EXPIRY: TableDefinition<u128, ()> = TableDefinition::new("h_runs_by_expiry");
 pub(super) const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("h_jobs");
 pub(super) const OUTPUT: TableDefinition<u128, &[u8]> = TableDefinition::new("h_output");
@@ -39,6 +42,11 @@ pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("h_meta
 const RUN_COUNT: &str = "runs";
 const JOB_COUNT: &str = "jobs";
 const OUTPUT_BYTES: &str = "output_bytes";
+
+/// Whether runs in `state` are in `h_runs_by_state`.
+pub(super) fn indexed(state: RunState) -> bool {
+    state != RunState::Succeeded
+}
 
 /// A run state's place in an index key.
 pub(super) fn state_key(state: RunState) -> u128 {
@@ -85,7 +93,6 @@ pub(super) fn output_stream(key: u128) -> usize {
 pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), Failure> {
     txn.open_table(RUNS)?;
     txn.open_table(RUNS_BY_STATE)?;
-    txn.open_table(RUNS_BY_FINISH)?;
     txn.open_table(RUNS_BY_EXPIRY)?;
     txn.open_table(JOBS)?;
     txn.open_table(OUTPUT)?;
@@ -117,7 +124,6 @@ impl Counts {
 pub(super) fn write(txn: &WriteTransaction, ops: &[HistoryOp]) -> Result<(), Failure> {
     let mut runs = txn.open_table(RUNS)?;
     let mut by_state = txn.open_table(RUNS_BY_STATE)?;
-    let mut by_finish = txn.open_table(RUNS_BY_FINISH)?;
     let mut by_expiry = txn.open_table(RUNS_BY_EXPIRY)?;
     let mut jobs = txn.open_table(JOBS)?;
     let mut output = txn.open_table(OUTPUT)?;
@@ -136,8 +142,9 @@ pub(super) fn write(txn: &WriteTransaction, ops: &[HistoryOp]) -> Result<(), Fai
                 if runs.insert(id, json.as_slice())?.is_none() {
                     counts.runs += 1;
                 }
-                by_state.insert(pair(state_key(record.run.state), id), ())?;
-                by_finish.insert(pair(time_key(record.finished_at()), id), ())?;
+                if indexed(record.run.state) {
+                    by_state.insert(pair(state_key(record.run.state), id), ())?;
+                }
                 if let Some(at) = record.expires_at {
                     by_expiry.insert(pair(time_key(at), id), ())?;
                 }
@@ -154,8 +161,9 @@ pub(super) fn write(txn: &WriteTransaction, ops: &[HistoryOp]) -> Result<(), Fai
                     let record: RunRecord = serde_json::from_slice(value.value())?;
                     drop(value);
                     counts.runs = counts.runs.saturating_sub(1);
-                    by_state.remove(pair(state_key(record.run.state), run.0))?;
-                    by_finish.remove(pair(time_key(record.finished_at()), run.0))?;
+                    if indexed(record.run.state) {
+                        by_state.remove(pair(state_key(record.run.state), run.0))?;
+                    }
                     if let Some(at) = record.expires_at {
                         by_expiry.remove(pair(time_key(at), run.0))?;
                     }
@@ -224,7 +232,6 @@ pub(super) fn dump(txn: &ReadTransaction, out: &mut impl Write) -> Result<u64, F
 pub(super) fn load(txn: &WriteTransaction, input: &mut impl Read) -> Result<u64, Failure> {
     txn.delete_table(RUNS)?;
     txn.delete_table(RUNS_BY_STATE)?;
-    txn.delete_table(RUNS_BY_FINISH)?;
     txn.delete_table(RUNS_BY_EXPIRY)?;
     txn.delete_table(JOBS)?;
     txn.delete_table(OUTPUT)?;

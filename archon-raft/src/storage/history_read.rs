@@ -14,21 +14,20 @@ use archon_core::model::{AttemptId, JobId, JobRecord, RunId, RunRecord, Timestam
 use archon_core::state::ClusterState;
 use async_trait::async_trait;
 use bytes::Bytes;
-use redb::{Database, ReadableDatabase};
+use redb::ReadableTable;
 
 use super::history::{
-    Counts, JOBS, OUTPUT, RUNS, RUNS_BY_EXPIRY, RUNS_BY_FINISH, RUNS_BY_STATE, id_of, output_range, output_stream,
-    pair, state_key, time_key,
+    Counts, JOBS, OUTPUT, RUNS, RUNS_BY_EXPIRY, RUNS_BY_STATE, id_of, indexed, output_range, output_stream, pair,
+    state_key, time_key,
 };
+use super::history_db::HistoryDb;
 use super::{Failure, blocking};
 
 /// A node's history: redb tables plus the state's outbox. Cheap to clone.
 #[derive(Clone)]
 pub struct RedbHistory {
-    db: Arc<Database>,
+    db: Arc<HistoryDb>,
     state: Arc<RwLock<ClusterState>>,
-    /// The redb file, whose size is the history's disk use (with the log's).
-    path: Arc<std::path::Path>,
 }
 
 impl std::fmt::Debug for RedbHistory {
@@ -42,8 +41,8 @@ impl std::fmt::Debug for RedbHistory {
 type Overlay<K, V> = BTreeMap<K, Option<Arc<V>>>;
 
 impl RedbHistory {
-    pub(crate) fn new(db: Arc<Database>, state: Arc<RwLock<ClusterState>>, path: &std::path::Path) -> RedbHistory {
-        RedbHistory { db, state, path: Arc::from(path) }
+    pub(super) fn new(db: Arc<HistoryDb>, state: Arc<RwLock<ClusterState>>) -> RedbHistory {
+        RedbHistory { db, state }
     }
 
     /// The outbox's final word on runs and jobs, oldest op first, so later ones win.
@@ -88,7 +87,7 @@ impl RedbHistory {
         work: impl FnOnce(&redb::ReadTransaction) -> Result<T, Failure> + Send + 'static,
     ) -> Result<T, CoreError> {
         let db = self.db.clone();
-        blocking(move || work(&db.begin_read()?)).await.map_err(|e| CoreError::Unavailable(format!("history: {e}")))
+        blocking(move || work(&db.read()?)).await.map_err(|e| CoreError::Unavailable(format!("history: {e}")))
     }
 }
 
@@ -174,7 +173,7 @@ impl History for RedbHistory {
                     Ok(out.len() < limit)
                 };
                 match f.state {
-                    Some(state) => {
+                    Some(state) if indexed(state) => {
                         let by_state = txn.open_table(RUNS_BY_STATE)?;
                         let range = pair(state_key(state), 0)..pair(state_key(state), upper);
                         for key in by_state.range(range)?.rev() {
@@ -185,7 +184,7 @@ impl History for RedbHistory {
                             }
                         }
                     }
-                    None => {
+                    _ => {
                         for row in runs.range(..upper)?.rev() {
                             if !take(row?.1.value())? {
                                 break;
@@ -262,13 +261,24 @@ impl History for RedbHistory {
         let cutoff = Timestamp(now.0.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX)));
         self.read(move |txn| {
             let runs = txn.open_table(RUNS)?;
-            let by_finish = txn.open_table(RUNS_BY_FINISH)?;
             let by_expiry = txn.open_table(RUNS_BY_EXPIRY)?;
-            let mut seen = BTreeSet::new();
             let mut out = Vec::new();
-            let finished = by_finish.range(..pair(time_key(cutoff), 0))?;
-            let own = by_expiry.range(..=pair(time_key(now), u64::MAX))?;
-            for key in finished.chain(own) {
+            // Oldest first: past the first run created after the cutoff, none has
+            // ended before it.
+            for row in runs.iter()? {
+                if out.len() >= limit {
+                    break;
+                }
+                let record = run_from(row?.1.value())?;
+                if record.run.created_at >= cutoff {
+                    break;
+                }
+                if record.finished_at() < cutoff && !overlay.contains_key(&record.id()) {
+                    out.push(Expired { run: record.id(), state: record.run.state, job: record.run.job });
+                }
+            }
+            let mut seen: BTreeSet<RunId> = out.iter().map(|e| e.run).collect();
+            for key in by_expiry.range(..=pair(time_key(now), u64::MAX))? {
                 if out.len() >= limit {
                     break;
                 }
@@ -287,7 +297,7 @@ impl History for RedbHistory {
 
     async fn stats(&self) -> Result<HistoryStats, CoreError> {
         let counts = self.read(Counts::of).await?;
-        let disk_bytes = std::fs::metadata(&*self.path).map_or(0, |m| m.len());
+        let disk_bytes = self.db.size();
         Ok(HistoryStats { runs: counts.runs, jobs: counts.jobs, output_bytes: counts.output_bytes, disk_bytes })
     }
 }

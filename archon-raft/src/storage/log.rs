@@ -1,18 +1,21 @@
 //! The Raft log in redb: entries by index in the `log` table; the vote, the
 //! committed log id and the last purged log id in the `meta` table. Each call is one
 //! transaction, committed (fsync'd) before the call returns or reports a flush.
+//! The entries not yet applied are also held decoded ([`Recent`]), so reading
+//! them back seldom touches the file.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError, Vote};
+use openraft::{Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError, Vote};
 use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Failure, LOG, META, NodeId, blocking};
+use super::recent::Recent;
+use super::{Failure, LOG, META, NodeId, SnapshotDue, blocking};
 use crate::TypeConfig;
 
 /// `meta` key of the last saved vote.
@@ -22,11 +25,20 @@ const COMMITTED: &str = "committed";
 /// `meta` key of the last purged log id.
 const LAST_PURGED: &str = "last_purged";
 
+/// The most bytes of entries (as stored) one AppendEntries carries, though
+/// always at least one entry. openraft gives an AppendEntries its heartbeat
+/// interval (50 ms by default) to be sent, written and fsync'd by the follower
+/// and answered; a message of many large entries never makes that and is
+/// retried whole forever, so replication reads the log in slices this big.
+pub(super) const APPEND_BYTES: usize = 512 << 10;
+
 /// The node's Raft log (and vote) in its redb file. Clones share the file; openraft
 /// uses a clone as its log reader.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    recent: Arc<Recent>,
+    snapshots: Arc<SnapshotDue>,
 }
 
 impl Debug for LogStore {
@@ -42,8 +54,8 @@ struct StoredLogId {
 }
 
 impl LogStore {
-    pub(super) fn new(db: Arc<Database>) -> LogStore {
-        LogStore { db }
+    pub(super) fn new(db: Arc<Database>, recent: Arc<Recent>, snapshots: Arc<SnapshotDue>) -> LogStore {
+        LogStore { db, recent, snapshots }
     }
 
     /// Reads the JSON value at `key` of the `meta` table.
@@ -96,6 +108,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
         let range: (Bound<u64>, Bound<u64>) = (range.start_bound().cloned(), range.end_bound().cloned());
+        if let Some(entries) = self.recent.get(range) {
+            return Ok(entries);
+        }
         let db = Arc::clone(&self.db);
         blocking(move || {
             let txn = db.begin_read()?;
@@ -103,6 +118,34 @@ impl RaftLogReader<TypeConfig> for LogStore {
             let mut entries = Vec::new();
             for row in table.range::<u64>(range)? {
                 let (_, value) = row?;
+                entries.push(serde_json::from_slice(value.value())?);
+            }
+            Ok(entries)
+        })
+        .await
+        .map_err(|e| e.at(ErrorSubject::Logs, ErrorVerb::Read))
+    }
+
+    /// What replication sends next: entries from `start` within [`APPEND_BYTES`].
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        if let Some(entries) = self.recent.get_limited(start, end, APPEND_BYTES) {
+            return Ok(entries);
+        }
+        let db = Arc::clone(&self.db);
+        blocking(move || {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(LOG)?;
+            let (mut entries, mut bytes) = (Vec::new(), 0usize);
+            for row in table.range::<u64>(start..end.max(start))? {
+                let (_, value) = row?;
+                bytes = bytes.saturating_add(value.value().len());
+                if !entries.is_empty() && bytes > APPEND_BYTES {
+                    break;
+                }
                 entries.push(serde_json::from_slice(value.value())?);
             }
             Ok(entries)
@@ -164,11 +207,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
         let rows = entries
-            .into_iter()
-            .map(|entry| Ok((entry.log_id.index, serde_json::to_vec(&entry)?)))
+            .iter()
+            .map(|entry| Ok((entry.log_id.index, serde_json::to_vec(entry)?)))
             .collect::<Result<Vec<(u64, Vec<u8>)>, Failure>>()
             .map_err(|e| e.at(ErrorSubject::Logs, ErrorVerb::Write))?;
+        let (mut commands, mut bytes) = (0u64, 0u64);
+        let mut held = Vec::with_capacity(entries.len());
+        for (entry, (_, row)) in entries.into_iter().zip(&rows) {
+            if let EntryPayload::Normal(proposal) = &entry.payload {
+                commands += proposal.commands.len() as u64;
+                bytes += row.len() as u64;
+            }
+            held.push((entry, row.len()));
+        }
         let db = Arc::clone(&self.db);
         blocking(move || {
             let txn = db.begin_write()?;
@@ -183,12 +236,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         })
         .await
         .map_err(|e| e.at(ErrorSubject::Logs, ErrorVerb::Write))?;
+        self.recent.appended(held);
+        self.snapshots.appended(commands, bytes);
         // Committed with immediate durability: the entries are on disk.
         callback.log_io_completed(Ok(()));
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        self.recent.truncated(log_id.index);
         let db = Arc::clone(&self.db);
         blocking(move || {
             let txn = db.begin_write()?;
@@ -203,6 +259,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         let last_purged = serde_json::to_vec(&log_id)
             .map_err(|e| Failure::from(e).at(ErrorSubject::Log(log_id), ErrorVerb::Delete))?;
+        self.recent.through(log_id.index);
         let db = Arc::clone(&self.db);
         blocking(move || {
             let txn = db.begin_write()?;

@@ -1,18 +1,23 @@
-//! Durable Raft storage: one redb file per node holds the log, the vote, the
-//! committed log id, the latest snapshot, and the history.
+//! Durable Raft storage: per node, one redb file (`raft.redb`) holds the log, the
+//! vote, the committed log id and the latest snapshot, and a second beside it
+//! (`raft.history.redb`, [`history_db`]) the history.
 //!
 //! The one thing to know: the state machine is archon-core's [`ClusterState`] —
 //! the small live state — kept in memory behind a shared lock and made durable
 //! through snapshots, while what it lets go (finished runs, their output) is
-//! written to the history tables ([`history`]) as each entry applies. A restart
+//! written to the history tables ([`history`]) as entries apply. A restart
 //! loads the latest snapshot and openraft re-applies the committed log after it;
 //! that replay writes again what the history already holds, which changes
 //! nothing. Log writes are one redb transaction each, committed with an fsync
-//! before openraft is told; history writes ride on the next fsync'd commit.
+//! before openraft is told; history writes are fsync'd before the snapshot that
+//! lets their log entries go.
 
 mod history;
+mod history_db;
 mod history_read;
+mod history_writer;
 mod log;
+mod recent;
 mod snapshot_file;
 mod state_machine;
 
@@ -44,23 +49,30 @@ const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
 /// How a node's storage runs.
 #[derive(Debug, Clone)]
 pub struct StorageOptions {
-    /// redb's page cache, in bytes (part of the node's memory).
+    /// redb's page cache for the log's file, in bytes (part of the node's memory).
     pub cache_bytes: usize,
-    /// Ask for a snapshot once this many bytes of commands were applied since the
-    /// last one (so a restart replays at most that much).
+    /// redb's page cache for the history's file, in bytes.
+    pub history_cache_bytes: usize,
+    /// Ask for a snapshot once this many bytes of entries were written to the log
+    /// since the last one (so a restart replays about that much at most).
     pub snapshot_bytes: u64,
-    /// Ask for a snapshot once this many commands were applied since the last one.
+    /// Ask for a snapshot once this many commands were written since the last one.
     pub snapshot_commands: u64,
 }
 
 impl Default for StorageOptions {
     fn default() -> Self {
-        StorageOptions { cache_bytes: 32 << 20, snapshot_bytes: 64 << 20, snapshot_commands: 200_000 }
+        StorageOptions {
+            cache_bytes: 32 << 20,
+            history_cache_bytes: 16 << 20,
+            snapshot_bytes: 64 << 20,
+            snapshot_commands: 200_000,
+        }
     }
 }
 
 /// When the log since the last snapshot has grown enough that the node should
-/// take another: the state machine counts, the store asks openraft.
+/// take another: the log counts what it writes, the store asks openraft.
 #[derive(Debug, Default)]
 pub struct SnapshotDue {
     bytes: AtomicU64,
@@ -74,8 +86,9 @@ impl SnapshotDue {
         SnapshotDue { limits: (options.snapshot_bytes, options.snapshot_commands), ..SnapshotDue::default() }
     }
 
-    /// Counts applied commands; wakes [`SnapshotDue::wait`] past a limit.
-    fn applied(&self, commands: u64, bytes: u64) {
+    /// Counts commands written to the log (and their bytes there); wakes
+    /// [`SnapshotDue::wait`] past a limit.
+    fn appended(&self, commands: u64, bytes: u64) {
         let b = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
         let c = self.commands.fetch_add(commands, Ordering::Relaxed) + commands;
         if b >= self.limits.0 || c >= self.limits.1 {
@@ -124,8 +137,11 @@ impl Storage {
 /// the committed log from the snapshot on. A snapshot written by Archon 0.1 loads
 /// as a state that keeps everything until the first entry of this format upgrades it.
 ///
-/// A redb file can be open only once at a time; drop every [`LogStore`] clone and the
-/// [`StateMachine`] before opening the same path again.
+/// The history is kept beside it, in `path` with the extension `history.redb`
+/// (`raft.redb` → `raft.history.redb`).
+///
+/// A redb file can be open only once at a time; drop every [`LogStore`] clone, the
+/// [`StateMachine`] and the [`RedbHistory`] before opening the same path again.
 pub fn open(path: &Path, state: Arc<RwLock<ClusterState>>) -> Result<Storage, Error> {
     open_with(path, state, &StorageOptions::default())
 }
@@ -142,12 +158,26 @@ pub fn open_with(path: &Path, state: Arc<RwLock<ClusterState>>, options: &Storag
         .map_err(|e| data_dir(format!("cannot open the redb file: {e}")))?;
     create_tables(&db).map_err(|e| Error::Storage(e.to_string()))?;
     let db = Arc::new(db);
+    let history_path = history_db::HistoryDb::path_for(path);
+    let history_db = history_db::HistoryDb::open(history_path.clone(), options.history_cache_bytes).map_err(|e| {
+        Error::DataDir { path: history_path.display().to_string(), message: format!("cannot open the redb file: {e}") }
+    })?;
+    history_db.create_tables().map_err(|e| Error::Storage(e.to_string()))?;
+    let history_db = Arc::new(history_db);
     let snapshots = Arc::new(SnapshotDue::new(options));
     let scratch = path.parent().map_or_else(|| Path::new(".").to_path_buf(), Path::to_path_buf);
-    let state_machine = StateMachine::load(Arc::clone(&db), state.clone(), snapshots.clone(), scratch)
-        .map_err(|e| Error::Storage(format!("loading the snapshot: {e}")))?;
-    let history = RedbHistory::new(Arc::clone(&db), state, path);
-    Ok(Storage { log: LogStore::new(db), state_machine, history, snapshots })
+    let recent = Arc::new(recent::Recent::new());
+    let state_machine = StateMachine::load(
+        Arc::clone(&db),
+        Arc::clone(&history_db),
+        state.clone(),
+        snapshots.clone(),
+        recent.clone(),
+        scratch,
+    )
+    .map_err(|e| Error::Storage(format!("loading the snapshot: {e}")))?;
+    let history = RedbHistory::new(history_db, state);
+    Ok(Storage { log: LogStore::new(db, recent, snapshots.clone()), state_machine, history, snapshots })
 }
 
 /// Creates the tables a fresh file lacks, so that read transactions can always open them.
@@ -156,7 +186,6 @@ fn create_tables(db: &Database) -> Result<(), Failure> {
     txn.open_table(LOG)?;
     txn.open_table(META)?;
     txn.open_table(SNAPSHOT)?;
-    history::create_tables(&txn)?;
     txn.commit()?;
     Ok(())
 }

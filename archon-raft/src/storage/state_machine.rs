@@ -1,14 +1,16 @@
 //! The state machine: archon-core's [`ClusterState`], applied in memory behind the
-//! shared lock; the history it hands over, written to the history tables as each
-//! batch of entries applies; snapshots in the redb `snapshot` table.
+//! shared lock; the history it hands over, written to the history file by the
+//! [`HistoryWriter`] off apply's path; snapshots in the log file's `snapshot` table.
 //!
 //! A stored snapshot is the JSON of [`SnapshotImage`] — the small live state and
 //! the log position it reflects — captured between two applies, so the two always
-//! agree. Sent to a peer, a snapshot is a file: a header, the image, then every
-//! history row, streamed from a read transaction; the peer replaces its history
-//! with those rows and its state with the image in one transaction. The rows may
-//! be newer than the image (applies go on while the file is written): the entries
-//! after the image, replayed, write them again, which changes nothing.
+//! agree. It is stored only once the history handed over before it is written and
+//! fsync'd, so a restart from it finds everything the state let go. Sent to a
+//! peer, a snapshot is a file: a header, the image, then every history row,
+//! streamed from a read transaction; the peer replaces its history with those rows
+//! (fsync'd), then stores the image. The rows may be newer than the image (applies
+//! go on while the file is written): the entries after the image, replayed, write
+//! them again, which changes nothing.
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
@@ -23,6 +25,9 @@ use openraft::{
 use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
+use super::history_db::HistoryDb;
+use super::history_writer::{HistoryWriter, output_bytes};
+use super::recent::Recent;
 use super::snapshot_file::SnapshotFile;
 use super::{Failure, NodeId, SNAPSHOT, SnapshotDue, blocking, history};
 use crate::{Node, TypeConfig};
@@ -41,14 +46,6 @@ const DATA_KEY: &str = "data";
 
 /// What a snapshot file sent to a peer starts with.
 const MAGIC: &[u8; 16] = b"ARCHON-SNAPSHOT\n";
-
-/// History written per transaction: bounds a transaction while a legacy state's
-/// upgrade hands over a whole history at once.
-const WRITE_BATCH: usize = 16_384;
-
-/// Bytes of commands applied before their history is written, within one call
-/// of `apply` (bounds the outbox while a burst of large output applies).
-const FLUSH_BYTES: u64 = 8 << 20;
 
 /// What a stored snapshot's data holds.
 #[derive(Debug, Serialize, Deserialize)]
@@ -86,6 +83,7 @@ impl SnapshotImage {
 /// hands over, and keeps its snapshots. Created by [`open`](super::open).
 pub struct StateMachine {
     db: Arc<Database>,
+    history: Arc<HistoryDb>,
     state: Arc<RwLock<ClusterState>>,
     last_applied: Option<LogId<NodeId>>,
     last_membership: StoredMembership<NodeId, Node>,
@@ -94,6 +92,10 @@ pub struct StateMachine {
     snapshots: Arc<SnapshotDue>,
     /// Where snapshot files are written (the data dir).
     scratch: PathBuf,
+    /// Writes what apply hands over, off apply's path.
+    writer: HistoryWriter,
+    /// The log's decoded tail, which forgets what is applied.
+    recent: Arc<Recent>,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -109,8 +111,10 @@ impl StateMachine {
     /// Loads the stored snapshot (if any) into `state`; an empty state otherwise.
     pub(super) fn load(
         db: Arc<Database>,
+        history: Arc<HistoryDb>,
         state: Arc<RwLock<ClusterState>>,
         snapshots: Arc<SnapshotDue>,
+        recent: Arc<Recent>,
         scratch: PathBuf,
     ) -> Result<StateMachine, Failure> {
         let (last_applied, last_membership, loaded) = match read_snapshot(&db)? {
@@ -124,29 +128,19 @@ impl StateMachine {
             tracing::info!("the data dir was written by Archon 0.1; it is upgraded at the first entry of this version");
         }
         replace_state(&state, loaded)?;
-        Ok(StateMachine { db, state, last_applied, last_membership, builders: 0, snapshots, scratch })
-    }
-
-    /// Writes the history the state has handed over, then takes it from the state.
-    async fn write_history(&mut self) -> Result<(), Failure> {
-        let ops = self.state.read().map_err(|_| Failure::Poisoned)?.pending_history().to_vec();
-        if ops.is_empty() {
-            return Ok(());
-        }
-        let count = ops.len();
-        let db = Arc::clone(&self.db);
-        blocking(move || {
-            for batch in ops.chunks(WRITE_BATCH) {
-                let mut txn = db.begin_write()?;
-                txn.set_durability(redb::Durability::None)?;
-                history::write(&txn, batch)?;
-                txn.commit()?;
-            }
-            Ok(())
+        let writer = HistoryWriter::new(Arc::clone(&history), Arc::clone(&state));
+        Ok(StateMachine {
+            db,
+            history,
+            state,
+            last_applied,
+            last_membership,
+            builders: 0,
+            snapshots,
+            scratch,
+            writer,
+            recent,
         })
-        .await?;
-        self.state.write().map_err(|_| Failure::Poisoned)?.drop_history(count);
-        Ok(())
     }
 }
 
@@ -200,16 +194,17 @@ fn store_snapshot(txn: &redb::WriteTransaction, meta: &Meta, data: &[u8], keep: 
 
 /// Writes the file a peer installs: the header, the stored image, then every
 /// history row as of now.
-fn dump_file(db: &Database, scratch: &std::path::Path) -> Result<std::fs::File, Failure> {
+fn dump_file(db: &Database, history: &HistoryDb, scratch: &std::path::Path) -> Result<std::fs::File, Failure> {
     let file = tempfile::tempfile_in(scratch)?;
-    let txn = db.begin_read()?;
     let data = {
+        let txn = db.begin_read()?;
         let table = txn.open_table(SNAPSHOT)?;
         let Some(data) = table.get(DATA_KEY)? else {
             return Err(Failure::Format("there is no snapshot to send".into()));
         };
         data.value().to_vec()
     };
+    let txn = history.read()?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     out.write_all(MAGIC)?;
     out.write_all(&SNAPSHOT_FORMAT.to_le_bytes())?;
@@ -275,22 +270,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let entries = entries.into_iter();
         let mut responses = Vec::with_capacity(entries.size_hint().0);
-        let mut unwritten = 0u64;
+        let (mut handed, mut handed_bytes) = (0u64, 0u64);
         for entry in entries {
             let failed = |e: Failure| e.at(ErrorSubject::Apply(entry.log_id), ErrorVerb::Write);
             let outcomes = match entry.payload {
                 EntryPayload::Blank => Vec::new(),
                 EntryPayload::Normal(proposal) => {
                     let mut state = self.state.write().map_err(|_| failed(Failure::Poisoned))?;
+                    let before = state.pending_history().len();
                     if proposal.format > 0 && state.is_legacy() {
                         tracing::info!(index = entry.log_id.index, "upgrading the state written by Archon 0.1");
                         state.upgrade();
                     }
                     let outcomes: Vec<Outcome> = proposal.commands.iter().map(|cmd| state.apply(cmd)).collect();
-                    let bytes: u64 = proposal.commands.iter().map(|c| c.size_hint() as u64).sum();
+                    let new = &state.pending_history()[before..];
+                    handed += new.len() as u64;
+                    handed_bytes += new.iter().map(output_bytes).sum::<u64>();
                     drop(state);
-                    self.snapshots.applied(proposal.commands.len() as u64, bytes);
-                    unwritten += bytes;
                     outcomes
                 }
                 EntryPayload::Membership(membership) => {
@@ -300,15 +296,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             };
             self.last_applied = Some(entry.log_id);
             responses.push(outcomes);
-            if unwritten >= FLUSH_BYTES {
-                self.write_history().await.map_err(failed)?;
-                unwritten = 0;
-            }
         }
         let last = self.last_applied;
-        self.write_history()
-            .await
-            .map_err(|e| e.at(last.map_or(ErrorSubject::Store, ErrorSubject::Apply), ErrorVerb::Write))?;
+        if let Some(last) = last {
+            self.recent.through(last.index);
+        }
+        let subject = last.map_or(ErrorSubject::Store, ErrorSubject::Apply);
+        if let Some(e) = self.writer.error() {
+            return Err(Failure::Format(format!("writing the history failed: {e}")).at(subject, ErrorVerb::Write));
+        }
+        self.writer.handed(handed, handed_bytes);
+        // Memory stays bounded: far behind, apply waits for the writer.
+        self.writer.backpressure().await;
         Ok(responses)
     }
 
@@ -329,7 +328,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             Some(log_id) => format!("{log_id}-{}", self.builders),
             None => format!("none-{}", self.builders),
         };
-        SnapshotBuilder { db: Arc::clone(&self.db), image, snapshot_id, scratch: self.scratch.clone() }
+        SnapshotBuilder {
+            db: Arc::clone(&self.db),
+            history: Arc::clone(&self.history),
+            image,
+            snapshot_id,
+            scratch: self.scratch.clone(),
+            writer: self.writer.clone(),
+            history_through: self.writer.handed_so_far(),
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError<NodeId>> {
@@ -341,17 +348,21 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<SnapshotFile>) -> Result<(), StorageError<NodeId>> {
         let on_error = |e: Failure| e.at(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write);
         let file = snapshot.into_std().await.map_err(|e| on_error(Failure::Io(e)))?;
-        let db = Arc::clone(&self.db);
+        // What was pending is replaced with the snapshot's own history: drop it.
+        let paused = self.writer.pause().await;
+        let pending = paused.pending().map_err(on_error)?;
+        let (db, history) = (Arc::clone(&self.db), Arc::clone(&self.history));
         let stored_meta = meta.clone();
         let state = blocking(move || {
             let (data, rows) = read_received(file)?;
             let image = SnapshotImage::read(&data)?;
             let stored = serde_json::to_vec(&image)?;
+            // The history first, fsync'd: the snapshot stored next relies on it.
+            let loaded = history.write(true, |txn| match rows {
+                Some(mut rows) => history::load(txn, &mut rows),
+                None => history::load(txn, &mut std::io::Cursor::new([0u8])),
+            })?;
             let txn = db.begin_write()?;
-            let loaded = match rows {
-                Some(mut rows) => history::load(&txn, &mut rows)?,
-                None => history::load(&txn, &mut std::io::Cursor::new([0u8]))?,
-            };
             store_snapshot(&txn, &stored_meta, &stored, Keep::New)?;
             txn.commit()?;
             tracing::info!(rows = loaded, "installed a snapshot from the leader");
@@ -360,6 +371,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .await
         .map_err(on_error)?;
         replace_state(&self.state, state).map_err(on_error)?;
+        paused.dropped(pending);
         self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
         Ok(())
@@ -370,11 +382,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let stored = blocking(move || read_snapshot(&db))
             .await
             .map_err(|e| e.at(ErrorSubject::Snapshot(None), ErrorVerb::Read))?;
-        let (db, scratch) = (Arc::clone(&self.db), self.scratch.clone());
+        let (db, history, scratch) = (Arc::clone(&self.db), Arc::clone(&self.history), self.scratch.clone());
         Ok(stored.map(|(meta, _)| Snapshot {
             meta,
             snapshot: Box::new(SnapshotFile::lazy(move || {
-                dump_file(&db, &scratch).map_err(|e| std::io::Error::other(e.to_string()))
+                dump_file(&db, &history, &scratch).map_err(|e| std::io::Error::other(e.to_string()))
             })),
         }))
     }
@@ -384,10 +396,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 /// and stores it as the node's current snapshot.
 pub struct SnapshotBuilder {
     db: Arc<Database>,
+    history: Arc<HistoryDb>,
     /// `None` when the state lock was poisoned.
     image: Option<Arc<SnapshotImage>>,
     snapshot_id: String,
     scratch: PathBuf,
+    writer: HistoryWriter,
+    /// The history handed over up to the image: written before it is stored.
+    history_through: u64,
 }
 
 impl std::fmt::Debug for SnapshotBuilder {
@@ -405,11 +421,13 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: image.last_membership.clone(),
             snapshot_id: self.snapshot_id.clone(),
         };
-        let db = Arc::clone(&self.db);
+        // The history of what the image reflects is written and fsync'd first.
+        self.writer.written_at_least(self.history_through).await.map_err(on_error)?;
+        let (db, history) = (Arc::clone(&self.db), Arc::clone(&self.history));
         let stored_meta = meta.clone();
         blocking(move || {
+            history.sync()?;
             let data = serde_json::to_vec(&*image)?;
-            // Durable: it makes the history written before it durable too.
             let txn = db.begin_write()?;
             store_snapshot(&txn, &stored_meta, &data, Keep::Newer)?;
             txn.commit()?;
@@ -417,11 +435,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         })
         .await
         .map_err(on_error)?;
-        let (db, scratch) = (Arc::clone(&self.db), self.scratch.clone());
+        let (db, history, scratch) = (Arc::clone(&self.db), Arc::clone(&self.history), self.scratch.clone());
         Ok(Snapshot {
             meta,
             snapshot: Box::new(SnapshotFile::lazy(move || {
-                dump_file(&db, &scratch).map_err(|e| std::io::Error::other(e.to_string()))
+                dump_file(&db, &history, &scratch).map_err(|e| std::io::Error::other(e.to_string()))
             })),
         })
     }

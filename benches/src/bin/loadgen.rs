@@ -53,6 +53,9 @@ enum Cmd {
         /// The archon binary (default: next to this one).
         #[arg(long)]
         archon: Option<std::path::PathBuf>,
+        /// Use this running server instead of starting `archon dev` (for profiling).
+        #[arg(long)]
+        server: Option<String>,
     },
     /// (c) shell `true` jobs vs a loop spawning /bin/true.
     Shell {
@@ -86,7 +89,7 @@ enum Cmd {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Inproc { jobs, batch, submitters } => inproc(jobs, batch, submitters).await,
-        Cmd::Grpc { jobs, batch, submitters, archon } => grpc(jobs, batch, submitters, archon).await,
+        Cmd::Grpc { jobs, batch, submitters, archon, server } => grpc(jobs, batch, submitters, archon, server).await,
         Cmd::Shell { jobs, concurrency } => shell(jobs, concurrency).await,
         Cmd::Latency { samples, archon } => latency(samples, archon).await,
         Cmd::Stores { jobs, batch, submitters, rounds } => stores(jobs, batch, submitters, rounds).await,
@@ -233,8 +236,21 @@ async fn start_dev(archon: Option<std::path::PathBuf>) -> anyhow::Result<DevProc
     Ok(DevProcess { child, api, _data: data })
 }
 
-async fn grpc(jobs: usize, batch: usize, submitters: usize, archon: Option<std::path::PathBuf>) -> anyhow::Result<()> {
-    let mut dev = start_dev(archon).await?;
+async fn grpc(
+    jobs: usize,
+    batch: usize,
+    submitters: usize,
+    archon: Option<std::path::PathBuf>,
+    server: Option<String>,
+) -> anyhow::Result<()> {
+    let mut dev = match server {
+        Some(address) => {
+            let api: Arc<dyn Api> = Arc::new(archon_net::GrpcClient::connect(&address).await?);
+            let child = tokio::process::Command::new("true").spawn()?;
+            DevProcess { child, api, _data: tempfile::tempdir()? }
+        }
+        None => start_dev(archon).await?,
+    };
     let api = dev.api.clone();
     let finished = move || {
         let api = api.clone();

@@ -28,10 +28,10 @@ pub struct KeepingFlags {
     /// Job specs in one submit [default: 10000].
     #[arg(long, value_name = "N")]
     pub max_submit_specs: Option<usize>,
-    /// Bytes of a job's task: command, script, argv, function input [default: 1MiB].
+    /// Bytes of a job's task: command, script, argv, function input [default: 512KiB].
     #[arg(long, value_name = "SIZE")]
     pub max_task_bytes: Option<String>,
-    /// Bytes of a job's environment [default: 256KiB].
+    /// Bytes of a job's environment [default: 128KiB].
     #[arg(long, value_name = "SIZE")]
     pub max_env_bytes: Option<String>,
     /// Jobs one job may depend on [default: 1000].
@@ -46,7 +46,7 @@ pub struct KeepingFlags {
     /// The largest chunk of live output a worker may send [default: 1MiB].
     #[arg(long, value_name = "SIZE")]
     pub max_output_chunk: Option<String>,
-    /// The largest Raft log entry; larger proposals are split [default: 4MiB].
+    /// The largest Raft log entry; larger proposals are split [default: 1MiB].
     #[arg(long, value_name = "SIZE")]
     pub max_entry_bytes: Option<String>,
 }
@@ -148,6 +148,9 @@ impl Keeping {
             history_retention: self.history_retention,
             idempotency_window: self.idempotency_window,
             limits: self.limits.clone(),
+            // A turn is one proposal; the store splits larger ones, but each turn
+            // stays within one entry.
+            max_batch_bytes: self.max_entry_bytes,
             ..config
         }
     }

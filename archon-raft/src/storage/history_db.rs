@@ -1,0 +1,113 @@
+//! The history's own redb file, beside the log's in the node's data dir
+//! (`raft.redb` → `raft.history.redb`).
+//!
+//! Two files because the two are written so differently: the log's commits are
+//! small and fsync'd, one per Raft append, and must never wait behind a large
+//! history batch (redb has one writer per file); the history takes bulk,
+//! unsynced batches, and once retention has removed much of it, its file is
+//! compacted so the data dir shrinks again — which holds the file for a while,
+//! and must not hold up the log. The two stay consistent through the snapshot:
+//! one is stored only after the history it relies on was fsync'd (see
+//! [`state_machine`](super::state_machine)).
+
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
+
+use super::{Failure, history};
+
+/// Compact once this many bytes are free inside the file and they are more
+/// than what it holds.
+const COMPACT_AT: u64 = 64 << 20;
+
+/// See the module docs.
+#[derive(Debug)]
+pub(super) struct HistoryDb {
+    /// Read-locked by every transaction's start, write-locked by a compaction
+    /// (which needs the file to itself).
+    db: RwLock<Database>,
+    path: PathBuf,
+}
+
+impl HistoryDb {
+    /// Where the history of the node whose log is at `raft` lives.
+    pub(crate) fn path_for(raft: &Path) -> PathBuf {
+        raft.with_extension("history.redb")
+    }
+
+    /// Opens (or creates) the file, with its tables.
+    pub(super) fn open(path: PathBuf, cache_bytes: usize) -> Result<HistoryDb, redb::DatabaseError> {
+        let db = Database::builder().set_cache_size(cache_bytes).create(&path)?;
+        Ok(HistoryDb { db: RwLock::new(db), path })
+    }
+
+    /// Creates the tables a fresh file lacks.
+    pub(super) fn create_tables(&self) -> Result<(), Failure> {
+        self.write(true, history::create_tables)
+    }
+
+    fn shared(&self) -> Result<std::sync::RwLockReadGuard<'_, Database>, Failure> {
+        self.db.read().map_err(|_| Failure::Poisoned)
+    }
+
+    /// A read transaction.
+    pub(super) fn read(&self) -> Result<ReadTransaction, Failure> {
+        Ok(self.shared()?.begin_read()?)
+    }
+
+    /// Runs `work` in a write transaction and commits it, fsync'd if `durable`
+    /// (else it is durable with the next durable commit).
+    pub(super) fn write<T>(
+        &self,
+        durable: bool,
+        work: impl FnOnce(&WriteTransaction) -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
+        let db = self.shared()?;
+        let mut txn = db.begin_write()?;
+        if !durable {
+            txn.set_durability(redb::Durability::None)?;
+        }
+        let out = work(&txn)?;
+        txn.commit()?;
+        Ok(out)
+    }
+
+    /// Makes every commit so far durable.
+    pub(super) fn sync(&self) -> Result<(), Failure> {
+        self.write(true, |_| Ok(()))
+    }
+
+    /// The file's size in bytes.
+    pub(super) fn size(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+
+    /// Compacts the file if enough of it is free space; true if it did. A
+    /// compaction that finds a reader still open is skipped (the next try
+    /// comes with the next removal).
+    pub(super) fn compact_if_worthwhile(&self) -> Result<bool, Failure> {
+        let stats = {
+            let db = self.shared()?;
+            let txn = db.begin_write()?;
+            let stats = txn.stats()?;
+            txn.abort()?;
+            stats
+        };
+        let free = stats.fragmented_bytes();
+        if free < COMPACT_AT || free < stats.stored_bytes() {
+            return Ok(false);
+        }
+        let before = self.size();
+        let mut db = self.db.write().map_err(|_| Failure::Poisoned)?;
+        match db.compact() {
+            Ok(_) => {
+                drop(db);
+                tracing::info!(before, after = self.size(), "compacted the history file");
+                Ok(true)
+            }
+            Err(redb::CompactionError::TransactionInProgress) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The history writer: writes what the state machine hands over to the history
+//! tables on a task of its own, so that applying an entry never waits on it.
+//!
+//! Until written, the operations stay in the state's outbox, where readers find
+//! them ([`RedbHistory`](super::RedbHistory) overlays it), so a run that leaves the
+//! live state is never missing. The outbox is bounded: an apply that finds too
+//! much unwritten waits for the writer. A snapshot is stored only once everything
+//! handed over before it is written (its durable commit makes those writes
+//! durable too), and installing one first stops the writer and drops what was
+//! pending: the snapshot brings its own history.
+//!
+//! When the state machine goes, the writer lets go of the file at once (waiting
+//! out a batch being written), so the node can be reopened in the same process;
+//! what it had not written is replayed from the log.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use archon_core::history::HistoryOp;
+use archon_core::state::ClusterState;
+use tokio::sync::{Notify, watch};
+
+use super::history_db::HistoryDb;
+use super::{Failure, blocking, history};
+
+/// Operations written per transaction: small enough that the log's appends,
+/// which share the file's write lock, are not held up long.
+const BATCH: usize = 4096;
+
+/// Unwritten operations past which apply waits for the writer.
+const MAX_BACKLOG: u64 = 32_768;
+
+/// Unwritten output bytes past which apply waits for the writer.
+const MAX_BACKLOG_BYTES: u64 = 64 << 20;
+
+struct Shared {
+    /// The file, until the last handle goes; locked while a batch is written.
+    db: Mutex<Option<Arc<HistoryDb>>>,
+    state: Arc<RwLock<ClusterState>>,
+    /// Operations handed over so far, and output bytes among them.
+    handed: AtomicU64,
+    handed_bytes: AtomicU64,
+    /// Operations written (or dropped by an install) so far, and their output bytes.
+    written: watch::Sender<(u64, u64)>,
+    wake: Notify,
+    /// Held while a batch is written, and by an install.
+    writing: tokio::sync::Mutex<()>,
+    /// Why writing failed; the next apply fails with it.
+    failed: Mutex<Option<String>>,
+    started: AtomicBool,
+    /// Set when the last handle went: the writer stops.
+    closed: AtomicBool,
+}
+
+/// A handle on the node's history writer. Cheap to clone.
+#[derive(Clone)]
+pub(super) struct HistoryWriter {
+    shared: Arc<Shared>,
+    _handles: Arc<Handles>,
+}
+
+/// Dropped with the last handle: closes the writer.
+struct Handles {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handles {
+    fn drop(&mut self) {
+        // Waits out a batch being written, then lets go of the file.
+        let db = lock(&self.shared.db).take();
+        drop(db);
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.wake.notify_one();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The output bytes an operation carries (what bounds the backlog's memory).
+pub(super) fn output_bytes(op: &HistoryOp) -> u64 {
+    match op {
+        HistoryOp::Output { data, .. } => data.len() as u64,
+        _ => 0,
+    }
+}
+
+impl HistoryWriter {
+    pub(super) fn new(db: Arc<HistoryDb>, state: Arc<RwLock<ClusterState>>) -> HistoryWriter {
+        let shared = Arc::new(Shared {
+            db: Mutex::new(Some(db)),
+            state,
+            handed: AtomicU64::new(0),
+            handed_bytes: AtomicU64::new(0),
+            written: watch::channel((0, 0)).0,
+            wake: Notify::new(),
+            writing: tokio::sync::Mutex::new(()),
+            failed: Mutex::new(None),
+            started: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        });
+        HistoryWriter { _handles: Arc::new(Handles { shared: Arc::clone(&shared) }), shared }
+    }
+
+    /// Counts `ops` more operations (with `bytes` of output) handed over by an
+    /// apply and wakes the writer (started on first use, inside the runtime).
+    pub(super) fn handed(&self, ops: u64, bytes: u64) {
+        if ops == 0 {
+            return;
+        }
+        self.shared.handed.fetch_add(ops, Ordering::AcqRel);
+        self.shared.handed_bytes.fetch_add(bytes, Ordering::AcqRel);
+        if !self.shared.started.swap(true, Ordering::AcqRel) {
+            tokio::spawn(run(self.shared.clone()));
+        }
+        self.shared.wake.notify_one();
+    }
+
+    /// How many operations have been handed over so far.
+    pub(super) fn handed_so_far(&self) -> u64 {
+        self.shared.handed.load(Ordering::Acquire)
+    }
+
+    /// Why writing failed, if it did.
+    pub(super) fn error(&self) -> Option<String> {
+        lock(&self.shared.failed).clone()
+    }
+
+    /// Waits until the backlog is within bounds (or writing failed).
+    pub(super) async fn backpressure(&self) {
+        let mut written = self.shared.written.subscribe();
+        loop {
+            let (ops, bytes) = *written.borrow_and_update();
+            let behind = self.shared.handed.load(Ordering::Acquire).saturating_sub(ops);
+            let behind_bytes = self.shared.handed_bytes.load(Ordering::Acquire).saturating_sub(bytes);
+            if (behind <= MAX_BACKLOG && behind_bytes <= MAX_BACKLOG_BYTES) || self.error().is_some() {
+                return;
+            }
+            if written.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Waits until the first `target` operations handed over are written.
+    pub(super) async fn written_at_least(&self, target: u64) -> Result<(), Failure> {
+        let mut written = self.shared.written.subscribe();
+        loop {
+            if written.borrow_and_update().0 >= target {
+                return Ok(());
+            }
+            if let Some(e) = self.error() {
+                return Err(Failure::Format(format!("writing the history failed: {e}")));
+            }
+            self.shared.wake.notify_one();
+            if written.changed().await.is_err() {
+                return Err(Failure::Format("the history writer stopped".into()));
+            }
+        }
+    }
+
+    /// Stops the writer until the returned guard goes, for an install that
+    /// replaces the state and its history.
+    pub(super) async fn pause(&self) -> Paused<'_> {
+        Paused { _writing: self.shared.writing.lock().await, shared: &self.shared }
+    }
+}
+
+/// The writer, stopped (see [`HistoryWriter::pause`]).
+pub(super) struct Paused<'a> {
+    _writing: tokio::sync::MutexGuard<'a, ()>,
+    shared: &'a Shared,
+}
+
+impl Paused<'_> {
+    /// What the state has pending now: (operations, output bytes).
+    pub(super) fn pending(&self) -> Result<(u64, u64), Failure> {
+        let state = self.shared.state.read().map_err(|_| Failure::Poisoned)?;
+        let pending = state.pending_history();
+        Ok((pending.len() as u64, pending.iter().map(output_bytes).sum::<u64>()))
+    }
+
+    /// Counts `pending` (from [`Paused::pending`], before the state was
+    /// replaced) as done: the state holding them is gone, with them.
+    pub(super) fn dropped(self, pending: (u64, u64)) {
+        self.shared.written.send_modify(|(ops, out)| {
+            *ops += pending.0;
+            *out += pending.1;
+        });
+    }
+}
+
+/// The writer's loop: on each wake, writes everything pending, a batch at a time.
+async fn run(shared: Arc<Shared>) {
+    loop {
+        shared.wake.notified().await;
+        loop {
+            if shared.closed.load(Ordering::Acquire) {
+                return;
+            }
+            let _writing = shared.writing.lock().await;
+            let ops: Vec<HistoryOp> = match shared.state.read() {
+                Ok(state) => state.pending_history().iter().take(BATCH).cloned().collect(),
+                Err(_) => return fail(&shared, "the shared state lock is poisoned".into()),
+            };
+            if ops.is_empty() {
+                break;
+            }
+            let (count, bytes) = (ops.len(), ops.iter().map(output_bytes).sum::<u64>());
+            let on = Arc::clone(&shared);
+            let written = blocking(move || {
+                let db = lock(&on.db);
+                let Some(db) = db.as_ref() else {
+                    return Ok(false);
+                };
+                db.write(false, |txn| history::write(txn, &ops))?;
+                // Retention just freed space: give it back to the disk when it is much.
+                if ops.iter().any(|op| matches!(op, HistoryOp::Remove { .. })) {
+                    db.compact_if_worthwhile()?;
+                }
+                Ok(true)
+            })
+            .await;
+            match written {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => return fail(&shared, e.to_string()),
+            }
+            match shared.state.write() {
+                Ok(mut state) => state.drop_history(count),
+                Err(_) => return fail(&shared, "the shared state lock is poisoned".into()),
+            }
+            shared.written.send_modify(|(ops, out)| {
+                *ops += count as u64;
+                *out += bytes;
+            });
+        }
+    }
+}
+
+fn fail(shared: &Shared, why: String) {
+    tracing::error!(error = %why, "cannot write the history; the next apply fails");
+    *lock(&shared.failed) = Some(why);
+    // Wake whoever waits on progress: they see the failure.
+    shared.written.send_modify(|_| {});
+}
