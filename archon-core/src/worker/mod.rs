@@ -7,6 +7,7 @@
 //! runs are requeued rather than orphaned.
 
 mod backoff;
+mod resend;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -89,7 +90,7 @@ struct Shared {
     /// session breaks (say the manager failed over before committing them) they
     /// are sent again to the next one; a result the manager already has is
     /// rejected there as stale and changes nothing.
-    recent: Mutex<std::collections::VecDeque<Sent>>,
+    recent: Mutex<resend::Resend>,
     /// Set while shutting down: killed attempts are not reported as finished,
     /// the manager requeues them when told the worker is leaving.
     leaving: CancellationToken,
@@ -98,40 +99,20 @@ struct Shared {
     output_limit: std::sync::atomic::AtomicU64,
 }
 
-/// A result handed to a session, kept for [`RESEND_WINDOW`].
-struct Sent {
-    at: tokio::time::Instant,
-    run: RunId,
-    attempt: AttemptId,
-    result: AttemptResult,
-}
-
-/// How long a result handed to a session is kept to send again if that session
-/// breaks: longer than a manager failover takes.
-const RESEND_WINDOW: Duration = Duration::from_secs(15);
-/// The most results kept for resending.
-const RESEND_MAX: usize = 4096;
-
 impl Shared {
-    fn recent(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<Sent>> {
+    fn recent(&self) -> std::sync::MutexGuard<'_, resend::Resend> {
         self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Remembers a result just handed to a session.
     fn sent(&self, run: RunId, attempt: AttemptId, result: &AttemptResult) {
-        let now = tokio::time::Instant::now();
-        let mut recent = self.recent();
-        while recent.front().is_some_and(|s| now.duration_since(s.at) > RESEND_WINDOW) || recent.len() >= RESEND_MAX {
-            recent.pop_front();
-        }
-        recent.push_back(Sent { at: now, run, attempt, result: result.clone() });
+        self.recent().push(tokio::time::Instant::now(), run, attempt, result.clone());
     }
 
     /// After a session broke: its recent results go back to the outbox, and are
     /// announced as unreported so the next manager keeps their attempts live.
     fn resend_recent(&self) {
-        let now = tokio::time::Instant::now();
-        let recent: Vec<Sent> = self.recent().drain(..).filter(|s| now.duration_since(s.at) <= RESEND_WINDOW).collect();
+        let recent = self.recent().take(tokio::time::Instant::now());
         if recent.is_empty() {
             return;
         }
@@ -177,7 +158,7 @@ impl WorkerRuntime {
                 running: Mutex::new(HashMap::new()),
                 sink: Arc::new(ReportSink { outbox: reports.clone(), dropped: Default::default() }),
                 unreported: Mutex::new(std::collections::HashSet::new()),
-                recent: Mutex::new(std::collections::VecDeque::new()),
+                recent: Mutex::new(resend::Resend::default()),
                 output_limit,
                 reports,
                 leaving: CancellationToken::new(),
