@@ -87,9 +87,11 @@ impl RaftConfig {
             election_timeout_min: millis(self.election_timeout.0),
             election_timeout_max: millis(self.election_timeout.1),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every.max(1)),
-            // Entries kept behind a snapshot for followers a little behind; at up
-            // to max_entry_bytes each, a few hundred is plenty.
-            max_in_snapshot_log_to_keep: 256,
+            // Entries kept behind a snapshot for followers a little behind. At up
+            // to max_entry_bytes each (1 MiB by default) this bounds what the log
+            // file holds past `snapshot_bytes`; a follower further behind gets
+            // the snapshot.
+            max_in_snapshot_log_to_keep: 64,
             snapshot_max_chunk_size: 4 << 20,
             max_payload_entries: 64,
             install_snapshot_timeout: 10_000,

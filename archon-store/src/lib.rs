@@ -17,13 +17,18 @@
 //!
 //! | table | one row per | columns |
 //! |---|---|---|
-//! | `archon_log` | committed command, in order | `index`, `term`, `command` (jsonb, archon-core's `Command`) |
-//! | `archon_jobs` | job | `id`, `name`, `kind` (shell, docker, ...), `spec` (jsonb), `cancelled`, `runs`, `created_at` |
-//! | `archon_runs` | run | `id`, `job_id`, `state` (pending, running, succeeded, failed, ...), `attempts`, `retries_used`, `reason`, `created_at`, `finished_at` |
+//! | `archon_log` | committed command since the latest snapshot, in order (older ones are deleted when a snapshot is stored) | `index`, `term`, `command` (jsonb, archon-core's `Command`), `format` (0: Archon 0.1) |
+//! | `archon_jobs` | job, live or retired | `id`, `name`, `kind` (shell, docker, ...), `spec` (jsonb), `cancelled`, `runs`, `created_at`; once retired `record` (jsonb) and `last_state` |
+//! | `archon_runs` | run, live or finished | `id`, `job_id`, `state` (pending, running, succeeded, failed, ...), `attempts`, `retries_used`, `reason`, `created_at`, `finished_at`; once finished `record` (jsonb: run, attempts, results without output) and `expires_at` (the job's own retention) |
+//! | `archon_output` | slice of an attempt's kept output | `attempt_id`, `stream` (0 stdout, 1 stderr), `byte_offset`, `run_id`, `data` (bytea) |
 //! | `archon_attempts` | attempt | `id`, `run_id`, `worker_id`, `state`, `status` (jsonb), `exit_code`, `assigned_at`, `finished_at` |
 //! | `archon_workers` | worker | `id`, `name`, `address`, `state`, `labels`, `capabilities`, `capacity`, `allocated` (jsonb), `running`, `registered_ms` |
 //! | `archon_leader` | (one row) | `term`, `holder`, `address`, `since_ms` |
 //! | `archon_snapshots` | (the latest) | `index`, `state` (jsonb): where a new leader starts replaying |
+//!
+//! Finished runs and retired jobs are the history ([`PgHistory`]): the retention
+//! policy deletes their rows (and their output) in the transaction of the
+//! command that removes them.
 //!
 //! Times are kept as milliseconds since the epoch (`*_ms`) with `timestamptz`
 //! columns generated from them (`*_at`). Ids are the numbers the CLI shows

@@ -5,13 +5,13 @@
 //! terminal and their attempts. When a run ends, `apply` moves its record out —
 //! deterministically, the same on every replica — as a [`HistoryOp`] in the
 //! state's outbox, and the store writes it to where it keeps history: redb tables
-//! in each Raft node's file (archon-raft), SQL rows (archon-store), a bounded map
+//! in each Raft node's `raft.history.redb`, beside its log (archon-raft), SQL rows (archon-store), a bounded map
 //! ([`MemHistory`], for `MemStore`). Output bytes never enter the live state: they
 //! go from the worker's report through the log straight to the history, by
 //! attempt and stream.
 //!
 //! Reads of finished runs come from the [`History`] a store hands out, by index
-//! (id, state, finish time), never by scanning the state under its lock. Removal is
+//! (id, job, state, time), never by scanning the state under its lock. Removal is
 //! a state-machine step too: the leader proposes `Command::Prune` with the ids its
 //! retention policy picked, and every replica removes the same records.
 //!

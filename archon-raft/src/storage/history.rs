@@ -74,6 +74,12 @@ pub(super) fn id_of(key: u128) -> u64 {
     key as u64
 }
 
+/// The most output bytes one `h_output` row holds: a chunk is stored in slices
+/// this big. redb gives a page holding a large value a power-of-two run of 4 KiB
+/// pages, so a 256 KiB chunk (plus its key) would take 512 KiB; slices just under
+/// 64 KiB waste a few hundred bytes each instead.
+pub(super) const OUTPUT_ROW: usize = (64 << 10) - 256;
+
 /// An output chunk's key.
 pub(super) fn output_key(attempt: AttemptId, stream: OutputStream, offset: u64) -> u128 {
     (u128::from(attempt.0) << 64) | ((stream.index() as u128) << 63) | u128::from(offset & !(1 << 63))
@@ -132,9 +138,12 @@ pub(super) fn write(txn: &WriteTransaction, ops: &[HistoryOp]) -> Result<(), Fai
     for op in ops {
         match op {
             HistoryOp::Output { attempt, stream, offset, data, .. } => {
-                let old =
-                    output.insert(output_key(*attempt, *stream, *offset), data.as_ref())?.map(|v| v.value().len());
-                counts.output_bytes = counts.output_bytes.saturating_sub(old.unwrap_or(0) as u64) + data.len() as u64;
+                for (i, row) in data.chunks(OUTPUT_ROW).enumerate() {
+                    let key = output_key(*attempt, *stream, offset + (i * OUTPUT_ROW) as u64);
+                    let old = output.insert(key, row)?.map(|v| v.value().len());
+                    counts.output_bytes =
+                        counts.output_bytes.saturating_sub(old.unwrap_or(0) as u64) + row.len() as u64;
+                }
             }
             HistoryOp::Run(record) => {
                 let id = record.id().0;

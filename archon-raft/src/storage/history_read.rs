@@ -246,10 +246,16 @@ impl History for RedbHistory {
             .await?;
         let mut chunks: BTreeMap<(usize, u64), Bytes> = stored.into_iter().map(|(s, o, d)| ((s, o), d)).collect();
         chunks.extend(pending.into_iter().map(|(s, o, d)| ((s, o), d)));
+        // Rows are stored in slices of a chunk (see `history::OUTPUT_ROW`) and a
+        // chunk may be both pending and written: keep each byte once, by offset.
         let mut streams = [Vec::new(), Vec::new()];
-        for ((stream, _), data) in chunks {
+        for ((stream, offset), data) in chunks {
             if let Some(buf) = streams.get_mut(stream) {
-                buf.extend_from_slice(&data);
+                let have = buf.len() as u64;
+                let end = offset + data.len() as u64;
+                if offset <= have && end > have {
+                    buf.extend_from_slice(&data[(have - offset) as usize..]);
+                }
             }
         }
         let [out, err] = streams;

@@ -20,7 +20,7 @@ use archon_core::history::HistoryOp;
 use archon_core::state::ClusterState;
 use tokio::sync::{Notify, watch};
 
-use super::history_db::HistoryDb;
+use super::history_db::{Compaction, HistoryDb};
 use super::{Failure, blocking, history};
 
 /// Operations written per transaction: small enough that the log's appends,
@@ -191,10 +191,20 @@ impl Paused<'_> {
     }
 }
 
-/// The writer's loop: on each wake, writes everything pending, a batch at a time.
+/// How often the writer retries a compaction that found a reader open.
+const COMPACT_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The writer's loop: on each wake, writes everything pending, a batch at a
+/// time; once removals were written and nothing is pending, compacts the file
+/// if that is worth it (see [`HistoryDb::compact_if_worthwhile`]).
 async fn run(shared: Arc<Shared>) {
+    let mut compact_due = false;
     loop {
-        shared.wake.notified().await;
+        if compact_due {
+            let _ = tokio::time::timeout(COMPACT_RETRY, shared.wake.notified()).await;
+        } else {
+            shared.wake.notified().await;
+        }
         loop {
             if shared.closed.load(Ordering::Acquire) {
                 return;
@@ -205,8 +215,15 @@ async fn run(shared: Arc<Shared>) {
                 Err(_) => return fail(&shared, "the shared state lock is poisoned".into()),
             };
             if ops.is_empty() {
+                if compact_due {
+                    compact_due = match compact(&shared).await {
+                        Ok(done) => !done,
+                        Err(e) => return fail(&shared, e),
+                    };
+                }
                 break;
             }
+            compact_due |= ops.iter().any(|op| matches!(op, HistoryOp::Remove { .. }));
             let (count, bytes) = (ops.len(), ops.iter().map(output_bytes).sum::<u64>());
             let on = Arc::clone(&shared);
             let written = blocking(move || {
@@ -215,10 +232,6 @@ async fn run(shared: Arc<Shared>) {
                     return Ok(false);
                 };
                 db.write(false, |txn| history::write(txn, &ops))?;
-                // Retention just freed space: give it back to the disk when it is much.
-                if ops.iter().any(|op| matches!(op, HistoryOp::Remove { .. })) {
-                    db.compact_if_worthwhile()?;
-                }
                 Ok(true)
             })
             .await;
@@ -237,6 +250,21 @@ async fn run(shared: Arc<Shared>) {
             });
         }
     }
+}
+
+/// Retention freed space: gives it back to the disk when it is much. True
+/// unless a reader was in the way (then the writer tries again shortly).
+async fn compact(shared: &Arc<Shared>) -> Result<bool, String> {
+    let on = Arc::clone(shared);
+    blocking(move || {
+        let db = lock(&on.db);
+        match db.as_ref() {
+            Some(db) => Ok(db.compact_if_worthwhile()? != Compaction::Busy),
+            None => Ok(true),
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())
 }
 
 fn fail(shared: &Shared, why: String) {
