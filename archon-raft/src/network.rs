@@ -143,16 +143,23 @@ impl RaftNetwork<TypeConfig> for GrpcPeer {
     ) -> RpcResult<AppendEntriesResponse<u64>> {
         let entries = rpc.entries.len();
         let payload = self.to_json("append_entries", &rpc)?;
+        // openraft drops an AppendEntries at its heartbeat interval (the hard
+        // TTL) and sends the same entries again, so a batch that cannot be
+        // encoded, sent, written and fsync'd by the follower within it would be
+        // retried forever. Giving up at the soft TTL instead lets it be answered
+        // with a smaller batch next (openraft keeps the hint for a few RPCs).
+        let deadline = if entries > 1 { option.soft_ttl() } else { option.hard_ttl() };
         let sent = self
             .send(
                 "append_entries",
                 proto::RaftRequest { payload, format: ENTRY_FORMAT },
-                &option,
+                deadline,
                 |mut c, r| async move { c.append_entries(r).await },
             )
             .await;
         match sent {
-            Err(failure) if failure.too_large && entries > 1 => {
+            Err(failure) if (failure.too_large || failure.slow) && entries > 1 => {
+                tracing::debug!(%failure, entries, "sending fewer entries per AppendEntries to this peer");
                 Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint((entries / 2) as u64)))
             }
             Err(failure) => Err(failure.into_rpc_error()),
@@ -163,9 +170,12 @@ impl RaftNetwork<TypeConfig> for GrpcPeer {
     async fn vote(&mut self, rpc: VoteRequest<u64>, option: RPCOption) -> RpcResult<VoteResponse<u64>> {
         let payload = self.to_json("vote", &rpc)?;
         let reply = self
-            .send("vote", proto::RaftRequest { payload, format: ENTRY_FORMAT }, &option, |mut c, r| async move {
-                c.vote(r).await
-            })
+            .send(
+                "vote",
+                proto::RaftRequest { payload, format: ENTRY_FORMAT },
+                option.hard_ttl(),
+                |mut c, r| async move { c.vote(r).await },
+            )
             .await
             .map_err(Failure::into_rpc_error)?;
         self.decode_reply("vote", &reply)
@@ -183,7 +193,7 @@ impl RaftNetwork<TypeConfig> for GrpcPeer {
             .send(
                 "install_snapshot",
                 proto::SnapshotChunk { payload, data, format: ENTRY_FORMAT },
-                &option,
+                option.hard_ttl(),
                 |mut c, r| async move { c.install_snapshot(r).await },
             )
             .await
@@ -195,21 +205,14 @@ impl RaftNetwork<TypeConfig> for GrpcPeer {
 // The errors are openraft's `RPCError`, as large as the trait makes them.
 #[allow(clippy::result_large_err)]
 impl GrpcPeer {
-    /// Sends one RPC within `option`'s hard TTL; the reply's payload or why it failed.
-    async fn send<M, F, Fut>(
-        &self,
-        rpc: &'static str,
-        message: M,
-        option: &RPCOption,
-        call: F,
-    ) -> Result<Vec<u8>, Failure>
+    /// Sends one RPC within `ttl`; the reply's payload or why it failed.
+    async fn send<M, F, Fut>(&self, rpc: &'static str, message: M, ttl: Duration, call: F) -> Result<Vec<u8>, Failure>
     where
         F: FnOnce(RaftClient<Channel>, Request<M>) -> Fut,
         Fut: Future<Output = Result<Response<proto::RaftReply>, Status>>,
     {
         let client = self.client.clone().map_err(|why| self.failure(rpc, why))?;
         self.check_link(rpc, "not sent")?;
-        let ttl = option.hard_ttl();
         let mut request = Request::new(message);
         request.set_timeout(ttl);
         match tokio::time::timeout(ttl, call(client, request)).await {
