@@ -112,3 +112,80 @@ pub async fn submit_and_drain(
     }
     Ok(started.elapsed())
 }
+
+/// A child process of a shipped binary (`archon dev`, `archon-manager`, …) for the
+/// end-to-end benchmarks: its pid for RSS readings, killed when dropped.
+pub struct Daemon {
+    /// The process.
+    pub child: tokio::process::Child,
+    /// The gRPC address it printed.
+    pub address: String,
+}
+
+impl Daemon {
+    /// Spawns `bin ARGS` and waits for the line starting with `ready` (the
+    /// address follows it on that line).
+    pub async fn spawn(bin: &std::path::Path, args: &[String], ready: &str) -> anyhow::Result<Daemon> {
+        use anyhow::Context as _;
+        use tokio::io::AsyncBufReadExt as _;
+        let mut child = tokio::process::Command::new(bin)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {} (build it with cargo build --release)", bin.display()))?;
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().context("stdout")?).lines();
+        let address = loop {
+            let line = lines.next_line().await?.with_context(|| format!("{} exited", bin.display()))?;
+            if let Some(rest) = line.split_once(ready).map(|(_, a)| a) {
+                break rest.split_whitespace().next().unwrap_or_default().to_owned();
+            }
+        };
+        // Keep reading so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Daemon { child, address })
+    }
+
+    /// Its resident set size now, in bytes (`VmRSS`).
+    pub fn rss(&self) -> anyhow::Result<u64> {
+        proc_status_kib(self.child.id(), "VmRSS:").map(|k| k << 10)
+    }
+
+    /// Its peak resident set size so far, in bytes (`VmHWM`).
+    pub fn peak_rss(&self) -> anyhow::Result<u64> {
+        proc_status_kib(self.child.id(), "VmHWM:").map(|k| k << 10)
+    }
+
+    /// A gRPC client to it.
+    pub async fn client(&self) -> anyhow::Result<Arc<dyn Api>> {
+        Ok(Arc::new(archon_net::GrpcClient::connect(&self.address).await?))
+    }
+}
+
+fn proc_status_kib(pid: Option<u32>, key: &str) -> anyhow::Result<u64> {
+    use anyhow::Context as _;
+    let pid = pid.context("the process has exited")?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find(|l| l.starts_with(key)).with_context(|| format!("no {key}"))?;
+    Ok(line.split_whitespace().nth(1).context("no value")?.parse()?)
+}
+
+/// The bytes of the files under `dir` (what `du --apparent-size` counts).
+pub fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        match entry.metadata() {
+            Ok(m) if m.is_dir() => total += dir_bytes(&entry.path()),
+            Ok(m) => total += m.len(),
+            Err(_) => {}
+        }
+    }
+    total
+}
+
+/// Runs that ended, as a manager's status counts them.
+pub async fn ended_runs(api: &dyn Api) -> anyhow::Result<u64> {
+    let s = api.status().await?;
+    Ok(["succeeded", "failed", "cancelled", "timed_out"].iter().filter_map(|k| s.runs.get(*k)).sum())
+}

@@ -23,9 +23,11 @@ use tokio::sync::{Notify, watch};
 use super::history_db::{Compaction, HistoryDb};
 use super::{Failure, blocking, history};
 
-/// Operations written per transaction: small enough that the log's appends,
-/// which share the file's write lock, are not held up long.
-const BATCH: usize = 4096;
+/// Operations written per transaction. The history has its own file, so a long
+/// transaction holds up nothing but the next batch; large ones amortise redb's
+/// commit (measured on the durable gRPC path: 4,096 → 16,384 gave about 8 %
+/// more throughput; larger batches gave no more and raised memory).
+const BATCH: usize = 16_384;
 
 /// Unwritten operations past which apply waits for the writer.
 const MAX_BACKLOG: u64 = 32_768;
