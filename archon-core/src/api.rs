@@ -11,9 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::model::{
-    Attempt, ExitStatus, Job, JobId, JobSpec, OutputChunk, Run, RunId, RunState, Timestamp, Worker, WorkerId,
+    Attempt, ExitStatus, Job, JobId, JobSpec, OutputChunk, OverlapPolicy, Run, RunId, RunState, ScheduleState,
+    Timestamp, Worker, WorkerId,
 };
-use crate::state::Rejection;
+use crate::state::{FireResult, Rejection};
 
 /// What a submit of one spec gave.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,8 +35,56 @@ pub type SubmitResult = Result<Submitted, Rejection>;
 pub struct JobDetail {
     /// The job.
     pub job: Job,
-    /// Its runs, oldest first.
+    /// Its runs, oldest first (a cron job's newest 100; all of them are listed
+    /// by `list_runs` with its id).
     pub runs: Vec<Run>,
+    /// A cron job's schedule: where it stands and its next fires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleInfo>,
+}
+
+/// Where a cron job's schedule stands, as `archon get` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleInfo {
+    /// Its state: cursor, pause, buffered and active fires, counts of fired,
+    /// skipped and missed fires with their latest instants.
+    pub state: ScheduleState,
+    /// Its next fire instants (none while paused or once cancelled).
+    pub next: Vec<Timestamp>,
+}
+
+/// What an operator does to a cron job's schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum ScheduleAction {
+    /// Stop firing until resumed; `note` says why.
+    Pause {
+        /// Why.
+        note: Option<String>,
+    },
+    /// Fire again, from now on (fires that fell in the pause do not run).
+    Resume,
+    /// One fire now, under the overlap policy.
+    Trigger,
+    /// The fires of a past range `[from, to]`, oldest first, under `overlap`
+    /// (default: the schedule's own policy).
+    Backfill {
+        /// The first instant of the range.
+        from: Timestamp,
+        /// The last.
+        to: Timestamp,
+        /// An overlap policy for these fires.
+        overlap: Option<OverlapPolicy>,
+    },
+}
+
+/// One fire an operator's action made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleFire {
+    /// Its instant.
+    pub instant: Timestamp,
+    /// What it did.
+    pub result: FireResult,
 }
 
 /// A run with its attempts (and their captured output).
@@ -77,6 +126,12 @@ pub struct JobSummary {
     pub runs: u32,
     /// Its latest run's state.
     pub last_state: Option<RunState>,
+    /// A cron job's next fire (none while paused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_fire: Option<Timestamp>,
+    /// A cron job whose schedule is paused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
 }
 
 /// A line of `archon runs`.
@@ -234,4 +289,8 @@ pub trait Api: Send + Sync + 'static {
     /// Stops (`draining = true`) or resumes new placements on a worker. Running
     /// attempts finish; a draining worker can then leave without losing work.
     async fn set_draining(&self, worker: WorkerId, draining: bool) -> Result<(), Error>;
+
+    /// Pauses, resumes, triggers or backfills a cron job's schedule; the fires
+    /// it made (none for a pause or resume).
+    async fn schedule(&self, job: JobId, action: ScheduleAction) -> Result<Vec<ScheduleFire>, Error>;
 }

@@ -26,6 +26,7 @@
 
 pub mod api;
 pub mod clock;
+pub mod cron;
 mod error;
 pub mod executor;
 pub mod history;

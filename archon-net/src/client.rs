@@ -9,7 +9,7 @@ use std::time::Duration;
 use archon_core::Error;
 use archon_core::api::{
     Api, CancelTarget, ClusterStatus, JobDetail, JobQuery, JobSummary, OutputFollow, Page, RunDetail, RunQuery,
-    RunSummary, SubmitResult, WorkerInfo,
+    RunSummary, ScheduleAction, ScheduleFire, SubmitResult, WorkerInfo,
 };
 use archon_core::model::{JobId, JobSpec, OutputChunk, RunId, WorkerId};
 use async_trait::async_trait;
@@ -320,6 +320,18 @@ impl Api for GrpcClient {
         self.call(true, |mut c, e| async move { c.set_draining(request).await.map_err(|s| status_error(&e, &s)) })
             .await?;
         Ok(())
+    }
+
+    async fn schedule(&self, job: JobId, action: ScheduleAction) -> Result<Vec<ScheduleFire>, Error> {
+        // Not retried on a lost reply: a trigger or backfill would fire twice.
+        let request = proto::ScheduleRequest { job: job.get(), action: Some(action.into()) };
+        let reply = self
+            .call(false, |mut c, e| {
+                let request = request.clone();
+                async move { c.schedule(request).await.map_err(|s| status_error(&e, &s)) }
+            })
+            .await?;
+        reply.into_inner().fires.into_iter().map(ScheduleFire::try_from).collect()
     }
 }
 

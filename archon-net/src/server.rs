@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use archon_core::Error as CoreError;
-use archon_core::api::{Api, CancelTarget, SubmitResult};
+use archon_core::api::{Api, CancelTarget, ScheduleAction, SubmitResult};
 use archon_core::manager::Manager;
 use archon_core::model::{JobId, JobSpec, RunId, SpecError, WorkerId};
 use archon_core::state::Rejection;
@@ -259,5 +259,19 @@ impl ArchonApi for ApiService {
         let request = request.into_inner();
         self.api.set_draining(WorkerId(request.worker), request.draining).await.map_err(error_to_status)?;
         Ok(Response::new(proto::SetDrainingResponse {}))
+    }
+
+    async fn schedule(
+        &self,
+        request: Request<proto::ScheduleRequest>,
+    ) -> Result<Response<proto::ScheduleResponse>, Status> {
+        let request = request.into_inner();
+        let action = request
+            .action
+            .ok_or_else(|| CoreError::invalid("action", "is required (pause, resume, trigger or backfill)"))
+            .and_then(ScheduleAction::try_from)
+            .map_err(error_to_status)?;
+        let fires = self.api.schedule(JobId(request.job), action).await.map_err(error_to_status)?;
+        Ok(Response::new(proto::ScheduleResponse { fires: fires.into_iter().map(Into::into).collect() }))
     }
 }

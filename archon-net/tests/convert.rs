@@ -10,14 +10,15 @@ use std::time::Duration;
 use archon_core::Error;
 use archon_core::api::{
     CancelTarget, ClusterStatus, JobDetail, JobQuery, JobSummary, ManagerInfo, Page, RunDetail, RunQuery, RunSummary,
-    SubmitResult, Submitted, WorkerInfo,
+    ScheduleFire, ScheduleInfo, SubmitResult, Submitted, WorkerInfo,
 };
 use archon_core::model::{
     Attempt, AttemptId, AttemptResult, AttemptState, Constraint, ConstraintOp, DockerTask, ExitStatus, Job, JobId,
-    JobSpec, OutputChunk, OutputStream, OutputTail, OverlapPolicy, PlacementPolicy, PullPolicy, Resources, RetryPolicy,
-    Run, RunId, RunState, Schedule, SpecError, Task, Timestamp, Worker, WorkerId, WorkerState,
+    JobSpec, OutputChunk, OutputStream, OutputTail, OverlapPolicy, Paused, PlacementPolicy, PullPolicy, Resources,
+    RetryPolicy, Run, RunId, RunState, Schedule, ScheduleState, SpecError, Task, Timestamp, Worker, WorkerId,
+    WorkerState,
 };
-use archon_core::state::Rejection;
+use archon_core::state::{FireResult, Rejection};
 use archon_net::proto;
 use archon_net::status::{error_to_status, status_to_error};
 use bytes::Bytes;
@@ -83,6 +84,7 @@ fn full_spec(task: Task) -> JobSpec {
             timezone: "Europe/Paris".into(),
             overlap: OverlapPolicy::BufferOne,
             catch_up: Some(Duration::from_secs(3600)),
+            jitter: Some(Duration::from_secs(30)),
         })),
         depends_on: vec![JobId(3), JobId(u64::MAX)],
         idempotency_key: Some("report-2024-01-01".into()),
@@ -145,11 +147,10 @@ fn minimal_job_specs_round_trip_with_their_options_unset() {
         }
         assert_round_trips::<_, proto::JobSpec>(spec);
     }
-    for overlap in [OverlapPolicy::Skip, OverlapPolicy::BufferOne, OverlapPolicy::AllowAll, OverlapPolicy::CancelOther]
-    {
+    for overlap in OverlapPolicy::ALL {
         let mut spec = JobSpec::new("x", Task::Shell { command: "true".into() });
-        spec.schedule =
-            Some(Box::new(Schedule { cron: "* * * * *".into(), timezone: String::new(), overlap, catch_up: None }));
+        let schedule = Schedule { timezone: String::new(), overlap, ..Schedule::new("* * * * *") };
+        spec.schedule = Some(Box::new(schedule));
         spec.placement = Some(PlacementPolicy::Binpack);
         assert_round_trips::<_, proto::JobSpec>(spec);
     }
@@ -266,7 +267,23 @@ fn details_summaries_pages_and_status_round_trip() {
         cancelled: true,
     };
     assert_round_trips::<_, proto::Job>(job.clone());
-    assert_round_trips::<_, proto::JobDetail>(JobDetail { job, runs: vec![full_run(RunState::Running)] });
+    assert_round_trips::<_, proto::JobDetail>(JobDetail {
+        job: job.clone(),
+        runs: vec![full_run(RunState::Running)],
+        schedule: None,
+    });
+    let mut state = ScheduleState { cursor: Timestamp(60_000), ..ScheduleState::default() };
+    state.paused = Some(Paused { at: Timestamp(61_000), note: Some("db upgrade".into()) });
+    state.buffered = [Timestamp(120_000), Timestamp(180_000)].into();
+    state.active = vec![RunId(41)];
+    state.fired.record(3, [Timestamp(1), Timestamp(2)]);
+    state.skipped.record(1, [Timestamp(3)]);
+    state.missed.record(100, [Timestamp(4)]);
+    let schedule = Some(ScheduleInfo { state, next: vec![Timestamp(240_000)] });
+    assert_round_trips::<_, proto::JobDetail>(JobDetail { job, runs: vec![], schedule });
+    for result in [FireResult::Started(RunId(9)), FireResult::Buffered, FireResult::Skipped] {
+        assert_round_trips::<_, proto::ScheduleFire>(ScheduleFire { instant: Timestamp(60_000), result });
+    }
     assert_round_trips::<_, proto::RunDetail>(RunDetail {
         run: full_run(RunState::Succeeded),
         job_name: "nightly".into(),
@@ -281,6 +298,8 @@ fn details_summaries_pages_and_status_round_trip() {
         created_at: Timestamp(5),
         runs: 2,
         last_state,
+        next_fire: last_state.is_some().then_some(Timestamp(60_000)),
+        paused: last_state.is_none(),
     };
     assert_round_trips::<_, proto::ListJobsResponse>(Page {
         items: vec![job_summary(Some(RunState::Failed)), job_summary(None)],
@@ -329,6 +348,9 @@ fn every_rejection() -> Vec<Rejection> {
         Rejection::WorkerUnavailable { worker: WorkerId(8), state: WorkerState::Draining },
         Rejection::DoesNotFit { run: RunId(9), worker: WorkerId(10), reason: "is too small".into() },
         Rejection::InvalidWorker { field: "name".into(), message: "must not be empty".into() },
+        Rejection::NotScheduled(JobId(11)),
+        Rejection::AlreadyFired { job: JobId(12), instant: Timestamp(1_700_000_000_000) },
+        Rejection::SchedulePaused(JobId(13)),
     ]
 }
 

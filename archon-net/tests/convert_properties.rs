@@ -79,13 +79,10 @@ fn schedule() -> impl Strategy<Value = Schedule> {
         Just(OverlapPolicy::BufferOne),
         Just(OverlapPolicy::AllowAll),
         Just(OverlapPolicy::CancelOther),
+        Just(OverlapPolicy::BufferAll),
     ];
-    (text(), text(), overlap, prop::option::of(millis())).prop_map(|(cron, timezone, overlap, catch_up)| Schedule {
-        cron,
-        timezone,
-        overlap,
-        catch_up,
-    })
+    (text(), text(), overlap, prop::option::of(millis()), prop::option::of(millis()))
+        .prop_map(|(cron, timezone, overlap, catch_up, jitter)| Schedule { cron, timezone, overlap, catch_up, jitter })
 }
 
 fn job_spec() -> impl Strategy<Value = JobSpec> {

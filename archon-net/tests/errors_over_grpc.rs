@@ -8,7 +8,7 @@ use std::sync::Arc;
 use archon_core::Error;
 use archon_core::api::{
     Api, CancelTarget, ClusterStatus, JobDetail, JobQuery, JobSummary, OutputFollow, Page, RunDetail, RunQuery,
-    RunSummary, SubmitResult, WorkerInfo,
+    RunSummary, ScheduleAction, ScheduleFire, SubmitResult, WorkerInfo,
 };
 use archon_core::model::{
     Attempt, AttemptId, AttemptResult, AttemptState, ExitStatus, JobId, JobSpec, OutputTail, Run, RunId, RunState,
@@ -67,6 +67,10 @@ impl Api for StubApi {
         self.fail()
     }
     async fn set_draining(&self, _: WorkerId, _: bool) -> Result<(), Error> {
+        self.fail()
+    }
+
+    async fn schedule(&self, _: JobId, _: ScheduleAction) -> Result<Vec<ScheduleFire>, Error> {
         self.fail()
     }
 }

@@ -30,7 +30,25 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::service::proto::{self, raft_client::RaftClient};
 use crate::service::{CATCH_UP_TIMEOUT, FIELD_KEY, LEADER_KEY, MAX_MESSAGE_BYTES};
-use crate::{ENTRY_FORMAT, Error, TypeConfig};
+use crate::{Error, TypeConfig};
+
+/// The format of a Raft message that carries no log entry (a vote, a snapshot
+/// chunk, whose file states its own format): the first cut's, readable by every
+/// node of this release.
+const BASE_FORMAT: u32 = 1;
+
+/// The format of an AppendEntries: the newest among its entries, so a node that
+/// does not know the cron commands still takes entries without them (a rolling
+/// upgrade) and refuses the rest with an error naming both formats.
+fn entries_format(entries: &[openraft::Entry<TypeConfig>]) -> u32 {
+    entries
+        .iter()
+        .filter_map(|e| match &e.payload {
+            openraft::EntryPayload::Normal(p) => Some(p.format),
+            _ => None,
+        })
+        .fold(BASE_FORMAT, u32::max)
+}
 
 /// How long connecting to a peer may take before the attempt fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -142,6 +160,7 @@ impl RaftNetwork<TypeConfig> for GrpcPeer {
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<u64>> {
         let entries = rpc.entries.len();
+        let format = entries_format(&rpc.entries);
         let payload = self.to_json("append_entries", &rpc)?;
         // openraft drops an AppendEntries at its heartbeat interval (the hard
         // TTL) and sends the same entries again, so a batch that cannot be
@@ -150,12 +169,9 @@ impl RaftNetwork<TypeConfig> for GrpcPeer {
         // with a smaller batch next (openraft keeps the hint for a few RPCs).
         let deadline = if entries > 1 { option.soft_ttl() } else { option.hard_ttl() };
         let sent = self
-            .send(
-                "append_entries",
-                proto::RaftRequest { payload, format: ENTRY_FORMAT },
-                deadline,
-                |mut c, r| async move { c.append_entries(r).await },
-            )
+            .send("append_entries", proto::RaftRequest { payload, format }, deadline, |mut c, r| async move {
+                c.append_entries(r).await
+            })
             .await;
         match sent {
             Err(failure) if (failure.too_large || failure.slow) && entries > 1 => {
@@ -172,7 +188,7 @@ impl RaftNetwork<TypeConfig> for GrpcPeer {
         let reply = self
             .send(
                 "vote",
-                proto::RaftRequest { payload, format: ENTRY_FORMAT },
+                proto::RaftRequest { payload, format: BASE_FORMAT },
                 option.hard_ttl(),
                 |mut c, r| async move { c.vote(r).await },
             )
@@ -192,7 +208,7 @@ impl RaftNetwork<TypeConfig> for GrpcPeer {
         let reply = self
             .send(
                 "install_snapshot",
-                proto::SnapshotChunk { payload, data, format: ENTRY_FORMAT },
+                proto::SnapshotChunk { payload, data, format: BASE_FORMAT },
                 option.hard_ttl(),
                 |mut c, r| async move { c.install_snapshot(r).await },
             )

@@ -1,6 +1,9 @@
 //! [`Proposal`]: what one log entry carries — a batch of commands and the format
 //! they were written in. Archon 0.1 wrote a bare JSON array of commands (format
-//! 0, read as such); this release writes `{"v": 1, "commands": [...]}`. A node
+//! 0, read as such); this release writes `{"v": N, "commands": [...]}`, N being
+//! the newest [`Command::format`] among its commands (1, or 2 once a cron
+//! command is in it), so entries a node of the first cut reads stay readable to
+//! it. A node
 //! given an entry of a format it does not know refuses to decode it, with an
 //! error naming both formats, so it never applies what it cannot understand.
 
@@ -10,22 +13,25 @@ use archon_core::state::Command;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// The entry format this build writes (and the newest it reads).
-pub const ENTRY_FORMAT: u32 = 1;
+/// The newest entry format this build writes and reads (its
+/// [`archon_core::state::COMMAND_FORMAT`]).
+pub const ENTRY_FORMAT: u32 = archon_core::state::COMMAND_FORMAT;
 
 /// One log entry's commands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proposal {
-    /// The format it was written in: 0 for Archon 0.1's entries, else [`ENTRY_FORMAT`].
+    /// The format it was written in: 0 for Archon 0.1's entries, else the newest
+    /// format among its commands (at most [`ENTRY_FORMAT`]).
     pub format: u32,
     /// The commands, applied in order (shared: an entry is cloned cheaply).
     pub commands: Arc<[Command]>,
 }
 
 impl Proposal {
-    /// Commands in this build's format.
+    /// Commands, labelled with the newest format among them.
     pub fn new(commands: Vec<Command>) -> Proposal {
-        Proposal { format: ENTRY_FORMAT, commands: commands.into() }
+        let format = commands.iter().map(Command::format).max().unwrap_or(1);
+        Proposal { format, commands: commands.into() }
     }
 }
 
@@ -128,12 +134,25 @@ mod tests {
         assert_eq!(serde_json::from_str::<Proposal>(&json).unwrap(), new);
         let future = r#"{"v":7,"commands":[{"cmd":"teleport"}]}"#;
         let err = serde_json::from_str::<Proposal>(future).unwrap_err().to_string();
-        assert!(err.contains("log entry format 7 is newer than this node reads (1)"), "{err}");
+        assert!(err.contains("log entry format 7 is newer than this node reads (2)"), "{err}");
         // The same with the keys the other way round: refused for its format, not its commands.
         let reordered = r#"{"commands":[{"cmd":"teleport"}],"v":7}"#;
         let err = serde_json::from_str::<Proposal>(reordered).unwrap_err().to_string();
         assert!(err.contains("log entry format 7 is newer"), "{err}");
         let reordered = r#"{"commands":[{"cmd":"cancel_run","at":5,"run":3}],"v":1}"#;
         assert_eq!(serde_json::from_str::<Proposal>(reordered).unwrap(), new);
+    }
+
+    #[test]
+    fn an_entry_is_labelled_with_the_newest_format_among_its_commands() {
+        use archon_core::model::{JobId, Timestamp};
+        let cancel = Command::CancelJob { at: Timestamp(1), job: JobId(1) };
+        let pause = Command::PauseSchedule { at: Timestamp(2), job: JobId(1), paused: true, note: None };
+        assert_eq!(Proposal::new(vec![cancel.clone()]).format, 1, "readable by a node of the first cut");
+        let mixed = Proposal::new(vec![cancel, pause]);
+        assert_eq!(mixed.format, 2);
+        let json = serde_json::to_string(&mixed).unwrap();
+        assert!(json.starts_with(r#"{"v":2,"#), "{json}");
+        assert_eq!(serde_json::from_str::<Proposal>(&json).unwrap(), mixed);
     }
 }

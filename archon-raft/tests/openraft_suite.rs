@@ -248,5 +248,5 @@ async fn a_snapshot_of_an_unknown_format_is_refused_and_changes_nothing() {
         txn.commit().unwrap();
     }
     let refused = storage::open(&path, Arc::default()).unwrap_err().to_string();
-    assert!(refused.contains("snapshot format 99 is newer than this node reads (1)"), "{refused}");
+    assert!(refused.contains("snapshot format 99 is newer than this node reads (2)"), "{refused}");
 }

@@ -70,6 +70,11 @@ impl Touched {
                 }
                 // What it removes is in the batch's history, not in these ids.
                 Event::HistoryPruned { .. } => {}
+                // The run a fire started has its own event; the schedule's
+                // state lives in the snapshot, not in a table.
+                Event::ScheduleFired { job, .. } => {
+                    self.jobs.insert(*job);
+                }
             }
         }
     }

@@ -34,8 +34,9 @@ use crate::history::PgHistory;
 use crate::rows::Touched;
 use crate::schema::{archon_leader, archon_log, archon_snapshots};
 
-/// The format of the commands this build writes to `archon_log` (0: Archon 0.1's).
-pub const LOG_FORMAT: i16 = 1;
+/// The newest format of the commands this build writes to `archon_log` and
+/// reads (0: Archon 0.1's; 2: the cron commands; see `Command::format`).
+pub const LOG_FORMAT: i16 = 2;
 
 /// The advisory lock the managers of one database campaign for ("ARCHON").
 pub const DEFAULT_LOCK_KEY: i64 = 0x4152_4348_4f4e;
@@ -519,6 +520,9 @@ async fn commit(
     let indexes: Vec<i64> =
         (0..commands.len()).map(|i| leading.next_index + i64::try_from(i).unwrap_or(i64::MAX)).collect();
     let texts: Vec<String> = commands.iter().map(crate::rows::json_text).collect();
+    // Labelled with the newest format among them, so rows without a cron
+    // command stay readable to a binary of the first cut.
+    let format = commands.iter().map(|c| c.format()).max().map_or(1, |f| i16::try_from(f).unwrap_or(LOG_FORMAT));
     let mut conn = pool.get().await.map_err(|e| BatchError::Database(e.to_string()))?;
     let term = leading.term;
     let state = &leading.working;
@@ -532,7 +536,7 @@ async fn commit(
             .bind::<diesel::sql_types::Array<BigInt>, _>(&indexes)
             .bind::<BigInt, _>(term)
             .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&texts)
-            .bind::<diesel::sql_types::SmallInt, _>(LOG_FORMAT)
+            .bind::<diesel::sql_types::SmallInt, _>(format)
             .execute(conn)
             .await?;
             touched.write(state, conn).await?;

@@ -11,10 +11,13 @@ use tokio::sync::broadcast::error::RecvError;
 use super::{Manager, queries};
 use crate::api::{
     Api, CancelTarget, ClusterStatus, JobDetail, JobQuery, JobSummary, ManagerInfo, OutputFollow, Page, RunDetail,
-    RunQuery, RunSummary, SubmitResult, Submitted, WorkerInfo,
+    RunQuery, RunSummary, ScheduleAction, ScheduleFire, SubmitResult, Submitted, WorkerInfo,
 };
+use crate::cron::CronSchedule;
 use crate::error::Error;
-use crate::model::{JobId, JobSpec, OutputChunk, OutputStream, RunId, RunState, SpecError, WorkerId};
+use crate::model::{
+    FireSource, JobId, JobSpec, OutputChunk, OutputStream, RunId, RunState, Schedule, SpecError, Timestamp, WorkerId,
+};
 use crate::state::{Command, Event, Outcome, Rejection};
 use crate::store::StoreExt;
 
@@ -31,6 +34,11 @@ impl Api for Manager {
         for (i, spec) in specs.into_iter().enumerate() {
             let spec = Arc::new(spec);
             let checked = limits.check_spec(&spec).and_then(|()| {
+                // The expression and zone are checked here, by the leader, not in
+                // `apply`: a newer time-zone database must not make replicas disagree.
+                if let Some(schedule) = &spec.schedule {
+                    crate::cron::validate(schedule, at)?;
+                }
                 // What the limits let through must still fit in one log entry.
                 let size = Command::submit(at, spec.clone()).size_hint();
                 if size > entry {
@@ -61,6 +69,10 @@ impl Api for Manager {
             let mut proposed = Vec::with_capacity(todo.len());
             for ((i, spec), stamp) in todo.drain(..).zip(stamps) {
                 match stamp {
+                    Ok(_) if spec.schedule.is_some() => {
+                        commands.push(Command::ScheduleJob { at, spec: spec.clone() });
+                        proposed.push((i, spec));
+                    }
                     Ok(finished_deps) => {
                         commands.push(Command::SubmitJob { at, spec: spec.clone(), finished_deps });
                         proposed.push((i, spec));
@@ -144,6 +156,54 @@ impl Api for Manager {
         }
         let at = self.shared.clock.now();
         self.propose_one(Command::SetDraining { at, worker, draining }).await
+    }
+
+    async fn schedule(&self, job: JobId, action: ScheduleAction) -> Result<Vec<ScheduleFire>, Error> {
+        self.ensure_leader()?;
+        let at = self.shared.clock.now();
+        let (spec, issued) =
+            self.shared.store.query(|s| (s.job(job).and_then(|j| j.spec.schedule.clone()), s.issued_job(job)));
+        let Some(schedule) = spec else {
+            if !issued {
+                return Err(Error::NotFound(job.to_string()));
+            }
+            return Err(Error::Rejected(Rejection::NotScheduled(job)));
+        };
+        let command = match action {
+            ScheduleAction::Pause { note } => {
+                if let Some(note) = note.as_deref().filter(|n| n.len() > MAX_NOTE_BYTES) {
+                    return Err(Error::invalid(
+                        "note",
+                        format!("{} bytes is more than {MAX_NOTE_BYTES}; keep the note short", note.len()),
+                    ));
+                }
+                Command::PauseSchedule { at, job, paused: true, note }
+            }
+            ScheduleAction::Resume => Command::PauseSchedule { at, job, paused: false, note: None },
+            ScheduleAction::Trigger => Command::FireSchedule {
+                at,
+                job,
+                instants: vec![at],
+                source: FireSource::Trigger,
+                overlap: None,
+                missed: None,
+            },
+            ScheduleAction::Backfill { from, to, overlap } => {
+                let instants = backfill_instants(&schedule, from, to, at)?;
+                Command::FireSchedule { at, job, instants, source: FireSource::Backfill, overlap, missed: None }
+            }
+        };
+        match self.propose(vec![command]).await?.pop() {
+            Some(Outcome::Applied(events)) => Ok(events
+                .into_iter()
+                .filter_map(|e| match e {
+                    Event::ScheduleFired { instant, result, .. } => Some(ScheduleFire { instant, result }),
+                    _ => None,
+                })
+                .collect()),
+            Some(Outcome::Rejected(r)) => Err(Error::Rejected(r)),
+            None => Err(Error::Internal("no outcome for a proposal".into())),
+        }
     }
 
     async fn wait(&self, id: RunId) -> Result<RunDetail, Error> {
@@ -345,6 +405,44 @@ impl Manager {
             None => Err(Error::Internal("no outcome for a proposal".into())),
         }
     }
+}
+
+/// The longest note a pause may carry.
+const MAX_NOTE_BYTES: usize = 1024;
+
+/// The most fires one backfill may make.
+pub(crate) const MAX_BACKFILL: usize = 10_000;
+
+/// The fire instants of `schedule` in `[from, to]`, checked: a past range of at
+/// most [`MAX_BACKFILL`] fires.
+fn backfill_instants(
+    schedule: &Schedule,
+    from: Timestamp,
+    to: Timestamp,
+    now: Timestamp,
+) -> Result<Vec<Timestamp>, Error> {
+    if to < from {
+        return Err(Error::invalid("to", format!("{to} is before from ({from}); give a range oldest first")));
+    }
+    if to > now {
+        return Err(Error::invalid(
+            "to",
+            format!("{to} is in the future; a backfill runs past fires (use up to {now})"),
+        ));
+    }
+    let cron = CronSchedule::parse(&schedule.cron, &schedule.timezone)
+        .map_err(|e| Error::Rejected(Rejection::InvalidSpec(e)))?;
+    let instants = cron.fires(Timestamp(from.0.saturating_sub(1)), to, MAX_BACKFILL + 1);
+    if instants.len() > MAX_BACKFILL {
+        return Err(Error::invalid(
+            "from",
+            format!("the range has more than {MAX_BACKFILL} fires of {:?}; backfill it in parts", schedule.cron),
+        ));
+    }
+    if instants.is_empty() {
+        return Err(Error::invalid("from", format!("{:?} does not fire between {from} and {to}", schedule.cron)));
+    }
+    Ok(instants)
 }
 
 /// What a submit's outcome tells its caller.

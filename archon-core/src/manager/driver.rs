@@ -77,6 +77,9 @@ pub(crate) struct Driver {
     failures: u32,
     /// When the next housekeeping pass (retention, idempotency keys) is due.
     next_prune: Instant,
+    /// The cron ticker while leading, and when it next looks for due fires.
+    ticker: Option<super::cron::Ticker>,
+    next_tick: Instant,
 }
 
 /// Output up to this size (as JSON) travels inside its `FinishAttempt`; more goes
@@ -114,6 +117,8 @@ impl Driver {
             carried: Vec::new(),
             failures: 0,
             next_prune: Instant::now(),
+            ticker: None,
+            next_tick: Instant::now(),
         }
     }
 
@@ -155,6 +160,7 @@ impl Driver {
                     _ = sleep_until_opt(self.unexplained.then_some(self.next_explain)) => self.dirty = true,
                     _ = tokio::time::sleep_until(next_reap) => {}
                     _ = tokio::time::sleep_until(self.next_prune) => {}
+                    _ = tokio::time::sleep_until(self.next_tick) => {}
                     _ = leadership.changed() => continue,
                 }
             } else if shutdown.is_cancelled() {
@@ -176,10 +182,25 @@ impl Driver {
             if reap {
                 next_reap = Instant::now() + tick;
             }
-            let housekeeping = self.housekeeping().await;
-            self.turn(&mut inputs, reap, housekeeping).await;
+            let mut extra: Vec<Command> = self.housekeeping().await.into_iter().collect();
+            extra.extend(self.cron_fires());
+            self.turn(&mut inputs, reap, extra).await;
         }
         Ok(())
+    }
+
+    /// The cron ticker's pass, when due: the fires due now.
+    fn cron_fires(&mut self) -> Vec<Command> {
+        let now = Instant::now();
+        if now < self.next_tick {
+            return Vec::new();
+        }
+        let Some(ticker) = self.ticker.as_mut() else { return Vec::new() };
+        let clock = self.shared.clock.now();
+        let (fires, next_due) = self.shared.store.query(|s| ticker.due(s, clock));
+        let idle = now + super::cron::IDLE_TICK;
+        self.next_tick = next_due.map_or(idle, |t| (Instant::now() + t.since(clock)).min(idle));
+        fires
     }
 
     /// The retention pass, when due: what the policy removes now.
@@ -253,15 +274,18 @@ impl Driver {
     fn set_leading(&mut self, leading: bool) {
         self.leading = leading;
         if leading {
-            tracing::info!("leading: dispatching and reaping");
+            tracing::info!("leading: dispatching, reaping and firing schedules");
             self.dirty = true;
             self.grant_grace();
+            self.ticker = Some(super::cron::Ticker::default());
+            self.next_tick = Instant::now();
         } else {
             tracing::info!("not leading: closing worker sessions so workers find the leader");
             self.sessions.clear();
             self.shared.liveness.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
             self.shared.pending_reasons().clear();
             self.dirty = false;
+            self.ticker = None;
             // The new leader hears them again from the workers.
             self.carried.clear();
         }
@@ -305,7 +329,7 @@ impl Driver {
     }
 
     /// One turn: placements + inputs → one proposal → routed outcomes.
-    async fn turn(&mut self, inputs: &mut Vec<Input>, reap: bool, housekeeping: Option<Command>) {
+    async fn turn(&mut self, inputs: &mut Vec<Input>, reap: bool, extra: Vec<Command>) {
         let now = self.shared.clock.now();
         let mut commands = Vec::with_capacity(inputs.len() + 16);
         let mut routes = Vec::with_capacity(inputs.len() + 16);
@@ -326,7 +350,7 @@ impl Driver {
                 routes.push(Route::None);
             }
         }
-        if let Some(command) = housekeeping {
+        for command in extra {
             commands.push(command);
             routes.push(Route::None);
         }

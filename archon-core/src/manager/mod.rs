@@ -6,6 +6,7 @@
 //! past the threshold into a `WorkerLost` command.
 
 mod api_impl;
+mod cron;
 mod driver;
 mod explain;
 mod limits;

@@ -8,11 +8,13 @@ use std::collections::BTreeMap;
 use super::Shared;
 use crate::api::{
     ClusterStatus, DEFAULT_PAGE, JobDetail, JobQuery, JobSummary, MAX_PAGE, Page, RunDetail, RunQuery, RunSummary,
+    ScheduleInfo,
 };
+use crate::cron::CronSchedule;
 use crate::error::Error;
 use crate::history::{JobFilter, RunFilter, merge_newest_first};
 use crate::model::units::format_duration;
-use crate::model::{Attempt, Job, JobId, JobRecord, Run, RunId, RunRecord, RunState};
+use crate::model::{Attempt, Job, JobId, JobRecord, Run, RunId, RunRecord, RunState, Schedule, Timestamp};
 use crate::state::ClusterState;
 use crate::store::StoreExt;
 
@@ -70,12 +72,12 @@ pub(crate) async fn run_detail(shared: &Shared, id: RunId) -> Result<RunDetail, 
 }
 
 pub(crate) async fn job_detail(shared: &Shared, id: JobId) -> Result<JobDetail, Error> {
-    let (live, issued) = shared.store.query(|s| {
+    let (live, issued, schedule) = shared.store.query(|s| {
         let live = s.job(id).map(|job| {
             let runs: Vec<Option<Run>> = job.runs.iter().map(|r| s.run(*r).cloned()).collect();
             (job.clone(), runs)
         });
-        (live, s.issued_job(id))
+        (live, s.issued_job(id), s.schedule(id).cloned())
     });
     let (job, runs) = match live {
         Some(live) => live,
@@ -91,7 +93,22 @@ pub(crate) async fn job_detail(shared: &Shared, id: JobId) -> Result<JobDetail, 
     let mut finished: BTreeMap<RunId, Run> =
         shared.history.runs(&missing).await?.into_iter().map(|r| (r.id(), r.run)).collect();
     let runs = job.runs.iter().zip(runs).filter_map(|(id, live)| live.or_else(|| finished.remove(id))).collect();
-    Ok(JobDetail { job, runs })
+    let schedule = schedule.map(|state| {
+        let next = match (&state.paused, job.cancelled, job.spec.schedule.as_deref()) {
+            (None, false, Some(spec)) => upcoming(spec, state.cursor.max(shared.clock.now()), NEXT_FIRES),
+            _ => Vec::new(),
+        };
+        ScheduleInfo { state, next }
+    });
+    Ok(JobDetail { job, runs, schedule })
+}
+
+/// How many next fires `get` shows for a cron job.
+const NEXT_FIRES: usize = 5;
+
+/// The next `n` fires of `schedule` after `after` (none if it no longer parses).
+fn upcoming(schedule: &Schedule, after: Timestamp, n: usize) -> Vec<Timestamp> {
+    CronSchedule::parse(&schedule.cron, &schedule.timezone).map(|c| c.upcoming(after, n)).unwrap_or_default()
 }
 
 fn page_size(limit: Option<u32>) -> usize {
@@ -109,8 +126,15 @@ fn page<T, C>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> C) -> Page<T,
     Page { items, next }
 }
 
-fn live_job_summary(state: &ClusterState, job: &Job) -> JobSummary {
-    summary_of(job, job.runs.last().and_then(|r| state.run(*r)).map(|r| r.state))
+fn live_job_summary(state: &ClusterState, job: &Job, now: Timestamp) -> JobSummary {
+    let mut summary = summary_of(job, job.runs.last().and_then(|r| state.run(*r)).map(|r| r.state));
+    if let (Some(schedule), Some(spec)) = (state.schedule(job.id), job.spec.schedule.as_deref()) {
+        summary.paused = schedule.paused.is_some();
+        if !summary.paused && !job.cancelled {
+            summary.next_fire = upcoming(spec, schedule.cursor.max(now), 1).first().copied();
+        }
+    }
+    summary
 }
 
 fn summary_of(job: &Job, last_state: Option<RunState>) -> JobSummary {
@@ -122,12 +146,15 @@ fn summary_of(job: &Job, last_state: Option<RunState>) -> JobSummary {
         created_at: job.created_at,
         runs: u32::try_from(job.runs.len()).unwrap_or(u32::MAX),
         last_state,
+        next_fire: None,
+        paused: false,
     }
 }
 
 pub(crate) async fn list_jobs(shared: &Shared, q: &JobQuery) -> Result<Page<JobSummary, JobId>, Error> {
     let limit = page_size(q.limit);
     let filter = JobFilter { name: q.name.clone(), before: q.before };
+    let now = shared.clock.now();
     let live: Vec<JobSummary> = shared.store.query(|s| {
         let upper = q.before.unwrap_or(JobId(u64::MAX));
         s.jobs()
@@ -136,7 +163,7 @@ pub(crate) async fn list_jobs(shared: &Shared, q: &JobQuery) -> Result<Page<JobS
             .map(|(_, j)| j)
             .filter(|j| q.name.as_deref().is_none_or(|n| j.spec.name.contains(n)))
             .take(limit + 1)
-            .map(|j| live_job_summary(s, j))
+            .map(|j| live_job_summary(s, j, now))
             .collect()
     });
     let retired: Vec<JobSummary> = shared

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ids::{JobId, RunId};
 use super::resources::Resources;
+use super::schedule::Schedule;
 use super::task::Task;
 use super::time::Timestamp;
 
@@ -346,41 +347,6 @@ impl RetryPolicy {
         let half = exp / 2;
         Duration::from_millis(half + entropy % (exp - half + 1))
     }
-}
-
-/// A recurring schedule (cron).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Schedule {
-    /// A cron expression (5 or 6 fields).
-    pub cron: String,
-    /// IANA time zone the expression is read in (default UTC).
-    #[serde(default = "default_tz")]
-    pub timezone: String,
-    /// What happens when a fire comes while the previous run is still going.
-    #[serde(default)]
-    pub overlap: OverlapPolicy,
-    /// How far back missed fires are caught up after downtime (none by default).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub catch_up: Option<Duration>,
-}
-
-fn default_tz() -> String {
-    "UTC".to_owned()
-}
-
-/// What a cron fire does when the previous run has not finished.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OverlapPolicy {
-    /// Skip this fire.
-    #[default]
-    Skip,
-    /// Keep one fire waiting; run it when the previous ends.
-    BufferOne,
-    /// Run every fire, overlapping.
-    AllowAll,
-    /// Cancel the running one and start this fire.
-    CancelOther,
 }
 
 /// A stored job definition.

@@ -7,6 +7,7 @@ mod ids;
 mod job;
 mod resources;
 mod run;
+mod schedule;
 mod task;
 mod time;
 pub mod units;
@@ -15,13 +16,15 @@ mod worker;
 pub use fit::Misfit;
 pub use history::{JobRecord, RunRecord};
 pub use ids::{AttemptId, JobId, ParseIdError, RunId, WorkerId};
-pub use job::{
-    Constraint, ConstraintOp, Job, JobSpec, OverlapPolicy, PlacementPolicy, RetryPolicy, Schedule, SpecError,
-};
+pub use job::{Constraint, ConstraintOp, Job, JobSpec, PlacementPolicy, RetryPolicy, SpecError};
 pub use resources::Resources;
 pub(crate) use run::text_or_bytes as output_bytes;
 pub(crate) use run::text_or_bytes::json_len as output_json_len;
 pub use run::{Attempt, AttemptResult, AttemptState, ExitStatus, OutputChunk, OutputStream, OutputTail, Run, RunState};
+pub use schedule::{
+    DEFAULT_CATCH_UP, FireLog, FireSource, MAX_BUFFERED, MissedFires, OverlapPolicy, Paused, RECENT_FIRES, Schedule,
+    ScheduleState,
+};
 pub use task::{DockerTask, PullPolicy, Task, TaskKind, function_capability};
 pub use time::Timestamp;
 pub use worker::{Worker, WorkerState};

@@ -11,8 +11,16 @@ use serde::{Deserialize, Serialize};
 use bytes::Bytes;
 
 use crate::model::{
-    AttemptId, AttemptResult, JobId, JobSpec, OutputStream, Resources, RunId, RunState, Timestamp, WorkerId,
+    AttemptId, AttemptResult, FireSource, JobId, JobSpec, MissedFires, OutputStream, OverlapPolicy, Resources, RunId,
+    RunState, Timestamp, WorkerId,
 };
+
+/// The newest command format: 1 for the commands of Archon 0.2's first cut,
+/// 2 for the cron commands ([`Command::ScheduleJob`] and the fire and pause
+/// commands). A log entry or snapshot is labelled with the newest format among
+/// its commands, so a node too old to know one refuses the entry with an error
+/// instead of misreading it, while entries without them still read everywhere.
+pub const COMMAND_FORMAT: u32 = 2;
 
 /// A state change, as stored in the replicated log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,6 +156,49 @@ pub enum Command {
         /// Which.
         job: JobId,
     },
+    /// A job with a cron schedule is submitted: it has no run until its first
+    /// fire. (A `SubmitJob` carrying a schedule is refused, as it always was.)
+    ScheduleJob {
+        /// When.
+        at: Timestamp,
+        /// Its definition; `schedule` is set (the leader checked the expression).
+        spec: Arc<JobSpec>,
+    },
+    /// A cron job's schedule fires at `instants` (oldest first), each starting
+    /// a run under the overlap policy. From the ticker (`source` = cron), only
+    /// instants after the schedule's cursor count, so none fires twice, and
+    /// `missed` records the fires found older than the catch-up window; from an
+    /// operator (trigger, backfill), the cursor is left alone.
+    FireSchedule {
+        /// When.
+        at: Timestamp,
+        /// The cron job.
+        job: JobId,
+        /// The fire instants.
+        instants: Vec<Timestamp>,
+        /// Who fired.
+        #[serde(default)]
+        source: FireSource,
+        /// An overlap policy for these fires instead of the schedule's (backfill).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        overlap: Option<OverlapPolicy>,
+        /// Fires missed during downtime, past the catch-up window.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        missed: Option<MissedFires>,
+    },
+    /// Pause or resume a cron job's schedule. Resuming carries on from `at`:
+    /// fires that fell in the pause are neither run nor counted as missed.
+    PauseSchedule {
+        /// When.
+        at: Timestamp,
+        /// The cron job.
+        job: JobId,
+        /// Paused, or resumed.
+        paused: bool,
+        /// The operator's note.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
 }
 
 impl Command {
@@ -165,7 +216,19 @@ impl Command {
             | Command::AttemptOutput { at, .. }
             | Command::Prune { at, .. }
             | Command::CancelRun { at, .. }
-            | Command::CancelJob { at, .. } => *at,
+            | Command::CancelJob { at, .. }
+            | Command::ScheduleJob { at, .. }
+            | Command::FireSchedule { at, .. }
+            | Command::PauseSchedule { at, .. } => *at,
+        }
+    }
+
+    /// The command format a reader must know to apply this command (see
+    /// [`COMMAND_FORMAT`]).
+    pub fn format(&self) -> u32 {
+        match self {
+            Command::ScheduleJob { .. } | Command::FireSchedule { .. } | Command::PauseSchedule { .. } => 2,
+            _ => 1,
         }
     }
 
@@ -182,6 +245,11 @@ impl Command {
         const SMALL: usize = 120;
         let text = |s: &str| json_str_len(s.as_bytes());
         match self {
+            Command::ScheduleJob { spec, .. } => Command::submit(Timestamp(0), spec.clone()).size_hint() + 400,
+            Command::FireSchedule { instants, missed, .. } => {
+                SMALL + 80 + instants.len() * 16 + missed.as_ref().map_or(0, |m| 80 + m.instants.len() * 16)
+            }
+            Command::PauseSchedule { note, .. } => SMALL + 40 + note.as_deref().map_or(0, text),
             Command::SubmitJob { spec, finished_deps, .. } => {
                 let env: usize = spec.env.iter().map(|(k, v)| text(k) + text(v) + 2).sum();
                 let constraints: usize = spec.constraints.iter().map(|c| text(&c.label) + text(&c.value) + 40).sum();

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 
 use super::{ClusterState, KeyEntry, Outbox, ReadyKey};
-use crate::model::{Attempt, AttemptId, Job, JobId, Run, RunId, RunState, Timestamp, Worker, WorkerId};
+use crate::model::{Attempt, AttemptId, Job, JobId, Run, RunId, RunState, ScheduleState, Timestamp, Worker, WorkerId};
 
 /// An idempotency key's value: this release's entry, or 0.1's bare job id.
 #[derive(Deserialize)]
@@ -64,6 +64,8 @@ pub(super) struct StateImage {
     remaining_deps: BTreeMap<RunId, BTreeSet<JobId>>,
     #[serde(default)]
     output_written: BTreeMap<AttemptId, [u64; 2]>,
+    #[serde(default)]
+    schedules: BTreeMap<JobId, ScheduleState>,
 }
 
 impl From<StateImage> for ClusterState {
@@ -109,6 +111,7 @@ impl From<StateImage> for ClusterState {
             waiting_on: image.waiting_on,
             remaining_deps: image.remaining_deps,
             output_written: image.output_written,
+            schedules: image.schedules,
             outbox: Outbox::default(),
         };
         if legacy {

@@ -29,11 +29,11 @@ use serde::{Deserialize, Serialize};
 #[cfg(any(test, feature = "testkit"))]
 pub mod generate;
 
-pub use command::Command;
-pub use outcome::{Event, Outcome, Rejection};
+pub use command::{COMMAND_FORMAT, Command};
+pub use outcome::{Event, FireResult, Outcome, Rejection};
 
 use crate::history::HistoryOp;
-use crate::model::{Attempt, AttemptId, Job, JobId, Run, RunId, RunState, Timestamp, Worker, WorkerId};
+use crate::model::{Attempt, AttemptId, Job, JobId, Run, RunId, RunState, ScheduleState, Timestamp, Worker, WorkerId};
 
 /// The state format this build writes: 1, the live state only.
 pub const FORMAT: u32 = 1;
@@ -113,6 +113,9 @@ pub struct ClusterState {
     remaining_deps: BTreeMap<RunId, BTreeSet<JobId>>,
     /// Output bytes stored so far per live attempt (stdout, stderr).
     output_written: BTreeMap<AttemptId, [u64; 2]>,
+    /// Cron schedules, by the job they fire, and where each stands.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    schedules: BTreeMap<JobId, ScheduleState>,
     #[serde(skip)]
     outbox: Outbox,
 }
@@ -141,6 +144,7 @@ impl Default for ClusterState {
             waiting_on: BTreeMap::new(),
             remaining_deps: BTreeMap::new(),
             output_written: BTreeMap::new(),
+            schedules: BTreeMap::new(),
             outbox: Outbox::default(),
         }
     }
@@ -181,6 +185,13 @@ impl ClusterState {
             Command::Prune { at, runs, jobs, keys_before } => self.apply_prune(*at, runs, jobs, *keys_before),
             Command::CancelRun { at, run } => self.apply_cancel_run(*at, *run),
             Command::CancelJob { at, job } => self.apply_cancel_job(*at, *job),
+            Command::ScheduleJob { at, spec } => self.apply_schedule_job(*at, spec),
+            Command::FireSchedule { at, job, instants, source, overlap, missed } => {
+                self.apply_fire_schedule(*at, *job, instants, *source, *overlap, missed.as_ref())
+            }
+            Command::PauseSchedule { at, job, paused, note } => {
+                self.apply_pause_schedule(*at, *job, *paused, note.as_deref())
+            }
         }
     }
 
@@ -326,6 +337,22 @@ impl ClusterState {
     /// next chunk of each stream starts.
     pub fn output_written(&self, attempt: AttemptId) -> [u64; 2] {
         self.output_written.get(&attempt).copied().unwrap_or_default()
+    }
+
+    /// A cron job's schedule state.
+    pub fn schedule(&self, job: JobId) -> Option<&ScheduleState> {
+        self.schedules.get(&job)
+    }
+
+    /// Every cron schedule, by job.
+    pub fn schedules(&self) -> &BTreeMap<JobId, ScheduleState> {
+        &self.schedules
+    }
+
+    /// The newest command format this state needs a reader to know: what its
+    /// snapshot must be labelled with (see [`Command::format`]).
+    pub fn format_needed(&self) -> u32 {
+        if self.schedules.is_empty() { 1 } else { command::COMMAND_FORMAT }
     }
 
     /// How many idempotency keys are remembered, and when the oldest was given.

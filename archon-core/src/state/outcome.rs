@@ -129,6 +129,15 @@ pub enum Event {
         /// Its new state.
         state: WorkerState,
     },
+    /// A cron job's schedule fired at `instant`.
+    ScheduleFired {
+        /// The cron job.
+        job: JobId,
+        /// The fire instant.
+        instant: Timestamp,
+        /// What the fire did.
+        result: FireResult,
+    },
     /// Housekeeping removed finished runs and jobs from the history and forgot
     /// idempotency keys.
     HistoryPruned {
@@ -139,6 +148,18 @@ pub enum Event {
         /// Keys forgotten.
         keys: u64,
     },
+}
+
+/// What one fire of a schedule did, by its overlap policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FireResult {
+    /// It started this run.
+    Started(RunId),
+    /// It waits for the running one to end.
+    Buffered,
+    /// It was skipped.
+    Skipped,
 }
 
 /// Why a command changed nothing.
@@ -218,6 +239,23 @@ pub enum Rejection {
         /// What is short.
         reason: String,
     },
+    /// The job has no schedule to fire, pause or resume (or it ended when the
+    /// job was cancelled).
+    #[error("{0} has no cron schedule (or it ended when the job was cancelled)")]
+    NotScheduled(JobId),
+    /// A cron fire at or before the schedule's cursor: that instant was
+    /// already handled (say by an earlier leader), so it does not fire again.
+    #[error("{job} already fired at or after {instant}")]
+    AlreadyFired {
+        /// The cron job.
+        job: JobId,
+        /// The newest instant proposed.
+        instant: Timestamp,
+    },
+    /// A cron fire for a paused schedule (proposed by a leader that had not
+    /// applied the pause yet); an operator's trigger or backfill still runs.
+    #[error("{0}'s schedule is paused (resume it with `archon schedule resume {0}`)")]
+    SchedulePaused(JobId),
     /// A worker's announcement is not acceptable.
     #[error("worker {field}: {message}")]
     InvalidWorker {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{ClusterState, FORMAT, decrement};
 use crate::history::HistoryOp;
-use crate::model::{AttemptId, AttemptResult, JobRecord, OutputStream, RunId, RunRecord};
+use crate::model::{AttemptId, AttemptResult, JobId, JobRecord, OutputStream, RunId, RunRecord, RunState};
 
 impl ClusterState {
     /// Hands a terminal run to the history, and its job once the job can produce
@@ -37,13 +37,23 @@ impl ClusterState {
         let job_id = run.job;
         let state = run.state;
         self.outbox.0.push(HistoryOp::Run(Arc::new(RunRecord { run, job_name, attempts, expires_at })));
-        let done = self
-            .jobs
-            .get(&job_id)
-            .is_some_and(|j| j.spec.schedule.is_none() && j.runs.iter().all(|r| !self.runs.contains_key(r)));
+        self.retire_job_if_done(job_id, Some(state));
+    }
+
+    /// Hands a job to the history once it can produce no more runs: none of its
+    /// runs is live, and it has no schedule left to fire (a cron job retires
+    /// once cancelled). Nothing leaves a legacy state.
+    pub(super) fn retire_job_if_done(&mut self, job_id: JobId, last_state: Option<RunState>) {
+        if self.is_legacy() {
+            return;
+        }
+        let done = self.jobs.get(&job_id).is_some_and(|j| {
+            (j.cancelled || !self.schedules.contains_key(&job_id)) && j.runs.iter().all(|r| !self.runs.contains_key(r))
+        });
         if done && let Some(job) = self.jobs.remove(&job_id) {
+            self.schedules.remove(&job_id);
             self.retained_jobs += 1;
-            self.outbox.0.push(HistoryOp::Job(Arc::new(JobRecord { job, last_state: Some(state) })));
+            self.outbox.0.push(HistoryOp::Job(Arc::new(JobRecord { job, last_state })));
         }
     }
 

@@ -4,13 +4,13 @@
 use archon_core::Error;
 use archon_core::api::{
     CancelTarget, ClusterStatus, JobDetail, JobQuery, JobSummary, ManagerInfo, Page, RunDetail, RunQuery, RunSummary,
-    SubmitResult, Submitted,
+    ScheduleAction, ScheduleFire, ScheduleInfo, SubmitResult, Submitted,
 };
-use archon_core::model::{AttemptId, JobId, RunId, SpecError, WorkerId};
-use archon_core::state::Rejection;
+use archon_core::model::{AttemptId, FireLog, JobId, Paused, RunId, ScheduleState, SpecError, Timestamp, WorkerId};
+use archon_core::state::{FireResult, Rejection};
 
 use super::{At, ProtoEnum, each, enum_optional, enum_required, instant, message, optional, required, timestamp};
-use crate::proto::{self, cancel_request, rejection, submit_result};
+use crate::proto::{self, cancel_request, rejection, schedule_request, submit_result};
 
 impl From<Submitted> for proto::Submitted {
     fn from(s: Submitted) -> Self {
@@ -100,6 +100,11 @@ impl From<Rejection> for proto::Rejection {
                     stored,
                 })
             }
+            Rejection::NotScheduled(id) => rejection::Reason::NotScheduled(id.get()),
+            Rejection::SchedulePaused(id) => rejection::Reason::SchedulePaused(id.get()),
+            Rejection::AlreadyFired { job, instant } => {
+                rejection::Reason::AlreadyFired(rejection::AlreadyFired { job: job.get(), instant_ms: instant.0 })
+            }
         };
         proto::Rejection { message, reason: Some(reason) }
     }
@@ -140,13 +145,22 @@ impl TryFrom<proto::Rejection> for Rejection {
                 offset: g.offset,
                 stored: g.stored,
             },
+            rejection::Reason::NotScheduled(id) => Rejection::NotScheduled(JobId(id)),
+            rejection::Reason::SchedulePaused(id) => Rejection::SchedulePaused(JobId(id)),
+            rejection::Reason::AlreadyFired(f) => {
+                Rejection::AlreadyFired { job: JobId(f.job), instant: timestamp(f.instant_ms) }
+            }
         })
     }
 }
 
 impl From<JobDetail> for proto::JobDetail {
     fn from(d: JobDetail) -> Self {
-        proto::JobDetail { job: Some(d.job.into()), runs: d.runs.into_iter().map(Into::into).collect() }
+        proto::JobDetail {
+            job: Some(d.job.into()),
+            runs: d.runs.into_iter().map(Into::into).collect(),
+            schedule: d.schedule.map(Into::into),
+        }
     }
 }
 
@@ -154,7 +168,121 @@ impl TryFrom<proto::JobDetail> for JobDetail {
     type Error = Error;
 
     fn try_from(d: proto::JobDetail) -> Result<Self, Error> {
-        Ok(JobDetail { job: message(d.job, "job")?, runs: each(d.runs, "runs")? })
+        Ok(JobDetail {
+            job: message(d.job, "job")?,
+            runs: each(d.runs, "runs")?,
+            schedule: d.schedule.map(ScheduleInfo::from),
+        })
+    }
+}
+
+fn instants(ts: impl IntoIterator<Item = Timestamp>) -> Vec<i64> {
+    ts.into_iter().map(instant).collect()
+}
+
+impl From<FireLog> for proto::FireLog {
+    fn from(l: FireLog) -> Self {
+        proto::FireLog { count: l.count, recent_ms: instants(l.recent) }
+    }
+}
+
+impl From<proto::FireLog> for FireLog {
+    fn from(l: proto::FireLog) -> Self {
+        FireLog { count: l.count, recent: l.recent_ms.into_iter().map(timestamp).collect() }
+    }
+}
+
+impl From<ScheduleInfo> for proto::ScheduleInfo {
+    fn from(i: ScheduleInfo) -> Self {
+        let s = i.state;
+        proto::ScheduleInfo {
+            cursor_ms: instant(s.cursor),
+            paused_at_ms: s.paused.as_ref().map(|p| instant(p.at)),
+            paused_note: s.paused.and_then(|p| p.note),
+            buffered_ms: instants(s.buffered),
+            active: s.active.into_iter().map(RunId::get).collect(),
+            fired: Some(s.fired.into()),
+            skipped: Some(s.skipped.into()),
+            missed: Some(s.missed.into()),
+            next_ms: instants(i.next),
+        }
+    }
+}
+
+impl From<proto::ScheduleInfo> for ScheduleInfo {
+    fn from(i: proto::ScheduleInfo) -> Self {
+        let log = |l: Option<proto::FireLog>| l.map(FireLog::from).unwrap_or_default();
+        ScheduleInfo {
+            state: ScheduleState {
+                cursor: timestamp(i.cursor_ms),
+                paused: i.paused_at_ms.map(|at| Paused { at: timestamp(at), note: i.paused_note }),
+                buffered: i.buffered_ms.into_iter().map(timestamp).collect(),
+                active: i.active.into_iter().map(RunId).collect(),
+                fired: log(i.fired),
+                skipped: log(i.skipped),
+                missed: log(i.missed),
+            },
+            next: i.next_ms.into_iter().map(timestamp).collect(),
+        }
+    }
+}
+
+impl From<ScheduleFire> for proto::ScheduleFire {
+    fn from(f: ScheduleFire) -> Self {
+        let (result, run) = match f.result {
+            FireResult::Started(run) => (proto::FireResult::Started, run.get()),
+            FireResult::Buffered => (proto::FireResult::Buffered, 0),
+            FireResult::Skipped => (proto::FireResult::Skipped, 0),
+        };
+        proto::ScheduleFire { instant_ms: instant(f.instant), result: result as i32, run }
+    }
+}
+
+impl TryFrom<proto::ScheduleFire> for ScheduleFire {
+    type Error = Error;
+
+    fn try_from(f: proto::ScheduleFire) -> Result<Self, Error> {
+        let result = match proto::FireResult::try_from(f.result) {
+            Ok(proto::FireResult::Started) => FireResult::Started(RunId(f.run)),
+            Ok(proto::FireResult::Buffered) => FireResult::Buffered,
+            Ok(proto::FireResult::Skipped) => FireResult::Skipped,
+            _ => return Err(Error::invalid("result", format!("{} is not a fire result", f.result))),
+        };
+        Ok(ScheduleFire { instant: timestamp(f.instant_ms), result })
+    }
+}
+
+impl From<ScheduleAction> for schedule_request::Action {
+    fn from(a: ScheduleAction) -> Self {
+        match a {
+            ScheduleAction::Pause { note } => schedule_request::Action::Pause(schedule_request::Pause { note }),
+            ScheduleAction::Resume => schedule_request::Action::Resume(()),
+            ScheduleAction::Trigger => schedule_request::Action::Trigger(()),
+            ScheduleAction::Backfill { from, to, overlap } => {
+                schedule_request::Action::Backfill(schedule_request::Backfill {
+                    from_ms: instant(from),
+                    to_ms: instant(to),
+                    overlap: overlap.map_or(proto::OverlapPolicy::Unspecified as i32, ProtoEnum::to_wire),
+                })
+            }
+        }
+    }
+}
+
+impl TryFrom<schedule_request::Action> for ScheduleAction {
+    type Error = Error;
+
+    fn try_from(a: schedule_request::Action) -> Result<Self, Error> {
+        Ok(match a {
+            schedule_request::Action::Pause(p) => ScheduleAction::Pause { note: p.note },
+            schedule_request::Action::Resume(()) => ScheduleAction::Resume,
+            schedule_request::Action::Trigger(()) => ScheduleAction::Trigger,
+            schedule_request::Action::Backfill(b) => ScheduleAction::Backfill {
+                from: timestamp(b.from_ms),
+                to: timestamp(b.to_ms),
+                overlap: enum_optional(b.overlap, "backfill.overlap")?,
+            },
+        })
     }
 }
 
@@ -232,6 +360,8 @@ impl From<JobSummary> for proto::JobSummary {
             created_at_ms: instant(s.created_at),
             runs: s.runs,
             last_state: s.last_state.map_or(proto::RunState::Unspecified as i32, ProtoEnum::to_wire),
+            next_fire_ms: s.next_fire.map(instant),
+            paused: s.paused,
         }
     }
 }
@@ -248,6 +378,8 @@ impl TryFrom<proto::JobSummary> for JobSummary {
             created_at: timestamp(s.created_at_ms),
             runs: s.runs,
             last_state: enum_optional(s.last_state, "last_state")?,
+            next_fire: s.next_fire_ms.map(timestamp),
+            paused: s.paused,
         })
     }
 }

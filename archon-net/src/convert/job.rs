@@ -16,7 +16,7 @@ use crate::proto::{self, job_spec};
 
 proto_enum!(PullPolicy => PullPolicy { IfNotPresent, Always, Never });
 proto_enum!(ConstraintOp => ConstraintOp { Equals, NotEquals, Exists });
-proto_enum!(OverlapPolicy => OverlapPolicy { Skip, BufferOne, AllowAll, CancelOther });
+proto_enum!(OverlapPolicy => OverlapPolicy { Skip, BufferOne, AllowAll, CancelOther, BufferAll });
 proto_enum!(PlacementPolicy => PlacementPolicy { Binpack, Spread });
 
 impl From<Resources> for proto::Resources {
@@ -126,6 +126,7 @@ impl From<Schedule> for proto::Schedule {
             timezone: s.timezone,
             overlap: s.overlap.to_wire(),
             catch_up_ms: s.catch_up.map(millis),
+            jitter_ms: s.jitter.map(millis),
         }
     }
 }
@@ -139,6 +140,7 @@ impl TryFrom<proto::Schedule> for Schedule {
             timezone: s.timezone,
             overlap: enum_or_default(s.overlap, "overlap")?,
             catch_up: s.catch_up_ms.map(duration),
+            jitter: s.jitter_ms.map(duration),
         })
     }
 }

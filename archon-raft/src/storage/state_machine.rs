@@ -35,9 +35,15 @@ use crate::{Node, TypeConfig};
 /// The meta of one of this node's snapshots.
 type Meta = SnapshotMeta<NodeId, Node>;
 
-/// The snapshot format this build writes and the newest it reads: 1, the live
-/// state (Archon 0.1's, format 0, held the whole state and no `v`).
-pub const SNAPSHOT_FORMAT: u32 = 1;
+/// The newest snapshot format this build writes and reads: 1, the live state
+/// (Archon 0.1's, format 0, held the whole state and no `v`); 2 once it holds
+/// cron schedules (a snapshot is labelled with what its state needs, see
+/// [`ClusterState::format_needed`]).
+pub const SNAPSHOT_FORMAT: u32 = archon_core::state::COMMAND_FORMAT;
+
+/// The layout of the file a peer installs (header, image, history rows); the
+/// image inside states its own format.
+const FILE_FORMAT: u32 = 1;
 
 /// `snapshot` key of the JSON `SnapshotMeta`.
 const META_KEY: &str = "meta";
@@ -207,7 +213,7 @@ fn dump_file(db: &Database, history: &HistoryDb, scratch: &std::path::Path) -> R
     let txn = history.read()?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     out.write_all(MAGIC)?;
-    out.write_all(&SNAPSHOT_FORMAT.to_le_bytes())?;
+    out.write_all(&FILE_FORMAT.to_le_bytes())?;
     out.write_all(&(data.len() as u64).to_le_bytes())?;
     out.write_all(&data)?;
     let rows = history::dump(&txn, &mut out)?;
@@ -241,9 +247,9 @@ fn read_received(file: std::fs::File) -> Result<(Vec<u8>, Option<BufReader<std::
     let mut word = [0u8; 4];
     input.read_exact(&mut word)?;
     let format = u32::from_le_bytes(word);
-    if format > SNAPSHOT_FORMAT {
+    if format > FILE_FORMAT {
         return Err(Failure::Format(format!(
-            "the received snapshot's format {format} is newer than this node reads ({SNAPSHOT_FORMAT}); upgrade this node"
+            "the received snapshot's format {format} is newer than this node reads ({FILE_FORMAT}); upgrade this node"
         )));
     }
     let mut len = [0u8; 8];
@@ -318,7 +324,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // is written), so state and last_applied agree.
         let image = self.state.read().ok().map(|state| {
             Arc::new(SnapshotImage {
-                v: if state.is_legacy() { 0 } else { SNAPSHOT_FORMAT },
+                v: if state.is_legacy() { 0 } else { state.format_needed() },
                 last_applied: self.last_applied,
                 last_membership: self.last_membership.clone(),
                 state: state.clone(),

@@ -81,6 +81,57 @@ pub enum Command {
     /// The managers' Raft group: list its members, remove one.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Cron schedules: pause, resume, trigger, backfill, preview.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+}
+
+/// `archon schedule …`.
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Stop firing a cron job until resumed.
+    Pause {
+        /// job-N.
+        job: String,
+        /// Why (shown by archon get).
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Fire a paused cron job again, from now (fires that fell in the pause do not run).
+    Resume {
+        /// job-N.
+        job: String,
+    },
+    /// One fire now, under the job's overlap policy.
+    Trigger {
+        /// job-N.
+        job: String,
+    },
+    /// Run the fires of a past range, oldest first, under the overlap policy.
+    Backfill {
+        /// job-N.
+        job: String,
+        /// The range's start: a date (2026-12-01T00:00:00Z) or a time ago (3h).
+        #[arg(long)]
+        from: String,
+        /// The range's end (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        /// An overlap policy for these fires instead of the job's (e.g. buffer-all).
+        #[arg(long, value_name = "POLICY")]
+        overlap: Option<String>,
+    },
+    /// The next fire instants of an expression (no server needed).
+    Preview {
+        /// The cron expression, e.g. '30 2 * * *'.
+        expr: String,
+        /// The IANA time zone it is read in.
+        #[arg(long, default_value = "UTC", value_name = "ZONE")]
+        tz: String,
+        /// How many.
+        #[arg(short = 'n', long, default_value_t = 5)]
+        count: usize,
+    },
 }
 
 /// `archon cluster …`.
@@ -250,6 +301,23 @@ pub struct SubmitArgs {
     /// Output kept per stream of each attempt, e.g. 256KiB (default: the manager's, 1MiB).
     #[arg(long, value_name = "SIZE")]
     pub output_limit: Option<String>,
+    /// Run on a cron schedule instead of once now: 5 fields (minute hour day
+    /// month weekday), 6 with seconds first, or @hourly, @daily, @weekly, ...
+    #[arg(long, value_name = "EXPR")]
+    pub cron: Option<String>,
+    /// The IANA time zone --cron is read in (default UTC), e.g. Europe/Berlin.
+    #[arg(long, requires = "cron", value_name = "ZONE")]
+    pub tz: Option<String>,
+    /// When a fire comes while the last run goes: skip (default), buffer-one,
+    /// buffer-all, cancel-other or allow-all.
+    #[arg(long, requires = "cron", value_name = "POLICY")]
+    pub overlap: Option<String>,
+    /// Fires missed while the cluster was down run if this recent (default 1h; 0: none).
+    #[arg(long, requires = "cron", value_name = "DURATION")]
+    pub catch_up: Option<String>,
+    /// Start each fire up to this late (fixed per fire), to spread load.
+    #[arg(long, requires = "cron", value_name = "DURATION")]
+    pub jitter: Option<String>,
     /// Wait for the run to end, streaming its output; exit with its exit code.
     #[arg(long, short = 'w')]
     pub wait: bool,

@@ -31,6 +31,8 @@
 //! network = "none"                # default; or bridge, host, a network's name
 //! pull = "if-not-present"         # default; or always, never
 //! ```
+//!
+//! A recurring job adds a `[schedule]` table (see [`schedule`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -40,6 +42,9 @@ use archon_core::model::{
     units::{parse_bytes, parse_cpu, parse_duration},
 };
 use serde::Deserialize;
+
+mod schedule;
+pub use schedule::ScheduleDraft;
 
 /// One job as written by a user.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -102,6 +107,8 @@ pub struct JobDraft {
     pub keep_last: Option<u32>,
     /// Output kept per stream of an attempt, e.g. `256KiB`.
     pub output_limit: Option<String>,
+    /// A cron schedule: the job runs at each fire instead of once now.
+    pub schedule: Option<ScheduleDraft>,
 }
 
 /// A container job as written by a user: the `[docker]` table, or `--docker`
@@ -250,6 +257,10 @@ impl JobDraft {
         spec.keep_last = self.keep_last;
         if let Some(l) = &self.output_limit {
             spec.output_limit = Some(parse_bytes(l).map_err(|e| err("output_limit", e.to_string()))?);
+        }
+        if let Some(schedule) = self.schedule.clone() {
+            let now = archon_core::clock::Clock::now(&archon_core::clock::SystemClock);
+            spec.schedule = Some(Box::new(schedule.into_schedule(naming, now)?));
         }
         spec.validate().map_err(|e| SpecError::new(self.rename(&e.field, naming), e.message))?;
         Ok(spec)

@@ -1,8 +1,8 @@
 //! How read commands print: tables for people, JSON for programs.
 
-use archon_core::api::{ClusterStatus, JobDetail, JobSummary, RunDetail, RunSummary, WorkerInfo};
+use archon_core::api::{ClusterStatus, JobDetail, JobSummary, RunDetail, RunSummary, ScheduleInfo, WorkerInfo};
 use archon_core::model::units::{format_bytes, format_cpu, format_duration};
-use archon_core::model::{ExitStatus, Timestamp};
+use archon_core::model::{ExitStatus, Schedule, Timestamp};
 use comfy_table::{Table, presets::NOTHING};
 
 fn table(header: &[&str]) -> Table {
@@ -21,9 +21,13 @@ fn time(t: Option<Timestamp>) -> String {
 }
 
 pub(crate) fn jobs(items: &[JobSummary]) -> String {
-    let mut t = table(&["JOB", "NAME", "KIND", "TASK", "RUNS", "LAST STATE", "CREATED"]);
+    let mut t = table(&["JOB", "NAME", "KIND", "TASK", "RUNS", "LAST STATE", "NEXT FIRE", "CREATED"]);
     for j in items {
         let task: String = j.task.chars().take(48).collect();
+        let next = match (j.paused, j.next_fire) {
+            (true, _) => "paused".to_owned(),
+            (false, next) => time(next),
+        };
         t.add_row(vec![
             j.id.to_string(),
             j.name.clone(),
@@ -31,6 +35,7 @@ pub(crate) fn jobs(items: &[JobSummary]) -> String {
             task,
             j.runs.to_string(),
             j.last_state.map_or("-".into(), |s| s.to_string()),
+            next,
             j.created_at.to_string(),
         ]);
     }
@@ -72,6 +77,9 @@ pub(crate) fn job(d: &JobDetail) -> String {
     if d.job.cancelled {
         out.push_str("  cancelled:  yes\n");
     }
+    if let Some(spec) = s.schedule.as_deref() {
+        out.push_str(&schedule(spec, d.schedule.as_ref()));
+    }
     let summaries: Vec<RunSummary> = d
         .runs
         .iter()
@@ -87,6 +95,53 @@ pub(crate) fn job(d: &JobDetail) -> String {
         })
         .collect();
     out.push_str(&runs(&summaries));
+    out
+}
+
+/// A cron job's schedule: its definition, where it stands, its next fires.
+fn schedule(spec: &Schedule, info: Option<&ScheduleInfo>) -> String {
+    let catch_up = match spec.catch_up_window() {
+        d if d.is_zero() => "none".to_owned(),
+        d => format_duration(d),
+    };
+    let mut out = format!(
+        "  schedule:   {:?} in {}\n  overlap:    {}\n  catch-up:   {catch_up}\n",
+        spec.cron,
+        spec.timezone,
+        spec.overlap.as_str().replace('_', "-"),
+    );
+    if let Some(j) = spec.jitter.filter(|j| !j.is_zero()) {
+        out.push_str(&format!("  jitter:     up to {}\n", format_duration(j)));
+    }
+    let Some(info) = info else { return out };
+    let st = &info.state;
+    if let Some(p) = &st.paused {
+        let note = p.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default();
+        out.push_str(&format!("  paused:     since {}{note}\n", p.at));
+    }
+    let recent = |ts: &std::collections::VecDeque<Timestamp>| {
+        if ts.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = ts.iter().map(Timestamp::to_string).collect();
+            format!(" (latest: {})", list.join(", "))
+        }
+    };
+    out.push_str(&format!("  fired:      {}{}\n", st.fired.count, recent(&st.fired.recent)));
+    out.push_str(&format!("  skipped:    {}{}\n", st.skipped.count, recent(&st.skipped.recent)));
+    out.push_str(&format!("  missed:     {}{}\n", st.missed.count, recent(&st.missed.recent)));
+    if !st.buffered.is_empty() {
+        let list: Vec<String> = st.buffered.iter().take(5).map(Timestamp::to_string).collect();
+        let more = st.buffered.len().saturating_sub(5);
+        let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+        out.push_str(&format!("  buffered:   {}{more}\n", list.join(", ")));
+    }
+    if !st.active.is_empty() {
+        let list: Vec<String> = st.active.iter().map(ToString::to_string).collect();
+        out.push_str(&format!("  running:    {}\n", list.join(", ")));
+    }
+    let next: Vec<String> = info.next.iter().map(Timestamp::to_string).collect();
+    out.push_str(&format!("  next fires: {}\n", if next.is_empty() { "-".to_owned() } else { next.join(", ") }));
     out
 }
 

@@ -126,7 +126,7 @@ impl ClusterState {
 
     /// A job is unschedulable when workers are registered and none could ever run
     /// it. With no workers at all it is accepted and waits for one.
-    fn check_schedulable(&self, spec: &JobSpec) -> Result<(), String> {
+    pub(in crate::state) fn check_schedulable(&self, spec: &JobSpec) -> Result<(), String> {
         let mut candidates = self.workers.values().filter(|w| w.state != WorkerState::Left).peekable();
         if candidates.peek().is_none() {
             return Ok(());
@@ -178,17 +178,22 @@ impl ClusterState {
         };
         job.cancelled = true;
         let runs = job.runs.clone();
+        self.end_schedule(job_id);
         let mut events = Vec::new();
         for run_id in runs {
             if self.runs.get(&run_id).is_some_and(|r| !r.state.is_terminal()) {
                 self.cancel_run(at, run_id, &mut events);
             }
         }
+        // A cron job with nothing running leaves now; one-off jobs as before.
+        if self.schedules.contains_key(&job_id) {
+            self.retire_job_if_done(job_id, None);
+        }
         Outcome::Applied(events)
     }
 
     /// Cancels a non-terminal run: at once if nothing runs it, else by asking its worker.
-    fn cancel_run(&mut self, at: Timestamp, run_id: RunId, events: &mut Vec<Event>) {
+    pub(in crate::state) fn cancel_run(&mut self, at: Timestamp, run_id: RunId, events: &mut Vec<Event>) {
         let Some(run) = self.runs.get_mut(&run_id) else { return };
         if run.state.is_active() {
             run.cancel_requested = true;

@@ -4,6 +4,7 @@
 mod attempts;
 mod jobs;
 mod prune;
+mod schedules;
 mod workers;
 
 use crate::model::{AttemptResult, AttemptState, ExitStatus, JobId, RunId, RunState, Timestamp};
@@ -74,6 +75,7 @@ impl ClusterState {
         let job = run.job;
         events.push(Event::RunFinished { run: run_id, job, state });
         self.settle_dependents(at, job, state, events);
+        self.release_schedule(at, job, run_id, events);
         self.retire_run(run_id);
     }
 

@@ -162,6 +162,7 @@ fn replay(steps: &[(Step, u16)]) -> Result<Replayed, TestCaseError> {
 }
 
 mod history;
+mod schedules;
 
 #[test]
 fn invariants_hold_over_random_command_sequences() {

@@ -15,7 +15,9 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::cli::{Cli, ClusterCommand, Command, Format, SubmitArgs};
-use crate::draft::{DockerDraft, JobDraft, Naming, read_spec_file};
+use crate::draft::{DockerDraft, JobDraft, Naming, ScheduleDraft, read_spec_file};
+
+mod schedule;
 use crate::{EXIT_BAD_INPUT, render};
 
 /// Prints a line to stdout. A closed stdout (`archon jobs | head -1`) ends the CLI
@@ -204,6 +206,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let workers = api.list_workers().await?;
             print(format, &workers, || render::workers(&workers, SystemClock.now()))
         }
+        Command::Schedule(command) => schedule::dispatch(&cli.server, format, command).await,
     }
 }
 
@@ -370,6 +373,13 @@ fn submit_spec(args: SubmitArgs) -> anyhow::Result<JobSpec> {
         retention: args.retention,
         keep_last: args.keep_last,
         output_limit: args.output_limit,
+        schedule: args.cron.map(|cron| ScheduleDraft {
+            cron: Some(cron),
+            timezone: args.tz,
+            overlap: args.overlap,
+            catch_up: args.catch_up,
+            jitter: args.jitter,
+        }),
         ..JobDraft::default()
     };
     draft.into_spec(Naming::Flags).map_err(|e| bad(e.to_string()))

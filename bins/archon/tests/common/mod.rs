@@ -410,3 +410,107 @@ impl SubmitStream {
         (acked, failures)
     }
 }
+
+/// `archon dev` as a child process on a port it picked, on a fresh data dir,
+/// with the CLI pointed at it. Killed when dropped.
+pub(crate) struct Dev {
+    pub(crate) child: Child,
+    pub(crate) server: String,
+    _data: tempfile::TempDir,
+}
+
+impl Dev {
+    pub(crate) fn start() -> Dev {
+        let data = tempfile::tempdir().unwrap();
+        #[allow(clippy::zombie_processes)] // Dev::drop kills and waits for it.
+        let mut child = Command::new(CLI)
+            .args(["dev", "--listen", "127.0.0.1:0", "--cpu", "4", "--memory", "4GiB", "--data-dir"])
+            .arg(data.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn archon dev");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let line =
+                rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("archon dev did not start");
+            if let Some(addr) = line.strip_prefix("gRPC API listening on ") {
+                return Dev { child, server: addr.trim().to_owned(), _data: data };
+            }
+        }
+    }
+
+    pub(crate) fn cli(&self, args: &[&str]) -> Output {
+        Command::new(CLI).args(args).env("ARCHON_SERVER", &self.server).output().expect("run archon")
+    }
+
+    pub(crate) fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        let out = self.cli(&all);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?} printed invalid JSON ({e}): {}", text(&out.stdout)))
+    }
+
+    /// Submits without waiting and returns the run id (`run-N`).
+    pub(crate) fn submit(&self, args: &[&str]) -> String {
+        let mut all = vec!["submit", "--output", "json"];
+        all.extend(args);
+        let out = self.cli(&all);
+        assert!(out.status.success(), "submit {args:?}: {}", text(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        format!("run-{}", v[0]["run"].as_u64().unwrap())
+    }
+
+    pub(crate) fn run_state(&self, run: &str) -> String {
+        self.json(&["get", run])["run"]["state"].as_str().unwrap().to_owned()
+    }
+
+    pub(crate) fn wait_for_state(&self, run: &str, state: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let now = self.run_state(run);
+            if now == state {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{run} is {now}, expected {state}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The first line a run prints, read live with `archon logs -f`.
+    pub(crate) fn first_line_of(&self, run: &str) -> String {
+        let mut follow = Command::new(CLI)
+            .args(["logs", "-f", run])
+            .env("ARCHON_SERVER", &self.server)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let line = BufReader::new(follow.stdout.take().unwrap()).lines().next().unwrap().unwrap();
+        let _ = follow.kill();
+        let _ = follow.wait();
+        line
+    }
+
+    pub(crate) fn job_count(&self) -> usize {
+        self.json(&["jobs"])["items"].as_array().unwrap().len()
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.child.wait();
+    }
+}
