@@ -435,3 +435,23 @@ async fn a_run_that_fits_but_not_now_stays_pending_with_its_reason() {
     }
     assert_eq!(c.manager.get_run(running).await.unwrap().pending_reason, None);
 }
+
+#[tokio::test]
+async fn a_worker_speaking_a_newer_session_protocol_is_refused_and_not_registered() {
+    let c = Cluster::start(ManagerConfig::default()).await;
+    let transport = InProcTransport::new(c.manager.clone());
+    let hello = Hello {
+        protocol: archon_core::transport::PROTOCOL + 1,
+        name: "from-the-future".into(),
+        address: String::new(),
+        labels: BTreeMap::new(),
+        capacity: Resources { cpu_millis: 1000, memory_bytes: 1 << 30, ..Resources::default() },
+        capabilities: ["function:ok".to_owned()].into(),
+        running: vec![],
+    };
+    let Err(refused) = transport.connect(hello).await else { panic!("a newer worker was let in") };
+    let message = refused.to_string();
+    assert!(message.contains("session protocol 2, this manager 1"), "{message}");
+    assert!(message.contains("upgrade the managers before the workers"), "{message}");
+    assert!(c.manager.list_workers().await.unwrap().is_empty(), "nothing was registered");
+}
