@@ -448,3 +448,57 @@ fn a_node_killed_mid_append_again_and_again_recovers_to_the_same_state() {
         assert!(trouble.is_empty(), "node {id}: {trouble:?}");
     }
 }
+
+/// The fire instants (ms) of a cron job's runs with when each run was created.
+fn fires_of(servers: &str, job: &str) -> Result<Vec<(i64, i64)>, String> {
+    let detail = try_json(servers, &["get", job])?;
+    let mut fires: Vec<(i64, i64)> = detail["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["scheduled_for"].as_i64().unwrap(), r["created_at"].as_i64().unwrap()))
+        .collect();
+    fires.sort_unstable();
+    Ok(fires)
+}
+
+#[test]
+fn a_fire_due_as_the_leader_dies_happens_exactly_once_late_by_the_failover_at_most() {
+    let mut g = Group::start(3, 1);
+    let servers = g.servers();
+    let out = common::cli(
+        &servers,
+        &["submit", "-o", "json", "--cron", "*/4 * * * * *", "--overlap", "allow-all", "-c", "true"],
+    );
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    let job = format!("job-{}", serde_json::from_slice::<Value>(&out.stdout).unwrap()[0]["job"]);
+    wait_for(Duration::from_secs(30), "a first fire", || {
+        let n = fires_of(&servers, &job)?.len();
+        if n >= 1 { Ok(()) } else { Err("no fire yet".into()) }
+    });
+    // The next instant, as the schedule shows it; the leader dies just before it.
+    let next = json(&servers, &["get", &job])["schedule"]["next"][0].as_i64().unwrap();
+    let now_ms = || {
+        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap()
+    };
+    let lead_time = (next - now_ms() - 300).max(0);
+    std::thread::sleep(Duration::from_millis(lead_time.unsigned_abs()));
+    let old = g.wait_leader(Duration::from_secs(30));
+    let killed_at = now_ms();
+    g.kill(old);
+    let new = g.wait_leader(Duration::from_secs(30));
+    assert_ne!(new, old);
+    let failover = now_ms() - killed_at;
+    // Two more fires after the one due at the kill.
+    let fires = wait_for(Duration::from_secs(60), "the fire due at the kill and two more", || {
+        let fires = fires_of(&servers, &job)?;
+        if fires.iter().filter(|(at, _)| *at > next).count() >= 2 { Ok(fires) } else { Err(format!("{fires:?}")) }
+    });
+    let instants: Vec<i64> = fires.iter().map(|(at, _)| *at).collect();
+    assert!(instants.windows(2).all(|w| w[1] - w[0] == 4_000), "each instant once, none missed: {instants:?}");
+    let (_, created) = fires.iter().find(|(at, _)| *at == next).expect("the fire due at the kill happened");
+    // The new leader's ticker runs as it takes over; a pass is at most a second.
+    let late = created - next;
+    assert!(late <= failover + 2_000, "the fire was {late} ms late; the failover took {failover} ms");
+    println!("fire due {}ms after the kill: {late} ms late; failover {failover} ms", next - killed_at);
+}
