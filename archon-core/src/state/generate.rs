@@ -67,6 +67,17 @@ pub enum Step {
     /// Remove up to this many of the oldest finished runs (and their retired jobs)
     /// and the idempotency keys given in the first half of the time so far.
     Prune(u8),
+    /// A cron job (every minute) under one of the overlap policies.
+    Schedule(u8),
+    /// A fire of a job's schedule: from the ticker (`source` 0, at `minutes`
+    /// after its cursor, 0 being a repeat), a trigger (1) or a backfill (2).
+    Fire {
+        job: u8,
+        source: u8,
+        minutes: u8,
+    },
+    /// Pause or resume a job's schedule.
+    Pause(u8, bool),
 }
 
 /// A random step, weighted towards submits, assignments and reports.
@@ -86,6 +97,9 @@ pub fn step() -> impl Strategy<Value = Step> {
         1 => (0..30u8).prop_map(Step::CancelRun),
         1 => (0..20u8).prop_map(Step::CancelJob),
         1 => (0..3u8).prop_map(Step::Prune),
+        1 => (0..5u8).prop_map(Step::Schedule),
+        3 => (0..20u8, prop::sample::select(vec![0u8, 0, 0, 1, 2]), 0..4u8).prop_map(|(job, source, minutes)| Step::Fire { job, source, minutes }),
+        1 => (0..20u8, any::<bool>()).prop_map(|(job, paused)| Step::Pause(job, paused)),
     ]
 }
 
@@ -174,6 +188,31 @@ pub fn to_command(state: &ClusterState, history: &MemHistory, step: &Step, at: T
                 data: Bytes::from(vec![fill; usize::from(*len)]),
             }
         }
+        Step::Schedule(policy) => {
+            let mut spec = JobSpec::new("cron", Task::Shell { command: "true".into() });
+            spec.resources = Resources { cpu_millis: 100, memory_bytes: 64, ..Resources::default() };
+            let overlap = crate::model::OverlapPolicy::ALL[usize::from(*policy) % 5];
+            spec.schedule =
+                Some(Box::new(crate::model::Schedule { overlap, ..crate::model::Schedule::new("* * * * *") }));
+            Command::ScheduleJob { at, spec: Arc::new(spec) }
+        }
+        Step::Fire { job, source, minutes } => {
+            let job = JobId(u64::from(*job) % (state.next_job + 1) + 1);
+            let cursor = state.schedule(job).map_or(at, |s| s.cursor);
+            let instant = Timestamp(cursor.0 + i64::from(*minutes) * 60_000);
+            let (source, instants) = match source {
+                0 => (crate::model::FireSource::Cron, vec![instant]),
+                1 => (crate::model::FireSource::Trigger, vec![at]),
+                _ => (crate::model::FireSource::Backfill, (1..=3).map(|m| Timestamp(at.0 - m * 60_000)).collect()),
+            };
+            Command::FireSchedule { at, job, instants, source, overlap: None, missed: None }
+        }
+        Step::Pause(j, paused) => Command::PauseSchedule {
+            at,
+            job: JobId(u64::from(*j) % (state.next_job + 1) + 1),
+            paused: *paused,
+            note: None,
+        },
         Step::CancelRun(r) => Command::CancelRun { at, run: run_id(*r) },
         Step::CancelJob(j) => Command::CancelJob { at, job: JobId(u64::from(*j) % (state.next_job + 1) + 1) },
         Step::Prune(n) => {

@@ -47,7 +47,9 @@ fn check_invariants(s: &ClusterState) -> Result<(), String> {
         return Err(format!("run counts {:?} != recount {recount:?}", s.live_run_counts()));
     }
     for job in s.jobs.values() {
-        if job.runs.iter().all(|r| !s.runs.contains_key(r)) {
+        // A cron job stays live between fires until it is cancelled.
+        let scheduled = s.schedules.contains_key(&job.id) && !job.cancelled;
+        if !scheduled && job.runs.iter().all(|r| !s.runs.contains_key(r)) {
             return Err(format!("{} has no live run but is still in the live state", job.id));
         }
     }
@@ -75,6 +77,23 @@ fn check_invariants(s: &ClusterState) -> Result<(), String> {
         let queued = s.ready.iter().any(|k| k.run == run.id) || s.delayed.iter().any(|(_, r)| *r == run.id);
         if queued != matches!(run.state, RunState::Pending | RunState::Retrying) {
             return Err(format!("{} is {} but queued={queued}", run.id, run.state));
+        }
+    }
+    for (job, schedule) in &s.schedules {
+        if !s.jobs.contains_key(job) {
+            return Err(format!("{job} has a schedule but is not live"));
+        }
+        for run in &schedule.active {
+            match s.runs.get(run) {
+                Some(r) if r.job == *job && r.scheduled_for.is_some() && !r.state.is_terminal() => {}
+                other => return Err(format!("{job}'s active {run} is not a live fire of it: {other:?}")),
+            }
+        }
+        if schedule.active.is_empty() && !schedule.buffered.is_empty() {
+            return Err(format!("{job} buffers {:?} with no run going", schedule.buffered));
+        }
+        if schedule.buffered.len() > crate::model::MAX_BUFFERED {
+            return Err(format!("{job} buffers {} fires", schedule.buffered.len()));
         }
     }
     Ok(())
