@@ -12,6 +12,7 @@ mod task;
 mod time;
 pub mod units;
 mod worker;
+mod workflow;
 
 pub use fit::Misfit;
 pub use history::{JobRecord, RunRecord};
@@ -28,3 +29,4 @@ pub use schedule::{
 pub use task::{DockerTask, PullPolicy, Task, TaskKind, function_capability};
 pub use time::Timestamp;
 pub use worker::{Worker, WorkerState};
+pub use workflow::{Edge, EdgeCondition, WorkflowNode, WorkflowSpec};
