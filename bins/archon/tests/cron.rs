@@ -71,6 +71,11 @@ fn a_cron_job_fires_skips_while_running_and_is_paused_triggered_and_backfilled()
     assert!((5..=6).contains(&fires.len()), "{backfill}");
     assert!(fires.iter().all(|f| f["result"]["started"].is_u64()), "{backfill}");
 
+    // Every fire is a run of the job, listed by `archon runs --job`.
+    let runs = dev.json(&["runs", "--job", &job, "--limit", "1000"]);
+    let fired = count(&schedule_of(&dev, &job), "fired");
+    assert_eq!(runs["items"].as_array().unwrap().len() as u64, fired, "{runs}");
+
     let out = dev.cli(&["schedule", "resume", &job]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(schedule_of(&dev, &job)["state"]["paused"].is_null());
