@@ -351,6 +351,7 @@ fn every_rejection() -> Vec<Rejection> {
         Rejection::NotScheduled(JobId(11)),
         Rejection::AlreadyFired { job: JobId(12), instant: Timestamp(1_700_000_000_000) },
         Rejection::SchedulePaused(JobId(13)),
+        Rejection::UnknownWorkflow(archon_core::model::WorkflowId(14)),
     ]
 }
 

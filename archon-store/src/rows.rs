@@ -75,6 +75,11 @@ impl Touched {
                 Event::ScheduleFired { job, .. } => {
                     self.jobs.insert(*job);
                 }
+                // Its jobs are new (their runs have their own `RunCreated`).
+                Event::WorkflowAccepted { jobs, .. } => {
+                    self.jobs.extend(jobs.iter().copied());
+                    self.new_jobs.extend(jobs.iter().copied());
+                }
             }
         }
     }

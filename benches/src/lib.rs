@@ -187,5 +187,5 @@ pub fn dir_bytes(dir: &std::path::Path) -> u64 {
 /// Runs that ended, as a manager's status counts them.
 pub async fn ended_runs(api: &dyn Api) -> anyhow::Result<u64> {
     let s = api.status().await?;
-    Ok(["succeeded", "failed", "cancelled", "timed_out"].iter().filter_map(|k| s.runs.get(*k)).sum())
+    Ok(["succeeded", "failed", "cancelled", "timed_out", "upstream_failed"].iter().filter_map(|k| s.runs.get(*k)).sum())
 }

@@ -1,6 +1,6 @@
 //! Identifier newtypes. Ids are assigned by the state machine from counters in the
 //! state, so every replica assigns the same ones; they print with a prefix
-//! (`job-12`, `run-340`, `att-7`, `w-3`) and parse from either form.
+//! (`job-12`, `run-340`, `att-7`, `w-3`, `wf-2`) and parse from either form.
 
 use std::fmt;
 use std::str::FromStr;
@@ -72,6 +72,10 @@ id_type!(
 id_type!(
     /// A worker registered with the cluster.
     WorkerId, "w-", "worker"
+);
+id_type!(
+    /// A workflow: jobs submitted together with edges between them.
+    WorkflowId, "wf-", "workflow"
 );
 
 #[cfg(test)]

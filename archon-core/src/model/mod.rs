@@ -16,7 +16,7 @@ mod workflow;
 
 pub use fit::Misfit;
 pub use history::{JobRecord, RunRecord};
-pub use ids::{AttemptId, JobId, ParseIdError, RunId, WorkerId};
+pub use ids::{AttemptId, JobId, ParseIdError, RunId, WorkerId, WorkflowId};
 pub use job::{Constraint, ConstraintOp, Job, JobSpec, PlacementPolicy, RetryPolicy, SpecError};
 pub use resources::Resources;
 pub(crate) use run::text_or_bytes as output_bytes;
@@ -29,4 +29,4 @@ pub use schedule::{
 pub use task::{DockerTask, PullPolicy, Task, TaskKind, function_capability};
 pub use time::Timestamp;
 pub use worker::{Worker, WorkerState};
-pub use workflow::{Edge, EdgeCondition, WorkflowNode, WorkflowSpec};
+pub use workflow::{Edge, EdgeCondition, Workflow, WorkflowNode, WorkflowSpec};

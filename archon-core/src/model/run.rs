@@ -36,12 +36,22 @@ pub enum RunState {
     Cancelled,
     /// The last attempt exceeded the job's timeout and no retries are left.
     TimedOut,
+    /// Never ran: a workflow parent ended in a way its edge does not admit
+    /// (say it failed, and the edge runs on success).
+    UpstreamFailed,
 }
 
 impl RunState {
     /// Whether the run has ended for good.
     pub fn is_terminal(self) -> bool {
-        matches!(self, RunState::Succeeded | RunState::Failed | RunState::Cancelled | RunState::TimedOut)
+        matches!(
+            self,
+            RunState::Succeeded
+                | RunState::Failed
+                | RunState::Cancelled
+                | RunState::TimedOut
+                | RunState::UpstreamFailed
+        )
     }
 
     /// Whether an attempt of the run is on a worker.
@@ -61,11 +71,13 @@ impl RunState {
             RunState::Failed => "failed",
             RunState::Cancelled => "cancelled",
             RunState::TimedOut => "timed_out",
+            RunState::UpstreamFailed => "upstream_failed",
         }
     }
 
-    /// Every state, in life order.
-    pub const ALL: [RunState; 9] = [
+    /// Every state, in life order (then states added since, so a position
+    /// stored in an index keeps its meaning).
+    pub const ALL: [RunState; 10] = [
         RunState::Waiting,
         RunState::Pending,
         RunState::Scheduled,
@@ -75,6 +87,7 @@ impl RunState {
         RunState::Failed,
         RunState::Cancelled,
         RunState::TimedOut,
+        RunState::UpstreamFailed,
     ];
 }
 

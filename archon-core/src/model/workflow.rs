@@ -4,14 +4,48 @@
 //! unique, every edge to a node of the workflow, no self-edge, no cycle (the
 //! cycle is named), at most a configured number of nodes.
 //!
-//! This module is the definition and its checks; the state machine creates a
-//! workflow's jobs atomically from a checked definition.
+//! The state machine creates a workflow's jobs atomically from a checked
+//! definition ([`Workflow`] is what it keeps while any of them is live).
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::ids::{JobId, WorkflowId};
 use super::job::{JobSpec, SpecError};
 use super::run::RunState;
 use super::schedule::Schedule;
+use super::time::Timestamp;
+
+/// A submitted workflow, in the live state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workflow {
+    /// Its id.
+    pub id: WorkflowId,
+    /// Its definition.
+    pub spec: Arc<WorkflowSpec>,
+    /// When it was submitted.
+    pub created_at: Timestamp,
+    /// The job of each node, in the order of `spec.nodes`.
+    pub jobs: Vec<JobId>,
+    /// Cancelled by a user.
+    #[serde(default)]
+    pub cancelled: bool,
+}
+
+impl Workflow {
+    /// The node `job` is, by index into `spec.nodes`.
+    pub fn node_of(&self, job: JobId) -> Option<usize> {
+        self.jobs.iter().position(|j| *j == job)
+    }
+
+    /// The condition of the edge from `parent` to `child` (both jobs of it).
+    pub fn condition(&self, parent: JobId, child: JobId) -> Option<EdgeCondition> {
+        let (p, c) = (self.node_of(parent)?, self.node_of(child)?);
+        let parent = &self.spec.nodes[p].name;
+        self.spec.nodes[c].after.iter().find(|e| e.parent == *parent).map(|e| e.when)
+    }
+}
 
 /// A workflow as submitted: its nodes, in the order written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,7 +89,8 @@ pub enum EdgeCondition {
     /// The parent succeeded (the default).
     #[default]
     Success,
-    /// The parent failed, timed out or was upstream-failed (a failure branch).
+    /// The parent failed, timed out or never ran because its own parent
+    /// failed (a failure branch).
     Failure,
     /// The parent ended, however.
     Completion,
@@ -79,7 +114,9 @@ impl EdgeCondition {
     pub fn admits(self, state: RunState) -> bool {
         match self {
             EdgeCondition::Success => state == RunState::Succeeded,
-            EdgeCondition::Failure => matches!(state, RunState::Failed | RunState::TimedOut),
+            EdgeCondition::Failure => {
+                matches!(state, RunState::Failed | RunState::TimedOut | RunState::UpstreamFailed)
+            }
             EdgeCondition::Completion => state.is_terminal(),
         }
     }

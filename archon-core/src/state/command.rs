@@ -12,12 +12,12 @@ use bytes::Bytes;
 
 use crate::model::{
     AttemptId, AttemptResult, FireSource, JobId, JobSpec, MissedFires, OutputStream, OverlapPolicy, Resources, RunId,
-    RunState, Timestamp, WorkerId,
+    RunState, Timestamp, WorkerId, WorkflowId, WorkflowSpec,
 };
 
 /// The newest command format: 1 for the commands of Archon 0.2's first cut,
 /// 2 for the cron commands ([`Command::ScheduleJob`] and the fire and pause
-/// commands). A log entry or snapshot is labelled with the newest format among
+/// commands) and the workflow commands. A log entry or snapshot is labelled with the newest format among
 /// its commands, so a node too old to know one refuses the entry with an error
 /// instead of misreading it, while entries without them still read everywhere.
 pub const COMMAND_FORMAT: u32 = 2;
@@ -199,6 +199,21 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
     },
+    /// A workflow is submitted: each node becomes a job (ids in the order the
+    /// nodes are written), all or none; a node waits for its parents.
+    SubmitWorkflow {
+        /// When.
+        at: Timestamp,
+        /// Its definition (the leader checked its limits).
+        spec: Arc<WorkflowSpec>,
+    },
+    /// Cancel a workflow's unfinished jobs.
+    CancelWorkflow {
+        /// When.
+        at: Timestamp,
+        /// Which.
+        workflow: WorkflowId,
+    },
 }
 
 impl Command {
@@ -219,7 +234,9 @@ impl Command {
             | Command::CancelJob { at, .. }
             | Command::ScheduleJob { at, .. }
             | Command::FireSchedule { at, .. }
-            | Command::PauseSchedule { at, .. } => *at,
+            | Command::PauseSchedule { at, .. }
+            | Command::SubmitWorkflow { at, .. }
+            | Command::CancelWorkflow { at, .. } => *at,
         }
     }
 
@@ -227,7 +244,11 @@ impl Command {
     /// [`COMMAND_FORMAT`]).
     pub fn format(&self) -> u32 {
         match self {
-            Command::ScheduleJob { .. } | Command::FireSchedule { .. } | Command::PauseSchedule { .. } => 2,
+            Command::ScheduleJob { .. }
+            | Command::FireSchedule { .. }
+            | Command::PauseSchedule { .. }
+            | Command::SubmitWorkflow { .. }
+            | Command::CancelWorkflow { .. } => 2,
             _ => 1,
         }
     }
@@ -250,6 +271,18 @@ impl Command {
                 SMALL + 80 + instants.len() * 16 + missed.as_ref().map_or(0, |m| 80 + m.instants.len() * 16)
             }
             Command::PauseSchedule { note, .. } => SMALL + 40 + note.as_deref().map_or(0, text),
+            Command::SubmitWorkflow { spec, .. } => {
+                let nodes: usize = spec
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        let edges: usize = n.after.iter().map(|e| text(&e.parent) + 40).sum();
+                        Command::submit(Timestamp(0), Arc::new(n.job.clone())).size_hint() + text(&n.name) + edges + 40
+                    })
+                    .sum();
+                SMALL + text(&spec.name) + nodes
+            }
+            Command::CancelWorkflow { .. } => SMALL,
             Command::SubmitJob { spec, finished_deps, .. } => {
                 let env: usize = spec.env.iter().map(|(k, v)| text(k) + text(v) + 2).sum();
                 let constraints: usize = spec.constraints.iter().map(|c| text(&c.label) + text(&c.value) + 40).sum();

@@ -78,6 +78,14 @@ pub enum Step {
     },
     /// Pause or resume a job's schedule.
     Pause(u8, bool),
+    /// A workflow of `nodes` jobs, node i after node i / 2 (a tree), the edge
+    /// conditions cycling through success, failure and completion.
+    Workflow {
+        nodes: u8,
+        conditions: u8,
+    },
+    /// Cancel a workflow.
+    CancelWorkflow(u8),
 }
 
 /// A random step, weighted towards submits, assignments and reports.
@@ -100,6 +108,8 @@ pub fn step() -> impl Strategy<Value = Step> {
         1 => (0..5u8).prop_map(Step::Schedule),
         3 => (0..20u8, prop::sample::select(vec![0u8, 0, 0, 1, 2]), 0..4u8).prop_map(|(job, source, minutes)| Step::Fire { job, source, minutes }),
         1 => (0..20u8, any::<bool>()).prop_map(|(job, paused)| Step::Pause(job, paused)),
+        1 => (1..6u8, any::<u8>()).prop_map(|(nodes, conditions)| Step::Workflow { nodes, conditions }),
+        1 => (0..4u8).prop_map(Step::CancelWorkflow),
     ]
 }
 
@@ -212,6 +222,23 @@ pub fn to_command(state: &ClusterState, history: &MemHistory, step: &Step, at: T
             job: JobId(u64::from(*j) % (state.next_job + 1) + 1),
             paused: *paused,
             note: None,
+        },
+        Step::Workflow { nodes, conditions } => {
+            use crate::model::{Edge, EdgeCondition, WorkflowNode, WorkflowSpec};
+            let nodes = (0..*nodes)
+                .map(|i| {
+                    let mut job = JobSpec::new(format!("n{i}"), Task::Shell { command: "true".into() });
+                    job.resources = Resources { cpu_millis: 100, memory_bytes: 64, ..Resources::default() };
+                    let when = EdgeCondition::ALL[usize::from(conditions.wrapping_shr(u32::from(i))) % 3];
+                    let after = if i == 0 { vec![] } else { vec![Edge { parent: format!("n{}", i / 2), when }] };
+                    WorkflowNode { name: format!("n{i}"), job, after }
+                })
+                .collect();
+            Command::SubmitWorkflow { at, spec: Arc::new(WorkflowSpec { name: "wf".into(), nodes, schedule: None }) }
+        }
+        Step::CancelWorkflow(w) => Command::CancelWorkflow {
+            at,
+            workflow: crate::model::WorkflowId(u64::from(*w) % (state.next_workflow + 1) + 1),
         },
         Step::CancelRun(r) => Command::CancelRun { at, run: run_id(*r) },
         Step::CancelJob(j) => Command::CancelJob { at, job: JobId(u64::from(*j) % (state.next_job + 1) + 1) },

@@ -8,7 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 
 use super::{ClusterState, KeyEntry, Outbox, ReadyKey};
-use crate::model::{Attempt, AttemptId, Job, JobId, Run, RunId, RunState, ScheduleState, Timestamp, Worker, WorkerId};
+use crate::model::{
+    Attempt, AttemptId, Job, JobId, Run, RunId, RunState, ScheduleState, Timestamp, Worker, WorkerId, Workflow,
+    WorkflowId,
+};
 
 /// An idempotency key's value: this release's entry, or 0.1's bare job id.
 #[derive(Deserialize)]
@@ -66,6 +69,12 @@ pub(super) struct StateImage {
     output_written: BTreeMap<AttemptId, [u64; 2]>,
     #[serde(default)]
     schedules: BTreeMap<JobId, ScheduleState>,
+    #[serde(default)]
+    workflows: BTreeMap<WorkflowId, Workflow>,
+    #[serde(default)]
+    job_workflow: BTreeMap<JobId, WorkflowId>,
+    #[serde(default)]
+    next_workflow: u64,
 }
 
 impl From<StateImage> for ClusterState {
@@ -112,6 +121,9 @@ impl From<StateImage> for ClusterState {
             remaining_deps: image.remaining_deps,
             output_written: image.output_written,
             schedules: image.schedules,
+            workflows: image.workflows,
+            job_workflow: image.job_workflow,
+            next_workflow: image.next_workflow,
             outbox: Outbox::default(),
         };
         if legacy {

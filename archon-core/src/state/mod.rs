@@ -33,7 +33,10 @@ pub use command::{COMMAND_FORMAT, Command};
 pub use outcome::{Event, FireResult, Outcome, Rejection};
 
 use crate::history::HistoryOp;
-use crate::model::{Attempt, AttemptId, Job, JobId, Run, RunId, RunState, ScheduleState, Timestamp, Worker, WorkerId};
+use crate::model::{
+    Attempt, AttemptId, Job, JobId, Run, RunId, RunState, ScheduleState, Timestamp, Worker, WorkerId, Workflow,
+    WorkflowId,
+};
 
 /// The state format this build writes: 1, the live state only.
 pub const FORMAT: u32 = 1;
@@ -116,6 +119,14 @@ pub struct ClusterState {
     /// Cron schedules, by the job they fire, and where each stands.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     schedules: BTreeMap<JobId, ScheduleState>,
+    /// Workflows with a live job.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    workflows: BTreeMap<WorkflowId, Workflow>,
+    /// The workflow of each live job that belongs to one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    job_workflow: BTreeMap<JobId, WorkflowId>,
+    #[serde(default)]
+    next_workflow: u64,
     #[serde(skip)]
     outbox: Outbox,
 }
@@ -145,6 +156,9 @@ impl Default for ClusterState {
             remaining_deps: BTreeMap::new(),
             output_written: BTreeMap::new(),
             schedules: BTreeMap::new(),
+            workflows: BTreeMap::new(),
+            job_workflow: BTreeMap::new(),
+            next_workflow: 0,
             outbox: Outbox::default(),
         }
     }
@@ -192,6 +206,8 @@ impl ClusterState {
             Command::PauseSchedule { at, job, paused, note } => {
                 self.apply_pause_schedule(*at, *job, *paused, note.as_deref())
             }
+            Command::SubmitWorkflow { at, spec } => self.apply_submit_workflow(*at, spec),
+            Command::CancelWorkflow { at, workflow } => self.apply_cancel_workflow(*at, *workflow),
         }
     }
 
@@ -344,6 +360,26 @@ impl ClusterState {
         self.schedules.get(&job)
     }
 
+    /// A workflow with a live job.
+    pub fn workflow(&self, id: WorkflowId) -> Option<&Workflow> {
+        self.workflows.get(&id)
+    }
+
+    /// Workflows with a live job.
+    pub fn workflows(&self) -> &BTreeMap<WorkflowId, Workflow> {
+        &self.workflows
+    }
+
+    /// The workflow a live job belongs to.
+    pub fn workflow_of(&self, job: JobId) -> Option<WorkflowId> {
+        self.job_workflow.get(&job).copied()
+    }
+
+    /// Whether `id` was ever handed out.
+    pub fn issued_workflow(&self, id: WorkflowId) -> bool {
+        id.0 >= 1 && id.0 <= self.next_workflow
+    }
+
     /// Every cron schedule, by job.
     pub fn schedules(&self) -> &BTreeMap<JobId, ScheduleState> {
         &self.schedules
@@ -352,7 +388,7 @@ impl ClusterState {
     /// The newest command format this state needs a reader to know: what its
     /// snapshot must be labelled with (see [`Command::format`]).
     pub fn format_needed(&self) -> u32 {
-        if self.schedules.is_empty() { 1 } else { command::COMMAND_FORMAT }
+        if self.schedules.is_empty() && self.workflows.is_empty() { 1 } else { command::COMMAND_FORMAT }
     }
 
     /// How many idempotency keys are remembered, and when the oldest was given.

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{
     AttemptId, ExitStatus, JobId, OutputStream, RunId, RunState, SpecError, Timestamp, WorkerId, WorkerState,
+    WorkflowId,
 };
 
 /// The result of applying one command.
@@ -128,6 +129,13 @@ pub enum Event {
         worker: WorkerId,
         /// Its new state.
         state: WorkerState,
+    },
+    /// A workflow was accepted: its jobs, in the order of its nodes.
+    WorkflowAccepted {
+        /// The workflow.
+        workflow: WorkflowId,
+        /// Its jobs.
+        jobs: Vec<JobId>,
     },
     /// A cron job's schedule fired at `instant`.
     ScheduleFired {
@@ -252,6 +260,9 @@ pub enum Rejection {
         /// The newest instant proposed.
         instant: Timestamp,
     },
+    /// No such workflow.
+    #[error("{0} not found")]
+    UnknownWorkflow(WorkflowId),
     /// A cron fire for a paused schedule (proposed by a leader that had not
     /// applied the pause yet); an operator's trigger or backfill still runs.
     #[error("{0}'s schedule is paused (resume it with `archon schedule resume {0}`)")]

@@ -52,6 +52,7 @@ impl ClusterState {
         });
         if done && let Some(job) = self.jobs.remove(&job_id) {
             self.schedules.remove(&job_id);
+            self.leave_workflow(job_id);
             self.retained_jobs += 1;
             self.outbox.0.push(HistoryOp::Job(Arc::new(JobRecord { job, last_state })));
         }

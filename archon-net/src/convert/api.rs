@@ -6,7 +6,9 @@ use archon_core::api::{
     CancelTarget, ClusterStatus, JobDetail, JobQuery, JobSummary, ManagerInfo, Page, RunDetail, RunQuery, RunSummary,
     ScheduleAction, ScheduleFire, ScheduleInfo, SubmitResult, Submitted,
 };
-use archon_core::model::{AttemptId, FireLog, JobId, Paused, RunId, ScheduleState, SpecError, Timestamp, WorkerId};
+use archon_core::model::{
+    AttemptId, FireLog, JobId, Paused, RunId, ScheduleState, SpecError, Timestamp, WorkerId, WorkflowId,
+};
 use archon_core::state::{FireResult, Rejection};
 
 use super::{At, ProtoEnum, each, enum_optional, enum_required, instant, message, optional, required, timestamp};
@@ -102,6 +104,7 @@ impl From<Rejection> for proto::Rejection {
             }
             Rejection::NotScheduled(id) => rejection::Reason::NotScheduled(id.get()),
             Rejection::SchedulePaused(id) => rejection::Reason::SchedulePaused(id.get()),
+            Rejection::UnknownWorkflow(id) => rejection::Reason::UnknownWorkflow(id.get()),
             Rejection::AlreadyFired { job, instant } => {
                 rejection::Reason::AlreadyFired(rejection::AlreadyFired { job: job.get(), instant_ms: instant.0 })
             }
@@ -147,6 +150,7 @@ impl TryFrom<proto::Rejection> for Rejection {
             },
             rejection::Reason::NotScheduled(id) => Rejection::NotScheduled(JobId(id)),
             rejection::Reason::SchedulePaused(id) => Rejection::SchedulePaused(JobId(id)),
+            rejection::Reason::UnknownWorkflow(id) => Rejection::UnknownWorkflow(WorkflowId(id)),
             rejection::Reason::AlreadyFired(f) => {
                 Rejection::AlreadyFired { job: JobId(f.job), instant: timestamp(f.instant_ms) }
             }

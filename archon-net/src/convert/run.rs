@@ -10,7 +10,7 @@ use super::{ProtoEnum, enum_required, instant, optional, proto_enum, required, t
 use crate::proto::{self, exit_status};
 
 proto_enum!(RunState => RunState {
-    Waiting, Pending, Scheduled, Running, Retrying, Succeeded, Failed, Cancelled, TimedOut,
+    Waiting, Pending, Scheduled, Running, Retrying, Succeeded, Failed, Cancelled, TimedOut, UpstreamFailed,
 });
 proto_enum!(AttemptState => AttemptState { Assigned, Running, Finished, Lost });
 proto_enum!(OutputStream => OutputStream { Stdout, Stderr });

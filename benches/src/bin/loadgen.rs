@@ -256,7 +256,10 @@ async fn grpc(
         let api = api.clone();
         async move {
             let s = api.status().await?;
-            Ok(["succeeded", "failed", "cancelled", "timed_out"].iter().filter_map(|k| s.runs.get(*k)).sum())
+            Ok(["succeeded", "failed", "cancelled", "timed_out", "upstream_failed"]
+                .iter()
+                .filter_map(|k| s.runs.get(*k))
+                .sum())
         }
         .boxed()
     };

@@ -6,6 +6,7 @@ mod jobs;
 mod prune;
 mod schedules;
 mod workers;
+mod workflows;
 
 use crate::model::{AttemptResult, AttemptState, ExitStatus, JobId, RunId, RunState, Timestamp};
 
@@ -80,18 +81,32 @@ impl ClusterState {
     }
 
     /// Settles the runs waiting on `job` after one of its runs ended in `state`:
-    /// a failure fails them, a success leaves them one dependency fewer.
+    /// a workflow edge's condition admits the end (one dependency fewer) or
+    /// not (the child is upstream-failed); for plain `depends_on`, a failure
+    /// fails them and a success leaves them one dependency fewer.
     fn settle_dependents(&mut self, at: Timestamp, job: JobId, state: RunState, events: &mut Vec<Event>) {
         let Some(waiting) = self.waiting_on.remove(&job) else { return };
         for run_id in waiting {
             if self.runs.get(&run_id).is_none_or(|r| r.state != RunState::Waiting) {
                 continue;
             }
-            if state != RunState::Succeeded {
-                self.stop_waiting(run_id);
-                let reason = format!("dependency {job} did not succeed");
-                self.finish_run(at, run_id, RunState::Failed, Some(reason), events);
-                continue;
+            let child = self.runs.get(&run_id).map(|r| r.job);
+            match child.and_then(|c| self.edge_condition(job, c)) {
+                // A workflow edge: its condition decides.
+                Some(condition) if !condition.admits(state) => {
+                    self.stop_waiting(run_id);
+                    let reason = format!("{job} ended {state}; this job runs after it on {}", condition.as_str());
+                    self.finish_run(at, run_id, RunState::UpstreamFailed, Some(reason), events);
+                    continue;
+                }
+                Some(_) => {}
+                None if state != RunState::Succeeded => {
+                    self.stop_waiting(run_id);
+                    let reason = format!("dependency {job} did not succeed");
+                    self.finish_run(at, run_id, RunState::Failed, Some(reason), events);
+                    continue;
+                }
+                None => {}
             }
             let met = match self.remaining_deps.get_mut(&run_id) {
                 Some(deps) => {

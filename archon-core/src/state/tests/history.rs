@@ -150,7 +150,10 @@ impl Pair {
 }
 
 fn is_cron(step: &Step) -> bool {
-    matches!(step, Step::Schedule(_) | Step::Fire { .. } | Step::Pause(..))
+    matches!(
+        step,
+        Step::Schedule(_) | Step::Fire { .. } | Step::Pause(..) | Step::Workflow { .. } | Step::CancelWorkflow(_)
+    )
 }
 
 #[test]
@@ -163,7 +166,8 @@ fn live_state_plus_history_shows_what_a_state_keeping_everything_shows() {
             let mut pair = Pair::new();
             let mut at = Timestamp(1_000_000);
             for (step, dt) in &steps {
-                // A state keeping everything is Archon 0.1's, which had no cron.
+                // A state keeping everything is Archon 0.1's, which had no cron
+                // and no workflows.
                 if is_cron(step) {
                     continue;
                 }

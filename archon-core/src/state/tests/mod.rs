@@ -96,6 +96,21 @@ fn check_invariants(s: &ClusterState) -> Result<(), String> {
             return Err(format!("{job} buffers {} fires", schedule.buffered.len()));
         }
     }
+    for (id, wf) in &s.workflows {
+        if wf.jobs.iter().all(|j| !s.jobs.contains_key(j)) {
+            return Err(format!("{id} has no live job but is still in the live state"));
+        }
+        for j in wf.jobs.iter().filter(|j| s.jobs.contains_key(j)) {
+            if s.job_workflow.get(j) != Some(id) {
+                return Err(format!("{j} of {id} is not mapped to it"));
+            }
+        }
+    }
+    for (job, id) in &s.job_workflow {
+        if !s.jobs.contains_key(job) || !s.workflows.get(id).is_some_and(|w| w.jobs.contains(job)) {
+            return Err(format!("{job} is mapped to {id} but is not a live job of it"));
+        }
+    }
     Ok(())
 }
 
@@ -182,6 +197,7 @@ fn replay(steps: &[(Step, u16)]) -> Result<Replayed, TestCaseError> {
 
 mod history;
 mod schedules;
+mod workflows;
 
 #[test]
 fn invariants_hold_over_random_command_sequences() {
@@ -475,6 +491,7 @@ fn random_sequences_reach_every_interesting_state() {
         RunState::Cancelled,
         RunState::TimedOut,
         RunState::Retrying,
+        RunState::UpstreamFailed,
     ] {
         assert!(seen.contains(&st), "no sequence reached {st}; seen {seen:?}");
     }

@@ -1,0 +1,132 @@
+//! Workflows: submitting one (every node becomes a job, all or none, a node
+//! waiting on its parents), how a parent's end settles a child through the
+//! condition of their edge, and cancelling a workflow.
+
+use std::sync::Arc;
+
+use crate::model::{
+    EdgeCondition, Job, JobId, Run, RunId, RunState, SpecError, Timestamp, Workflow, WorkflowId, WorkflowSpec,
+};
+use crate::state::{ClusterState, Event, Outcome, ReadyKey, Rejection, transition};
+
+impl ClusterState {
+    pub(in crate::state) fn apply_submit_workflow(&mut self, at: Timestamp, spec: &Arc<WorkflowSpec>) -> Outcome {
+        // The node limit is the leader's to check; here, the shape.
+        let order = match spec.validate(usize::MAX) {
+            Ok(order) => order,
+            Err(e) => return Outcome::Rejected(Rejection::InvalidSpec(e)),
+        };
+        if spec.schedule.is_some() {
+            return Outcome::Rejected(Rejection::InvalidSpec(SpecError::new(
+                "schedule",
+                "cron workflows are not supported by this version yet",
+            )));
+        }
+        for (i, node) in spec.nodes.iter().enumerate() {
+            if node.job.idempotency_key.is_some() {
+                return Outcome::Rejected(Rejection::InvalidSpec(SpecError::new(
+                    format!("nodes[{i}].idempotency_key"),
+                    "a workflow's jobs take no idempotency key of their own",
+                )));
+            }
+            if let Err(reason) = self.check_schedulable(&node.job) {
+                return Outcome::Rejected(Rejection::Unschedulable { reason: format!("{}: {reason}", node.name) });
+            }
+        }
+        self.next_workflow += 1;
+        let id = WorkflowId(self.next_workflow);
+        let jobs: Vec<JobId> = spec
+            .nodes
+            .iter()
+            .map(|_| {
+                self.next_job += 1;
+                JobId(self.next_job)
+            })
+            .collect();
+        let index: std::collections::HashMap<&str, usize> =
+            spec.nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
+        let mut events = vec![Event::WorkflowAccepted { workflow: id, jobs: jobs.clone() }];
+        // Parents first, so a child's parents exist (and are unfinished) when it is made.
+        for i in order {
+            let node = &spec.nodes[i];
+            let parents: Vec<JobId> =
+                node.after.iter().filter_map(|e| index.get(e.parent.as_str())).map(|p| jobs[*p]).collect();
+            let mut job_spec = node.job.clone();
+            job_spec.depends_on = parents.clone();
+            let job_id = jobs[i];
+            self.next_run += 1;
+            let run_id = RunId(self.next_run);
+            let priority = job_spec.priority;
+            self.jobs.insert(
+                job_id,
+                Job { id: job_id, spec: Arc::new(job_spec), created_at: at, runs: vec![run_id], cancelled: false },
+            );
+            self.job_workflow.insert(job_id, id);
+            let mut run = Run {
+                id: run_id,
+                job: job_id,
+                state: RunState::Waiting,
+                created_at: at,
+                scheduled_for: None,
+                attempts: Vec::new(),
+                current_attempt: None,
+                retries_used: 0,
+                not_before: None,
+                cancel_requested: false,
+                finished_at: None,
+                reason: None,
+            };
+            *self.run_states.entry(RunState::Waiting).or_insert(0) += 1;
+            if parents.is_empty() {
+                transition(&mut self.run_states, &mut run, RunState::Pending);
+                self.ready.insert(ReadyKey::new(priority, run_id));
+            } else {
+                for p in &parents {
+                    self.waiting_on.entry(*p).or_default().insert(run_id);
+                }
+                self.remaining_deps.insert(run_id, parents.into_iter().collect());
+            }
+            events.push(Event::RunCreated { run: run_id, job: job_id, state: run.state });
+            self.runs.insert(run_id, run);
+        }
+        self.workflows.insert(id, Workflow { id, spec: spec.clone(), created_at: at, jobs, cancelled: false });
+        Outcome::Applied(events)
+    }
+
+    pub(in crate::state) fn apply_cancel_workflow(&mut self, at: Timestamp, id: WorkflowId) -> Outcome {
+        let Some(workflow) = self.workflows.get_mut(&id) else {
+            return Outcome::Rejected(Rejection::UnknownWorkflow(id));
+        };
+        workflow.cancelled = true;
+        let order = workflow.spec.validate(usize::MAX).unwrap_or_default();
+        let jobs: Vec<JobId> = order.iter().rev().map(|i| workflow.jobs[*i]).collect();
+        // Children first: a waiting child ends cancelled, not upstream-failed.
+        let mut events = Vec::new();
+        for job in jobs {
+            if let Outcome::Applied(more) = self.apply_cancel_job(at, job) {
+                events.extend(more);
+            }
+        }
+        Outcome::Applied(events)
+    }
+
+    /// The condition of the workflow edge from `parent` to `child`, if both are
+    /// jobs of one workflow.
+    pub(in crate::state) fn edge_condition(&self, parent: JobId, child: JobId) -> Option<EdgeCondition> {
+        let wf = self.job_workflow.get(&child)?;
+        if self.job_workflow.get(&parent) != Some(wf) {
+            return None;
+        }
+        self.workflows.get(wf)?.condition(parent, child)
+    }
+
+    /// A retired job leaves its workflow; the workflow leaves the live state
+    /// with its last job.
+    pub(in crate::state) fn leave_workflow(&mut self, job: JobId) {
+        let Some(id) = self.job_workflow.remove(&job) else { return };
+        let done = self.workflows.get(&id).is_none_or(|w| w.jobs.iter().all(|j| !self.jobs.contains_key(j)));
+        if done {
+            self.workflows.remove(&id);
+        }
+    }
+}
