@@ -148,14 +148,23 @@ impl ClusterState {
                     FireResult::Buffered
                 }
                 OverlapPolicy::CancelOther => {
-                    // This fire starts once the cancelled runs have ended.
                     schedule.buffered.clear();
-                    schedule.buffered.push_back(instant);
                     let active = schedule.active.clone();
                     for run in active {
                         self.cancel_run(at, run, events);
                     }
-                    FireResult::Buffered
+                    // Runs that had not started ended at once: start now. Else
+                    // this fire starts once the running ones have stopped.
+                    match self.schedules.get_mut(&job) {
+                        Some(s) if !s.active.is_empty() => {
+                            s.buffered.push_back(instant);
+                            FireResult::Buffered
+                        }
+                        _ => match self.start_scheduled_run(at, job, instant, events) {
+                            Some(run) => FireResult::Started(run),
+                            None => FireResult::Skipped,
+                        },
+                    }
                 }
                 _ => {
                     schedule.skipped.record(1, [instant]);

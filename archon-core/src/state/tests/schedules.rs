@@ -173,6 +173,17 @@ fn cancel_other_cancels_the_running_one_and_starts_when_it_has_ended() {
 }
 
 #[test]
+fn cancel_other_starts_at_once_when_the_other_had_not_started() {
+    let mut s = with_worker();
+    let job = cron_job(&mut s, OverlapPolicy::CancelOther);
+    let first = started(&fire(&mut s, job, 1));
+    let second = started(&fire(&mut s, job, 2));
+    assert_eq!(record(&s, first).run.state, RunState::Cancelled);
+    assert_eq!(s.schedule(job).unwrap().active, vec![second]);
+    assert!(s.schedule(job).unwrap().buffered.is_empty());
+}
+
+#[test]
 fn allow_all_overlaps() {
     let mut s = with_worker();
     let job = cron_job(&mut s, OverlapPolicy::AllowAll);
