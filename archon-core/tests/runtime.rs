@@ -455,3 +455,59 @@ async fn a_worker_speaking_a_newer_session_protocol_is_refused_and_not_registere
     assert!(message.contains("upgrade the managers before the workers"), "{message}");
     assert!(c.manager.list_workers().await.unwrap().is_empty(), "nothing was registered");
 }
+
+#[tokio::test]
+async fn a_workflow_whose_worker_dies_mid_run_finishes_with_every_node_succeeded_once() {
+    use archon_core::model::{Edge, EdgeCondition, WorkflowNode, WorkflowSpec};
+    let config = ManagerConfig {
+        worker_timeout: Duration::from_millis(400),
+        heartbeat_interval: Duration::from_millis(100),
+        ..ManagerConfig::default()
+    };
+    let mut c = Cluster::start(config).await;
+    // The first node goes to a worker that takes it and is never heard of again.
+    let transport = InProcTransport::new(c.manager.clone());
+    let hello = Hello {
+        protocol: archon_core::transport::PROTOCOL,
+        name: "doomed".into(),
+        address: String::new(),
+        labels: BTreeMap::new(),
+        capacity: Resources { cpu_millis: 1000, memory_bytes: 1 << 30, ..Resources::default() },
+        capabilities: ["function:ok".to_owned()].into(),
+        running: vec![],
+    };
+    let mut session = transport.connect(hello).await.unwrap();
+    let node = |name: &str, after: &[&str]| WorkflowNode {
+        name: name.into(),
+        job: function("ok"),
+        after: after.iter().map(|p| Edge { parent: (*p).into(), when: EdgeCondition::Success }).collect(),
+    };
+    let spec = WorkflowSpec {
+        name: "etl".into(),
+        nodes: vec![node("extract", &[]), node("transform", &["extract"]), node("load", &["transform"])],
+        schedule: None,
+    };
+    let (_, jobs) = c.manager.submit_workflow(spec).await.unwrap();
+    let assigned = tokio::time::timeout(Duration::from_secs(5), session.inbound.recv()).await.unwrap();
+    assert!(matches!(assigned, Some(archon_core::transport::ManagerMessage::Assign(_))), "{assigned:?}");
+    // Reaped, its attempt lost and the node requeued; a healthy worker takes over.
+    c.add_worker("healthy", 1000);
+    let last = c.manager.get_job(jobs[2]).await.unwrap().runs[0].id;
+    reach(&c.manager, last, RunState::Succeeded).await;
+    for &job in &jobs {
+        let detail = c.manager.get_job(job).await.unwrap();
+        assert_eq!(detail.runs.len(), 1, "{job}: one run");
+        let run = c.manager.get_run(detail.runs[0].id).await.unwrap();
+        assert_eq!(run.run.state, RunState::Succeeded, "{job}");
+        let succeeded = run
+            .attempts
+            .iter()
+            .filter(|a| a.result.as_ref().is_some_and(|r| r.status == ExitStatus::Exited { code: 0 }))
+            .count();
+        assert_eq!(succeeded, 1, "{job} succeeded once: {:?}", run.attempts);
+        if job == jobs[0] {
+            assert_eq!(run.attempts.len(), 2, "the first node's first attempt was lost with its worker");
+        }
+    }
+    drop(session.outbound);
+}

@@ -339,7 +339,7 @@ impl Api for Manager {
 impl Manager {
     /// Only the leader serves the API (but `status`): elsewhere the state may lag
     /// and nothing is dispatched, so callers are sent to the leader.
-    fn ensure_leader(&self) -> Result<(), Error> {
+    pub(super) fn ensure_leader(&self) -> Result<(), Error> {
         if self.shared.store.leadership().borrow().is_leader { Ok(()) } else { Err(self.not_leader()) }
     }
 

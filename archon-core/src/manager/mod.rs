@@ -13,6 +13,7 @@ mod limits;
 mod output_hub;
 mod prune;
 mod queries;
+mod workflows;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
