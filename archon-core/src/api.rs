@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::model::{
     Attempt, ExitStatus, Job, JobId, JobSpec, OutputChunk, OverlapPolicy, Run, RunId, RunState, ScheduleState,
-    Timestamp, Worker, WorkerId,
+    Timestamp, Worker, WorkerId, Workflow, WorkflowId, WorkflowSpec,
 };
 use crate::state::{FireResult, Rejection};
 
@@ -76,6 +76,25 @@ pub enum ScheduleAction {
         /// An overlap policy for these fires.
         overlap: Option<OverlapPolicy>,
     },
+}
+
+/// What a workflow submit gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmittedWorkflow {
+    /// The workflow.
+    pub workflow: WorkflowId,
+    /// The job of each node, in the order of the nodes.
+    pub jobs: Vec<JobId>,
+}
+
+/// A workflow with each node's latest run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkflowDetail {
+    /// The workflow.
+    pub workflow: Workflow,
+    /// Each node's latest run, in the order of the nodes (none once removed by
+    /// the retention policy).
+    pub runs: Vec<Option<Run>>,
 }
 
 /// One fire an operator's action made.
@@ -293,4 +312,10 @@ pub trait Api: Send + Sync + 'static {
     /// Pauses, resumes, triggers or backfills a cron job's schedule; the fires
     /// it made (none for a pause or resume).
     async fn schedule(&self, job: JobId, action: ScheduleAction) -> Result<Vec<ScheduleFire>, Error>;
+
+    /// Submits a workflow: every node becomes a job, all or none.
+    async fn submit_workflow(&self, spec: WorkflowSpec) -> Result<SubmittedWorkflow, Error>;
+
+    /// A workflow while any of its jobs is live, with each node's latest run.
+    async fn get_workflow(&self, id: WorkflowId) -> Result<WorkflowDetail, Error>;
 }

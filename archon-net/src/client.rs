@@ -9,9 +9,9 @@ use std::time::Duration;
 use archon_core::Error;
 use archon_core::api::{
     Api, CancelTarget, ClusterStatus, JobDetail, JobQuery, JobSummary, OutputFollow, Page, RunDetail, RunQuery,
-    RunSummary, ScheduleAction, ScheduleFire, SubmitResult, WorkerInfo,
+    RunSummary, ScheduleAction, ScheduleFire, SubmitResult, SubmittedWorkflow, WorkerInfo, WorkflowDetail,
 };
-use archon_core::model::{JobId, JobSpec, OutputChunk, RunId, WorkerId};
+use archon_core::model::{JobId, JobSpec, OutputChunk, RunId, WorkerId, WorkflowId, WorkflowSpec};
 use async_trait::async_trait;
 use futures::StreamExt;
 use tonic::Status;
@@ -332,6 +332,26 @@ impl Api for GrpcClient {
             })
             .await?;
         reply.into_inner().fires.into_iter().map(ScheduleFire::try_from).collect()
+    }
+
+    async fn submit_workflow(&self, spec: WorkflowSpec) -> Result<SubmittedWorkflow, Error> {
+        // Not repeated when the reply is lost: a workflow has no idempotency key yet.
+        let request = proto::SubmitWorkflowRequest { spec: Some(spec.into()) };
+        let reply = self
+            .call(false, |mut c, e| {
+                let request = request.clone();
+                async move { c.submit_workflow(request).await.map_err(|s| status_error(&e, &s)) }
+            })
+            .await?;
+        Ok(reply.into_inner().into())
+    }
+
+    async fn get_workflow(&self, id: WorkflowId) -> Result<WorkflowDetail, Error> {
+        let request = proto::GetWorkflowRequest { id: id.get() };
+        let reply = self
+            .call(true, |mut c, e| async move { c.get_workflow(request).await.map_err(|s| status_error(&e, &s)) })
+            .await?;
+        reply.into_inner().try_into()
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use archon_core::Error as CoreError;
 use archon_core::api::{Api, CancelTarget, ScheduleAction, SubmitResult};
 use archon_core::manager::Manager;
-use archon_core::model::{JobId, JobSpec, RunId, SpecError, WorkerId};
+use archon_core::model::{JobId, JobSpec, RunId, SpecError, WorkerId, WorkflowId, WorkflowSpec};
 use archon_core::state::Rejection;
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -273,5 +273,27 @@ impl ArchonApi for ApiService {
             .map_err(error_to_status)?;
         let fires = self.api.schedule(JobId(request.job), action).await.map_err(error_to_status)?;
         Ok(Response::new(proto::ScheduleResponse { fires: fires.into_iter().map(Into::into).collect() }))
+    }
+
+    async fn submit_workflow(
+        &self,
+        request: Request<proto::SubmitWorkflowRequest>,
+    ) -> Result<Response<proto::SubmitWorkflowResponse>, Status> {
+        let spec = request
+            .into_inner()
+            .spec
+            .ok_or_else(|| CoreError::invalid("spec", "is required"))
+            .and_then(WorkflowSpec::try_from)
+            .map_err(error_to_status)?;
+        let submitted = self.api.submit_workflow(spec).await.map_err(error_to_status)?;
+        Ok(Response::new(submitted.into()))
+    }
+
+    async fn get_workflow(
+        &self,
+        request: Request<proto::GetWorkflowRequest>,
+    ) -> Result<Response<proto::WorkflowDetail>, Status> {
+        let detail = self.api.get_workflow(WorkflowId(request.into_inner().id)).await.map_err(error_to_status)?;
+        Ok(Response::new(detail.into()))
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use archon_core::Error;
 use archon_core::api::{
     Api, CancelTarget, ClusterStatus, JobDetail, JobQuery, JobSummary, OutputFollow, Page, RunDetail, RunQuery,
-    RunSummary, ScheduleAction, ScheduleFire, SubmitResult, WorkerInfo,
+    RunSummary, ScheduleAction, ScheduleFire, SubmitResult, SubmittedWorkflow, WorkerInfo, WorkflowDetail,
 };
 use archon_core::model::{
     Attempt, AttemptId, AttemptResult, AttemptState, ExitStatus, JobId, JobSpec, OutputTail, Run, RunId, RunState,
@@ -71,6 +71,14 @@ impl Api for StubApi {
     }
 
     async fn schedule(&self, _: JobId, _: ScheduleAction) -> Result<Vec<ScheduleFire>, Error> {
+        self.fail()
+    }
+
+    async fn submit_workflow(&self, _: archon_core::model::WorkflowSpec) -> Result<SubmittedWorkflow, Error> {
+        self.fail()
+    }
+
+    async fn get_workflow(&self, _: archon_core::model::WorkflowId) -> Result<WorkflowDetail, Error> {
         self.fail()
     }
 }

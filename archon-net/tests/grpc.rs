@@ -542,3 +542,51 @@ async fn shutdown_ends_waits_in_flight_and_stops_the_server() {
     let after = api.status().await.unwrap_err();
     assert!(matches!(after, Error::Transport(ref m) if m.contains("cannot reach the manager")), "{after:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_is_submitted_and_read_back_over_grpc_and_a_bad_one_names_its_cycle() {
+    use archon_core::model::{Edge, EdgeCondition, WorkflowId, WorkflowNode, WorkflowSpec};
+    let c = Cluster::start().await;
+    let node = |name: &str, task: &str, after: &[(&str, EdgeCondition)]| WorkflowNode {
+        name: name.into(),
+        job: function(task, "\"x\""),
+        after: after.iter().map(|(p, when)| Edge { parent: (*p).into(), when: *when }).collect(),
+    };
+    // `hold` runs until cancelled, so the workflow is live while it is read.
+    let spec = WorkflowSpec {
+        name: "release".into(),
+        nodes: vec![
+            node("hold", "sleep", &[]),
+            node("test", "fail", &[("hold", EdgeCondition::Completion)]),
+            node("deploy", "echo", &[("test", EdgeCondition::Success)]),
+            node("rollback", "echo", &[("test", EdgeCondition::Failure)]),
+        ],
+        schedule: None,
+    };
+    let submitted = c.api.submit_workflow(spec.clone()).await.unwrap();
+    assert_eq!(submitted.jobs.len(), 4);
+    let detail = c.api.get_workflow(submitted.workflow).await.unwrap();
+    assert_eq!(*detail.workflow.spec, spec, "the definition crosses the wire whole");
+    assert_eq!(detail.workflow.jobs, submitted.jobs);
+    let states: Vec<RunState> = detail.runs.iter().map(|r| r.as_ref().unwrap().state).collect();
+    assert_eq!(&states[1..], [RunState::Waiting; 3]);
+    // Cancelled, `hold` still lets `test` run (on completion); `test` fails, so
+    // the failure branch runs and `deploy` never does.
+    let hold = detail.runs[0].as_ref().unwrap().id;
+    c.api.cancel(CancelTarget::Run(hold)).await.unwrap();
+    let rollback = c.api.get_job(submitted.jobs[3]).await.unwrap().runs[0].id;
+    let done = c.api.wait(rollback).await.unwrap();
+    assert_eq!(done.run.state, RunState::Succeeded);
+    let deploy = c.api.get_job(submitted.jobs[2]).await.unwrap().runs[0].id;
+    assert_eq!(c.api.get_run(deploy).await.unwrap().run.state, RunState::UpstreamFailed);
+    // A cycle is refused whole, named, nothing stored.
+    let mut cyclic = spec;
+    cyclic.nodes[0].after.push(Edge { parent: "deploy".into(), when: EdgeCondition::Completion });
+    let jobs_before = c.api.list_jobs(Default::default()).await.unwrap().items.len();
+    let err = c.api.submit_workflow(cyclic).await.unwrap_err().to_string();
+    assert!(err.contains("depends_on: the jobs form a cycle: "), "{err}");
+    assert_eq!(c.api.list_jobs(Default::default()).await.unwrap().items.len(), jobs_before);
+    let unknown = c.api.get_workflow(WorkflowId(99)).await.unwrap_err();
+    assert!(matches!(unknown, archon_core::Error::NotFound(_)), "{unknown:?}");
+    c.stop().await;
+}

@@ -11,12 +11,14 @@ use tokio::sync::broadcast::error::RecvError;
 use super::{Manager, queries};
 use crate::api::{
     Api, CancelTarget, ClusterStatus, JobDetail, JobQuery, JobSummary, ManagerInfo, OutputFollow, Page, RunDetail,
-    RunQuery, RunSummary, ScheduleAction, ScheduleFire, SubmitResult, Submitted, WorkerInfo,
+    RunQuery, RunSummary, ScheduleAction, ScheduleFire, SubmitResult, Submitted, SubmittedWorkflow, WorkerInfo,
+    WorkflowDetail,
 };
 use crate::cron::CronSchedule;
 use crate::error::Error;
 use crate::model::{
     FireSource, JobId, JobSpec, OutputChunk, OutputStream, RunId, RunState, Schedule, SpecError, Timestamp, WorkerId,
+    WorkflowId, WorkflowSpec,
 };
 use crate::state::{Command, Event, Outcome, Rejection};
 use crate::store::StoreExt;
@@ -204,6 +206,15 @@ impl Api for Manager {
             Some(Outcome::Rejected(r)) => Err(Error::Rejected(r)),
             None => Err(Error::Internal("no outcome for a proposal".into())),
         }
+    }
+
+    async fn submit_workflow(&self, spec: WorkflowSpec) -> Result<SubmittedWorkflow, Error> {
+        let (workflow, jobs) = Manager::submit_workflow(self, spec).await?;
+        Ok(SubmittedWorkflow { workflow, jobs })
+    }
+
+    async fn get_workflow(&self, id: WorkflowId) -> Result<WorkflowDetail, Error> {
+        self.workflow_detail(id).await
     }
 
     async fn wait(&self, id: RunId) -> Result<RunDetail, Error> {

@@ -2,15 +2,18 @@
 //! not decide (the limits, the size in the log); the state machine checks the
 //! shape and creates every job or none.
 //!
-//! Served in process for now ([`Manager::submit_workflow`]); the gRPC API, the
-//! CLI and a history record of finished workflows come next.
+//! The [`crate::api::Api`] methods call these; the CLI and a history record of
+//! finished workflows come next (a workflow leaves the live state with its
+//! last job).
 
 use std::sync::Arc;
 
-use super::Manager;
+use super::{Manager, queries};
+use crate::api::WorkflowDetail;
 use crate::error::Error;
 use crate::model::{JobId, SpecError, WorkflowId, WorkflowSpec};
 use crate::state::{Command, Event, Outcome, Rejection};
+use crate::store::StoreExt;
 
 impl Manager {
     /// Submits a workflow: every node becomes a job, all or none; returns the
@@ -61,5 +64,31 @@ impl Manager {
             Some(Outcome::Rejected(r)) => Err(Error::Rejected(r)),
             None => Err(Error::Internal("no outcome for a proposal".into())),
         }
+    }
+
+    /// A workflow while any of its jobs is live, with each node's latest run
+    /// (from the live state or the history).
+    pub async fn workflow_detail(&self, id: WorkflowId) -> Result<WorkflowDetail, Error> {
+        self.ensure_leader()?;
+        let (workflow, issued) = self.shared.store.query(|s| (s.workflow(id).cloned(), s.issued_workflow(id)));
+        let Some(workflow) = workflow else {
+            return Err(Error::NotFound(if issued {
+                format!(
+                    "{id} (it has finished: a workflow is shown until its last job ends; its jobs are in the history)"
+                )
+            } else {
+                id.to_string()
+            }));
+        };
+        let mut runs = Vec::with_capacity(workflow.jobs.len());
+        for job in &workflow.jobs {
+            let run = match queries::job_detail(&self.shared, *job).await {
+                Ok(detail) => detail.runs.into_iter().last(),
+                Err(Error::NotFound(_) | Error::Removed { .. }) => None,
+                Err(e) => return Err(e),
+            };
+            runs.push(run);
+        }
+        Ok(WorkflowDetail { workflow, runs })
     }
 }

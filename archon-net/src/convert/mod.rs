@@ -12,6 +12,7 @@ mod job;
 mod run;
 mod session;
 mod worker;
+mod workflow;
 
 use std::time::Duration;
 

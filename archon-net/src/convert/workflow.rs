@@ -1,0 +1,116 @@
+//! Workflows: definitions, the live record and its detail.
+
+use std::sync::Arc;
+
+use archon_core::Error;
+use archon_core::api::{SubmittedWorkflow, WorkflowDetail};
+use archon_core::model::{Edge, EdgeCondition, JobId, Run, Workflow, WorkflowId, WorkflowNode, WorkflowSpec};
+
+use super::{ProtoEnum, each, enum_or_default, instant, message, optional, proto_enum, timestamp};
+use crate::proto;
+
+proto_enum!(EdgeCondition => EdgeCondition { Success, Failure, Completion });
+
+impl From<WorkflowSpec> for proto::WorkflowSpec {
+    fn from(s: WorkflowSpec) -> Self {
+        proto::WorkflowSpec {
+            name: s.name,
+            nodes: s
+                .nodes
+                .into_iter()
+                .map(|n| proto::WorkflowNode {
+                    name: n.name,
+                    job: Some(n.job.into()),
+                    after: n
+                        .after
+                        .into_iter()
+                        .map(|e| proto::WorkflowEdge { parent: e.parent, when: e.when.to_wire() })
+                        .collect(),
+                })
+                .collect(),
+            schedule: s.schedule.map(|b| (*b).into()),
+        }
+    }
+}
+
+impl TryFrom<proto::WorkflowNode> for WorkflowNode {
+    type Error = Error;
+
+    fn try_from(n: proto::WorkflowNode) -> Result<Self, Error> {
+        let after = n
+            .after
+            .into_iter()
+            .map(|e| Ok(Edge { parent: e.parent, when: enum_or_default(e.when, "after.when")? }))
+            .collect::<Result<_, Error>>()?;
+        Ok(WorkflowNode { name: n.name, job: message(n.job, "job")?, after })
+    }
+}
+
+impl TryFrom<proto::WorkflowSpec> for WorkflowSpec {
+    type Error = Error;
+
+    fn try_from(s: proto::WorkflowSpec) -> Result<Self, Error> {
+        Ok(WorkflowSpec {
+            name: s.name,
+            nodes: each(s.nodes, "nodes")?,
+            schedule: optional(s.schedule, "schedule")?.map(Box::new),
+        })
+    }
+}
+
+impl From<Workflow> for proto::Workflow {
+    fn from(w: Workflow) -> Self {
+        proto::Workflow {
+            id: w.id.get(),
+            spec: Some((*w.spec).clone().into()),
+            created_at_ms: instant(w.created_at),
+            jobs: w.jobs.into_iter().map(JobId::get).collect(),
+            cancelled: w.cancelled,
+        }
+    }
+}
+
+impl TryFrom<proto::Workflow> for Workflow {
+    type Error = Error;
+
+    fn try_from(w: proto::Workflow) -> Result<Self, Error> {
+        Ok(Workflow {
+            id: WorkflowId(w.id),
+            spec: Arc::new(message(w.spec, "spec")?),
+            created_at: timestamp(w.created_at_ms),
+            jobs: w.jobs.into_iter().map(JobId).collect(),
+            cancelled: w.cancelled,
+        })
+    }
+}
+
+impl From<WorkflowDetail> for proto::WorkflowDetail {
+    fn from(d: WorkflowDetail) -> Self {
+        proto::WorkflowDetail {
+            workflow: Some(d.workflow.into()),
+            runs: d.runs.into_iter().map(|r| proto::NodeRun { run: r.map(Into::into) }).collect(),
+        }
+    }
+}
+
+impl TryFrom<proto::WorkflowDetail> for WorkflowDetail {
+    type Error = Error;
+
+    fn try_from(d: proto::WorkflowDetail) -> Result<Self, Error> {
+        let runs =
+            d.runs.into_iter().map(|r| optional::<_, Run>(r.run, "runs.run")).collect::<Result<Vec<_>, Error>>()?;
+        Ok(WorkflowDetail { workflow: message(d.workflow, "workflow")?, runs })
+    }
+}
+
+impl From<SubmittedWorkflow> for proto::SubmitWorkflowResponse {
+    fn from(s: SubmittedWorkflow) -> Self {
+        proto::SubmitWorkflowResponse { workflow: s.workflow.get(), jobs: s.jobs.into_iter().map(JobId::get).collect() }
+    }
+}
+
+impl From<proto::SubmitWorkflowResponse> for SubmittedWorkflow {
+    fn from(s: proto::SubmitWorkflowResponse) -> Self {
+        SubmittedWorkflow { workflow: WorkflowId(s.workflow), jobs: s.jobs.into_iter().map(JobId).collect() }
+    }
+}
