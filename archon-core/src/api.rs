@@ -225,6 +225,8 @@ pub enum CancelTarget {
     Job(JobId),
     /// One run.
     Run(RunId),
+    /// A workflow: the unfinished runs of all its jobs.
+    Workflow(WorkflowId),
 }
 
 /// A manager as `archon status` shows it.

@@ -291,13 +291,21 @@ async fn a_node_joining_after_the_log_was_purged_receives_a_snapshot() {
     // history (records and output) streams with it.
     let finished = finish_runs(&first, 20).await;
     index = index.max(finished);
-    first.raft.trigger().snapshot().await.unwrap();
-    let metrics = first
-        .raft
-        .wait(Some(WAIT))
-        .metrics(|m| m.snapshot.is_some_and(|s| s.index == index) && m.purged == m.snapshot, "snapshot and purge")
-        .await
-        .unwrap();
+    // openraft drops a trigger while a snapshot (here, one by the policy) is
+    // being built; trigger again until one covers `index`.
+    let deadline = std::time::Instant::now() + WAIT;
+    let metrics = loop {
+        first.raft.trigger().snapshot().await.unwrap();
+        let covered = first
+            .raft
+            .wait(Some(Duration::from_secs(1)))
+            .metrics(|m| m.snapshot.is_some_and(|s| s.index == index) && m.purged == m.snapshot, "snapshot and purge")
+            .await;
+        match covered {
+            Ok(metrics) => break metrics,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
+        }
+    };
     assert_eq!(metrics.purged.map(|p| p.index), Some(index));
 
     let late = Node::start(2, &config).await;

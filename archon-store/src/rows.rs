@@ -80,6 +80,10 @@ impl Touched {
                     self.jobs.extend(jobs.iter().copied());
                     self.new_jobs.extend(jobs.iter().copied());
                 }
+                // Each job's row now says cancelled, whether or not a run changed.
+                Event::WorkflowCancelled { jobs, .. } => {
+                    self.jobs.extend(jobs.iter().copied());
+                }
             }
         }
     }

@@ -126,6 +126,7 @@ impl Api for Manager {
         let (live, issued) = self.shared.store.query(|s| match target {
             CancelTarget::Job(job) => (s.job(job).is_some(), s.issued_job(job)),
             CancelTarget::Run(run) => (s.run(run).is_some(), s.issued_run(run)),
+            CancelTarget::Workflow(wf) => (s.workflow(wf).is_some(), s.issued_workflow(wf)),
         });
         if !live {
             // Finished already (or removed, or unknown): nothing to cancel.
@@ -142,11 +143,15 @@ impl Api for Manager {
                     })),
                     None => Err(queries::gone(&self.shared, run.to_string(), issued)),
                 },
+                // Every job of it has ended: nothing to cancel.
+                CancelTarget::Workflow(_) if issued => Ok(()),
+                CancelTarget::Workflow(wf) => Err(Error::NotFound(wf.to_string())),
             };
         }
         let command = match target {
             CancelTarget::Job(job) => Command::CancelJob { at, job },
             CancelTarget::Run(run) => Command::CancelRun { at, run },
+            CancelTarget::Workflow(workflow) => Command::CancelWorkflow { at, workflow },
         };
         self.propose_one(command).await
     }

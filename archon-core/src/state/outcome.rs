@@ -137,6 +137,13 @@ pub enum Event {
         /// Its jobs.
         jobs: Vec<JobId>,
     },
+    /// A workflow was cancelled: its jobs, each now marked cancelled.
+    WorkflowCancelled {
+        /// The workflow.
+        workflow: WorkflowId,
+        /// Its jobs still live when it was cancelled.
+        jobs: Vec<JobId>,
+    },
     /// A cron job's schedule fired at `instant`.
     ScheduleFired {
         /// The cron job.

@@ -453,6 +453,7 @@ impl From<CancelTarget> for proto::CancelRequest {
         let target = match t {
             CancelTarget::Job(id) => cancel_request::Target::Job(id.get()),
             CancelTarget::Run(id) => cancel_request::Target::Run(id.get()),
+            CancelTarget::Workflow(id) => cancel_request::Target::Workflow(id.get()),
         };
         proto::CancelRequest { target: Some(target) }
     }
@@ -465,6 +466,7 @@ impl TryFrom<proto::CancelRequest> for CancelTarget {
         Ok(match required(r.target, "target")? {
             cancel_request::Target::Job(id) => CancelTarget::Job(JobId(id)),
             cancel_request::Target::Run(id) => CancelTarget::Run(RunId(id)),
+            cancel_request::Target::Workflow(id) => CancelTarget::Workflow(WorkflowId(id)),
         })
     }
 }

@@ -48,9 +48,10 @@ pub enum Command {
     Jobs(JobsArgs),
     /// List runs, newest first.
     Runs(RunsArgs),
-    /// Show a job (job-N) or a run (run-N) with its output and exit code.
+    /// Show a job (job-N), a run (run-N) with its output and exit code, or a
+    /// workflow (wf-N) as a tree of its jobs.
     Get {
-        /// job-N or run-N.
+        /// job-N, run-N or wf-N.
         id: String,
     },
     /// Print a run's output; with -f, follow it live until the run ends.
@@ -61,9 +62,10 @@ pub enum Command {
         /// run-N.
         run: String,
     },
-    /// Cancel a job (all its runs) or one run; running attempts are killed.
+    /// Cancel a job (all its runs), one run, or a workflow's unfinished jobs;
+    /// running attempts are killed.
     Cancel {
-        /// job-N or run-N.
+        /// job-N, run-N or wf-N.
         id: String,
     },
     /// List workers with their state, load and capacity.

@@ -44,7 +44,30 @@ use archon_core::model::{
 use serde::Deserialize;
 
 mod schedule;
+mod workflow;
 pub use schedule::ScheduleDraft;
+
+/// What a spec file holds: jobs, or one workflow (see [`workflow`]).
+#[derive(Debug)]
+pub enum SpecFileContent {
+    /// One job or several `[[jobs]]`, independent.
+    Jobs(Vec<JobSpec>),
+    /// A `[workflow]` with its `[[jobs]]` and their edges.
+    Workflow(archon_core::model::WorkflowSpec),
+}
+
+/// Reads a spec file: jobs or a workflow. Errors name the file and the field.
+pub fn read_any_spec_file(path: &Path) -> anyhow::Result<SpecFileContent> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+    let table: toml::Table =
+        text.parse().map_err(|e: toml::de::Error| anyhow::anyhow!("{}: not valid TOML: {e}", path.display()))?;
+    if workflow::is_workflow(&table) {
+        return workflow::parse_workflow(table)
+            .map(SpecFileContent::Workflow)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+    }
+    parse_spec_file(&text).map(SpecFileContent::Jobs).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
 
 /// One job as written by a user.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -508,8 +531,10 @@ mod tests {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {
-                let specs = read_spec_file(&path).unwrap_or_else(|e| panic!("{e}"));
-                assert!(!specs.is_empty());
+                match read_any_spec_file(&path).unwrap_or_else(|e| panic!("{e}")) {
+                    SpecFileContent::Jobs(specs) => assert!(!specs.is_empty()),
+                    SpecFileContent::Workflow(w) => assert!(!w.nodes.is_empty()),
+                }
                 seen += 1;
             }
         }

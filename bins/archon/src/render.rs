@@ -1,6 +1,8 @@
 //! How read commands print: tables for people, JSON for programs.
 
-use archon_core::api::{ClusterStatus, JobDetail, JobSummary, RunDetail, RunSummary, ScheduleInfo, WorkerInfo};
+use archon_core::api::{
+    ClusterStatus, JobDetail, JobSummary, RunDetail, RunSummary, ScheduleInfo, WorkerInfo, WorkflowDetail,
+};
 use archon_core::model::units::{format_bytes, format_cpu, format_duration};
 use archon_core::model::{ExitStatus, Schedule, Timestamp};
 use comfy_table::{Table, presets::NOTHING};
@@ -142,6 +144,51 @@ fn schedule(spec: &Schedule, info: Option<&ScheduleInfo>) -> String {
     }
     let next: Vec<String> = info.next.iter().map(Timestamp::to_string).collect();
     out.push_str(&format!("  next fires: {}\n", if next.is_empty() { "-".to_owned() } else { next.join(", ") }));
+    out
+}
+
+/// A workflow as a text tree: each node under its first parent, with its job,
+/// run and state, and the condition of the edge it hangs by.
+pub(crate) fn workflow(d: &WorkflowDetail) -> String {
+    let w = &d.workflow;
+    let nodes = &w.spec.nodes;
+    let mut out = format!(
+        "{}  {}  (created {}{})\n",
+        w.id,
+        w.spec.name,
+        w.created_at,
+        if w.cancelled { ", cancelled" } else { "" }
+    );
+    let index: std::collections::HashMap<&str, usize> =
+        nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    for (i, n) in nodes.iter().enumerate() {
+        if let Some(first) = n.after.first().and_then(|e| index.get(e.parent.as_str())) {
+            children[*first].push(i);
+        }
+    }
+    let line = |i: usize, prefix: &str| {
+        let n = &nodes[i];
+        let run = d.runs.get(i).and_then(Option::as_ref);
+        let state = run.map_or("-".to_owned(), |r| r.state.to_string());
+        let run = run.map_or("-".to_owned(), |r| r.id.to_string());
+        let job = w.jobs.get(i).map_or("-".to_owned(), ToString::to_string);
+        let edges: Vec<String> = n.after.iter().map(|e| format!("{} on {}", e.parent, e.when.as_str())).collect();
+        let after = if edges.is_empty() { String::new() } else { format!("  (after {})", edges.join(", ")) };
+        format!("{prefix}{}  {job}  {run}  {state}{after}\n", n.name)
+    };
+    fn walk(i: usize, depth: usize, children: &[Vec<usize>], line: &dyn Fn(usize, &str) -> String, out: &mut String) {
+        let prefix = if depth == 0 { "  ".to_owned() } else { format!("  {}└─ ", "   ".repeat(depth - 1)) };
+        out.push_str(&line(i, &prefix));
+        for c in &children[i] {
+            walk(*c, depth + 1, children, line, out);
+        }
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        if n.after.is_empty() {
+            walk(i, 0, &children, &line, &mut out);
+        }
+    }
     out
 }
 

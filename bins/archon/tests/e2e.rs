@@ -180,7 +180,7 @@ fn bad_input_is_refused_with_a_clear_error_and_nothing_is_stored() {
         (vec!["run", "-f", broken_spec.to_str().unwrap()], "not valid TOML"),
         (vec!["run", "-f", "/no/such/spec.toml"], "cannot read"),
         (vec!["get", "run-999"], "run-999 not found"),
-        (vec!["get", "12"], "is not a job or run id (try job-12 or run-12)"),
+        (vec!["get", "12"], "is not a job, run or workflow id (try job-12, run-12 or wf-12)"),
         (vec!["cancel", "job-42"], "job-42"),
         (vec!["logs", "run-x"], "RUN: \"run-x\" is not a run id"),
     ];

@@ -101,7 +101,8 @@ impl ClusterState {
         let order = workflow.spec.validate(usize::MAX).unwrap_or_default();
         let jobs: Vec<JobId> = order.iter().rev().map(|i| workflow.jobs[*i]).collect();
         // Children first: a waiting child ends cancelled, not upstream-failed.
-        let mut events = Vec::new();
+        let live: Vec<JobId> = jobs.iter().copied().filter(|j| self.jobs.contains_key(j)).collect();
+        let mut events = vec![Event::WorkflowCancelled { workflow: id, jobs: live }];
         for job in jobs {
             if let Outcome::Applied(more) = self.apply_cancel_job(at, job) {
                 events.extend(more);

@@ -9,15 +9,16 @@ use anyhow::Context;
 use archon_core::Error;
 use archon_core::api::{Api, CancelTarget, JobQuery, RunDetail, RunQuery};
 use archon_core::clock::{Clock, SystemClock};
-use archon_core::model::{JobId, JobSpec, OutputStream, RunId, RunState, WorkerId};
+use archon_core::model::{JobId, JobSpec, OutputStream, RunId, RunState, WorkerId, WorkflowId};
 use archon_net::GrpcClient;
 use futures::StreamExt;
 use serde::Serialize;
 
 use crate::cli::{Cli, ClusterCommand, Command, Format, SubmitArgs};
-use crate::draft::{DockerDraft, JobDraft, Naming, ScheduleDraft, read_spec_file};
+use crate::draft::{DockerDraft, JobDraft, Naming, ScheduleDraft, SpecFileContent, read_any_spec_file};
 
 mod schedule;
+mod workflow;
 use crate::{EXIT_BAD_INPUT, render};
 
 /// Prints a line to stdout. A closed stdout (`archon jobs | head -1`) ends the CLI
@@ -105,11 +106,16 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let api = connect(&cli.server).await?;
             submit(api.as_ref(), vec![spec], args.wait, format).await
         }
-        Command::Run(args) => {
-            let specs = read_spec_file(&args.file).map_err(|e| bad(e.to_string()))?;
-            let api = connect(&cli.server).await?;
-            submit(api.as_ref(), specs, args.wait, format).await
-        }
+        Command::Run(args) => match read_any_spec_file(&args.file).map_err(|e| bad(e.to_string()))? {
+            SpecFileContent::Jobs(specs) => {
+                let api = connect(&cli.server).await?;
+                submit(api.as_ref(), specs, args.wait, format).await
+            }
+            SpecFileContent::Workflow(spec) => {
+                let api = connect(&cli.server).await?;
+                workflow::submit(api.as_ref(), spec, args.wait, format).await
+            }
+        },
         Command::Status => {
             let api = connect(&cli.server).await?;
             let status = api.status().await?;
@@ -158,6 +164,10 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 CancelTarget::Run(run) => {
                     let d = api.get_run(run).await?;
                     print(format, &d, || render::run(&d))
+                }
+                CancelTarget::Workflow(wf) => {
+                    let d = api.get_workflow(wf).await?;
+                    print(format, &d, || render::workflow(&d))
                 }
             }
         }
@@ -313,8 +323,10 @@ fn parse_target(what: &str, s: &str) -> anyhow::Result<CancelTarget> {
         Ok(CancelTarget::Job(parse_id(what, s)?))
     } else if s.starts_with(RunId::PREFIX) {
         Ok(CancelTarget::Run(parse_id(what, s)?))
+    } else if s.starts_with(WorkflowId::PREFIX) {
+        Ok(CancelTarget::Workflow(parse_id(what, s)?))
     } else {
-        Err(bad(format!("{what}: {s:?} is not a job or run id (try job-12 or run-12)")))
+        Err(bad(format!("{what}: {s:?} is not a job, run or workflow id (try job-12, run-12 or wf-12)")))
     }
 }
 

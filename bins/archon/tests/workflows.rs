@@ -1,0 +1,81 @@
+//! Workflows through the shipped binary: `archon run -f` of a workflow file on
+//! `archon dev`, its tree in `archon get wf-N`, its failure branch, cancelling
+//! it, and a cycle refused with exit 2 and nothing stored.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Dev, text, wait_for};
+use serde_json::Value;
+
+fn run_file(dev: &Dev, path: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["run", "-f", path.to_str().unwrap()];
+    args.extend(extra);
+    dev.cli(&args)
+}
+
+#[test]
+fn the_release_workflow_runs_its_failure_branch_and_shows_as_a_tree() {
+    let dev = Dev::start();
+    let dir = tempfile::tempdir().unwrap();
+    // The shipped example with a job that holds the workflow open until cancelled.
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/specs/release.toml")).unwrap();
+    let failing = example.replace("test -z \\\"$FAIL_TESTS\\\"", "false");
+    let held = format!("{failing}\n[[jobs]]\nname = \"hold\"\ncommand = \"sleep 600\"\n");
+    let path = dir.path().join("release.toml");
+    std::fs::write(&path, &held).unwrap();
+    let out = run_file(&dev, &path, &["--output", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let submitted: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let wf = format!("wf-{}", submitted["workflow"]);
+    let jobs: Vec<u64> = submitted["jobs"].as_array().unwrap().iter().map(|j| j.as_u64().unwrap()).collect();
+    assert_eq!(jobs.len(), 6);
+    let state = |node: usize| -> String {
+        let d = dev.json(&["get", &format!("job-{}", jobs[node])]);
+        d["runs"][0]["state"].as_str().unwrap().to_owned()
+    };
+    wait_for(Duration::from_secs(60), "report ran", || {
+        let s = state(4);
+        if s == "succeeded" { Ok(()) } else { Err(s) }
+    });
+    assert_eq!(state(1), "failed");
+    assert_eq!(state(2), "upstream_failed");
+    assert_eq!(state(3), "succeeded", "the failure branch ran");
+    let tree = text(&dev.cli(&["get", &wf]).stdout);
+    for line in
+        ["release", "build", "└─ test", "deploy", "upstream_failed", "rollback", "(after test on failure)", "hold"]
+    {
+        assert!(tree.contains(line), "{line:?} missing from:\n{tree}");
+    }
+    // Cancelling it ends what is unfinished (the held job).
+    let out = dev.cli(&["cancel", &wf]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    wait_for(Duration::from_secs(30), "hold cancelled", || {
+        let s = state(5);
+        if s == "cancelled" { Ok(()) } else { Err(s) }
+    });
+}
+
+#[test]
+fn a_cycle_is_refused_naming_it_and_nothing_is_stored() {
+    let dev = Dev::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cycle.toml");
+    std::fs::write(
+        &path,
+        "[workflow]\nname = \"loop\"\n[[jobs]]\nname = \"a\"\ncommand = \"true\"\ndepends_on = [\"c\"]\n\
+         [[jobs]]\nname = \"b\"\ncommand = \"true\"\ndepends_on = [\"a\"]\n\
+         [[jobs]]\nname = \"c\"\ncommand = \"true\"\ndepends_on = [\"b\"]\n",
+    )
+    .unwrap();
+    let out = run_file(&dev, &path, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("depends_on: the jobs form a cycle: "), "{err}");
+    assert_eq!(dev.job_count(), 0);
+    let out = dev.cli(&["get", "wf-1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
