@@ -128,7 +128,19 @@ impl Drop for Cluster {
     }
 }
 
-/// Polls until `run` is in `state` (up to 2 s); returns whether it got there.
+/// A worker's hello: 1 core, 1 GiB, `function:ok`, nothing running.
+fn hello(name: &str) -> Hello {
+    Hello {
+        protocol: archon_core::transport::PROTOCOL,
+        name: name.into(),
+        address: String::new(),
+        labels: BTreeMap::new(),
+        capacity: Resources { cpu_millis: 1000, memory_bytes: 1 << 30, ..Resources::default() },
+        capabilities: ["function:ok".to_owned()].into(),
+        running: vec![],
+    }
+}
+
 /// Waits (up to 10 s) until `run` is in `state`.
 async fn reach(api: &dyn Api, run: archon_core::model::RunId, state: RunState) {
     eventually(&format!("{run} is {state:?}"), || async { api.get_run(run).await.unwrap().run.state == state }).await;
@@ -261,15 +273,7 @@ async fn a_silent_worker_is_reaped_and_its_runs_requeued() {
     let c = Cluster::start(config).await;
     // A worker that registers, takes work, and then says nothing ever again.
     let transport = InProcTransport::new(c.manager.clone());
-    let hello = Hello {
-        protocol: archon_core::transport::PROTOCOL,
-        name: "mute".into(),
-        address: String::new(),
-        labels: BTreeMap::new(),
-        capacity: Resources { cpu_millis: 1000, memory_bytes: 1 << 30, ..Resources::default() },
-        capabilities: ["function:ok".to_owned()].into(),
-        running: vec![],
-    };
+    let hello = hello("mute");
     let mut session = transport.connect(hello).await.unwrap();
     let run = submit_one(&c.manager, function("ok")).await;
     let assigned = tokio::time::timeout(Duration::from_secs(2), session.inbound.recv()).await.unwrap();
@@ -292,15 +296,7 @@ async fn a_silent_worker_is_reaped_and_its_runs_requeued() {
 async fn a_duplicate_worker_name_is_refused() {
     let c = Cluster::start(ManagerConfig::default()).await;
     let transport = InProcTransport::new(c.manager.clone());
-    let hello = Hello {
-        protocol: archon_core::transport::PROTOCOL,
-        name: "twin".into(),
-        address: String::new(),
-        labels: BTreeMap::new(),
-        capacity: Resources { cpu_millis: 1000, memory_bytes: 1 << 30, ..Resources::default() },
-        capabilities: ["shell".to_owned()].into(),
-        running: vec![],
-    };
+    let hello = Hello { capabilities: ["shell".to_owned()].into(), ..hello("twin") };
     let _first = transport.connect(hello.clone()).await.unwrap();
     let second = transport.connect(hello).await.unwrap_err();
     assert!(second.to_string().contains("already connected"), "{second}");
@@ -440,15 +436,7 @@ async fn a_run_that_fits_but_not_now_stays_pending_with_its_reason() {
 async fn a_worker_speaking_a_newer_session_protocol_is_refused_and_not_registered() {
     let c = Cluster::start(ManagerConfig::default()).await;
     let transport = InProcTransport::new(c.manager.clone());
-    let hello = Hello {
-        protocol: archon_core::transport::PROTOCOL + 1,
-        name: "from-the-future".into(),
-        address: String::new(),
-        labels: BTreeMap::new(),
-        capacity: Resources { cpu_millis: 1000, memory_bytes: 1 << 30, ..Resources::default() },
-        capabilities: ["function:ok".to_owned()].into(),
-        running: vec![],
-    };
+    let hello = Hello { protocol: archon_core::transport::PROTOCOL + 1, ..hello("from-the-future") };
     let Err(refused) = transport.connect(hello).await else { panic!("a newer worker was let in") };
     let message = refused.to_string();
     assert!(message.contains("session protocol 2, this manager 1"), "{message}");
@@ -467,15 +455,7 @@ async fn a_workflow_whose_worker_dies_mid_run_finishes_with_every_node_succeeded
     let mut c = Cluster::start(config).await;
     // The first node goes to a worker that takes it and is never heard of again.
     let transport = InProcTransport::new(c.manager.clone());
-    let hello = Hello {
-        protocol: archon_core::transport::PROTOCOL,
-        name: "doomed".into(),
-        address: String::new(),
-        labels: BTreeMap::new(),
-        capacity: Resources { cpu_millis: 1000, memory_bytes: 1 << 30, ..Resources::default() },
-        capabilities: ["function:ok".to_owned()].into(),
-        running: vec![],
-    };
+    let hello = hello("doomed");
     let mut session = transport.connect(hello).await.unwrap();
     let node = |name: &str, after: &[&str]| WorkflowNode {
         name: name.into(),

@@ -146,6 +146,26 @@ pub struct Run {
     pub reason: Option<String>,
 }
 
+impl Run {
+    /// A new run of `job`, waiting (the state machine moves it on and counts it).
+    pub fn waiting(id: RunId, job: JobId, created_at: Timestamp) -> Run {
+        Run {
+            id,
+            job,
+            state: RunState::Waiting,
+            created_at,
+            scheduled_for: None,
+            attempts: Vec::new(),
+            current_attempt: None,
+            retries_used: 0,
+            not_before: None,
+            cancel_requested: false,
+            finished_at: None,
+            reason: None,
+        }
+    }
+}
+
 /// Where an attempt is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -131,12 +131,7 @@ fn bad_schedules_are_refused_naming_the_field_and_nothing_is_stored() {
         (vec!["schedule", "pause", "job-99"], "job-99"),
         (vec!["schedule", "backfill", "job-1", "--from", "yesterday"], "--from:"),
     ];
-    for (args, expected) in cases {
-        let out = dev.cli(&args);
-        let err = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?} should exit 2; stderr: {err}");
-        assert!(err.contains(expected), "{args:?}: expected {expected:?} in: {err}");
-    }
+    dev.assert_refused(&cases);
     assert_eq!(dev.job_count(), 0, "a refused submit stored a job");
     // A job without a schedule has none to pause.
     let out = dev.cli(&["submit", "-c", "true"]);

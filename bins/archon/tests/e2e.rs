@@ -184,12 +184,7 @@ fn bad_input_is_refused_with_a_clear_error_and_nothing_is_stored() {
         (vec!["cancel", "job-42"], "job-42"),
         (vec!["logs", "run-x"], "RUN: \"run-x\" is not a run id"),
     ];
-    for (args, expected) in cases {
-        let out = dev.cli(&args);
-        let err = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?} should exit 2; stderr: {err}");
-        assert!(err.contains(expected), "{args:?}: expected {expected:?} in: {err}");
-    }
+    dev.assert_refused(&cases);
     assert_eq!(dev.job_count(), 0, "a refused submit stored a job");
     let unreachable = Command::new(BIN).args(["status"]).env("ARCHON_SERVER", "127.0.0.1:1").output().unwrap();
     assert_eq!(unreachable.status.code(), Some(1));

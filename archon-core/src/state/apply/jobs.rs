@@ -63,23 +63,7 @@ impl ClusterState {
             job_id,
             Job { id: job_id, spec: spec.clone(), created_at: at, runs: vec![run_id], cancelled: false },
         );
-        self.runs.insert(
-            run_id,
-            Run {
-                id: run_id,
-                job: job_id,
-                state: RunState::Waiting,
-                created_at: at,
-                scheduled_for: None,
-                attempts: Vec::new(),
-                current_attempt: None,
-                retries_used: 0,
-                not_before: None,
-                cancel_requested: false,
-                finished_at: None,
-                reason: None,
-            },
-        );
+        self.runs.insert(run_id, Run::waiting(run_id, job_id, at));
         *self.run_states.entry(RunState::Waiting).or_insert(0) += 1;
         let mut events = vec![Event::JobAccepted { job: job_id, run: Some(run_id), duplicate: false }];
         if let Some(dep) = failed {

@@ -198,20 +198,7 @@ impl ClusterState {
                 !drop
             });
         }
-        let mut run = Run {
-            id: run_id,
-            job: job_id,
-            state: RunState::Waiting,
-            created_at: at,
-            scheduled_for: Some(instant),
-            attempts: Vec::new(),
-            current_attempt: None,
-            retries_used: 0,
-            not_before: None,
-            cancel_requested: false,
-            finished_at: None,
-            reason: None,
-        };
+        let mut run = Run { scheduled_for: Some(instant), ..Run::waiting(run_id, job_id, at) };
         *self.run_states.entry(RunState::Waiting).or_insert(0) += 1;
         transition(&mut self.run_states, &mut run, RunState::Pending);
         self.runs.insert(run_id, run);

@@ -62,20 +62,7 @@ impl ClusterState {
                 Job { id: job_id, spec: Arc::new(job_spec), created_at: at, runs: vec![run_id], cancelled: false },
             );
             self.job_workflow.insert(job_id, id);
-            let mut run = Run {
-                id: run_id,
-                job: job_id,
-                state: RunState::Waiting,
-                created_at: at,
-                scheduled_for: None,
-                attempts: Vec::new(),
-                current_attempt: None,
-                retries_used: 0,
-                not_before: None,
-                cancel_requested: false,
-                finished_at: None,
-                reason: None,
-            };
+            let mut run = Run::waiting(run_id, job_id, at);
             *self.run_states.entry(RunState::Waiting).or_insert(0) += 1;
             if parents.is_empty() {
                 transition(&mut self.run_states, &mut run, RunState::Pending);

@@ -24,15 +24,7 @@ fn fire_with(s: &mut ClusterState, job: JobId, minute: i64, source: FireSource) 
 }
 
 fn fire(s: &mut ClusterState, job: JobId, minute: i64) -> Vec<FireResult> {
-    let out = fire_with(s, job, minute, FireSource::Cron);
-    assert!(out.rejection().is_none(), "{out:?}");
-    out.events()
-        .iter()
-        .filter_map(|e| match e {
-            Event::ScheduleFired { result, .. } => Some(*result),
-            _ => None,
-        })
-        .collect()
+    fire_results(fire_with(s, job, minute, FireSource::Cron))
 }
 
 fn started(results: &[FireResult]) -> RunId {

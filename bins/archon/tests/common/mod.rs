@@ -500,6 +500,16 @@ impl Dev {
         line
     }
 
+    /// Runs each command and checks it exits 2 with `expected` in its stderr.
+    pub(crate) fn assert_refused(&self, cases: &[(Vec<&str>, &str)]) {
+        for (args, expected) in cases {
+            let out = self.cli(args);
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?} should exit 2; stderr: {err}");
+            assert!(err.contains(expected), "{args:?}: expected {expected:?} in: {err}");
+        }
+    }
+
     pub(crate) fn job_count(&self) -> usize {
         self.json(&["jobs"])["items"].as_array().unwrap().len()
     }
