@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::model::{
     Attempt, ExitStatus, Job, JobId, JobSpec, OutputChunk, OverlapPolicy, Run, RunId, RunState, ScheduleState,
-    Timestamp, Worker, WorkerId, Workflow, WorkflowId, WorkflowSpec,
+    Timestamp, Worker, WorkerId, Workflow, WorkflowId, WorkflowSpec, WorkflowState,
 };
 use crate::state::{FireResult, Rejection};
 
@@ -92,6 +92,11 @@ pub struct SubmittedWorkflow {
 pub struct WorkflowDetail {
     /// The workflow.
     pub workflow: Workflow,
+    /// How it stands.
+    pub state: WorkflowState,
+    /// When its last job ended (none while running).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
     /// Each node's latest run, in the order of the nodes (none once removed by
     /// the retention policy).
     pub runs: Vec<Option<Run>>,
@@ -183,6 +188,37 @@ pub struct JobQuery {
     pub before: Option<JobId>,
     /// At most this many (default 50, at most 1000).
     pub limit: Option<u32>,
+}
+
+/// Paging and filters for listing workflows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkflowQuery {
+    /// Only workflows whose name contains this.
+    pub name: Option<String>,
+    /// Only workflows in this state.
+    pub state: Option<WorkflowState>,
+    /// Only workflows with ids below this (the previous page's `next`); newest first.
+    pub before: Option<WorkflowId>,
+    /// At most this many (default 50, at most 1000).
+    pub limit: Option<u32>,
+}
+
+/// A workflow in a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkflowSummary {
+    /// The workflow.
+    pub id: WorkflowId,
+    /// Its name.
+    pub name: String,
+    /// How it stands.
+    pub state: WorkflowState,
+    /// How many jobs it has.
+    pub nodes: u32,
+    /// When it was submitted.
+    pub created_at: Timestamp,
+    /// When its last job ended (none while running).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
 }
 
 /// Paging and filters for listing runs.
@@ -318,6 +354,9 @@ pub trait Api: Send + Sync + 'static {
     /// Submits a workflow: every node becomes a job, all or none.
     async fn submit_workflow(&self, spec: WorkflowSpec) -> Result<SubmittedWorkflow, Error>;
 
-    /// A workflow while any of its jobs is live, with each node's latest run.
+    /// A workflow, live or finished, with each node's latest run.
     async fn get_workflow(&self, id: WorkflowId) -> Result<WorkflowDetail, Error>;
+
+    /// Workflows, live and finished, newest first.
+    async fn list_workflows(&self, query: WorkflowQuery) -> Result<Page<WorkflowSummary, WorkflowId>, Error>;
 }

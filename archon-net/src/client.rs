@@ -10,6 +10,7 @@ use archon_core::Error;
 use archon_core::api::{
     Api, CancelTarget, ClusterStatus, JobDetail, JobQuery, JobSummary, OutputFollow, Page, RunDetail, RunQuery,
     RunSummary, ScheduleAction, ScheduleFire, SubmitResult, SubmittedWorkflow, WorkerInfo, WorkflowDetail,
+    WorkflowQuery, WorkflowSummary,
 };
 use archon_core::model::{JobId, JobSpec, OutputChunk, RunId, WorkerId, WorkflowId, WorkflowSpec};
 use async_trait::async_trait;
@@ -352,6 +353,17 @@ impl Api for GrpcClient {
             .call(true, |mut c, e| async move { c.get_workflow(request).await.map_err(|s| status_error(&e, &s)) })
             .await?;
         reply.into_inner().try_into()
+    }
+
+    async fn list_workflows(&self, query: WorkflowQuery) -> Result<Page<WorkflowSummary, WorkflowId>, Error> {
+        let request = proto::ListWorkflowsRequest::from(query);
+        let page = self
+            .call(true, |mut c, e| {
+                let request = request.clone();
+                async move { c.list_workflows(request).await.map_err(|s| status_error(&e, &s)) }
+            })
+            .await?;
+        page.into_inner().try_into()
     }
 }
 

@@ -296,4 +296,13 @@ impl ArchonApi for ApiService {
         let detail = self.api.get_workflow(WorkflowId(request.into_inner().id)).await.map_err(error_to_status)?;
         Ok(Response::new(detail.into()))
     }
+
+    async fn list_workflows(
+        &self,
+        request: Request<proto::ListWorkflowsRequest>,
+    ) -> Result<Response<proto::ListWorkflowsResponse>, Status> {
+        let query = request.into_inner().try_into().map_err(error_to_status)?;
+        let page = self.api.list_workflows(query).await.map_err(error_to_status)?;
+        Ok(Response::new(page.into()))
+    }
 }

@@ -81,6 +81,13 @@ impl Api for StubApi {
     async fn get_workflow(&self, _: archon_core::model::WorkflowId) -> Result<WorkflowDetail, Error> {
         self.fail()
     }
+
+    async fn list_workflows(
+        &self,
+        _: archon_core::api::WorkflowQuery,
+    ) -> Result<Page<archon_core::api::WorkflowSummary, archon_core::model::WorkflowId>, Error> {
+        self.fail()
+    }
 }
 
 async fn serve_stub(stub: StubApi) -> (GrpcClient, CancellationToken) {

@@ -1,6 +1,7 @@
 //! The history in PostgreSQL: finished runs and retired jobs are the rows of
 //! `archon_runs` and `archon_jobs` whose `record` is set (the JSON record, read
-//! back as it was written), output is in `archon_output`, and the retention
+//! back as it was written), output is in `archon_output`, finished workflows
+//! are the rows of `archon_workflows`, and the retention
 //! policy deletes them. Written in the same transaction as the commands that
 //! retire or remove them, so a reader that no longer finds a run in the live state
 //! finds it here. [`PgHistory`] reads them through the indexes the migration
@@ -9,8 +10,11 @@
 use std::time::Duration;
 
 use archon_core::Error as CoreError;
-use archon_core::history::{Expired, History, HistoryOp, HistoryStats, JobFilter, RunFilter};
-use archon_core::model::{Attempt, AttemptId, JobId, JobRecord, RunId, RunRecord, RunState, Timestamp};
+use archon_core::history::{Expired, History, HistoryOp, HistoryStats, JobFilter, RunFilter, WorkflowFilter};
+use archon_core::model::{
+    Attempt, AttemptId, JobId, JobRecord, RunId, RunRecord, RunState, Timestamp, WorkflowId, WorkflowRecord,
+    WorkflowState,
+};
 use async_trait::async_trait;
 use bytes::Bytes;
 use diesel::QueryResult;
@@ -33,6 +37,8 @@ pub(crate) async fn write(ops: &[HistoryOp], conn: &mut AsyncPgConnection) -> Qu
     let mut jobs = Vec::new();
     let mut removed_runs = Vec::new();
     let mut removed_jobs = Vec::new();
+    let mut workflows = Vec::new();
+    let mut removed_workflows = Vec::new();
     for op in ops {
         match op {
             HistoryOp::Output { run, attempt, stream, offset, data } => {
@@ -40,14 +46,15 @@ pub(crate) async fn write(ops: &[HistoryOp], conn: &mut AsyncPgConnection) -> Qu
             }
             HistoryOp::Run(record) => runs.push(record.clone()),
             HistoryOp::Job(record) => jobs.push(record.clone()),
-            HistoryOp::Remove { runs, jobs } => {
-                removed_runs.extend(runs.iter().map(|r| i64::try_from(r.0).unwrap_or(i64::MAX)));
-                removed_jobs.extend(jobs.iter().map(|j| i64::try_from(j.0).unwrap_or(i64::MAX)));
+            HistoryOp::Workflow(record) => workflows.push(record.clone()),
+            HistoryOp::Remove { runs, jobs, workflows } => {
+                removed_runs.extend(runs.iter().map(|r| big(r.0)));
+                removed_jobs.extend(jobs.iter().map(|j| big(j.0)));
+                removed_workflows.extend(workflows.iter().map(|w| big(w.0)));
             }
         }
     }
     if !output.is_empty() {
-        let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         diesel::sql_query(
             "INSERT INTO archon_output (attempt_id, stream, byte_offset, run_id, data) \
              SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::bigint[], $4::bigint[], $5::bytea[]) \
@@ -73,6 +80,30 @@ pub(crate) async fn write(ops: &[HistoryOp], conn: &mut AsyncPgConnection) -> Qu
         .map(|j| JobRow { job: &j.job, record: Some(json_text(&**j)), last_state: j.last_state.map(RunState::as_str) })
         .collect();
     upsert_jobs(&rows, conn).await?;
+    if !workflows.is_empty() {
+        diesel::sql_query(
+            "INSERT INTO archon_workflows (id, name, state, created_ms, finished_ms, record) \
+             SELECT id, name, state, created_ms, finished_ms, record::jsonb \
+             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[]) \
+             AS t(id, name, state, created_ms, finished_ms, record) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, state = excluded.state, \
+             created_ms = excluded.created_ms, finished_ms = excluded.finished_ms, record = excluded.record",
+        )
+        .bind::<Array<BigInt>, _>(workflows.iter().map(|w| big(w.id().0)).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(workflows.iter().map(|w| w.workflow.spec.name.clone()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(workflows.iter().map(|w| w.state().as_str()).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(workflows.iter().map(|w| w.workflow.created_at.0).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(workflows.iter().map(|w| w.finished_at.0).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(workflows.iter().map(|w| json_text(&**w)).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
+    }
+    if !removed_workflows.is_empty() {
+        diesel::sql_query("DELETE FROM archon_workflows WHERE id = ANY($1)")
+            .bind::<Array<BigInt>, _>(&removed_workflows)
+            .execute(conn)
+            .await?;
+    }
     if !removed_runs.is_empty() {
         for table in ["archon_output", "archon_attempts"] {
             diesel::sql_query(format!("DELETE FROM {table} WHERE run_id = ANY($1)"))
@@ -132,11 +163,19 @@ struct Due {
 }
 
 #[derive(diesel::QueryableByName)]
+struct Id {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+#[derive(diesel::QueryableByName)]
 struct Stats {
     #[diesel(sql_type = BigInt)]
     runs: i64,
     #[diesel(sql_type = BigInt)]
     jobs: i64,
+    #[diesel(sql_type = BigInt)]
+    workflows: i64,
     #[diesel(sql_type = BigInt)]
     output_bytes: i64,
     #[diesel(sql_type = BigInt)]
@@ -242,6 +281,53 @@ impl History for PgHistory {
         parse(rows)
     }
 
+    async fn workflows(&self, ids: &[WorkflowId]) -> Result<Vec<WorkflowRecord>, CoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        let wanted: Vec<i64> = ids.iter().map(|w| big(w.0)).collect();
+        let rows: Vec<Record> =
+            diesel::sql_query("SELECT record::text AS record FROM archon_workflows WHERE id = ANY($1)")
+                .bind::<Array<BigInt>, _>(&wanted)
+                .load(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        let mut found: std::collections::BTreeMap<WorkflowId, WorkflowRecord> =
+            parse::<WorkflowRecord>(rows)?.into_iter().map(|w| (w.id(), w)).collect();
+        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+    }
+
+    async fn list_workflows(&self, filter: &WorkflowFilter, limit: usize) -> Result<Vec<WorkflowRecord>, CoreError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<Record> = diesel::sql_query(
+            "SELECT record::text AS record FROM archon_workflows WHERE id < $1 \
+             AND ($2::text IS NULL OR strpos(name, $2) > 0) AND ($3::text IS NULL OR state = $3) \
+             ORDER BY id DESC LIMIT $4",
+        )
+        .bind::<BigInt, _>(filter.before.map_or(i64::MAX, |b| big(b.0)))
+        .bind::<Nullable<Text>, _>(filter.name.as_deref())
+        .bind::<Nullable<Text>, _>(filter.state.map(WorkflowState::as_str))
+        .bind::<BigInt, _>(big(limit as u64))
+        .load(&mut conn)
+        .await
+        .map_err(unavailable)?;
+        parse(rows)
+    }
+
+    async fn expired_workflows(&self, cutoff: Timestamp, limit: usize) -> Result<Vec<WorkflowId>, CoreError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<Id> = diesel::sql_query(
+            "SELECT id FROM archon_workflows WHERE finished_ms < $1 ORDER BY finished_ms, id LIMIT $2",
+        )
+        .bind::<BigInt, _>(cutoff.0)
+        .bind::<BigInt, _>(big(limit as u64))
+        .load(&mut conn)
+        .await
+        .map_err(unavailable)?;
+        Ok(rows.into_iter().map(|r| WorkflowId(u64::try_from(r.id).unwrap_or(0))).collect())
+    }
+
     async fn output(&self, attempt: AttemptId) -> Result<[Bytes; 2], CoreError> {
         let mut conn = self.conn().await?;
         let chunks: Vec<Chunk> = diesel::sql_query(
@@ -303,6 +389,7 @@ impl History for PgHistory {
         let stats: Stats = diesel::sql_query(
             "SELECT (SELECT count(*) FROM archon_runs WHERE record IS NOT NULL) AS runs, \
              (SELECT count(*) FROM archon_jobs WHERE record IS NOT NULL) AS jobs, \
+             (SELECT count(*) FROM archon_workflows) AS workflows, \
              (SELECT coalesce(sum(length(data)), 0)::bigint FROM archon_output) AS output_bytes, \
              (SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c \
               WHERE c.relkind = 'r' AND c.relname LIKE 'archon\\_%') AS disk_bytes",
@@ -314,6 +401,7 @@ impl History for PgHistory {
         Ok(HistoryStats {
             runs: n(stats.runs),
             jobs: n(stats.jobs),
+            workflows: n(stats.workflows),
             output_bytes: n(stats.output_bytes),
             disk_bytes: n(stats.disk_bytes),
         })

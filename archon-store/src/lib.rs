@@ -21,6 +21,7 @@
 //! | `archon_jobs` | job, live or retired | `id`, `name`, `kind` (shell, docker, ...), `spec` (jsonb), `cancelled`, `runs`, `created_at`; once retired `record` (jsonb) and `last_state` |
 //! | `archon_runs` | run, live or finished | `id`, `job_id`, `state` (pending, running, succeeded, failed, ...), `attempts`, `retries_used`, `reason`, `created_at`, `finished_at`; once finished `record` (jsonb: run, attempts, results without output) and `expires_at` (the job's own retention) |
 //! | `archon_output` | slice of an attempt's kept output | `attempt_id`, `stream` (0 stdout, 1 stderr), `byte_offset`, `run_id`, `data` (bytea) |
+//! | `archon_workflows` | finished workflow | `id`, `name`, `state` (succeeded, failed, cancelled), `created_ms`, `finished_ms`, `record` (jsonb: definition, jobs) |
 //! | `archon_attempts` | attempt | `id`, `run_id`, `worker_id`, `state`, `status` (jsonb), `exit_code`, `assigned_at`, `finished_at` |
 //! | `archon_workers` | worker | `id`, `name`, `address`, `state`, `labels`, `capabilities`, `capacity`, `allocated` (jsonb), `running`, `registered_ms` |
 //! | `archon_leader` | (one row) | `term`, `holder`, `address`, `since_ms` |

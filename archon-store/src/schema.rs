@@ -90,3 +90,14 @@ diesel::table! {
         data -> Bytea,
     }
 }
+
+diesel::table! {
+    archon_workflows (id) {
+        id -> BigInt,
+        name -> Text,
+        state -> Text,
+        created_ms -> BigInt,
+        finished_ms -> BigInt,
+        record -> Jsonb,
+    }
+}

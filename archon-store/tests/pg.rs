@@ -61,10 +61,10 @@ async fn migrations_create_the_schema_change_nothing_when_current_and_refuse_a_n
     let pg = server();
     let url = pg.create_database();
     let applied = archon_store::migrate(&url).await.unwrap();
-    assert_eq!(applied.len(), 2, "an empty database gets every migration: {applied:?}");
+    assert_eq!(applied.len(), 3, "an empty database gets every migration: {applied:?}");
     let tables =
         pg.psql(url.rsplit('/').next().unwrap(), "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'archon_%'");
-    assert_eq!(String::from_utf8_lossy(&tables.stdout).trim(), "8");
+    assert_eq!(String::from_utf8_lossy(&tables.stdout).trim(), "9");
     assert!(archon_store::migrate(&url).await.unwrap().is_empty(), "an up-to-date database is left alone");
 
     let db = url.rsplit('/').next().unwrap();

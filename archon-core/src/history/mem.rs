@@ -9,9 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{Expired, History, HistoryOp, HistoryStats, JobFilter, RunFilter};
+use super::{Expired, History, HistoryOp, HistoryStats, JobFilter, RunFilter, WorkflowFilter};
 use crate::error::Error;
-use crate::model::{AttemptId, JobId, JobRecord, RunId, RunRecord, RunState, Timestamp};
+use crate::model::{AttemptId, JobId, JobRecord, RunId, RunRecord, RunState, Timestamp, WorkflowId, WorkflowRecord};
 
 #[derive(Debug, Default)]
 struct Tables {
@@ -21,6 +21,8 @@ struct Tables {
     /// Runs whose job has a retention of its own, by when it removes them.
     by_expiry: BTreeSet<(Timestamp, RunId)>,
     jobs: BTreeMap<JobId, Arc<JobRecord>>,
+    workflows: BTreeMap<WorkflowId, Arc<WorkflowRecord>>,
+    workflows_by_finish: BTreeSet<(Timestamp, WorkflowId)>,
     /// Output chunks by (attempt, stream, offset).
     output: BTreeMap<(AttemptId, usize, u64), Bytes>,
     output_bytes: u64,
@@ -72,7 +74,12 @@ impl MemHistory {
                 HistoryOp::Job(record) => {
                     t.jobs.insert(record.id(), record.clone());
                 }
-                HistoryOp::Remove { runs, jobs } => {
+                HistoryOp::Workflow(record) => {
+                    t.remove_workflow(record.id());
+                    t.workflows_by_finish.insert((record.finished_at, record.id()));
+                    t.workflows.insert(record.id(), record.clone());
+                }
+                HistoryOp::Remove { runs, jobs, workflows } => {
                     for run in runs {
                         if let Some(record) = t.remove_run(*run) {
                             for attempt in &record.attempts {
@@ -82,6 +89,9 @@ impl MemHistory {
                     }
                     for job in jobs {
                         t.jobs.remove(job);
+                    }
+                    for workflow in workflows {
+                        t.remove_workflow(*workflow);
                     }
                 }
             }
@@ -109,6 +119,16 @@ impl MemHistory {
         self.read().runs.keys().copied().collect()
     }
 
+    /// A finished workflow's record, if held.
+    pub fn workflow_record(&self, id: WorkflowId) -> Option<Arc<WorkflowRecord>> {
+        self.read().workflows.get(&id).cloned()
+    }
+
+    /// Every finished workflow's id, oldest id first.
+    pub fn workflow_ids(&self) -> Vec<WorkflowId> {
+        self.read().workflows.keys().copied().collect()
+    }
+
     /// Every retired job's id, oldest id first.
     pub fn job_ids(&self) -> Vec<JobId> {
         self.read().jobs.keys().copied().collect()
@@ -125,6 +145,16 @@ impl MemHistory {
         }
         let [out, err] = streams;
         [Bytes::from(out), Bytes::from(err)]
+    }
+
+    /// The `n` workflows that ended first.
+    pub fn oldest_workflows(&self, n: usize) -> Vec<WorkflowId> {
+        self.read().workflows_by_finish.iter().take(n).map(|(_, id)| *id).collect()
+    }
+
+    /// How many finished workflows it holds.
+    pub fn workflow_count(&self) -> usize {
+        self.read().workflows.len()
     }
 
     /// How many finished runs it holds.
@@ -147,6 +177,12 @@ impl Tables {
             self.by_expiry.remove(&(at, id));
         }
         Some(old)
+    }
+
+    fn remove_workflow(&mut self, id: WorkflowId) {
+        if let Some(old) = self.workflows.remove(&id) {
+            self.workflows_by_finish.remove(&(old.finished_at, id));
+        }
     }
 
     fn remove_output(&mut self, attempt: AttemptId) {
@@ -213,6 +249,29 @@ impl History for MemHistory {
             .collect())
     }
 
+    async fn workflows(&self, ids: &[WorkflowId]) -> Result<Vec<WorkflowRecord>, Error> {
+        let t = self.read();
+        Ok(ids.iter().filter_map(|id| t.workflows.get(id)).map(|w| WorkflowRecord::clone(w)).collect())
+    }
+
+    async fn list_workflows(&self, filter: &WorkflowFilter, limit: usize) -> Result<Vec<WorkflowRecord>, Error> {
+        let t = self.read();
+        let upper = filter.before.unwrap_or(WorkflowId(u64::MAX));
+        Ok(t.workflows
+            .range(..upper)
+            .rev()
+            .map(|(_, w)| w)
+            .filter(|w| filter.matches(&w.workflow, w.state()))
+            .take(limit)
+            .map(|w| WorkflowRecord::clone(w))
+            .collect())
+    }
+
+    async fn expired_workflows(&self, cutoff: Timestamp, limit: usize) -> Result<Vec<WorkflowId>, Error> {
+        let t = self.read();
+        Ok(t.workflows_by_finish.range(..(cutoff, WorkflowId(0))).take(limit).map(|(_, id)| *id).collect())
+    }
+
     async fn output(&self, attempt: AttemptId) -> Result<[Bytes; 2], Error> {
         Ok(self.output_of(attempt))
     }
@@ -241,6 +300,7 @@ impl History for MemHistory {
         Ok(HistoryStats {
             runs: t.runs.len() as u64,
             jobs: t.jobs.len() as u64,
+            workflows: t.workflows.len() as u64,
             output_bytes: t.output_bytes,
             disk_bytes: 0,
         })

@@ -32,7 +32,10 @@ use bytes::Bytes;
 pub use mem::MemHistory;
 
 use crate::error::Error;
-use crate::model::{AttemptId, JobId, JobRecord, OutputStream, RunId, RunRecord, RunState, Timestamp};
+use crate::model::{
+    AttemptId, JobId, JobRecord, OutputStream, RunId, RunRecord, RunState, Timestamp, Workflow, WorkflowId,
+    WorkflowRecord, WorkflowState,
+};
 
 /// A change the state machine hands to the history as it applies commands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,12 +57,17 @@ pub enum HistoryOp {
     Run(Arc<RunRecord>),
     /// A job can produce no more runs and left the live state.
     Job(Arc<JobRecord>),
-    /// The retention policy removes these runs (with their output) and jobs.
+    /// A workflow's last job retired and the workflow left the live state.
+    Workflow(Arc<WorkflowRecord>),
+    /// The retention policy removes these runs (with their output), jobs and
+    /// workflows.
     Remove {
         /// Runs to remove.
         runs: Vec<RunId>,
         /// Jobs to remove.
         jobs: Vec<JobId>,
+        /// Workflows to remove.
+        workflows: Vec<WorkflowId>,
     },
 }
 
@@ -103,6 +111,26 @@ impl JobFilter {
     }
 }
 
+/// Which finished workflows a listing wants, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkflowFilter {
+    /// Only workflows whose name contains this.
+    pub name: Option<String>,
+    /// Only workflows in this state.
+    pub state: Option<WorkflowState>,
+    /// Only workflows with ids below this.
+    pub before: Option<WorkflowId>,
+}
+
+impl WorkflowFilter {
+    /// Whether `workflow`, in `state`, passes the filter.
+    pub fn matches(&self, workflow: &Workflow, state: WorkflowState) -> bool {
+        self.name.as_deref().is_none_or(|n| workflow.spec.name.contains(n))
+            && self.state.is_none_or(|s| s == state)
+            && self.before.is_none_or(|b| workflow.id < b)
+    }
+}
+
 /// A finished run the retention policy may remove.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Expired {
@@ -121,6 +149,8 @@ pub struct HistoryStats {
     pub runs: u64,
     /// Retired jobs.
     pub jobs: u64,
+    /// Finished workflows.
+    pub workflows: u64,
     /// Bytes of output kept.
     pub output_bytes: u64,
     /// Bytes on disk (0 for a history in memory).
@@ -146,6 +176,16 @@ pub trait History: Send + Sync + 'static {
     /// Retired jobs passing `filter`, highest id first, at most `limit`.
     async fn list_jobs(&self, filter: &JobFilter, limit: usize) -> Result<Vec<JobRecord>, Error>;
 
+    /// The finished workflows among `ids`, in the order given.
+    async fn workflows(&self, ids: &[WorkflowId]) -> Result<Vec<WorkflowRecord>, Error>;
+
+    /// Finished workflows passing `filter`, highest id first, at most `limit`.
+    async fn list_workflows(&self, filter: &WorkflowFilter, limit: usize) -> Result<Vec<WorkflowRecord>, Error>;
+
+    /// Finished workflows that ended before `cutoff`, oldest first, at most
+    /// `limit` (the retention policy removes them).
+    async fn expired_workflows(&self, cutoff: Timestamp, limit: usize) -> Result<Vec<WorkflowId>, Error>;
+
     /// The kept output of an attempt: stdout, then stderr (empty when none).
     async fn output(&self, attempt: AttemptId) -> Result<[Bytes; 2], Error>;
 
@@ -162,6 +202,11 @@ pub trait History: Send + Sync + 'static {
 /// One run's record from `history`, if it holds it.
 pub async fn run_record(history: &dyn History, id: RunId) -> Result<Option<RunRecord>, Error> {
     Ok(history.runs(&[id]).await?.into_iter().next())
+}
+
+/// One workflow's record from `history`, if it holds it.
+pub async fn workflow_record(history: &dyn History, id: WorkflowId) -> Result<Option<WorkflowRecord>, Error> {
+    Ok(history.workflows(&[id]).await?.into_iter().next())
 }
 
 /// One job's record from `history`, if it holds it.

@@ -12,7 +12,7 @@ use super::{Manager, queries};
 use crate::api::{
     Api, CancelTarget, ClusterStatus, JobDetail, JobQuery, JobSummary, ManagerInfo, OutputFollow, Page, RunDetail,
     RunQuery, RunSummary, ScheduleAction, ScheduleFire, SubmitResult, Submitted, SubmittedWorkflow, WorkerInfo,
-    WorkflowDetail,
+    WorkflowDetail, WorkflowQuery, WorkflowSummary,
 };
 use crate::cron::CronSchedule;
 use crate::error::Error;
@@ -220,6 +220,11 @@ impl Api for Manager {
 
     async fn get_workflow(&self, id: WorkflowId) -> Result<WorkflowDetail, Error> {
         self.workflow_detail(id).await
+    }
+
+    async fn list_workflows(&self, query: WorkflowQuery) -> Result<Page<WorkflowSummary, WorkflowId>, Error> {
+        self.ensure_leader()?;
+        self.workflow_list(&query).await
     }
 
     async fn wait(&self, id: RunId) -> Result<RunDetail, Error> {

@@ -2,7 +2,8 @@
 //! policy lets go now, and which idempotency keys are past their window, as one
 //! `Command::Prune` that every replica applies alike. Runs go when they ended more
 //! than `history_retention` ago, past their job's own `retention`, or beyond its
-//! `keep_last` newest; a retired job goes with its last run.
+//! `keep_last` newest; a retired job goes with its last run; a finished
+//! workflow's record when it ended more than `history_retention` ago.
 
 use std::collections::BTreeSet;
 
@@ -33,13 +34,18 @@ pub(crate) async fn due(shared: &Shared, now: Timestamp) -> Result<(Option<Comma
             jobs.push(record.id());
         }
     }
+    let workflows = shared
+        .history
+        .expired_workflows(Timestamp(now.0.saturating_sub(millis(config.history_retention))), limit)
+        .await?;
+    let more = more || workflows.len() >= limit;
     let cutoff = Timestamp(now.0.saturating_sub(millis(config.idempotency_window)));
     let keys_before = shared.store.query(|s| s.idempotency_keys().1).filter(|oldest| *oldest < cutoff).map(|_| cutoff);
-    if expired.is_empty() && jobs.is_empty() && keys_before.is_none() {
+    if expired.is_empty() && jobs.is_empty() && workflows.is_empty() && keys_before.is_none() {
         return Ok((None, false));
     }
     let runs = expired.into_iter().map(|e| (e.run, e.state)).collect();
-    Ok((Some(Command::Prune { at: now, runs, jobs, keys_before }), more))
+    Ok((Some(Command::Prune { at: now, runs, jobs, workflows, keys_before }), more))
 }
 
 /// Finished runs of live jobs with `keep_last` beyond their newest that many.

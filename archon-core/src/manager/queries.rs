@@ -111,12 +111,12 @@ fn upcoming(schedule: &Schedule, after: Timestamp, n: usize) -> Vec<Timestamp> {
     CronSchedule::parse(&schedule.cron, &schedule.timezone).map(|c| c.upcoming(after, n)).unwrap_or_default()
 }
 
-fn page_size(limit: Option<u32>) -> usize {
+pub(super) fn page_size(limit: Option<u32>) -> usize {
     limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE) as usize
 }
 
 /// A page of `limit` from `items` (which may hold one more, telling there is a next page).
-fn page<T, C>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> C) -> Page<T, C> {
+pub(super) fn page<T, C>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> C) -> Page<T, C> {
     let next = if items.len() > limit {
         items.truncate(limit);
         items.last().map(&key)

@@ -2,16 +2,17 @@
 //! not decide (the limits, the size in the log); the state machine checks the
 //! shape and creates every job or none.
 //!
-//! The [`crate::api::Api`] methods call these; the CLI and a history record of
-//! finished workflows come next (a workflow leaves the live state with its
-//! last job).
+//! The [`crate::api::Api`] methods call these. A workflow leaves the live
+//! state with its last job, for a record in the history that the retention
+//! policy removes `history_retention` after it ended.
 
 use std::sync::Arc;
 
 use super::{Manager, queries};
-use crate::api::WorkflowDetail;
+use crate::api::{Page, WorkflowDetail, WorkflowQuery, WorkflowSummary};
 use crate::error::Error;
-use crate::model::{JobId, SpecError, WorkflowId, WorkflowSpec};
+use crate::history::{WorkflowFilter, merge_newest_first, workflow_record};
+use crate::model::{JobId, SpecError, Timestamp, Workflow, WorkflowId, WorkflowSpec, WorkflowState};
 use crate::state::{Command, Event, Outcome, Rejection};
 use crate::store::StoreExt;
 
@@ -66,19 +67,20 @@ impl Manager {
         }
     }
 
-    /// A workflow while any of its jobs is live, with each node's latest run
-    /// (from the live state or the history).
+    /// A workflow, live or finished, with each node's latest run (from the
+    /// live state or the history).
     pub async fn workflow_detail(&self, id: WorkflowId) -> Result<WorkflowDetail, Error> {
         self.ensure_leader()?;
-        let (workflow, issued) = self.shared.store.query(|s| (s.workflow(id).cloned(), s.issued_workflow(id)));
-        let Some(workflow) = workflow else {
-            return Err(Error::NotFound(if issued {
-                format!(
-                    "{id} (it has finished: a workflow is shown until its last job ends; its jobs are in the history)"
-                )
-            } else {
-                id.to_string()
-            }));
+        let (live, issued) = self.shared.store.query(|s| (s.workflow(id).cloned(), s.issued_workflow(id)));
+        let (workflow, state, finished_at) = match live {
+            Some(w) => (w, WorkflowState::Running, None),
+            None => match workflow_record(&*self.shared.history, id).await? {
+                Some(record) => {
+                    let state = record.state();
+                    (record.workflow, state, Some(record.finished_at))
+                }
+                None => return Err(queries::gone(&self.shared, id.to_string(), issued)),
+            },
         };
         let mut runs = Vec::with_capacity(workflow.jobs.len());
         for job in &workflow.jobs {
@@ -89,6 +91,44 @@ impl Manager {
             };
             runs.push(run);
         }
-        Ok(WorkflowDetail { workflow, runs })
+        Ok(WorkflowDetail { workflow, state, finished_at, runs })
+    }
+
+    /// Workflows, live then finished, newest first.
+    pub(super) async fn workflow_list(&self, q: &WorkflowQuery) -> Result<Page<WorkflowSummary, WorkflowId>, Error> {
+        let limit = queries::page_size(q.limit);
+        let filter = WorkflowFilter { name: q.name.clone(), state: q.state, before: q.before };
+        let live: Vec<WorkflowSummary> = self.shared.store.query(|s| {
+            let upper = q.before.unwrap_or(WorkflowId(u64::MAX));
+            s.workflows()
+                .range(..upper)
+                .rev()
+                .map(|(_, w)| w)
+                .filter(|w| filter.matches(w, WorkflowState::Running))
+                .take(limit + 1)
+                .map(|w| summary(w, WorkflowState::Running, None))
+                .collect()
+        });
+        let finished: Vec<WorkflowSummary> = self
+            .shared
+            .history
+            .list_workflows(&filter, limit + 1)
+            .await?
+            .iter()
+            .map(|r| summary(&r.workflow, r.state(), Some(r.finished_at)))
+            .collect();
+        let items = merge_newest_first(live, finished, |w| w.id, limit + 1);
+        Ok(queries::page(items, limit, |w| w.id))
+    }
+}
+
+fn summary(w: &Workflow, state: WorkflowState, finished_at: Option<Timestamp>) -> WorkflowSummary {
+    WorkflowSummary {
+        id: w.id,
+        name: w.spec.name.clone(),
+        state,
+        nodes: u32::try_from(w.jobs.len()).unwrap_or(u32::MAX),
+        created_at: w.created_at,
+        finished_at,
     }
 }

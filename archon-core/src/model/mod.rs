@@ -29,4 +29,4 @@ pub use schedule::{
 pub use task::{DockerTask, PullPolicy, Task, TaskKind, function_capability};
 pub use time::Timestamp;
 pub use worker::{Worker, WorkerState};
-pub use workflow::{Edge, EdgeCondition, Workflow, WorkflowNode, WorkflowSpec};
+pub use workflow::{Edge, EdgeCondition, Workflow, WorkflowNode, WorkflowRecord, WorkflowSpec, WorkflowState};

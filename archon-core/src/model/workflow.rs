@@ -31,9 +31,23 @@ pub struct Workflow {
     /// Cancelled by a user.
     #[serde(default)]
     pub cancelled: bool,
+    /// A node's job ended failed or timed out (a node that never ran because a
+    /// parent failed does not count: the parent does).
+    #[serde(default)]
+    pub failed: bool,
 }
 
 impl Workflow {
+    /// How it stands: running while any of its jobs is live, then how it ended.
+    pub fn state(&self, live: bool) -> WorkflowState {
+        match (live, self.cancelled, self.failed) {
+            (true, _, _) => WorkflowState::Running,
+            (false, true, _) => WorkflowState::Cancelled,
+            (false, false, true) => WorkflowState::Failed,
+            (false, false, false) => WorkflowState::Succeeded,
+        }
+    }
+
     /// The node `job` is, by index into `spec.nodes`.
     pub fn node_of(&self, job: JobId) -> Option<usize> {
         self.jobs.iter().position(|j| *j == job)
@@ -44,6 +58,76 @@ impl Workflow {
         let (p, c) = (self.node_of(parent)?, self.node_of(child)?);
         let parent = &self.spec.nodes[p].name;
         self.spec.nodes[c].after.iter().find(|e| e.parent == *parent).map(|e| e.when)
+    }
+}
+
+/// How a workflow stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkflowState {
+    /// Some of its jobs can still run.
+    Running,
+    /// Every job ended, none failed or timed out (a branch not taken ends
+    /// upstream-failed and does not count).
+    Succeeded,
+    /// Every job ended and at least one failed or timed out.
+    Failed,
+    /// Cancelled by a user.
+    Cancelled,
+}
+
+impl WorkflowState {
+    /// Every state.
+    pub const ALL: [WorkflowState; 4] =
+        [WorkflowState::Running, WorkflowState::Succeeded, WorkflowState::Failed, WorkflowState::Cancelled];
+
+    /// Its name in JSON and listings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkflowState::Running => "running",
+            WorkflowState::Succeeded => "succeeded",
+            WorkflowState::Failed => "failed",
+            WorkflowState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for WorkflowState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for WorkflowState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let norm = s.trim().to_ascii_lowercase();
+        WorkflowState::ALL
+            .into_iter()
+            .find(|w| w.as_str() == norm)
+            .ok_or_else(|| format!("{s:?} is not a workflow state (use running, succeeded, failed or cancelled)"))
+    }
+}
+
+/// A workflow whose jobs have all ended, as the history keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkflowRecord {
+    /// The workflow as it ended.
+    pub workflow: Workflow,
+    /// When its last job ended.
+    pub finished_at: Timestamp,
+}
+
+impl WorkflowRecord {
+    /// Its id.
+    pub fn id(&self) -> WorkflowId {
+        self.workflow.id
+    }
+
+    /// How it ended.
+    pub fn state(&self) -> WorkflowState {
+        self.workflow.state(false)
     }
 }
 

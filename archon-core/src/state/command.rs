@@ -138,6 +138,9 @@ pub enum Command {
         /// Retired jobs to remove.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         jobs: Vec<JobId>,
+        /// Finished workflows to remove.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        workflows: Vec<WorkflowId>,
         /// Forget idempotency keys given before this instant.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         keys_before: Option<Timestamp>,
@@ -249,6 +252,7 @@ impl Command {
             | Command::PauseSchedule { .. }
             | Command::SubmitWorkflow { .. }
             | Command::CancelWorkflow { .. } => 2,
+            Command::Prune { workflows, .. } if !workflows.is_empty() => 2,
             _ => 1,
         }
     }
@@ -323,7 +327,9 @@ impl Command {
                     + capabilities.iter().map(|c| text(c) + 1).sum::<usize>()
                     + running.len() * 21
             }
-            Command::Prune { runs, jobs, .. } => SMALL + 60 + runs.len() * 40 + jobs.len() * 21,
+            Command::Prune { runs, jobs, workflows, .. } => {
+                SMALL + 80 + runs.len() * 40 + jobs.len() * 21 + workflows.len() * 21
+            }
             _ => SMALL,
         }
     }
@@ -402,6 +408,7 @@ mod tests {
                 at,
                 runs: vec![(big, RunState::Cancelled); 5],
                 jobs: vec![JobId(u64::MAX); 5],
+                workflows: vec![WorkflowId(u64::MAX); 5],
                 keys_before: Some(at),
             },
             Command::CancelJob { at, job: JobId(u64::MAX) },

@@ -258,7 +258,9 @@ pub fn to_command(state: &ClusterState, history: &MemHistory, step: &Step, at: T
             jobs.sort_unstable();
             jobs.dedup();
             let keys_before = Some(Timestamp(at.0 / 2 + 500_000));
-            Command::Prune { at, runs: oldest.into_iter().map(|e| (e.run, e.state)).collect(), jobs, keys_before }
+            let runs = oldest.into_iter().map(|e| (e.run, e.state)).collect();
+            let workflows = history.oldest_workflows(usize::from(*n) / 4);
+            Command::Prune { at, runs, jobs, workflows, keys_before }
         }
     }
 }

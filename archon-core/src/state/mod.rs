@@ -196,7 +196,9 @@ impl ClusterState {
             Command::AttemptOutput { at, run, attempt, stream, offset, data } => {
                 self.apply_attempt_output(*at, *run, *attempt, *stream, *offset, data)
             }
-            Command::Prune { at, runs, jobs, keys_before } => self.apply_prune(*at, runs, jobs, *keys_before),
+            Command::Prune { at, runs, jobs, workflows, keys_before } => {
+                self.apply_prune(*at, runs, jobs, workflows, *keys_before)
+            }
             Command::CancelRun { at, run } => self.apply_cancel_run(*at, *run),
             Command::CancelJob { at, job } => self.apply_cancel_job(*at, *job),
             Command::ScheduleJob { at, spec } => self.apply_schedule_job(*at, spec),

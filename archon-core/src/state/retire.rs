@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{ClusterState, FORMAT, decrement};
 use crate::history::HistoryOp;
-use crate::model::{AttemptId, AttemptResult, JobId, JobRecord, OutputStream, RunId, RunRecord, RunState};
+use crate::model::{AttemptId, AttemptResult, JobId, JobRecord, OutputStream, RunId, RunRecord, RunState, Timestamp};
 
 impl ClusterState {
     /// Hands a terminal run to the history, and its job once the job can produce
@@ -37,13 +37,14 @@ impl ClusterState {
         let job_id = run.job;
         let state = run.state;
         self.outbox.0.push(HistoryOp::Run(Arc::new(RunRecord { run, job_name, attempts, expires_at })));
-        self.retire_job_if_done(job_id, Some(state));
+        self.retire_job_if_done(job_id, Some((state, finished)));
     }
 
     /// Hands a job to the history once it can produce no more runs: none of its
     /// runs is live, and it has no schedule left to fire (a cron job retires
     /// once cancelled). Nothing leaves a legacy state.
-    pub(super) fn retire_job_if_done(&mut self, job_id: JobId, last_state: Option<RunState>) {
+    /// `last` is how and when its last run ended.
+    pub(super) fn retire_job_if_done(&mut self, job_id: JobId, last: Option<(RunState, Timestamp)>) {
         if self.is_legacy() {
             return;
         }
@@ -52,8 +53,9 @@ impl ClusterState {
         });
         if done && let Some(job) = self.jobs.remove(&job_id) {
             self.schedules.remove(&job_id);
-            self.leave_workflow(job_id);
+            self.leave_workflow(job_id, last);
             self.retained_jobs += 1;
+            let last_state = last.map(|(state, _)| state);
             self.outbox.0.push(HistoryOp::Job(Arc::new(JobRecord { job, last_state })));
         }
     }

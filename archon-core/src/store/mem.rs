@@ -77,14 +77,16 @@ impl Store for MemStore {
         // state finds it here.
         self.history.apply(&state.take_history());
         let excess = self.history.len().saturating_sub(self.capacity);
-        if excess > 0 {
+        let excess_workflows = self.history.workflow_count().saturating_sub(self.capacity);
+        if excess > 0 || excess_workflows > 0 {
             let at = commands.last().map(Command::at).unwrap_or_default();
             let oldest = self.history.oldest(excess);
             let mut jobs: Vec<_> = oldest.iter().map(|e| e.job).filter(|j| state.job(*j).is_none()).collect();
             jobs.sort_unstable();
             jobs.dedup();
             let runs = oldest.into_iter().map(|e| (e.run, e.state)).collect();
-            state.apply(&Command::Prune { at, runs, jobs, keys_before: None });
+            let workflows = self.history.oldest_workflows(excess_workflows);
+            state.apply(&Command::Prune { at, runs, jobs, workflows, keys_before: None });
             self.history.apply(&state.take_history());
         }
         Ok(outcomes)

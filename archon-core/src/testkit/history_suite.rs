@@ -18,8 +18,11 @@ use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 use super::commands::{step, to_command};
 use super::store_suite::StoreHarness;
-use crate::history::{Expired, History, JobFilter, MemHistory, RunFilter};
-use crate::model::{AttemptId, AttemptResult, ExitStatus, JobId, JobSpec, Resources, RunId, RunState, Task, Timestamp};
+use crate::history::{Expired, History, JobFilter, MemHistory, RunFilter, WorkflowFilter};
+use crate::model::{
+    AttemptId, AttemptResult, ExitStatus, JobId, JobSpec, Resources, RunId, RunState, Task, Timestamp, WorkflowId,
+    WorkflowState,
+};
 use crate::state::{ClusterState, Command};
 use crate::store::{Store, StoreExt};
 
@@ -158,9 +161,30 @@ fn prelude(at: Timestamp) -> Vec<Vec<Command>> {
             at: later,
             runs: vec![(RunId(2), RunState::Succeeded)],
             jobs: vec![JobId(2)],
+            workflows: Vec::new(),
             keys_before: None,
         }],
+        // A workflow of two (jobs and runs 14 and 15) that ends failed.
+        vec![Command::SubmitWorkflow { at: later, spec: Arc::new(workflow()) }],
+        assign(&[14], later),
+        vec![finish(14, 15, 0, b"built\n", later)],
+        assign(&[15], later),
+        vec![finish(15, 16, 1, b"tests failed\n", later)],
     ]
+}
+
+fn workflow() -> crate::model::WorkflowSpec {
+    use crate::model::{Edge, EdgeCondition, WorkflowNode, WorkflowSpec};
+    let node = |name: &str, after: &[&str]| WorkflowNode {
+        name: name.into(),
+        job: JobSpec::new(name, Task::Shell { command: format!("echo {name}") }),
+        after: after.iter().map(|p| Edge { parent: (*p).into(), when: EdgeCondition::Success }).collect(),
+    };
+    WorkflowSpec {
+        name: "prelude-flow".into(),
+        nodes: vec![node("build", &[]), node("test", &["build"])],
+        schedule: None,
+    }
 }
 
 /// Compares every read of `got` with `want` (`rich`: after the prelude, whose
@@ -221,8 +245,52 @@ async fn same_history(got: &dyn History, want: &MemHistory, state: &ClusterState
         assert_eq!(some.len(), w.len().min(3), "{}", ctx("expired, limited"));
         assert!(some.iter().all(|e| w.contains(e)), "{}", ctx("expired, limited"));
     }
+    same_workflows(got, want, &ctx).await;
+    assert!(!rich || !want.workflow_ids().is_empty(), "{}", ctx("a workflow is kept"));
     let (g, w) = (got.stats().await.expect("stats"), want.stats().await.expect("stats"));
-    assert_eq!((g.runs, g.jobs, g.output_bytes), (w.runs, w.jobs, w.output_bytes), "{}", ctx("stats"));
+    assert_eq!(
+        (g.runs, g.jobs, g.workflows, g.output_bytes),
+        (w.runs, w.jobs, w.workflows, w.output_bytes),
+        "{}",
+        ctx("stats")
+    );
+}
+
+/// Compares the finished workflows `got` and `want` hold: by id, listed (every
+/// page, by name and state), and due for removal.
+async fn same_workflows(got: &dyn History, want: &MemHistory, ctx: &dyn Fn(&str) -> String) {
+    let ids: Vec<WorkflowId> = (1..=100).map(WorkflowId).collect();
+    let (g, w) = (got.workflows(&ids).await.expect("workflows"), want.workflows(&ids).await.expect("workflows"));
+    assert_eq!(g, w, "{}", ctx("workflows by id"));
+    let mut filters =
+        vec![WorkflowFilter::default(), WorkflowFilter { name: Some("flow".into()), ..WorkflowFilter::default() }];
+    for state in WorkflowState::ALL {
+        filters.push(WorkflowFilter { state: Some(state), ..WorkflowFilter::default() });
+    }
+    for mut filter in filters {
+        loop {
+            let (g, w) = (
+                got.list_workflows(&filter, 3).await.expect("list workflows"),
+                want.list_workflows(&filter, 3).await.expect("list workflows"),
+            );
+            assert_eq!(g, w, "{}", ctx(&format!("list_workflows {filter:?}")));
+            match w.last() {
+                Some(last) if w.len() == 3 => filter.before = Some(last.id()),
+                _ => break,
+            }
+        }
+    }
+    for cutoff in [Timestamp(1_000_100), Timestamp(1_100_000), Timestamp(i64::MAX)] {
+        let (g, w) = (
+            got.expired_workflows(cutoff, 1000).await.expect("expired workflows"),
+            want.expired_workflows(cutoff, 1000).await.expect("expired workflows"),
+        );
+        let sorted = |mut v: Vec<WorkflowId>| {
+            v.sort_unstable();
+            v
+        };
+        assert_eq!(sorted(g), sorted(w), "{}", ctx(&format!("expired workflows before {cutoff:?}")));
+    }
 }
 
 /// A reader polling a run while it finishes finds it every time: in the state

@@ -3,13 +3,18 @@
 use std::sync::Arc;
 
 use archon_core::Error;
-use archon_core::api::{SubmittedWorkflow, WorkflowDetail};
-use archon_core::model::{Edge, EdgeCondition, JobId, Run, Workflow, WorkflowId, WorkflowNode, WorkflowSpec};
+use archon_core::api::{Page, SubmittedWorkflow, WorkflowDetail, WorkflowQuery, WorkflowSummary};
+use archon_core::model::{
+    Edge, EdgeCondition, JobId, Run, Workflow, WorkflowId, WorkflowNode, WorkflowSpec, WorkflowState,
+};
 
-use super::{ProtoEnum, each, enum_or_default, instant, message, optional, proto_enum, timestamp};
+use super::{
+    ProtoEnum, each, enum_optional, enum_or_default, enum_required, instant, message, optional, proto_enum, timestamp,
+};
 use crate::proto;
 
 proto_enum!(EdgeCondition => EdgeCondition { Success, Failure, Completion });
+proto_enum!(WorkflowState => WorkflowState { Running, Succeeded, Failed, Cancelled });
 
 impl From<WorkflowSpec> for proto::WorkflowSpec {
     fn from(s: WorkflowSpec) -> Self {
@@ -66,6 +71,7 @@ impl From<Workflow> for proto::Workflow {
             created_at_ms: instant(w.created_at),
             jobs: w.jobs.into_iter().map(JobId::get).collect(),
             cancelled: w.cancelled,
+            failed: w.failed,
         }
     }
 }
@@ -80,6 +86,7 @@ impl TryFrom<proto::Workflow> for Workflow {
             created_at: timestamp(w.created_at_ms),
             jobs: w.jobs.into_iter().map(JobId).collect(),
             cancelled: w.cancelled,
+            failed: w.failed,
         })
     }
 }
@@ -89,6 +96,8 @@ impl From<WorkflowDetail> for proto::WorkflowDetail {
         proto::WorkflowDetail {
             workflow: Some(d.workflow.into()),
             runs: d.runs.into_iter().map(|r| proto::NodeRun { run: r.map(Into::into) }).collect(),
+            state: d.state.to_wire(),
+            finished_at_ms: d.finished_at.map(instant),
         }
     }
 }
@@ -99,7 +108,81 @@ impl TryFrom<proto::WorkflowDetail> for WorkflowDetail {
     fn try_from(d: proto::WorkflowDetail) -> Result<Self, Error> {
         let runs =
             d.runs.into_iter().map(|r| optional::<_, Run>(r.run, "runs.run")).collect::<Result<Vec<_>, Error>>()?;
-        Ok(WorkflowDetail { workflow: message(d.workflow, "workflow")?, runs })
+        Ok(WorkflowDetail {
+            workflow: message(d.workflow, "workflow")?,
+            state: enum_required(d.state, "state")?,
+            finished_at: d.finished_at_ms.map(timestamp),
+            runs,
+        })
+    }
+}
+
+impl From<WorkflowQuery> for proto::ListWorkflowsRequest {
+    fn from(q: WorkflowQuery) -> Self {
+        proto::ListWorkflowsRequest {
+            name: q.name,
+            state: q.state.map_or(0, ProtoEnum::to_wire),
+            before: q.before.map(WorkflowId::get),
+            limit: q.limit,
+        }
+    }
+}
+
+impl TryFrom<proto::ListWorkflowsRequest> for WorkflowQuery {
+    type Error = Error;
+
+    fn try_from(q: proto::ListWorkflowsRequest) -> Result<Self, Error> {
+        Ok(WorkflowQuery {
+            name: q.name,
+            state: enum_optional(q.state, "state")?,
+            before: q.before.map(WorkflowId),
+            limit: q.limit,
+        })
+    }
+}
+
+impl From<WorkflowSummary> for proto::WorkflowSummary {
+    fn from(w: WorkflowSummary) -> Self {
+        proto::WorkflowSummary {
+            id: w.id.get(),
+            name: w.name,
+            state: w.state.to_wire(),
+            nodes: w.nodes,
+            created_at_ms: instant(w.created_at),
+            finished_at_ms: w.finished_at.map(instant),
+        }
+    }
+}
+
+impl TryFrom<proto::WorkflowSummary> for WorkflowSummary {
+    type Error = Error;
+
+    fn try_from(w: proto::WorkflowSummary) -> Result<Self, Error> {
+        Ok(WorkflowSummary {
+            id: WorkflowId(w.id),
+            name: w.name,
+            state: enum_required(w.state, "state")?,
+            nodes: w.nodes,
+            created_at: timestamp(w.created_at_ms),
+            finished_at: w.finished_at_ms.map(timestamp),
+        })
+    }
+}
+
+impl From<Page<WorkflowSummary, WorkflowId>> for proto::ListWorkflowsResponse {
+    fn from(p: Page<WorkflowSummary, WorkflowId>) -> Self {
+        proto::ListWorkflowsResponse {
+            items: p.items.into_iter().map(Into::into).collect(),
+            next: p.next.map(WorkflowId::get),
+        }
+    }
+}
+
+impl TryFrom<proto::ListWorkflowsResponse> for Page<WorkflowSummary, WorkflowId> {
+    type Error = Error;
+
+    fn try_from(p: proto::ListWorkflowsResponse) -> Result<Self, Error> {
+        Ok(Page { items: each(p.items, "items")?, next: p.next.map(WorkflowId) })
     }
 }
 

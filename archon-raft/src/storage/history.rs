@@ -8,8 +8,9 @@
 //! | `h_runs_by_state` | state · run id, for every state but `succeeded` | — |
 //! | `h_runs_by_expiry` | its job's own expiry · run id | — |
 //! | `h_jobs` | job id | the retired job's record (JSON `JobRecord`) |
+//! | `h_workflows` | workflow id | the finished workflow's record (JSON `WorkflowRecord`) |
 //! | `h_output` | attempt id · stream · offset | output bytes |
-//! | `h_meta` | name | counts (`runs`, `jobs`, `output_bytes`) |
+//! | `h_meta` | name | counts (`runs`, `jobs`, `workflows`, `output_bytes`) |
 //!
 //! Index keys are `u128`s, the high half first, so they sort as the pair does.
 //! Two writes per finished job is what keeps the history cheap: succeeded runs,
@@ -26,7 +27,7 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 
 use archon_core::history::HistoryOp;
-use archon_core::model::{AttemptId, JobRecord, OutputStream, RunId, RunRecord, RunState, Timestamp};
+use archon_core::model::{AttemptId, JobRecord, OutputStream, RunId, RunRecord, RunState, Timestamp, WorkflowRecord};
 use bytes::Bytes;
 use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 
@@ -36,11 +37,13 @@ pub(super) const RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("h_run
 pub(super) const RUNS_BY_STATE: TableDefinition<u128, ()> = TableDefinition::new("h_runs_by_state");
 pub(super) const RUNS_BY_EXPIRY: TableDefinition<u128, ()> = TableDefinition::new("h_runs_by_expiry");
 pub(super) const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("h_jobs");
+pub(super) const WORKFLOWS: TableDefinition<u64, &[u8]> = TableDefinition::new("h_workflows");
 pub(super) const OUTPUT: TableDefinition<u128, &[u8]> = TableDefinition::new("h_output");
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("h_meta");
 
 const RUN_COUNT: &str = "runs";
 const JOB_COUNT: &str = "jobs";
+const WORKFLOW_COUNT: &str = "workflows";
 const OUTPUT_BYTES: &str = "output_bytes";
 
 /// Whether runs in `state` are in `h_runs_by_state`.
@@ -101,6 +104,7 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), Failure> {
     txn.open_table(RUNS_BY_STATE)?;
     txn.open_table(RUNS_BY_EXPIRY)?;
     txn.open_table(JOBS)?;
+    txn.open_table(WORKFLOWS)?;
     txn.open_table(OUTPUT)?;
     txn.open_table(META)?;
     Ok(())
@@ -111,13 +115,19 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), Failure> {
 pub(super) struct Counts {
     pub(super) runs: u64,
     pub(super) jobs: u64,
+    pub(super) workflows: u64,
     pub(super) output_bytes: u64,
 }
 
 impl Counts {
     fn read(table: &impl ReadableTable<&'static str, u64>) -> Result<Counts, Failure> {
         let get = |key| -> Result<u64, Failure> { Ok(table.get(key)?.map_or(0, |v| v.value())) };
-        Ok(Counts { runs: get(RUN_COUNT)?, jobs: get(JOB_COUNT)?, output_bytes: get(OUTPUT_BYTES)? })
+        Ok(Counts {
+            runs: get(RUN_COUNT)?,
+            jobs: get(JOB_COUNT)?,
+            workflows: get(WORKFLOW_COUNT)?,
+            output_bytes: get(OUTPUT_BYTES)?,
+        })
     }
 
     /// The counts a read transaction sees.
@@ -132,6 +142,7 @@ pub(super) fn write(txn: &WriteTransaction, ops: &[HistoryOp]) -> Result<(), Fai
     let mut by_state = txn.open_table(RUNS_BY_STATE)?;
     let mut by_expiry = txn.open_table(RUNS_BY_EXPIRY)?;
     let mut jobs = txn.open_table(JOBS)?;
+    let mut workflows = txn.open_table(WORKFLOWS)?;
     let mut output = txn.open_table(OUTPUT)?;
     let mut meta = txn.open_table(META)?;
     let mut counts = Counts::read(&meta)?;
@@ -164,7 +175,13 @@ pub(super) fn write(txn: &WriteTransaction, ops: &[HistoryOp]) -> Result<(), Fai
                     counts.jobs += 1;
                 }
             }
-            HistoryOp::Remove { runs: removed, jobs: gone } => {
+            HistoryOp::Workflow(record) => {
+                let json = serde_json::to_vec(&**record)?;
+                if workflows.insert(record.id().0, json.as_slice())?.is_none() {
+                    counts.workflows += 1;
+                }
+            }
+            HistoryOp::Remove { runs: removed, jobs: gone, workflows: ended } => {
                 for run in removed {
                     let Some(value) = runs.remove(run.0)? else { continue };
                     let record: RunRecord = serde_json::from_slice(value.value())?;
@@ -193,11 +210,17 @@ pub(super) fn write(txn: &WriteTransaction, ops: &[HistoryOp]) -> Result<(), Fai
                         counts.jobs = counts.jobs.saturating_sub(1);
                     }
                 }
+                for workflow in ended {
+                    if workflows.remove(workflow.0)?.is_some() {
+                        counts.workflows = counts.workflows.saturating_sub(1);
+                    }
+                }
             }
         }
     }
     meta.insert(RUN_COUNT, counts.runs)?;
     meta.insert(JOB_COUNT, counts.jobs)?;
+    meta.insert(WORKFLOW_COUNT, counts.workflows)?;
     meta.insert(OUTPUT_BYTES, counts.output_bytes)?;
     Ok(())
 }
@@ -207,6 +230,7 @@ const TAG_END: u8 = 0;
 const TAG_RUN: u8 = 1;
 const TAG_JOB: u8 = 2;
 const TAG_OUTPUT: u8 = 3;
+const TAG_WORKFLOW: u8 = 4;
 
 /// Streams every history record `txn` sees into `out`: tagged, length-prefixed
 /// rows (the indexes are rebuilt from the records on install). Returns how many.
@@ -228,6 +252,10 @@ pub(super) fn dump(txn: &ReadTransaction, out: &mut impl Write) -> Result<u64, F
         let (k, v) = entry?;
         row(out, TAG_JOB, u128::from(k.value()), v.value())?;
     }
+    for entry in txn.open_table(WORKFLOWS)?.iter()? {
+        let (k, v) = entry?;
+        row(out, TAG_WORKFLOW, u128::from(k.value()), v.value())?;
+    }
     for entry in txn.open_table(OUTPUT)?.iter()? {
         let (k, v) = entry?;
         row(out, TAG_OUTPUT, k.value(), v.value())?;
@@ -243,6 +271,7 @@ pub(super) fn load(txn: &WriteTransaction, input: &mut impl Read) -> Result<u64,
     txn.delete_table(RUNS_BY_STATE)?;
     txn.delete_table(RUNS_BY_EXPIRY)?;
     txn.delete_table(JOBS)?;
+    txn.delete_table(WORKFLOWS)?;
     txn.delete_table(OUTPUT)?;
     txn.delete_table(META)?;
     create_tables(txn)?;
@@ -266,6 +295,7 @@ pub(super) fn load(txn: &WriteTransaction, input: &mut impl Read) -> Result<u64,
         let op = match tag[0] {
             TAG_RUN => HistoryOp::Run(Arc::new(serde_json::from_slice::<RunRecord>(&value)?)),
             TAG_JOB => HistoryOp::Job(Arc::new(serde_json::from_slice::<JobRecord>(&value)?)),
+            TAG_WORKFLOW => HistoryOp::Workflow(Arc::new(serde_json::from_slice::<WorkflowRecord>(&value)?)),
             TAG_OUTPUT => HistoryOp::Output {
                 run: RunId(0),
                 attempt: AttemptId((key >> 64) as u64),

@@ -9,16 +9,18 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use archon_core::Error as CoreError;
-use archon_core::history::{Expired, History, HistoryOp, HistoryStats, JobFilter, RunFilter, merge_newest_first};
-use archon_core::model::{AttemptId, JobId, JobRecord, RunId, RunRecord, Timestamp};
+use archon_core::history::{
+    Expired, History, HistoryOp, HistoryStats, JobFilter, RunFilter, WorkflowFilter, merge_newest_first,
+};
+use archon_core::model::{AttemptId, JobId, JobRecord, RunId, RunRecord, Timestamp, WorkflowId, WorkflowRecord};
 use archon_core::state::ClusterState;
 use async_trait::async_trait;
 use bytes::Bytes;
 use redb::ReadableTable;
 
 use super::history::{
-    Counts, JOBS, OUTPUT, RUNS, RUNS_BY_EXPIRY, RUNS_BY_STATE, id_of, indexed, output_range, output_stream, pair,
-    state_key, time_key,
+    Counts, JOBS, OUTPUT, RUNS, RUNS_BY_EXPIRY, RUNS_BY_STATE, WORKFLOWS, id_of, indexed, output_range, output_stream,
+    pair, state_key, time_key,
 };
 use super::history_db::HistoryDb;
 use super::{Failure, blocking};
@@ -47,8 +49,16 @@ impl RedbHistory {
 
     /// The outbox's final word on runs and jobs, oldest op first, so later ones win.
     fn overlay(&self) -> (Overlay<RunId, RunRecord>, Overlay<JobId, JobRecord>) {
+        let (runs, jobs, _) = self.overlay_all();
+        (runs, jobs)
+    }
+
+    /// The outbox's final word on runs, jobs and workflows.
+    fn overlay_all(
+        &self,
+    ) -> (Overlay<RunId, RunRecord>, Overlay<JobId, JobRecord>, Overlay<WorkflowId, WorkflowRecord>) {
         let state = self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (mut runs, mut jobs) = (BTreeMap::new(), BTreeMap::new());
+        let (mut runs, mut jobs, mut workflows) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
         for op in state.pending_history() {
             match op {
                 HistoryOp::Run(r) => {
@@ -57,14 +67,22 @@ impl RedbHistory {
                 HistoryOp::Job(j) => {
                     jobs.insert(j.id(), Some(j.clone()));
                 }
-                HistoryOp::Remove { runs: gone_runs, jobs: gone_jobs } => {
+                HistoryOp::Workflow(w) => {
+                    workflows.insert(w.id(), Some(w.clone()));
+                }
+                HistoryOp::Remove { runs: gone_runs, jobs: gone_jobs, workflows: gone_workflows } => {
                     runs.extend(gone_runs.iter().map(|r| (*r, None)));
                     jobs.extend(gone_jobs.iter().map(|j| (*j, None)));
+                    workflows.extend(gone_workflows.iter().map(|w| (*w, None)));
                 }
                 HistoryOp::Output { .. } => {}
             }
         }
-        (runs, jobs)
+        (runs, jobs, workflows)
+    }
+
+    fn workflow_overlay(&self) -> Overlay<WorkflowId, WorkflowRecord> {
+        self.overlay_all().2
     }
 
     /// Output chunks still in the outbox for `attempt`: (stream, offset, bytes).
@@ -230,6 +248,86 @@ impl History for RedbHistory {
         Ok(merge_newest_first(pending, stored, JobRecord::id, limit))
     }
 
+    async fn workflows(&self, ids: &[WorkflowId]) -> Result<Vec<WorkflowRecord>, CoreError> {
+        let overlay = self.workflow_overlay();
+        let wanted: Vec<WorkflowId> = ids.iter().filter(|id| !overlay.contains_key(id)).copied().collect();
+        let stored: BTreeMap<WorkflowId, WorkflowRecord> = self
+            .read(move |txn| {
+                let table = txn.open_table(WORKFLOWS)?;
+                let mut out = BTreeMap::new();
+                for id in wanted {
+                    if let Some(v) = table.get(id.0)? {
+                        out.insert(id, serde_json::from_slice(v.value())?);
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| match overlay.get(id) {
+                Some(over) => over.as_deref().cloned(),
+                None => stored.get(id).cloned(),
+            })
+            .collect())
+    }
+
+    async fn list_workflows(&self, filter: &WorkflowFilter, limit: usize) -> Result<Vec<WorkflowRecord>, CoreError> {
+        let overlay = self.workflow_overlay();
+        let hidden: BTreeSet<WorkflowId> = overlay.keys().copied().collect();
+        let pending: Vec<WorkflowRecord> = overlay
+            .values()
+            .rev()
+            .filter_map(|w| w.as_deref())
+            .filter(|w| filter.matches(&w.workflow, w.state()))
+            .take(limit)
+            .cloned()
+            .collect();
+        let f = filter.clone();
+        let stored = self
+            .read(move |txn| {
+                let workflows = txn.open_table(WORKFLOWS)?;
+                let upper = f.before.map_or(u64::MAX, |b| b.0);
+                let mut out = Vec::new();
+                for row in workflows.range(..upper)?.rev() {
+                    let record: WorkflowRecord = serde_json::from_slice(row?.1.value())?;
+                    if !hidden.contains(&record.id()) && f.matches(&record.workflow, record.state()) {
+                        out.push(record);
+                        if out.len() >= limit {
+                            break;
+                        }
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        Ok(merge_newest_first(pending, stored, WorkflowRecord::id, limit))
+    }
+
+    async fn expired_workflows(&self, cutoff: Timestamp, limit: usize) -> Result<Vec<WorkflowId>, CoreError> {
+        let overlay = self.workflow_overlay();
+        self.read(move |txn| {
+            let workflows = txn.open_table(WORKFLOWS)?;
+            let mut out = Vec::new();
+            // Oldest first: past the first one created after the cutoff, none
+            // has ended before it.
+            for row in workflows.iter()? {
+                if out.len() >= limit {
+                    break;
+                }
+                let record: WorkflowRecord = serde_json::from_slice(row?.1.value())?;
+                if record.workflow.created_at >= cutoff {
+                    break;
+                }
+                if record.finished_at < cutoff && !overlay.contains_key(&record.id()) {
+                    out.push(record.id());
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn output(&self, attempt: AttemptId) -> Result<[Bytes; 2], CoreError> {
         let pending = self.overlay_output(attempt);
         let stored: Vec<(usize, u64, Bytes)> = self
@@ -304,6 +402,12 @@ impl History for RedbHistory {
     async fn stats(&self) -> Result<HistoryStats, CoreError> {
         let counts = self.read(Counts::of).await?;
         let disk_bytes = self.db.size();
-        Ok(HistoryStats { runs: counts.runs, jobs: counts.jobs, output_bytes: counts.output_bytes, disk_bytes })
+        Ok(HistoryStats {
+            runs: counts.runs,
+            jobs: counts.jobs,
+            workflows: counts.workflows,
+            output_bytes: counts.output_bytes,
+            disk_bytes,
+        })
     }
 }

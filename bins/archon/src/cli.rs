@@ -48,6 +48,8 @@ pub enum Command {
     Jobs(JobsArgs),
     /// List runs, newest first.
     Runs(RunsArgs),
+    /// List workflows, live and finished, newest first.
+    Workflows(WorkflowsArgs),
     /// Show a job (job-N), a run (run-N) with its output and exit code, or a
     /// workflow (wf-N) as a tree of its jobs.
     Get {
@@ -346,6 +348,23 @@ pub struct JobsArgs {
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
     /// Only jobs older than this one (paging), job-N.
+    #[arg(long)]
+    pub before: Option<String>,
+}
+
+/// `archon workflows`.
+#[derive(Debug, Args)]
+pub struct WorkflowsArgs {
+    /// Only workflows whose name contains this.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Only workflows in this state: running, succeeded, failed or cancelled.
+    #[arg(long)]
+    pub state: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// Only workflows older than this one (paging), wf-N.
     #[arg(long)]
     pub before: Option<String>,
 }

@@ -2,6 +2,7 @@
 
 use archon_core::api::{
     ClusterStatus, JobDetail, JobSummary, RunDetail, RunSummary, ScheduleInfo, WorkerInfo, WorkflowDetail,
+    WorkflowSummary,
 };
 use archon_core::model::units::{format_bytes, format_cpu, format_duration};
 use archon_core::model::{ExitStatus, Schedule, Timestamp};
@@ -39,6 +40,21 @@ pub(crate) fn jobs(items: &[JobSummary]) -> String {
             j.last_state.map_or("-".into(), |s| s.to_string()),
             next,
             j.created_at.to_string(),
+        ]);
+    }
+    t.to_string()
+}
+
+pub(crate) fn workflows(items: &[WorkflowSummary]) -> String {
+    let mut t = table(&["WORKFLOW", "NAME", "STATE", "JOBS", "CREATED", "FINISHED"]);
+    for w in items {
+        t.add_row(vec![
+            w.id.to_string(),
+            w.name.clone(),
+            w.state.to_string(),
+            w.nodes.to_string(),
+            w.created_at.to_string(),
+            time(w.finished_at),
         ]);
     }
     t.to_string()
@@ -152,13 +168,8 @@ fn schedule(spec: &Schedule, info: Option<&ScheduleInfo>) -> String {
 pub(crate) fn workflow(d: &WorkflowDetail) -> String {
     let w = &d.workflow;
     let nodes = &w.spec.nodes;
-    let mut out = format!(
-        "{}  {}  (created {}{})\n",
-        w.id,
-        w.spec.name,
-        w.created_at,
-        if w.cancelled { ", cancelled" } else { "" }
-    );
+    let finished = d.finished_at.map(|t| format!(", finished {t}")).unwrap_or_default();
+    let mut out = format!("{}  {}  {}  (created {}{finished})\n", w.id, w.spec.name, d.state, w.created_at);
     let index: std::collections::HashMap<&str, usize> =
         nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
     let mut children: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];

@@ -219,6 +219,11 @@ fn retention_and_the_idempotency_window_remove_what_they_should_and_say_so() {
     let dir = tempfile::tempdir().unwrap();
     let (_dev, server) = dev(dir.path(), &["--history-retention", "3s", "--idempotency-window", "2s"]);
     let (job, run) = submit_wait(&server, &["--idempotency-key", "once", "--command", "echo kept"]);
+    // A finished workflow is kept as long as runs are.
+    let flow = dir.path().join("flow.toml");
+    std::fs::write(&flow, "[workflow]\nname = \"brief\"\n[[jobs]]\nname = \"a\"\ncommand = \"true\"\n").unwrap();
+    let out = cli(&server, &["run", "-f", flow.to_str().unwrap(), "--wait"]);
+    assert!(out.status.success(), "{out:?}");
     let d = json(&server, &["get", &format!("run-{run}")]);
     assert_eq!(d["attempts"][0]["result"]["stdout"]["data"], "kept\n");
     // Within the window the key returns the first job.
@@ -244,6 +249,13 @@ fn retention_and_the_idempotency_window_remove_what_they_should_and_say_so() {
     assert!(err.contains(&format!("run-{run} was removed")), "{err}");
     let jobs = json(&server, &["jobs"]);
     assert!(jobs["items"].as_array().unwrap().is_empty(), "{jobs}");
+    wait_for(Duration::from_secs(30), "the workflow removed", || {
+        let out = cli(&server, &["get", "wf-1"]);
+        let err = text(&out.stderr);
+        if err.contains("wf-1 was removed by the retention policy") { Ok(()) } else { Err(err) }
+    });
+    let listed = json(&server, &["workflows"]);
+    assert!(listed["items"].as_array().unwrap().is_empty(), "{listed}");
     let out = cli(&server, &["get", &format!("job-{job}")]);
     assert!(text(&out.stderr).contains(&format!("job-{job} was removed by the retention policy")), "{out:?}");
     // Past the window the key is forgotten: a new job.

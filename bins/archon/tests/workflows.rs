@@ -57,6 +57,27 @@ fn the_release_workflow_runs_its_failure_branch_and_shows_as_a_tree() {
         let s = state(5);
         if s == "cancelled" { Ok(()) } else { Err(s) }
     });
+    // Finished, it is read from the history: its tree, and in the listing.
+    wait_for(Duration::from_secs(30), "the workflow ended", || {
+        let d = dev.json(&["get", &wf]);
+        if d["state"] == "cancelled" { Ok(()) } else { Err(d["state"].to_string()) }
+    });
+    let d = dev.json(&["get", &wf]);
+    assert!(d["finished_at"].is_i64(), "{d}");
+    assert_eq!(d["runs"][3]["state"], "succeeded", "each node's run is still shown");
+    let tree = text(&dev.cli(&["get", &wf]).stdout);
+    assert!(tree.contains("cancelled") && tree.contains("└─ test"), "{tree}");
+    let listed = dev.json(&["workflows"]);
+    assert_eq!(listed["items"][0]["id"], submitted["workflow"], "{listed}");
+    assert_eq!((listed["items"][0]["name"].as_str(), listed["items"][0]["nodes"].as_u64()), (Some("release"), Some(6)));
+    assert_eq!(dev.json(&["workflows", "--state", "cancelled"])["items"].as_array().unwrap().len(), 1);
+    assert_eq!(dev.json(&["workflows", "--state", "succeeded"])["items"].as_array().unwrap().len(), 0);
+    let table = text(&dev.cli(&["workflows"]).stdout);
+    assert!(table.contains("WORKFLOW") && table.contains(&wf) && table.contains("cancelled"), "{table}");
+    dev.assert_refused(&[(
+        vec!["workflows", "--state", "sometimes"],
+        "--state: \"sometimes\" is not a workflow state",
+    )]);
 }
 
 #[test]

@@ -4,8 +4,10 @@
 
 use std::sync::Arc;
 
+use crate::history::HistoryOp;
 use crate::model::{
-    EdgeCondition, Job, JobId, Run, RunId, RunState, SpecError, Timestamp, Workflow, WorkflowId, WorkflowSpec,
+    EdgeCondition, Job, JobId, Run, RunId, RunState, SpecError, Timestamp, Workflow, WorkflowId, WorkflowRecord,
+    WorkflowSpec,
 };
 use crate::state::{ClusterState, Event, Outcome, ReadyKey, Rejection, transition};
 
@@ -76,7 +78,8 @@ impl ClusterState {
             events.push(Event::RunCreated { run: run_id, job: job_id, state: run.state });
             self.runs.insert(run_id, run);
         }
-        self.workflows.insert(id, Workflow { id, spec: spec.clone(), created_at: at, jobs, cancelled: false });
+        self.workflows
+            .insert(id, Workflow { id, spec: spec.clone(), created_at: at, jobs, cancelled: false, failed: false });
         Outcome::Applied(events)
     }
 
@@ -108,13 +111,21 @@ impl ClusterState {
         self.workflows.get(wf)?.condition(parent, child)
     }
 
-    /// A retired job leaves its workflow; the workflow leaves the live state
-    /// with its last job.
-    pub(in crate::state) fn leave_workflow(&mut self, job: JobId) {
+    /// A retired job leaves its workflow (`last`: how and when its last run
+    /// ended); the workflow leaves the live state for the history with its last
+    /// job.
+    pub(in crate::state) fn leave_workflow(&mut self, job: JobId, last: Option<(RunState, Timestamp)>) {
         let Some(id) = self.job_workflow.remove(&job) else { return };
-        let done = self.workflows.get(&id).is_none_or(|w| w.jobs.iter().all(|j| !self.jobs.contains_key(j)));
-        if done {
-            self.workflows.remove(&id);
+        let Some(workflow) = self.workflows.get_mut(&id) else { return };
+        if last.is_some_and(|(state, _)| matches!(state, RunState::Failed | RunState::TimedOut)) {
+            workflow.failed = true;
+        }
+        if workflow.jobs.iter().any(|j| self.jobs.contains_key(j)) {
+            return;
+        }
+        if let Some(workflow) = self.workflows.remove(&id) {
+            let finished_at = last.map_or(workflow.created_at, |(_, at)| at);
+            self.outbox.0.push(HistoryOp::Workflow(Arc::new(WorkflowRecord { workflow, finished_at })));
         }
     }
 }

@@ -338,8 +338,13 @@ fn idempotency_keys_hold_until_pruned_and_their_job_may_have_left() {
     let again = s.apply(&Command::submit(Timestamp(4), Arc::new(spec.clone())));
     assert_eq!(again.events(), &[Event::JobAccepted { job, run: Some(run), duplicate: true }]);
     assert_eq!(s.idempotency_keys(), (1, Some(Timestamp(1))));
-    let pruned =
-        s.apply(&Command::Prune { at: Timestamp(9), runs: vec![], jobs: vec![], keys_before: Some(Timestamp(2)) });
+    let pruned = s.apply(&Command::Prune {
+        at: Timestamp(9),
+        runs: vec![],
+        jobs: vec![],
+        workflows: vec![],
+        keys_before: Some(Timestamp(2)),
+    });
     assert_eq!(pruned.events(), &[Event::HistoryPruned { runs: 0, jobs: 0, keys: 1 }]);
     let fresh = s.apply(&Command::submit(Timestamp(10), Arc::new(spec)));
     assert!(matches!(fresh.events()[0], Event::JobAccepted { duplicate: false, .. }), "{fresh:?}");
@@ -363,13 +368,15 @@ fn pruning_removes_only_what_has_left_the_state_and_keeps_counts() {
         at: Timestamp(9),
         runs: vec![(done, RunState::Failed), (live, RunState::Succeeded), (RunId(77), RunState::Failed)],
         jobs: vec![done_job],
+        // Never issued: ignored, like run 77.
+        workflows: vec![WorkflowId(1)],
         keys_before: None,
     });
     assert_eq!(out.events(), &[Event::HistoryPruned { runs: 1, jobs: 1, keys: 0 }]);
     assert!(
         s.pending_history()
             .iter()
-            .any(|op| matches!(op, HistoryOp::Remove { runs, jobs } if runs == &[done] && jobs == &[done_job]))
+            .any(|op| matches!(op, HistoryOp::Remove { runs, jobs, workflows } if runs == &[done] && jobs == &[done_job] && workflows.is_empty()))
     );
     assert_eq!(s.run_counts().get(&RunState::Failed), None);
     assert_eq!(s.job_count(), 1);

@@ -4,7 +4,7 @@
 //! state with its last job.
 
 use super::*;
-use crate::model::{Edge, EdgeCondition, WorkflowId, WorkflowNode, WorkflowSpec};
+use crate::model::{Edge, EdgeCondition, WorkflowId, WorkflowNode, WorkflowRecord, WorkflowSpec, WorkflowState};
 
 fn node(name: &str, after: &[(&str, EdgeCondition)]) -> WorkflowNode {
     WorkflowNode {
@@ -92,9 +92,27 @@ fn children_wait_for_their_parents_and_run_in_order_on_success() {
     assert!(reason.contains("ended succeeded") && reason.contains("on failure"), "{reason}");
     finish(&mut s, jobs["deploy"], 0);
     assert!(s.workflow(wf).is_some(), "notify is still live");
+    s.take_history();
     finish(&mut s, jobs["notify"], 0);
     assert!(s.workflow(wf).is_none(), "a workflow leaves the live state with its last job");
+    let record = ended(&mut s, wf);
+    assert_eq!(record.state(), WorkflowState::Succeeded, "a branch not taken does not fail the workflow");
+    assert_eq!(record.workflow.jobs.len(), 5);
     check_invariants(&s).unwrap();
+}
+
+/// The history record `s` handed over for `wf` as it left the live state.
+fn ended(s: &mut ClusterState, wf: WorkflowId) -> WorkflowRecord {
+    let records: Vec<WorkflowRecord> = s
+        .take_history()
+        .into_iter()
+        .filter_map(|op| match op {
+            crate::history::HistoryOp::Workflow(r) if r.id() == wf => Some(WorkflowRecord::clone(&r)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(records.len(), 1, "one record for {wf}");
+    records.into_iter().next().unwrap()
 }
 
 #[test]
@@ -127,6 +145,7 @@ fn a_failure_runs_the_failure_branch_and_upstream_fails_the_rest() {
     assert_eq!(s.run(runs["d"]).unwrap().state, RunState::Pending, "failure admits an upstream-failed parent");
     finish(&mut s, jobs["d"], 0);
     assert!(s.workflow(wf).is_none());
+    assert_eq!(ended(&mut s, wf).state(), WorkflowState::Failed, "a failed node fails the workflow");
     check_invariants(&s).unwrap();
 }
 
@@ -143,6 +162,8 @@ fn cancelling_a_workflow_cancels_its_unfinished_jobs() {
         assert_eq!(state_of(&s, runs[name]), RunState::Cancelled, "{name}");
     }
     assert!(s.workflow(wf).is_none());
+    let record = ended(&mut s, wf);
+    assert_eq!((record.state(), record.finished_at), (WorkflowState::Cancelled, Timestamp(7)));
     let again = s.apply(&Command::CancelWorkflow { at: Timestamp(8), workflow: wf });
     assert!(matches!(again, Outcome::Rejected(Rejection::UnknownWorkflow(w)) if w == wf), "{again:?}");
     check_invariants(&s).unwrap();

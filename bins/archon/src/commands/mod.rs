@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use archon_core::Error;
-use archon_core::api::{Api, CancelTarget, JobQuery, RunDetail, RunQuery};
+use archon_core::api::{Api, CancelTarget, JobQuery, RunDetail, RunQuery, WorkflowQuery};
 use archon_core::clock::{Clock, SystemClock};
-use archon_core::model::{JobId, JobSpec, OutputStream, RunId, RunState, WorkerId, WorkflowId};
+use archon_core::model::{JobId, JobSpec, OutputStream, RunId, RunState, WorkerId, WorkflowId, WorkflowState};
 use archon_net::GrpcClient;
 use futures::StreamExt;
 use serde::Serialize;
@@ -129,6 +129,24 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 let mut out = render::jobs(&page.items);
                 if let Some(next) = page.next {
                     out.push_str(&format!("\nmore: archon jobs --before {next}"));
+                }
+                out
+            })
+        }
+        Command::Workflows(args) => {
+            let before = args.before.as_deref().map(|b| parse_id::<WorkflowId>("--before", b)).transpose()?;
+            let state = args
+                .state
+                .as_deref()
+                .map(|s| s.parse::<WorkflowState>().map_err(|e| bad(format!("--state: {e}"))))
+                .transpose()?;
+            let api = connect(&cli.server).await?;
+            let query = WorkflowQuery { name: args.name, state, before, limit: Some(args.limit) };
+            let page = api.list_workflows(query).await?;
+            print(format, &page, || {
+                let mut out = render::workflows(&page.items);
+                if let Some(next) = page.next {
+                    out.push_str(&format!("\nmore: archon workflows --before {next}"));
                 }
                 out
             })
