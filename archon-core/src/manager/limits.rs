@@ -21,6 +21,8 @@ pub struct Limits {
     pub max_env_bytes: usize,
     /// Entries of a job's `depends_on`.
     pub max_depends_on: usize,
+    /// Jobs in one workflow.
+    pub max_workflow_nodes: usize,
     /// A job's placement constraints.
     pub max_constraints: usize,
     /// Labels a worker may announce.
@@ -44,6 +46,7 @@ impl Default for Limits {
             max_task_bytes: 512 << 10,
             max_env_bytes: 128 << 10,
             max_depends_on: 1_000,
+            max_workflow_nodes: 5_000,
             max_constraints: 64,
             max_worker_labels: 256,
             max_label_bytes: 64 << 10,

@@ -19,13 +19,13 @@ use crate::store::StoreExt;
 impl Manager {
     /// Submits a workflow: every node becomes a job, all or none; returns the
     /// workflow and its jobs in the order of its nodes. A workflow may have up
-    /// to `max_submit_specs` nodes, each within the job limits.
+    /// to `max_workflow_nodes` nodes, each within the job limits.
     pub async fn submit_workflow(&self, spec: WorkflowSpec) -> Result<(WorkflowId, Vec<JobId>), Error> {
         self.ensure_leader()?;
         let limits = &self.shared.config.limits;
         let at = self.shared.clock.now();
         let rejected = |e: SpecError| Error::Rejected(Rejection::InvalidSpec(e));
-        spec.validate(limits.max_submit_specs).map_err(rejected)?;
+        spec.validate(limits.max_workflow_nodes).map_err(rejected)?;
         for (i, node) in spec.nodes.iter().enumerate() {
             limits
                 .check_spec(&node.job)

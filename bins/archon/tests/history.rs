@@ -281,6 +281,8 @@ fn each_input_limit_refuses_naming_it_and_stores_nothing() {
         "2",
         "--max-submit-specs",
         "3",
+        "--max-workflow-nodes",
+        "2",
         "--max-output-limit",
         "1MiB",
         "--output-limit",
@@ -313,6 +315,11 @@ fn each_input_limit_refuses_naming_it_and_stores_nothing() {
     let file = dir.path().join("deps.toml");
     std::fs::write(&file, "command = \"true\"\ndepends_on = [\"job-1\", \"job-2\", \"job-3\"]\n").unwrap();
     refused(&["run", "-f", file.to_str().unwrap()], "depends_on: 3 jobs is more than max_depends_on (2)");
+    let file = dir.path().join("flow.toml");
+    let jobs: String =
+        ["a", "b", "c"].iter().map(|n| format!("[[jobs]]\nname = \"{n}\"\ncommand = \"true\"\n")).collect();
+    std::fs::write(&file, format!("[workflow]\nname = \"big\"\n{jobs}")).unwrap();
+    refused(&["run", "-f", file.to_str().unwrap()], "nodes: 3 jobs is more than max_workflow_nodes (2)");
     let status = json(&server, &["status"]);
     assert_eq!(status["jobs"], 0, "nothing was stored: {status}");
 

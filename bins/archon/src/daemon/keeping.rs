@@ -37,6 +37,9 @@ pub struct KeepingFlags {
     /// Jobs one job may depend on [default: 1000].
     #[arg(long, value_name = "N")]
     pub max_depends_on: Option<usize>,
+    /// Jobs in one workflow [default: 5000].
+    #[arg(long, value_name = "N")]
+    pub max_workflow_nodes: Option<usize>,
     /// Labels a worker may announce [default: 256].
     #[arg(long, value_name = "N")]
     pub max_worker_labels: Option<usize>,
@@ -117,6 +120,9 @@ impl Keeping {
         }
         if let Some(n) = flags.max_depends_on {
             limits.max_depends_on = n;
+        }
+        if let Some(n) = flags.max_workflow_nodes {
+            limits.max_workflow_nodes = at_least_one("max_workflow_nodes", n)?;
         }
         if let Some(n) = flags.max_worker_labels {
             limits.max_worker_labels = n;
