@@ -15,11 +15,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::explain::{EXPLAIN_EVERY, explain_unplaced};
+use super::parents;
 use super::{Liveness, Shared};
 use crate::error::Error;
-use crate::model::{AttemptId, AttemptResult, RunId, RunState, Timestamp, WorkerId, WorkerState};
+use crate::model::{AttemptId, AttemptResult, JobId, RunId, RunState, Timestamp, WorkerId, WorkerState};
 use crate::scheduler::{ClusterView, pending_runs};
-use crate::state::{Command, Event, Outcome, Rejection};
+use crate::state::{ClusterState, Command, Event, Outcome, Rejection};
 use crate::store::StoreExt;
 use crate::transport::{Assignment, Hello, ManagerMessage, Welcome, WorkerMessage};
 
@@ -615,6 +616,7 @@ impl Driver {
         if !r.assigned.is_empty() {
             self.shared.hub.open(r.assigned.iter().map(|(run, attempt, _)| (*run, *attempt)));
             let mut by_worker: HashMap<WorkerId, Vec<Assignment>> = HashMap::new();
+            let mut with_parents: Vec<(WorkerId, Assignment, parents::Parents)> = Vec::new();
             self.shared.store.query(|s| {
                 for (run_id, attempt, worker) in &r.assigned {
                     let Some(run) = s.run(*run_id) else { continue };
@@ -624,14 +626,24 @@ impl Driver {
                         continue;
                     }
                     let Some(job) = s.job(run.job) else { continue };
-                    by_worker.entry(*worker).or_default().push(Assignment {
-                        job: job.id,
-                        run: *run_id,
-                        attempt: *attempt,
-                        spec: job.spec.clone(),
-                    });
+                    let assignment =
+                        Assignment { job: job.id, run: *run_id, attempt: *attempt, spec: job.spec.clone() };
+                    match workflow_parents(s, job.id) {
+                        Some(parents) => with_parents.push((*worker, assignment, parents)),
+                        None => by_worker.entry(*worker).or_default().push(assignment),
+                    }
                 }
             });
+            // A workflow node with parents gets their results, read from the
+            // history off the driver's turn, then its assignment.
+            for (worker, mut assignment, parents) in with_parents {
+                let Some(tx) = self.sessions.get(&worker).map(|s| s.tx.clone()) else { continue };
+                let shared = self.shared.clone();
+                tokio::spawn(async move {
+                    parents::attach(&shared, &mut assignment, &parents).await;
+                    let _ = tx.send(ManagerMessage::Assign(vec![assignment]));
+                });
+            }
             for (worker, batch) in by_worker {
                 self.send_to(worker, ManagerMessage::Assign(batch));
             }
@@ -670,6 +682,24 @@ impl Reactions {
             }
         }
     }
+}
+
+/// The parents of `job` by node name, if it is a workflow node that has any.
+fn workflow_parents(s: &ClusterState, job: JobId) -> Option<parents::Parents> {
+    let workflow = s.workflow(s.workflow_of(job)?)?;
+    let node = &workflow.spec.nodes[workflow.node_of(job)?];
+    if node.after.is_empty() {
+        return None;
+    }
+    let jobs: Option<parents::Parents> = node
+        .after
+        .iter()
+        .map(|edge| {
+            let index = workflow.spec.nodes.iter().position(|n| n.name == edge.parent)?;
+            Some((edge.parent.clone(), *workflow.jobs.get(index)?))
+        })
+        .collect();
+    jobs
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

@@ -11,6 +11,7 @@ mod driver;
 mod explain;
 mod limits;
 mod output_hub;
+mod parents;
 mod prune;
 mod queries;
 mod workflows;
@@ -35,6 +36,7 @@ use crate::transport::{Hello, ManagerMessage, Welcome, WorkerMessage};
 use driver::Input;
 pub use limits::Limits;
 use output_hub::OutputHub;
+pub use parents::{PARENTS_ENV, PARENTS_LIMIT};
 
 /// How a manager behaves.
 #[derive(Debug, Clone)]

@@ -100,3 +100,85 @@ fn a_cycle_is_refused_naming_it_and_nothing_is_stored() {
     let out = dev.cli(&["get", "wf-1"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
+
+/// The stdout of `job`'s first run, once the run has ended.
+fn stdout_of(dev: &Dev, job: u64) -> String {
+    let run = wait_for(Duration::from_secs(60), "the run ended", || {
+        let d = dev.json(&["get", &format!("job-{job}")]);
+        let run = &d["runs"][0];
+        match run["state"].as_str() {
+            Some("succeeded") => Ok(run["id"].as_u64().unwrap()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    text(&dev.cli(&["logs", &format!("run-{run}")]).stdout)
+}
+
+#[test]
+fn each_step_reads_its_parents_results_shell_and_function_alike() {
+    let dev = Dev::start();
+    let dir = tempfile::tempdir().unwrap();
+    // Step 2 reads step 1's JSON output from ARCHON_PARENTS_JSON and prints its
+    // own; step 3 (after both) prints everything it was given. The function
+    // twin does the same with `echo`, which returns its input.
+    let path = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &path,
+        r#"
+[workflow]
+name = "pipeline"
+
+[[jobs]]
+name = "build"
+command = "echo '{\"version\": \"1.2\"}'"
+
+[[jobs]]
+name = "package"
+depends_on = ["build"]
+command = "python3 -c 'import json, os; p = json.loads(os.environ[\"ARCHON_PARENTS_JSON\"]); print(json.dumps({\"tag\": \"app-\" + p[\"build\"][\"output\"][\"version\"]}))'"
+
+[[jobs]]
+name = "publish"
+depends_on = ["build", "package"]
+command = "printf '%s' \"$ARCHON_PARENTS_JSON\""
+
+[[jobs]]
+name = "report"
+depends_on = ["publish", { job = "package", when = "completion" }, "noise"]
+function = "echo"
+input = { channel = "releases" }
+
+[[jobs]]
+name = "noise"
+command = "head -c 100000 /dev/zero | tr '\\0' x"
+"#,
+    )
+    .unwrap();
+    let out = run_file(&dev, &path, &["--output", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let jobs: Vec<u64> = serde_json::from_slice::<Value>(&out.stdout).unwrap()["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j.as_u64().unwrap())
+        .collect();
+    let package: Value = serde_json::from_str(stdout_of(&dev, jobs[1]).trim()).unwrap();
+    assert_eq!(package, serde_json::json!({ "tag": "app-1.2" }), "step 2 consumed step 1's output");
+    let seen: Value = serde_json::from_str(&stdout_of(&dev, jobs[2])).unwrap();
+    assert_eq!(seen["build"]["output"], serde_json::json!({ "version": "1.2" }), "{seen}");
+    assert_eq!(seen["package"]["output"], package, "{seen}");
+    for (name, job) in [("build", jobs[0]), ("package", jobs[1])] {
+        assert_eq!(seen[name]["job"], job, "{seen}");
+        assert_eq!((seen[name]["state"].as_str(), seen[name]["exit_code"].as_i64()), (Some("succeeded"), Some(0)));
+        assert_eq!(seen[name]["truncated"], false);
+    }
+    // A function gets {"input": its own input, "parents": ...}.
+    let report: Value = serde_json::from_str(stdout_of(&dev, jobs[3]).trim()).unwrap();
+    assert_eq!(report["input"], serde_json::json!({ "channel": "releases" }), "{report}");
+    assert_eq!(report["parents"]["package"]["output"], package, "{report}");
+    assert_eq!(report["parents"]["publish"]["output"]["build"]["output"]["version"], "1.2", "{report}");
+    // Past the document's cap (96 KiB) a parent is listed without its output.
+    let noise = &report["parents"]["noise"];
+    assert_eq!((noise["output"].is_null(), noise["truncated"].as_bool()), (true, Some(true)), "{noise}");
+    assert_eq!(noise["state"], "succeeded");
+}
