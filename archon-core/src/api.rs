@@ -81,10 +81,16 @@ pub enum ScheduleAction {
 /// What a workflow submit gave.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubmittedWorkflow {
-    /// The workflow.
-    pub workflow: WorkflowId,
-    /// The job of each node, in the order of the nodes.
+    /// The workflow (none for a cron workflow: each fire starts one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<WorkflowId>,
+    /// The job of each node, in the order of the nodes (none for a cron workflow).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub jobs: Vec<JobId>,
+    /// A cron workflow's job: its schedule fires instances of the workflow
+    /// (`archon schedule pause` it, `archon cancel` it to stop the fires).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<JobId>,
 }
 
 /// A workflow with each node's latest run.

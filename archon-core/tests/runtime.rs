@@ -467,7 +467,7 @@ async fn a_workflow_whose_worker_dies_mid_run_finishes_with_every_node_succeeded
         nodes: vec![node("extract", &[]), node("transform", &["extract"]), node("load", &["transform"])],
         schedule: None,
     };
-    let (_, jobs) = c.manager.submit_workflow(spec).await.unwrap();
+    let jobs = c.manager.submit_workflow(spec).await.unwrap().jobs;
     let assigned = tokio::time::timeout(Duration::from_secs(5), session.inbound.recv()).await.unwrap();
     assert!(matches!(assigned, Some(archon_core::transport::ManagerMessage::Assign(_))), "{assigned:?}");
     // Reaped, its attempt lost and the node requeued; a healthy worker takes over.

@@ -565,7 +565,7 @@ async fn a_workflow_is_submitted_and_read_back_over_grpc_and_a_bad_one_names_its
     };
     let submitted = c.api.submit_workflow(spec.clone()).await.unwrap();
     assert_eq!(submitted.jobs.len(), 4);
-    let detail = c.api.get_workflow(submitted.workflow).await.unwrap();
+    let detail = c.api.get_workflow(submitted.workflow.unwrap()).await.unwrap();
     assert_eq!(*detail.workflow.spec, spec, "the definition crosses the wire whole");
     assert_eq!(detail.workflow.jobs, submitted.jobs);
     let states: Vec<RunState> = detail.runs.iter().map(|r| r.as_ref().unwrap().state).collect();

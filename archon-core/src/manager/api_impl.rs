@@ -214,8 +214,7 @@ impl Api for Manager {
     }
 
     async fn submit_workflow(&self, spec: WorkflowSpec) -> Result<SubmittedWorkflow, Error> {
-        let (workflow, jobs) = Manager::submit_workflow(self, spec).await?;
-        Ok(SubmittedWorkflow { workflow, jobs })
+        Manager::submit_workflow(self, spec).await
     }
 
     async fn get_workflow(&self, id: WorkflowId) -> Result<WorkflowDetail, Error> {

@@ -128,6 +128,13 @@ pub(super) fn page<T, C>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> C)
 
 fn live_job_summary(state: &ClusterState, job: &Job, now: Timestamp) -> JobSummary {
     let mut summary = summary_of(job, job.runs.last().and_then(|r| state.run(*r)).map(|r| r.state));
+    if let Some(workflow) = state.scheduled_workflow(job.id) {
+        // A cron workflow's job: what each fire starts.
+        let names: Vec<&str> = workflow.nodes.iter().take(5).map(|n| n.name.as_str()).collect();
+        let more = if workflow.nodes.len() > 5 { ", …" } else { "" };
+        summary.kind = "workflow".into();
+        summary.task = format!("{} jobs: {}{more}", workflow.nodes.len(), names.join(", "));
+    }
     if let (Some(schedule), Some(spec)) = (state.schedule(job.id), job.spec.schedule.as_deref()) {
         summary.paused = schedule.paused.is_some();
         if !summary.paused && !job.cancelled {

@@ -9,10 +9,10 @@
 use std::sync::Arc;
 
 use super::{Manager, queries};
-use crate::api::{Page, WorkflowDetail, WorkflowQuery, WorkflowSummary};
+use crate::api::{Page, SubmittedWorkflow, WorkflowDetail, WorkflowQuery, WorkflowSummary};
 use crate::error::Error;
 use crate::history::{WorkflowFilter, merge_newest_first, workflow_record};
-use crate::model::{JobId, SpecError, Timestamp, Workflow, WorkflowId, WorkflowSpec, WorkflowState};
+use crate::model::{SpecError, Timestamp, Workflow, WorkflowId, WorkflowSpec, WorkflowState};
 use crate::state::{Command, Event, Outcome, Rejection};
 use crate::store::StoreExt;
 
@@ -20,12 +20,18 @@ impl Manager {
     /// Submits a workflow: every node becomes a job, all or none; returns the
     /// workflow and its jobs in the order of its nodes. A workflow may have up
     /// to `max_workflow_nodes` nodes, each within the job limits.
-    pub async fn submit_workflow(&self, spec: WorkflowSpec) -> Result<(WorkflowId, Vec<JobId>), Error> {
+    /// A workflow with a schedule becomes a cron job whose fires start
+    /// instances of it: the answer names that job and no workflow yet.
+    pub async fn submit_workflow(&self, spec: WorkflowSpec) -> Result<SubmittedWorkflow, Error> {
         self.ensure_leader()?;
         let limits = &self.shared.config.limits;
         let at = self.shared.clock.now();
         let rejected = |e: SpecError| Error::Rejected(Rejection::InvalidSpec(e));
         spec.validate(limits.max_workflow_nodes).map_err(rejected)?;
+        if let Some(schedule) = &spec.schedule {
+            // Checked by the leader, as for cron jobs (see `Api::submit`).
+            crate::cron::validate(schedule, at).map_err(rejected)?;
+        }
         for (i, node) in spec.nodes.iter().enumerate() {
             limits
                 .check_spec(&node.job)
@@ -47,7 +53,12 @@ impl Manager {
             Some(Outcome::Applied(events)) => events
                 .into_iter()
                 .find_map(|e| match e {
-                    Event::WorkflowAccepted { workflow, jobs } => Some((workflow, jobs)),
+                    Event::WorkflowAccepted { workflow, jobs } => {
+                        Some(SubmittedWorkflow { workflow: Some(workflow), jobs, schedule: None })
+                    }
+                    Event::JobAccepted { job, .. } => {
+                        Some(SubmittedWorkflow { workflow: None, jobs: Vec::new(), schedule: Some(job) })
+                    }
                     _ => None,
                 })
                 .ok_or_else(|| Error::Internal("the workflow was applied without its jobs".into())),

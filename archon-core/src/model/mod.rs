@@ -29,4 +29,6 @@ pub use schedule::{
 pub use task::{DockerTask, PullPolicy, Task, TaskKind, function_capability};
 pub use time::Timestamp;
 pub use worker::{Worker, WorkerState};
-pub use workflow::{Edge, EdgeCondition, Workflow, WorkflowNode, WorkflowRecord, WorkflowSpec, WorkflowState};
+pub use workflow::{
+    Edge, EdgeCondition, WORKFLOW_TASK, Workflow, WorkflowNode, WorkflowRecord, WorkflowSpec, WorkflowState,
+};

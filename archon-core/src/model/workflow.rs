@@ -17,6 +17,10 @@ use super::run::RunState;
 use super::schedule::Schedule;
 use super::time::Timestamp;
 
+/// The task of a cron workflow's job: it never runs (it has no runs of its
+/// own); each of its fires starts an instance of the workflow.
+pub const WORKFLOW_TASK: &str = "archon:workflow";
+
 /// A submitted workflow, in the live state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Workflow {
@@ -31,6 +35,9 @@ pub struct Workflow {
     /// Cancelled by a user.
     #[serde(default)]
     pub cancelled: bool,
+    /// The cron job whose fire started it (a cron workflow's instance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fired_by: Option<JobId>,
     /// A node's job ended failed or timed out (a node that never ran because a
     /// parent failed does not count: the parent does).
     #[serde(default)]

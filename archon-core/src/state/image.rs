@@ -75,6 +75,8 @@ pub(super) struct StateImage {
     job_workflow: BTreeMap<JobId, WorkflowId>,
     #[serde(default)]
     next_workflow: u64,
+    #[serde(default)]
+    scheduled_workflows: BTreeMap<JobId, std::sync::Arc<crate::model::WorkflowSpec>>,
 }
 
 impl From<StateImage> for ClusterState {
@@ -124,6 +126,7 @@ impl From<StateImage> for ClusterState {
             workflows: image.workflows,
             job_workflow: image.job_workflow,
             next_workflow: image.next_workflow,
+            scheduled_workflows: image.scheduled_workflows,
             outbox: Outbox::default(),
         };
         if legacy {

@@ -127,6 +127,10 @@ pub struct ClusterState {
     job_workflow: BTreeMap<JobId, WorkflowId>,
     #[serde(default)]
     next_workflow: u64,
+    /// Cron workflows: the definition each fire of the cron job starts an
+    /// instance of, by that job.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    scheduled_workflows: BTreeMap<JobId, std::sync::Arc<crate::model::WorkflowSpec>>,
     #[serde(skip)]
     outbox: Outbox,
 }
@@ -159,6 +163,7 @@ impl Default for ClusterState {
             workflows: BTreeMap::new(),
             job_workflow: BTreeMap::new(),
             next_workflow: 0,
+            scheduled_workflows: BTreeMap::new(),
             outbox: Outbox::default(),
         }
     }
@@ -370,6 +375,11 @@ impl ClusterState {
     /// Workflows with a live job.
     pub fn workflows(&self) -> &BTreeMap<WorkflowId, Workflow> {
         &self.workflows
+    }
+
+    /// The workflow a cron job fires, if it fires one.
+    pub fn scheduled_workflow(&self, job: JobId) -> Option<&std::sync::Arc<crate::model::WorkflowSpec>> {
+        self.scheduled_workflows.get(&job)
     }
 
     /// The workflow a live job belongs to.

@@ -53,6 +53,7 @@ impl ClusterState {
         });
         if done && let Some(job) = self.jobs.remove(&job_id) {
             self.schedules.remove(&job_id);
+            self.scheduled_workflows.remove(&job_id);
             self.leave_workflow(job_id, last);
             self.retained_jobs += 1;
             let last_state = last.map(|(state, _)| state);

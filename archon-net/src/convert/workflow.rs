@@ -72,6 +72,7 @@ impl From<Workflow> for proto::Workflow {
             jobs: w.jobs.into_iter().map(JobId::get).collect(),
             cancelled: w.cancelled,
             failed: w.failed,
+            fired_by: w.fired_by.map(JobId::get),
         }
     }
 }
@@ -86,6 +87,7 @@ impl TryFrom<proto::Workflow> for Workflow {
             created_at: timestamp(w.created_at_ms),
             jobs: w.jobs.into_iter().map(JobId).collect(),
             cancelled: w.cancelled,
+            fired_by: w.fired_by.map(JobId),
             failed: w.failed,
         })
     }
@@ -188,12 +190,20 @@ impl TryFrom<proto::ListWorkflowsResponse> for Page<WorkflowSummary, WorkflowId>
 
 impl From<SubmittedWorkflow> for proto::SubmitWorkflowResponse {
     fn from(s: SubmittedWorkflow) -> Self {
-        proto::SubmitWorkflowResponse { workflow: s.workflow.get(), jobs: s.jobs.into_iter().map(JobId::get).collect() }
+        proto::SubmitWorkflowResponse {
+            workflow: s.workflow.map(WorkflowId::get),
+            jobs: s.jobs.into_iter().map(JobId::get).collect(),
+            schedule: s.schedule.map(JobId::get),
+        }
     }
 }
 
 impl From<proto::SubmitWorkflowResponse> for SubmittedWorkflow {
     fn from(s: proto::SubmitWorkflowResponse) -> Self {
-        SubmittedWorkflow { workflow: WorkflowId(s.workflow), jobs: s.jobs.into_iter().map(JobId).collect() }
+        SubmittedWorkflow {
+            workflow: s.workflow.map(WorkflowId),
+            jobs: s.jobs.into_iter().map(JobId).collect(),
+            schedule: s.schedule.map(JobId),
+        }
     }
 }

@@ -14,6 +14,8 @@
 //!   minus that latest fan-out end) and `join` itself;
 //! - the baseline's makespan (server: the latest `finished_at` minus the
 //!   earliest `created_at`; client: submit to all ended);
+//! - the time from assigned to started (the assignment's way to the worker)
+//!   of the fan-out nodes and of the plain jobs, median and max;
 //! - the scheduling overhead per node, (workflow − baseline makespan) / (W+2),
 //!   and the CPU the daemon used in each half;
 //!
@@ -39,6 +41,7 @@ use archon_core::model::{
 };
 use archon_core::state::Command;
 use clap::Parser;
+use futures::StreamExt;
 
 /// A fan-out/fan-in workflow against the same jobs submitted plain.
 #[derive(Parser)]
@@ -70,6 +73,8 @@ struct WorkflowRound {
     fan_in_assigned: f64,
     fan_in_started: Option<f64>,
     join: f64,
+    /// Assigned to started of the fan-out nodes: median, max.
+    fan_out_start: (f64, f64),
     cpu: f64,
 }
 
@@ -78,6 +83,8 @@ struct PlainRound {
     submit: f64,
     makespan: f64,
     wall: f64,
+    /// Assigned to started of the jobs: median, max.
+    start: (f64, f64),
     cpu: f64,
 }
 
@@ -168,8 +175,9 @@ async fn run(cli: &Cli, dev: &Daemon) -> anyhow::Result<()> {
         let n = nodes as f64;
         println!(
             "round {round}: workflow submit {:.1} ms, makespan {:.0} ms server / {:.1} ms client \
-             (start done at {:.0}, fan-out done at {:.0}, join assigned +{:.0} started +{} after it, join {:.0} ms), \
-             {:.3} ms/node, daemon CPU {:.2} s | plain submit {:.1} ms, makespan {:.0} ms server / {:.1} ms client, \
+             (start done at {:.0}, fan-out done at {:.0}, join assigned +{:.0} started +{} after it, join {:.0} ms; \
+             fan-out assigned→started p50 {:.0} max {:.0} ms), {:.3} ms/node, daemon CPU {:.2} s | plain submit \
+             {:.1} ms, makespan {:.0} ms server / {:.1} ms client (assigned→started p50 {:.0} max {:.0} ms), \
              {:.3} ms/node, daemon CPU {:.2} s | overhead {:.3} ms/node server, {:.3} ms/node client",
             w.submit,
             w.makespan,
@@ -179,11 +187,15 @@ async fn run(cli: &Cli, dev: &Daemon) -> anyhow::Result<()> {
             w.fan_in_assigned,
             w.fan_in_started.map_or("?".into(), |s| format!("{s:.0}")),
             w.join,
+            w.fan_out_start.0,
+            w.fan_out_start.1,
             w.makespan / n,
             w.cpu,
             p.submit,
             p.makespan,
             p.wall,
+            p.start.0,
+            p.start.1,
             p.makespan / n,
             p.cpu,
             (w.makespan - p.makespan) / n,
@@ -194,7 +206,7 @@ async fn run(cli: &Cli, dev: &Daemon) -> anyhow::Result<()> {
     }
     let n = nodes as f64;
     println!("summary over {} rounds (min / median / max):", cli.rounds);
-    let rows: [(&str, Vec<f64>, &str); 15] = [
+    let rows: [(&str, Vec<f64>, &str); 19] = [
         ("workflow submit (round trip)", flows.iter().map(|w| w.submit).collect(), "ms"),
         ("workflow makespan, server", flows.iter().map(|w| w.makespan).collect(), "ms"),
         ("workflow wall, client", flows.iter().map(|w| w.wall).collect(), "ms"),
@@ -203,11 +215,15 @@ async fn run(cli: &Cli, dev: &Daemon) -> anyhow::Result<()> {
         ("  fan-out done after", flows.iter().map(|w| w.fan_out_done).collect(), "ms"),
         ("  fan-in: join assigned after the last parent", flows.iter().map(|w| w.fan_in_assigned).collect(), "ms"),
         ("  join assigned to finished", flows.iter().map(|w| w.join).collect(), "ms"),
+        ("  fan-out assigned→started, p50", flows.iter().map(|w| w.fan_out_start.0).collect(), "ms"),
+        ("  fan-out assigned→started, max", flows.iter().map(|w| w.fan_out_start.1).collect(), "ms"),
         ("workflow daemon CPU", flows.iter().map(|w| w.cpu).collect(), "s"),
         ("plain submit (round trip)", plains.iter().map(|p| p.submit).collect(), "ms"),
         ("plain makespan, server", plains.iter().map(|p| p.makespan).collect(), "ms"),
         ("plain wall, client", plains.iter().map(|p| p.wall).collect(), "ms"),
         ("plain makespan per node", plains.iter().map(|p| p.makespan / n).collect(), "ms"),
+        ("  plain assigned→started, p50", plains.iter().map(|p| p.start.0).collect(), "ms"),
+        ("  plain assigned→started, max", plains.iter().map(|p| p.start.1).collect(), "ms"),
         ("plain daemon CPU", plains.iter().map(|p| p.cpu).collect(), "s"),
         (
             "overhead per node, server",
@@ -260,7 +276,7 @@ async fn workflow_round(api: &dyn Api, spec: &WorkflowSpec, pid: u32) -> anyhow:
     let cpu = cpu_seconds(pid)? - cpu0;
     // The figures, after the timing.
     anyhow::ensure!(done.run.state == RunState::Succeeded, "join ended {}", done.run.state);
-    let detail = finished_workflow(api, submitted.workflow).await?;
+    let detail = finished_workflow(api, submitted.workflow.context("no workflow id")?).await?;
     anyhow::ensure!(detail.state == WorkflowState::Succeeded, "the workflow ended {}", detail.state);
     let created = detail.workflow.created_at;
     let join_finished = done.run.finished_at.context("join has no finished_at")?;
@@ -275,6 +291,9 @@ async fn workflow_round(api: &dyn Api, spec: &WorkflowSpec, pid: u32) -> anyhow:
         last_parent = last_parent.max(finished(i)?);
     }
     let attempt = done.attempts.first().context("join has no attempt")?;
+    let fan_out: Vec<RunId> =
+        detail.runs.get(1..spec.nodes.len() - 1).unwrap_or_default().iter().flatten().map(|r| r.id).collect();
+    let fan_out_start = start_delays(api, &fan_out).await?;
     Ok(WorkflowRound {
         submit,
         makespan: between(join_finished, created),
@@ -284,6 +303,7 @@ async fn workflow_round(api: &dyn Api, spec: &WorkflowSpec, pid: u32) -> anyhow:
         fan_in_assigned: between(attempt.assigned_at, last_parent),
         fan_in_started: attempt.started_at.map(|s| between(s, last_parent)),
         join: between(join_finished, attempt.assigned_at),
+        fan_out_start,
         cpu,
     })
 }
@@ -324,7 +344,24 @@ async fn plain_round(api: &dyn Api, nodes: usize, pid: u32) -> anyhow::Result<Pl
     let cpu = cpu_seconds(pid)? - cpu0;
     // The figures, after the timing.
     let (first_created, last_finished) = run_span(api, &runs).await?;
-    Ok(PlainRound { submit, makespan: between(last_finished, first_created), wall, cpu })
+    let start = start_delays(api, &runs).await?;
+    Ok(PlainRound { submit, makespan: between(last_finished, first_created), wall, start, cpu })
+}
+
+/// The median and the largest time from assigned to started of the first
+/// attempts of `runs` (ms), read with `get_run`, 16 at a time.
+async fn start_delays(api: &dyn Api, runs: &[RunId]) -> anyhow::Result<(f64, f64)> {
+    let details: Vec<_> =
+        futures::stream::iter(runs.iter().map(|id| api.get_run(*id))).buffered(16).collect::<Vec<_>>().await;
+    let mut delays = Vec::with_capacity(runs.len());
+    for detail in details {
+        let detail = detail?;
+        let attempt = detail.attempts.first().with_context(|| format!("{} has no attempt", detail.run.id))?;
+        let started = attempt.started_at.with_context(|| format!("{} has no start", detail.run.id))?;
+        delays.push(between(started, attempt.assigned_at));
+    }
+    let (_, median, max) = min_median_max(delays);
+    Ok((median, max))
 }
 
 /// The earliest `created_at` and latest `finished_at` of `runs` (the newest

@@ -182,3 +182,53 @@ command = "head -c 100000 /dev/zero | tr '\\0' x"
     assert_eq!((noise["output"].is_null(), noise["truncated"].as_bool()), (true, Some(true)), "{noise}");
     assert_eq!(noise["state"], "succeeded");
 }
+
+#[test]
+fn a_cron_workflow_starts_an_instance_per_fire_and_is_paused_and_cancelled_as_a_cron_job() {
+    let dev = Dev::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("etl.toml");
+    std::fs::write(
+        &path,
+        "[workflow]\nname = \"etl\"\n[workflow.schedule]\ncron = \"* * * * * *\"\noverlap = \"skip\"\n\
+         [[jobs]]\nname = \"extract\"\ncommand = \"echo '{\\\"rows\\\": 3}'\"\n\
+         [[jobs]]\nname = \"load\"\ndepends_on = [\"extract\"]\ncommand = \"printf '%s' \\\"$ARCHON_PARENTS_JSON\\\"\"\n",
+    )
+    .unwrap();
+    dev.assert_refused(&[(
+        vec!["run", "-f", path.to_str().unwrap(), "--wait"],
+        "--wait: a cron workflow has no single run to wait for",
+    )]);
+    let out = run_file(&dev, &path, &["--output", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let submitted: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cron = format!("job-{}", submitted["schedule"]);
+    assert!(submitted["workflow"].is_null(), "{submitted}");
+    // Each fire (every second) starts an instance; wait for two that succeeded.
+    let done = wait_for(Duration::from_secs(60), "two instances succeeded", || {
+        let listed = dev.json(&["workflows", "--state", "succeeded"]);
+        let items = listed["items"].as_array().unwrap().clone();
+        if items.len() >= 2 { Ok(items) } else { Err(listed.to_string()) }
+    });
+    assert!(done.iter().all(|w| w["name"] == "etl" && w["nodes"] == 2), "{done:?}");
+    let d = dev.json(&["get", &format!("wf-{}", done[0]["id"])]);
+    assert_eq!(d["workflow"]["fired_by"], submitted["schedule"], "{d}");
+    let fired = d["runs"][0]["scheduled_for"].as_i64().unwrap();
+    assert_eq!(d["runs"][1]["scheduled_for"].as_i64(), Some(fired), "every job of an instance has its fire's instant");
+    let load = d["runs"][1]["id"].as_u64().unwrap();
+    let seen: Value = serde_json::from_str(&text(&dev.cli(&["logs", &format!("run-{load}")]).stdout)).unwrap();
+    assert_eq!(seen["extract"]["output"]["rows"], 3, "{seen}");
+    // The cron job is operated as any: listed with its next fire, paused, cancelled.
+    let jobs = dev.json(&["jobs", "--name", "etl"]);
+    assert_eq!(jobs["items"][0]["kind"], "workflow", "{jobs}");
+    let out = dev.cli(&["schedule", "pause", &cron, "--note", "maintenance"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let paused = dev.json(&["workflows"])["items"].as_array().unwrap().len();
+    let out = dev.cli(&["cancel", &cron]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    wait_for(Duration::from_secs(30), "no instance running", || {
+        let running = dev.json(&["workflows", "--state", "running"]);
+        if running["items"].as_array().unwrap().is_empty() { Ok(()) } else { Err(running.to_string()) }
+    });
+    assert_eq!(dev.json(&["workflows"])["items"].as_array().unwrap().len(), paused, "no fire after the pause");
+}

@@ -76,7 +76,9 @@ impl ClusterState {
         let job = run.job;
         events.push(Event::RunFinished { run: run_id, job, state });
         self.settle_dependents(at, job, state, events);
-        self.release_schedule(at, job, run_id, events);
+        // A cron job's run, or a run of a cron workflow's instance.
+        let scheduled = self.fired_by(job).unwrap_or(job);
+        self.release_schedule(at, scheduled, run_id, events);
         self.retire_run(run_id);
     }
 

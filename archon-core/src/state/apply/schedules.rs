@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::model::{
     FireSource, Job, JobId, JobSpec, MAX_BUFFERED, MissedFires, OverlapPolicy, Paused, Run, RunId, RunState,
-    ScheduleState, SpecError, Timestamp,
+    ScheduleState, SpecError, Timestamp, WorkflowSpec,
 };
 use crate::state::{ClusterState, Event, FireResult, KeyEntry, Outcome, ReadyKey, Rejection, transition};
 
@@ -183,6 +183,9 @@ impl ClusterState {
         instant: Timestamp,
         events: &mut Vec<Event>,
     ) -> Option<RunId> {
+        if let Some(spec) = self.scheduled_workflows.get(&job_id).cloned() {
+            return self.start_scheduled_instance(at, job_id, &spec, instant, events);
+        }
         let job = self.jobs.get_mut(&job_id).filter(|j| !j.cancelled)?;
         self.next_run += 1;
         let run_id = RunId(self.next_run);
@@ -209,6 +212,28 @@ impl ClusterState {
         }
         events.push(Event::RunCreated { run: run_id, job: job_id, state: RunState::Pending });
         Some(run_id)
+    }
+
+    /// A cron workflow's fire: a new instance, whose unfinished runs are the
+    /// schedule's running ones. Returns the instance's first run.
+    fn start_scheduled_instance(
+        &mut self,
+        at: Timestamp,
+        job: JobId,
+        spec: &Arc<WorkflowSpec>,
+        instant: Timestamp,
+        events: &mut Vec<Event>,
+    ) -> Option<RunId> {
+        if self.jobs.get(&job).is_none_or(|j| j.cancelled) {
+            return None;
+        }
+        let runs = self.start_instance(at, spec, Some((job, instant)), events);
+        let live: Vec<RunId> = runs.iter().copied().filter(|r| self.runs.contains_key(r)).collect();
+        if let Some(schedule) = self.schedules.get_mut(&job) {
+            schedule.active.extend(live);
+            schedule.fired.record(1, [instant]);
+        }
+        runs.first().copied()
     }
 
     /// A run of a cron job ended: it is no longer active, and a buffered fire

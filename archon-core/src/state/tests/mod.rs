@@ -85,9 +85,18 @@ fn check_invariants(s: &ClusterState) -> Result<(), String> {
         }
         for run in &schedule.active {
             match s.runs.get(run) {
-                Some(r) if r.job == *job && r.scheduled_for.is_some() && !r.state.is_terminal() => {}
+                // A cron job's own run, or a run of an instance of its workflow.
+                Some(r)
+                    if (r.job == *job || s.fired_by(r.job) == Some(*job))
+                        && r.scheduled_for.is_some()
+                        && !r.state.is_terminal() => {}
                 other => return Err(format!("{job}'s active {run} is not a live fire of it: {other:?}")),
             }
+        }
+        if s.scheduled_workflows.contains_key(job)
+            != s.jobs[job].spec.task.summary().contains(crate::model::WORKFLOW_TASK)
+        {
+            return Err(format!("{job}: a cron workflow's job and its definition go together"));
         }
         if schedule.active.is_empty() && !schedule.buffered.is_empty() {
             return Err(format!("{job} buffers {:?} with no run going", schedule.buffered));

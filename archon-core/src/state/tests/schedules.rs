@@ -276,3 +276,106 @@ fn a_state_with_schedules_needs_format_2_and_survives_a_snapshot() {
     assert_eq!(back.schedule(job), s.schedule(job));
     assert_eq!(back.format_needed(), 2);
 }
+
+/// A cron workflow of two jobs, `extract` then `load`, under `overlap`.
+fn cron_workflow(s: &mut ClusterState, overlap: OverlapPolicy) -> JobId {
+    use crate::model::{Edge, EdgeCondition, WorkflowNode, WorkflowSpec};
+    let node = |name: &str, after: &[&str]| WorkflowNode {
+        name: name.into(),
+        job: JobSpec::new(name, Task::Shell { command: "true".into() }),
+        after: after.iter().map(|p| Edge { parent: (*p).into(), when: EdgeCondition::Success }).collect(),
+    };
+    let spec = WorkflowSpec {
+        name: "etl".into(),
+        nodes: vec![node("extract", &[]), node("load", &["extract"])],
+        schedule: Some(Box::new(Schedule { overlap, ..Schedule::new("* * * * *") })),
+    };
+    match s.apply(&Command::SubmitWorkflow { at: Timestamp(0), spec: Arc::new(spec) }) {
+        Outcome::Applied(events) => match events[..] {
+            [Event::JobAccepted { job, run: None, .. }] => job,
+            ref e => panic!("unexpected {e:?}"),
+        },
+        Outcome::Rejected(r) => panic!("rejected: {r}"),
+    }
+}
+
+/// The workflow (and its runs, in node order) that started `first`.
+fn instance_of(s: &ClusterState, first: RunId) -> (crate::model::WorkflowId, Vec<RunId>) {
+    let job = s.run(first).unwrap().job;
+    let wf = s.workflow_of(job).unwrap();
+    let runs = s.workflow(wf).unwrap().jobs.iter().map(|j| s.job(*j).unwrap().runs[0]).collect();
+    (wf, runs)
+}
+
+#[test]
+fn a_cron_workflow_starts_one_instance_per_fire_under_its_overlap_policy() {
+    let mut s = with_worker();
+    let cron = cron_workflow(&mut s, OverlapPolicy::Skip);
+    assert!(s.job(cron).unwrap().runs.is_empty(), "the cron job itself never runs");
+    let first = started(&fire(&mut s, cron, 1));
+    let (wf1, runs) = instance_of(&s, first);
+    assert_eq!(s.workflow(wf1).unwrap().fired_by, Some(cron));
+    assert_eq!(s.run(runs[1]).unwrap().state, RunState::Waiting);
+    assert!(runs.iter().all(|r| s.run(*r).unwrap().scheduled_for == Some(Timestamp(MINUTE))));
+    // While any run of the instance is unfinished, skip skips.
+    succeed(&mut s, runs[0], MINUTE + 5);
+    assert_eq!(fire(&mut s, cron, 2), [FireResult::Skipped]);
+    succeed(&mut s, runs[1], 2 * MINUTE + 5);
+    check_invariants(&s).unwrap();
+    assert!(s.workflow(wf1).is_none(), "the instance ended");
+    let second = started(&fire(&mut s, cron, 3));
+    let (wf2, _) = instance_of(&s, second);
+    assert!(wf2 > wf1, "each fire is a new workflow");
+    // An instant fires once.
+    assert!(matches!(fire_with(&mut s, cron, 3, FireSource::Cron), Outcome::Rejected(Rejection::AlreadyFired { .. })));
+    check_invariants(&s).unwrap();
+}
+
+#[test]
+fn a_buffered_fire_starts_when_the_instance_ends_and_cancel_other_replaces_it() {
+    let mut s = with_worker();
+    let cron = cron_workflow(&mut s, OverlapPolicy::BufferOne);
+    let first = started(&fire(&mut s, cron, 1));
+    let (_, runs) = instance_of(&s, first);
+    assert_eq!(fire(&mut s, cron, 2), [FireResult::Buffered]);
+    succeed(&mut s, runs[0], MINUTE + 5);
+    let events = succeed(&mut s, runs[1], MINUTE + 6);
+    let next = events.iter().find_map(|e| match e {
+        Event::ScheduleFired { instant, result: FireResult::Started(run), .. } => Some((*instant, *run)),
+        _ => None,
+    });
+    let (instant, run) = next.expect("the buffered fire started as the instance ended");
+    assert_eq!(instant, Timestamp(2 * MINUTE));
+    assert_eq!(s.run(run).unwrap().scheduled_for, Some(instant));
+    check_invariants(&s).unwrap();
+
+    // cancel_other: the running instance is cancelled (its waiting job at
+    // once, its running one by its worker), and the new one starts after.
+    let mut s = with_worker();
+    let cron = cron_workflow(&mut s, OverlapPolicy::CancelOther);
+    let first = started(&fire(&mut s, cron, 1));
+    let (wf1, runs) = instance_of(&s, first);
+    s.apply(&Command::AssignAttempt { at: Timestamp(MINUTE + 1), run: runs[0], worker: WorkerId(1) });
+    assert_eq!(fire(&mut s, cron, 2), [FireResult::Buffered]);
+    assert_eq!(s.run(runs[1]).map_or_else(|| record(&s, runs[1]).run.state, |r| r.state), RunState::Cancelled);
+    assert!(s.run(runs[0]).unwrap().cancel_requested);
+    let attempt = s.run(runs[0]).unwrap().current_attempt.unwrap();
+    let out = s.apply(&Command::FinishAttempt {
+        at: Timestamp(2 * MINUTE + 1),
+        run: runs[0],
+        attempt,
+        result: AttemptResult::status(ExitStatus::Cancelled),
+    });
+    let restarted = out.events().iter().any(|e| {
+        matches!(e, Event::ScheduleFired { instant, result: FireResult::Started(_), .. } if *instant == Timestamp(2 * MINUTE))
+    });
+    assert!(restarted, "{out:?}");
+    assert!(s.workflow(wf1).is_none());
+    check_invariants(&s).unwrap();
+    // Cancelling the cron job stops the fires; it leaves with nothing running.
+    let live = s.workflows().keys().copied().collect::<Vec<_>>();
+    s.apply(&Command::CancelJob { at: Timestamp(3 * MINUTE), job: cron });
+    assert!(s.job(cron).is_none() && s.scheduled_workflow(cron).is_none());
+    assert_eq!(s.workflows().keys().copied().collect::<Vec<_>>(), live, "a running instance goes on");
+    check_invariants(&s).unwrap();
+}

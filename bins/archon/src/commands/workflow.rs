@@ -12,10 +12,22 @@ use crate::cli::Format;
 /// Submits `spec`; prints the workflow and its jobs.
 pub(super) async fn submit(api: &dyn Api, spec: WorkflowSpec, wait: bool, format: Format) -> anyhow::Result<ExitCode> {
     let names: Vec<String> = spec.nodes.iter().map(|n| n.name.clone()).collect();
+    if wait && spec.schedule.is_some() {
+        return Err(super::bad("--wait: a cron workflow has no single run to wait for (each fire starts an instance)"));
+    }
     let submitted = api.submit_workflow(spec).await?;
+    let Some(workflow) = submitted.workflow else {
+        let job = submitted.schedule.map_or_else(|| "?".to_owned(), |j| j.to_string());
+        return print(format, &submitted, || {
+            format!(
+                "scheduled {job}: each fire starts an instance of the workflow (archon workflows lists them; \
+                 archon schedule pause {job}, archon cancel {job})"
+            )
+        });
+    };
     if format == Format::Table {
         let jobs: Vec<String> = names.iter().zip(&submitted.jobs).map(|(n, j)| format!("{n} {j}")).collect();
-        eprintln!("submitted {}: {}", submitted.workflow, jobs.join(", "));
+        eprintln!("submitted {workflow}: {}", jobs.join(", "));
     }
     if !wait {
         return print(format, &submitted, String::new);
@@ -33,7 +45,7 @@ pub(super) async fn submit(api: &dyn Api, spec: WorkflowSpec, wait: bool, format
         }
     }
     print(format, &ended, || {
-        let mut out = format!("{}\n", submitted.workflow);
+        let mut out = format!("{workflow}\n");
         for (name, job, run, state) in &ended {
             out.push_str(&format!("  {name}  {job}  {run}  {state}\n"));
         }

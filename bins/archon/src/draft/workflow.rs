@@ -19,17 +19,21 @@
 //! command = "./rollback.sh"
 //! depends_on = [{ job = "test", when = "failure" }]   # success, failure or completion
 //! ```
+//!
+//! A `[workflow.schedule]` table (the keys of a job's `[schedule]`) makes it a
+//! cron workflow: each fire starts an instance.
 
 use archon_core::model::{Edge, EdgeCondition, WorkflowNode, WorkflowSpec};
 use serde::Deserialize;
 
-use super::{JobDraft, Naming};
+use super::{JobDraft, Naming, ScheduleDraft};
 
 /// The `[workflow]` table.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Head {
     name: String,
+    schedule: Option<ScheduleDraft>,
 }
 
 /// Whether a parsed spec file is a workflow (it has a `[workflow]` table).
@@ -74,7 +78,15 @@ pub(super) fn parse_workflow(mut table: toml::Table) -> Result<WorkflowSpec, Str
         let spec = draft.into_spec(Naming::File).map_err(|e| format!("jobs[{i}].{e}"))?;
         nodes.push(WorkflowNode { name, job: spec, after });
     }
-    let spec = WorkflowSpec { name: head.name, nodes, schedule: None };
+    let schedule = match head.schedule {
+        Some(draft) => {
+            let now = archon_core::clock::Clock::now(&archon_core::clock::SystemClock);
+            let schedule = draft.into_schedule(Naming::File, now).map_err(|e| format!("workflow.{e}"))?;
+            Some(Box::new(schedule))
+        }
+        None => None,
+    };
+    let spec = WorkflowSpec { name: head.name, nodes, schedule };
     // The shape is checked here too, so a cycle never leaves the machine.
     spec.validate(usize::MAX).map_err(|e| format!("{}: {}", e.field.replace("nodes[", "jobs["), e.message))?;
     Ok(spec)
