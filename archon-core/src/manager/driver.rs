@@ -634,14 +634,37 @@ impl Driver {
                     }
                 }
             });
-            // A workflow node with parents gets their results, read from the
-            // history off the driver's turn, then its assignment.
-            for (worker, mut assignment, parents) in with_parents {
-                let Some(tx) = self.sessions.get(&worker).map(|s| s.tx.clone()) else { continue };
+            // Workflow nodes with parents get their results, read from the
+            // history off the driver's turn (one task per turn, the nodes'
+            // documents read concurrently), then their assignments, batched
+            // per worker as the others are.
+            if !with_parents.is_empty() {
+                let mut sessions: HashMap<WorkerId, mpsc::UnboundedSender<ManagerMessage>> = HashMap::new();
+                for (worker, _, _) in &with_parents {
+                    if let Some(s) = self.sessions.get(worker) {
+                        sessions.insert(*worker, s.tx.clone());
+                    }
+                }
                 let shared = self.shared.clone();
                 tokio::spawn(async move {
-                    parents::attach(&shared, &mut assignment, &parents).await;
-                    let _ = tx.send(ManagerMessage::Assign(vec![assignment]));
+                    let attached =
+                        futures::future::join_all(with_parents.into_iter().map(|(worker, mut assignment, parents)| {
+                            let shared = shared.clone();
+                            async move {
+                                parents::attach(&shared, &mut assignment, &parents).await;
+                                (worker, assignment)
+                            }
+                        }))
+                        .await;
+                    let mut batches: HashMap<WorkerId, Vec<Assignment>> = HashMap::new();
+                    for (worker, assignment) in attached {
+                        batches.entry(worker).or_default().push(assignment);
+                    }
+                    for (worker, batch) in batches {
+                        if let Some(tx) = sessions.get(&worker) {
+                            let _ = tx.send(ManagerMessage::Assign(batch));
+                        }
+                    }
                 });
             }
             for (worker, batch) in by_worker {

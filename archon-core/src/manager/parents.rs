@@ -8,21 +8,23 @@
 //! ```
 //!
 //! `output` is the parent's kept stdout (its last attempt's): parsed when it is
-//! JSON, else the text. The document is capped at [`PARENTS_LIMIT`] bytes: a
-//! parent whose output does not fit is listed with `output: null` and
-//! `truncated: true` (its output stays readable with `archon logs`).
+//! JSON, else the text. The whole document is capped at [`PARENTS_LIMIT`]
+//! bytes: a parent whose output does not fit is listed with `output: null` and
+//! `truncated: true` (its output stays readable with `archon logs`); past the
+//! cap, further parents are left out and counted under `"…omitted"` (a fan-in
+//! of thousands).
 //!
 //! A function job gets `{"input": <its own input>, "parents": <document>}` as
 //! its input; a shell, script, process or Docker job gets the document in the
 //! environment variable [`PARENTS_ENV`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
 use super::Shared;
-use crate::history::{job_record, run_record};
-use crate::model::{ExitStatus, JobId, JobSpec, Task};
+use crate::model::{ExitStatus, JobId, JobRecord, JobSpec, RunId, RunRecord, Task};
 use crate::transport::Assignment;
 
 /// The environment variable holding the parents document.
@@ -36,27 +38,12 @@ pub const PARENTS_LIMIT: usize = 96 << 10;
 pub(crate) type Parents = Vec<(String, JobId)>;
 
 /// Reads the parents' results and puts the document into `assignment`'s spec.
-/// A parent the history no longer holds is listed with `state: null`.
+/// The records come from the history in two batched reads (jobs, then runs)
+/// and one output read per parent that fits. A parent the history no longer
+/// holds is listed with `state: null`; parents that do not fit the cap at all
+/// are left out and counted in the document's `"…omitted"` entry.
 pub(crate) async fn attach(shared: &Shared, assignment: &mut Assignment, parents: &Parents) {
-    let mut doc = Map::new();
-    let mut budget = PARENTS_LIMIT;
-    for (name, job) in parents {
-        let entry = match result_of(shared, *job).await {
-            Some(mut entry) => {
-                let size = entry.get("output").map_or(0, |o| o.to_string().len());
-                if size > budget {
-                    entry.insert("output".into(), Value::Null);
-                    entry.insert("truncated".into(), Value::Bool(true));
-                } else {
-                    budget -= size;
-                }
-                entry
-            }
-            None => Map::from_iter([("job".to_owned(), json!(job.get())), ("state".to_owned(), Value::Null)]),
-        };
-        doc.insert(name.clone(), Value::Object(entry));
-    }
-    let doc = Value::Object(doc);
+    let doc = document(shared, parents).await;
     let mut spec = JobSpec::clone(&assignment.spec);
     match &mut spec.task {
         Task::Function { input, .. } => {
@@ -70,33 +57,70 @@ pub(crate) async fn attach(shared: &Shared, assignment: &mut Assignment, parents
     assignment.spec = Arc::new(spec);
 }
 
-/// How `job`'s last run ended and what it printed, from the history.
-async fn result_of(shared: &Shared, job: JobId) -> Option<Map<String, Value>> {
+/// The parents document, at most [`PARENTS_LIMIT`] bytes of JSON.
+async fn document(shared: &Shared, parents: &Parents) -> Value {
     let history = &*shared.history;
-    let record = job_record(history, job).await.ok()??;
-    let run = run_record(history, *record.job.runs.last()?).await.ok()??;
+    let ids: Vec<JobId> = parents.iter().map(|(_, j)| *j).collect();
+    let jobs: HashMap<JobId, JobRecord> =
+        history.jobs(&ids).await.unwrap_or_default().into_iter().map(|r| (r.id(), r)).collect();
+    let last_runs: Vec<RunId> = ids.iter().filter_map(|j| jobs.get(j)?.job.runs.last().copied()).collect();
+    let runs: HashMap<RunId, RunRecord> =
+        history.runs(&last_runs).await.unwrap_or_default().into_iter().map(|r| (r.id(), r)).collect();
+    let mut doc = Map::new();
+    // Room for the braces and the omitted count.
+    let mut budget = PARENTS_LIMIT - 64;
+    let mut omitted = 0u64;
+    for (name, job) in parents {
+        let run = jobs.get(job).and_then(|r| r.job.runs.last()).and_then(|r| runs.get(r));
+        let mut entry = match run {
+            Some(run) => summary(*job, run),
+            None => Map::from_iter([("job".to_owned(), json!(job.get())), ("state".to_owned(), Value::Null)]),
+        };
+        // The entry without its output, then the output if it fits too.
+        let bare = name.len() + Value::Object(entry.clone()).to_string().len() + 32;
+        if bare > budget {
+            omitted += 1;
+            continue;
+        }
+        budget -= bare;
+        if let Some(attempt) = run.and_then(|r| r.attempts.last()) {
+            let [stdout, _] = history.output(attempt.id).await.unwrap_or_default();
+            let text = String::from_utf8_lossy(&stdout);
+            let output = if stdout.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str::<Value>(text.trim()).unwrap_or_else(|_| Value::String(text.into_owned()))
+            };
+            let size = output.to_string().len();
+            if size <= budget {
+                budget -= size;
+                entry.insert("output".into(), output);
+            } else {
+                entry.insert("truncated".into(), Value::Bool(true));
+            }
+        }
+        doc.insert(name.clone(), Value::Object(entry));
+    }
+    if omitted > 0 {
+        doc.insert("…omitted".into(), json!(omitted));
+    }
+    Value::Object(doc)
+}
+
+/// How a parent's last run ended, without its output (`output: null`).
+fn summary(job: JobId, run: &RunRecord) -> Map<String, Value> {
     let attempt = run.attempts.last();
     let exit_code = match attempt.and_then(|a| a.result.as_ref()).map(|r| &r.status) {
         Some(ExitStatus::Exited { code }) => json!(code),
         _ => Value::Null,
     };
-    let (output, truncated) = match attempt {
-        Some(a) => {
-            let [stdout, _] = history.output(a.id).await.ok()?;
-            let truncated = a.result.as_ref().is_some_and(|r| r.stdout.truncated > 0);
-            let text = String::from_utf8_lossy(&stdout);
-            let output =
-                serde_json::from_str::<Value>(text.trim()).unwrap_or_else(|_| Value::String(text.into_owned()));
-            (if stdout.is_empty() { Value::Null } else { output }, truncated)
-        }
-        None => (Value::Null, false),
-    };
-    Some(Map::from_iter([
+    let truncated = attempt.and_then(|a| a.result.as_ref()).is_some_and(|r| r.stdout.truncated > 0);
+    Map::from_iter([
         ("job".to_owned(), json!(job.get())),
         ("run".to_owned(), json!(run.id().get())),
         ("state".to_owned(), json!(run.run.state.as_str())),
         ("exit_code".to_owned(), exit_code),
-        ("output".to_owned(), output),
+        ("output".to_owned(), Value::Null),
         ("truncated".to_owned(), Value::Bool(truncated)),
-    ]))
+    ])
 }

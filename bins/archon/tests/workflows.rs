@@ -232,3 +232,24 @@ fn a_cron_workflow_starts_an_instance_per_fire_and_is_paused_and_cancelled_as_a_
     });
     assert_eq!(dev.json(&["workflows"])["items"].as_array().unwrap().len(), paused, "no fire after the pause");
 }
+
+#[test]
+fn the_nightly_etl_example_is_triggered_by_hand_and_its_load_reads_the_extract() {
+    let dev = Dev::start();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/specs/nightly-etl.toml");
+    let out = run_file(&dev, std::path::Path::new(example), &["--output", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let cron = format!("job-{}", serde_json::from_slice::<Value>(&out.stdout).unwrap()["schedule"]);
+    let jobs = dev.json(&["jobs"]);
+    assert!(jobs["items"][0]["next_fire"].is_i64(), "{jobs}");
+    let out = dev.cli(&["schedule", "trigger", &cron]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let wf = wait_for(Duration::from_secs(60), "the instance succeeded", || {
+        let listed = dev.json(&["workflows", "--state", "succeeded"]);
+        listed["items"][0]["id"].as_u64().ok_or_else(|| listed.to_string())
+    });
+    let d = dev.json(&["get", &format!("wf-{wf}")]);
+    let load = d["runs"][1]["id"].as_u64().unwrap();
+    let logs = text(&dev.cli(&["logs", &format!("run-{load}")]).stdout);
+    assert_eq!(logs.trim(), "loading 1200 rows");
+}
