@@ -18,9 +18,9 @@ use super::explain::{EXPLAIN_EVERY, explain_unplaced};
 use super::parents;
 use super::{Liveness, Shared};
 use crate::error::Error;
-use crate::model::{AttemptId, AttemptResult, JobId, RunId, RunState, Timestamp, WorkerId, WorkerState};
+use crate::model::{AttemptId, AttemptResult, RunId, RunState, Timestamp, WorkerId, WorkerState};
 use crate::scheduler::{ClusterView, pending_runs};
-use crate::state::{ClusterState, Command, Event, Outcome, Rejection};
+use crate::state::{Command, Event, Outcome, Rejection};
 use crate::store::StoreExt;
 use crate::transport::{Assignment, Hello, ManagerMessage, Welcome, WorkerMessage};
 
@@ -628,7 +628,7 @@ impl Driver {
                     let Some(job) = s.job(run.job) else { continue };
                     let assignment =
                         Assignment { job: job.id, run: *run_id, attempt: *attempt, spec: job.spec.clone() };
-                    match workflow_parents(s, job.id) {
+                    match parents::of(s, job.id) {
                         Some(parents) => with_parents.push((*worker, assignment, parents)),
                         None => by_worker.entry(*worker).or_default().push(assignment),
                     }
@@ -705,24 +705,6 @@ impl Reactions {
             }
         }
     }
-}
-
-/// The parents of `job` by node name, if it is a workflow node that has any.
-fn workflow_parents(s: &ClusterState, job: JobId) -> Option<parents::Parents> {
-    let workflow = s.workflow(s.workflow_of(job)?)?;
-    let node = &workflow.spec.nodes[workflow.node_of(job)?];
-    if node.after.is_empty() {
-        return None;
-    }
-    let jobs: Option<parents::Parents> = node
-        .after
-        .iter()
-        .map(|edge| {
-            let index = workflow.spec.nodes.iter().position(|n| n.name == edge.parent)?;
-            Some((edge.parent.clone(), *workflow.jobs.get(index)?))
-        })
-        .collect();
-    jobs
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

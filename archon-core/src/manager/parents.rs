@@ -25,6 +25,7 @@ use serde_json::{Map, Value, json};
 
 use super::Shared;
 use crate::model::{ExitStatus, JobId, JobRecord, JobSpec, RunId, RunRecord, Task};
+use crate::state::ClusterState;
 use crate::transport::Assignment;
 
 /// The environment variable holding the parents document.
@@ -123,4 +124,22 @@ fn summary(job: JobId, run: &RunRecord) -> Map<String, Value> {
         ("output".to_owned(), Value::Null),
         ("truncated".to_owned(), Value::Bool(truncated)),
     ])
+}
+
+/// The parents of `job` by node name, if it is a workflow node that has any.
+pub(crate) fn of(s: &ClusterState, job: JobId) -> Option<Parents> {
+    let workflow = s.workflow(s.workflow_of(job)?)?;
+    let node = &workflow.spec.nodes[workflow.node_of(job)?];
+    if node.after.is_empty() {
+        return None;
+    }
+    let jobs: Option<Parents> = node
+        .after
+        .iter()
+        .map(|edge| {
+            let index = workflow.spec.nodes.iter().position(|n| n.name == edge.parent)?;
+            Some((edge.parent.clone(), *workflow.jobs.get(index)?))
+        })
+        .collect();
+    jobs
 }

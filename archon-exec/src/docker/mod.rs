@@ -268,21 +268,32 @@ impl DockerExecutor {
         if let Some(ending) = ending {
             return Ok(ending);
         }
-        if code != 0 && self.oom_killed(id).await {
+        if code != 0 && self.oom_killed(id, code).await {
             return Ok(ExitStatus::OutOfMemory);
         }
         Ok(ExitStatus::Exited { code: i32::try_from(code).unwrap_or(i32::MAX) })
     }
 
     /// Whether the engine saw the container's memory cgroup kill a process.
-    async fn oom_killed(&self, id: &str) -> bool {
-        match self.docker.inspect_container(id, None).await {
-            Ok(inspect) => inspect.state.and_then(|s| s.oom_killed).unwrap_or(false),
-            Err(e) => {
-                tracing::warn!(container = id, error = %e, "cannot inspect the container for an OOM kill");
-                false
+    /// The engine records the OOM event apart from the exit, and now and then
+    /// after it: a SIGKILL exit (137) that is not marked yet is asked about
+    /// again, a few times over half a second, before it counts as a plain exit.
+    async fn oom_killed(&self, id: &str, code: i64) -> bool {
+        let tries = if code == 137 { 6 } else { 1 };
+        for i in 0..tries {
+            if i > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            match self.docker.inspect_container(id, None).await {
+                Ok(inspect) if inspect.state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false) => return true,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(container = id, error = %e, "cannot inspect the container for an OOM kill");
+                    return false;
+                }
             }
         }
+        false
     }
 }
 
