@@ -16,7 +16,8 @@ use archon_core::model::{AttemptId, JobId, JobRecord, RunId, RunRecord, Timestam
 use archon_core::state::ClusterState;
 use async_trait::async_trait;
 use bytes::Bytes;
-use redb::ReadableTable;
+use redb::{ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
 
 use super::history::{
     Counts, JOBS, OUTPUT, RUNS, RUNS_BY_EXPIRY, RUNS_BY_STATE, WORKFLOWS, id_of, indexed, output_range, output_stream,
@@ -100,6 +101,41 @@ impl RedbHistory {
             .collect()
     }
 
+    /// The records of `ids` in `table`, in the order given, where the outbox's
+    /// word (`overlay`) wins over what is stored.
+    async fn by_id<K, V>(
+        &self,
+        table: TableDefinition<'static, u64, &'static [u8]>,
+        ids: &[K],
+        overlay: &Overlay<K, V>,
+        key: fn(K) -> u64,
+    ) -> Result<Vec<V>, CoreError>
+    where
+        K: Ord + Copy + Send + 'static,
+        V: DeserializeOwned + Clone + Send + 'static,
+    {
+        let wanted: Vec<K> = ids.iter().filter(|id| !overlay.contains_key(id)).copied().collect();
+        let stored: BTreeMap<K, V> = self
+            .read(move |txn| {
+                let table = txn.open_table(table)?;
+                let mut out = BTreeMap::new();
+                for id in wanted {
+                    if let Some(v) = table.get(key(id))? {
+                        out.insert(id, serde_json::from_slice(v.value())?);
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| match overlay.get(id) {
+                Some(over) => over.as_deref().cloned(),
+                None => stored.get(id).cloned(),
+            })
+            .collect())
+    }
+
     async fn read<T: Send + 'static>(
         &self,
         work: impl FnOnce(&redb::ReadTransaction) -> Result<T, Failure> + Send + 'static,
@@ -116,51 +152,13 @@ fn run_from(value: &[u8]) -> Result<RunRecord, Failure> {
 #[async_trait]
 impl History for RedbHistory {
     async fn runs(&self, ids: &[RunId]) -> Result<Vec<RunRecord>, CoreError> {
-        let (overlay, _) = self.overlay();
-        let wanted: Vec<RunId> = ids.iter().filter(|id| !overlay.contains_key(id)).copied().collect();
-        let stored: BTreeMap<RunId, RunRecord> = self
-            .read(move |txn| {
-                let table = txn.open_table(RUNS)?;
-                let mut out = BTreeMap::new();
-                for id in wanted {
-                    if let Some(v) = table.get(id.0)? {
-                        out.insert(id, run_from(v.value())?);
-                    }
-                }
-                Ok(out)
-            })
-            .await?;
-        Ok(ids
-            .iter()
-            .filter_map(|id| match overlay.get(id) {
-                Some(over) => over.as_deref().cloned(),
-                None => stored.get(id).cloned(),
-            })
-            .collect())
+        let overlay = self.overlay().0;
+        self.by_id(RUNS, ids, &overlay, |id| id.0).await
     }
 
     async fn jobs(&self, ids: &[JobId]) -> Result<Vec<JobRecord>, CoreError> {
-        let (_, overlay) = self.overlay();
-        let wanted: Vec<JobId> = ids.iter().filter(|id| !overlay.contains_key(id)).copied().collect();
-        let stored: BTreeMap<JobId, JobRecord> = self
-            .read(move |txn| {
-                let table = txn.open_table(JOBS)?;
-                let mut out = BTreeMap::new();
-                for id in wanted {
-                    if let Some(v) = table.get(id.0)? {
-                        out.insert(id, serde_json::from_slice(v.value())?);
-                    }
-                }
-                Ok(out)
-            })
-            .await?;
-        Ok(ids
-            .iter()
-            .filter_map(|id| match overlay.get(id) {
-                Some(over) => over.as_deref().cloned(),
-                None => stored.get(id).cloned(),
-            })
-            .collect())
+        let overlay = self.overlay().1;
+        self.by_id(JOBS, ids, &overlay, |id| id.0).await
     }
 
     async fn list_runs(&self, filter: &RunFilter, limit: usize) -> Result<Vec<RunRecord>, CoreError> {
@@ -250,26 +248,7 @@ impl History for RedbHistory {
 
     async fn workflows(&self, ids: &[WorkflowId]) -> Result<Vec<WorkflowRecord>, CoreError> {
         let overlay = self.workflow_overlay();
-        let wanted: Vec<WorkflowId> = ids.iter().filter(|id| !overlay.contains_key(id)).copied().collect();
-        let stored: BTreeMap<WorkflowId, WorkflowRecord> = self
-            .read(move |txn| {
-                let table = txn.open_table(WORKFLOWS)?;
-                let mut out = BTreeMap::new();
-                for id in wanted {
-                    if let Some(v) = table.get(id.0)? {
-                        out.insert(id, serde_json::from_slice(v.value())?);
-                    }
-                }
-                Ok(out)
-            })
-            .await?;
-        Ok(ids
-            .iter()
-            .filter_map(|id| match overlay.get(id) {
-                Some(over) => over.as_deref().cloned(),
-                None => stored.get(id).cloned(),
-            })
-            .collect())
+        self.by_id(WORKFLOWS, ids, &overlay, |id| id.0).await
     }
 
     async fn list_workflows(&self, filter: &WorkflowFilter, limit: usize) -> Result<Vec<WorkflowRecord>, CoreError> {
