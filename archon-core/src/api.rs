@@ -272,6 +272,7 @@ pub enum CancelTarget {
 }
 
 /// A manager as `archon status` shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManagerInfo {
     /// Its node id.
@@ -287,6 +288,7 @@ pub struct ManagerInfo {
 }
 
 /// The cluster at a glance.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterStatus {
     /// The managers and who leads.

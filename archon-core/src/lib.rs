@@ -4,7 +4,8 @@
 //! model ([`model`]), the deterministic state machine ([`state`]), the four plug
 //! points — [`store::Store`], [`scheduler::Scheduler`], [`executor::Executor`],
 //! [`transport::Transport`] — with an in-memory implementation of each, and the
-//! [`manager::Manager`] and [`worker::WorkerRuntime`] runtimes that compose them.
+//! [`manager::Manager`] and [`worker::WorkerRuntime`] runtimes that compose them,
+//! recording into a node's Prometheus [`metrics::Metrics`].
 //!
 //! This crate never depends on another Archon crate or on tonic, openraft, diesel,
 //! bollard or axum: implementations of the plug points live in sibling crates.
@@ -31,6 +32,7 @@ mod error;
 pub mod executor;
 pub mod history;
 pub mod manager;
+pub mod metrics;
 pub mod model;
 pub mod scheduler;
 pub mod state;

@@ -8,6 +8,10 @@
 //! by itself the group is SIGKILLed at once, so no background grandchild outlives
 //! its attempt. A process that left the group (`setsid`) is not killed, and its
 //! hold on the pipes is not waited for beyond [`PIPE_DRAIN_LIMIT`].
+//!
+//! Every attempt that started reports its usage (see [`crate::usage`] for where
+//! the figures come from): the main child is measured after it exits and before
+//! it is reaped.
 
 use std::ffi::OsStr;
 use std::os::unix::process::ExitStatusExt;
@@ -22,11 +26,13 @@ use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::Command;
+use tokio::process::{Child, Command};
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::Instant;
 
 use crate::error::ExecError;
 use crate::ledger::ProcessLedger;
+use crate::usage::TreeMeter;
 
 /// How long a process group gets between SIGTERM and SIGKILL, by default.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(1);
@@ -84,12 +90,19 @@ impl ChildRunner {
             }
             command.current_dir(dir);
         }
+        // Registered before the spawn, so the child's exit cannot slip past it.
+        let mut sigchld = signal(SignalKind::child())
+            .inspect_err(|e| tracing::debug!(error = %e, "no SIGCHLD stream; CPU time will not be measured"))
+            .ok();
+        let started = Instant::now();
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(source) => {
                 return output.finish(ExecError::Spawn { program: program.to_owned(), source }.into_status());
             }
         };
+        output.spawned();
+        let mut meter = child.id().and_then(|pid| TreeMeter::new(pid, started));
         // With `process_group(0)` the child leads a new group whose id is its pid.
         let mut group = ProcessGroup::new(child.id());
         // Noted while it runs, so a worker restarted after a crash can kill it.
@@ -126,7 +139,7 @@ impl ChildRunner {
                         output.write(OutputStream::Stderr, data).await;
                     }
                 }
-                status = child.wait(), if exit.is_none() => {
+                status = wait_measured(&mut child, meter.as_mut(), sigchld.as_mut()), if exit.is_none() => {
                     exit = Some(status);
                     // After a normal exit nothing the main child left in its group may
                     // stay. While terminating, the rest of the group keeps its grace:
@@ -171,8 +184,39 @@ impl ChildRunner {
             // The loop only ends once the child has been waited for.
             (None, None) => ExitStatus::Failed { reason: format!("{program} ended without an exit status") },
         };
-        output.finish(status)
+        let mut result = output.finish(status);
+        result.usage = meter.map(|m| m.finish());
+        result
     }
+}
+
+/// Waits for the main child to exit, sampling its tree's memory meanwhile; once
+/// it has exited, measures it (see [`TreeMeter::exited`]) and then reaps it.
+/// Cancel safe: what was measured stays in `meter`.
+async fn wait_measured(
+    child: &mut Child,
+    meter: Option<&mut TreeMeter>,
+    sigchld: Option<&mut tokio::signal::unix::Signal>,
+) -> std::io::Result<std::process::ExitStatus> {
+    let Some(meter) = meter else { return child.wait().await };
+    match sigchld {
+        Some(sigchld) => {
+            while !meter.exited() {
+                tokio::select! {
+                    _ = sigchld.recv() => {}
+                    () = tokio::time::sleep_until(meter.next_sample()) => meter.sample(),
+                }
+            }
+        }
+        // Without SIGCHLD the child is reaped unmeasured: memory and wall time only.
+        None => loop {
+            tokio::select! {
+                status = child.wait() => return status,
+                () = tokio::time::sleep_until(meter.next_sample()) => meter.sample(),
+            }
+        },
+    }
+    child.wait().await
 }
 
 /// Checks that `dir` exists and is a directory, so the error can say so (a failed

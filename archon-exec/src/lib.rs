@@ -10,6 +10,10 @@
 //! group is SIGKILLed when the main process exits, so no grandchild outlives its
 //! attempt.
 //!
+//! Every attempt that ran reports its [`ResourceUsage`](archon_core::model::ResourceUsage):
+//! CPU time, peak memory and wall time, read from `/proc` for processes and from
+//! the container's cgroup (or the engine's stats) for Docker.
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use archon_exec::{FunctionExecutor, local_registry};
@@ -31,6 +35,7 @@ mod ledger;
 mod process;
 mod script;
 mod shell;
+mod usage;
 
 use std::sync::Arc;
 

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use archon_core::executor::{DEFAULT_TAIL_LIMIT, Executor};
-use archon_core::model::{AttemptResult, DockerTask, ExitStatus, JobSpec, PullPolicy, Resources, Task};
+use archon_core::model::{
+    AttemptId, AttemptResult, DockerTask, ExitStatus, JobSpec, PullPolicy, ResourceUsage, Resources, Task,
+};
 use archon_core::testkit::eventually;
 use archon_core::testkit::executor_suite::{self, CollectingSink, SUITE_ATTEMPT, SuiteTasks, context};
 use archon_exec::{DockerExecutor, DockerSettings, LABEL_ATTEMPT, LABEL_OWNER};
@@ -68,6 +70,21 @@ async fn containers_of(executor: &DockerExecutor) -> Vec<String> {
     let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
     let found = engine().list_containers(Some(options)).await.unwrap();
     found.into_iter().filter_map(|c| c.id).collect()
+}
+
+/// The attempt cgroups (in any v1 hierarchy) whose names start with `prefix`.
+fn cgroups_named(prefix: &str) -> Vec<String> {
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else { return Vec::new() };
+    let mut found = Vec::new();
+    for hierarchy in hierarchies.flatten() {
+        let Ok(dirs) = std::fs::read_dir(hierarchy.path().join("archon")) else { continue };
+        for dir in dirs.flatten() {
+            if dir.file_name().to_string_lossy().starts_with(prefix) {
+                found.push(dir.path().display().to_string());
+            }
+        }
+    }
+    found
 }
 
 async fn assert_nothing_left(executor: &DockerExecutor, after: &str) {
@@ -226,6 +243,7 @@ async fn orphans_of_a_crashed_worker_are_removed_by_its_successor() {
     assert_eq!(removed.len(), 1, "{removed:?}");
     assert!(removed[0].starts_with(&format!("archon-{SUITE_ATTEMPT}-")), "{removed:?}");
     assert_nothing_left(&successor, "remove_orphans").await;
+    assert_eq!(cgroups_named(&removed[0]), Vec::<String>::new(), "the orphan's cgroup went with it");
     assert!(successor.remove_orphans().await.unwrap().is_empty(), "a second call finds nothing");
 }
 
@@ -353,4 +371,72 @@ async fn an_engine_lost_mid_attempt_fails_it_with_a_clear_reason_not_a_hang() {
     // The container outlived its executor's engine link; the worker's next start
     // (or here, the direct client) removes it.
     assert_eq!(direct.remove_orphans().await.unwrap().len(), 1);
+}
+
+/// Allocates and touches 100 MiB (dd's buffer), then burns about 0.5 s of CPU in a
+/// shell loop.
+const BURN: &str = "dd if=/dev/zero of=/dev/null bs=100M count=1 2>/dev/null; \
+                    i=0; while [ $i -lt 150000 ]; do i=$((i+1)); done";
+
+/// Runs `spec` as attempt `attempt` (not the suite's, so its cgroup can be told
+/// apart from those of tests running at the same time).
+async fn run_as(executor: &DockerExecutor, attempt: AttemptId, spec: JobSpec) -> AttemptResult {
+    let (mut ctx, _cancel) = context(spec, DEFAULT_TAIL_LIMIT, None);
+    ctx.attempt = attempt;
+    tokio::time::timeout(Duration::from_secs(60), executor.execute(ctx)).await.expect("the attempt hung")
+}
+
+/// `task` with room for the 100 MiB it allocates and a whole core (the default
+/// request is smaller than either).
+fn roomy(task: DockerTask) -> JobSpec {
+    let mut spec = job(task);
+    spec.resources = Resources { cpu_millis: 1000, memory_bytes: 512 << 20, ..Resources::default() };
+    spec
+}
+
+fn peak_mb(usage: &ResourceUsage) -> f64 {
+    usage.peak_memory_bytes as f64 / 1e6
+}
+
+#[tokio::test]
+async fn a_container_reports_the_cpu_time_and_peak_memory_it_used() {
+    let executor = executor().await;
+    let attempt = AttemptId(7_100);
+    let r = run_as(&executor, attempt, roomy(task(&["sh", "-c", BURN]))).await;
+    assert_eq!(r.status, ExitStatus::Exited { code: 0 }, "stderr: {}", r.stderr.text());
+    let usage = r.usage.expect("a container that ran reports its usage");
+    let cpu = usage.cpu().as_secs_f64();
+    assert!((0.3..=3.0).contains(&cpu), "cpu {cpu:.3}s is outside [0.3s, 3s]: {usage:?}");
+    assert!((90.0..=400.0).contains(&peak_mb(&usage)), "peak outside [90, 400] MB: {usage:?}");
+    assert!(usage.wall_us + 20_000 >= usage.cpu_us(), "more CPU than wall time: {usage:?}");
+    assert!(usage.wall() < Duration::from_secs(30), "wall time {:?}", usage.wall());
+    assert_nothing_left(&executor, "a measured run").await;
+    assert_eq!(cgroups_named(&format!("archon-{attempt}-")), Vec::<String>::new(), "its cgroup was removed");
+}
+
+#[tokio::test]
+async fn without_cgroups_a_container_reports_the_peak_its_stats_showed() {
+    let settings = DockerSettings { worker: "docker-tests".into(), cgroup_usage: false, ..DockerSettings::default() };
+    let executor = executor_with(settings).await;
+    // Stats come about once a second: the job outlives its peak by a few.
+    let command = "dd if=/dev/zero of=/dev/null bs=100M count=1 2>/dev/null; sleep 3";
+    let r = run_as(&executor, AttemptId(7_200), roomy(task(&["sh", "-c", command]))).await;
+    assert_eq!(r.status, ExitStatus::Exited { code: 0 }, "stderr: {}", r.stderr.text());
+    let usage = r.usage.expect("a container that ran reports its usage");
+    assert!((90.0..=400.0).contains(&peak_mb(&usage)), "peak outside [90, 400] MB: {usage:?}");
+    assert!(usage.cpu_us() > 0, "dd's CPU time was sampled: {usage:?}");
+    assert!(usage.wall() >= Duration::from_secs(3), "wall time {:?} is shorter than the sleep", usage.wall());
+}
+
+#[tokio::test]
+async fn a_container_that_never_started_reports_no_usage() {
+    let executor = executor().await;
+    let mut missing = task(&["true"]);
+    missing.image = "archon-test/not-built-anywhere:1".into();
+    missing.pull = PullPolicy::Never;
+    let r = run_as(&executor, AttemptId(7_300), job(missing)).await;
+    assert!(matches!(r.status, ExitStatus::Failed { .. }), "{:?}", r.status);
+    assert_eq!(r.usage, None);
+    let left = cgroups_named(&format!("archon-{}-", AttemptId(7_300)));
+    assert_eq!(left, Vec::<String>::new(), "the cgroup made for it was removed");
 }

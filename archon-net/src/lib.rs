@@ -38,6 +38,7 @@
 mod client;
 mod convert;
 mod error;
+mod metrics;
 mod server;
 mod sessions;
 pub mod status;
@@ -50,6 +51,7 @@ pub mod proto {
 
 pub use client::GrpcClient;
 pub use error::Error;
+pub use metrics::{GrpcMetricsLayer, GrpcMetricsService, measure_routes};
 pub use proto::archon_api_server::ArchonApiServer;
 pub use proto::worker_sessions_server::WorkerSessionsServer;
 pub use server::{

@@ -94,13 +94,16 @@ pub async fn serve(listener: TcpListener, api: Arc<dyn Api>, shutdown: Cancellat
 /// reconnects elsewhere or later), and the call returns once connections have
 /// closed (at most [`SHUTDOWN_GRACE`]; the port closes at once).
 /// The manager itself keeps running: serve it again, on a new listener, to resume.
+/// Calls are recorded into the manager's [`Metrics`](archon_core::metrics::Metrics).
 pub async fn serve_manager(listener: TcpListener, manager: Manager, shutdown: CancellationToken) -> Result<(), Error> {
-    let routes = manager_routes(manager, &shutdown);
+    let metrics = manager.metrics().clone();
+    let routes = crate::measure_routes(manager_routes(manager, &shutdown), &metrics);
     serve_routes(listener, routes, shutdown, "the gRPC API and worker sessions").await
 }
 
 /// The routes [`serve_manager`] serves, to add more services to (Raft's RPCs share
-/// the port this way) before passing them to [`serve_routes`].
+/// the port this way) before passing them to [`serve_routes`]; wrap them in
+/// [`measure_routes`](crate::measure_routes) to record their calls.
 pub fn manager_routes(manager: Manager, shutdown: &CancellationToken) -> Routes {
     let api: Arc<dyn Api> = Arc::new(manager.clone());
     Routes::new(ApiService::new(api, shutdown.clone()).into_server())
@@ -120,7 +123,9 @@ pub async fn serve_routes(
     let address = listener.local_addr().map_err(Error::ListenerAddress)?;
     tracing::info!(%address, "serving {what}");
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    // HTTP/1.1 too: the REST API (archon-http) may share the port.
     let serving = tonic::transport::Server::builder()
+        .accept_http1(true)
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .add_routes(routes)

@@ -14,9 +14,9 @@ use archon_core::api::{
 };
 use archon_core::model::{
     Attempt, AttemptId, AttemptResult, AttemptState, Constraint, ConstraintOp, DockerTask, ExitStatus, Job, JobId,
-    JobSpec, OutputChunk, OutputStream, OutputTail, OverlapPolicy, Paused, PlacementPolicy, PullPolicy, Resources,
-    RetryPolicy, Run, RunId, RunState, Schedule, ScheduleState, SpecError, Task, Timestamp, Worker, WorkerId,
-    WorkerState,
+    JobSpec, OutputChunk, OutputStream, OutputTail, OverlapPolicy, Paused, PlacementPolicy, PullPolicy, ResourceUsage,
+    Resources, RetryPolicy, Run, RunId, RunState, Schedule, ScheduleState, SpecError, Task, Timestamp, Worker,
+    WorkerId, WorkerState,
 };
 use archon_core::state::{FireResult, Rejection};
 use archon_net::proto;
@@ -199,6 +199,12 @@ fn full_attempt(status: ExitStatus) -> Attempt {
             status,
             stdout: OutputTail { data: Bytes::from_static(b"out\n\xff\x00binary"), truncated: 1 << 40 },
             stderr: OutputTail { data: Bytes::from_static(b"err\n"), truncated: 0 },
+            usage: Some(ResourceUsage {
+                cpu_user_us: u64::MAX,
+                cpu_system_us: 3,
+                peak_memory_bytes: 1 << 40,
+                wall_us: 0,
+            }),
         }),
     }
 }
@@ -520,6 +526,7 @@ fn absent_optional_messages_read_as_the_model_defaults() {
         status: Some(ExitStatus::Cancelled.into()),
         stdout: None,
         stderr: None,
+        usage: None,
     })
     .unwrap();
     assert_eq!(result, AttemptResult::status(ExitStatus::Cancelled));

@@ -9,8 +9,8 @@ use archon_core::Error;
 use archon_core::api::{RunDetail, WorkerInfo};
 use archon_core::model::{
     Attempt, AttemptId, AttemptResult, AttemptState, Constraint, ConstraintOp, DockerTask, ExitStatus, JobId, JobSpec,
-    OutputTail, OverlapPolicy, PlacementPolicy, PullPolicy, Resources, RetryPolicy, Run, RunId, RunState, Schedule,
-    Task, Timestamp, Worker, WorkerId, WorkerState,
+    OutputTail, OverlapPolicy, PlacementPolicy, PullPolicy, ResourceUsage, Resources, RetryPolicy, Run, RunId,
+    RunState, Schedule, Task, Timestamp, Worker, WorkerId, WorkerState,
 };
 use archon_net::proto;
 use bytes::Bytes;
@@ -184,6 +184,17 @@ fn tail() -> impl Strategy<Value = OutputTail> {
         .prop_map(|(data, truncated)| OutputTail { data: Bytes::from(data), truncated })
 }
 
+fn usage() -> impl Strategy<Value = ResourceUsage> {
+    (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+        |(cpu_user_us, cpu_system_us, peak_memory_bytes, wall_us)| ResourceUsage {
+            cpu_user_us,
+            cpu_system_us,
+            peak_memory_bytes,
+            wall_us,
+        },
+    )
+}
+
 fn attempt() -> impl Strategy<Value = Attempt> {
     let state = prop_oneof![
         Just(AttemptState::Assigned),
@@ -191,11 +202,10 @@ fn attempt() -> impl Strategy<Value = Attempt> {
         Just(AttemptState::Finished),
         Just(AttemptState::Lost),
     ];
-    let result = prop::option::of((exit_status(), tail(), tail()).prop_map(|(status, stdout, stderr)| AttemptResult {
-        status,
-        stdout,
-        stderr,
-    }));
+    let result = prop::option::of(
+        (exit_status(), tail(), tail(), prop::option::of(usage()))
+            .prop_map(|(status, stdout, stderr, usage)| AttemptResult { status, stdout, stderr, usage }),
+    );
     (
         (any::<u64>(), any::<u64>(), any::<u64>(), state),
         (timestamp(), prop::option::of(timestamp()), prop::option::of(timestamp()), result),

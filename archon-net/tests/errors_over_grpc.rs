@@ -150,6 +150,7 @@ async fn run_details_with_megabyte_output_tails_fit_in_one_message() {
                 status: ExitStatus::Exited { code: 1 },
                 stdout: mib(b'o'),
                 stderr: mib(b'e'),
+                usage: None,
             }),
         })
         .collect();

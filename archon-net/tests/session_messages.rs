@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use archon_core::Error;
 use archon_core::model::{
-    AttemptId, AttemptResult, ExitStatus, JobId, JobSpec, OutputChunk, OutputStream, OutputTail, Resources, RunId,
-    Task, WorkerId,
+    AttemptId, AttemptResult, ExitStatus, JobId, JobSpec, OutputChunk, OutputStream, OutputTail, ResourceUsage,
+    Resources, RunId, Task, WorkerId,
 };
 use archon_core::transport::{Assignment, Hello, ManagerMessage, Welcome, WorkerMessage};
 use archon_net::proto::{self, manager_to_worker, worker_to_manager};
@@ -79,6 +79,12 @@ fn every_worker_report_round_trips() {
                 status: ExitStatus::Signaled { signal: 9 },
                 stdout: OutputTail { data: Bytes::from("out"), truncated: 10 },
                 stderr: OutputTail::default(),
+                usage: Some(ResourceUsage {
+                    cpu_user_us: 500_000,
+                    cpu_system_us: 20_000,
+                    peak_memory_bytes: 100 << 20,
+                    wall_us: 610_000,
+                }),
             },
         },
         WorkerMessage::Draining,

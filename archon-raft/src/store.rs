@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use archon_core::api::ManagerInfo;
 use archon_core::history::History;
+use archon_core::metrics::{Metrics, RaftProgress};
 use archon_core::state::{ClusterState, Command, Outcome};
 use archon_core::store::{Leadership, Store};
 use async_trait::async_trait;
@@ -52,6 +53,10 @@ pub struct RaftConfig {
     pub cache_bytes: usize,
     /// redb's page cache for the history's file, in bytes.
     pub history_cache_bytes: usize,
+    /// The node's metrics: Raft's progress and leader changes, and each log
+    /// entry proposed here as a store batch (a private registry unless given
+    /// the node's).
+    pub metrics: Metrics,
 }
 
 impl RaftConfig {
@@ -76,6 +81,7 @@ impl RaftConfig {
             max_entry_bytes: 1 << 20,
             cache_bytes: 32 << 20,
             history_cache_bytes: 16 << 20,
+            metrics: Metrics::new(),
         }
     }
 
@@ -139,6 +145,7 @@ impl RaftStore {
             history_cache_bytes: config.history_cache_bytes,
             snapshot_bytes: config.snapshot_bytes,
             snapshot_commands: config.snapshot_commands,
+            metrics: config.metrics.clone(),
         };
         let storage = storage::open_with(&config.data_dir.join("raft.redb"), state.clone(), &options)?;
         let raft = Raft::new(config.node_id, Arc::new(config.openraft()?), network, storage.log, storage.state_machine)
@@ -146,6 +153,8 @@ impl RaftStore {
             .map_err(|e| Error::Raft(e.to_string()))?;
         let (tx, leadership) = watch::channel(Leadership::default());
         tokio::spawn(watch_leadership(raft.metrics(), tx));
+        config.metrics.store();
+        tokio::spawn(watch_progress(raft.metrics(), config.metrics.clone()));
         tokio::spawn(snapshot_when_due(raft.clone(), storage.snapshots));
         Ok(RaftStore { raft, state, history: storage.history, leadership, config: Arc::new(config) })
     }
@@ -207,8 +216,12 @@ impl RaftStore {
 impl RaftStore {
     /// Proposes `commands` as one log entry.
     async fn write_entry(&self, commands: Vec<Command>) -> Result<Vec<Outcome>, archon_core::Error> {
+        let (started, count) = (std::time::Instant::now(), commands.len());
         match self.raft.client_write(Proposal::new(commands)).await {
-            Ok(response) => Ok(response.data),
+            Ok(response) => {
+                self.config.metrics.store().committed(count, started.elapsed());
+                Ok(response.data)
+            }
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(archon_core::Error::NotLeader { leader: f.leader_node.map(|n| n.addr) })
             }
@@ -358,6 +371,26 @@ async fn watch_leadership(mut metrics: watch::Receiver<RaftMetrics<u64, BasicNod
         if metrics.changed().await.is_err() {
             let term = tx.borrow().term;
             tx.send_replace(Leadership { is_leader: false, leader: None, term });
+            return;
+        }
+    }
+}
+
+/// Reports Raft's progress (term, applied index, leader) to the node's metrics
+/// as it changes; the log reports the committed index.
+async fn watch_progress(mut raft: watch::Receiver<RaftMetrics<u64, BasicNode>>, metrics: Metrics) {
+    loop {
+        let progress = {
+            let m = raft.borrow_and_update();
+            RaftProgress {
+                term: m.current_term,
+                applied: m.last_applied.map_or(0, |l| l.index),
+                leader: m.current_leader,
+                is_leader: m.state == ServerState::Leader,
+            }
+        };
+        metrics.raft().observe(progress);
+        if raft.changed().await.is_err() {
             return;
         }
     }

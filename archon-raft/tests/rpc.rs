@@ -359,6 +359,7 @@ async fn finish_runs(leader: &Node, n: u64) -> u64 {
                 status: ExitStatus::Exited { code: 0 },
                 stdout: OutputTail { data: format!("out of {r}\n").into(), truncated: 0 },
                 stderr: OutputTail { data: vec![0xff, 0x00, r.0 as u8].into(), truncated: 0 },
+                usage: None,
             },
         })
         .collect();

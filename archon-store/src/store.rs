@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use archon_core::Error as CoreError;
 use archon_core::history::{History, HistoryOp};
+use archon_core::metrics::Metrics;
 use archon_core::state::{ClusterState, Command, Outcome};
 use archon_core::store::{Leadership, Store};
 use async_trait::async_trait;
@@ -60,6 +61,9 @@ pub struct PgConfig {
     pub snapshot_every: u64,
     /// The most commands in one transaction.
     pub max_batch: usize,
+    /// The node's metrics: each transaction is recorded as a store batch (a
+    /// private registry unless given the node's).
+    pub metrics: Metrics,
 }
 
 impl PgConfig {
@@ -76,6 +80,7 @@ impl PgConfig {
             retry_cap: Duration::from_secs(5),
             snapshot_every: 50_000,
             max_batch: 4096,
+            metrics: Metrics::new(),
         }
     }
 }
@@ -131,6 +136,7 @@ impl PgStore {
             .build()
             .map_err(|e| Error::Unreachable { url: redact(&config.url), message: e.to_string() })?;
         let (requests, queue) = mpsc::channel(1024);
+        config.metrics.store();
         let (leadership, _) = watch::channel(Leadership::default());
         let inner = Arc::new(Inner {
             config,
@@ -400,9 +406,11 @@ impl Campaign {
         }
         let retired = leading.working.take_history();
         let commands: Vec<&Command> = batch.iter().flat_map(|r| &r.commands).collect();
+        let started = std::time::Instant::now();
         let committed = commit(&self.pool, leading, &commands, &touched, &retired).await;
         match committed {
             Ok(()) => {
+                self.inner.config.metrics.store().committed(commands.len(), started.elapsed());
                 {
                     let mut published = self.inner.published.write().unwrap_or_else(std::sync::PoisonError::into_inner);
                     published.upgrade();

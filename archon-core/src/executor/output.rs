@@ -20,6 +20,13 @@ const LIVE_CHUNK: usize = 64 << 10;
 pub trait OutputSink: Send + Sync {
     /// Takes one chunk; may wait (backpressure).
     async fn send(&self, chunk: OutputChunk);
+
+    /// Hears that the attempt's process (or container) runs, `took` after its
+    /// writer was made — when the executor was handed the attempt. (The worker
+    /// records it as the spawn time; by default nothing listens.)
+    fn spawned(&self, took: std::time::Duration) {
+        let _ = took;
+    }
 }
 
 /// The last `limit` bytes of a stream.
@@ -60,6 +67,8 @@ pub struct OutputWriter {
     stdout: Tail,
     stderr: Tail,
     sink: Option<Arc<dyn OutputSink>>,
+    /// When the writer was made, for [`OutputWriter::spawned`].
+    made: std::time::Instant,
 }
 
 impl std::fmt::Debug for OutputWriter {
@@ -74,12 +83,28 @@ impl std::fmt::Debug for OutputWriter {
 impl OutputWriter {
     /// A writer keeping `limit` bytes per stream and forwarding chunks to `sink`.
     pub fn new(run: RunId, attempt: AttemptId, limit: usize, sink: Option<Arc<dyn OutputSink>>) -> OutputWriter {
-        OutputWriter { run, attempt, limit, stdout: Tail::default(), stderr: Tail::default(), sink }
+        OutputWriter {
+            run,
+            attempt,
+            limit,
+            stdout: Tail::default(),
+            stderr: Tail::default(),
+            sink,
+            made: std::time::Instant::now(),
+        }
     }
 
     /// A writer that only keeps tails (tests, benchmarks).
     pub fn detached(limit: usize) -> OutputWriter {
         OutputWriter::new(RunId(0), AttemptId(0), limit, None)
+    }
+
+    /// Says the attempt's process (or container) now runs: executors call it
+    /// once, right after they started it, so the worker can time the spawn.
+    pub fn spawned(&self) {
+        if let Some(sink) = &self.sink {
+            sink.spawned(self.made.elapsed());
+        }
     }
 
     /// Records a chunk of `stream` and forwards it live.
@@ -105,6 +130,11 @@ impl OutputWriter {
 
     /// The kept tails, with `status`, as the attempt's result.
     pub fn finish(self, status: ExitStatus) -> AttemptResult {
-        AttemptResult { status, stdout: self.stdout.finish(self.limit), stderr: self.stderr.finish(self.limit) }
+        AttemptResult {
+            status,
+            stdout: self.stdout.finish(self.limit),
+            stderr: self.stderr.finish(self.limit),
+            usage: None,
+        }
     }
 }

@@ -25,6 +25,7 @@ use crate::store::StoreExt;
 
 #[async_trait]
 impl Api for Manager {
+    #[tracing::instrument(name = "submit", skip_all, fields(specs = specs.len()))]
     async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<SubmitResult>, Error> {
         self.ensure_leader()?;
         let limits = &self.shared.config.limits;
@@ -86,7 +87,11 @@ impl Api for Manager {
             for ((i, spec), outcome) in proposed.into_iter().zip(outcomes) {
                 match outcome {
                     Outcome::Rejected(Rejection::DependencyNotLive(_)) if round < 2 => todo.push((i, spec)),
-                    outcome => results[i] = Some(submitted(outcome)),
+                    outcome => {
+                        let result = submitted(outcome);
+                        log_submitted(&spec, &result);
+                        results[i] = Some(result);
+                    }
                 }
             }
         }
@@ -463,6 +468,17 @@ fn backfill_instants(
         return Err(Error::invalid("from", format!("{:?} does not fire between {from} and {to}", schedule.cron)));
     }
     Ok(instants)
+}
+
+/// The submit's event: the ids it created at info, or why it created none at debug.
+fn log_submitted(spec: &JobSpec, result: &SubmitResult) {
+    match result {
+        Ok(s) => tracing::info!(
+            job = %s.job, run = s.run.map(tracing::field::display), name = %spec.name, duplicate = s.duplicate,
+            "job submitted"
+        ),
+        Err(rejection) => tracing::debug!(name = %spec.name, reason = %rejection, "job refused"),
+    }
 }
 
 /// What a submit's outcome tells its caller.

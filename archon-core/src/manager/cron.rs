@@ -128,6 +128,13 @@ fn fire_command(at: Timestamp, job: JobId, instants: Vec<Timestamp>, missed: Opt
     Command::FireSchedule { at, job, instants, source: FireSource::Cron, overlap: None, missed }
 }
 
+/// How late each of a cron job's fires proposed at `at` is: the time since it
+/// was due (its instant plus its jitter). Empty when the job has no schedule.
+pub(crate) fn lateness(state: &ClusterState, job: JobId, instants: &[Timestamp], at: Timestamp) -> Vec<Duration> {
+    let Some(spec) = state.job(job).and_then(|j| j.spec.schedule.as_deref()) else { return Vec::new() };
+    instants.iter().map(|t| at.since(t.plus(spec.jitter_for(job.0, *t)))).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +187,25 @@ mod tests {
         );
         let on_time = fires_due(JobId(1), &spec, &cron, minutes(0), minutes(10).plus(delay)).unwrap();
         assert_eq!(instants(&on_time).0, [10]);
+    }
+
+    #[test]
+    fn a_fire_is_late_by_the_time_since_its_instant_plus_its_jitter() {
+        use crate::model::{JobSpec, Task};
+        let mut state = ClusterState::new();
+        let mut spec = JobSpec::new("j", Task::Shell { command: "true".into() });
+        let mut schedule = Schedule::new("*/10 * * * *");
+        schedule.jitter = Some(Duration::from_secs(120));
+        spec.schedule = Some(Box::new(schedule.clone()));
+        let out = state.apply(&Command::ScheduleJob { at: minutes(0), spec: Arc::new(spec) });
+        assert!(out.rejection().is_none(), "{out:?}");
+        let job = state.jobs().keys().next().copied().unwrap();
+        let at = minutes(21);
+        let late = lateness(&state, job, &[minutes(10), minutes(20)], at);
+        let due = |t: Timestamp| t.plus(schedule.jitter_for(job.0, t));
+        assert_eq!(late, [at.since(due(minutes(10))), at.since(due(minutes(20)))]);
+        assert!(late[0] > late[1] && late[1] <= Duration::from_secs(60));
+        assert!(lateness(&state, JobId(99), &[minutes(10)], at).is_empty());
     }
 
     /// Drives a ticker on a manual clock, one minute at a time from `from` to

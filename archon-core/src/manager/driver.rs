@@ -449,6 +449,7 @@ impl Driver {
             return;
         }
 
+        let observed = super::observe::Observations::before(&self.shared, &commands);
         let outcomes = match self.shared.store.propose(commands).await {
             Ok(outcomes) => {
                 self.failures = 0;
@@ -475,8 +476,10 @@ impl Driver {
             }
         };
 
+        observed.after(&self.shared, &outcomes);
         let mut reactions = Reactions::default();
         for (outcome, route) in outcomes.into_iter().zip(routes) {
+            super::lifecycle::log(&outcome);
             reactions.observe(&outcome, &mut self.dirty);
             match route {
                 Route::None => {}
@@ -522,12 +525,18 @@ impl Driver {
         if explain {
             self.next_explain = Instant::now() + EXPLAIN_EVERY;
             self.unexplained = false;
+            for (run, reason) in &reasons {
+                tracing::debug!(run = %run, reason = %reason, "run stays pending");
+            }
             let mut map = self.shared.pending_reasons();
             map.clear();
             map.extend(reasons);
         } else if placements.len() < unplaced_candidates {
             // Runs stay pending unexplained: come back when explaining is due.
             self.unexplained = true;
+        }
+        for p in &placements {
+            tracing::debug!(run = %p.run, worker = %p.worker, "run placed");
         }
         placements
     }
@@ -662,12 +671,14 @@ impl Driver {
                     }
                     for (worker, batch) in batches {
                         if let Some(tx) = sessions.get(&worker) {
+                            log_sent(worker, &batch);
                             let _ = tx.send(ManagerMessage::Assign(batch));
                         }
                     }
                 });
             }
             for (worker, batch) in by_worker {
+                log_sent(worker, &batch);
                 self.send_to(worker, ManagerMessage::Assign(batch));
             }
         }
@@ -704,6 +715,15 @@ impl Reactions {
                 _ => {}
             }
         }
+    }
+}
+
+/// One debug event per assignment handed to a worker's session.
+fn log_sent(worker: WorkerId, batch: &[Assignment]) {
+    for a in batch {
+        tracing::debug!(
+            run = %a.run, job = %a.job, attempt = %a.attempt, worker = %worker, "assignment sent to the worker"
+        );
     }
 }
 

@@ -9,7 +9,9 @@ mod api_impl;
 mod cron;
 mod driver;
 mod explain;
+mod lifecycle;
 mod limits;
+mod observe;
 mod output_hub;
 mod parents;
 mod prune;
@@ -27,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 use crate::history::History;
+use crate::metrics::Metrics;
 use crate::model::{PlacementPolicy, RunId, Timestamp, WorkerId};
 use crate::scheduler::{BinPack, Scheduler};
 use crate::state::{Command, Outcome};
@@ -126,6 +129,8 @@ pub(crate) struct Shared {
     /// Why pending runs were not placed in the latest explained pass (soft state).
     pub(crate) pending_reasons: Mutex<HashMap<RunId, String>>,
     pub(crate) stopped: CancellationToken,
+    /// The node's metrics, recorded into by the driver.
+    pub(crate) metrics: Metrics,
 }
 
 impl Shared {
@@ -152,6 +157,7 @@ pub struct ManagerBuilder {
     scheduler: Arc<dyn Scheduler>,
     clock: Arc<dyn Clock>,
     config: ManagerConfig,
+    metrics: Metrics,
 }
 
 impl ManagerBuilder {
@@ -173,6 +179,12 @@ impl ManagerBuilder {
         self
     }
 
+    /// Records into `metrics`, the node's registry, instead of a private one.
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     /// The manager. Call [`Manager::run`] to drive it.
     pub fn build(self) -> Manager {
         let (inputs, rx) = mpsc::channel(65_536);
@@ -189,8 +201,13 @@ impl ManagerBuilder {
             liveness: Mutex::new(HashMap::new()),
             pending_reasons: Mutex::new(HashMap::new()),
             stopped: CancellationToken::new(),
+            metrics: self.metrics,
         };
-        Manager { shared: Arc::new(shared) }
+        let shared = Arc::new(shared);
+        shared.metrics.manager();
+        let weak = Arc::downgrade(&shared);
+        shared.metrics.sample_cluster(move || weak.upgrade().map(|shared| observe::sample(&shared)));
+        Manager { shared }
     }
 }
 
@@ -202,6 +219,7 @@ impl Manager {
             scheduler: Arc::new(BinPack),
             clock: Arc::new(SystemClock),
             config: ManagerConfig::default(),
+            metrics: Metrics::new(),
         }
     }
 
@@ -213,6 +231,11 @@ impl Manager {
     /// Its config.
     pub fn config(&self) -> &ManagerConfig {
         &self.shared.config
+    }
+
+    /// The node's metrics it records into (see [`ManagerBuilder::metrics`]).
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
     }
 
     /// Drives the manager until `shutdown` fires. Call once.

@@ -240,6 +240,7 @@ pub struct Constraint {
 }
 
 /// How a [`Constraint`] compares.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConstraintOp {
@@ -285,6 +286,7 @@ impl std::str::FromStr for Constraint {
 }
 
 /// How placement chooses among workers that fit.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PlacementPolicy {

@@ -11,6 +11,7 @@ mod schedule;
 mod task;
 mod time;
 pub mod units;
+mod usage;
 mod worker;
 mod workflow;
 
@@ -28,6 +29,7 @@ pub use schedule::{
 };
 pub use task::{DockerTask, PullPolicy, Task, TaskKind, function_capability};
 pub use time::Timestamp;
+pub use usage::ResourceUsage;
 pub use worker::{Worker, WorkerState};
 pub use workflow::{
     Edge, EdgeCondition, WORKFLOW_TASK, Workflow, WorkflowNode, WorkflowRecord, WorkflowSpec, WorkflowState,

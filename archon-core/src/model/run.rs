@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ids::{AttemptId, JobId, RunId, WorkerId};
 use super::time::Timestamp;
+use super::usage::ResourceUsage;
 
 /// The life of a run.
 ///
@@ -15,6 +16,7 @@ use super::time::Timestamp;
 ///               ▲            │           │
 ///               └─ Retrying ◀┴───────────┘   (lost attempts go straight back to Pending)
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
@@ -167,6 +169,7 @@ impl Run {
 }
 
 /// Where an attempt is.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptState {
@@ -212,6 +215,7 @@ pub struct Attempt {
 }
 
 /// How an attempt ended.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ExitStatus {
@@ -303,6 +307,7 @@ impl OutputTail {
 }
 
 /// Which output stream a chunk belongs to.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OutputStream {
@@ -344,12 +349,15 @@ pub struct AttemptResult {
     /// The end of its standard error.
     #[serde(default)]
     pub stderr: OutputTail,
+    /// What it used, when its executor measured it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<ResourceUsage>,
 }
 
 impl AttemptResult {
     /// A result with a status and no output.
     pub fn status(status: ExitStatus) -> AttemptResult {
-        AttemptResult { status, stdout: OutputTail::default(), stderr: OutputTail::default() }
+        AttemptResult { status, stdout: OutputTail::default(), stderr: OutputTail::default(), usage: None }
     }
 
     /// One stream's tail.
@@ -369,10 +377,15 @@ impl AttemptResult {
     }
 
     /// The same result with the output bytes taken out (the counts of dropped
-    /// bytes stay): what the live state and the history's records keep.
+    /// bytes and the usage stay): what the live state and the history's records keep.
     pub fn without_output(&self) -> AttemptResult {
         let strip = |t: &OutputTail| OutputTail { data: bytes::Bytes::new(), truncated: t.truncated };
-        AttemptResult { status: self.status.clone(), stdout: strip(&self.stdout), stderr: strip(&self.stderr) }
+        AttemptResult {
+            status: self.status.clone(),
+            stdout: strip(&self.stdout),
+            stderr: strip(&self.stderr),
+            usage: self.usage,
+        }
     }
 }
 

@@ -73,6 +73,7 @@ impl Schedule {
 
 /// What a cron fire does when the previous run of its schedule has not finished
 /// (Temporal's overlap policies, Kubernetes' `concurrencyPolicy`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OverlapPolicy {

@@ -10,6 +10,7 @@ use super::resources::Resources;
 use super::time::Timestamp;
 
 /// Where a worker is in its life.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkerState {

@@ -69,6 +69,7 @@ impl Workflow {
 }
 
 /// How a workflow stands.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkflowState {
@@ -174,6 +175,7 @@ pub struct Edge {
 
 /// When a child runs, given how a parent ended. A child whose every edge is
 /// met runs; one with an edge that can no longer be met ends as upstream-failed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EdgeCondition {

@@ -316,6 +316,8 @@ impl Command {
                         crate::model::ExitStatus::Failed { reason } => text(reason),
                         _ => 0,
                     }
+                    // Four keyed u64s at their longest.
+                    + result.usage.map_or(0, |_| 160)
             }
             Command::AttemptOutput { data, .. } => SMALL + 60 + crate::model::output_json_len(data),
             Command::RegisterWorker { name, address, labels, capabilities, running, .. } => {
@@ -349,7 +351,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::model::{AttemptResult, ExitStatus, OutputTail, Task};
+    use crate::model::{AttemptResult, ExitStatus, OutputTail, ResourceUsage, Task};
 
     #[test]
     fn size_hints_bound_the_json_closely() {
@@ -380,6 +382,12 @@ mod tests {
                     status: ExitStatus::Failed { reason: "no such \"function\"".into() },
                     stdout: OutputTail { data: Bytes::from_static(b"text\n\"quoted\""), truncated: u64::MAX },
                     stderr: OutputTail { data: Bytes::from_static(&[0xff, 0, 1]), truncated: u64::MAX },
+                    usage: Some(ResourceUsage {
+                        cpu_user_us: u64::MAX,
+                        cpu_system_us: 0,
+                        peak_memory_bytes: u64::MAX,
+                        wall_us: 1,
+                    }),
                 },
             },
             Command::AttemptOutput {

@@ -180,7 +180,12 @@ pub fn to_command(state: &ClusterState, history: &MemHistory, step: &Step, at: T
                 _ => ExitStatus::Signaled { signal: 9 },
             };
             let (stdout, stderr) = output(*kind, attempt);
-            Command::FinishAttempt { at, run: run_id(*run), attempt, result: AttemptResult { status, stdout, stderr } }
+            Command::FinishAttempt {
+                at,
+                run: run_id(*run),
+                attempt,
+                result: AttemptResult { status, stdout, stderr, usage: None },
+            }
         }
         Step::Output { run, stderr, len, replay } => {
             let attempt = pick_attempt(state, run_id(*run), None);

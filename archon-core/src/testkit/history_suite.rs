@@ -126,6 +126,7 @@ fn prelude(at: Timestamp) -> Vec<Vec<Command>> {
             status: ExitStatus::Exited { code },
             stdout: OutputTail { data: Bytes::from_static(out), truncated: u64::from(code == 0) * 9 },
             stderr: OutputTail { data: Bytes::from_static(b"warn\n"), truncated: 0 },
+            usage: None,
         },
     };
     let later = at.plus(Duration::from_millis(50));

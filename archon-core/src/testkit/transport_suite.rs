@@ -38,8 +38,8 @@ use crate::Error;
 use crate::api::{Api, CancelTarget, WorkerInfo};
 use crate::manager::Manager;
 use crate::model::{
-    AttemptId, AttemptResult, ExitStatus, JobId, JobSpec, OutputChunk, OutputStream, OutputTail, Resources, RunId,
-    RunState, Task, WorkerId, WorkerState,
+    AttemptId, AttemptResult, ExitStatus, JobId, JobSpec, OutputChunk, OutputStream, OutputTail, ResourceUsage,
+    Resources, RunId, RunState, Task, WorkerId, WorkerState,
 };
 use crate::store::MemStore;
 use crate::transport::{Hello, ManagerMessage, Session, Transport, WorkerMessage};
@@ -163,13 +163,14 @@ pub async fn reports_make_the_run_succeed_keeping_its_output_and_followers_see_i
         status: ExitStatus::Exited { code: 0 },
         stdout: OutputTail { data: Bytes::from_static(b"hello\n"), truncated: 2 },
         stderr: OutputTail { data: Bytes::from_static(b"warning\n"), truncated: 0 },
+        usage: Some(ResourceUsage { cpu_user_us: 520_000, cpu_system_us: 1, peak_memory_bytes: 1 << 40, wall_us: 7 }),
     };
     check.send(&session, WorkerMessage::Finished { run, attempt, result: result.clone() }).await;
     let detail = check.within("the run ends", check.f.manager.wait(run)).await;
     let detail = detail.unwrap_or_else(|e| panic!("{}: wait: {e}", check.name));
     assert_eq!(detail.run.state, RunState::Succeeded, "{}: the run succeeded", check.name);
     let kept = detail.attempts.last().and_then(|a| a.result.clone());
-    assert_eq!(kept, Some(result), "{}: the attempt keeps the reported result and output tails", check.name);
+    assert_eq!(kept, Some(result), "{}: the attempt keeps the reported result, output tails and usage", check.name);
     let rest = check.within("the follower's stream ends with the run", follow.next()).await;
     assert!(rest.is_none(), "{}: the follower's stream ends with the run, got {rest:?}", check.name);
 }

@@ -16,12 +16,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use backoff::Backoff;
 
 use crate::error::Error;
 use crate::executor::{DEFAULT_TAIL_LIMIT, ExecContext, Executor, ExecutorRegistry, OutputSink, OutputWriter};
-use crate::model::{AttemptId, AttemptResult, OutputChunk, Resources, RunId};
+use crate::metrics::Metrics;
+use crate::model::{AttemptId, AttemptResult, OutputChunk, Resources, RunId, TaskKind};
 use crate::transport::{Assignment, Hello, ManagerMessage, Session, Transport, WorkerMessage};
 
 /// How a worker behaves.
@@ -49,6 +51,9 @@ pub struct WorkerConfig {
     pub drain_grace: Duration,
     /// How long shutdown waits for killed attempts to end.
     pub shutdown_grace: Duration,
+    /// The node's metrics the worker records into (a private registry unless
+    /// given the node's).
+    pub metrics: Metrics,
 }
 
 impl WorkerConfig {
@@ -65,6 +70,7 @@ impl WorkerConfig {
             outbox: 65_536,
             drain_grace: Duration::ZERO,
             shutdown_grace: Duration::from_secs(10),
+            metrics: Metrics::new(),
         }
     }
 }
@@ -151,6 +157,7 @@ impl WorkerRuntime {
     pub fn new(config: WorkerConfig, executors: Arc<ExecutorRegistry>, transport: Arc<dyn Transport>) -> WorkerRuntime {
         let (reports, reports_rx) = mpsc::channel(config.outbox.max(1));
         let output_limit = std::sync::atomic::AtomicU64::new(config.output_tail as u64);
+        config.metrics.worker();
         WorkerRuntime {
             shared: Arc::new(Shared {
                 config,
@@ -212,7 +219,8 @@ impl WorkerRuntime {
                         self.kill(*attempt, "stale after reconnect");
                     }
                     let mut s = s;
-                    let ended = self.serve(&mut s, &mut reports, &shutdown).await;
+                    let span = session_span(&s);
+                    let ended = self.serve(&mut s, &mut reports, &shutdown).instrument(span).await;
                     session = Some(s);
                     if ended == SessionEnd::Shutdown {
                         break;
@@ -232,7 +240,8 @@ impl WorkerRuntime {
             }
         }
         if let Some(s) = session.as_mut() {
-            self.drain(s, &mut reports).await;
+            let span = session_span(s);
+            self.drain(s, &mut reports).instrument(span).await;
         }
         self.leave(session, &mut reports).await;
         Ok(())
@@ -342,11 +351,16 @@ impl WorkerRuntime {
             {
                 let mut running = self.shared.running();
                 if running.contains_key(&a.attempt) {
+                    tracing::debug!(run = %a.run, attempt = %a.attempt, "assignment of a running attempt ignored");
                     continue;
                 }
                 running.insert(a.attempt, Running { run: a.run, cancel: cancel.clone() });
             }
-            tokio::spawn(run_attempt(self.shared.clone(), a, cancel));
+            // Error level, so the ids reach every event of the attempt whatever
+            // the filter lets through; inside the session's span (the worker id).
+            let span = tracing::error_span!("attempt", run = %a.run, attempt = %a.attempt, job = %a.job);
+            span.in_scope(|| tracing::debug!("assignment received"));
+            tokio::spawn(run_attempt(self.shared.clone(), a, cancel).instrument(span));
         }
     }
 
@@ -467,10 +481,40 @@ impl OutputSink for ReportSink {
     }
 }
 
+/// One attempt's sink: its output goes to the worker's shared sink, its spawn
+/// time to the metrics.
+struct AttemptSink {
+    output: Arc<dyn OutputSink>,
+    metrics: Metrics,
+    kind: TaskKind,
+}
+
+#[async_trait]
+impl OutputSink for AttemptSink {
+    async fn send(&self, chunk: OutputChunk) {
+        self.output.send(chunk).await;
+    }
+
+    fn spawned(&self, took: Duration) {
+        self.metrics.worker().spawned(self.kind, took);
+    }
+}
+
+/// The span of one manager session: its events carry the worker's id. Error
+/// level, as the attempts' spans inside it.
+fn session_span(session: &Session) -> tracing::Span {
+    tracing::error_span!("session", worker = %session.welcome.worker)
+}
+
+/// Runs one attempt, inside the span `start_all` made for it.
 async fn run_attempt(shared: Arc<Shared>, a: Assignment, cancel: CancellationToken) {
     let reports = shared.reports.clone();
     let _ = reports.send(WorkerMessage::Started { run: a.run, attempt: a.attempt }).await;
-    let sink = shared.sink.clone();
+    tracing::info!(task = a.spec.task.kind().as_str(), "attempt started");
+    let kind = a.spec.task.kind();
+    let metrics = shared.config.metrics.clone();
+    metrics.worker().started(kind);
+    let sink = Arc::new(AttemptSink { output: shared.sink.clone(), metrics: metrics.clone(), kind });
     // What the manager keeps: the job's own limit, else the manager's default.
     let default = shared.output_limit.load(std::sync::atomic::Ordering::Relaxed);
     let keep = usize::try_from(a.spec.output_limit.unwrap_or(default)).unwrap_or(usize::MAX);
@@ -483,13 +527,16 @@ async fn run_attempt(shared: Arc<Shared>, a: Assignment, cancel: CancellationTok
         cancel,
     };
     let result = shared.executors.execute(ctx).await;
+    metrics.worker().ended(kind, &result.status);
     if shared.leaving.is_cancelled() {
         // Killed because the worker is leaving: the manager requeues the run.
+        tracing::info!(status = %result.status, "attempt ended as the worker leaves; not reported");
         shared.running().remove(&a.attempt);
         return;
     }
     // Announced as unreported from here until the result is handed to a session.
     shared.unreported().insert(a.attempt);
     shared.running().remove(&a.attempt);
+    tracing::info!(status = %result.status, exit_code = result.status.code(), "attempt exited");
     let _ = reports.send(WorkerMessage::Finished { run: a.run, attempt: a.attempt, result }).await;
 }

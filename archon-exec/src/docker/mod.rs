@@ -14,9 +14,14 @@
 //!
 //! An engine lost mid-attempt ends it as failed with a reason naming the engine;
 //! nothing waits on it forever.
+//!
+//! An attempt whose container started reports its usage: exactly, through a cgroup
+//! parent of its own, where the engine and this process allow it; otherwise as the
+//! engine's stats last sampled it (see [`usage`]).
 
 mod image;
 mod spec;
+mod usage;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -24,12 +29,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use archon_core::executor::{ExecContext, Executor};
-use archon_core::model::{AttemptResult, DockerTask, ExitStatus, OutputStream, PullPolicy, Task, TaskKind};
+use archon_core::model::{
+    AttemptResult, DockerTask, ExitStatus, OutputStream, PullPolicy, ResourceUsage, Task, TaskKind,
+};
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
-use bollard::models::ContainerCreateBody;
+use bollard::models::{ContainerCreateBody, SystemInfoCgroupDriverEnum, SystemInfoCgroupVersionEnum};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
     ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
@@ -41,6 +48,8 @@ pub use spec::{LABEL_ATTEMPT, LABEL_JOB, LABEL_MANAGED, LABEL_OWNER, LABEL_RUN, 
 
 use crate::child::{DEFAULT_KILL_GRACE, sleep_until};
 use crate::error::ExecError;
+use crate::usage::micros;
+use usage::{AttemptCgroup, CGROUP_ROOT, StatsSampler};
 
 /// The engine's socket when neither the settings nor `DOCKER_HOST` name one.
 pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
@@ -80,12 +89,18 @@ pub struct DockerSettings {
     pub kill_grace: Duration,
     /// Run docker-init as the container's PID 1, so signals reach the job.
     pub init: bool,
+    /// Give each container a cgroup parent of its own (`/archon/<container>`) so
+    /// its usage can be read exactly after it exits. Takes effect only when the
+    /// engine uses the cgroupfs driver with cgroup v1 and this process may create
+    /// cgroups; otherwise, or when off, usage is sampled from the engine's stats.
+    pub cgroup_usage: bool,
 }
 
 impl Default for DockerSettings {
     /// The socket from `DOCKER_HOST` (when it is `unix://…`) or
     /// [`DEFAULT_DOCKER_SOCKET`], a worker named `archon`, an owner unique to this
-    /// process, no mounts, [`DEFAULT_PIDS_LIMIT`], [`DEFAULT_KILL_GRACE`], docker-init.
+    /// process, no mounts, [`DEFAULT_PIDS_LIMIT`], [`DEFAULT_KILL_GRACE`], docker-init,
+    /// usage through cgroups where possible.
     fn default() -> Self {
         DockerSettings {
             socket: default_socket(),
@@ -95,6 +110,7 @@ impl Default for DockerSettings {
             pids_limit: Some(DEFAULT_PIDS_LIMIT),
             kill_grace: DEFAULT_KILL_GRACE,
             init: true,
+            cgroup_usage: true,
         }
     }
 }
@@ -126,6 +142,9 @@ pub struct DockerExecutor {
     settings: DockerSettings,
     /// The engine, as named in errors.
     engine: String,
+    /// Whether the engine puts containers in cgroup v1 hierarchies under the
+    /// parent it is given (cgroupfs driver), so attempts can have their own.
+    cgroupfs_v1: bool,
 }
 
 impl DockerExecutor {
@@ -140,7 +159,17 @@ impl DockerExecutor {
             .map_err(unreachable)?;
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
         docker.ping().await.map_err(unreachable)?;
-        Ok(DockerExecutor { docker, settings, engine })
+        let cgroupfs_v1 = match docker.info().await {
+            Ok(info) => {
+                info.cgroup_driver == Some(SystemInfoCgroupDriverEnum::CGROUPFS)
+                    && info.cgroup_version == Some(SystemInfoCgroupVersionEnum::_1)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the engine's cgroup setup; usage comes from its stats");
+                false
+            }
+        };
+        Ok(DockerExecutor { docker, settings, engine, cgroupfs_v1 })
     }
 
     /// The settings it runs containers with.
@@ -161,7 +190,11 @@ impl DockerExecutor {
             let Some(id) = container.id else { continue };
             self.remove(&id).await.map_err(|e| self.lost(e))?;
             let name = container.names.and_then(|n| n.into_iter().next()).unwrap_or(id);
-            removed.push(name.trim_start_matches('/').to_owned());
+            let name = name.trim_start_matches('/').to_owned();
+            if self.cgroupfs_v1 {
+                usage::remove_cgroup(Path::new(CGROUP_ROOT), &name);
+            }
+            removed.push(name);
         }
         Ok(removed)
     }
@@ -201,6 +234,11 @@ impl DockerExecutor {
             .start_container(id, None)
             .await
             .map_err(|e| ExecError::ContainerStart { image: ctx.image.clone(), message: engine_message(e) })?;
+        ctx.started = Some(Instant::now());
+        ctx.output.spawned();
+        if ctx.cgroup.is_none() {
+            ctx.sampler = Some(StatsSampler::start(&self.docker, id));
+        }
         let mut wait = Box::pin(self.docker.wait_container(id, None));
 
         let mut ending: Option<ExitStatus> = None;
@@ -219,6 +257,7 @@ impl DockerExecutor {
                     }
                 }
                 waited = wait.next(), if exit.is_none() => {
+                    ctx.exited = Some(Instant::now());
                     exit = Some(match waited {
                         Some(Ok(response)) => Ok(response.status_code),
                         Some(Err(DockerError::DockerContainerWaitError { code, error })) if error.is_empty() => Ok(code),
@@ -353,6 +392,28 @@ struct Attempt {
     output: archon_core::executor::OutputWriter,
     cancel: tokio_util::sync::CancellationToken,
     deadline: Option<Instant>,
+    /// The container's own cgroup parent, when it has one.
+    cgroup: Option<AttemptCgroup>,
+    /// Samples the engine's stats while a container without a cgroup of its own runs.
+    sampler: Option<StatsSampler>,
+    /// When the container started.
+    started: Option<Instant>,
+    /// When the engine reported its exit.
+    exited: Option<Instant>,
+}
+
+impl Attempt {
+    /// What the container used, if it started: from its cgroup, or as last sampled.
+    fn usage(&self) -> Option<ResourceUsage> {
+        let started = self.started?;
+        let wall = self.exited.unwrap_or_else(Instant::now).saturating_duration_since(started);
+        let measured = match (&self.cgroup, &self.sampler) {
+            (Some(cgroup), _) => cgroup.read(),
+            (None, Some(sampler)) => Some(sampler.latest()),
+            (None, None) => None,
+        };
+        Some(ResourceUsage { wall_us: micros(wall), ..measured.unwrap_or_default() })
+    }
 }
 
 /// A container's attached output.
@@ -414,10 +475,18 @@ impl Executor for DockerExecutor {
             let wrong = ExecError::WrongKind { executor: TaskKind::Docker, task: spec.task.kind() };
             return output.finish(wrong.into_status());
         };
-        let mut ctx =
-            Attempt { image: task.image.clone(), output, cancel, deadline: spec.timeout.map(|t| Instant::now() + t) };
+        let mut ctx = Attempt {
+            image: task.image.clone(),
+            output,
+            cancel,
+            deadline: spec.timeout.map(|t| Instant::now() + t),
+            cgroup: None,
+            sampler: None,
+            started: None,
+            exited: None,
+        };
         let ids = spec::AttemptIds { job, run, attempt };
-        let body = match spec::container_body(task, &spec, ids, &self.settings) {
+        let mut body = match spec::container_body(task, &spec, ids, &self.settings) {
             Ok(body) => body,
             Err(e) => return ctx.output.finish(e.into_status()),
         };
@@ -430,6 +499,12 @@ impl Executor for DockerExecutor {
             return ctx.output.finish(ExitStatus::Cancelled);
         }
         let name = format!("archon-{attempt}-{}", nonce());
+        if self.cgroupfs_v1 && self.settings.cgroup_usage {
+            ctx.cgroup = AttemptCgroup::create(Path::new(CGROUP_ROOT), &name);
+            if let (Some(cgroup), Some(host)) = (&ctx.cgroup, body.host_config.as_mut()) {
+                host.cgroup_parent = Some(cgroup.parent());
+            }
+        }
         // Create first: the image is usually there, and asking would cost a round trip.
         let created = match self.create(&name, task, body.clone()).await {
             Err(Created::NoImage) => {
@@ -452,9 +527,13 @@ impl Executor for DockerExecutor {
             Ok(status) => status,
             Err(e) => e.into_status(),
         };
+        // Read before the removal; the attempt's cgroup goes when `ctx` is dropped, after it.
+        let usage = ctx.usage();
         if let Err(e) = self.remove(&created).await {
             tracing::warn!(container = name, error = %e, "cannot remove the container; the worker's next start will");
         }
-        ctx.output.finish(status)
+        let mut result = ctx.output.finish(status);
+        result.usage = usage;
+        result
     }
 }

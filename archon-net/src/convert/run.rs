@@ -2,8 +2,8 @@
 
 use archon_core::Error;
 use archon_core::model::{
-    Attempt, AttemptId, AttemptResult, AttemptState, ExitStatus, JobId, OutputChunk, OutputStream, OutputTail, Run,
-    RunId, RunState, WorkerId,
+    Attempt, AttemptId, AttemptResult, AttemptState, ExitStatus, JobId, OutputChunk, OutputStream, OutputTail,
+    ResourceUsage, Run, RunId, RunState, WorkerId,
 };
 
 use super::{ProtoEnum, enum_required, instant, optional, proto_enum, required, timestamp};
@@ -98,12 +98,35 @@ impl From<proto::OutputTail> for OutputTail {
     }
 }
 
+impl From<ResourceUsage> for proto::ResourceUsage {
+    fn from(u: ResourceUsage) -> Self {
+        proto::ResourceUsage {
+            cpu_user_us: u.cpu_user_us,
+            cpu_system_us: u.cpu_system_us,
+            peak_memory_bytes: u.peak_memory_bytes,
+            wall_us: u.wall_us,
+        }
+    }
+}
+
+impl From<proto::ResourceUsage> for ResourceUsage {
+    fn from(u: proto::ResourceUsage) -> Self {
+        ResourceUsage {
+            cpu_user_us: u.cpu_user_us,
+            cpu_system_us: u.cpu_system_us,
+            peak_memory_bytes: u.peak_memory_bytes,
+            wall_us: u.wall_us,
+        }
+    }
+}
+
 impl From<AttemptResult> for proto::AttemptResult {
     fn from(r: AttemptResult) -> Self {
         proto::AttemptResult {
             status: Some(r.status.into()),
             stdout: Some(r.stdout.into()),
             stderr: Some(r.stderr.into()),
+            usage: r.usage.map(Into::into),
         }
     }
 }
@@ -116,6 +139,7 @@ impl TryFrom<proto::AttemptResult> for AttemptResult {
             status: super::message(r.status, "status")?,
             stdout: r.stdout.map(Into::into).unwrap_or_default(),
             stderr: r.stderr.map(Into::into).unwrap_or_default(),
+            usage: r.usage.map(Into::into),
         })
     }
 }

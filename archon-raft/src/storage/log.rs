@@ -8,6 +8,7 @@ use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
+use archon_core::metrics::Metrics;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError, Vote};
 use redb::{Database, ReadableDatabase, ReadableTable};
@@ -39,6 +40,8 @@ pub struct LogStore {
     db: Arc<Database>,
     recent: Arc<Recent>,
     snapshots: Arc<SnapshotDue>,
+    /// Told the committed index as it advances.
+    metrics: Metrics,
 }
 
 impl Debug for LogStore {
@@ -54,8 +57,13 @@ struct StoredLogId {
 }
 
 impl LogStore {
-    pub(super) fn new(db: Arc<Database>, recent: Arc<Recent>, snapshots: Arc<SnapshotDue>) -> LogStore {
-        LogStore { db, recent, snapshots }
+    pub(super) fn new(
+        db: Arc<Database>,
+        recent: Arc<Recent>,
+        snapshots: Arc<SnapshotDue>,
+        metrics: Metrics,
+    ) -> LogStore {
+        LogStore { db, recent, snapshots, metrics }
     }
 
     /// Reads the JSON value at `key` of the `meta` table.
@@ -195,7 +203,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
         self.write_meta(COMMITTED, committed.as_ref(), false)
             .await
-            .map_err(|e| e.at(ErrorSubject::Store, ErrorVerb::Write))
+            .map_err(|e| e.at(ErrorSubject::Store, ErrorVerb::Write))?;
+        self.metrics.raft().committed(committed.map_or(0, |c| c.index));
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {

@@ -25,6 +25,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use archon_core::metrics::Metrics;
 use archon_core::state::ClusterState;
 use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageError, StorageIOError};
 use redb::{Database, TableDefinition};
@@ -58,6 +59,8 @@ pub struct StorageOptions {
     pub snapshot_bytes: u64,
     /// Ask for a snapshot once this many commands were written since the last one.
     pub snapshot_commands: u64,
+    /// The node's metrics; the log reports its committed index there.
+    pub metrics: Metrics,
 }
 
 impl Default for StorageOptions {
@@ -67,6 +70,7 @@ impl Default for StorageOptions {
             history_cache_bytes: 16 << 20,
             snapshot_bytes: 64 << 20,
             snapshot_commands: 200_000,
+            metrics: Metrics::new(),
         }
     }
 }
@@ -177,7 +181,8 @@ pub fn open_with(path: &Path, state: Arc<RwLock<ClusterState>>, options: &Storag
     )
     .map_err(|e| Error::Storage(format!("loading the snapshot: {e}")))?;
     let history = RedbHistory::new(history_db, state);
-    Ok(Storage { log: LogStore::new(db, recent, snapshots.clone()), state_machine, history, snapshots })
+    let log = LogStore::new(db, recent, snapshots.clone(), options.metrics.clone());
+    Ok(Storage { log, state_machine, history, snapshots })
 }
 
 /// Creates the tables a fresh file lacks, so that read transactions can always open them.

@@ -54,6 +54,9 @@ struct Flags {
     /// History retention, idempotency window, kept output and input limits.
     #[command(flatten)]
     keeping: archon::daemon::keeping::KeepingFlags,
+    /// How it logs: --log-format text|json, --log-filter DIRECTIVES.
+    #[command(flatten)]
+    log: archon::logging::LogOptions,
     /// More logging (-v, -vv).
     #[arg(long, short = 'v', action = clap::ArgAction::Count)]
     verbose: u8,
@@ -61,7 +64,7 @@ struct Flags {
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
-    archon::daemon::main(flags.verbose, || configure(flags), archon::daemon::manager::run)
+    archon::daemon::main(flags.log.clone(), flags.verbose, || configure(flags), archon::daemon::manager::run)
 }
 
 fn configure(flags: Flags) -> anyhow::Result<ManagerDaemonConfig> {
@@ -78,6 +81,9 @@ fn configure(flags: Flags) -> anyhow::Result<ManagerDaemonConfig> {
         peers: flags.peers,
         join: flags.join,
         store: flags.store,
+        // The log flags go to `daemon::main` as they are: they win over RUST_LOG, which wins over the file.
+        log_format: None,
+        log_filter: None,
         keeping: flags.keeping,
         unknown: Default::default(),
     })?;

@@ -55,6 +55,12 @@ struct Flags {
     /// How the worker uses Docker.
     #[command(flatten)]
     docker: archon::cli::DockerFlags,
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 0.0.0.0:9464 (default: off).
+    #[arg(long, env = "ARCHON_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// How it logs: --log-format text|json, --log-filter DIRECTIVES.
+    #[command(flatten)]
+    log: archon::logging::LogOptions,
     /// More logging (-v, -vv).
     #[arg(long, short = 'v', action = clap::ArgAction::Count)]
     verbose: u8,
@@ -68,7 +74,7 @@ fn key_count(s: &str) -> Result<(String, u32), String> {
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
-    archon::daemon::main(flags.verbose, || configure(flags), archon::daemon::worker::run)
+    archon::daemon::main(flags.log.clone(), flags.verbose, || configure(flags), archon::daemon::worker::run)
 }
 
 fn configure(flags: Flags) -> anyhow::Result<WorkerDaemonConfig> {
@@ -92,6 +98,10 @@ fn configure(flags: Flags) -> anyhow::Result<WorkerDaemonConfig> {
         docker_socket: flags.docker.docker_socket,
         docker_allow_mounts: flags.docker.docker_allow_mounts.then_some(true),
         docker_pids_limit: flags.docker.docker_pids_limit,
+        metrics_listen: flags.metrics_listen,
+        // The log flags go to `daemon::main` as they are: they win over RUST_LOG, which wins over the file.
+        log_format: None,
+        log_filter: None,
     })?;
     Ok(config)
 }

@@ -19,6 +19,9 @@ pub struct Cli {
     /// More logging (-v, -vv).
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// How the CLI and `archon dev` log.
+    #[command(flatten)]
+    pub log: crate::logging::LogOptions,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -12,6 +12,7 @@ use anyhow::Context;
 use archon_core::api::Api;
 use archon_core::executor::ExecutorRegistry;
 use archon_core::manager::{Manager, ManagerConfig};
+use archon_core::metrics::Metrics;
 use archon_core::model::Resources;
 use archon_core::store::Store;
 use archon_core::transport::InProcTransport;
@@ -61,9 +62,11 @@ pub async fn run(config: DevConfig, executors: ExecutorRegistry, shutdown: Cance
     let address = listener.local_addr().context("listener address")?;
 
     let advertised = format!("http://{address}");
+    // One registry for the whole process: manager, store, worker and servers.
+    let metrics = Metrics::new();
     let (store, raft, pg): (Arc<dyn Store>, _, _) = match &config.store {
         Some(url) => {
-            let Some(pg) = crate::postgres::open(url, &advertised, &shutdown).await? else { return Ok(()) };
+            let Some(pg) = crate::postgres::open(url, &advertised, &metrics, &shutdown).await? else { return Ok(()) };
             pg.wait_for_leadership(Duration::from_secs(30)).await.context("the store did not elect itself leader")?;
             (Arc::new(pg.clone()), None, Some(pg))
         }
@@ -71,13 +74,14 @@ pub async fn run(config: DevConfig, executors: ExecutorRegistry, shutdown: Cance
             println!("Archon dev keeps its state in {}", config.data_dir.display());
             let mut options = crate::replicated::StoreOptions::new(config.data_dir.clone());
             options.max_entry_bytes = config.keeping.max_entry_bytes;
-            let raft = crate::replicated::open(&options, &advertised).await?;
+            let raft = crate::replicated::open(&options, &advertised, &metrics).await?;
             raft.wait_for_leadership(Duration::from_secs(30)).await.context("the store did not elect itself leader")?;
             (Arc::new(raft.clone()), Some(raft), None)
         }
     };
     let manager = Manager::builder(store)
         .config(config.keeping.configure(ManagerConfig { address: advertised, ..ManagerConfig::default() }))
+        .metrics(metrics.clone())
         .build();
     let manager_stop = CancellationToken::new();
     let manager_task = tokio::spawn({
@@ -88,6 +92,7 @@ pub async fn run(config: DevConfig, executors: ExecutorRegistry, shutdown: Cance
     let mut worker_config = WorkerConfig::new(config.worker_name.clone(), config.capacity.clone());
     worker_config.labels = config.labels.clone();
     worker_config.address = "in-process".into();
+    worker_config.metrics = metrics.clone();
     let worker = Arc::new(WorkerRuntime::new(
         worker_config,
         Arc::new(executors),
@@ -102,6 +107,7 @@ pub async fn run(config: DevConfig, executors: ExecutorRegistry, shutdown: Cance
 
     println!("Archon dev cluster: manager + worker {:?} ({})", config.worker_name, config.capacity);
     println!("gRPC API listening on http://{address}");
+    println!("{}", crate::serving::describe(address));
     println!("Try: archon submit --wait --command 'echo hello from archon'");
 
     // The same server as archon-manager: the API and worker sessions on one port,
@@ -110,7 +116,9 @@ pub async fn run(config: DevConfig, executors: ExecutorRegistry, shutdown: Cance
     if let Some(raft) = &raft {
         routes = routes.add_service(archon_raft::service::raft_service(raft.raft().clone()));
     }
-    let served = archon_net::serve_routes(listener, routes, shutdown.clone(), "the gRPC API").await;
+    let routes = archon_net::measure_routes(routes, &metrics);
+    let routes = crate::serving::with_rest(routes, manager.clone(), Some(metrics), &shutdown);
+    let served = archon_net::serve_routes(listener, routes, shutdown.clone(), "the gRPC and REST APIs").await;
 
     // Stop the worker first: it kills running attempts (whole process trees).
     worker_stop.cancel();

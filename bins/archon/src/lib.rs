@@ -1,17 +1,18 @@
 //! The `archon` CLI and `archon dev` as a library: [`run`] executes a parsed
 //! [`cli::Cli`]; [`dev::run`] is the single-process cluster (manager + worker +
-//! gRPC API) that embedders and tests can start without the binary.
+//! gRPC and REST APIs) that embedders and tests can start without the binary.
 
 pub mod cli;
 mod commands;
 pub mod daemon;
 pub mod dev;
-pub mod draft;
 pub mod executors;
 pub mod host;
+pub mod logging;
 pub mod postgres;
 mod render;
 pub mod replicated;
+pub mod serving;
 
 use std::process::ExitCode;
 
@@ -30,23 +31,6 @@ pub async fn run(cli: cli::Cli) -> ExitCode {
             ExitCode::from(code)
         }
     }
-}
-
-/// Logs to stderr; `RUST_LOG` overrides the level.
-pub fn init_tracing(verbose: u8) {
-    let default = match verbose {
-        0 => "warn,archon=info",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 /// A token cancelled on Ctrl-C or SIGTERM.

@@ -11,7 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = archon::cli::Cli::parse();
-    archon::init_tracing(cli.verbose);
+    archon::logging::init(&cli.log, cli.verbose, &archon::logging::LogOptions::default());
     match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt.block_on(archon::run(cli)),
         Err(e) => {

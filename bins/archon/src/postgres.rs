@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use archon_core::metrics::Metrics;
 use archon_store::{Error, PgConfig, PgStore, redact};
 use tokio_util::sync::CancellationToken;
 
@@ -28,14 +29,19 @@ pub fn validate(store: &str) -> Result<(), String> {
     }
 }
 
-/// Opens the PostgreSQL store for the manager reachable at `address`, retrying
-/// an unreachable database (1 s, doubling to 30 s) until `shutdown`. `None` if
-/// stopped first.
-pub async fn open(url: &str, address: &str, shutdown: &CancellationToken) -> anyhow::Result<Option<PgStore>> {
+/// Opens the PostgreSQL store for the manager reachable at `address`, recording
+/// into the node's `metrics`, retrying an unreachable database (1 s, doubling
+/// to 30 s) until `shutdown`. `None` if stopped first.
+pub async fn open(
+    url: &str,
+    address: &str,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<PgStore>> {
     println!("Archon keeps its state in PostgreSQL at {}", redact(url));
     let mut delay = Duration::from_secs(1);
     loop {
-        match PgStore::open(PgConfig::new(url, address)).await {
+        match PgStore::open(PgConfig { metrics: metrics.clone(), ..PgConfig::new(url, address) }).await {
             Ok(store) => return Ok(Some(store)),
             Err(e @ Error::Unreachable { .. }) | Err(e @ Error::Query(_)) => {
                 eprintln!("{e}; retrying in {}s", delay.as_secs());

@@ -5,7 +5,7 @@ use archon_core::api::{
     WorkflowSummary,
 };
 use archon_core::model::units::{format_bytes, format_cpu, format_duration};
-use archon_core::model::{ExitStatus, Schedule, Timestamp};
+use archon_core::model::{ExitStatus, ResourceUsage, Schedule, Timestamp};
 use comfy_table::{Table, presets::NOTHING};
 
 fn table(header: &[&str]) -> Table {
@@ -241,6 +241,13 @@ pub(crate) fn run(d: &RunDetail) -> String {
         out.push_str(&t.to_string());
         out.push('\n');
     }
+    let measured: Vec<_> = d.attempts.iter().filter_map(|a| a.result.as_ref()?.usage.map(|u| (a.id, u))).collect();
+    if !measured.is_empty() {
+        out.push_str("usage:\n");
+        for (attempt, u) in measured {
+            out.push_str(&format!("  {attempt}  {}\n", usage(&u)));
+        }
+    }
     if let Some(result) = d.attempts.last().and_then(|a| a.result.as_ref()) {
         for (name, tail) in [("stdout", &result.stdout), ("stderr", &result.stderr)] {
             if tail.data.is_empty() {
@@ -255,6 +262,20 @@ pub(crate) fn run(d: &RunDetail) -> String {
         }
     }
     out
+}
+
+/// One attempt's usage on a line: `cpu 0.52s (user 0.50s, sys 0.02s) · peak memory
+/// 101.3MiB · wall 0.61s`.
+fn usage(u: &ResourceUsage) -> String {
+    let secs = |us: u64| format!("{:.2}s", us as f64 / 1e6);
+    format!(
+        "cpu {} (user {}, sys {}) · peak memory {} · wall {}",
+        secs(u.cpu_us()),
+        secs(u.cpu_user_us),
+        secs(u.cpu_system_us),
+        format_bytes(u.peak_memory_bytes),
+        secs(u.wall_us)
+    )
 }
 
 /// The managers' table: id, address, role, term and last applied index.
@@ -311,4 +332,20 @@ pub(crate) fn workers(items: &[WorkerInfo], now: Timestamp) -> String {
         ]);
     }
     t.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_reads_as_seconds_and_binary_units() {
+        let u = ResourceUsage {
+            cpu_user_us: 500_000,
+            cpu_system_us: 20_000,
+            peak_memory_bytes: 106_254_745,
+            wall_us: 610_000,
+        };
+        assert_eq!(usage(&u), "cpu 0.52s (user 0.50s, sys 0.02s) · peak memory 101.3MiB · wall 0.61s");
+    }
 }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use archon_core::metrics::Metrics;
 use archon_raft::network::AdminClient;
 use archon_raft::{RaftConfig, RaftStore};
 use tokio_util::sync::CancellationToken;
@@ -83,12 +84,14 @@ pub fn parse_peers(s: &str) -> anyhow::Result<BTreeMap<u64, String>> {
     Ok(peers)
 }
 
-/// Opens the store at `options.data_dir` for a node reached at `address`, and
-/// bootstraps its group unless it is one already or is to join one.
-pub async fn open(options: &StoreOptions, address: &str) -> anyhow::Result<RaftStore> {
+/// Opens the store at `options.data_dir` for a node reached at `address`,
+/// recording into the node's `metrics`, and bootstraps its group unless it is
+/// one already or is to join one.
+pub async fn open(options: &StoreOptions, address: &str, metrics: &Metrics) -> anyhow::Result<RaftStore> {
     options.validate()?;
     let mut config = RaftConfig::new(options.node_id, address, &options.data_dir);
     config.max_entry_bytes = options.max_entry_bytes;
+    config.metrics = metrics.clone();
     let store = RaftStore::open(config)
         .await
         .with_context(|| format!("data_dir: cannot open the store in {}", options.data_dir.display()))?;

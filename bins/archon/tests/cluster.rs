@@ -12,7 +12,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{CLI, daemon_bin, successful_attempts};
+use common::{CLI, daemon_bin, id_num, successful_attempts};
 
 struct Proc {
     child: Child,
@@ -137,12 +137,12 @@ impl Cluster {
     }
 
     fn workers(&self) -> Vec<Value> {
-        self.json(&["workers"]).as_array().unwrap().clone()
+        self.json(&["workers"])["items"].as_array().unwrap().clone()
     }
 
     fn wait_connected(&self, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while self.workers().iter().filter(|w| w["connected"] == true && w["worker"]["state"] == "ready").count() < n {
+        while self.workers().iter().filter(|w| w["connected"] == true && w["state"] == "ready").count() < n {
             assert!(Instant::now() < deadline, "workers did not connect: {:?}", self.workers());
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -154,7 +154,7 @@ impl Cluster {
         let out = self.cli(&all);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        v.as_array().unwrap().iter().map(|s| s["run"].as_u64().unwrap()).collect()
+        v.as_array().unwrap().iter().map(|s| id_num(&s["run"])).collect()
     }
 
     fn run(&self, id: u64) -> Value {
@@ -180,8 +180,9 @@ impl Cluster {
         }
     }
 
-    fn worker_id(&self, name: &str) -> u64 {
-        self.workers().iter().find(|w| w["worker"]["name"] == name).unwrap()["worker"]["id"].as_u64().unwrap()
+    /// The worker's id as the JSON prints it (`w-2`).
+    fn worker_id(&self, name: &str) -> String {
+        self.workers().iter().find(|w| w["name"] == name).unwrap()["id"].as_str().unwrap().to_owned()
     }
 }
 
@@ -198,7 +199,7 @@ fn two_hundred_jobs_spread_across_three_workers_each_succeed_exactly_once() {
     for d in &details {
         assert_eq!(d["run"]["state"], "succeeded", "{d}");
         assert_eq!(d["attempts"].as_array().unwrap().len(), 1, "ran more than once: {d}");
-        *per_worker.entry(d["attempts"][0]["worker"].as_u64().unwrap()).or_default() += 1;
+        *per_worker.entry(id_num(&d["attempts"][0]["worker"])).or_default() += 1;
     }
     assert_eq!(per_worker.len(), 3, "not spread across the workers: {per_worker:?}");
 }
@@ -235,8 +236,8 @@ fn a_killed_worker_has_its_runs_requeued_within_the_threshold_and_they_succeed_o
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let w2 = c.workers().into_iter().find(|w| w["worker"]["name"] == "w2").unwrap();
-    assert_eq!(w2["worker"]["state"], "lost");
+    let w2 = c.workers().into_iter().find(|w| w["name"] == "w2").unwrap();
+    assert_eq!(w2["state"], "lost");
     for d in c.wait_all_terminal(&runs, Duration::from_secs(30)) {
         assert_eq!(d["run"]["state"], "succeeded", "{d}");
         assert_eq!(successful_attempts(&d), 1, "not exactly once: {d}");
@@ -249,7 +250,7 @@ fn draining_a_worker_stops_new_placements_and_lets_it_leave() {
     let out = c.cli(&["drain", "w1"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let w1 = c.worker_id("w1");
-    assert!(c.workers().iter().any(|w| w["worker"]["name"] == "w1" && w["worker"]["state"] == "draining"));
+    assert!(c.workers().iter().any(|w| w["name"] == "w1" && w["state"] == "draining"));
     let runs: Vec<u64> =
         (0..10).flat_map(|_| c.submit(&["--cpu", "1", "--placement", "spread", "--command", "true"])).collect();
     for d in c.wait_all_terminal(&runs, Duration::from_secs(20)) {
@@ -276,8 +277,8 @@ fn draining_a_worker_stops_new_placements_and_lets_it_leave() {
     let d = c.run(on_w3);
     assert_eq!(d["run"]["state"], "succeeded", "the running job finished during the drain: {d}");
     assert_eq!(d["attempts"].as_array().unwrap().len(), 1);
-    let w3_state = c.workers().into_iter().find(|w| w["worker"]["name"] == "w3").unwrap();
-    assert_eq!(w3_state["worker"]["state"], "left");
+    let w3_state = c.workers().into_iter().find(|w| w["name"] == "w3").unwrap();
+    assert_eq!(w3_state["state"], "left");
 }
 
 #[test]
@@ -308,10 +309,10 @@ fn bad_worker_input_is_refused_clearly_and_the_manager_stays_up() {
     let server = c.server.clone();
     let _twin = Proc::spawn("archon-worker", &["--manager", &server, "--name", "w1", "--cpu", "1", "--memory", "1GiB"]);
     std::thread::sleep(Duration::from_millis(1500));
-    let w1: Vec<Value> = c.workers().into_iter().filter(|w| w["worker"]["name"] == "w1").collect();
+    let w1: Vec<Value> = c.workers().into_iter().filter(|w| w["name"] == "w1").collect();
     assert_eq!(w1.len(), 1);
     assert_eq!(w1[0]["connected"], true);
-    assert_eq!(w1[0]["worker"]["capacity"]["cpu_millis"], 4000, "the twin replaced the live worker");
+    assert_eq!(w1[0]["capacity"]["cpu_millis"], 4000, "the twin replaced the live worker");
     // The manager still serves.
     let runs = c.submit(&["--command", "true"]);
     assert_eq!(c.wait_all_terminal(&runs, Duration::from_secs(10))[0]["run"]["state"], "succeeded");

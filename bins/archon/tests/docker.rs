@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use common::{CLI, Proc, cli, daemon_bin, json, text, try_json, wait_for, wait_runs_ended};
+use common::{CLI, Proc, cli, daemon_bin, id_num, json, text, try_id_num, try_json, wait_for, wait_runs_ended};
 
 /// The test image (see `scripts/docker-images`).
 const IMAGE: &str = "archon-test/busybox:1";
@@ -215,11 +215,11 @@ impl Cluster {
     fn wait_ready(&self, name: &str) -> Value {
         wait_for(Duration::from_secs(20), &format!("worker {name} ready"), || {
             let workers = try_json(&self.server, &["workers"])?;
-            workers
+            workers["items"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .find(|w| w["worker"]["name"] == name && w["connected"] == true && w["worker"]["state"] == "ready")
+                .find(|w| w["name"] == name && w["connected"] == true && w["state"] == "ready")
                 .cloned()
                 .ok_or_else(|| format!("{workers}"))
         })
@@ -229,14 +229,14 @@ impl Cluster {
 /// The worker `name` in `archon workers --output json`.
 fn worker_named(server: &str, name: &str) -> Value {
     let workers = json(server, &["workers"]);
-    workers.as_array().unwrap().iter().find(|w| w["worker"]["name"] == name).cloned().unwrap_or_else(|| {
+    workers["items"].as_array().unwrap().iter().find(|w| w["name"] == name).cloned().unwrap_or_else(|| {
         panic!("no worker {name}: {workers}");
     })
 }
 
 /// Its capabilities.
 fn capabilities(worker: &Value) -> Vec<&str> {
-    worker["worker"]["capabilities"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect()
+    worker["capabilities"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect()
 }
 
 /// The run id in `submitted job-N as run-N`, which `archon submit` prints to stderr.
@@ -254,7 +254,7 @@ fn submit(server: &str, args: &[&str]) -> (u64, u64) {
     let out = cli(server, &[&["--output", "json", "submit"], args].concat());
     assert!(out.status.success(), "submit {args:?}: exit {:?}: {}", out.status.code(), text(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    match (v[0]["job"].as_u64(), v[0]["run"].as_u64()) {
+    match (try_id_num(&v[0]["job"]), try_id_num(&v[0]["run"])) {
         (Some(job), Some(run)) => (job, run),
         _ => panic!("unexpected submit answer: {v}"),
     }
@@ -302,7 +302,7 @@ fn a_docker_job_runs_from_the_cli_with_its_limits_and_exit_code() {
     assert_eq!(labels["archon.owner"], dev.data.display().to_string(), "{labels}");
     assert_eq!(labels["archon.worker"], "dev-docker", "{labels}");
     assert_eq!(labels["archon.job"], format!("job-{job}"), "{labels}");
-    let attempt = run_detail(&dev.server, run)["attempts"][0]["id"].as_u64().unwrap();
+    let attempt = id_num(&run_detail(&dev.server, run)["attempts"][0]["id"]);
     assert_eq!(labels["archon.attempt"], format!("att-{attempt}"), "{labels}");
     let name = c["Name"].as_str().unwrap();
     assert!(name.starts_with(&format!("/archon-att-{attempt}-")), "container name {name}");
@@ -313,7 +313,7 @@ fn a_docker_job_runs_from_the_cli_with_its_limits_and_exit_code() {
     let ended = wait_runs_ended(&dev.server, &[run], Duration::from_secs(15));
     assert_eq!(ended[&run]["state"], "cancelled", "{}", ended[&run]);
     let d = run_detail(&dev.server, run);
-    assert_eq!(d["attempts"][0]["result"]["status"]["kind"], "cancelled", "{d}");
+    assert_eq!(d["attempts"][0]["exit"]["kind"], "cancelled", "{d}");
     wait_gone(&id, Duration::from_secs(10));
 
     // A spec file with a [docker] table.
@@ -409,7 +409,7 @@ fn logs_follow_streams_a_containers_output_live() {
     // The stream ends with the run.
     let d = run_detail(&dev.server, run);
     assert_eq!(d["run"]["state"], "succeeded", "{d}");
-    assert_eq!(d["attempts"][0]["result"]["stdout"]["data"], "one\ntwo\n", "{d}");
+    assert_eq!(d["attempts"][0]["stdout"]["text"], "one\ntwo\n", "{d}");
     containers.assert_none_left("the run ended");
 }
 
@@ -428,7 +428,7 @@ fn a_memory_hog_ends_out_of_memory() {
     assert!(stderr.contains(&format!("run-{run} failed (out of memory)")), "{stderr}");
     let d = run_detail(&dev.server, run);
     assert_eq!(d["run"]["state"], "failed", "{d}");
-    assert_eq!(d["attempts"][0]["result"]["status"]["kind"], "out_of_memory", "{d}");
+    assert_eq!(d["attempts"][0]["exit"]["kind"], "out_of_memory", "{d}");
     assert!(d["run"]["reason"].as_str().unwrap_or_default().contains("out of memory"), "{d}");
     containers.assert_none_left("the run ended");
 }
@@ -444,8 +444,8 @@ fn docker_jobs_go_only_to_workers_with_docker() {
     nodock.wait_line("Docker jobs are off on this worker (--no-docker)", Duration::from_secs(20));
     let mut dock = c.worker("dock", &[]);
     dock.wait_line("Docker jobs run on the engine at ", Duration::from_secs(20));
-    let nodock_id = c.wait_ready("nodock")["worker"]["id"].as_u64().unwrap();
-    let dock_id = c.wait_ready("dock")["worker"]["id"].as_u64().unwrap();
+    let nodock_id = c.wait_ready("nodock")["id"].clone();
+    let dock_id = c.wait_ready("dock")["id"].clone();
     let nodock_caps = worker_named(&c.server, "nodock");
     assert!(!capabilities(&nodock_caps).contains(&"docker"), "{nodock_caps}");
     assert!(capabilities(&nodock_caps).contains(&"shell"), "{nodock_caps}");
@@ -472,7 +472,7 @@ fn docker_jobs_go_only_to_workers_with_docker() {
     assert!(status.success(), "archon-worker dock exited with {status}");
     wait_for(Duration::from_secs(10), "dock to have left", || {
         let w = worker_named(&c.server, "dock");
-        if w["worker"]["state"] == "left" { Ok(()) } else { Err(format!("{w}")) }
+        if w["state"] == "left" { Ok(()) } else { Err(format!("{w}")) }
     });
     let jobs_before = json(&c.server, &["jobs"])["items"].as_array().unwrap().len();
     let out = cli(&c.server, &["submit", "--docker", IMAGE, "--cpu", "100m", "--", "true"]);
@@ -487,7 +487,7 @@ fn docker_jobs_go_only_to_workers_with_docker() {
     let d = run_detail(&c.server, shell);
     assert_eq!(d["run"]["state"], "succeeded", "{d}");
     assert_eq!(d["attempts"][0]["worker"], nodock_id, "{d}");
-    assert_eq!(d["attempts"][0]["result"]["stdout"]["data"], "on nodock\n", "{d}");
+    assert_eq!(d["attempts"][0]["stdout"]["text"], "on nodock\n", "{d}");
     assert!(nodock.alive() && c.manager.alive());
 }
 

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{CLI as BIN, Dev, text};
+use common::{CLI as BIN, Dev, millis, text};
 
 fn pid_alive(pid: i32) -> bool {
     // A zombie has exited already; only a process still running counts.
@@ -83,9 +83,9 @@ fn a_timeout_ends_the_run_and_kills_its_process_tree() {
     assert!(wait_gone(pid, Duration::from_secs(1)), "the grandchild sleep {pid} survived the timeout");
     let runs = dev.json(&["runs"]);
     assert_eq!(runs["items"][0]["state"], "timed_out");
-    let detail = dev.json(&["get", &format!("run-{}", runs["items"][0]["id"])]);
-    let finished = detail["run"]["finished_at"].as_i64().unwrap();
-    let started_at = detail["attempts"][0]["started_at"].as_i64().unwrap();
+    let detail = dev.json(&["get", runs["items"][0]["id"].as_str().unwrap()]);
+    let finished = millis(&detail["run"]["finished_at"]);
+    let started_at = millis(&detail["attempts"][0]["started_at"]);
     assert!(finished - started_at < 2000, "ended {}ms after it started", finished - started_at);
 }
 
@@ -99,7 +99,7 @@ fn cancel_kills_a_running_job() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     dev.wait_for_state(&run, "cancelled", Duration::from_secs(5));
     let detail = dev.json(&["get", &run]);
-    assert_eq!(detail["attempts"][0]["result"]["status"]["kind"], "cancelled");
+    assert_eq!(detail["attempts"][0]["exit"]["kind"], "cancelled");
     assert!(wait_gone(pid, Duration::from_secs(1)), "the cancelled job's sleep {pid} survived");
     let again = dev.cli(&["cancel", &run]);
     assert_eq!(again.status.code(), Some(2), "cancelling a finished run is refused");
@@ -139,12 +139,12 @@ fn read_commands_print_json() {
     let jobs = dev.json(&["jobs"]);
     assert_eq!(jobs["items"][0]["name"], "greeter");
     let job = dev.json(&["get", "job-1"]);
-    assert_eq!(job["job"]["spec"]["task"]["command"], "echo hi");
+    assert_eq!(job["job"]["task"]["command"], "echo hi");
     let run = dev.json(&["get", "run-1"]);
-    assert_eq!(run["attempts"][0]["result"]["stdout"]["data"], "hi\n");
+    assert_eq!(run["attempts"][0]["stdout"]["text"], "hi\n");
     let workers = dev.json(&["workers"]);
-    assert_eq!(workers[0]["worker"]["state"], "ready");
-    assert_eq!(workers[0]["worker"]["capacity"]["cpu_millis"], 4000);
+    assert_eq!(workers["items"][0]["state"], "ready");
+    assert_eq!(workers["items"][0]["capacity"]["cpu_millis"], 4000);
     // The table shows state, last seen, allocated/capacity and running counts.
     let table = text(&dev.cli(&["workers"]).stdout);
     for column in ["STATE", "LAST SEEN", "CPU", "MEMORY", "RUNNING"] {

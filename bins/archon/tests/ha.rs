@@ -11,7 +11,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::{Proc, Rng, SubmitStream, daemon_bin, json, storage_trouble, successful_attempts, try_json, wait_for};
+use common::{
+    Proc, Rng, SubmitStream, daemon_bin, id_num, json, millis, storage_trouble, successful_attempts, try_json, wait_for,
+};
 use serde_json::Value;
 
 /// A group of managers, by node id, on ports that survive restarts.
@@ -146,11 +148,11 @@ impl Group {
         let servers = self.servers();
         wait_for(Duration::from_secs(30), &format!("{n} connected workers"), || {
             let workers = try_json(&servers, &["workers"])?;
-            let ready = workers
+            let ready = workers["items"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .filter(|w| w["connected"] == true && w["worker"]["state"] == "ready")
+                .filter(|w| w["connected"] == true && w["state"] == "ready")
                 .count();
             if ready >= n { Ok(()) } else { Err(format!("{workers}")) }
         });
@@ -164,7 +166,7 @@ fn managers_of(status: &Value) -> Vec<Value> {
 /// The ids of the jobs the group holds.
 fn job_ids(server: &str) -> BTreeSet<u64> {
     let jobs = common::list_all(server, "jobs").unwrap();
-    jobs.iter().map(|j| j["id"].as_u64().unwrap()).collect()
+    jobs.iter().map(|j| id_num(&j["id"])).collect()
 }
 
 /// Asserts every acknowledged submit got its own job and that job exists; returns their runs.
@@ -232,11 +234,47 @@ fn three_managers_elect_one_leader_and_status_shows_all_of_them() {
         let d = try_json(&follower, &["get", &format!("run-{run}")])?;
         if d["run"]["state"] == "succeeded" { Ok(d) } else { Err(d["run"]["state"].to_string()) }
     });
-    assert_eq!(detail["run"]["job"], job);
-    assert_eq!(detail["attempts"][0]["result"]["stdout"]["data"], "via a follower\n");
+    assert_eq!(id_num(&detail["run"]["job"]), job);
+    assert_eq!(detail["attempts"][0]["stdout"]["text"], "via a follower\n");
     assert_eq!(detail["attempts"].as_array().unwrap().len(), 1);
     let workers = json(&follower, &["workers"]);
-    assert_eq!(workers.as_array().unwrap().len(), 2, "{workers}");
+    assert_eq!(workers["items"].as_array().unwrap().len(), 2, "{workers}");
+
+    // REST: a follower answers 307 to the same path and query on the leader, with
+    // a problem naming it; following the redirect (body included) submits there.
+    // The cluster status is the one call a follower answers itself.
+    let leader_url = format!("http://{}", g.addr(leader));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let manual = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let job = serde_json::json!({ "command": "echo via rest on a follower" });
+        let r = manual.post(format!("http://{follower}/api/v1/jobs")).json(&job).send().await.unwrap();
+        assert_eq!(r.status(), 307);
+        let location = r.headers()["location"].to_str().unwrap().to_owned();
+        assert_eq!(location, format!("{leader_url}/api/v1/jobs"));
+        let problem: Value = r.json().await.unwrap();
+        assert_eq!(
+            (problem["type"].as_str(), problem["status"].as_u64()),
+            (Some("urn:archon:problem:not-leader"), Some(307))
+        );
+        let r = manual.get(format!("http://{follower}/api/v1/runs?state=succeeded&limit=5")).send().await.unwrap();
+        assert_eq!(r.status(), 307);
+        assert_eq!(r.headers()["location"], format!("{leader_url}/api/v1/runs?state=succeeded&limit=5").as_str());
+
+        let following = reqwest::Client::new();
+        let r = following.post(format!("http://{follower}/api/v1/jobs")).json(&job).send().await.unwrap();
+        assert_eq!(r.status(), 201, "the redirect was followed with its body");
+        let submitted: Value = r.json().await.unwrap();
+        let run = submitted["run"].as_str().unwrap().to_owned();
+        let r = following.get(format!("http://{follower}/api/v1/runs/{run}/wait?timeout=60s")).send().await.unwrap();
+        let detail: Value = r.json().await.unwrap();
+        assert_eq!(detail["attempts"][0]["stdout"]["text"], "via rest on a follower\n", "{detail}");
+
+        let r = manual.get(format!("http://{follower}/api/v1/cluster")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let status: Value = r.json().await.unwrap();
+        assert_eq!(managers_of(&status).iter().filter(|m| m["role"] == "leader").count(), 1, "{status}");
+    });
 }
 
 #[test]
@@ -277,7 +315,7 @@ fn killing_the_leader_under_load_loses_no_acknowledged_submit_and_no_run_finishe
     let mut rerun = 0;
     for a in &acked {
         let d = json(&servers, &["get", &format!("run-{}", a.run)]);
-        assert_eq!(d["run"]["job"], a.job, "{d}");
+        assert_eq!(id_num(&d["run"]["job"]), a.job, "{d}");
         assert_eq!(d["run"]["state"], "succeeded", "{d}");
         assert_eq!(successful_attempts(&d), 1, "not exactly one successful attempt: {d}");
         if d["attempts"].as_array().unwrap().len() > 1 {
@@ -456,7 +494,7 @@ fn fires_of(servers: &str, job: &str) -> Result<Vec<(i64, i64)>, String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["scheduled_for"].as_i64().unwrap(), r["created_at"].as_i64().unwrap()))
+        .map(|r| (millis(&r["scheduled_for"]), millis(&r["created_at"])))
         .collect();
     fires.sort_unstable();
     Ok(fires)
@@ -471,7 +509,7 @@ fn a_fire_due_as_the_leader_dies_happens_exactly_once_late_by_the_failover_at_mo
         &["submit", "-o", "json", "--cron", "*/2 * * * * *", "--overlap", "allow-all", "-c", "true"],
     );
     assert!(out.status.success(), "{}", common::text(&out.stderr));
-    let job = format!("job-{}", serde_json::from_slice::<Value>(&out.stdout).unwrap()[0]["job"]);
+    let job = serde_json::from_slice::<Value>(&out.stdout).unwrap()[0]["job"].as_str().unwrap().to_owned();
     let now_ms = || {
         i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap()
     };

@@ -13,14 +13,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{CLI, Proc, cli, daemon_bin, free_ports, json, text, try_json, wait_for};
+use common::{CLI, Proc, cli, daemon_bin, free_ports, id_num, json, text, try_id_num, try_json, wait_for};
 use serde_json::Value;
 
-/// The bytes of a JSON output tail (`"text"` or `{"base64": "…"}`).
-fn bytes_of(data: &Value) -> Vec<u8> {
-    match data {
-        Value::String(s) => s.as_bytes().to_vec(),
-        other => base64::engine::general_purpose::STANDARD.decode(other["base64"].as_str().unwrap()).unwrap(),
+/// The bytes of a JSON output tail (`{"text": "…"}` or `{"base64": "…"}`).
+fn bytes_of(output: &Value) -> Vec<u8> {
+    match output["text"].as_str() {
+        Some(s) => s.as_bytes().to_vec(),
+        None => base64::engine::general_purpose::STANDARD.decode(output["base64"].as_str().unwrap()).unwrap(),
     }
 }
 
@@ -49,7 +49,7 @@ impl Cluster {
         }
         wait_for(Duration::from_secs(60), "every worker connected", || {
             let w = try_json(&c.servers(), &["workers"])?;
-            let n = w.as_array().unwrap().iter().filter(|w| w["connected"] == true).count();
+            let n = w["items"].as_array().unwrap().iter().filter(|w| w["connected"] == true).count();
             if n == workers { Ok(()) } else { Err(format!("{n} connected")) }
         });
         c
@@ -144,7 +144,7 @@ fn two_hundred_jobs_printing_a_mebibyte_of_binary_at_once_are_all_kept_through_f
     let spec = data.path().join("burst.toml");
     std::fs::write(&spec, jobs).unwrap();
     let submitted = json(&servers, &["run", "-f", spec.to_str().unwrap()]);
-    let runs: Vec<u64> = submitted.as_array().unwrap().iter().map(|s| s["run"].as_u64().unwrap()).collect();
+    let runs: Vec<u64> = submitted.as_array().unwrap().iter().map(|s| id_num(&s["run"])).collect();
     assert_eq!(runs.len(), 200);
     wait_for(Duration::from_secs(120), "all 200 running", || {
         let page = try_json(&servers, &["runs", "--state", "running", "--limit", "1000"])?;
@@ -168,9 +168,9 @@ fn two_hundred_jobs_printing_a_mebibyte_of_binary_at_once_are_all_kept_through_f
     let check_outputs = |server: &str, when: &str| {
         for (i, run) in runs.iter().enumerate() {
             let d = json(server, &["get", &format!("run-{run}")]);
-            let stdout = &d["attempts"][0]["result"]["stdout"];
+            let stdout = &d["attempts"][0]["stdout"];
             assert_eq!(stdout["truncated"], 0, "{when}: run-{run}");
-            assert!(bytes_of(&stdout["data"]) == expected[i], "{when}: run-{run}'s output differs");
+            assert!(bytes_of(stdout) == expected[i], "{when}: run-{run}'s output differs");
         }
     };
     check_outputs(&servers, "on the leader");
@@ -199,7 +199,7 @@ fn submit_wait(server: &str, args: &[&str]) -> (u64, u64) {
     let mut all = vec!["submit", "--wait"];
     all.extend(args);
     let v = json(server, &all);
-    (v[0]["run"]["job"].as_u64().unwrap(), v[0]["run"]["id"].as_u64().unwrap())
+    (id_num(&v[0]["run"]["job"]), id_num(&v[0]["run"]["id"]))
 }
 
 /// `archon dev` with `flags`, its address once it serves.
@@ -225,10 +225,10 @@ fn retention_and_the_idempotency_window_remove_what_they_should_and_say_so() {
     let out = cli(&server, &["run", "-f", flow.to_str().unwrap(), "--wait"]);
     assert!(out.status.success(), "{out:?}");
     let d = json(&server, &["get", &format!("run-{run}")]);
-    assert_eq!(d["attempts"][0]["result"]["stdout"]["data"], "kept\n");
+    assert_eq!(d["attempts"][0]["stdout"]["text"], "kept\n");
     // Within the window the key returns the first job.
     let again = json(&server, &["submit", "--idempotency-key", "once", "--command", "echo kept"]);
-    assert_eq!((again[0]["job"].as_u64(), again[0]["duplicate"].as_bool()), (Some(job), Some(true)));
+    assert_eq!((try_id_num(&again[0]["job"]), again[0]["duplicate"].as_bool()), (Some(job), Some(true)));
     // A job keeping its runs for less than the cluster does goes first.
     let (_, short) = submit_wait(&server, &["--retention", "1s", "--command", "echo brief"]);
     let gone = |run: u64| {
@@ -264,7 +264,7 @@ fn retention_and_the_idempotency_window_remove_what_they_should_and_say_so() {
     // Past the window the key is forgotten: a new job.
     let fresh = wait_for(Duration::from_secs(30), "the key forgotten", || {
         let v = try_json(&server, &["submit", "--idempotency-key", "once", "--command", "echo again"])?;
-        if v[0]["duplicate"] == false { Ok(v[0]["job"].as_u64().unwrap()) } else { Err(v.to_string()) }
+        if v[0]["duplicate"] == false { Ok(id_num(&v[0]["job"])) } else { Err(v.to_string()) }
     });
     assert!(fresh > job);
     // An id never handed out is not found, not removed.
@@ -329,12 +329,12 @@ fn each_input_limit_refuses_naming_it_and_stores_nothing() {
     // The manager's output limit keeps each stream's tail and counts what it dropped.
     let (_, run) = submit_wait(&server, &["--command", "head -c 5000 /dev/zero | tr '\\0' a; echo end"]);
     let d = json(&server, &["get", &format!("run-{run}")]);
-    let stdout = &d["attempts"][0]["result"]["stdout"];
-    assert_eq!((bytes_of(&stdout["data"]).len(), stdout["truncated"].as_u64()), (2048, Some(5004 - 2048)), "{d}");
-    assert!(bytes_of(&stdout["data"]).ends_with(b"aaaend\n"));
+    let stdout = &d["attempts"][0]["stdout"];
+    assert_eq!((bytes_of(stdout).len(), stdout["truncated"].as_u64()), (2048, Some(5004 - 2048)), "{d}");
+    assert!(bytes_of(stdout).ends_with(b"aaaend\n"));
     // A job's own limit, smaller.
     let (_, run) = submit_wait(&server, &["--output-limit", "100", "--command", "head -c 1000 /dev/zero | tr '\\0' b"]);
     let d = json(&server, &["get", &format!("run-{run}")]);
-    let stdout = &d["attempts"][0]["result"]["stdout"];
-    assert_eq!((bytes_of(&stdout["data"]).len(), stdout["truncated"].as_u64()), (100, Some(900)), "{d}");
+    let stdout = &d["attempts"][0]["stdout"];
+    assert_eq!((bytes_of(stdout).len(), stdout["truncated"].as_u64()), (100, Some(900)), "{d}");
 }

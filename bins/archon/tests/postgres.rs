@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use archon_store::testkit::TempPostgres;
 use common::{
-    CLI, Proc, SubmitStream, daemon_bin, json, storage_trouble, successful_attempts, text, try_json, wait_for,
+    CLI, Proc, SubmitStream, daemon_bin, id_num, json, storage_trouble, successful_attempts, text, try_json, wait_for,
 };
 
 /// The password every test puts in its URLs.
@@ -155,7 +155,7 @@ fn dev_on_postgres_runs_jobs_and_sql_shows_them() {
     let after = json(&dev.server, &["get", "run-1"]);
     assert_eq!(after["run"]["state"], "succeeded", "{after}");
     assert_eq!(after["job_name"], "greeter", "{after}");
-    assert_eq!(after["attempts"][0]["result"]["stdout"]["data"], "hi\n", "{after}");
+    assert_eq!(after["attempts"][0]["stdout"]["text"], "hi\n", "{after}");
     assert_eq!(after, before, "the run's history changed across the restart");
     // It goes on from there: the next job is job-2, and it runs.
     let out = common::cli(&dev.server, &["submit", "--wait", "--command", "echo again"]);
@@ -270,7 +270,7 @@ impl Managers {
 /// The ids of the jobs `server` holds.
 fn job_ids(server: &str) -> BTreeSet<u64> {
     let jobs = common::list_all(server, "jobs").unwrap();
-    jobs.iter().map(|j| j["id"].as_u64().unwrap()).collect()
+    jobs.iter().map(|j| id_num(&j["id"])).collect()
 }
 
 /// Asserts every acknowledged submit got its own job and `server` has it, and
@@ -286,7 +286,7 @@ fn assert_acked_work_done_once(server: &str, acked: &[common::Acked]) {
     let mut rerun = 0;
     for a in acked {
         let d = json(server, &["get", &format!("run-{}", a.run)]);
-        assert_eq!(d["run"]["job"], a.job, "{d}");
+        assert_eq!(id_num(&d["run"]["job"]), a.job, "{d}");
         assert_eq!(d["run"]["state"], "succeeded", "{d}");
         assert_eq!(successful_attempts(&d), 1, "not exactly one successful attempt: {d}");
         if d["attempts"].as_array().unwrap().len() > 1 {
@@ -328,8 +328,8 @@ fn three_managers_on_one_database_fail_over_within_5s_and_lose_no_acknowledged_s
         let d = try_json(&follower, &["get", &format!("run-{run}")])?;
         if d["run"]["state"] == "succeeded" { Ok(d) } else { Err(d["run"]["state"].to_string()) }
     });
-    assert_eq!(detail["run"]["job"], job);
-    assert_eq!(detail["attempts"][0]["result"]["stdout"]["data"], "via a follower\n");
+    assert_eq!(id_num(&detail["run"]["job"]), job);
+    assert_eq!(detail["attempts"][0]["stdout"]["text"], "via a follower\n");
 
     let stream = SubmitStream::start(&servers, "sleep 0.1", 3);
     stream.wait_count(20, Duration::from_secs(60));

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use archon_store::testkit::TempPostgres;
-use common::{Proc, daemon_bin, free_ports, json, try_json, wait_for};
+use common::{Proc, daemon_bin, free_ports, id_num, json, try_id_num, try_json, wait_for};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v0.1");
 
@@ -28,10 +28,13 @@ fn unpack(fixture: &str, out: &Path) {
 }
 
 /// A manager on `store_args`, its address once it listens. Workers are never
-/// reaped during the test (the fixture's workers are gone).
+/// reaped during the test (the fixture's workers are gone), and the fixture's
+/// history and idempotency keys are kept however long ago it was made (the
+/// defaults, 7 days and 24 hours, would let the calendar remove them).
 fn manager(store_args: &[&str], port: u16, log: &Path) -> (Proc, String) {
     let listen = format!("127.0.0.1:{port}");
     let mut args = vec!["--listen", &listen, "--worker-timeout", "1h"];
+    args.extend(["--history-retention", "36500d", "--idempotency-window", "36500d"]);
     args.extend(store_args);
     let mut p = Proc::spawn(&daemon_bin("archon-manager"), &args, log);
     p.wait_line("archon-manager listening on ", Duration::from_secs(60));
@@ -50,12 +53,12 @@ fn check_fixture(server: &str, base: u64, noops: u64, when: &str) {
         d
     };
     let hello = named(8001, "hello", "succeeded");
-    assert_eq!(hello["attempts"][0]["result"]["stdout"]["data"], "hello from 0.1\n", "{when}");
-    assert_eq!(hello["attempts"][0]["result"]["stderr"]["data"], "to stderr\n", "{when}");
+    assert_eq!(hello["attempts"][0]["stdout"]["text"], "hello from 0.1\n", "{when}");
+    assert_eq!(hello["attempts"][0]["stderr"]["text"], "to stderr\n", "{when}");
     let binary = named(8002, "binary", "succeeded");
-    assert_eq!(binary["attempts"][0]["result"]["stdout"]["data"]["base64"], "/wABYmluYXJ5", "{when}: ff 00 01 binary");
+    assert_eq!(binary["attempts"][0]["stdout"]["base64"], "/wABYmluYXJ5", "{when}: ff 00 01 binary");
     let fails = named(8003, "fails", "failed");
-    assert_eq!(fails["attempts"][0]["result"]["status"]["code"], 3, "{when}");
+    assert_eq!(fails["attempts"][0]["exit"]["code"], 3, "{when}");
     named(8004, "slow", "timed_out");
     named(8005, "keyed", "succeeded");
     named(8006, "parent", "succeeded");
@@ -76,11 +79,11 @@ fn check_fixture(server: &str, base: u64, noops: u64, when: &str) {
     }
     // Listings page through live and finished runs alike, newest first.
     let page = json(server, &["runs", "--limit", "20", "--before", &format!("run-{}", base + 8016)]);
-    let ids: Vec<u64> = page["items"].as_array().unwrap().iter().map(|r| r["id"].as_u64().unwrap()).collect();
+    let ids: Vec<u64> = page["items"].as_array().unwrap().iter().map(|r| id_num(&r["id"])).collect();
     let expected: Vec<u64> = (base + 7996..=base + 8015).rev().collect();
     assert_eq!(ids, expected, "{when}");
     let failed = json(server, &["runs", "--state", "failed", "--before", &format!("run-{}", base + 8016)]);
-    let ids: Vec<u64> = failed["items"].as_array().unwrap().iter().map(|r| r["id"].as_u64().unwrap()).collect();
+    let ids: Vec<u64> = failed["items"].as_array().unwrap().iter().map(|r| id_num(&r["id"])).collect();
     assert_eq!(ids, [base + 8008, base + 8003], "{when}");
     let status = json(server, &["status"]);
     assert!(status["jobs"].as_u64().unwrap() >= base + 8015, "{when}: {status}");
@@ -88,11 +91,11 @@ fn check_fixture(server: &str, base: u64, noops: u64, when: &str) {
         assert!(status["runs"][state].as_u64().unwrap() >= n, "{when}: {state} in {status}");
     }
     let workers = json(server, &["workers"]);
-    let mut states: Vec<String> = workers
+    let mut states: Vec<String> = workers["items"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|w| format!("{} {}", w["worker"]["name"].as_str().unwrap(), w["worker"]["state"].as_str().unwrap()))
+        .map(|w| format!("{} {}", w["name"].as_str().unwrap(), w["state"].as_str().unwrap()))
         .collect();
     states.sort();
     assert_eq!(states, ["wa ready", "wb ready", "wc draining", "wd left", "we lost"], "{when}");
@@ -114,13 +117,13 @@ fn write_after_the_upgrade(server: &str, base: u64) -> u64 {
     )
     .unwrap();
     let submitted = json(server, &["run", "-f", spec.to_str().unwrap()]);
-    let runs: Vec<u64> = submitted.as_array().unwrap().iter().map(|s| s["run"].as_u64().unwrap()).collect();
+    let runs: Vec<u64> = submitted.as_array().unwrap().iter().map(|s| id_num(&s["run"])).collect();
     let waits = json(server, &["get", &format!("run-{}", runs[0])]);
     assert_eq!(waits["run"]["state"], "pending", "its dependency succeeded in 0.1: {waits}");
     let fails = json(server, &["get", &format!("run-{}", runs[1])]);
     assert_eq!(fails["run"]["state"], "failed", "{fails}");
     let again = json(server, &["submit", "--idempotency-key", "fixture-key", "--command", "echo keyed"]);
-    assert_eq!((again[0]["job"].as_u64(), again[0]["duplicate"].as_bool()), (Some(base + 8005), Some(true)));
+    assert_eq!((try_id_num(&again[0]["job"]), again[0]["duplicate"].as_bool()), (Some(base + 8005), Some(true)));
     runs[1]
 }
 

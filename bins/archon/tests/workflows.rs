@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Dev, text, wait_for};
+use common::{Dev, id_num, millis, text, try_id_num, wait_for};
 use serde_json::Value;
 
 fn run_file(dev: &Dev, path: &std::path::Path, extra: &[&str]) -> std::process::Output {
@@ -30,8 +30,8 @@ fn the_release_workflow_runs_its_failure_branch_and_shows_as_a_tree() {
     let out = run_file(&dev, &path, &["--output", "json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let submitted: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let wf = format!("wf-{}", submitted["workflow"]);
-    let jobs: Vec<u64> = submitted["jobs"].as_array().unwrap().iter().map(|j| j.as_u64().unwrap()).collect();
+    let wf = submitted["workflow"].as_str().unwrap().to_owned();
+    let jobs: Vec<u64> = submitted["jobs"].as_array().unwrap().iter().map(id_num).collect();
     assert_eq!(jobs.len(), 6);
     let state = |node: usize| -> String {
         let d = dev.json(&["get", &format!("job-{}", jobs[node])]);
@@ -63,8 +63,8 @@ fn the_release_workflow_runs_its_failure_branch_and_shows_as_a_tree() {
         if d["state"] == "cancelled" { Ok(()) } else { Err(d["state"].to_string()) }
     });
     let d = dev.json(&["get", &wf]);
-    assert!(d["finished_at"].is_i64(), "{d}");
-    assert_eq!(d["runs"][3]["state"], "succeeded", "each node's run is still shown");
+    assert!(d["finished_at"].is_string(), "{d}");
+    assert_eq!(d["nodes"][3]["run"]["state"], "succeeded", "each node's run is still shown");
     let tree = text(&dev.cli(&["get", &wf]).stdout);
     assert!(tree.contains("cancelled") && tree.contains("└─ test"), "{tree}");
     let listed = dev.json(&["workflows"]);
@@ -107,7 +107,7 @@ fn stdout_of(dev: &Dev, job: u64) -> String {
         let d = dev.json(&["get", &format!("job-{job}")]);
         let run = &d["runs"][0];
         match run["state"].as_str() {
-            Some("succeeded") => Ok(run["id"].as_u64().unwrap()),
+            Some("succeeded") => Ok(id_num(&run["id"])),
             other => Err(format!("{other:?}")),
         }
     });
@@ -156,12 +156,8 @@ command = "head -c 100000 /dev/zero | tr '\\0' x"
     .unwrap();
     let out = run_file(&dev, &path, &["--output", "json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let jobs: Vec<u64> = serde_json::from_slice::<Value>(&out.stdout).unwrap()["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j.as_u64().unwrap())
-        .collect();
+    let jobs: Vec<u64> =
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["jobs"].as_array().unwrap().iter().map(id_num).collect();
     let package: Value = serde_json::from_str(stdout_of(&dev, jobs[1]).trim()).unwrap();
     assert_eq!(package, serde_json::json!({ "tag": "app-1.2" }), "step 2 consumed step 1's output");
     let seen: Value = serde_json::from_str(&stdout_of(&dev, jobs[2])).unwrap();
@@ -202,7 +198,7 @@ fn a_cron_workflow_starts_an_instance_per_fire_and_is_paused_and_cancelled_as_a_
     let out = run_file(&dev, &path, &["--output", "json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let submitted: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let cron = format!("job-{}", submitted["schedule"]);
+    let cron = submitted["schedule"].as_str().unwrap().to_owned();
     assert!(submitted["workflow"].is_null(), "{submitted}");
     // Each fire (every second) starts an instance; wait for two that succeeded.
     let done = wait_for(Duration::from_secs(60), "two instances succeeded", || {
@@ -211,11 +207,15 @@ fn a_cron_workflow_starts_an_instance_per_fire_and_is_paused_and_cancelled_as_a_
         if items.len() >= 2 { Ok(items) } else { Err(listed.to_string()) }
     });
     assert!(done.iter().all(|w| w["name"] == "etl" && w["nodes"] == 2), "{done:?}");
-    let d = dev.json(&["get", &format!("wf-{}", done[0]["id"])]);
-    assert_eq!(d["workflow"]["fired_by"], submitted["schedule"], "{d}");
-    let fired = d["runs"][0]["scheduled_for"].as_i64().unwrap();
-    assert_eq!(d["runs"][1]["scheduled_for"].as_i64(), Some(fired), "every job of an instance has its fire's instant");
-    let load = d["runs"][1]["id"].as_u64().unwrap();
+    let d = dev.json(&["get", done[0]["id"].as_str().unwrap()]);
+    assert_eq!(d["fired_by"], submitted["schedule"], "{d}");
+    let fired = millis(&d["nodes"][0]["run"]["scheduled_for"]);
+    assert_eq!(
+        millis(&d["nodes"][1]["run"]["scheduled_for"]),
+        fired,
+        "every job of an instance has its fire's instant"
+    );
+    let load = id_num(&d["nodes"][1]["run"]["id"]);
     let seen: Value = serde_json::from_str(&text(&dev.cli(&["logs", &format!("run-{load}")]).stdout)).unwrap();
     assert_eq!(seen["extract"]["output"]["rows"], 3, "{seen}");
     // The cron job is operated as any: listed with its next fire, paused, cancelled.
@@ -239,17 +239,17 @@ fn the_nightly_etl_example_is_triggered_by_hand_and_its_load_reads_the_extract()
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/specs/nightly-etl.toml");
     let out = run_file(&dev, std::path::Path::new(example), &["--output", "json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let cron = format!("job-{}", serde_json::from_slice::<Value>(&out.stdout).unwrap()["schedule"]);
+    let cron = serde_json::from_slice::<Value>(&out.stdout).unwrap()["schedule"].as_str().unwrap().to_owned();
     let jobs = dev.json(&["jobs"]);
-    assert!(jobs["items"][0]["next_fire"].is_i64(), "{jobs}");
+    assert!(jobs["items"][0]["next_fire"].is_string(), "{jobs}");
     let out = dev.cli(&["schedule", "trigger", &cron]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let wf = wait_for(Duration::from_secs(60), "the instance succeeded", || {
         let listed = dev.json(&["workflows", "--state", "succeeded"]);
-        listed["items"][0]["id"].as_u64().ok_or_else(|| listed.to_string())
+        try_id_num(&listed["items"][0]["id"]).ok_or_else(|| listed.to_string())
     });
     let d = dev.json(&["get", &format!("wf-{wf}")]);
-    let load = d["runs"][1]["id"].as_u64().unwrap();
+    let load = id_num(&d["nodes"][1]["run"]["id"]);
     let logs = text(&dev.cli(&["logs", &format!("run-{load}")]).stdout);
     assert_eq!(logs.trim(), "loading 1200 rows");
 }

@@ -272,6 +272,7 @@ fn output_goes_to_the_history_in_order_once_and_never_into_the_state() {
         status: ExitStatus::Exited { code: 0 },
         stdout: OutputTail { data: Bytes::from_static(b"world\n"), truncated: 7 },
         stderr: OutputTail { data: Bytes::from_static(&[0xff, 0]), truncated: 0 },
+        usage: None,
     };
     s.apply(&Command::FinishAttempt { at: Timestamp(4), run, attempt, result });
     history.apply(&s.take_history());
@@ -402,6 +403,7 @@ fn a_snapshot_of_archon_0_1_reads_as_a_keeping_state_that_upgrades() {
             status: ExitStatus::Exited { code: 0 },
             stdout: OutputTail { data: Bytes::from_static(b"out"), truncated: 0 },
             stderr: OutputTail::default(),
+            usage: None,
         },
     });
     let mut child = shell();

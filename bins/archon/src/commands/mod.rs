@@ -15,7 +15,11 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::cli::{Cli, ClusterCommand, Command, Format, SubmitArgs};
-use crate::draft::{DockerDraft, JobDraft, Naming, ScheduleDraft, SpecFileContent, read_any_spec_file};
+use archon_http::spec::{CpuDraft, DockerDraft, JobDraft, Naming, ScheduleDraft, SpecFileContent, read_any_spec_file};
+use archon_http::views::{
+    JobDetailView, JobPage, RunDetailView, RunPage, SubmittedView, WorkerView, WorkersView, WorkflowDetailView,
+    WorkflowPage,
+};
 
 mod schedule;
 mod workflow;
@@ -125,7 +129,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let before = args.before.as_deref().map(|b| parse_id::<JobId>("--before", b)).transpose()?;
             let api = connect(&cli.server).await?;
             let page = api.list_jobs(JobQuery { name: args.name, before, limit: Some(args.limit) }).await?;
-            print(format, &page, || {
+            print(format, &JobPage::from(&page), || {
                 let mut out = render::jobs(&page.items);
                 if let Some(next) = page.next {
                     out.push_str(&format!("\nmore: archon jobs --before {next}"));
@@ -143,7 +147,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let api = connect(&cli.server).await?;
             let query = WorkflowQuery { name: args.name, state, before, limit: Some(args.limit) };
             let page = api.list_workflows(query).await?;
-            print(format, &page, || {
+            print(format, &WorkflowPage::from(&page), || {
                 let mut out = render::workflows(&page.items);
                 if let Some(next) = page.next {
                     out.push_str(&format!("\nmore: archon workflows --before {next}"));
@@ -163,7 +167,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let until = args.until.as_deref().map(|t| parse_instant("--until", t)).transpose()?;
             let api = connect(&cli.server).await?;
             let page = api.list_runs(RunQuery { job, state, before, limit: Some(args.limit), since, until }).await?;
-            print(format, &page, || {
+            print(format, &RunPage::from(&page), || {
                 let mut out = render::runs(&page.items);
                 if let Some(next) = page.next {
                     out.push_str(&format!("\nmore: archon runs --before {next}"));
@@ -177,15 +181,15 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             match target {
                 CancelTarget::Job(job) => {
                     let d = api.get_job(job).await?;
-                    print(format, &d, || render::job(&d))
+                    print(format, &JobDetailView::from(&d), || render::job(&d))
                 }
                 CancelTarget::Run(run) => {
                     let d = api.get_run(run).await?;
-                    print(format, &d, || render::run(&d))
+                    print(format, &RunDetailView::from(&d), || render::run(&d))
                 }
                 CancelTarget::Workflow(wf) => {
                     let d = api.get_workflow(wf).await?;
-                    print(format, &d, || render::workflow(&d))
+                    print(format, &WorkflowDetailView::from(&d), || render::workflow(&d))
                 }
             }
         }
@@ -232,7 +236,8 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Workers => {
             let api = connect(&cli.server).await?;
             let workers = api.list_workers().await?;
-            print(format, &workers, || render::workers(&workers, SystemClock.now()))
+            let view = WorkersView { items: workers.iter().map(WorkerView::from).collect() };
+            print(format, &view, || render::workers(&workers, SystemClock.now()))
         }
         Command::Schedule(command) => schedule::dispatch(&cli.server, format, command).await,
     }
@@ -307,6 +312,9 @@ fn unique_token() -> String {
     format!("{:016x}", h.finish())
 }
 
+/// Prints `value` as JSON or `table()` as text. Every `value` is the REST API's
+/// view of the object (`archon_http::views`, ids as `run-3`, instants in RFC
+/// 3339): `archon get run-3 -o json` prints what `GET /api/v1/runs/run-3` answers.
 fn print<T: Serialize>(format: Format, value: &T, table: impl FnOnce() -> String) -> anyhow::Result<ExitCode> {
     match format {
         Format::Json => outln!("{}", serde_json::to_string_pretty(value).context("encoding JSON")?),
@@ -391,7 +399,7 @@ fn submit_spec(args: SubmitArgs) -> anyhow::Result<JobSpec> {
         timeout: args.timeout,
         max_retries: args.max_retries,
         retry_backoff: args.retry_backoff,
-        cpu: args.cpu.map(toml::Value::String),
+        cpu: args.cpu.map(CpuDraft::Text),
         memory: args.memory,
         bandwidth: args.bandwidth,
         env,
@@ -415,13 +423,6 @@ fn submit_spec(args: SubmitArgs) -> anyhow::Result<JobSpec> {
     draft.into_spec(Naming::Flags).map_err(|e| bad(e.to_string()))
 }
 
-#[derive(Serialize)]
-struct SubmitLine {
-    job: JobId,
-    run: Option<RunId>,
-    duplicate: bool,
-}
-
 async fn submit(api: &dyn Api, mut specs: Vec<JobSpec>, wait: bool, format: Format) -> anyhow::Result<ExitCode> {
     // Keys make the submit safe to repeat: if the manager fails over mid-call,
     // the client resends it to the new leader without creating a second job.
@@ -442,11 +443,13 @@ async fn submit(api: &dyn Api, mut specs: Vec<JobSpec>, wait: bool, format: Form
                     eprintln!("submitted {}{run}{dup}", s.job);
                 }
                 runs.extend(s.run);
-                lines.push(SubmitLine { job: s.job, run: s.run, duplicate: s.duplicate });
+                lines.push(SubmittedView::from(&s));
             }
             Err(rejection) => rejected.push(format!("job {i}: {rejection}")),
         }
     }
+    // JSON: the REST API's views, a `SubmittedView` per job, or with `--wait`
+    // a `RunDetailView` per run (what `GET /api/v1/runs/{id}/wait` answers).
     if format == Format::Json && !wait {
         outln!("{}", serde_json::to_string_pretty(&lines)?);
     }
@@ -474,7 +477,7 @@ async fn submit(api: &dyn Api, mut specs: Vec<JobSpec>, wait: bool, format: Form
         if code == 0 {
             code = run_code;
         }
-        details.push(d);
+        details.push(RunDetailView::from(&d));
     }
     if format == Format::Json {
         outln!("{}", serde_json::to_string_pretty(&details)?);

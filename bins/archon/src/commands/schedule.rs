@@ -8,6 +8,7 @@ use archon_core::clock::{Clock, SystemClock};
 use archon_core::cron::CronSchedule;
 use archon_core::model::{JobId, OverlapPolicy};
 use archon_core::state::FireResult;
+use archon_http::views::{ScheduleFireView, time};
 use serde::Serialize;
 
 use super::{bad, connect, parse_id, parse_instant, print};
@@ -39,10 +40,21 @@ pub(super) async fn dispatch(server: &str, format: Format, command: ScheduleComm
         _ => None,
     };
     let fires = api.schedule(job, action).await?;
-    if let Some(done) = done {
-        return print(format, &serde_json::json!({ "job": job, "schedule": done }), || format!("{job}: {done}"));
-    }
-    print(format, &fires, || fires_table(job, &fires))
+    let view = ActionView { job: job.to_string(), fires: fires.iter().map(ScheduleFireView::from).collect() };
+    print(format, &view, || match done {
+        Some(done) => format!("{job}: {done}"),
+        None => fires_table(job, &fires),
+    })
+}
+
+/// What an action printed as JSON: the REST API's answer to
+/// `POST /api/v1/schedules/{job}/…` (the fires, as its views) with the job.
+#[derive(Serialize)]
+struct ActionView {
+    /// The cron job (`job-12`).
+    job: String,
+    /// Each fire the action made and what it did (none for pause and resume).
+    fires: Vec<ScheduleFireView>,
 }
 
 fn fires_table(job: JobId, fires: &[ScheduleFire]) -> String {
@@ -58,12 +70,14 @@ fn fires_table(job: JobId, fires: &[ScheduleFire]) -> String {
     out
 }
 
+/// A preview as JSON (computed here, no REST counterpart), instants written
+/// as the REST API's views write them.
 #[derive(Serialize)]
 struct Preview {
     expr: String,
     timezone: String,
-    /// Instants, UTC.
-    next: Vec<archon_core::model::Timestamp>,
+    /// Instants, RFC 3339 in UTC.
+    next: Vec<String>,
     /// The same, as wall-clock times in the zone.
     local: Vec<String>,
 }
@@ -85,8 +99,9 @@ fn preview(format: Format, expr: &str, tz: &str, count: usize) -> anyhow::Result
         return Err(bad(format!("EXPR: {expr:?} never fires (no date matches it)")));
     }
     let local = next.iter().map(|t| cron.local(*t)).collect();
-    let preview = Preview { expr: expr.to_owned(), timezone: tz.to_owned(), next, local };
+    let instants = next.iter().copied().map(time).collect();
+    let preview = Preview { expr: expr.to_owned(), timezone: tz.to_owned(), next: instants, local };
     print(format, &preview, || {
-        preview.next.iter().zip(&preview.local).map(|(t, l)| format!("{l}   ({t})\n")).collect::<String>()
+        next.iter().zip(&preview.local).map(|(t, l)| format!("{l}   ({t})\n")).collect::<String>()
     })
 }

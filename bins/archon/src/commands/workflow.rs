@@ -5,11 +5,14 @@ use std::process::ExitCode;
 
 use archon_core::api::Api;
 use archon_core::model::{RunState, WorkflowSpec};
+use archon_http::views::{SubmittedWorkflowView, WorkflowDetailView};
 
 use super::print;
 use crate::cli::Format;
 
-/// Submits `spec`; prints the workflow and its jobs.
+/// Submits `spec`; prints the workflow and its jobs. As JSON, the REST API's
+/// views: what `POST /api/v1/workflows` answers, or with `--wait` the workflow
+/// as `GET /api/v1/workflows/{id}` answers it once every job ended.
 pub(super) async fn submit(api: &dyn Api, spec: WorkflowSpec, wait: bool, format: Format) -> anyhow::Result<ExitCode> {
     let names: Vec<String> = spec.nodes.iter().map(|n| n.name.clone()).collect();
     if wait && spec.schedule.is_some() {
@@ -18,7 +21,7 @@ pub(super) async fn submit(api: &dyn Api, spec: WorkflowSpec, wait: bool, format
     let submitted = api.submit_workflow(spec).await?;
     let Some(workflow) = submitted.workflow else {
         let job = submitted.schedule.map_or_else(|| "?".to_owned(), |j| j.to_string());
-        return print(format, &submitted, || {
+        return print(format, &SubmittedWorkflowView::from(&submitted), || {
             format!(
                 "scheduled {job}: each fire starts an instance of the workflow (archon workflows lists them; \
                  archon schedule pause {job}, archon cancel {job})"
@@ -30,7 +33,7 @@ pub(super) async fn submit(api: &dyn Api, spec: WorkflowSpec, wait: bool, format
         eprintln!("submitted {workflow}: {}", jobs.join(", "));
     }
     if !wait {
-        return print(format, &submitted, String::new);
+        return print(format, &SubmittedWorkflowView::from(&submitted), String::new);
     }
     // Each job's run as it ended (the workflow leaves the live state with its
     // last job, so the runs are read one by one).
@@ -44,7 +47,11 @@ pub(super) async fn submit(api: &dyn Api, spec: WorkflowSpec, wait: bool, format
             ended.push((name.clone(), *job, d.run.id, d.run.state));
         }
     }
-    print(format, &ended, || {
+    let detail = match format {
+        Format::Json => Some(WorkflowDetailView::from(&api.get_workflow(workflow).await?)),
+        Format::Table => None,
+    };
+    print(format, &detail, || {
         let mut out = format!("{workflow}\n");
         for (name, job, run, state) in &ended {
             out.push_str(&format!("  {name}  {job}  {run}  {state}\n"));

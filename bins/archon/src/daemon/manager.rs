@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use archon_core::manager::{Manager, ManagerConfig};
+use archon_core::metrics::Metrics;
 use archon_core::model::PlacementPolicy;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +44,14 @@ pub struct ManagerDaemonConfig {
     pub store: Option<String>,
     /// History retention, idempotency window, kept output and input limits.
     pub keeping: Keeping,
+    /// How it logs, as the config file says (flags and `RUST_LOG` win; see [`crate::logging`]).
+    pub log: crate::logging::LogOptions,
+}
+
+impl AsRef<crate::logging::LogOptions> for ManagerDaemonConfig {
+    fn as_ref(&self) -> &crate::logging::LogOptions {
+        &self.log
+    }
 }
 
 impl Default for ManagerDaemonConfig {
@@ -60,6 +69,7 @@ impl Default for ManagerDaemonConfig {
             join: None,
             store: None,
             keeping: Keeping::default(),
+            log: crate::logging::LogOptions::default(),
         }
     }
 }
@@ -88,6 +98,10 @@ pub struct ManagerFile {
     pub join: Option<String>,
     /// `store = "postgres://archon@db/archon"` (the password may come from `ARCHON_STORE` instead)
     pub store: Option<String>,
+    /// `log_format = "json"` (or `"text"`)
+    pub log_format: Option<String>,
+    /// `log_filter = "archon_core=debug,info"` (RUST_LOG-style)
+    pub log_filter: Option<String>,
     /// `history_retention = "7d"`, `idempotency_window = "24h"`, `output_limit = "1MiB"`,
     /// `max_task_bytes = "1MiB"`, … (see [`KeepingFlags`]).
     #[serde(flatten)]
@@ -104,6 +118,7 @@ impl ManagerDaemonConfig {
             anyhow::bail!("unknown field `{key}` (the keys are archon-manager's long flags, with underscores)");
         }
         self.keeping.apply(&f.keeping)?;
+        self.log.apply_keys(f.log_format, f.log_filter)?;
         if let Some(l) = f.listen {
             self.listen = l;
         }
@@ -169,9 +184,11 @@ pub async fn run(config: ManagerDaemonConfig, shutdown: CancellationToken) -> an
         );
     }
     let address = config.advertise.clone().unwrap_or_else(|| format!("http://{local}"));
+    // One registry for the node: the manager, its store and its servers.
+    let metrics = Metrics::new();
     if let Some(url) = &config.store {
-        let Some(store) = crate::postgres::open(url, &address, &shutdown).await? else { return Ok(()) };
-        serve(&config, Arc::new(store.clone()), None, listener, &address, shutdown).await?;
+        let Some(store) = crate::postgres::open(url, &address, &metrics, &shutdown).await? else { return Ok(()) };
+        serve(&config, Arc::new(store.clone()), None, listener, &address, metrics, shutdown).await?;
         store.shutdown();
         println!("archon-manager stopped");
         return Ok(());
@@ -187,12 +204,12 @@ pub async fn run(config: ManagerDaemonConfig, shutdown: CancellationToken) -> an
         max_entry_bytes: config.keeping.max_entry_bytes,
     };
     println!("archon-manager node {} keeps its state in {}", options.node_id, options.data_dir.display());
-    let store = replicated::open(&options, &address).await?;
+    let store = replicated::open(&options, &address, &metrics).await?;
     if let Some(via) = options.join.clone() {
         replicated::join_in_background(store.clone(), via, shutdown.clone());
     }
     let raft = Some(store.raft().clone());
-    let served = serve(&config, Arc::new(store.clone()), raft, listener, &address, shutdown).await;
+    let served = serve(&config, Arc::new(store.clone()), raft, listener, &address, metrics, shutdown).await;
     let _ = store.shutdown().await;
     served?;
     println!("archon-manager stopped");
@@ -207,6 +224,7 @@ async fn serve(
     raft: Option<archon_raft::Raft>,
     listener: tokio::net::TcpListener,
     address: &str,
+    metrics: Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let local = listener.local_addr().context("listener address")?;
@@ -219,6 +237,7 @@ async fn serve(
             placement: config.placement,
             ..ManagerConfig::default()
         }))
+        .metrics(metrics.clone())
         .build();
     let driver_stop = CancellationToken::new();
     let driver = tokio::spawn({
@@ -229,11 +248,14 @@ async fn serve(
         if raft.is_some() { "API, worker sessions and Raft" } else { "API and worker sessions; state in PostgreSQL" };
     println!("archon-manager listening on http://{local} ({what})");
     tracing::info!(%address, worker_timeout = ?config.worker_timeout, "manager started");
-    let mut routes = archon_net::manager_routes(manager, &shutdown);
+    println!("{}", crate::serving::describe(local));
+    let mut routes = archon_net::manager_routes(manager.clone(), &shutdown);
     if let Some(raft) = raft {
         routes = routes.add_service(archon_raft::service::raft_service(raft));
     }
-    let served = archon_net::serve_routes(listener, routes, shutdown, "the manager's gRPC port").await;
+    let routes = archon_net::measure_routes(routes, &metrics);
+    let routes = crate::serving::with_rest(routes, manager, Some(metrics), &shutdown);
+    let served = archon_net::serve_routes(listener, routes, shutdown, "the manager's gRPC and REST port").await;
     driver_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
     served.context("gRPC server")

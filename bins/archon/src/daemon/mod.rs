@@ -26,16 +26,25 @@ pub(crate) fn duration(field: &str, value: &str) -> anyhow::Result<std::time::Du
     archon_core::model::units::parse_duration(value).map_err(|e| anyhow::anyhow!("{field}: {e}"))
 }
 
-/// A daemon's whole `main`: logging, configuration (a bad setting exits 2 naming
-/// it), then [`block_on`] of `run`.
-pub fn main<C, F, Fut>(verbose: u8, configure: impl FnOnce() -> anyhow::Result<C>, run: F) -> std::process::ExitCode
+/// A daemon's whole `main`: configuration (a bad setting exits 2 naming it),
+/// logging (`log` and `verbose` are the flags; the config's `log_*` keys come
+/// after them and `RUST_LOG`, see [`crate::logging`]), then [`block_on`] of `run`.
+pub fn main<C, F, Fut>(
+    log: crate::logging::LogOptions,
+    verbose: u8,
+    configure: impl FnOnce() -> anyhow::Result<C>,
+    run: F,
+) -> std::process::ExitCode
 where
+    C: AsRef<crate::logging::LogOptions>,
     F: FnOnce(C, tokio_util::sync::CancellationToken) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    crate::init_tracing(verbose);
     match configure() {
-        Ok(config) => block_on(|shutdown| run(config, shutdown)),
+        Ok(config) => {
+            crate::logging::init(&log, verbose, config.as_ref());
+            block_on(|shutdown| run(config, shutdown))
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::from(crate::EXIT_BAD_INPUT)

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
+use archon_core::metrics::Metrics;
 use archon_core::model::Resources;
 use archon_core::model::units::{parse_bytes, parse_cpu};
 use archon_core::worker::{WorkerConfig, WorkerRuntime};
@@ -36,6 +38,16 @@ pub struct WorkerDaemonConfig {
     pub state_dir: Option<std::path::PathBuf>,
     /// How the worker uses the machine's Docker engine.
     pub docker: crate::executors::DockerOptions,
+    /// Where to serve `GET /metrics` (Prometheus), if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// How it logs, as the config file says (flags and `RUST_LOG` win; see [`crate::logging`]).
+    pub log: crate::logging::LogOptions,
+}
+
+impl AsRef<crate::logging::LogOptions> for WorkerDaemonConfig {
+    fn as_ref(&self) -> &crate::logging::LogOptions {
+        &self.log
+    }
 }
 
 impl Default for WorkerDaemonConfig {
@@ -50,6 +62,8 @@ impl Default for WorkerDaemonConfig {
             drain_grace: Duration::from_secs(30),
             state_dir: None,
             docker: crate::executors::DockerOptions::default(),
+            metrics_listen: None,
+            log: crate::logging::LogOptions::default(),
         }
     }
 }
@@ -88,11 +102,21 @@ pub struct WorkerFile {
     pub docker_allow_mounts: Option<bool>,
     /// `docker_pids_limit = 4096` (0: no limit)
     pub docker_pids_limit: Option<i64>,
+    /// `metrics_listen = "0.0.0.0:9464"` serves `GET /metrics` there (off by default).
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `log_format = "json"` (or `"text"`)
+    pub log_format: Option<String>,
+    /// `log_filter = "archon_core=debug,info"` (RUST_LOG-style)
+    pub log_filter: Option<String>,
 }
 
 impl WorkerDaemonConfig {
     /// Applies the settings a file (or flags) gives.
     pub fn apply(&mut self, f: WorkerFile) -> anyhow::Result<()> {
+        self.log.apply_keys(f.log_format, f.log_filter)?;
+        if f.metrics_listen.is_some() {
+            self.metrics_listen = f.metrics_listen;
+        }
         if let Some(m) = f.managers {
             if m.is_empty() || m.iter().any(|a| a.trim().is_empty()) {
                 anyhow::bail!("managers: give at least one address, e.g. http://127.0.0.1:50051");
@@ -165,6 +189,8 @@ pub async fn run(config: WorkerDaemonConfig, shutdown: CancellationToken) -> any
     core.reconnect_base = config.reconnect_base;
     core.reconnect_cap = config.reconnect_cap;
     core.drain_grace = config.drain_grace;
+    let metrics = Metrics::new();
+    core.metrics = metrics.clone();
     let transport = Arc::new(archon_net::GrpcTransport::new(config.managers.clone()));
     let state_dir = config
         .state_dir
@@ -173,7 +199,32 @@ pub async fn run(config: WorkerDaemonConfig, shutdown: CancellationToken) -> any
     let executors = crate::executors::for_worker(&config.name, &state_dir, &config.docker).await?;
     let worker = WorkerRuntime::new(core, Arc::new(executors), transport);
     println!("archon-worker {:?} offering {} to {}", config.name, config.capacity, config.managers.join(", "));
+    let serving = match config.metrics_listen {
+        Some(address) => Some(serve_metrics(address, metrics, shutdown.clone()).await?),
+        None => None,
+    };
     worker.run(shutdown).await?;
+    if let Some(serving) = serving {
+        let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;
+    }
     println!("archon-worker {:?} stopped", config.name);
     Ok(())
+}
+
+/// Serves the worker's `GET /metrics` on `address` until `shutdown` fires.
+async fn serve_metrics(
+    address: std::net::SocketAddr,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("metrics_listen: cannot listen on {address}"))?;
+    let local = listener.local_addr().context("metrics listener address")?;
+    println!("archon-worker metrics on http://{local}/metrics");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = archon_http::metrics::serve(listener, metrics, shutdown).await {
+            tracing::error!(error = %e, "the metrics server stopped");
+        }
+    }))
 }

@@ -244,12 +244,29 @@ pub(crate) fn json(server: &str, args: &[&str]) -> Value {
     try_json(server, args).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The number of an id as the CLI's JSON prints it (`"run-12"` → 12), if `v` is one.
+pub(crate) fn try_id_num(v: &Value) -> Option<u64> {
+    v.as_str()?.rsplit_once('-')?.1.parse().ok()
+}
+
+/// The number of an id as the CLI's JSON prints it (`"run-12"` → 12).
+pub(crate) fn id_num(v: &Value) -> u64 {
+    try_id_num(v).unwrap_or_else(|| panic!("{v} is not an id like \"run-12\""))
+}
+
+/// An instant as the CLI's JSON prints it (RFC 3339), in milliseconds since the epoch.
+pub(crate) fn millis(v: &Value) -> i64 {
+    let at = v.as_str().and_then(|s| humantime::parse_rfc3339(s).ok());
+    let at = at.unwrap_or_else(|| panic!("{v} is not an RFC 3339 instant"));
+    at.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
 /// Submits one job; its (job, run) ids once acknowledged.
 pub(crate) fn submit(server: &str, args: &[&str]) -> Result<(u64, u64), String> {
     let mut all = vec!["submit"];
     all.extend(args);
     let v = try_json(server, &all)?;
-    match (v[0]["job"].as_u64(), v[0]["run"].as_u64()) {
+    match (try_id_num(&v[0]["job"]), try_id_num(&v[0]["run"])) {
         (Some(job), Some(run)) => Ok((job, run)),
         _ => Err(format!("unexpected submit answer: {v}")),
     }
@@ -274,15 +291,12 @@ pub(crate) fn successful_attempts(detail: &Value) -> usize {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|a| {
-            a["state"] == "finished" && a["result"]["status"]["kind"] == "exited" && a["result"]["status"]["code"] == 0
-        })
+        .filter(|a| a["state"] == "finished" && a["exit"]["kind"] == "exited" && a["exit"]["code"] == 0)
         .count()
 }
 
 /// Every item of `archon jobs` or `archon runs` (`what`), following the pages.
 pub(crate) fn list_all(server: &str, what: &str) -> Result<Vec<Value>, String> {
-    let prefix = if what == "jobs" { "job" } else { "run" };
     let mut items = Vec::new();
     let mut before: Option<String> = None;
     loop {
@@ -292,8 +306,8 @@ pub(crate) fn list_all(server: &str, what: &str) -> Result<Vec<Value>, String> {
         }
         let page = try_json(server, &args)?;
         items.extend(page["items"].as_array().unwrap().iter().cloned());
-        match page["next"].as_u64() {
-            Some(next) => before = Some(format!("{prefix}-{next}")),
+        match page["next"].as_str() {
+            Some(next) => before = Some(next.to_owned()),
             None => return Ok(items),
         }
     }
@@ -301,7 +315,7 @@ pub(crate) fn list_all(server: &str, what: &str) -> Result<Vec<Value>, String> {
 
 /// Every run by id: its summary.
 pub(crate) fn runs_by_id(server: &str) -> Result<std::collections::BTreeMap<u64, Value>, String> {
-    Ok(list_all(server, "runs")?.into_iter().map(|r| (r["id"].as_u64().unwrap(), r)).collect())
+    Ok(list_all(server, "runs")?.into_iter().map(|r| (id_num(&r["id"]), r)).collect())
 }
 
 /// Waits until each of `runs` has ended (succeeded, failed, cancelled, timed out).
@@ -421,13 +435,24 @@ pub(crate) struct Dev {
 
 impl Dev {
     pub(crate) fn start() -> Dev {
+        Dev::spawn(&[], Stdio::null())
+    }
+
+    /// Like [`Dev::start`] with `extra` flags (say `--log-format json`), its
+    /// stderr — its log — written to `log`.
+    pub(crate) fn start_with(extra: &[&str], log: &Path) -> Dev {
+        Dev::spawn(extra, std::fs::File::create(log).unwrap().into())
+    }
+
+    fn spawn(extra: &[&str], stderr: Stdio) -> Dev {
         let data = tempfile::tempdir().unwrap();
         #[allow(clippy::zombie_processes)] // Dev::drop kills and waits for it.
         let mut child = Command::new(CLI)
             .args(["dev", "--listen", "127.0.0.1:0", "--cpu", "4", "--memory", "4GiB", "--data-dir"])
             .arg(data.path())
+            .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn archon dev");
         let stdout = child.stdout.take().unwrap();
@@ -467,7 +492,7 @@ impl Dev {
         let out = self.cli(&all);
         assert!(out.status.success(), "submit {args:?}: {}", text(&out.stderr));
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        format!("run-{}", v[0]["run"].as_u64().unwrap())
+        v[0]["run"].as_str().unwrap().to_owned()
     }
 
     pub(crate) fn run_state(&self, run: &str) -> String {

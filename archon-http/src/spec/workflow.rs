@@ -25,15 +25,55 @@
 
 use archon_core::model::{Edge, EdgeCondition, WorkflowNode, WorkflowSpec};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::{JobDraft, Naming, ScheduleDraft};
 
 /// The `[workflow]` table.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Head {
-    name: String,
-    schedule: Option<ScheduleDraft>,
+pub struct WorkflowHead {
+    /// The workflow's name.
+    pub name: String,
+    /// A cron schedule: each fire starts an instance.
+    pub schedule: Option<ScheduleDraft>,
+}
+
+/// A workflow file as JSON: the body of `POST /api/v1/workflows`. Each job is a
+/// job draft with `depends_on` naming other jobs of the workflow, as a name or
+/// `{"job": "name", "when": "success|failure|completion"}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowDraft {
+    /// Its name and schedule.
+    pub workflow: WorkflowHead,
+    /// Its jobs.
+    #[schema(value_type = Vec<Object>)]
+    pub jobs: Vec<serde_json::Value>,
+}
+
+/// A workflow document in JSON (the shape of a workflow file) as a workflow.
+/// `null` values count as absent. Errors name the field as written.
+pub fn parse_workflow_json(value: serde_json::Value) -> Result<WorkflowSpec, String> {
+    let serde_json::Value::Object(_) = &value else {
+        return Err("body: must be an object with \"workflow\" and \"jobs\"".into());
+    };
+    match toml::Value::try_from(without_nulls(value)) {
+        Ok(toml::Value::Table(table)) => parse_workflow(table),
+        Ok(_) => Err("body: must be an object with \"workflow\" and \"jobs\"".into()),
+        Err(e) => Err(format!("body: {e}")),
+    }
+}
+
+fn without_nulls(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, without_nulls(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(without_nulls).collect()),
+        other => other,
+    }
 }
 
 /// Whether a parsed spec file is a workflow (it has a `[workflow]` table).
@@ -45,7 +85,7 @@ pub(super) fn is_workflow(table: &toml::Table) -> bool {
 /// (`jobs[1].depends_on[0]`).
 pub(super) fn parse_workflow(mut table: toml::Table) -> Result<WorkflowSpec, String> {
     let head = table.remove("workflow").unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
-    let head: Head = head.try_into().map_err(|e: toml::de::Error| format!("workflow: {}", e.message()))?;
+    let head: WorkflowHead = head.try_into().map_err(|e: toml::de::Error| format!("workflow: {}", e.message()))?;
     let jobs = match table.remove("jobs") {
         Some(toml::Value::Array(jobs)) => jobs,
         Some(_) => return Err("jobs: must be an array of tables ([[jobs]])".into()),
@@ -125,7 +165,7 @@ mod tests {
 
     #[test]
     fn the_shipped_release_workflow_parses_with_its_conditions() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/specs/release.toml");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/specs/release.toml");
         let spec = parse(&std::fs::read_to_string(path).unwrap()).unwrap();
         assert_eq!(spec.name, "release");
         let rollback = spec.nodes.iter().find(|n| n.name == "rollback").unwrap();

@@ -1,9 +1,11 @@
-//! Job drafts: what a user writes in a spec file or on the command line, before it
-//! becomes a [`JobSpec`]. Both paths go through [`JobDraft::into_spec`], so a bad
-//! value gets the same error either way, naming the field (`timeout`) or the flag
-//! (`--timeout`) and the accepted form.
+//! Job drafts: what a user writes in a spec file, on the command line or in a
+//! REST request body, before it becomes a [`JobSpec`]. Every path goes through
+//! [`JobDraft::into_spec`], so a bad value gets the same error either way, naming
+//! the field (`timeout`) or the flag (`--timeout`) and the accepted form.
 //!
 //! A spec file is TOML: either one job at the top level, or several as `[[jobs]]`.
+//! The REST API takes the same documents as JSON (`POST /api/v1/jobs`,
+//! `POST /api/v1/workflows`).
 //!
 //! ```toml
 //! name = "nightly-report"
@@ -41,11 +43,13 @@ use archon_core::model::{
     Constraint, DockerTask, JobId, JobSpec, PlacementPolicy, PullPolicy, Resources, SpecError, Task,
     units::{parse_bytes, parse_cpu, parse_duration},
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 mod schedule;
 mod workflow;
 pub use schedule::ScheduleDraft;
+pub use workflow::{WorkflowDraft, WorkflowHead, parse_workflow_json};
 
 /// What a spec file holds: jobs, or one workflow (see [`workflow`]).
 #[derive(Debug)]
@@ -57,20 +61,28 @@ pub enum SpecFileContent {
 }
 
 /// Reads a spec file: jobs or a workflow. Errors name the file and the field.
-pub fn read_any_spec_file(path: &Path) -> anyhow::Result<SpecFileContent> {
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
-    let table: toml::Table =
-        text.parse().map_err(|e: toml::de::Error| anyhow::anyhow!("{}: not valid TOML: {e}", path.display()))?;
+pub fn read_any_spec_file(path: &Path) -> Result<SpecFileContent, crate::Error> {
+    let in_file = |message: String| crate::Error::SpecFile { path: path.to_owned(), message };
+    let text = std::fs::read_to_string(path).map_err(|e| in_file(format!("cannot read: {e}")))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| in_file(format!("not valid TOML: {e}")))?;
     if workflow::is_workflow(&table) {
-        return workflow::parse_workflow(table)
-            .map(SpecFileContent::Workflow)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+        return workflow::parse_workflow(table).map(SpecFileContent::Workflow).map_err(in_file);
     }
-    parse_spec_file(&text).map(SpecFileContent::Jobs).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    parse_spec_file(&text).map(SpecFileContent::Jobs).map_err(in_file)
+}
+
+/// A CPU amount as written: `"500m"`, `"2"`, `2` or `0.5` (cores).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum CpuDraft {
+    /// `"500m"` (millicores) or `"1.5"` (cores).
+    Text(String),
+    /// Cores, e.g. `0.5` or `2`.
+    Cores(f64),
 }
 
 /// One job as written by a user.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobDraft {
     /// The job's name.
@@ -90,21 +102,24 @@ pub struct JobDraft {
     /// Attempt timeout, e.g. `30s`.
     pub timeout: Option<String>,
     /// Retries after a failure.
+    #[schema(format = "uint32", minimum = 0, maximum = 4294967295.0)]
     pub max_retries: Option<u32>,
     /// First retry delay, e.g. `1s`.
     pub retry_backoff: Option<String>,
     /// Largest retry delay, e.g. `5m`.
     pub retry_backoff_max: Option<String>,
     /// CPU, e.g. `"500m"`, `"2"` or `0.5`.
-    pub cpu: Option<toml::Value>,
+    pub cpu: Option<CpuDraft>,
     /// Memory, e.g. `"256MiB"`.
     pub memory: Option<String>,
     /// A container to run (instead of command, script, argv or function).
     pub docker: Option<DockerDraft>,
     /// Network bandwidth reserved, Mbit/s.
+    #[schema(format = "uint64", minimum = 0, maximum = 18446744073709551615.0)]
     pub bandwidth: Option<u64>,
     /// Devices by kind, e.g. `{ gpu = 1 }`.
     #[serde(default)]
+    #[schema(value_type = BTreeMap<String, u64>)]
     pub devices: BTreeMap<String, u32>,
     /// Environment variables.
     #[serde(default)]
@@ -127,6 +142,7 @@ pub struct JobDraft {
     /// default applies when it is longer).
     pub retention: Option<String>,
     /// Keep at most this many of its finished runs.
+    #[schema(format = "uint32", minimum = 0, maximum = 4294967295.0)]
     pub keep_last: Option<u32>,
     /// Output kept per stream of an attempt, e.g. `256KiB`.
     pub output_limit: Option<String>,
@@ -136,7 +152,7 @@ pub struct JobDraft {
 
 /// A container job as written by a user: the `[docker]` table, or `--docker`
 /// and its flags.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DockerDraft {
     /// The image, e.g. `busybox:1.36`.
@@ -242,10 +258,8 @@ impl JobDraft {
         let mut resources = Resources::default_request();
         if let Some(cpu) = &self.cpu {
             let text = match cpu {
-                toml::Value::String(s) => s.clone(),
-                toml::Value::Integer(i) => i.to_string(),
-                toml::Value::Float(x) => x.to_string(),
-                other => other.to_string(),
+                CpuDraft::Text(s) => s.clone(),
+                CpuDraft::Cores(x) => x.to_string(),
             };
             resources.cpu_millis = parse_cpu(&text).map_err(|e| err("cpu", e.to_string()))?;
         }
@@ -366,13 +380,6 @@ fn default_name(task: &Task) -> String {
 enum SpecFile {
     Many { jobs: Vec<JobDraft> },
     One(Box<JobDraft>),
-}
-
-/// Reads a TOML spec file into job specs. Errors name the file, the job (when
-/// there are several) and the field.
-pub fn read_spec_file(path: &Path) -> anyhow::Result<Vec<JobSpec>> {
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
-    parse_spec_file(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// Parses spec-file text into job specs.
@@ -526,7 +533,7 @@ mod tests {
 
     #[test]
     fn the_shipped_example_specs_parse() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/specs");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/specs");
         let mut seen = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();

@@ -15,11 +15,12 @@
 use archon_core::model::units::parse_duration;
 use archon_core::model::{OverlapPolicy, Schedule, SpecError, Timestamp};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::Naming;
 
 /// The `[schedule]` table.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleDraft {
     /// The cron expression.

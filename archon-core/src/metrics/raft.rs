@@ -1,0 +1,111 @@
+//! A Raft node's progress as gauges — term, commit index, applied index and the
+//! lag between them — and the leader changes it saw. archon-core knows nothing
+//! of Raft: the replicated store reports plain numbers here as they change.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Where a Raft node stands, as its store reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RaftProgress {
+    /// The current term.
+    pub term: u64,
+    /// The index of the last entry applied to the state machine.
+    pub applied: u64,
+    /// The leader this node knows of, by node id.
+    pub leader: Option<u64>,
+    /// Whether this node is the leader.
+    pub is_leader: bool,
+}
+
+/// `archon_raft_term`, `archon_raft_commit_index`, `archon_raft_applied_index`,
+/// `archon_raft_apply_lag_entries`, `archon_raft_is_leader` and
+/// `archon_raft_leader_changes_total`.
+#[derive(Debug)]
+pub struct RaftMetrics {
+    term: Gauge,
+    commit_index: Gauge,
+    applied_index: Gauge,
+    apply_lag: Gauge,
+    leader: Gauge,
+    leader_changes: Counter,
+    committed: AtomicU64,
+    applied: AtomicU64,
+    /// The last (term, leader) seen, to count changes.
+    last_leader: Mutex<Option<(u64, u64)>>,
+}
+
+impl RaftMetrics {
+    pub(super) fn registered(registry: &mut Registry) -> RaftMetrics {
+        let m = RaftMetrics {
+            term: Gauge::default(),
+            commit_index: Gauge::default(),
+            applied_index: Gauge::default(),
+            apply_lag: Gauge::default(),
+            leader: Gauge::default(),
+            leader_changes: Counter::default(),
+            committed: AtomicU64::new(0),
+            applied: AtomicU64::new(0),
+            last_leader: Mutex::new(None),
+        };
+        registry.register("archon_raft_term", "The Raft term this node is in", m.term.clone());
+        registry.register(
+            "archon_raft_commit_index",
+            "The index of the last Raft log entry this node knows committed",
+            m.commit_index.clone(),
+        );
+        registry.register(
+            "archon_raft_applied_index",
+            "The index of the last Raft log entry applied to this node's state",
+            m.applied_index.clone(),
+        );
+        registry.register(
+            "archon_raft_apply_lag_entries",
+            "Committed Raft log entries not yet applied on this node",
+            m.apply_lag.clone(),
+        );
+        registry.register("archon_raft_is_leader", "1 while this node is the Raft leader, else 0", m.leader.clone());
+        registry.register(
+            "archon_raft_leader_changes",
+            "Times this node saw a new leader (a new term or another node)",
+            m.leader_changes.clone(),
+        );
+        m
+    }
+
+    /// Records where the node stands now.
+    pub fn observe(&self, progress: RaftProgress) {
+        self.term.set(gauge_value(progress.term));
+        self.leader.set(i64::from(progress.is_leader));
+        self.applied.store(progress.applied, Ordering::Relaxed);
+        self.applied_index.set(gauge_value(progress.applied));
+        if let Some(leader) = progress.leader {
+            let mut last = self.last_leader.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if *last != Some((progress.term, leader)) {
+                *last = Some((progress.term, leader));
+                self.leader_changes.inc();
+            }
+        }
+        self.update_lag();
+    }
+
+    /// Records the committed index (the log saves it as it advances).
+    pub fn committed(&self, index: u64) {
+        self.committed.store(index, Ordering::Relaxed);
+        self.commit_index.set(gauge_value(index));
+        self.update_lag();
+    }
+
+    fn update_lag(&self) {
+        let lag = self.committed.load(Ordering::Relaxed).saturating_sub(self.applied.load(Ordering::Relaxed));
+        self.apply_lag.set(gauge_value(lag));
+    }
+}
+
+fn gauge_value(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}

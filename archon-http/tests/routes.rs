@@ -1,0 +1,301 @@
+//! The router and the OpenAPI document agree: every operation the document
+//! lists is answered by a handler, and what it does not list is answered by the
+//! `no-route` / `method-not-allowed` problems.
+//!
+//! Both are built from one list: each handler is registered with utoipa-axum's
+//! `routes!` from its `#[utoipa::path]`, and `OpenApiRouter::split_for_parts`
+//! yields the axum router and the document from it (archon-http's
+//! `routes::api_routes`). So the two directions hold by construction; these
+//! probes check it from outside, through the router `archon dev` serves, and
+//! would catch a handler routed around the list or a path written differently
+//! in its `#[utoipa::path]` than in its registration. The document's own page
+//! (`/api/v1/openapi.json`, `/api/docs`) and `/metrics` are served beside it and
+//! are not operations of the API.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use archon_core::api::Api;
+use archon_core::manager::Manager;
+use archon_core::store::MemStore;
+use archon_http::HttpConfig;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+/// The REST API of a manager on an in-memory store, running.
+fn router(shutdown: &CancellationToken) -> axum::Router {
+    let manager = Manager::builder(Arc::new(MemStore::new())).build();
+    tokio::spawn({
+        let (m, s) = (manager.clone(), shutdown.clone());
+        async move { m.run(s).await }
+    });
+    let api: Arc<dyn Api> = Arc::new(manager);
+    archon_http::router(api, &HttpConfig::default(), shutdown.clone())
+}
+
+/// Every (method, path template) of the document.
+fn documented() -> Vec<(Method, String)> {
+    let doc = serde_json::to_value(archon_http::openapi()).unwrap();
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            if let Ok(m) = method.to_uppercase().parse::<Method>()
+                && ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&m.as_str())
+            {
+                ops.push((m, path.clone()));
+            }
+        }
+    }
+    ops
+}
+
+/// A template with an id of the right kind in each `{…}`: `/api/v1/runs/run-1/wait`.
+fn concrete(template: &str) -> String {
+    let mut out = Vec::new();
+    for segment in template.split('/') {
+        let id = match out.last().copied() {
+            _ if !segment.starts_with('{') => segment,
+            Some("jobs" | "schedules") => "job-1",
+            Some("runs") => "run-1",
+            Some("workflows") => "wf-1",
+            Some("workers") => "w-1",
+            other => panic!("{template}: no id kind for a parameter after {other:?}"),
+        };
+        out.push(id);
+    }
+    out.join("/")
+}
+
+/// The answer to `method path`: status and, for a problem, its `type`.
+async fn ask(router: &axum::Router, method: Method, path: &str) -> (StatusCode, Option<String>) {
+    let mut req = Request::builder().method(method.clone()).uri(path);
+    let body = if method == Method::POST || method == Method::PUT || method == Method::PATCH {
+        req = req.header(header::CONTENT_TYPE, "application/json");
+        Body::from("{}")
+    } else {
+        Body::empty()
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(10), router.clone().oneshot(req.body(body).unwrap()))
+        .await
+        .unwrap_or_else(|_| panic!("{method} {path} did not answer within 10s"))
+        .unwrap();
+    let status = answer.status();
+    let is_problem = answer.headers().get(header::CONTENT_TYPE).is_some_and(|v| v == "application/problem+json");
+    let kind = if is_problem {
+        let bytes = axum::body::to_bytes(answer.into_body(), 1 << 20).await.unwrap();
+        let problem: Value = serde_json::from_slice(&bytes).unwrap();
+        Some(problem["type"].as_str().unwrap().to_owned())
+    } else {
+        None
+    };
+    (status, kind)
+}
+
+const NO_ROUTE: &str = "urn:archon:problem:no-route";
+const WRONG_METHOD: &str = "urn:archon:problem:method-not-allowed";
+
+#[tokio::test]
+async fn every_documented_operation_reaches_a_handler() {
+    let shutdown = CancellationToken::new();
+    let router = router(&shutdown);
+    let ops = documented();
+    assert!(ops.len() >= 25, "the document lists only {} operations", ops.len());
+    for (method, template) in ops {
+        let path = concrete(&template);
+        let (status, kind) = ask(&router, method.clone(), &path).await;
+        assert!(
+            kind.as_deref() != Some(NO_ROUTE) && kind.as_deref() != Some(WRONG_METHOD),
+            "{method} {path} (documented as {template}) is not routed: {status} {kind:?}"
+        );
+        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+    }
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn what_the_document_does_not_list_gets_the_no_route_problems() {
+    let shutdown = CancellationToken::new();
+    let router = router(&shutdown);
+    let ops = documented();
+
+    // Each documented path with every method it does not list: 405.
+    let mut paths: Vec<&String> = ops.iter().map(|(_, p)| p).collect();
+    paths.sort();
+    paths.dedup();
+    for template in paths {
+        for method in [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+            if ops.iter().any(|(m, p)| *m == method && p == template) {
+                continue;
+            }
+            let path = concrete(template);
+            let (status, kind) = ask(&router, method.clone(), &path).await;
+            assert_eq!(
+                (status, kind.as_deref()),
+                (StatusCode::METHOD_NOT_ALLOWED, Some(WRONG_METHOD)),
+                "{method} {path} is not in the document"
+            );
+        }
+    }
+
+    // Paths the document does not have at all: 404.
+    for path in [
+        "/api/v1/jobz",
+        "/api/v1/job",
+        "/api/v1/jobs/job-1/runs",
+        "/api/v1/runs/run-1/logs",
+        "/api/v1/schedules/job-1/delete",
+        "/api/v1/workers/w-1",
+        "/api/v1/workflows/wf-1/nodes",
+        "/api/v2/jobs",
+        "/api/v1",
+        "/",
+    ] {
+        for method in [Method::GET, Method::POST] {
+            let (status, kind) = ask(&router, method.clone(), path).await;
+            assert_eq!((status, kind.as_deref()), (StatusCode::NOT_FOUND, Some(NO_ROUTE)), "{method} {path}");
+        }
+    }
+    shutdown.cancel();
+}
+
+#[test]
+fn every_id_in_a_path_has_its_pattern_in_the_document() {
+    let doc = serde_json::to_value(archon_http::openapi()).unwrap();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for param in op["parameters"].as_array().into_iter().flatten() {
+                if param["in"] == "path" {
+                    let pattern = param["schema"]["pattern"]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("{method} {path}: path parameter {} has no pattern", param["name"]));
+                    let prefix = concrete(path).rsplit('/').find(|s| s.ends_with("-1")).unwrap().replace('1', "");
+                    assert_eq!(pattern, format!("^({prefix})?[0-9]{{1,19}}$"), "{method} {path}");
+                }
+            }
+        }
+    }
+}
+
+/// The status and body of `GET path`.
+async fn get(router: &axum::Router, path: &str, headers: &[(&str, &[u8])]) -> (StatusCode, Value) {
+    let mut req = Request::builder().uri(path);
+    for (name, value) in headers {
+        req = req.header(*name, axum::http::HeaderValue::from_bytes(value).unwrap());
+    }
+    let answer = router.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let status = answer.status();
+    let bytes = axum::body::to_bytes(answer.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn ids_numbers_states_and_instants_are_read_exactly_as_the_document_writes_them() {
+    let shutdown = CancellationToken::new();
+    let router = router(&shutdown);
+    // Accepted: what the patterns, bounds and enums of the document admit.
+    for path in [
+        "/api/v1/jobs?before=job-12&limit=1",
+        "/api/v1/jobs?before=12&limit=1000",
+        "/api/v1/runs?before=run-9999999999999999999&state=timed_out",
+        "/api/v1/runs?since=0001-01-01T00:00:00Z&until=9999-12-31T23:59:59.999-23:59",
+        "/api/v1/workflows?state=cancelled&before=wf-3",
+        "/api/v1/schedules?limit=7",
+    ] {
+        let (status, body) = get(&router, path, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    // Refused naming the parameter: anything the document does not admit.
+    for (path, field) in [
+        ("/api/v1/jobs?limit=0", "limit"),
+        ("/api/v1/jobs?limit=1001", "limit"),
+        ("/api/v1/jobs?limit=%2B5", "limit"),
+        ("/api/v1/jobs?limit=%205", "limit"),
+        ("/api/v1/jobs?before=%2012", "before"),
+        ("/api/v1/jobs?before=job-%2B12", "before"),
+        ("/api/v1/jobs?before=00000000000000000012", "before"),
+        ("/api/v1/jobs?before=run-12", "before"),
+        ("/api/v1/runs?state=Succeeded", "state"),
+        ("/api/v1/runs?state=timed-out", "state"),
+        ("/api/v1/workflows?state=%20running", "state"),
+        ("/api/v1/runs?since=2026-12-01%2010:00:00Z", "since"),
+        ("/api/v1/runs?until=2026-02-29T10:00:00Z", "until"),
+        ("/api/v1/runs/run-1/output?tail=9223372036854775808", "tail"),
+        ("/api/v1/jobs/job-%2B1", "id"),
+        ("/api/v1/workflows/wf-1x", "id"),
+    ] {
+        let (status, body) = get(&router, path, &[]).await;
+        assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{path}: {body}");
+    }
+    let (status, body) = get(&router, "/api/v1/runs/run-1/events", &[("last-event-id", b"null")]).await;
+    assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("Last-Event-ID")), "{body}");
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn any_idempotency_key_a_client_can_send_is_a_key() {
+    let shutdown = CancellationToken::new();
+    let router = router(&shutdown);
+    let submit = |key: &'static [u8]| {
+        let router = router.clone();
+        async move {
+            let req = Request::post("/api/v1/jobs")
+                .header(header::CONTENT_TYPE, "application/json")
+                .header("idempotency-key", axum::http::HeaderValue::from_bytes(key).unwrap())
+                .body(Body::from(r#"{"command": "true"}"#))
+                .unwrap();
+            let answer = router.oneshot(req).await.unwrap();
+            let status = answer.status();
+            let bytes = axum::body::to_bytes(answer.into_body(), 1 << 20).await.unwrap();
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+        }
+    };
+    let (status, first) = submit(b"caf\xe9 \xff").await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (status, again) = submit(b"caf\xe9 \xff").await;
+    assert_eq!((status, &again["job"], &again["duplicate"]), (StatusCode::OK, &first["job"], &Value::Bool(true)));
+    let (status, other) = submit(b"caf\xe9 \xfe").await;
+    assert_eq!(status, StatusCode::CREATED, "another key is another job: {other}");
+    shutdown.cancel();
+}
+
+/// `GET path` through `router`: status, content type and body.
+async fn fetch(router: &axum::Router, path: &str) -> (StatusCode, String, Vec<u8>) {
+    let req = Request::builder().uri(path).body(Body::empty()).unwrap();
+    let resp = router.clone().oneshot(req).await.unwrap();
+    let kind = resp.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap().to_vec();
+    (status, kind, body)
+}
+
+#[tokio::test]
+async fn the_api_page_and_every_asset_it_loads_are_served_from_the_binary() {
+    let shutdown = CancellationToken::new();
+    let router = router(&shutdown);
+    let (status, kind, page) = fetch(&router, "/api/docs/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(kind.starts_with("text/html"), "{kind}");
+    let page = String::from_utf8(page).unwrap();
+    // Every script and stylesheet it names is relative (no CDN) and served here.
+    let assets: Vec<&str> = page.split(['"', '\'']).filter(|s| s.ends_with(".js") || s.ends_with(".css")).collect();
+    assert!(assets.len() >= 3, "the page loads its bundle, its styles and its initializer: {page}");
+    for asset in assets {
+        assert!(!asset.contains("://"), "{asset} is loaded from elsewhere");
+        let path = format!("/api/docs/{}", asset.trim_start_matches("./"));
+        let (status, _, body) = fetch(&router, &path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(body.len() > 100, "{path} is {} bytes", body.len());
+    }
+    // The initializer points the page at the document, which is served too.
+    let (_, _, init) = fetch(&router, "/api/docs/swagger-initializer.js").await;
+    assert!(String::from_utf8_lossy(&init).contains("/api/v1/openapi.json"));
+    let (status, _, doc) = fetch(&router, "/api/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let doc: Value = serde_json::from_slice(&doc).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+    shutdown.cancel();
+}
