@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::model::{
     Attempt, ExitStatus, Job, JobId, JobSpec, OutputChunk, OverlapPolicy, Run, RunId, RunState, ScheduleState,
-    Timestamp, Worker, WorkerId, Workflow, WorkflowId, WorkflowSpec, WorkflowState,
+    TaskKind, Timestamp, Worker, WorkerId, Workflow, WorkflowId, WorkflowSpec, WorkflowState,
 };
 use crate::state::{FireResult, Rejection};
 
@@ -194,6 +194,13 @@ pub struct JobQuery {
     pub before: Option<JobId>,
     /// At most this many (default 50, at most 1000).
     pub limit: Option<u32>,
+    /// Only jobs whose task is of this kind (a live cron workflow, listed as
+    /// `workflow`, is of none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<TaskKind>,
+    /// Only jobs whose latest run is in this state (a job with no run yet has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<RunState>,
 }
 
 /// Paging and filters for listing workflows.

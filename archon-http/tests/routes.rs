@@ -152,7 +152,9 @@ async fn what_the_document_does_not_list_gets_the_no_route_problems() {
         "/api/v1/workflows/wf-1/nodes",
         "/api/v2/jobs",
         "/api/v1",
-        "/",
+        "/index.html",
+        "/ui",
+        "/ui/app.js/x",
     ] {
         for method in [Method::GET, Method::POST] {
             let (status, kind) = ask(&router, method.clone(), path).await;
@@ -232,6 +234,122 @@ async fn ids_numbers_states_and_instants_are_read_exactly_as_the_document_writes
     }
     let (status, body) = get(&router, "/api/v1/runs/run-1/events", &[("last-event-id", b"null")]).await;
     assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("Last-Event-ID")), "{body}");
+    shutdown.cancel();
+}
+
+#[test]
+fn the_job_listing_documents_the_kinds_and_states_it_accepts() {
+    let doc = serde_json::to_value(archon_http::openapi()).unwrap();
+    let params = doc["paths"]["/api/v1/jobs"]["get"]["parameters"].as_array().unwrap();
+    for (name, values) in [
+        ("kind", vec!["shell", "script", "process", "docker", "function"]),
+        ("state", archon_core::model::RunState::ALL.iter().map(|s| s.as_str()).collect()),
+    ] {
+        let param = params.iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("no {name} parameter"));
+        assert_eq!(param["in"], "query", "{param}");
+        // The schema, or the one it refers to (possibly as one of a nullable pair).
+        let schema = &param["schema"];
+        let reference =
+            schema["$ref"].as_str().or_else(|| schema["oneOf"].as_array()?.iter().find_map(|s| s["$ref"].as_str()));
+        let schema = match reference {
+            Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
+            None => schema,
+        };
+        let listed: Vec<&str> = schema["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: {param}"))
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(listed, values, "{name}");
+    }
+}
+
+/// The status and body of `POST path` with a JSON `body`.
+async fn post(router: &axum::Router, path: &str, body: Value) -> (StatusCode, Value) {
+    let req = Request::post(path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let answer = router.clone().oneshot(req).await.unwrap();
+    let status = answer.status();
+    let bytes = axum::body::to_bytes(answer.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn jobs_are_listed_by_task_kind_and_latest_run_state() {
+    let shutdown = CancellationToken::new();
+    let router = router(&shutdown);
+    // No worker joins: runs stay pending until cancelled, which retires their
+    // job to the history, so both the live state and the history are filtered.
+    let mut job = Vec::new();
+    for body in [
+        serde_json::json!({"name": "shell-live", "command": "true"}),
+        serde_json::json!({"name": "process-live", "argv": ["true"]}),
+        serde_json::json!({"name": "shell-done", "command": "true"}),
+        serde_json::json!({"name": "process-done", "argv": ["true"]}),
+        serde_json::json!({"name": "shell-cron", "command": "true", "schedule": {"cron": "0 0 1 1 *"}}),
+    ] {
+        let (status, submitted) = post(&router, "/api/v1/jobs", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{submitted}");
+        job.push(submitted["job"].as_str().unwrap().to_owned());
+    }
+    // A cron workflow: a job of its own, listed as `workflow`, of no task kind.
+    let flow = serde_json::json!({
+        "workflow": {"name": "nightly", "schedule": {"cron": "0 0 1 1 *"}},
+        "jobs": [{"name": "step", "command": "true"}],
+    });
+    let (status, created) = post(&router, "/api/v1/workflows", flow).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    for done in &job[2..4] {
+        let (status, body) = post(&router, &format!("/api/v1/jobs/{done}/cancel"), Value::Null).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    }
+    let (_, all) = get(&router, "/api/v1/jobs", &[]).await;
+    let cron_flow = all["items"].as_array().unwrap().iter().find(|j| j["kind"] == "workflow").unwrap()["id"].clone();
+    assert_eq!(all["items"].as_array().unwrap().len(), 6, "{all}");
+
+    let listed = |query: &'static str| {
+        let router = router.clone();
+        async move {
+            let (status, page) = get(&router, &format!("/api/v1/jobs?{query}"), &[]).await;
+            assert_eq!(status, StatusCode::OK, "{query}: {page}");
+            let ids: Vec<String> =
+                page["items"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap().to_owned()).collect();
+            (ids, page["next"].as_str().map(str::to_owned))
+        }
+    };
+    let of = |i: &[usize]| i.iter().map(|i| job[*i].clone()).collect::<Vec<_>>();
+    assert_eq!(listed("kind=shell").await, (of(&[4, 2, 0]), None));
+    assert_eq!(listed("kind=process").await, (of(&[3, 1]), None));
+    assert_eq!(listed("kind=docker").await, (of(&[]), None));
+    assert_eq!(listed("kind=function").await, (of(&[]), None), "the cron workflow ({cron_flow}) is no function");
+    assert_eq!(listed("state=pending").await, (of(&[1, 0]), None));
+    assert_eq!(listed("state=cancelled").await, (of(&[3, 2]), None));
+    assert_eq!(listed("state=succeeded").await, (of(&[]), None));
+    assert_eq!(listed("kind=process&state=pending").await, (of(&[1]), None));
+    assert_eq!(listed("kind=shell&state=cancelled&name=done").await, (of(&[2]), None));
+    // Pages hold only matching jobs, and the cursor leads to the next match.
+    assert_eq!(listed("kind=shell&limit=2").await, (of(&[4, 2]), Some(job[2].clone())));
+    let (status, rest) = get(&router, &format!("/api/v1/jobs?kind=shell&limit=2&before={}", job[2]), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{rest}");
+    assert_eq!((rest["items"][0]["id"].as_str(), rest["items"].as_array().unwrap().len()), (Some(job[0].as_str()), 1));
+    assert_eq!(rest["next"], Value::Null);
+
+    // Refused naming the parameter and what it accepts.
+    for (query, field, accepted) in [
+        ("kind=nope", "kind", "shell, script, process, docker, function"),
+        ("kind=Shell", "kind", "\"shell\""),
+        ("kind=workflow", "kind", "shell, script, process, docker, function"),
+        ("state=nope", "state", "waiting, pending, scheduled, running"),
+        ("state=Failed", "state", "\"failed\""),
+    ] {
+        let (status, problem) = get(&router, &format!("/api/v1/jobs?{query}"), &[]).await;
+        assert_eq!((status, problem["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{query}: {problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.starts_with(&format!("{field}: ")) && detail.contains(accepted), "{query}: {detail}");
+    }
     shutdown.cancel();
 }
 

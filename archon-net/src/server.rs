@@ -199,7 +199,8 @@ impl ArchonApi for ApiService {
         &self,
         request: Request<proto::ListJobsRequest>,
     ) -> Result<Response<proto::ListJobsResponse>, Status> {
-        let page = self.api.list_jobs(request.into_inner().into()).await.map_err(error_to_status)?;
+        let query = request.into_inner().try_into().map_err(error_to_status)?;
+        let page = self.api.list_jobs(query).await.map_err(error_to_status)?;
         Ok(Response::new(page.into()))
     }
 

@@ -15,8 +15,8 @@ use archon_core::api::{
 use archon_core::model::{
     Attempt, AttemptId, AttemptResult, AttemptState, Constraint, ConstraintOp, DockerTask, ExitStatus, Job, JobId,
     JobSpec, OutputChunk, OutputStream, OutputTail, OverlapPolicy, Paused, PlacementPolicy, PullPolicy, ResourceUsage,
-    Resources, RetryPolicy, Run, RunId, RunState, Schedule, ScheduleState, SpecError, Task, Timestamp, Worker,
-    WorkerId, WorkerState,
+    Resources, RetryPolicy, Run, RunId, RunState, Schedule, ScheduleState, SpecError, Task, TaskKind, Timestamp,
+    Worker, WorkerId, WorkerState,
 };
 use archon_core::state::{FireResult, Rejection};
 use archon_net::proto;
@@ -376,9 +376,17 @@ fn submit_results_with_every_rejection_round_trip() {
 
 #[test]
 fn queries_and_cancel_targets_round_trip() {
-    let q = JobQuery { name: Some("night".into()), before: Some(JobId(9)), limit: Some(10) };
-    assert_eq!(JobQuery::from(proto::ListJobsRequest::from(q.clone())), q);
-    assert_eq!(JobQuery::from(proto::ListJobsRequest::from(JobQuery::default())), JobQuery::default());
+    for kind in TaskKind::ALL.map(Some).into_iter().chain([None]) {
+        for state in RunState::ALL.map(Some).into_iter().chain([None]) {
+            let q = JobQuery { name: Some("night".into()), before: Some(JobId(9)), limit: Some(10), kind, state };
+            assert_eq!(JobQuery::try_from(proto::ListJobsRequest::from(q.clone())).unwrap(), q);
+        }
+    }
+    assert_eq!(JobQuery::try_from(proto::ListJobsRequest::from(JobQuery::default())).unwrap(), JobQuery::default());
+    let unknown = proto::ListJobsRequest { kind: 99, ..proto::ListJobsRequest::default() };
+    assert!(JobQuery::try_from(unknown).unwrap_err().to_string().contains("kind"));
+    let unknown = proto::ListJobsRequest { state: 99, ..proto::ListJobsRequest::default() };
+    assert!(JobQuery::try_from(unknown).unwrap_err().to_string().contains("state"));
     for state in RunState::ALL.map(Some).into_iter().chain([None]) {
         let q = RunQuery {
             job: Some(JobId(1)),

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use archon_core::Error;
-use archon_core::api::{Api, CancelTarget, JobQuery, JobSummary, RunDetail, RunQuery, SubmitResult, Submitted};
+use archon_core::api::{Api, CancelTarget, JobQuery, JobSummary, Page, RunDetail, RunQuery, SubmitResult, Submitted};
 use archon_core::executor::{ExecContext, Executor, ExecutorRegistry};
 use archon_core::manager::Manager;
 use archon_core::model::{
     AttemptResult, AttemptState, ExitStatus, JobId, JobSpec, OutputStream, PlacementPolicy, Resources, RetryPolicy,
-    RunId, RunState, Task, WorkerId, WorkerState,
+    RunId, RunState, Task, TaskKind, WorkerId, WorkerState,
 };
 use archon_core::state::Rejection;
 use archon_core::store::MemStore;
@@ -289,7 +289,7 @@ async fn list_jobs_and_runs_filter_and_page_newest_first() {
     let mut before = None;
     let mut pages = 0;
     loop {
-        let query = JobQuery { name: Some("page-".into()), before, limit: Some(2) };
+        let query = JobQuery { name: Some("page-".into()), before, limit: Some(2), ..JobQuery::default() };
         let page = c.api.list_jobs(query).await.unwrap();
         pages += 1;
         assert!(page.items.len() <= 2);
@@ -303,6 +303,17 @@ async fn list_jobs_and_runs_filter_and_page_newest_first() {
     let expected: Vec<JobId> = page_jobs.iter().rev().map(|s| s.job).collect();
     assert_eq!(seen.iter().map(|j| j.id).collect::<Vec<_>>(), expected);
     assert!(seen.iter().all(|j| j.kind == "function" && j.last_state == Some(RunState::Succeeded) && j.runs == 1));
+
+    // Jobs by kind and by their latest run's state: the filters travel to the server.
+    let jobs = |kind, state| c.api.list_jobs(JobQuery { kind, state, limit: Some(1000), ..JobQuery::default() });
+    let ids = |page: Page<JobSummary, JobId>| page.items.iter().map(|j| j.id).collect::<Vec<_>>();
+    let expected: Vec<JobId> = failed.iter().rev().map(|s| s.job).collect();
+    assert_eq!(ids(jobs(None, Some(RunState::Failed)).await.unwrap()), expected);
+    assert_eq!(ids(jobs(Some(TaskKind::Function), Some(RunState::Failed)).await.unwrap()), expected);
+    assert_eq!(ids(jobs(Some(TaskKind::Shell), None).await.unwrap()), Vec::<JobId>::new());
+    assert_eq!(ids(jobs(None, Some(RunState::Running)).await.unwrap()), Vec::<JobId>::new());
+    let expected: Vec<JobId> = page_jobs.iter().rev().map(|s| s.job).collect();
+    assert_eq!(ids(jobs(Some(TaskKind::Function), Some(RunState::Succeeded)).await.unwrap()), expected);
 
     // Runs by state.
     let failed_runs = c.api.list_runs(RunQuery { state: Some(RunState::Failed), ..RunQuery::default() }).await.unwrap();

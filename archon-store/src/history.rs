@@ -270,10 +270,13 @@ impl History for PgHistory {
         let mut conn = self.conn().await?;
         let rows: Vec<Record> = diesel::sql_query(
             "SELECT record::text AS record FROM archon_jobs WHERE record IS NOT NULL AND id < $1 \
-             AND ($2::text IS NULL OR strpos(name, $2) > 0) ORDER BY id DESC LIMIT $3",
+             AND ($2::text IS NULL OR strpos(name, $2) > 0) AND ($3::text IS NULL OR kind = $3) \
+             AND ($4::text IS NULL OR record->>'last_state' = $4) ORDER BY id DESC LIMIT $5",
         )
         .bind::<BigInt, _>(filter.before.map_or(i64::MAX, |b| big(b.0)))
         .bind::<Nullable<Text>, _>(filter.name.as_deref())
+        .bind::<Nullable<Text>, _>(filter.kind.map(|k| k.as_str()))
+        .bind::<Nullable<Text>, _>(filter.state.map(|s| s.as_str()))
         .bind::<BigInt, _>(big(limit as u64))
         .load(&mut conn)
         .await

@@ -33,7 +33,7 @@ pub use mem::MemHistory;
 
 use crate::error::Error;
 use crate::model::{
-    AttemptId, JobId, JobRecord, OutputStream, RunId, RunRecord, RunState, Timestamp, Workflow, WorkflowId,
+    AttemptId, JobId, JobRecord, OutputStream, RunId, RunRecord, RunState, TaskKind, Timestamp, Workflow, WorkflowId,
     WorkflowRecord, WorkflowState,
 };
 
@@ -101,6 +101,10 @@ pub struct JobFilter {
     pub name: Option<String>,
     /// Only jobs with ids below this.
     pub before: Option<JobId>,
+    /// Only jobs whose task is of this kind.
+    pub kind: Option<TaskKind>,
+    /// Only jobs whose last run ended in this state (a job that never ran has none).
+    pub state: Option<RunState>,
 }
 
 impl JobFilter {
@@ -108,6 +112,8 @@ impl JobFilter {
     pub fn matches(&self, record: &JobRecord) -> bool {
         self.name.as_deref().is_none_or(|n| record.job.spec.name.contains(n))
             && self.before.is_none_or(|b| record.id() < b)
+            && self.kind.is_none_or(|k| record.job.spec.task.kind() == k)
+            && self.state.is_none_or(|s| record.last_state == Some(s))
     }
 }
 
@@ -242,7 +248,60 @@ pub fn merge_newest_first<T, K: Ord + Copy>(a: Vec<T>, b: Vec<T>, key: impl Fn(&
 
 #[cfg(test)]
 mod tests {
-    use super::merge_newest_first;
+    use std::sync::Arc;
+
+    use super::{JobFilter, merge_newest_first};
+    use crate::model::{DockerTask, Job, JobId, JobRecord, JobSpec, RunState, Task, TaskKind, Timestamp};
+
+    fn task(kind: TaskKind) -> Task {
+        match kind {
+            TaskKind::Shell => Task::Shell { command: "true".into() },
+            TaskKind::Script => Task::Script { interpreter: "sh".into(), body: "true".into() },
+            TaskKind::Process => Task::Process { argv: vec!["true".into()] },
+            TaskKind::Docker => Task::Docker(Box::new(DockerTask {
+                image: "busybox".into(),
+                command: Vec::new(),
+                entrypoint: None,
+                network: "none".into(),
+                user: None,
+                mounts: Vec::new(),
+                pull: Default::default(),
+            })),
+            TaskKind::Function => Task::Function { name: "resize".into(), input: "null".into() },
+        }
+    }
+
+    fn record(id: u64, name: &str, kind: TaskKind, last_state: Option<RunState>) -> JobRecord {
+        let spec = Arc::new(JobSpec::new(name, task(kind)));
+        JobRecord {
+            job: Job { id: JobId(id), spec, created_at: Timestamp(0), runs: Vec::new(), cancelled: false },
+            last_state,
+        }
+    }
+
+    #[test]
+    fn a_job_filter_keeps_the_jobs_of_its_kind_whose_last_run_ended_in_its_state() {
+        let states = RunState::ALL.map(Some).into_iter().chain([None]);
+        for (kind, last_state) in TaskKind::ALL.into_iter().flat_map(|k| states.clone().map(move |s| (k, s))) {
+            let job = record(7, "nightly-report", kind, last_state);
+            assert_eq!(task(kind).kind(), kind);
+            for want_kind in TaskKind::ALL.map(Some).into_iter().chain([None]) {
+                for want_state in RunState::ALL.map(Some).into_iter().chain([None]) {
+                    let filter = JobFilter { kind: want_kind, state: want_state, ..JobFilter::default() };
+                    let expected =
+                        want_kind.is_none_or(|k| k == kind) && want_state.is_none_or(|s| last_state == Some(s));
+                    assert_eq!(filter.matches(&job), expected, "{filter:?} on a {kind} job last {last_state:?}");
+                }
+            }
+        }
+        // The kind and state narrow the name and page filters, never widen them.
+        let job = record(7, "nightly-report", TaskKind::Shell, Some(RunState::Failed));
+        let both = JobFilter { kind: Some(TaskKind::Shell), state: Some(RunState::Failed), ..JobFilter::default() };
+        assert!(both.matches(&job));
+        assert!(!JobFilter { name: Some("hourly".into()), ..both.clone() }.matches(&job));
+        assert!(!JobFilter { before: Some(JobId(7)), ..both.clone() }.matches(&job));
+        assert!(JobFilter { name: Some("nightly".into()), before: Some(JobId(8)), ..both }.matches(&job));
+    }
 
     #[test]
     fn merging_keeps_order_drops_duplicates_and_stops_at_the_limit() {

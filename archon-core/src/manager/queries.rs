@@ -126,8 +126,22 @@ pub(super) fn page<T, C>(mut items: Vec<T>, limit: usize, key: impl Fn(&T) -> C)
     Page { items, next }
 }
 
+/// A live job's latest run's state, while that run is live too.
+fn live_last_state(state: &ClusterState, job: &Job) -> Option<RunState> {
+    job.runs.last().and_then(|r| state.run(*r)).map(|r| r.state)
+}
+
+/// Whether a live job passes `q`'s filters (not its paging): the kind and the
+/// last state as its listing shows them, so a cron workflow (listed as
+/// `workflow`) is of no task kind.
+fn live_job_matches(state: &ClusterState, q: &JobQuery, job: &Job) -> bool {
+    q.name.as_deref().is_none_or(|n| job.spec.name.contains(n))
+        && q.kind.is_none_or(|k| job.spec.task.kind() == k && state.scheduled_workflow(job.id).is_none())
+        && q.state.is_none_or(|s| live_last_state(state, job) == Some(s))
+}
+
 fn live_job_summary(state: &ClusterState, job: &Job, now: Timestamp) -> JobSummary {
-    let mut summary = summary_of(job, job.runs.last().and_then(|r| state.run(*r)).map(|r| r.state));
+    let mut summary = summary_of(job, live_last_state(state, job));
     if let Some(workflow) = state.scheduled_workflow(job.id) {
         // A cron workflow's job: what each fire starts.
         let names: Vec<&str> = workflow.nodes.iter().take(5).map(|n| n.name.as_str()).collect();
@@ -160,7 +174,6 @@ fn summary_of(job: &Job, last_state: Option<RunState>) -> JobSummary {
 
 pub(crate) async fn list_jobs(shared: &Shared, q: &JobQuery) -> Result<Page<JobSummary, JobId>, Error> {
     let limit = page_size(q.limit);
-    let filter = JobFilter { name: q.name.clone(), before: q.before };
     let now = shared.clock.now();
     let live: Vec<JobSummary> = shared.store.query(|s| {
         let upper = q.before.unwrap_or(JobId(u64::MAX));
@@ -168,18 +181,24 @@ pub(crate) async fn list_jobs(shared: &Shared, q: &JobQuery) -> Result<Page<JobS
             .range(..upper)
             .rev()
             .map(|(_, j)| j)
-            .filter(|j| q.name.as_deref().is_none_or(|n| j.spec.name.contains(n)))
+            .filter(|j| live_job_matches(s, q, j))
             .take(limit + 1)
             .map(|j| live_job_summary(s, j, now))
             .collect()
     });
-    let retired: Vec<JobSummary> = shared
-        .history
-        .list_jobs(&filter, limit + 1)
-        .await?
-        .iter()
-        .map(|r: &JobRecord| summary_of(&r.job, r.last_state))
-        .collect();
+    // A retired job's last run has ended: no retired job is in a live state.
+    let retired: Vec<JobSummary> = if q.state.is_some_and(|s| !s.is_terminal()) {
+        Vec::new()
+    } else {
+        let filter = JobFilter { name: q.name.clone(), before: q.before, kind: q.kind, state: q.state };
+        shared
+            .history
+            .list_jobs(&filter, limit + 1)
+            .await?
+            .iter()
+            .map(|r: &JobRecord| summary_of(&r.job, r.last_state))
+            .collect()
+    };
     let items = merge_newest_first(live, retired, |j| j.id, limit + 1);
     Ok(page(items, limit, |j| j.id))
 }

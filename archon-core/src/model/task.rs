@@ -85,6 +85,7 @@ pub enum PullPolicy {
 }
 
 /// The kind of a task, without its details.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskKind {
@@ -111,11 +112,27 @@ impl TaskKind {
             TaskKind::Function => "function",
         }
     }
+
+    /// Every kind, in declaration order.
+    pub const ALL: [TaskKind; 5] =
+        [TaskKind::Shell, TaskKind::Script, TaskKind::Process, TaskKind::Docker, TaskKind::Function];
 }
 
 impl std::fmt::Display for TaskKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for TaskKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let norm = s.trim().to_ascii_lowercase();
+        TaskKind::ALL.into_iter().find(|k| k.as_str() == norm).ok_or_else(|| {
+            let names: Vec<_> = TaskKind::ALL.iter().map(|k| k.as_str()).collect();
+            format!("{s:?} is not a task kind (one of {})", names.join(", "))
+        })
     }
 }
 
@@ -214,4 +231,20 @@ impl Task {
 /// The capability string for a registered function.
 pub fn function_capability(name: &str) -> String {
     format!("function:{name}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TaskKind;
+
+    #[test]
+    fn task_kinds_parse_from_the_names_they_print_and_refuse_others_listing_them() {
+        for kind in TaskKind::ALL {
+            assert_eq!(kind.to_string().parse::<TaskKind>(), Ok(kind));
+            assert_eq!(serde_json::to_value(kind).ok(), Some(serde_json::Value::from(kind.as_str())));
+        }
+        assert_eq!(" Docker ".parse::<TaskKind>(), Ok(TaskKind::Docker));
+        let err = "workflow".parse::<TaskKind>().unwrap_err();
+        assert_eq!(err, r#""workflow" is not a task kind (one of shell, script, process, docker, function)"#);
+    }
 }

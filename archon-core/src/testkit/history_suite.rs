@@ -20,8 +20,8 @@ use super::commands::{step, to_command};
 use super::store_suite::StoreHarness;
 use crate::history::{Expired, History, JobFilter, MemHistory, RunFilter, WorkflowFilter};
 use crate::model::{
-    AttemptId, AttemptResult, ExitStatus, JobId, JobSpec, Resources, RunId, RunState, Task, Timestamp, WorkflowId,
-    WorkflowState,
+    AttemptId, AttemptResult, ExitStatus, JobId, JobSpec, Resources, RunId, RunState, Task, TaskKind, Timestamp,
+    WorkflowId, WorkflowState,
 };
 use crate::state::{ClusterState, Command};
 use crate::store::{Store, StoreExt};
@@ -30,6 +30,7 @@ use crate::store::{Store, StoreExt};
 pub async fn run_all(harness: &dyn StoreHarness) {
     the_history_answers_what_the_state_machine_handed_over(harness.open().await).await;
     a_run_leaving_the_state_is_never_missing_to_a_reader(harness.open().await).await;
+    retired_jobs_are_listed_by_task_kind_and_last_state(harness.open().await).await;
 }
 
 fn seed() -> u64 {
@@ -226,7 +227,18 @@ async fn same_history(got: &dyn History, want: &MemHistory, state: &ClusterState
             }
         }
     }
-    for filter in [JobFilter::default(), JobFilter { name: Some("p".into()), before: Some(JobId(50)) }] {
+    let mut filters = vec![
+        JobFilter::default(),
+        JobFilter { name: Some("p".into()), before: Some(JobId(50)), ..JobFilter::default() },
+    ];
+    for kind in TaskKind::ALL {
+        filters.push(JobFilter { kind: Some(kind), ..JobFilter::default() });
+    }
+    for state in [RunState::Succeeded, RunState::Failed, RunState::Cancelled, RunState::Pending] {
+        filters.push(JobFilter { state: Some(state), ..JobFilter::default() });
+        filters.push(JobFilter { kind: Some(TaskKind::Shell), state: Some(state), ..JobFilter::default() });
+    }
+    for filter in filters {
         let (g, w) =
             (got.list_jobs(&filter, 1000).await.expect("jobs"), want.list_jobs(&filter, 1000).await.expect("jobs"));
         assert_eq!(g, w, "{}", ctx(&format!("list_jobs {filter:?}")));
@@ -359,4 +371,73 @@ pub async fn a_run_leaving_the_state_is_never_missing_to_a_reader(store: Arc<dyn
     let reads = reader.await.expect("reader suite: the reader");
     assert!(reads > 0, "reader suite: the reader read");
     assert_eq!(store.history().runs(&runs).await.expect("history").len(), runs.len(), "reader suite: all kept");
+}
+
+/// Retired jobs are listed by their task's kind and their last run's state,
+/// alone, together and with the name and page filters; a job still live is
+/// not the history's to list.
+pub async fn retired_jobs_are_listed_by_task_kind_and_last_state(store: Arc<dyn Store>) {
+    let at = Timestamp(1_000_000);
+    let worker = crate::model::WorkerId(1);
+    let register = Command::RegisterWorker {
+        at,
+        name: "kind-suite".into(),
+        address: String::new(),
+        labels: BTreeMap::new(),
+        capacity: Resources { cpu_millis: 1_000_000, memory_bytes: 1 << 40, ..Resources::default() },
+        capabilities: BTreeSet::from(["shell".to_owned(), "process".to_owned()]),
+        running: Vec::new(),
+    };
+    let shell = |name: &str| Command::submit(at, Arc::new(JobSpec::new(name, Task::Shell { command: "true".into() })));
+    let process =
+        |name: &str| Command::submit(at, Arc::new(JobSpec::new(name, Task::Process { argv: vec!["true".into()] })));
+    // Jobs and runs 1 to 5: shell that succeeds, process that succeeds, shell
+    // that fails, process cancelled before it is placed, shell left pending.
+    let submit = vec![register, shell("a"), process("b"), shell("c"), process("d"), shell("e")];
+    store.propose(submit).await.expect("kind suite: submit");
+    let assign = (1..=3).map(|r| Command::AssignAttempt { at, run: RunId(r), worker }).collect();
+    store.propose(assign).await.expect("kind suite: assign");
+    let finish = |run: u64, code: i32| Command::FinishAttempt {
+        at,
+        run: RunId(run),
+        attempt: AttemptId(run),
+        result: AttemptResult::status(ExitStatus::Exited { code }),
+    };
+    let end = vec![finish(1, 0), finish(2, 0), finish(3, 1), Command::CancelRun { at, run: RunId(4) }];
+    store.propose(end).await.expect("kind suite: finish");
+    assert!(store.query(|s| s.job(JobId(5)).is_some()), "kind suite: job 5 is still live");
+
+    let history = store.history();
+    let cases: [(JobFilter, usize, &[u64]); 12] = [
+        (JobFilter::default(), 1000, &[4, 3, 2, 1]),
+        (JobFilter { kind: Some(TaskKind::Shell), ..JobFilter::default() }, 1000, &[3, 1]),
+        (JobFilter { kind: Some(TaskKind::Process), ..JobFilter::default() }, 1000, &[4, 2]),
+        (JobFilter { kind: Some(TaskKind::Docker), ..JobFilter::default() }, 1000, &[]),
+        (JobFilter { state: Some(RunState::Succeeded), ..JobFilter::default() }, 1000, &[2, 1]),
+        (JobFilter { state: Some(RunState::Failed), ..JobFilter::default() }, 1000, &[3]),
+        (JobFilter { state: Some(RunState::Cancelled), ..JobFilter::default() }, 1000, &[4]),
+        (JobFilter { state: Some(RunState::Pending), ..JobFilter::default() }, 1000, &[]),
+        (
+            JobFilter { kind: Some(TaskKind::Shell), state: Some(RunState::Succeeded), ..JobFilter::default() },
+            1000,
+            &[1],
+        ),
+        (JobFilter { kind: Some(TaskKind::Process), state: Some(RunState::Failed), ..JobFilter::default() }, 1000, &[]),
+        (
+            JobFilter {
+                name: Some("b".into()),
+                kind: Some(TaskKind::Process),
+                state: Some(RunState::Succeeded),
+                ..JobFilter::default()
+            },
+            1000,
+            &[2],
+        ),
+        (JobFilter { before: Some(JobId(4)), kind: Some(TaskKind::Process), ..JobFilter::default() }, 1, &[2]),
+    ];
+    for (filter, limit, want) in cases {
+        let got: Vec<u64> =
+            history.list_jobs(&filter, limit).await.expect("kind suite: list").iter().map(|j| j.id().0).collect();
+        assert_eq!(got, want, "kind suite: list_jobs {filter:?}, at most {limit}");
+    }
 }

@@ -2,7 +2,7 @@
 //! get and cancel.
 
 use archon_core::api::{CancelTarget, JobQuery, MAX_PAGE};
-use archon_core::model::JobId;
+use archon_core::model::{JobId, RunState, TaskKind};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::{Body, Params, PathId, id_param, number};
+use super::extract::{Body, Params, PathId, id_param, number, param};
 use super::{AppState, Problems};
 use crate::error::{Error, Problem};
 use crate::spec::{JobDraft, Naming};
@@ -144,6 +144,13 @@ pub(super) struct JobParams {
     /// At most this many (default 50).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
+    /// Only jobs whose task is of this kind (a cron workflow, listed as
+    /// `workflow`, is of none).
+    #[param(value_type = Option<TaskKind>, inline)]
+    kind: Option<String>,
+    /// Only jobs whose latest run is in this state.
+    #[param(value_type = Option<RunState>)]
+    state: Option<String>,
 }
 
 /// Lists jobs, newest first, with cursor paging (`before` = the last page's `next`).
@@ -156,6 +163,8 @@ async fn list_jobs(State(state): State<AppState>, Params(p): Params<JobParams>) 
         name: p.name,
         before: id_param::<JobId>("before", p.before.as_deref())?,
         limit: number("limit", p.limit.as_deref(), 1..=MAX_PAGE)?,
+        kind: param::<TaskKind>("kind", p.kind.as_deref())?,
+        state: param::<RunState>("state", p.state.as_deref())?,
     };
     Ok(Json(JobPage::from(&state.api.list_jobs(query).await?)))
 }

@@ -68,7 +68,7 @@ async fn list_schedules(
     let mut before = id_param::<JobId>("before", p.before.as_deref())?;
     let (mut items, mut scanned) = (Vec::new(), 0usize);
     let next = loop {
-        let query = JobQuery { name: p.name.clone(), before, limit: Some(MAX_PAGE) };
+        let query = JobQuery { name: p.name.clone(), before, limit: Some(MAX_PAGE), ..JobQuery::default() };
         let page = state.api.list_jobs(query).await?;
         let mut cursor = None;
         for job in &page.items {

@@ -316,13 +316,27 @@ impl TryFrom<proto::RunDetail> for RunDetail {
 
 impl From<JobQuery> for proto::ListJobsRequest {
     fn from(q: JobQuery) -> Self {
-        proto::ListJobsRequest { name: q.name, before: q.before.map(JobId::get), limit: q.limit }
+        proto::ListJobsRequest {
+            name: q.name,
+            before: q.before.map(JobId::get),
+            limit: q.limit,
+            kind: q.kind.map_or(proto::TaskKind::Unspecified as i32, ProtoEnum::to_wire),
+            state: q.state.map_or(proto::RunState::Unspecified as i32, ProtoEnum::to_wire),
+        }
     }
 }
 
-impl From<proto::ListJobsRequest> for JobQuery {
-    fn from(q: proto::ListJobsRequest) -> Self {
-        JobQuery { name: q.name, before: q.before.map(JobId), limit: q.limit }
+impl TryFrom<proto::ListJobsRequest> for JobQuery {
+    type Error = Error;
+
+    fn try_from(q: proto::ListJobsRequest) -> Result<Self, Error> {
+        Ok(JobQuery {
+            name: q.name,
+            before: q.before.map(JobId),
+            limit: q.limit,
+            kind: enum_optional(q.kind, "kind")?,
+            state: enum_optional(q.state, "state")?,
+        })
     }
 }
 

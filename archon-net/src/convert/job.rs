@@ -5,7 +5,7 @@ use std::sync::Arc;
 use archon_core::Error;
 use archon_core::model::{
     self as m, ConstraintOp, DockerTask, Job, JobId, JobSpec, OverlapPolicy, PlacementPolicy, PullPolicy, Resources,
-    RetryPolicy, Schedule, Task,
+    RetryPolicy, Schedule, Task, TaskKind,
 };
 
 use super::{
@@ -18,6 +18,7 @@ proto_enum!(PullPolicy => PullPolicy { IfNotPresent, Always, Never });
 proto_enum!(ConstraintOp => ConstraintOp { Equals, NotEquals, Exists });
 proto_enum!(OverlapPolicy => OverlapPolicy { Skip, BufferOne, AllowAll, CancelOther, BufferAll });
 proto_enum!(PlacementPolicy => PlacementPolicy { Binpack, Spread });
+proto_enum!(TaskKind => TaskKind { Shell, Script, Process, Docker, Function });
 
 impl From<Resources> for proto::Resources {
     fn from(r: Resources) -> Self {

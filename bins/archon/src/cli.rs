@@ -347,6 +347,12 @@ pub struct JobsArgs {
     /// Only jobs whose name contains this.
     #[arg(long)]
     pub name: Option<String>,
+    /// Only jobs whose task is of this kind: shell, script, process, docker or function.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only jobs whose latest run is in this state (pending, running, succeeded, failed, ...).
+    #[arg(long)]
+    pub state: Option<String>,
     /// At most this many.
     #[arg(long, default_value_t = 50)]
     pub limit: u32,

@@ -157,6 +157,12 @@ fn read_commands_print_json() {
     );
     let runs = dev.json(&["runs", "--job", "job-1", "--state", "succeeded"]);
     assert_eq!(runs["items"].as_array().unwrap().len(), 1);
+    let jobs = dev.json(&["jobs", "--kind", "shell", "--state", "succeeded"]);
+    assert_eq!(jobs["items"][0]["name"], "greeter", "{jobs}");
+    for filter in [["--kind", "process"], ["--state", "failed"]] {
+        let jobs = dev.json(&["jobs", filter[0], filter[1]]);
+        assert_eq!(jobs["items"].as_array().unwrap().len(), 0, "jobs {filter:?}: {jobs}");
+    }
 }
 
 #[test]
@@ -183,6 +189,8 @@ fn bad_input_is_refused_with_a_clear_error_and_nothing_is_stored() {
         (vec!["get", "12"], "is not a job, run or workflow id (try job-12, run-12 or wf-12)"),
         (vec!["cancel", "job-42"], "job-42"),
         (vec!["logs", "run-x"], "RUN: \"run-x\" is not a run id"),
+        (vec!["jobs", "--kind", "nope"], "--kind: \"nope\" is not a task kind (one of shell, script, process"),
+        (vec!["jobs", "--state", "nope"], "--state: \"nope\" is not a run state (one of waiting"),
     ];
     dev.assert_refused(&cases);
     assert_eq!(dev.job_count(), 0, "a refused submit stored a job");

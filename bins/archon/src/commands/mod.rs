@@ -9,7 +9,9 @@ use anyhow::Context;
 use archon_core::Error;
 use archon_core::api::{Api, CancelTarget, JobQuery, RunDetail, RunQuery, WorkflowQuery};
 use archon_core::clock::{Clock, SystemClock};
-use archon_core::model::{JobId, JobSpec, OutputStream, RunId, RunState, WorkerId, WorkflowId, WorkflowState};
+use archon_core::model::{
+    JobId, JobSpec, OutputStream, RunId, RunState, TaskKind, WorkerId, WorkflowId, WorkflowState,
+};
 use archon_net::GrpcClient;
 use futures::StreamExt;
 use serde::Serialize;
@@ -127,8 +129,19 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Jobs(args) => {
             let before = args.before.as_deref().map(|b| parse_id::<JobId>("--before", b)).transpose()?;
+            let kind = args
+                .kind
+                .as_deref()
+                .map(|k| k.parse::<TaskKind>().map_err(|e| bad(format!("--kind: {e}"))))
+                .transpose()?;
+            let state = args
+                .state
+                .as_deref()
+                .map(|s| s.parse::<RunState>().map_err(|e| bad(format!("--state: {e}"))))
+                .transpose()?;
             let api = connect(&cli.server).await?;
-            let page = api.list_jobs(JobQuery { name: args.name, before, limit: Some(args.limit) }).await?;
+            let query = JobQuery { name: args.name, before, limit: Some(args.limit), kind, state };
+            let page = api.list_jobs(query).await?;
             print(format, &JobPage::from(&page), || {
                 let mut out = render::jobs(&page.items);
                 if let Some(next) = page.next {
