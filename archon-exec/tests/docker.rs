@@ -406,7 +406,9 @@ async fn a_container_reports_the_cpu_time_and_peak_memory_it_used() {
     assert_eq!(r.status, ExitStatus::Exited { code: 0 }, "stderr: {}", r.stderr.text());
     let usage = r.usage.expect("a container that ran reports its usage");
     let cpu = usage.cpu().as_secs_f64();
-    assert!((0.3..=3.0).contains(&cpu), "cpu {cpu:.3}s is outside [0.3s, 3s]: {usage:?}");
+    // The loop takes a quarter to half a second of CPU depending on the host: the
+    // bound only says the container's CPU was counted, not a speed.
+    assert!((0.05..=3.0).contains(&cpu), "cpu {cpu:.3}s is outside [0.05s, 3s]: {usage:?}");
     assert!((90.0..=400.0).contains(&peak_mb(&usage)), "peak outside [90, 400] MB: {usage:?}");
     assert!(usage.wall_us + 20_000 >= usage.cpu_us(), "more CPU than wall time: {usage:?}");
     assert!(usage.wall() < Duration::from_secs(30), "wall time {:?}", usage.wall());

@@ -2,12 +2,15 @@
 //! [`archon_core::api::Api`] (a manager in process, usually), with the OpenAPI
 //! 3.1 document generated from the handlers at `/api/v1/openapi.json` and an
 //! interactive API page at `/api/docs` whose assets are compiled into the
-//! binary (no CDN). The managers serve it on their client port beside gRPC.
+//! binary (no CDN). The managers serve it on their client port beside gRPC,
+//! with the web dashboard at `/` ([`DASHBOARD_PATH`]), a page of the same
+//! binary that reads this API.
 //!
 //! The JSON answers are [`views`]: ids as the CLI prints them (`run-340`),
 //! instants in RFC 3339. Request bodies are the spec-file format of [`spec`]
 //! in JSON. Errors are RFC 9457 problem objects ([`Problem`]).
 
+mod dashboard;
 pub mod error;
 pub mod metrics;
 mod routes;
@@ -32,24 +35,43 @@ pub const MAX_BODY_BYTES: usize = 64 << 20;
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 
+/// Where the web dashboard is served.
+pub const DASHBOARD_PATH: &str = "/";
+
 /// Where the interactive API page is served.
 pub const DOCS_PATH: &str = "/api/docs";
 
 /// How the REST API is served.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpConfig {
     /// The largest request body accepted (default [`MAX_BODY_BYTES`]).
     pub max_body_bytes: usize,
     /// The node's metrics: served at `/metrics`, and each request is counted
     /// (`archon_http_requests_total`, by route pattern and status).
     pub metrics: Option<Metrics>,
+    /// The node's last hour, served at `/api/v1/timeline` for the dashboard's
+    /// charts (a manager's [`Manager::timeline`](archon_core::manager::Manager::timeline)).
+    pub timeline: Option<TimelineSource>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { max_body_bytes: MAX_BODY_BYTES, metrics: None }
+        HttpConfig { max_body_bytes: MAX_BODY_BYTES, metrics: None, timeline: None }
     }
 }
+
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("metrics", &self.metrics.is_some())
+            .field("timeline", &self.timeline.is_some())
+            .finish()
+    }
+}
+
+/// Where the server reads the last hour of the cluster from.
+pub type TimelineSource = Arc<dyn Fn() -> archon_core::manager::Timeline + Send + Sync>;
 
 /// The REST API of `api` on its own: `/api/v1/…`, the document, the API page
 /// and `/metrics`. Waits and event streams end when `shutdown` fires.
@@ -90,12 +112,18 @@ pub fn beside_grpc(
 
 /// The routes without a fallback.
 fn routes(api: Arc<dyn Api>, config: &HttpConfig, shutdown: CancellationToken) -> axum::Router {
-    let state = AppState { api, max_body_bytes: config.max_body_bytes, shutdown };
+    let state = AppState {
+        api: api.clone(),
+        max_body_bytes: config.max_body_bytes,
+        shutdown,
+        timeline: config.timeline.clone(),
+    };
     let (api_routes, doc) = routes::api_routes();
     let mut router = api_routes
         .method_not_allowed_fallback(routes::wrong_method)
         .with_state(state)
-        .merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, doc));
+        .merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, doc))
+        .merge(dashboard::router(api));
     if let Some(metrics) = &config.metrics {
         router = router
             .merge(metrics::router(metrics.clone()))

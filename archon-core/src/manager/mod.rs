@@ -16,6 +16,7 @@ mod output_hub;
 mod parents;
 mod prune;
 mod queries;
+mod timeline;
 mod workflows;
 
 use std::collections::HashMap;
@@ -40,6 +41,7 @@ use driver::Input;
 pub use limits::Limits;
 use output_hub::OutputHub;
 pub use parents::{PARENTS_ENV, PARENTS_LIMIT};
+pub use timeline::{TIMELINE_SPAN, Timeline, TimelineSample, WorkerLoad};
 
 /// How a manager behaves.
 #[derive(Debug, Clone)]
@@ -73,6 +75,9 @@ pub struct ManagerConfig {
     pub prune_batch: usize,
     /// Bounds on what clients and workers may send.
     pub limits: Limits,
+    /// How often the manager samples the cluster for the last hour's
+    /// [`Timeline`] (the dashboard's charts).
+    pub timeline_every: Duration,
 }
 
 impl Default for ManagerConfig {
@@ -92,6 +97,7 @@ impl Default for ManagerConfig {
             prune_every: Duration::from_secs(10),
             prune_batch: 10_000,
             limits: Limits::default(),
+            timeline_every: Duration::from_secs(10),
         }
     }
 }
@@ -131,6 +137,8 @@ pub(crate) struct Shared {
     pub(crate) stopped: CancellationToken,
     /// The node's metrics, recorded into by the driver.
     pub(crate) metrics: Metrics,
+    /// The last hour's samples (soft state, every manager).
+    pub(crate) timeline: timeline::TimelineRing,
 }
 
 impl Shared {
@@ -202,6 +210,7 @@ impl ManagerBuilder {
             pending_reasons: Mutex::new(HashMap::new()),
             stopped: CancellationToken::new(),
             metrics: self.metrics,
+            timeline: timeline::TimelineRing::default(),
         };
         let shared = Arc::new(shared);
         shared.metrics.manager();
@@ -238,6 +247,11 @@ impl Manager {
         &self.shared.metrics
     }
 
+    /// The last hour of the cluster as this manager sampled it, oldest first.
+    pub fn timeline(&self) -> Timeline {
+        self.shared.timeline.read(self.shared.config.timeline_every)
+    }
+
     /// Drives the manager until `shutdown` fires. Call once.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), Error> {
         let rx = self
@@ -247,7 +261,9 @@ impl Manager {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()
             .ok_or_else(|| Error::Internal("Manager::run called twice".into()))?;
+        let sampling = tokio::spawn(timeline::record(self.shared.clone(), shutdown.child_token()));
         let result = driver::Driver::new(self.shared.clone(), rx).run(shutdown).await;
+        sampling.abort();
         self.shared.stopped.cancel();
         result
     }

@@ -40,6 +40,8 @@ pub(super) struct StateImage {
     #[serde(default)]
     finished_runs: u64,
     #[serde(default)]
+    ended: BTreeMap<RunState, u64>,
+    #[serde(default)]
     run_states: BTreeMap<RunState, u64>,
     #[serde(default)]
     retained: BTreeMap<RunState, u64>,
@@ -108,6 +110,7 @@ impl From<StateImage> for ClusterState {
             next_attempt: image.next_attempt,
             next_worker: image.next_worker,
             finished_runs: image.finished_runs,
+            ended: image.ended,
             run_states: image.run_states,
             retained: image.retained,
             retained_jobs: image.retained_jobs,

@@ -94,6 +94,10 @@ pub struct ClusterState {
     next_worker: u64,
     /// Runs that reached a terminal state.
     finished_runs: u64,
+    /// Runs that reached each terminal state, ever (never decreases: the
+    /// dashboard's rates are differences of these).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    ended: BTreeMap<RunState, u64>,
     /// How many live runs are in each state (kept by [`transition`], never recounted).
     run_states: BTreeMap<RunState, u64>,
     /// How many finished runs the history holds, by state.
@@ -145,6 +149,7 @@ impl Default for ClusterState {
             next_attempt: 0,
             next_worker: 0,
             finished_runs: 0,
+            ended: BTreeMap::new(),
             run_states: BTreeMap::new(),
             retained: BTreeMap::new(),
             retained_jobs: 0,
@@ -250,6 +255,13 @@ impl ClusterState {
     /// How many runs have reached a terminal state.
     pub fn finished_runs(&self) -> u64 {
         self.finished_runs
+    }
+
+    /// How many runs have reached each terminal state since the cluster began
+    /// (states none reached are absent). Unlike [`ClusterState::run_counts`],
+    /// these never go down when the history lets runs go.
+    pub fn ended_runs(&self) -> &BTreeMap<RunState, u64> {
+        &self.ended
     }
 
     /// A live job by id.

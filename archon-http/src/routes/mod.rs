@@ -7,6 +7,7 @@
 mod cluster;
 pub(crate) mod extract;
 mod jobs;
+mod live;
 mod rfc3339;
 mod runs;
 mod schedules;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Fires when the server stops: waits and event streams end.
     pub shutdown: CancellationToken,
+    /// The last hour of the cluster, when the server keeps one (a manager does).
+    pub timeline: Option<crate::TimelineSource>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -103,6 +106,7 @@ pub(crate) fn api_routes() -> (axum::Router<AppState>, OpenApi) {
         .merge(workflows::router())
         .merge(schedules::router())
         .merge(cluster::router())
+        .merge(live::router())
         .split_for_parts()
 }
 

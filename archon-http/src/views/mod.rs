@@ -7,6 +7,7 @@
 mod job;
 mod run;
 mod status;
+mod timeline;
 mod workflow;
 
 pub use job::{
@@ -15,6 +16,7 @@ pub use job::{
 };
 pub use run::{AttemptView, OutputView, RunDetailView, RunPage, RunSummaryView, RunView, UsageView};
 pub use status::{WorkerView, WorkersView};
+pub use timeline::{SampleView, TimelineView, WorkerSeriesView};
 pub use workflow::{EdgeView, NodeView, SubmittedWorkflowView, WorkflowDetailView, WorkflowPage, WorkflowSummaryView};
 
 use std::time::Duration;

@@ -69,6 +69,7 @@ impl ClusterState {
         transition(&mut self.run_states, run, state);
         run.finished_at = Some(at);
         self.finished_runs += 1;
+        *self.ended.entry(state).or_insert(0) += 1;
         run.not_before = None;
         if reason.is_some() {
             run.reason = reason;

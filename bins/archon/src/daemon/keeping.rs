@@ -52,6 +52,9 @@ pub struct KeepingFlags {
     /// The largest Raft log entry; larger proposals are split [default: 1MiB].
     #[arg(long, value_name = "SIZE")]
     pub max_entry_bytes: Option<String>,
+    /// How often the dashboard's last-hour charts sample the cluster, e.g. 10s [default: 10s].
+    #[arg(long, env = "ARCHON_TIMELINE_EVERY", value_name = "DURATION")]
+    pub timeline_every: Option<String>,
 }
 
 /// The settings, parsed.
@@ -65,6 +68,8 @@ pub struct Keeping {
     pub limits: Limits,
     /// The largest Raft log entry.
     pub max_entry_bytes: usize,
+    /// How often the last hour's timeline samples the cluster.
+    pub timeline_every: Duration,
 }
 
 impl Default for Keeping {
@@ -75,6 +80,7 @@ impl Default for Keeping {
             idempotency_window: core.idempotency_window,
             limits: core.limits,
             max_entry_bytes: archon_raft::RaftConfig::new(1, "", "").max_entry_bytes,
+            timeline_every: core.timeline_every,
         }
     }
 }
@@ -133,6 +139,12 @@ impl Keeping {
         if let Some(s) = &flags.max_output_chunk {
             limits.max_output_chunk = at_least_one("max_output_chunk", size("max_output_chunk", s)? as usize)?;
         }
+        if let Some(d) = &flags.timeline_every {
+            self.timeline_every = super::duration("timeline_every", d)?;
+            if self.timeline_every < Duration::from_millis(100) || self.timeline_every > Duration::from_secs(600) {
+                anyhow::bail!("timeline_every: must be between 100ms and 10m (e.g. 10s)");
+            }
+        }
         if let Some(s) = &flags.max_entry_bytes {
             self.max_entry_bytes = size("max_entry_bytes", s)? as usize;
             if self.max_entry_bytes < 64 << 10 {
@@ -157,6 +169,7 @@ impl Keeping {
             // A turn is one proposal; the store splits larger ones, but each turn
             // stays within one entry.
             max_batch_bytes: self.max_entry_bytes,
+            timeline_every: self.timeline_every,
             ..config
         }
     }
@@ -193,6 +206,10 @@ mod tests {
         assert!(
             bad(KeepingFlags { output_limit: Some("1GiB".into()), ..Default::default() })
                 .starts_with("output_limit: must be between 1 byte and max_output_limit (16MiB now)")
+        );
+        assert!(
+            bad(KeepingFlags { timeline_every: Some("10ms".into()), ..Default::default() })
+                .starts_with("timeline_every: must be between 100ms and 10m")
         );
         assert!(
             bad(KeepingFlags { max_entry_bytes: Some("1KiB".into()), ..Default::default() })
