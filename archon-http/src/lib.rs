@@ -117,6 +117,7 @@ fn routes(api: Arc<dyn Api>, config: &HttpConfig, shutdown: CancellationToken) -
         max_body_bytes: config.max_body_bytes,
         shutdown,
         timeline: config.timeline.clone(),
+        status: routes::StatusFeed::new(),
     };
     let (api_routes, doc) = routes::api_routes();
     let mut router = api_routes

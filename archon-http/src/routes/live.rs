@@ -2,10 +2,20 @@
 //! Server-Sent Events whenever it changes (any commit moves a manager's applied
 //! index), and `/api/v1/timeline`, the last hour sampled for charts. Both are
 //! answered by the manager asked, follower or leader, from its own replica.
+//!
+//! However many pages follow the stream, one task per server polls the status
+//! (which asks every peer manager for its role and index), and only while
+//! someone listens; each stream sends what changed since it last sent.
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use archon_core::api::{Api, ClusterStatus};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use archon_core::model::WorkerId;
 use axum::Json;
@@ -31,6 +41,62 @@ const MAX_WORKER_SERIES: usize = 1000;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(cluster_events)).routes(routes!(timeline))
+}
+
+/// The status every stream of one server follows: polled by one task while
+/// anyone listens.
+#[derive(Debug)]
+pub(crate) struct StatusFeed {
+    tx: watch::Sender<Option<Arc<ClusterStatus>>>,
+    polling: AtomicBool,
+}
+
+impl StatusFeed {
+    pub(crate) fn new() -> Arc<StatusFeed> {
+        Arc::new(StatusFeed { tx: watch::channel(None).0, polling: AtomicBool::new(false) })
+    }
+
+    /// A receiver of the status, starting the poller if it is not running.
+    fn subscribe(
+        self: &Arc<Self>,
+        api: Arc<dyn Api>,
+        shutdown: CancellationToken,
+    ) -> watch::Receiver<Option<Arc<ClusterStatus>>> {
+        let rx = self.tx.subscribe();
+        if !self.polling.swap(true, Ordering::AcqRel) {
+            let feed = self.clone();
+            tokio::spawn(async move { feed.poll(api, shutdown).await });
+        }
+        rx
+    }
+
+    async fn poll(self: Arc<Self>, api: Arc<dyn Api>, shutdown: CancellationToken) {
+        loop {
+            if self.tx.receiver_count() == 0 {
+                self.polling.store(false, Ordering::Release);
+                // A subscriber that came in between found the flag still set.
+                if self.tx.receiver_count() == 0 || self.polling.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+            }
+            if let Ok(now) = api.status().await {
+                self.tx.send_if_modified(|last| {
+                    let changed = last.as_deref() != Some(&now);
+                    if changed {
+                        *last = Some(Arc::new(now));
+                    }
+                    changed
+                });
+            }
+            tokio::select! {
+                () = tokio::time::sleep(STATUS_POLL) => {}
+                () = shutdown.cancelled() => {
+                    self.polling.store(false, Ordering::Release);
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// One frame of `/api/v1/events`, for the document.
@@ -74,26 +140,24 @@ impl ToSchema for StatusFrame {
     )
 )]
 async fn cluster_events(State(state): State<AppState>) -> Result<Response, Error> {
-    let first = state.api.status().await?;
-    let api = state.api.clone();
+    // The first answer is this request's own: a manager that cannot answer
+    // says so with a problem rather than an empty stream.
+    let first = Arc::new(state.api.status().await?);
+    let rx = state.status.subscribe(state.api.clone(), state.shutdown.clone());
     let shutdown = state.shutdown.clone();
-    let later = futures::stream::unfold(first.clone(), move |last| {
-        let api = api.clone();
-        async move {
-            loop {
-                tokio::time::sleep(STATUS_POLL).await;
-                match api.status().await {
-                    Ok(now) if now == last => {}
-                    Ok(now) => return Some((now.clone(), now)),
-                    Err(_) => return None,
-                }
+    let later = futures::stream::unfold((rx, first.clone()), |(mut rx, last)| async move {
+        loop {
+            rx.changed().await.ok()?;
+            let now = rx.borrow_and_update().clone();
+            if let Some(now) = now.filter(|n| **n != *last) {
+                return Some((now.clone(), (rx, now)));
             }
         }
     });
     let events = futures::stream::once(async move { first })
         .chain(later)
         .take_until(async move { shutdown.cancelled().await })
-        .map(|status| Ok::<_, Infallible>(Event::default().event("status").json_data(status).unwrap_or_default()));
+        .map(|status| Ok::<_, Infallible>(Event::default().event("status").json_data(&*status).unwrap_or_default()));
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
 }
 

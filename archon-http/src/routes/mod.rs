@@ -8,6 +8,7 @@ mod cluster;
 pub(crate) mod extract;
 mod jobs;
 mod live;
+pub(crate) use live::StatusFeed;
 mod rfc3339;
 mod runs;
 mod schedules;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The last hour of the cluster, when the server keeps one (a manager does).
     pub timeline: Option<crate::TimelineSource>,
+    /// The status the event streams follow (one poller per server).
+    pub(crate) status: std::sync::Arc<live::StatusFeed>,
 }
 
 impl std::fmt::Debug for AppState {

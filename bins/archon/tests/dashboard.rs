@@ -400,3 +400,79 @@ async fn keyboard_phone_width_and_dark_theme() {
     web.screenshot("overview-dark").await;
     web.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_are_filtered_and_paged_and_a_schedule_is_operated_from_its_page() {
+    let dev = Dev::start();
+    for (name, command) in [("alpha-ok", "true"), ("beta-ok", "true"), ("gamma-fails", "exit 1")] {
+        let run = dev.submit(&["--name", name, "--command", command]);
+        cli_state(&dev, &run, if command == "true" { "succeeded" } else { "failed" });
+    }
+    let web = Browser::start("filters", 1400, 1000).await;
+    let rows = "return [...document.querySelectorAll('#jobs-table tr[data-job]')].map(r => r.dataset.job).join(',');";
+    web.open(&format!("{}/#/jobs", dev.server)).await;
+    web.wait_for("#jobs-table tr[data-job='job-3']").await;
+    // By latest run state, from the form.
+    web.js("document.getElementById('filter-state').value = 'failed';", vec![]).await;
+    web.click("#filter-apply").await;
+    web.until("only the failed job", &format!("{} === 'job-3'", rows.trim_end_matches(';'))).await;
+    assert!(web.js("return location.hash;", vec![]).await.as_str().unwrap().contains("state=failed"));
+    // By name and kind.
+    web.route("#/jobs?name=-ok", "jobs").await;
+    web.until("the two -ok jobs", &format!("{} === 'job-2,job-1'", rows.trim_end_matches(';'))).await;
+    web.route("#/jobs?kind=docker", "jobs").await;
+    web.until("no docker job", &format!("{} === ''", rows.trim_end_matches(';'))).await;
+    // Two at a time, newest first, older pages by cursor.
+    web.route("#/jobs?limit=2", "jobs").await;
+    web.until("the newest two", &format!("{} === 'job-3,job-2'", rows.trim_end_matches(';'))).await;
+    web.click("#older").await;
+    web.until("the oldest", &format!("{} === 'job-1'", rows.trim_end_matches(';'))).await;
+    web.screenshot("paged").await;
+
+    // A cron job: its next fires, pause (asked first), resume, trigger.
+    let out = dev.cli(&["submit", "--name", "every-hour", "--cron", "0 0 * * * *", "--command", "echo fired"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    web.route("#/jobs/job-4", "jobs").await;
+    web.wait_for("#schedule").await;
+    let fires = web.js("return document.querySelectorAll('#next-fires li').length;", vec![]).await;
+    assert!(fires.as_u64().unwrap() >= 3, "next fires: {fires}");
+    web.wait_text("#missed", "0").await;
+    web.screenshot("schedule").await;
+    web.click("button[data-action=pause]").await;
+    web.confirm().await;
+    web.wait_for("button[data-action=resume]").await;
+    assert!(dev.json(&["get", "job-4"])["schedule"]["state"]["paused_at"].is_string(), "paused per the CLI");
+    web.click("button[data-action=resume]").await;
+    web.wait_for("button[data-action=pause]").await;
+    assert!(dev.json(&["get", "job-4"])["schedule"]["state"]["paused_at"].is_null(), "resumed per the CLI");
+    web.click("button[data-action=trigger]").await;
+    web.confirm().await;
+    web.wait_for("#job-runs tr[data-run]").await;
+    let run = web.js("return document.querySelector('#job-runs tr[data-run]').dataset.run;", vec![]).await;
+    cli_state(&dev, run.as_str().unwrap(), "succeeded");
+    web.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workflow_is_cancelled_from_its_page() {
+    let dev = Dev::start();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("flow.toml");
+    std::fs::write(
+        &spec,
+        "[workflow]\nname = \"stuck\"\n[[jobs]]\nname = \"first\"\ncommand = \"sleep 600\"\n\
+         [[jobs]]\nname = \"second\"\ndepends_on = [\"first\"]\ncommand = \"true\"\n",
+    )
+    .unwrap();
+    let out = dev.cli(&["run", "-f", spec.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let web = Browser::start("workflow-cancel", 1400, 900).await;
+    web.open(&format!("{}/#/workflows/wf-1", dev.server)).await;
+    web.wait_attr("#dag g.node[data-node=first]", "data-state", "running").await;
+    web.click("button[data-action=cancel-workflow]").await;
+    web.confirm().await;
+    web.wait_attr("#workflow-state", "data-state", "cancelled").await;
+    assert_eq!(dev.json(&["get", "wf-1"])["state"], "cancelled");
+    web.wait_attr("#dag g.node[data-node=first]", "data-state", "cancelled").await;
+    web.close().await;
+}

@@ -6,6 +6,7 @@
 //! end in the same state.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod browser;
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -545,4 +546,34 @@ fn a_fire_due_as_the_leader_dies_happens_exactly_once_late_by_the_failover_at_mo
     let late = created - next;
     assert!(late <= failover + 2_000, "the fire was {late} ms late; the failover took {failover} ms");
     println!("fire due {}ms after the kill: {late} ms late; failover {failover} ms", next - killed_at);
+}
+
+/// The dashboard in a real browser follows the cluster: opened on a follower it
+/// moves to the leader, and when the leader dies it says so, then moves to a
+/// surviving manager (and on to the new leader), keeping the view it showed.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_moves_to_the_leader_and_to_a_survivor_when_the_leader_dies() {
+    let mut g = Group::start(3, 1);
+    let leader = g.wait_leader(Duration::from_secs(30));
+    let follower = g.followers(leader)[0];
+    let web = browser::Browser::start("failover", 1400, 900).await;
+    web.open(&format!("http://{}/#/jobs", g.addr(follower))).await;
+    let at_leader = format!("http://{}", g.addr(leader));
+    web.until("the page to move to the leader", &format!("return location.origin === {at_leader:?};")).await;
+    web.wait_attr("main", "data-page", "jobs").await;
+    web.wait_attr("#conn", "data-state", "live").await;
+
+    g.kill(leader);
+    web.wait_attr("#conn", "data-state", "disconnected").await;
+    web.screenshot("leader-gone").await;
+    let next = g.wait_leader(Duration::from_secs(60));
+    let at_next = format!("http://{}", g.addr(next));
+    web.until("the page to reach the new leader", &format!("return location.origin === {at_next:?};")).await;
+    web.wait_attr("#conn", "data-state", "live").await;
+    web.wait_attr("main", "data-page", "jobs").await;
+    assert_eq!(web.js("return location.hash;", vec![]).await, serde_json::json!("#/jobs"));
+    web.route("#/", "overview").await;
+    web.wait_attr(&format!("#managers tr[data-manager='{next}']"), "data-role", "leader").await;
+    web.screenshot("new-leader").await;
+    web.close().await;
 }

@@ -30,8 +30,13 @@ let generation = 0;
 let busy = false;
 let again = false;
 let stale = false;
+let lastStart = 0;
+let timer = null;
 
-const live = new Live(() => refresh());
+/** Refreshes start at most this often, however often the cluster changes. */
+const MIN_REFRESH_MS = 400;
+
+const live = new Live(() => refresh(), () => route());
 
 /** The hash as a path and its query: #/jobs?name=x → ['/jobs', {name: 'x'}]. */
 function location_() {
@@ -79,7 +84,8 @@ async function route() {
     fill(main, view.el);
     document.title = `${view.title} · Archon`;
     main.dataset.page = found[2];
-    main.dataset.ready = String(Date.now());
+    main.dataset.ready = String(mine);
+    live.drawn();
   } catch (e) {
     if (mine === generation) failed(e);
   }
@@ -94,6 +100,12 @@ async function refresh() {
   }
   if (!current || !current.refresh) return;
   if (busy) { again = true; return; }
+  const wait = lastStart + MIN_REFRESH_MS - Date.now();
+  if (wait > 0) {
+    if (!timer) timer = setTimeout(() => { timer = null; refresh(); }, wait);
+    return;
+  }
+  lastStart = Date.now();
   busy = true;
   const view = current;
   try {

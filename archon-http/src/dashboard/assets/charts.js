@@ -24,14 +24,14 @@ export function perMinute(samples, minutes = 60) {
 }
 
 function frame(id, label, max, unit) {
-  const svg = s('svg', { id, class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': label,
-    preserveAspectRatio: 'none' }, s('title', {}, label));
+  const svg = s('svg', { id, class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': label },
+    s('title', {}, label));
   const y0 = H - PAD.bottom;
   for (const frac of [0, 0.5, 1]) {
     const y = y0 - frac * (y0 - PAD.top);
     svg.append(s('line', { class: 'grid', x1: PAD.left, x2: W - PAD.right, y1: y, y2: y }));
     svg.append(s('text', { class: 'axis', x: PAD.left - 4, y: y + 4, 'text-anchor': 'end' },
-      `${Math.round(max * frac)}${frac === 1 ? unit : ''}`));
+      `${Number.isInteger(max * frac) ? max * frac : (max * frac).toFixed(1)}${frac === 1 ? unit : ''}`));
   }
   svg.append(s('text', { class: 'axis', x: PAD.left, y: H - 6 }, '−60 min'));
   svg.append(s('text', { class: 'axis', x: W - PAD.right, y: H - 6, 'text-anchor': 'end' }, 'now'));

@@ -19,11 +19,13 @@ export function choice(name, label, options, value) {
 /** The filter form of a list page: submitting it changes the hash. */
 export function filters(path, fields) {
   const form = h('form', { class: 'filters', role: 'search', id: 'filters' }, fields,
-    h('button', { type: 'submit' }, 'Filter'));
+    h('button', { type: 'submit', id: 'filter-apply' }, 'Filter'));
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     const values = Object.fromEntries([...new FormData(form)].filter(([, v]) => v !== ''));
-    location.hash = `#${path}${api.query(values)}`;
+    // A page size chosen in the address stays; the cursor starts again.
+    const size = new URLSearchParams(location.hash.split('?')[1] || '').get('limit');
+    location.hash = `#${path}${api.query({ ...values, limit: size })}`;
   });
   return form;
 }
@@ -46,7 +48,7 @@ export async function listPage(params) {
     ]),
     body);
   async function load() {
-    const page = await api.get(`/api/v1/jobs${api.query({ name: params.name, kind: params.kind, state: params.state, before: params.before })}`);
+    const page = await api.get(`/api/v1/jobs${api.query({ name: params.name, kind: params.kind, state: params.state, before: params.before, limit: params.limit })}`);
     fill(body, table(['Job', 'Name', 'Kind', 'Task', 'Runs', 'Latest run', 'Next fire'],
       page.items.map((j) => h('tr', { 'data-job': j.id },
         h('td', {}, idLink(j.id)), h('td', { class: 'name' }, link(`#/jobs/${j.id}`, j.name)), h('td', {}, j.kind),

@@ -9,8 +9,9 @@ import { h, fill } from './dom.js';
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000];
 
 export class Live {
-  constructor(onStatus) {
+  constructor(onStatus, onRetry) {
     this.onStatus = onStatus;
+    this.onRetry = onRetry;
     this.status = null;
     this.source = null;
     this.failures = 0;
@@ -81,9 +82,20 @@ export class Live {
         location.assign(`${originOf(leader.address)}/${location.hash}`);
         return;
       }
+      if (leader) {
+        // This manager was just elected and is taking over: ask again shortly.
+        this.show('disconnected', 'This manager is taking over as leader…');
+        setTimeout(() => this.onRetry(), 300);
+        return;
+      }
     } catch { /* the retry below says so */ }
     this.show('disconnected', 'No leader yet — retrying…');
     setTimeout(() => this.toLeader(), 1000);
+  }
+
+  /** A page was drawn: say live again if the stream is open. */
+  drawn() {
+    if (this.source && this.source.readyState === EventSource.OPEN) this.show('live', 'Live');
   }
 
   show(state, text) {

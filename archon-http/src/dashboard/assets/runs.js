@@ -18,7 +18,7 @@ export async function listPage(params) {
     ]),
     body);
   async function load() {
-    const page = await api.get(`/api/v1/runs${api.query({ state: params.state, job: params.job, before: params.before })}`);
+    const page = await api.get(`/api/v1/runs${api.query({ state: params.state, job: params.job, before: params.before, limit: params.limit })}`);
     fill(body, table(['Run', 'Job', 'State', 'Created', 'Took', 'Attempts', 'Exit'],
       page.items.map((r) => h('tr', { 'data-run': r.id },
         h('td', {}, idLink(r.id)), h('td', {}, link(`#/jobs/${r.job}`, r.job_name || r.job)),

@@ -17,7 +17,7 @@ export async function listPage(params) {
     ]),
     body);
   async function load() {
-    const page = await api.get(`/api/v1/workflows${api.query({ name: params.name, state: params.state, before: params.before })}`);
+    const page = await api.get(`/api/v1/workflows${api.query({ name: params.name, state: params.state, before: params.before, limit: params.limit })}`);
     fill(body, table(['Workflow', 'Name', 'State', 'Jobs', 'Created', 'Finished'],
       page.items.map((w) => h('tr', { 'data-workflow': w.id }, h('td', {}, idLink(w.id)),
         h('td', {}, link(`#/workflows/${w.id}`, w.name)), h('td', { class: 'state' }, badge(w.state)),

@@ -87,7 +87,9 @@ impl Browser {
                 _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
                 other => {
                     let main = self.text("main").await.unwrap_or_default();
-                    panic!("timed out waiting for {what}: last {other:?}; the page shows:\n{main}")
+                    let conn = self.text("#conn").await.unwrap_or_default();
+                    let at = self.client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+                    panic!("timed out waiting for {what}: last {other:?}; at {at} ({conn}) the page shows:\n{main}")
                 }
             }
         }
@@ -123,9 +125,20 @@ impl Browser {
         self.until(&format!("{css} [{attr}={value}]"), &script).await;
     }
 
-    /// Clicks the element matching `css` (waiting for it).
+    /// Clicks the element matching `css` (waiting for it). A live page redraws
+    /// what changed: an element replaced between finding and clicking it is
+    /// found again, the others' errors fail the test.
     pub(crate) async fn click(&self, css: &str) {
-        self.wait_for(css).await.click().await.unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match self.wait_for(css).await.click().await {
+                Ok(()) => return,
+                Err(fantoccini::error::CmdError::Standard(e))
+                    if e.error == fantoccini::error::ErrorStatus::StaleElementReference
+                        && Instant::now() < deadline => {}
+                Err(e) => panic!("cannot click {css}: {e}"),
+            }
+        }
     }
 
     /// Confirms the open confirmation dialog.
@@ -134,11 +147,15 @@ impl Browser {
         self.click("#confirm button[value=confirm]").await;
     }
 
-    /// Navigates inside the page (a hash route) and waits for it to be drawn.
+    /// Navigates inside the page (a hash route) and waits for that page to be drawn.
     pub(crate) async fn route(&self, hash: &str, page: &str) {
+        let before = self.js("return document.querySelector('main').dataset.ready || '';", vec![]).await;
         self.js("location.hash = arguments[0];", vec![json!(hash)]).await;
-        self.wait_attr("main", "data-page", page).await;
-        self.until("the page to be drawn", "return document.querySelector('main').dataset.ready !== undefined;").await;
+        let script = format!(
+            "const m = document.querySelector('main'); \
+             return (m.dataset.ready || '') !== {before} && m.dataset.page === {page:?};"
+        );
+        self.until(&format!("{hash} to be drawn"), &script).await;
     }
 
     /// Saves a screenshot as an artefact under `target/tmp/dashboard/`.
