@@ -91,6 +91,54 @@ pub enum Command {
     /// Cron schedules: pause, resume, trigger, backfill, preview.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Certificates: a cluster CA and the certificates of its managers, workers and clients.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+/// `archon certs …`.
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Create a cluster CA: ca.pem and ca.key (0600) in --dir.
+    Init {
+        /// Where the certificates live.
+        #[arg(long, default_value = "certs", env = "ARCHON_CERTS_DIR")]
+        dir: PathBuf,
+        /// The cluster's name, in the CA's subject.
+        #[arg(long, default_value = "archon")]
+        name: String,
+        /// How long the CA lasts, in days.
+        #[arg(long, default_value_t = crate::certs::CA_DAYS)]
+        days: u32,
+        /// Replace an existing CA (every certificate it issued stops being trusted).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue NAME a certificate of a role: NAME.pem and NAME.key (0600) in --dir.
+    Issue {
+        /// manager, worker or client.
+        #[arg(value_enum)]
+        role: crate::certs::Role,
+        /// The member's name (a manager's host name; a worker's --name).
+        name: String,
+        /// More host names or IP addresses it is reached at (repeat the flag).
+        #[arg(long = "san", value_name = "HOST|IP")]
+        sans: Vec<String>,
+        /// Where the CA and certificates live.
+        #[arg(long, default_value = "certs", env = "ARCHON_CERTS_DIR")]
+        dir: PathBuf,
+        /// How long it lasts, in days.
+        #[arg(long, default_value_t = crate::certs::LEAF_DAYS)]
+        days: u32,
+        /// Replace an existing certificate and key (to renew it).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print a certificate's subject, role, names and validity.
+    Show {
+        /// A PEM certificate.
+        file: PathBuf,
+    },
 }
 
 /// `archon schedule …`.

@@ -2,6 +2,7 @@
 //! [`cli::Cli`]; [`dev::run`] is the single-process cluster (manager + worker +
 //! gRPC and REST APIs) that embedders and tests can start without the binary.
 
+pub mod certs;
 pub mod cli;
 mod commands;
 pub mod daemon;

@@ -76,11 +76,12 @@ function schedule(info, job, act) {
   if (!info) return null;
   const st = info.state;
   const paused = Boolean(st.paused_at);
+  const spec = info.schedule || job.schedule || {};
   return section('Schedule',
     facts([
-      ['Cron', h('code', {}, `${info.schedule ? info.schedule.cron : job.schedule.cron}`)],
-      ['Time zone', (info.schedule || job.schedule).timezone],
-      ['Overlap', (info.schedule || job.schedule).overlap],
+      ['Cron', spec.cron ? h('code', {}, spec.cron) : null],
+      ['Time zone', spec.timezone],
+      ['Overlap', spec.overlap],
       ['State', paused ? [badge('paused'), ` since `, when(st.paused_at), st.pause_note ? ` — ${st.pause_note}` : ''] : badge('active')],
       ['Fired', String(st.fired)], ['Skipped', String(st.skipped)],
       ['Missed', h('span', { id: 'missed' }, String(st.missed))],

@@ -253,6 +253,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             print(format, &view, || render::workers(&workers, SystemClock.now()))
         }
         Command::Schedule(command) => schedule::dispatch(&cli.server, format, command).await,
+        Command::Certs(command) => certs(format, command),
     }
 }
 
@@ -534,4 +535,47 @@ fn write_out(stream: OutputStream, data: &[u8]) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `archon certs …`: files only, no manager involved.
+fn certs(format: Format, command: crate::cli::CertsCommand) -> anyhow::Result<ExitCode> {
+    use crate::certs;
+    use crate::cli::CertsCommand;
+    let wrote = |w: certs::Written| {
+        println!("wrote {} and {} (key 0600)", w.cert.display(), w.key.display());
+        Ok(ExitCode::SUCCESS)
+    };
+    match command {
+        CertsCommand::Init { dir, name, days, force } => wrote(certs::init(&dir, &name, days, force).map_err(to_bad)?),
+        CertsCommand::Issue { role, name, sans, dir, days, force } => {
+            wrote(certs::issue(&dir, role, &name, &sans, days, force).map_err(to_bad)?)
+        }
+        CertsCommand::Show { file } => {
+            let info = certs::show(&file).map_err(to_bad)?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&info)?),
+                Format::Table => {
+                    println!("subject:    {}", info.subject);
+                    println!("issuer:     {}", info.issuer);
+                    println!("role:       {}", info.role.as_deref().unwrap_or(if info.ca { "CA" } else { "none" }));
+                    println!(
+                        "names:      {}",
+                        if info.sans.is_empty() { "-".to_owned() } else { info.sans.join(", ") }
+                    );
+                    println!(
+                        "valid:      {} to {}{}",
+                        info.not_before,
+                        info.not_after,
+                        if info.valid_now { "" } else { " (not valid now)" }
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// A certificate error is the user's input: exit 2 with its message.
+fn to_bad(e: anyhow::Error) -> anyhow::Error {
+    bad(format!("{e:#}"))
 }
