@@ -476,3 +476,28 @@ async fn a_workflow_is_cancelled_from_its_page() {
     web.wait_attr("#dag g.node[data-node=first]", "data-state", "cancelled").await;
     web.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_works_in_firefox_too() {
+    let dev = Dev::start();
+    let web = Browser::firefox("firefox", 1280, 900).await;
+    web.open(&format!("{}/#/jobs", dev.server)).await;
+    web.wait_attr("main", "data-page", "jobs").await;
+    web.wait_attr("#conn", "data-state", "live").await;
+    let run = dev.submit(&["--name", "<b>in-firefox</b>", "--command", "printf '\\033[32mgreen\\033[0m\\n'"]);
+    web.wait_text("#jobs-table .name", "<b>in-firefox</b>").await;
+    web.wait_attr("#jobs-table tr[data-job='job-1'] .state .badge", "data-state", "succeeded").await;
+    web.route(&format!("#/runs/{run}"), "runs").await;
+    web.wait_text("#output span.ansi-2", "green").await;
+    web.route("#/submit", "submit").await;
+    let cpu = web.wait_for("#f-cpu").await;
+    cpu.send_keys("lots").await.unwrap();
+    web.wait_for("#f-command").await.send_keys("true").await.unwrap();
+    web.click("#submit-button").await;
+    web.until("the CPU error", "return document.querySelector('.field-error[data-for=cpu]').textContent.length > 0;")
+        .await;
+    web.route("#/", "overview").await;
+    web.wait_for("#chart-rate").await;
+    web.screenshot("overview").await;
+    web.close().await;
+}

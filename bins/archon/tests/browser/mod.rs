@@ -1,10 +1,12 @@
 //! A real browser for the dashboard tests: Debian's headless Chromium driven
-//! over WebDriver (chromedriver, fantoccini). Each [`Browser`] starts its own
-//! chromedriver on a free loopback port and closes both when dropped. Waits are
-//! on what the page shows, polled, with generous deadlines.
+//! over WebDriver (chromedriver, fantoccini), or Firefox ESR (geckodriver,
+//! which `scripts/test` builds from crates.io into `target/tools/bin`). Each
+//! [`Browser`] starts its own driver on a free loopback port and closes both
+//! when dropped. Waits are on what the page shows, polled, with generous
+//! deadlines.
 #![allow(dead_code)] // each test crate uses its own subset
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,21 +28,13 @@ pub(crate) struct Browser {
 }
 
 impl Browser {
-    /// A browser window `width`×`height` px; `name` names its screenshots.
+    /// A Chromium window `width`×`height` px; `name` names its screenshots.
     pub(crate) async fn start(name: &str, width: u32, height: u32) -> Browser {
         assert!(
             std::path::Path::new(CHROMEDRIVER).exists(),
             "{CHROMEDRIVER} is missing: the dashboard tests need Debian's chromium and chromium-driver \
              (scripts/test installs them)"
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let driver = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
-        let url = format!("http://127.0.0.1:{port}");
         let mut options = json!({
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--no-first-run", "--disable-extensions", format!("--window-size={width},{height}")],
@@ -52,6 +46,37 @@ impl Browser {
         }
         let mut caps = serde_json::Map::new();
         caps.insert("goog:chromeOptions".into(), options);
+        Browser::connect(name, Path::new(CHROMEDRIVER), caps).await
+    }
+
+    /// A headless Firefox window `width`×`height` px.
+    pub(crate) async fn firefox(name: &str, width: u32, height: u32) -> Browser {
+        let driver = std::env::var_os("GECKODRIVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/tools/bin/geckodriver"));
+        assert!(
+            driver.exists() && Path::new("/usr/bin/firefox-esr").exists(),
+            "{} or /usr/bin/firefox-esr is missing: scripts/test installs them (Debian's firefox-esr, \
+             geckodriver built from crates.io)",
+            driver.display()
+        );
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "moz:firefoxOptions".into(),
+            json!({ "binary": "/usr/bin/firefox-esr", "args": ["-headless", format!("--width={width}"), format!("--height={height}")] }),
+        );
+        Browser::connect(name, &driver, caps).await
+    }
+
+    async fn connect(name: &str, program: &Path, caps: serde_json::Map<String, Value>) -> Browser {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let driver = Command::new(program)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + PATIENCE;
         let client = loop {
             let connector = hyper_util::client::legacy::connect::HttpConnector::new();
