@@ -71,7 +71,9 @@ impl std::fmt::Debug for HttpConfig {
 }
 
 /// Where the server reads the last hour of the cluster from.
-pub type TimelineSource = Arc<dyn Fn() -> archon_core::manager::Timeline + Send + Sync>;
+/// It is given which workers' loads to include.
+pub type TimelineSource =
+    Arc<dyn Fn(&dyn Fn(archon_core::model::WorkerId) -> bool) -> archon_core::manager::Timeline + Send + Sync>;
 
 /// The REST API of `api` on its own: `/api/v1/…`, the document, the API page
 /// and `/metrics`. Waits and event streams end when `shutdown` fires.

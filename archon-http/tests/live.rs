@@ -34,7 +34,7 @@ fn serve(shutdown: &CancellationToken) -> (Manager, axum::Router) {
         async move { m.run(s).await }
     });
     let sampled = manager.clone();
-    let timeline: TimelineSource = Arc::new(move || sampled.timeline());
+    let timeline: TimelineSource = Arc::new(move |wanted| sampled.timeline(wanted));
     let api: Arc<dyn Api> = Arc::new(manager.clone());
     let config = HttpConfig { timeline: Some(timeline), ..HttpConfig::default() };
     (manager, archon_http::router(api, &config, shutdown.clone()))

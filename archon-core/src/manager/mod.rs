@@ -247,9 +247,10 @@ impl Manager {
         &self.shared.metrics
     }
 
-    /// The last hour of the cluster as this manager sampled it, oldest first.
-    pub fn timeline(&self) -> Timeline {
-        self.shared.timeline.read(self.shared.config.timeline_every)
+    /// The last hour of the cluster as this manager sampled it, oldest first,
+    /// with the loads of the workers `wanted` picks.
+    pub fn timeline(&self, wanted: &dyn Fn(WorkerId) -> bool) -> Timeline {
+        self.shared.timeline.read(self.shared.config.timeline_every, wanted)
     }
 
     /// Drives the manager until `shutdown` fires. Call once.

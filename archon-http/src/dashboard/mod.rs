@@ -45,7 +45,7 @@ const INDEX: &str = include_str!("assets/index.html");
 /// `/` and `/ui/{file}`.
 pub(crate) fn router(api: Arc<dyn Api>) -> axum::Router {
     axum::Router::new()
-        .route("/", get(index))
+        .route(crate::DASHBOARD_PATH, get(index))
         .route("/ui/{file}", get(asset))
         .method_not_allowed_fallback(crate::routes::wrong_method)
         .with_state(api)

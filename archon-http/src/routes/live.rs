@@ -188,17 +188,16 @@ async fn timeline(
         .timeline
         .as_ref()
         .ok_or_else(|| archon_core::Error::Unavailable("this server keeps no timeline".into()))?;
-    let timeline = source();
-    let view = match p.workers.as_deref() {
-        None => TimelineView::new(&timeline, |_| false),
-        Some("all") => TimelineView::new(&timeline, |_| true),
+    let timeline = match p.workers.as_deref() {
+        None => source(&|_| false),
+        Some("all") => source(&|_| true),
         Some(list) => {
             let wanted = list.split(',').map(|w| id::<WorkerId>("workers", w)).collect::<Result<BTreeSet<_>, _>>()?;
             if wanted.len() > MAX_WORKER_SERIES {
                 return Err(Error::bad("workers", format!("at most {MAX_WORKER_SERIES} ids (or `all`)")));
             }
-            TimelineView::new(&timeline, |w| wanted.contains(&w))
+            source(&|w| wanted.contains(&w))
         }
     };
-    Ok(Json(view))
+    Ok(Json(TimelineView::new(&timeline)))
 }

@@ -73,12 +73,12 @@ pub struct TimelineView {
 }
 
 impl TimelineView {
-    /// `timeline` with the series of the workers `wanted` picks.
-    pub fn new(timeline: &Timeline, wanted: impl Fn(WorkerId) -> bool) -> Self {
+    /// `timeline`, with a series for each worker whose loads it holds.
+    pub fn new(timeline: &Timeline) -> Self {
         let n = timeline.samples.len();
         let mut workers: BTreeMap<WorkerId, WorkerSeriesView> = BTreeMap::new();
         for (i, sample) in timeline.samples.iter().enumerate() {
-            for load in sample.workers.iter().filter(|l| wanted(l.worker)) {
+            for load in &sample.workers {
                 let series = workers.entry(load.worker).or_insert_with(|| WorkerSeriesView {
                     cpu_permille: vec![None; n],
                     memory_permille: vec![None; n],
