@@ -331,7 +331,8 @@ pub trait Api: Send + Sync + 'static {
     /// nothing is stored for them.
     async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<SubmitResult>, Error>;
 
-    /// A job and its runs.
+    /// A job and its runs. Its `secret_env` values are `***`: only the worker
+    /// running an attempt gets them.
     async fn get_job(&self, id: JobId) -> Result<JobDetail, Error>;
 
     /// A run, its attempts and their output.
@@ -369,9 +370,19 @@ pub trait Api: Send + Sync + 'static {
     /// Submits a workflow: every node becomes a job, all or none.
     async fn submit_workflow(&self, spec: WorkflowSpec) -> Result<SubmittedWorkflow, Error>;
 
-    /// A workflow, live or finished, with each node's latest run.
+    /// A workflow, live or finished, with each node's latest run (secret
+    /// values `***`, as in [`Api::get_job`]).
     async fn get_workflow(&self, id: WorkflowId) -> Result<WorkflowDetail, Error>;
 
     /// Workflows, live and finished, newest first.
     async fn list_workflows(&self, query: WorkflowQuery) -> Result<Page<WorkflowSummary, WorkflowId>, Error>;
+
+    /// Creates an API token; the result holds the token, shown this once.
+    async fn create_token(&self, spec: crate::auth::TokenSpec) -> Result<crate::auth::IssuedToken, Error>;
+
+    /// Every API token: ids, names, scopes, expiry — never a secret.
+    async fn list_tokens(&self) -> Result<Vec<crate::auth::TokenInfo>, Error>;
+
+    /// Revokes a token: no manager accepts it once the revoke is committed.
+    async fn revoke_token(&self, id: crate::auth::TokenId) -> Result<(), Error>;
 }

@@ -26,10 +26,10 @@
 use std::str::FromStr as _;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone as _};
+use chrono::{DateTime, Datelike as _, TimeZone as _};
 use chrono_tz::Tz;
-use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
+use croner::{Cron, YEAR_LOWER_LIMIT, YEAR_UPPER_LIMIT};
 
 use crate::model::{Schedule, SpecError, Timestamp};
 
@@ -70,6 +70,11 @@ impl CronSchedule {
         if !expr.trim_start().starts_with('@') && !(5..=6).contains(&fields) {
             return Err(bad(format!("it has {fields} fields")));
         }
+        // croner skips empty list items, so a field of only commas matches
+        // nothing, and every search then walks second by second to its limit.
+        if let Some(field) = expr.split_whitespace().find(|f| f.split(',').any(|item| item.is_empty())) {
+            return Err(bad(format!("{field:?} has an empty list item")));
+        }
         let parser = CronParser::builder().seconds(Seconds::Optional).year(Year::Disallowed).build();
         let cron = parser.parse(expr).map_err(|e| bad(e.to_string()))?;
         Ok(CronSchedule { cron, tz })
@@ -80,9 +85,13 @@ impl CronSchedule {
         self.tz
     }
 
-    /// The first fire strictly after `t`, if there is one.
+    /// The first fire strictly after `t`, if there is one (none from instants
+    /// outside croner's years 1–4999: it panics near chrono's limits).
     pub fn next_after(&self, t: Timestamp) -> Option<Timestamp> {
         let from = self.tz.from_utc_datetime(&DateTime::from_timestamp_millis(t.0)?.naive_utc());
+        if !(YEAR_LOWER_LIMIT..YEAR_UPPER_LIMIT).contains(&from.year()) {
+            return None;
+        }
         let next = self.cron.find_next_occurrence(&from, false).ok()?;
         let next = Timestamp(next.timestamp_millis());
         // croner searches from the next whole second: never return `t` itself.

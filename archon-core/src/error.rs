@@ -46,6 +46,10 @@ pub enum Error {
     /// The request lacked valid credentials.
     #[error("unauthenticated: {0}")]
     Unauthenticated(String),
+    /// The credentials are valid but do not allow this request (a scope or a
+    /// certificate role it lacks).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     /// An internal invariant failed; a bug.
     #[error("internal error: {0}")]
     Internal(String),
@@ -60,3 +64,13 @@ impl Error {
 
 /// archon-core's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<crate::auth::Denied> for Error {
+    fn from(denied: crate::auth::Denied) -> Error {
+        if denied.unauthenticated() {
+            Error::Unauthenticated(denied.to_string())
+        } else {
+            Error::PermissionDenied(denied.to_string())
+        }
+    }
+}

@@ -26,6 +26,7 @@
 //! ```
 
 pub mod api;
+pub mod auth;
 pub mod clock;
 pub mod cron;
 mod error;

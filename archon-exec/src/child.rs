@@ -64,7 +64,7 @@ impl Default for ChildRunner {
 }
 
 impl ChildRunner {
-    /// Runs `program args...` with the job's env and working directory until it ends,
+    /// Runs `program args...` with the job's env (secret_env too) and working directory until it ends,
     /// times out or is cancelled.
     pub(crate) async fn run<I, S>(&self, program: &str, args: I, ctx: ExecContext) -> AttemptResult
     where
@@ -78,7 +78,7 @@ impl ChildRunner {
         let mut command = Command::new(program);
         command
             .args(args)
-            .envs(&spec.env)
+            .envs(spec.environment())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -124,17 +124,18 @@ async fn the_docker_executor_conforms_and_leaves_no_container() {
 }
 
 #[tokio::test]
-async fn env_workdir_user_and_entrypoint_reach_the_container() {
+async fn env_secret_env_workdir_user_and_entrypoint_reach_the_container() {
     let executor = executor().await;
-    let mut t = task(&["echo \"$GREETING from $(pwd) as $(id -u)\""]);
+    let mut t = task(&["echo \"$GREETING from $(pwd) as $(id -u) with $TOKEN\""]);
     t.entrypoint = Some(vec!["sh".into(), "-c".into()]);
     t.user = Some("65534:65534".into());
     let mut spec = job(t);
     spec.env.insert("GREETING".into(), "hello".into());
+    spec.secret_env.insert("TOKEN".into(), "s3cr3t".into());
     spec.working_dir = Some("/tmp".into());
     let r = run(&executor, spec).await;
     assert_eq!(r.status, ExitStatus::Exited { code: 0 }, "stderr: {}", r.stderr.text());
-    assert_eq!(r.stdout.text().trim(), "hello from /tmp as 65534");
+    assert_eq!(r.stdout.text().trim(), "hello from /tmp as 65534 with s3cr3t");
 }
 
 #[tokio::test]

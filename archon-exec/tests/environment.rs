@@ -1,11 +1,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! A job's env is added to the worker's, and its working directory is used (a
-//! missing one fails the attempt naming it), for every process executor.
+//! A job's env (and secret_env) is added to the worker's, and its working
+//! directory is used (a missing one fails the attempt naming it), for every
+//! process executor.
 
 use std::collections::BTreeMap;
 
 use archon_core::executor::{DEFAULT_TAIL_LIMIT, Executor};
-use archon_core::model::{ExitStatus, JobSpec, Task};
+use archon_core::model::{ExitStatus, JobSpec, Secret, Task};
 use archon_core::testkit::executor_suite::context;
 use archon_exec::{ProcessExecutor, ScriptExecutor, ShellExecutor};
 
@@ -33,6 +34,26 @@ async fn env_is_added_and_working_dir_is_used() {
         let r = executor.execute(ctx).await;
         assert_eq!(r.status, ExitStatus::Exited { code: 0 }, "{kind}: stderr {}", r.stderr.text());
         assert_eq!(r.stdout.text(), format!("value with spaces|{}|inherited", dir_path.display()), "{kind}");
+    }
+}
+
+#[tokio::test]
+async fn secret_env_reaches_the_process_like_env() {
+    const SHOW: &str = r#"printf '%s|%s' "$ARCHON_PLAIN" "$ARCHON_SECRET""#;
+    let tasks: Vec<(Box<dyn Executor>, Task)> = vec![
+        (Box::new(ShellExecutor::new()), Task::Shell { command: SHOW.into() }),
+        (Box::new(ScriptExecutor::new()), Task::Script { interpreter: "sh".into(), body: SHOW.into() }),
+        (Box::new(ProcessExecutor::new()), Task::Process { argv: vec!["sh".into(), "-c".into(), SHOW.into()] }),
+    ];
+    for (executor, task) in tasks {
+        let kind = task.kind();
+        let mut spec = JobSpec::new("secret", task);
+        spec.env = BTreeMap::from([("ARCHON_PLAIN".to_owned(), "plain".to_owned())]);
+        spec.secret_env = BTreeMap::from([("ARCHON_SECRET".to_owned(), Secret::new("s3cr3t value"))]);
+        let (ctx, _cancel) = context(spec, DEFAULT_TAIL_LIMIT, None);
+        let r = executor.execute(ctx).await;
+        assert_eq!(r.status, ExitStatus::Exited { code: 0 }, "{kind}: stderr {}", r.stderr.text());
+        assert_eq!(r.stdout.text(), "plain|s3cr3t value", "{kind}");
     }
 }
 

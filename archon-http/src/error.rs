@@ -141,6 +141,7 @@ impl Error {
                 }
                 Core::Transport(_) => Problem::new(StatusCode::BAD_GATEWAY, "transport", e.to_string()),
                 Core::Unauthenticated(_) => Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string()),
+                Core::PermissionDenied(_) => Problem::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
                 Core::Internal(_) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
             },
         }

@@ -10,6 +10,7 @@
 //! instants in RFC 3339. Request bodies are the spec-file format of [`spec`]
 //! in JSON. Errors are RFC 9457 problem objects ([`Problem`]).
 
+pub mod auth;
 mod dashboard;
 pub mod error;
 pub mod metrics;
@@ -26,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use utoipa_swagger_ui::SwaggerUi;
 
+pub use auth::HttpAuth;
 pub use error::{Error, Problem, Result};
 pub use routes::AppState;
 
@@ -52,11 +54,14 @@ pub struct HttpConfig {
     /// The node's last hour, served at `/api/v1/timeline` for the dashboard's
     /// charts (a manager's [`Manager::timeline`](archon_core::manager::Manager::timeline)).
     pub timeline: Option<TimelineSource>,
+    /// Authorization: every route then needs a token (see [`auth`]); `None`
+    /// serves everyone (a cluster without TLS, on loopback).
+    pub auth: Option<HttpAuth>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { max_body_bytes: MAX_BODY_BYTES, metrics: None, timeline: None }
+        HttpConfig { max_body_bytes: MAX_BODY_BYTES, metrics: None, timeline: None, auth: None }
     }
 }
 
@@ -66,6 +71,7 @@ impl std::fmt::Debug for HttpConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("metrics", &self.metrics.is_some())
             .field("timeline", &self.timeline.is_some())
+            .field("auth", &self.auth)
             .finish()
     }
 }
@@ -128,9 +134,18 @@ fn routes(api: Arc<dyn Api>, config: &HttpConfig, shutdown: CancellationToken) -
         .merge(SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, doc))
         .merge(dashboard::router(api));
     if let Some(metrics) = &config.metrics {
+        router = router.merge(metrics::router(metrics.clone()));
+    }
+    // Every route above, `/metrics` included, is checked; the sign-in routes
+    // below it check what they need themselves.
+    if let Some(auth) = &config.auth {
+        let auth = Arc::new(auth.clone());
         router = router
-            .merge(metrics::router(metrics.clone()))
-            .route_layer(axum::middleware::from_fn_with_state(metrics.clone(), metrics::count_requests));
+            .route_layer(axum::middleware::from_fn_with_state(auth.clone(), auth::guard))
+            .merge(auth::router(auth));
+    }
+    if let Some(metrics) = &config.metrics {
+        router = router.route_layer(axum::middleware::from_fn_with_state(metrics.clone(), metrics::count_requests));
     }
     router
 }

@@ -16,6 +16,7 @@
 //! cpu = "500m"
 //! memory = "256MiB"
 //! env = { REPORT_DAY = "monday" }
+//! secret_env = { API_TOKEN = "…" } # passed like env; shown as *** everywhere else
 //! retention = "1d"                # finished runs kept (default: the cluster's, 7d)
 //! keep_last = 10                  # at most this many finished runs kept
 //! output_limit = "256KiB"         # kept per stream of each attempt (default 1MiB)
@@ -35,12 +36,17 @@
 //! ```
 //!
 //! A recurring job adds a `[schedule]` table (see [`schedule`]).
+//!
+//! `secret_env` (also a `[secret_env]` table, `--secret-env` on the command
+//! line) is an environment whose values only the worker running an attempt
+//! gets: every read of the job answers each value as `***`. A variable may not
+//! be in both `env` and `secret_env`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use archon_core::model::{
-    Constraint, DockerTask, JobId, JobSpec, PlacementPolicy, PullPolicy, Resources, SpecError, Task,
+    Constraint, DockerTask, JobId, JobSpec, PlacementPolicy, PullPolicy, Resources, Secret, SpecError, Task,
     units::{parse_bytes, parse_cpu, parse_duration},
 };
 use serde::{Deserialize, Serialize};
@@ -68,6 +74,7 @@ pub fn read_any_spec_file(path: &Path) -> Result<SpecFileContent, crate::Error> 
     if workflow::is_workflow(&table) {
         return workflow::parse_workflow(table).map(SpecFileContent::Workflow).map_err(in_file);
     }
+    drop(table); // parse_spec_file parses the text again: not two trees at once
     parse_spec_file(&text).map(SpecFileContent::Jobs).map_err(in_file)
 }
 
@@ -124,6 +131,11 @@ pub struct JobDraft {
     /// Environment variables.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Environment variables whose values are secret: passed to the job like
+    /// `env`, answered as `***` by every read of the job.
+    #[serde(default)]
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub secret_env: BTreeMap<String, Secret>,
     /// Working directory on the worker.
     pub workdir: Option<String>,
     /// Label constraints (`key=value`, `key!=value`, `key`).
@@ -229,6 +241,8 @@ impl Naming {
     fn field(self, key: &str) -> String {
         match self {
             Naming::File => key.to_owned(),
+            // `archon submit` takes a program and its arguments after `--`, not as a flag.
+            Naming::Flags if key == "argv" => "ARGV (after --)".to_owned(),
             Naming::Flags => format!("--{}", key.replace('_', "-")),
         }
     }
@@ -272,6 +286,7 @@ impl JobDraft {
         resources.devices = self.devices.clone();
         spec.resources = resources;
         spec.env = self.env.clone();
+        spec.secret_env = self.secret_env.clone();
         spec.working_dir = self.workdir.clone();
         for c in &self.constraints {
             spec.constraints.push(c.parse::<Constraint>().map_err(|e| err("constraint", e.message))?);
@@ -522,6 +537,37 @@ mod tests {
         assert_eq!(e.unwrap_err().field, "--docker");
         let e = flags(DockerDraft { image: Some("b:1".into()), mounts: vec!["x".into()], ..DockerDraft::default() });
         assert_eq!(e.unwrap_err().field, "--mount");
+    }
+
+    #[test]
+    fn a_secret_env_table_parses_into_secret_values() {
+        let specs = parse_spec_file(
+            r#"
+            command = "deploy"
+            env = { REGION = "eu" }
+            [secret_env]
+            API_TOKEN = "s3cr3t-token"
+            "#,
+        )
+        .unwrap();
+        let s = &specs[0];
+        assert_eq!(s.env["REGION"], "eu");
+        assert_eq!(s.secret_env["API_TOKEN"].expose(), "s3cr3t-token");
+        assert!(!format!("{s:?}").contains("s3cr3t-token"), "a spec's Debug hides the value");
+        // The same in JSON, as the REST API takes it.
+        let draft: JobDraft =
+            serde_json::from_str(r#"{"command": "deploy", "secret_env": {"API_TOKEN": "s3cr3t-token"}}"#).unwrap();
+        assert!(!format!("{draft:?}").contains("s3cr3t-token"), "a draft's Debug hides the value");
+        assert_eq!(draft.into_spec(Naming::File).unwrap().secret_env["API_TOKEN"].expose(), "s3cr3t-token");
+        let e = parse_spec_file("command = \"x\"\nenv = { K = \"a\" }\nsecret_env = { K = \"b\" }").unwrap_err();
+        assert!(e.starts_with("secret_env: K is also in env"), "{e}");
+        let d = JobDraft {
+            command: Some("x".into()),
+            env: BTreeMap::from([("K".into(), "a".into())]),
+            secret_env: BTreeMap::from([("K".into(), Secret::new("b"))]),
+            ..JobDraft::default()
+        };
+        assert_eq!(d.into_spec(Naming::Flags).unwrap_err().field, "--secret-env");
     }
 
     #[test]

@@ -12,16 +12,23 @@ use archon_core::api::{
     RunSummary, ScheduleAction, ScheduleFire, SubmitResult, SubmittedWorkflow, WorkerInfo, WorkflowDetail,
     WorkflowQuery, WorkflowSummary,
 };
+use archon_core::auth::{IssuedToken, TokenId, TokenInfo, TokenSpec};
 use archon_core::model::{JobId, JobSpec, OutputChunk, RunId, WorkerId, WorkflowId, WorkflowSpec};
 use async_trait::async_trait;
 use futures::StreamExt;
 use tonic::Status;
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
 
 use crate::convert::each;
 use crate::proto::{self, archon_api_client::ArchonApiClient};
 use crate::server::MAX_MESSAGE_BYTES;
 use crate::status::{chain, describe, has_detail, status_to_error};
+use crate::tls::{Bearer, Dialer};
+
+/// A connection as the generated client uses it: the channel, with the bearer
+/// token added to each call.
+type Link = InterceptedService<Channel, Bearer>;
 
 /// How long connecting may take before it counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,11 +55,13 @@ pub struct GrpcClient {
     current: Arc<Mutex<Conn>>,
     /// Every manager address known: those given, plus leaders learned from redirects.
     known: Arc<Mutex<Vec<String>>>,
+    /// How it connects (plaintext or TLS) and the token it sends.
+    dialer: Dialer,
 }
 
 #[derive(Debug, Clone)]
 struct Conn {
-    client: ArchonApiClient<Channel>,
+    client: ArchonApiClient<Link>,
     endpoint: Arc<str>,
 }
 
@@ -67,15 +76,22 @@ impl GrpcClient {
     /// Connects to the first of `endpoints` that answers; the others are kept to
     /// fall back on. Fails with the first address's error when none answers.
     pub async fn connect_any(endpoints: &[String]) -> Result<GrpcClient, Error> {
+        GrpcClient::connect_with(endpoints, Dialer::plain()).await
+    }
+
+    /// Connects like [`GrpcClient::connect_any`], through `dialer`: over TLS
+    /// with this member's certificate, sending its token, when it has them.
+    pub async fn connect_with(endpoints: &[String], dialer: Dialer) -> Result<GrpcClient, Error> {
         let known: Vec<String> = endpoints.iter().map(|e| normalize(e)).collect();
         let mut first_error = None;
         for endpoint in &known {
-            match dial(endpoint, CONNECT_TIMEOUT).await {
+            match dial(&dialer, endpoint, CONNECT_TIMEOUT).await {
                 Ok(conn) => {
                     return Ok(GrpcClient {
                         find_leader_for: FIND_LEADER_FOR,
                         current: Arc::new(Mutex::new(conn)),
                         known: Arc::new(Mutex::new(known.clone())),
+                        dialer,
                     });
                 }
                 Err(e @ Error::InvalidArgument { .. }) => return Err(e),
@@ -108,7 +124,7 @@ impl GrpcClient {
     /// when `repeatable`, falling back to other managers on transport failures.
     async fn call<T, F, Fut>(&self, repeatable: bool, call: F) -> Result<T, Error>
     where
-        F: Fn(ArchonApiClient<Channel>, Arc<str>) -> Fut,
+        F: Fn(ArchonApiClient<Link>, Arc<str>) -> Fut,
         Fut: std::future::Future<Output = Result<T, Error>>,
     {
         let deadline = tokio::time::Instant::now() + self.find_leader_for;
@@ -143,7 +159,7 @@ impl GrpcClient {
 
     /// Uses `endpoint` from now on, remembering it. False when it cannot be reached.
     async fn switch_to(&self, endpoint: &str) -> bool {
-        match dial(endpoint, SWITCH_CONNECT_TIMEOUT).await {
+        match dial(&self.dialer, endpoint, SWITCH_CONNECT_TIMEOUT).await {
             Ok(conn) => {
                 {
                     let mut known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -188,24 +204,20 @@ pub(crate) fn status_error(endpoint: &str, status: &Status) -> Error {
 }
 
 /// Opens a connection to one manager.
-async fn dial(endpoint: &str, connect_timeout: Duration) -> Result<Conn, Error> {
+async fn dial(dialer: &Dialer, endpoint: &str, connect_timeout: Duration) -> Result<Conn, Error> {
     let uri = normalize(endpoint);
-    let channel = Endpoint::from_shared(uri.clone())
-        .map_err(|e| {
-            Error::invalid(
-                "endpoint",
-                format!("{endpoint:?} is not an address (try http://127.0.0.1:50051 or 127.0.0.1:50051): {e}"),
-            )
-        })?
+    let endpoint = dialer
+        .endpoint(&uri)?
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-        .keep_alive_while_idle(true)
-        .connect()
+        .keep_alive_while_idle(true);
+    let channel = dialer
+        .connect(endpoint)
         .await
         .map_err(|e| Error::Transport(format!("cannot reach the manager at {uri}: {}", chain(&e))))?;
-    let client = ArchonApiClient::new(channel)
+    let client = ArchonApiClient::with_interceptor(channel, dialer.bearer())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     Ok(Conn { client, endpoint: uri.into() })
@@ -364,6 +376,37 @@ impl Api for GrpcClient {
             })
             .await?;
         page.into_inner().try_into()
+    }
+
+    async fn create_token(&self, spec: TokenSpec) -> Result<IssuedToken, Error> {
+        // Not repeated on another manager: a lost reply would leave a token nobody holds.
+        let request = proto::CreateTokenRequest::from(spec);
+        let issued = self
+            .call(false, |mut c, e| {
+                let request = request.clone();
+                async move { c.create_token(request).await.map_err(|s| status_error(&e, &s)) }
+            })
+            .await?;
+        issued.into_inner().try_into()
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenInfo>, Error> {
+        let listed = self
+            .call(true, |mut c, e| async move {
+                c.list_tokens(proto::ListTokensRequest {}).await.map_err(|s| status_error(&e, &s))
+            })
+            .await?;
+        each(listed.into_inner().tokens, "tokens")
+    }
+
+    async fn revoke_token(&self, id: TokenId) -> Result<(), Error> {
+        let request = proto::RevokeTokenRequest { id: id.to_string() };
+        self.call(true, |mut c, e| {
+            let request = request.clone();
+            async move { c.revoke_token(request).await.map_err(|s| status_error(&e, &s)) }
+        })
+        .await?;
+        Ok(())
     }
 }
 

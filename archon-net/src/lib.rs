@@ -38,23 +38,33 @@
 mod client;
 mod convert;
 mod error;
+mod guard;
 mod metrics;
 mod server;
 mod sessions;
 pub mod status;
+pub mod tls;
 
 /// Generated protobuf messages and gRPC stubs of `archon.v1`.
 #[allow(missing_docs, unreachable_pub, clippy::all)]
 pub mod proto {
     tonic::include_proto!("archon.v1");
+
+    /// The compiled `archon.v1` protos (a `google.protobuf.FileDescriptorSet`):
+    /// every service and method, for tools and tests that enumerate them.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/archon_descriptor.bin"));
 }
 
 pub use client::GrpcClient;
 pub use error::Error;
+pub use guard::{
+    API_SERVICE, GuardLayer, GuardService, RAFT_SERVICE, WORKER_SERVICE, admit, api_scope, bearer, guard_routes,
+};
 pub use metrics::{GrpcMetricsLayer, GrpcMetricsService, measure_routes};
 pub use proto::archon_api_server::ArchonApiServer;
 pub use proto::worker_sessions_server::WorkerSessionsServer;
 pub use server::{
     ApiService, MAX_MESSAGE_BYTES, SHUTDOWN_GRACE, api_service, manager_routes, serve, serve_manager, serve_routes,
+    serve_routes_tls,
 };
 pub use sessions::{GrpcTransport, HELLO_TIMEOUT, WorkerService, worker_service};

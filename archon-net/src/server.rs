@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use archon_core::Error as CoreError;
 use archon_core::api::{Api, CancelTarget, ScheduleAction, SubmitResult};
+use archon_core::auth::TokenSpec;
 use archon_core::manager::Manager;
 use archon_core::model::{JobId, JobSpec, RunId, SpecError, WorkerId, WorkflowId, WorkflowSpec};
 use archon_core::state::Rejection;
@@ -18,13 +19,13 @@ use futures::stream::BoxStream;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
-use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 use crate::error::Error;
 use crate::proto::{self, archon_api_server::ArchonApi, archon_api_server::ArchonApiServer};
 use crate::sessions::WorkerService;
 use crate::status::error_to_status;
+use crate::tls::ServerTls;
 
 /// The largest message either side sends or accepts: 64 MiB (a batch of 10,000
 /// specs, a run with two 1 MiB output tails per attempt).
@@ -120,9 +121,25 @@ pub async fn serve_routes(
     shutdown: CancellationToken,
     what: &'static str,
 ) -> Result<(), Error> {
+    serve_routes_tls(listener, None, routes, shutdown, what).await
+}
+
+/// [`serve_routes`] over TLS when `tls` is given (see [`crate::tls`]): only
+/// connections that complete a TLS 1.3 handshake with the cluster's
+/// certificates reach `routes`, each request carrying the [`Peer`](crate::tls::Peer)
+/// its certificate identifies. Guard the routes ([`crate::guard_routes`]) to
+/// check who may call what.
+pub async fn serve_routes_tls(
+    listener: TcpListener,
+    tls: Option<ServerTls>,
+    routes: Routes,
+    shutdown: CancellationToken,
+    what: &'static str,
+) -> Result<(), Error> {
     let address = listener.local_addr().map_err(Error::ListenerAddress)?;
-    tracing::info!(%address, "serving {what}");
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let scheme = if tls.is_some() { "TLS 1.3, client certificates of the cluster CA" } else { "plaintext" };
+    tracing::info!(%address, transport = scheme, "serving {what}");
+    let incoming = crate::tls::incoming(listener, tls);
     // HTTP/1.1 too: the REST API (archon-http) may share the port.
     let serving = tonic::transport::Server::builder()
         .accept_http1(true)
@@ -183,6 +200,32 @@ impl ArchonApi for ApiService {
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| error_to_status(CoreError::Internal("submit results out of step".into())))?;
         Ok(Response::new(proto::SubmitResponse { results }))
+    }
+
+    async fn create_token(
+        &self,
+        request: Request<proto::CreateTokenRequest>,
+    ) -> Result<Response<proto::CreateTokenResponse>, Status> {
+        let spec = TokenSpec::try_from(request.into_inner()).map_err(error_to_status)?;
+        let issued = self.api.create_token(spec).await.map_err(error_to_status)?;
+        Ok(Response::new(issued.into()))
+    }
+
+    async fn list_tokens(
+        &self,
+        _request: Request<proto::ListTokensRequest>,
+    ) -> Result<Response<proto::ListTokensResponse>, Status> {
+        let tokens = self.api.list_tokens().await.map_err(error_to_status)?;
+        Ok(Response::new(proto::ListTokensResponse { tokens: tokens.into_iter().map(Into::into).collect() }))
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<proto::RevokeTokenRequest>,
+    ) -> Result<Response<proto::RevokeTokenResponse>, Status> {
+        let id = crate::convert::token_id(&request.into_inner().id, "id").map_err(error_to_status)?;
+        self.api.revoke_token(id).await.map_err(error_to_status)?;
+        Ok(Response::new(proto::RevokeTokenResponse {}))
     }
 
     async fn get_job(&self, request: Request<proto::GetJobRequest>) -> Result<Response<proto::JobDetail>, Status> {

@@ -31,6 +31,7 @@ pub fn code_for(err: &Error) -> Code {
             Code::Unavailable
         }
         Error::Unauthenticated(_) => Code::Unauthenticated,
+        Error::PermissionDenied(_) => Code::PermissionDenied,
         Error::Internal(_) => Code::Internal,
     }
 }
@@ -60,7 +61,8 @@ pub fn status_to_error(status: &Status) -> Error {
     match status.code() {
         Code::NotFound => Error::NotFound(message),
         Code::InvalidArgument => Error::InvalidArgument { field: "request".into(), message },
-        Code::Unauthenticated | Code::PermissionDenied => Error::Unauthenticated(message),
+        Code::Unauthenticated => Error::Unauthenticated(message),
+        Code::PermissionDenied => Error::PermissionDenied(message),
         Code::Unavailable => match status.metadata().get(LEADER_KEY).and_then(|v| v.to_str().ok()) {
             Some(leader) => Error::NotLeader { leader: Some(leader.to_owned()) },
             None => Error::Unavailable(message),
@@ -127,6 +129,7 @@ impl From<Error> for proto::ErrorDetail {
             Error::ShuttingDown => error_detail::Kind::ShuttingDown(()),
             Error::Transport(why) => error_detail::Kind::Transport(why),
             Error::Unauthenticated(why) => error_detail::Kind::Unauthenticated(why),
+            Error::PermissionDenied(why) => error_detail::Kind::PermissionDenied(why),
             Error::Internal(why) => error_detail::Kind::Internal(why),
         };
         proto::ErrorDetail { kind: Some(kind) }
@@ -147,6 +150,7 @@ impl TryFrom<proto::ErrorDetail> for Error {
             error_detail::Kind::ShuttingDown(()) => Error::ShuttingDown,
             error_detail::Kind::Transport(why) => Error::Transport(why),
             error_detail::Kind::Unauthenticated(why) => Error::Unauthenticated(why),
+            error_detail::Kind::PermissionDenied(why) => Error::PermissionDenied(why),
             error_detail::Kind::Internal(why) => Error::Internal(why),
         })
     }

@@ -59,6 +59,7 @@ fn full_spec(task: Task) -> JobSpec {
         name: "nightly report".into(),
         task,
         env: [("A".to_owned(), "1".to_owned()), ("B".to_owned(), "two words".to_owned())].into(),
+        secret_env: [("TOKEN".to_owned(), "s3cr3t value".into())].into(),
         working_dir: Some("/srv/reports".into()),
         resources: Resources {
             cpu_millis: 1500,

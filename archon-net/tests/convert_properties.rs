@@ -96,7 +96,14 @@ fn job_spec() -> impl Strategy<Value = JobSpec> {
     );
     let placement = prop::option::of(prop_oneof![Just(PlacementPolicy::Binpack), Just(PlacementPolicy::Spread)]);
     (
-        (text(), task(), prop::collection::btree_map(text(), text(), 0..3), prop::option::of(text()), resources()),
+        (
+            text(),
+            task(),
+            prop::collection::btree_map(text(), text(), 0..3),
+            prop::collection::btree_map(text(), text().prop_map(archon_core::model::Secret::from), 0..3),
+            prop::option::of(text()),
+            resources(),
+        ),
         (prop::collection::vec(constraint(), 0..3), any::<i32>(), prop::option::of(millis()), retry),
         (prop::option::of(schedule()), prop::collection::vec(any::<u64>().prop_map(JobId), 0..3)),
         (
@@ -109,7 +116,7 @@ fn job_spec() -> impl Strategy<Value = JobSpec> {
     )
         .prop_map(
             |(
-                (name, task, env, working_dir, resources),
+                (name, task, env, secret_env, working_dir, resources),
                 (constraints, priority, timeout, retry),
                 (schedule, depends_on),
                 (idempotency_key, placement, retention, keep_last, output_limit),
@@ -117,6 +124,7 @@ fn job_spec() -> impl Strategy<Value = JobSpec> {
                 name,
                 task,
                 env,
+                secret_env,
                 working_dir,
                 resources,
                 constraints,

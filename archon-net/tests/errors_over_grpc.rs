@@ -88,6 +88,18 @@ impl Api for StubApi {
     ) -> Result<Page<archon_core::api::WorkflowSummary, archon_core::model::WorkflowId>, Error> {
         self.fail()
     }
+
+    async fn create_token(&self, _: archon_core::auth::TokenSpec) -> Result<archon_core::auth::IssuedToken, Error> {
+        self.fail()
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<archon_core::auth::TokenInfo>, Error> {
+        self.fail()
+    }
+
+    async fn revoke_token(&self, _: archon_core::auth::TokenId) -> Result<(), Error> {
+        self.fail()
+    }
 }
 
 async fn serve_stub(stub: StubApi) -> (GrpcClient, CancellationToken) {

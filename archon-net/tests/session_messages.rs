@@ -100,6 +100,8 @@ fn every_worker_report_round_trips() {
 fn assignments_and_cancels_round_trip() {
     let spec = JobSpec {
         env: [("A".to_owned(), "1".to_owned())].into(),
+        // An assignment carries secret values as they are: the worker passes them on.
+        secret_env: [("TOKEN".to_owned(), "s3cr3t".into())].into(),
         timeout: Some(Duration::from_secs(30)),
         ..JobSpec::new("job", Task::Shell { command: "echo hi".into() })
     };

@@ -15,6 +15,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
+use archon_net::tls::Dialer;
 use openraft::BasicNode;
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable,
@@ -25,7 +26,7 @@ use openraft::raft::{
     VoteResponse,
 };
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
 use crate::service::proto::{self, raft_client::RaftClient};
@@ -86,6 +87,12 @@ impl GrpcNetwork {
     /// arrives after its link was cut is lost the same way. For partition tests.
     pub fn with_links(node_id: u64, links: Links) -> GrpcNetwork {
         GrpcNetwork { channels: Channels::default(), links: Some((node_id, links)) }
+    }
+
+    /// A network that reaches its peers through `dialer`: over mutual TLS with
+    /// this manager's certificate, when the cluster has TLS.
+    pub fn with_dialer(dialer: Dialer) -> GrpcNetwork {
+        GrpcNetwork { channels: Channels::new(dialer), links: None }
     }
 }
 
@@ -369,6 +376,12 @@ impl AdminClient {
         AdminClient { addrs, channels: Channels::default() }
     }
 
+    /// A client like [`AdminClient::new`] connecting through `dialer`. Over TLS
+    /// the group answers only a manager's certificate.
+    pub fn with_dialer(addrs: Vec<String>, dialer: Dialer) -> AdminClient {
+        AdminClient { addrs, channels: Channels::new(dialer) }
+    }
+
     /// The node at `addr`, as it sees itself. Any node answers, leader or not.
     pub async fn node_status(&self, addr: &str) -> Result<NodeStatus, Error> {
         let reply = self
@@ -537,9 +550,13 @@ impl From<proto::MembersReply> for Members {
 
 /// Lazily connected channels by address, shared by clones.
 #[derive(Debug, Clone, Default)]
-struct Channels(Arc<Mutex<HashMap<String, Channel>>>);
+struct Channels(Arc<Mutex<HashMap<String, Channel>>>, Dialer);
 
 impl Channels {
+    fn new(dialer: Dialer) -> Channels {
+        Channels(Arc::default(), dialer)
+    }
+
     /// The channel to `addr` (`HOST:PORT` or `http://HOST:PORT`), or why the address is unusable.
     fn get(&self, addr: &str) -> Result<Channel, String> {
         let uri = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
@@ -547,13 +564,15 @@ impl Channels {
         if let Some(channel) = channels.get(&uri) {
             return Ok(channel.clone());
         }
-        let channel = Endpoint::from_shared(uri.clone())
+        let endpoint = self
+            .1
+            .endpoint(&uri)
             .map_err(|e| format!("{addr:?} is not an address (try HOST:PORT, e.g. 10.0.0.2:50051): {e}"))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-            .connect_lazy();
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT);
+        let channel = self.1.connect_lazy(endpoint);
         channels.insert(uri, channel.clone());
         Ok(channel)
     }

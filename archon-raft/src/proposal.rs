@@ -134,7 +134,7 @@ mod tests {
         assert_eq!(serde_json::from_str::<Proposal>(&json).unwrap(), new);
         let future = r#"{"v":7,"commands":[{"cmd":"teleport"}]}"#;
         let err = serde_json::from_str::<Proposal>(future).unwrap_err().to_string();
-        assert!(err.contains("log entry format 7 is newer than this node reads (2)"), "{err}");
+        assert!(err.contains(&format!("log entry format 7 is newer than this node reads ({ENTRY_FORMAT})")), "{err}");
         // The same with the keys the other way round: refused for its format, not its commands.
         let reordered = r#"{"commands":[{"cmd":"teleport"}],"v":7}"#;
         let err = serde_json::from_str::<Proposal>(reordered).unwrap_err().to_string();

@@ -27,6 +27,10 @@ use crate::{ENTRY_FORMAT, Raft, TypeConfig};
 #[allow(missing_docs, unreachable_pub, clippy::all)]
 pub mod proto {
     tonic::include_proto!("archon.raft.v1");
+
+    /// The compiled `archon.raft.v1` proto (a `google.protobuf.FileDescriptorSet`),
+    /// for tools and tests that enumerate its methods.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/archon_raft_descriptor.bin"));
 }
 
 use proto::raft_server::Raft as RaftRpc;

@@ -57,6 +57,9 @@ pub struct RaftConfig {
     /// entry proposed here as a store batch (a private registry unless given
     /// the node's).
     pub metrics: Metrics,
+    /// How it reaches its peers: plaintext, or mutual TLS with this manager's
+    /// certificate (default plaintext).
+    pub dialer: archon_net::tls::Dialer,
 }
 
 impl RaftConfig {
@@ -82,6 +85,7 @@ impl RaftConfig {
             cache_bytes: 32 << 20,
             history_cache_bytes: 16 << 20,
             metrics: Metrics::new(),
+            dialer: archon_net::tls::Dialer::plain(),
         }
     }
 
@@ -129,7 +133,8 @@ impl RaftStore {
     /// node is not part of any group until [`RaftStore::bootstrap`] or a leader
     /// adds it.
     pub async fn open(config: RaftConfig) -> Result<RaftStore, Error> {
-        RaftStore::open_with_network(config, GrpcNetwork::new()).await
+        let network = GrpcNetwork::with_dialer(config.dialer.clone());
+        RaftStore::open_with_network(config, network).await
     }
 
     /// [`RaftStore::open`] with Raft's RPCs sent through `network`, e.g. a
@@ -303,7 +308,7 @@ impl Store for RaftStore {
         let metrics = self.raft.metrics().borrow().clone();
         let nodes: Vec<(u64, String)> =
             metrics.membership_config.nodes().map(|(id, node)| (*id, node.addr.clone())).collect();
-        let admin = AdminClient::new(Vec::new());
+        let admin = AdminClient::with_dialer(Vec::new(), self.config.dialer.clone());
         let own = self.config.node_id;
         let asks = nodes.into_iter().map(|(id, address)| {
             let admin = &admin;

@@ -388,7 +388,11 @@ async fn a_message_or_entry_of_an_unknown_format_is_refused_and_never_applied() 
     let payload = serde_json::to_vec(&request).unwrap();
     let refused = client.append_entries(proto::RaftRequest { payload, format: 1 }).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
-    assert!(refused.message().contains("log entry format 99 is newer than this node reads (2)"), "{refused:?}");
+    let reads = archon_raft::ENTRY_FORMAT;
+    assert!(
+        refused.message().contains(&format!("log entry format 99 is newer than this node reads ({reads})")),
+        "{refused:?}"
+    );
     // A request whose sender says it writes a newer format is refused before it is read.
     let payload = serde_json::to_vec(&VoteRequest::new(Vote::new(1, 9), None)).unwrap();
     let refused = client.vote(proto::RaftRequest { payload, format: 7 }).await.unwrap_err();

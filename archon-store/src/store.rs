@@ -36,8 +36,9 @@ use crate::rows::Touched;
 use crate::schema::{archon_leader, archon_log, archon_snapshots};
 
 /// The newest format of the commands this build writes to `archon_log` and
-/// reads (0: Archon 0.1's; 2: the cron commands; see `Command::format`).
-pub const LOG_FORMAT: i16 = 2;
+/// reads (0: Archon 0.1's; 2: the cron commands; 3: tokens and specs with
+/// `secret_env`): `Command::format`'s newest, [`COMMAND_FORMAT`](archon_core::state::COMMAND_FORMAT).
+pub const LOG_FORMAT: i16 = archon_core::state::COMMAND_FORMAT as i16;
 
 /// The advisory lock the managers of one database campaign for ("ARCHON").
 pub const DEFAULT_LOCK_KEY: i64 = 0x4152_4348_4f4e;

@@ -122,6 +122,27 @@ async fn a_reopened_store_has_every_acknowledged_command_and_the_tables_show_the
     assert_eq!(sql("SELECT term FROM archon_leader"), "2", "each leadership has its own term");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_with_secret_env_is_logged_as_format_3_and_read_back_with_its_value() {
+    let pg = server();
+    let url = pg.create_database();
+    let mut spec = JobSpec::new("deploy", Task::Shell { command: "true".into() });
+    spec.secret_env.insert("API_TOKEN".into(), "s3cr3t-in-postgres".into());
+    {
+        let store = open(&url, |c| c).await;
+        store.propose(vec![submit(0), Command::submit(Timestamp(1_700_000_000_001), Arc::new(spec))]).await.unwrap();
+        store.shutdown();
+    }
+    let db = url.rsplit('/').next().unwrap();
+    let formats =
+        String::from_utf8_lossy(&pg.psql(db, "SELECT format FROM archon_log ORDER BY index").stdout).into_owned();
+    assert_eq!(formats.split_whitespace().collect::<Vec<_>>(), ["3", "3"], "one batch, labelled with its newest");
+    // Reopened, the log is read back (a format this binary knows) with the value intact.
+    let store = open(&url, |c| c).await;
+    let job = store.query(|s| s.jobs().values().find(|j| j.spec.name == "deploy").cloned()).unwrap();
+    assert_eq!(job.spec.secret_env["API_TOKEN"].expose(), "s3cr3t-in-postgres");
+}
+
 fn seed() -> u64 {
     let seed = std::env::var("ARCHON_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64)

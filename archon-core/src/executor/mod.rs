@@ -4,6 +4,7 @@
 //! honours cancellation the same way, and returns how it ended. It never panics
 //! on bad input: a task it cannot run ends as [`ExitStatus::Failed`](crate::model::ExitStatus::Failed).
 
+mod mask;
 mod output;
 mod registry;
 
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
+pub use mask::MIN_MASKED;
 pub use output::{DEFAULT_TAIL_LIMIT, OutputSink, OutputWriter};
 pub use registry::ExecutorRegistry;
 

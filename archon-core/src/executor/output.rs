@@ -1,13 +1,16 @@
 //! Output capture with bounded memory: each stream keeps its last `limit` bytes
 //! (1 MiB by default) and counts what it dropped; live chunks go to an optional
-//! [`OutputSink`] (the worker forwards them to the manager for `logs -f`).
+//! [`OutputSink`] (the worker forwards them to the manager for `logs -f`). A
+//! writer made [`OutputWriter::masking`] a job's secret values prints `***` for
+//! them (see [`super::mask`]).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::model::{AttemptId, AttemptResult, ExitStatus, OutputChunk, OutputStream, OutputTail, RunId};
+use super::mask::Masks;
+use crate::model::{AttemptId, AttemptResult, ExitStatus, OutputChunk, OutputStream, OutputTail, RunId, Secret};
 
 /// The default tail kept per stream: 1 MiB.
 pub const DEFAULT_TAIL_LIMIT: usize = 1 << 20;
@@ -69,6 +72,9 @@ pub struct OutputWriter {
     sink: Option<Arc<dyn OutputSink>>,
     /// When the writer was made, for [`OutputWriter::spawned`].
     made: std::time::Instant,
+    /// Secret values to mask, and per stream the bytes held back meanwhile.
+    masks: Masks,
+    held: [Vec<u8>; 2],
 }
 
 impl std::fmt::Debug for OutputWriter {
@@ -91,7 +97,16 @@ impl OutputWriter {
             stderr: Tail::default(),
             sink,
             made: std::time::Instant::now(),
+            masks: Masks::default(),
+            held: [Vec::new(), Vec::new()],
         }
+    }
+
+    /// The same writer, printing `***` for each of `secrets` (values of at
+    /// least [`super::MIN_MASKED`] bytes) wherever the attempt prints it.
+    pub fn masking<'a>(mut self, secrets: impl IntoIterator<Item = &'a Secret>) -> OutputWriter {
+        self.masks = Masks::new(secrets);
+        self
     }
 
     /// A writer that only keeps tails (tests, benchmarks).
@@ -112,6 +127,16 @@ impl OutputWriter {
         if data.is_empty() {
             return;
         }
+        let data = if self.masks.is_empty() {
+            data
+        } else {
+            let held = &mut self.held[usize::from(stream == OutputStream::Stderr)];
+            let released = self.masks.apply(held, &data);
+            if released.is_empty() {
+                return;
+            }
+            Bytes::from(released)
+        };
         match stream {
             OutputStream::Stdout => self.stdout.push(&data, self.limit),
             OutputStream::Stderr => self.stderr.push(&data, self.limit),
@@ -128,8 +153,12 @@ impl OutputWriter {
         }
     }
 
-    /// The kept tails, with `status`, as the attempt's result.
-    pub fn finish(self, status: ExitStatus) -> AttemptResult {
+    /// The kept tails, with `status`, as the attempt's result. (Bytes held back
+    /// while masking go into the tails only.)
+    pub fn finish(mut self, status: ExitStatus) -> AttemptResult {
+        let [out, err] = std::mem::take(&mut self.held);
+        self.stdout.push(&out, self.limit);
+        self.stderr.push(&err, self.limit);
         AttemptResult {
             status,
             stdout: self.stdout.finish(self.limit),

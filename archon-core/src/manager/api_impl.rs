@@ -231,6 +231,19 @@ impl Api for Manager {
         self.workflow_list(&query).await
     }
 
+    async fn create_token(&self, spec: crate::auth::TokenSpec) -> Result<crate::auth::IssuedToken, Error> {
+        self.issue_token(spec).await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<crate::auth::TokenInfo>, Error> {
+        self.ensure_leader()?;
+        Ok(self.token_list())
+    }
+
+    async fn revoke_token(&self, id: crate::auth::TokenId) -> Result<(), Error> {
+        self.revoke(id).await
+    }
+
     async fn wait(&self, id: RunId) -> Result<RunDetail, Error> {
         self.ensure_leader()?;
         let mut finished = self.shared.finished.subscribe();
@@ -423,7 +436,7 @@ impl Manager {
     }
 
     /// Proposes one command; a rejection becomes [`Error::Rejected`].
-    async fn propose_one(&self, command: Command) -> Result<(), Error> {
+    pub(super) async fn propose_one(&self, command: Command) -> Result<(), Error> {
         match self.propose(vec![command]).await?.pop() {
             Some(Outcome::Applied(_)) => Ok(()),
             Some(Outcome::Rejected(r)) => Err(Error::Rejected(r)),

@@ -31,7 +31,7 @@ pub(crate) enum Input {
     Propose { commands: Vec<Command>, reply: oneshot::Sender<Result<Vec<Outcome>, Error>> },
     Attach { hello: Hello, incoming: BoxStream<'static, WorkerMessage>, reply: AttachReply },
     Started { worker: WorkerId, run: RunId, attempt: AttemptId },
-    Finished { run: RunId, attempt: AttemptId, result: AttemptResult },
+    Finished { worker: WorkerId, run: RunId, attempt: AttemptId, result: AttemptResult },
     Draining { worker: WorkerId },
     Leaving { worker: WorkerId },
     Detached { worker: WorkerId, session: u64 },
@@ -343,6 +343,10 @@ impl Driver {
             carried.append(inputs);
             *inputs = carried;
         }
+        // Reports a session may not make go no further; starts among them are killed.
+        for (worker, run, attempt) in super::reports::screen(&self.shared, inputs) {
+            self.send_to(worker, ManagerMessage::Cancel { run, attempt });
+        }
 
         if self.dirty {
             self.dirty = false;
@@ -424,8 +428,8 @@ impl Driver {
                     routes.push(Route::Start(worker));
                     commands.push(Command::StartAttempt { at: now, run, attempt });
                 }
-                Input::Finished { run, attempt, result } => {
-                    reports.push(Input::Finished { run, attempt, result: result.clone() });
+                Input::Finished { worker, run, attempt, result } => {
+                    reports.push(Input::Finished { worker, run, attempt, result: result.clone() });
                     let keep = keeps.get(&run).copied().unwrap_or(limits.output_limit);
                     for command in self.finish_commands(now, run, attempt, result, keep) {
                         routes.push(Route::None);
@@ -734,14 +738,15 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-/// Reads one worker's stream: reports go to the driver, output to the hub,
-/// everything refreshes the worker's liveness.
+/// Reads one worker's stream: reports go to the driver, output of the worker's
+/// own attempts to the hub, everything refreshes the worker's liveness.
 async fn read_session(
     shared: Arc<Shared>,
     worker: WorkerId,
     session: u64,
     mut incoming: BoxStream<'static, WorkerMessage>,
 ) {
+    let mut output = super::reports::OutputCheck::new(worker);
     while let Some(msg) = incoming.next().await {
         let now = shared.clock.now();
         if let Some(l) = shared.liveness.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_mut(&worker) {
@@ -751,6 +756,9 @@ async fn read_session(
         let input = match msg {
             WorkerMessage::Heartbeat { .. } => continue,
             WorkerMessage::Output(chunk) => {
+                if !output.accepts(&shared, chunk.run, chunk.attempt) {
+                    continue;
+                }
                 let limit = shared.config.limits.max_output_chunk;
                 if chunk.data.len() > limit {
                     tracing::warn!(%worker, run = %chunk.run, bytes = chunk.data.len(), limit,
@@ -761,7 +769,7 @@ async fn read_session(
                 continue;
             }
             WorkerMessage::Started { run, attempt } => Input::Started { worker, run, attempt },
-            WorkerMessage::Finished { run, attempt, result } => Input::Finished { run, attempt, result },
+            WorkerMessage::Finished { run, attempt, result } => Input::Finished { worker, run, attempt, result },
             WorkerMessage::Draining => Input::Draining { worker },
             WorkerMessage::Leaving => Input::Leaving { worker },
         };

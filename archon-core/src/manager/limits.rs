@@ -17,7 +17,7 @@ pub struct Limits {
     pub max_submit_specs: usize,
     /// Bytes of a task: command, script body, argv, function input, container fields.
     pub max_task_bytes: usize,
-    /// Bytes of a job's environment (names and values).
+    /// Bytes of a job's environment (names and values of `env` and `secret_env`).
     pub max_env_bytes: usize,
     /// Entries of a job's `depends_on`.
     pub max_depends_on: usize,
@@ -86,12 +86,15 @@ impl Limits {
                 ),
             ));
         }
-        let env: usize = spec.env.iter().map(|(k, v)| k.len() + v.len()).sum();
+        // Secret variables count with the others: they reach the same process.
+        let env: usize = spec.environment().map(|(k, v)| k.len() + v.len()).sum();
         if env > self.max_env_bytes {
+            let (field, which) =
+                if spec.secret_env.is_empty() { ("env", "") } else { ("secret_env", " (env and secret_env)") };
             return Err(SpecError::new(
-                "env",
+                field,
                 format!(
-                    "{} of variables is more than max_env_bytes ({})",
+                    "{} of variables{which} is more than max_env_bytes ({})",
                     format_bytes(env as u64),
                     format_bytes(self.max_env_bytes as u64)
                 ),
@@ -194,6 +197,14 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.starts_with("env: 14B of variables is more than max_env_bytes (10B)"), "{e}");
+        // Secret variables count with the others, and the error shows no value.
+        let e = spec(&|s| {
+            s.env.insert("A".into(), "1".into());
+            s.secret_env.insert("TOKEN".into(), "s3cr3t".into());
+        })
+        .unwrap_err();
+        assert!(e.starts_with("secret_env: 13B of variables (env and secret_env) is more than max_env_bytes"), "{e}");
+        assert!(!e.contains("s3cr3t"), "{e}");
         let e = spec(&|s| s.depends_on = vec![JobId(1), JobId(2)]).unwrap_err();
         assert_eq!(e, "depends_on: 2 jobs is more than max_depends_on (1)");
         let e = spec(&|s| s.constraints = vec!["a=1".parse().unwrap(), "b".parse().unwrap()]).unwrap_err();

@@ -3,7 +3,9 @@
 //! (one group commit per turn of its driver loop), asks the [`Scheduler`] where
 //! pending runs go, and pushes assignments and cancels down worker sessions.
 //! Liveness of workers is leader-local soft state; the reaper turns silence
-//! past the threshold into a `WorkerLost` command.
+//! past the threshold into a `WorkerLost` command. A worker's reports are
+//! checked against the session they came on before anything is proposed: a
+//! session reports only on its own worker's attempts, and never as `Lost`.
 
 mod api_impl;
 mod cron;
@@ -16,7 +18,9 @@ mod output_hub;
 mod parents;
 mod prune;
 mod queries;
+mod reports;
 mod timeline;
+mod tokens;
 mod workflows;
 
 use std::collections::HashMap;

@@ -1,7 +1,8 @@
 //! Read-side answers: the live state first, then the history (a run that leaves
 //! the state is in the history before the state stops showing it, so reading in
 //! that order never misses one; one seen in both is shown once). Output bytes are
-//! read from the history, by attempt.
+//! read from the history, by attempt. Every job definition answered here has
+//! its secret values redacted (`***`, see [`crate::model::Secret`]).
 
 use std::collections::BTreeMap;
 
@@ -100,6 +101,9 @@ pub(crate) async fn job_detail(shared: &Shared, id: JobId) -> Result<JobDetail, 
         };
         ScheduleInfo { state, next }
     });
+    // Secret values reach only the worker running an attempt; readers see `***`.
+    let mut job = job;
+    job.redact_secrets();
     Ok(JobDetail { job, runs, schedule })
 }
 

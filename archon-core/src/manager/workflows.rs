@@ -79,11 +79,11 @@ impl Manager {
     }
 
     /// A workflow, live or finished, with each node's latest run (from the
-    /// live state or the history).
+    /// live state or the history); its jobs' secret values redacted.
     pub async fn workflow_detail(&self, id: WorkflowId) -> Result<WorkflowDetail, Error> {
         self.ensure_leader()?;
         let (live, issued) = self.shared.store.query(|s| (s.workflow(id).cloned(), s.issued_workflow(id)));
-        let (workflow, state, finished_at) = match live {
+        let (mut workflow, state, finished_at) = match live {
             Some(w) => (w, WorkflowState::Running, None),
             None => match workflow_record(&*self.shared.history, id).await? {
                 Some(record) => {
@@ -102,6 +102,8 @@ impl Manager {
             };
             runs.push(run);
         }
+        // Its jobs' secret values reach only their workers; readers see `***`.
+        workflow.redact_secrets();
         Ok(WorkflowDetail { workflow, state, finished_at, runs })
     }
 

@@ -1,6 +1,7 @@
 //! What the leading manager's driver records as it proposes and routes
 //! outcomes: dispatches, run completions, how long runs waited to start and how
-//! long they ran (by task kind), and how late cron fires were.
+//! long they ran (by task kind), how late cron fires were, and which worker
+//! reports it refused.
 
 use std::time::Duration;
 
@@ -20,6 +21,11 @@ struct KindLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 /// Waits to start: 5 ms to about 11 minutes.
@@ -42,6 +48,7 @@ pub(crate) struct ManagerMetrics {
     cron_missed: Counter,
     cpu: Family<KindLabels, Counter<f64>>,
     peak_memory: Family<KindLabels, Histogram, fn() -> Histogram>,
+    reports_refused: Family<ReasonLabels, Counter>,
 }
 
 /// Peak memory of attempts: 1 MiB to 64 GiB.
@@ -61,6 +68,7 @@ impl ManagerMetrics {
             cron_missed: Counter::default(),
             cpu: Family::default(),
             peak_memory: Family::new_with_constructor(peak_memory as fn() -> Histogram),
+            reports_refused: Family::default(),
         };
         registry.register("archon_dispatches", "Attempts assigned to workers, by task kind", m.dispatches.clone());
         registry.register(
@@ -103,6 +111,12 @@ impl ManagerMetrics {
             Unit::Bytes,
             m.peak_memory.clone(),
         );
+        registry.register(
+            "archon_worker_reports_refused",
+            "Worker reports about attempts refused before being proposed, by reason (not_assigned, \
+             unknown_attempt, lost_status)",
+            m.reports_refused.clone(),
+        );
         m
     }
 
@@ -136,6 +150,11 @@ impl ManagerMetrics {
     /// A cron fire was proposed `late` after it was due.
     pub(crate) fn fired(&self, late: Duration) {
         self.cron_lateness.observe(late.as_secs_f64());
+    }
+
+    /// A worker's report was refused for `reason`.
+    pub(crate) fn refused_report(&self, reason: &'static str) {
+        self.reports_refused.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     /// `count` cron fires were missed.

@@ -25,6 +25,7 @@ fn everything() -> Metrics {
     m.used(TaskKind::Shell, &usage);
     m.fired(Duration::from_millis(300));
     m.missed(3);
+    m.refused_report("not_assigned");
     let w = metrics.worker();
     w.started(TaskKind::Process);
     w.ended(TaskKind::Process, &ExitStatus::Exited { code: 2 });
@@ -90,6 +91,7 @@ fn every_family_passes_promtool() {
         "archon_run_duration_seconds",
         "archon_cron_fire_lateness_seconds",
         "archon_cron_missed_fires_total",
+        "archon_worker_reports_refused_total",
         "archon_attempt_cpu_seconds_total",
         "archon_attempt_peak_memory_bytes",
         "archon_executor_starts_total",
@@ -122,6 +124,7 @@ fn every_family_passes_promtool() {
     // Two shell attempts of 0.5 s CPU and 100 MiB each.
     assert_eq!(value(&text, r#"archon_attempt_cpu_seconds_total{kind="shell"}"#), Some(1.0));
     assert_eq!(value(&text, r#"archon_attempt_peak_memory_bytes_count{kind="shell"}"#), Some(2.0));
+    assert_eq!(value(&text, r#"archon_worker_reports_refused_total{reason="not_assigned"}"#), Some(1.0));
     match promtool_check(&text) {
         Some((ok, said)) => assert!(ok, "promtool check metrics failed:\n{said}\non:\n{text}"),
         None => eprintln!("note: promtool is not installed (Debian: apt-get install prometheus); format not linted"),

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::ids::{JobId, RunId};
 use super::resources::Resources;
 use super::schedule::Schedule;
+use super::secret::Secret;
 use super::task::Task;
 use super::time::Timestamp;
 
@@ -23,6 +24,12 @@ pub struct JobSpec {
     /// Extra environment variables.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Environment variables whose values are secret: passed to the attempt
+    /// exactly like `env`, shown everywhere else as `***` (see [`Secret`]).
+    /// Stored as written (in the log, snapshots, PostgreSQL); a key may not
+    /// also be in `env`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_env: BTreeMap<String, Secret>,
     /// Working directory on the worker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
@@ -74,6 +81,7 @@ impl JobSpec {
             name: name.into(),
             task,
             env: BTreeMap::new(),
+            secret_env: BTreeMap::new(),
             working_dir: None,
             resources: Resources::default_request(),
             constraints: Vec::new(),
@@ -135,6 +143,23 @@ impl JobSpec {
                 format!("the value of {key} contains a NUL byte, which no process can take"),
             ));
         }
+        for key in self.secret_env.keys() {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return Err(SpecError::new("secret_env", format!("{key:?} is not a variable name (use NAME=value)")));
+            }
+            if self.env.contains_key(key) {
+                return Err(SpecError::new(
+                    "secret_env",
+                    format!("{key} is also in env; give each variable in one of env or secret_env"),
+                ));
+            }
+        }
+        if let Some((key, _)) = self.secret_env.iter().find(|(_, v)| v.expose().contains('\0')) {
+            return Err(SpecError::new(
+                "secret_env",
+                format!("the value of {key} contains a NUL byte, which no process can take"),
+            ));
+        }
         if let Some(field) = self.task.nul_field() {
             return Err(SpecError::new(field, "contains a NUL byte, which no process can take"));
         }
@@ -172,6 +197,30 @@ impl JobSpec {
             return Err(SpecError::new("idempotency_key", "must be 1 to 256 bytes"));
         }
         Ok(())
+    }
+
+    /// The variables an attempt gets: `env`, then `secret_env` with their values.
+    pub fn environment(&self) -> impl Iterator<Item = (&str, &str)> {
+        let env = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        env.chain(self.secret_env.iter().map(|(k, v)| (k.as_str(), v.expose())))
+    }
+
+    /// Replaces every `secret_env` value by `***` (the keys stay): the form the
+    /// API answers with.
+    pub fn redact_secrets(&mut self) {
+        for value in self.secret_env.values_mut() {
+            *value = Secret::redacted();
+        }
+    }
+
+    /// `spec` with its secret values redacted; copied only if it has any.
+    pub fn redacted(spec: &std::sync::Arc<JobSpec>) -> std::sync::Arc<JobSpec> {
+        if spec.secret_env.is_empty() {
+            return spec.clone();
+        }
+        let mut copy = JobSpec::clone(spec);
+        copy.redact_secrets();
+        std::sync::Arc::new(copy)
     }
 }
 
@@ -367,6 +416,14 @@ pub struct Job {
     pub cancelled: bool,
 }
 
+impl Job {
+    /// Replaces its secret values by `***`, as the API shows it (see
+    /// [`JobSpec::redact_secrets`]).
+    pub fn redact_secrets(&mut self) {
+        self.spec = JobSpec::redacted(&self.spec);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,6 +452,55 @@ mod tests {
             assert_eq!(docker(&|d| d.mounts = vec![bad.into()]), Err("task.mounts".into()), "{bad}");
         }
         assert_eq!(docker(&|d| d.user = Some("".into())), Err("task.user".into()));
+    }
+
+    #[test]
+    fn a_variable_in_both_env_and_secret_env_is_refused_naming_the_field() {
+        let mut spec = JobSpec::new("x", Task::Shell { command: "true".into() });
+        spec.env.insert("TOKEN".into(), "plain".into());
+        spec.secret_env.insert("PASSWORD".into(), Secret::new("s3cret"));
+        assert_eq!(spec.validate(), Ok(()));
+        spec.secret_env.insert("TOKEN".into(), Secret::new("s3cret"));
+        let err = spec.validate().unwrap_err();
+        assert_eq!(err.field, "secret_env");
+        assert!(err.message.contains("TOKEN is also in env"), "{err}");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+        spec.env.clear();
+        spec.secret_env.insert("BAD=NAME".into(), Secret::new("v"));
+        assert_eq!(spec.validate().unwrap_err().field, "secret_env");
+        spec.secret_env.remove("BAD=NAME");
+        spec.secret_env.insert("NUL".into(), Secret::new("a\0b"));
+        let err = spec.validate().unwrap_err();
+        assert_eq!(err.field, "secret_env");
+        assert!(err.message.contains("value of NUL"), "{err}");
+    }
+
+    #[test]
+    fn secret_env_keeps_its_values_through_serde_and_hides_them_in_debug_and_redaction() {
+        let mut spec = JobSpec::new("x", Task::Shell { command: "echo $TOKEN".into() });
+        spec.env.insert("PLAIN".into(), "visible".into());
+        spec.secret_env.insert("TOKEN".into(), Secret::new("hunter2-value"));
+        let json = serde_json::to_string(&spec).unwrap();
+        assert!(json.contains(r#""secret_env":{"TOKEN":"hunter2-value"}"#), "{json}");
+        let back: JobSpec = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, spec);
+        assert_eq!(back.secret_env["TOKEN"].expose(), "hunter2-value");
+        let debug = format!("{spec:?}");
+        assert!(!debug.contains("hunter2-value") && debug.contains(r#""TOKEN": ***"#), "{debug}");
+        let env: Vec<(&str, &str)> = spec.environment().collect();
+        assert_eq!(env, [("PLAIN", "visible"), ("TOKEN", "hunter2-value")]);
+        let shown = JobSpec::redacted(&std::sync::Arc::new(spec.clone()));
+        assert_eq!(shown.secret_env["TOKEN"].expose(), "***");
+        assert_eq!(shown.env["PLAIN"], "visible");
+        assert!(!serde_json::to_string(&*shown).unwrap().contains("hunter2-value"));
+    }
+
+    #[test]
+    fn specs_written_before_secret_env_still_read() {
+        let old = r#"{"name":"x","task":{"kind":"shell","command":"true"},"env":{"A":"1"}}"#;
+        let spec: JobSpec = serde_json::from_str(old).unwrap();
+        assert!(spec.secret_env.is_empty());
+        assert!(!serde_json::to_string(&spec).unwrap().contains("secret_env"), "an empty map is not written");
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod job;
 mod resources;
 mod run;
 mod schedule;
+mod secret;
 mod task;
 mod time;
 pub mod units;
@@ -27,6 +28,7 @@ pub use schedule::{
     DEFAULT_CATCH_UP, FireLog, FireSource, MAX_BUFFERED, MissedFires, OverlapPolicy, Paused, RECENT_FIRES, Schedule,
     ScheduleState,
 };
+pub use secret::Secret;
 pub use task::{DockerTask, PullPolicy, Task, TaskKind, function_capability};
 pub use time::Timestamp;
 pub use usage::ResourceUsage;

@@ -20,7 +20,7 @@ impl Timestamp {
 
     /// The time from `earlier` to this instant, zero if `earlier` is later.
     pub fn since(self, earlier: Timestamp) -> Duration {
-        Duration::from_millis(u64::try_from(self.0 - earlier.0).unwrap_or(0))
+        Duration::from_millis(u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0))
     }
 
     /// Milliseconds since the Unix epoch.
@@ -29,9 +29,12 @@ impl Timestamp {
     }
 }
 
+/// The first instant past the year 9999, which RFC 3339 cannot write.
+const AFTER_YEAR_9999_MS: u64 = 253_402_300_800_000;
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Ok(ms) = u64::try_from(self.0) else {
+        let Some(ms) = u64::try_from(self.0).ok().filter(|ms| *ms < AFTER_YEAR_9999_MS) else {
             return write!(f, "{}ms", self.0);
         };
         let t = std::time::UNIX_EPOCH + Duration::from_millis(ms);

@@ -60,6 +60,14 @@ impl Workflow {
         self.jobs.iter().position(|j| *j == job)
     }
 
+    /// Replaces its jobs' secret values by `***`, as the API shows it; the
+    /// definition is copied only if it has any.
+    pub fn redact_secrets(&mut self) {
+        if self.spec.has_secrets() {
+            Arc::make_mut(&mut self.spec).redact_secrets();
+        }
+    }
+
     /// The condition of the edge from `parent` to `child` (both jobs of it).
     pub fn condition(&self, parent: JobId, child: JobId) -> Option<EdgeCondition> {
         let (p, c) = (self.node_of(parent)?, self.node_of(child)?);
@@ -291,6 +299,18 @@ impl WorkflowSpec {
             parents.push(mine);
         }
         self.order(&parents)
+    }
+
+    /// Whether any of its jobs has `secret_env`.
+    pub fn has_secrets(&self) -> bool {
+        self.nodes.iter().any(|n| !n.job.secret_env.is_empty())
+    }
+
+    /// Replaces every job's secret values by `***` (see [`JobSpec::redact_secrets`]).
+    pub fn redact_secrets(&mut self) {
+        for node in &mut self.nodes {
+            node.job.redact_secrets();
+        }
     }
 
     fn names(&self) -> String {

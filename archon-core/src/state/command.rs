@@ -20,7 +20,10 @@ use crate::model::{
 /// commands) and the workflow commands. A log entry or snapshot is labelled with the newest format among
 /// its commands, so a node too old to know one refuses the entry with an error
 /// instead of misreading it, while entries without them still read everywhere.
-pub const COMMAND_FORMAT: u32 = 2;
+/// 3 adds the token commands ([`Command::CreateToken`], [`Command::RevokeToken`])
+/// and `secret_env` in job specs (a submit, cron job or workflow that has one
+/// is format 3: an older node would drop the secrets and run the job without them).
+pub const COMMAND_FORMAT: u32 = 3;
 
 /// A state change, as stored in the replicated log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -217,6 +220,20 @@ pub enum Command {
         /// Which.
         workflow: WorkflowId,
     },
+    /// An API token is created (its record: a digest, never the secret).
+    CreateToken {
+        /// When.
+        at: Timestamp,
+        /// The token.
+        token: crate::auth::TokenRecord,
+    },
+    /// An API token is revoked: no manager accepts it once this applies.
+    RevokeToken {
+        /// When.
+        at: Timestamp,
+        /// Which.
+        token: crate::auth::TokenId,
+    },
 }
 
 impl Command {
@@ -239,7 +256,9 @@ impl Command {
             | Command::FireSchedule { at, .. }
             | Command::PauseSchedule { at, .. }
             | Command::SubmitWorkflow { at, .. }
-            | Command::CancelWorkflow { at, .. } => *at,
+            | Command::CancelWorkflow { at, .. }
+            | Command::CreateToken { at, .. }
+            | Command::RevokeToken { at, .. } => *at,
         }
     }
 
@@ -247,12 +266,15 @@ impl Command {
     /// [`COMMAND_FORMAT`]).
     pub fn format(&self) -> u32 {
         match self {
+            Command::SubmitJob { spec, .. } | Command::ScheduleJob { spec, .. } if !spec.secret_env.is_empty() => 3,
+            Command::SubmitWorkflow { spec, .. } if spec.has_secrets() => 3,
             Command::ScheduleJob { .. }
             | Command::FireSchedule { .. }
             | Command::PauseSchedule { .. }
             | Command::SubmitWorkflow { .. }
             | Command::CancelWorkflow { .. } => 2,
             Command::Prune { workflows, .. } if !workflows.is_empty() => 2,
+            Command::CreateToken { .. } | Command::RevokeToken { .. } => 3,
             _ => 1,
         }
     }
@@ -286,9 +308,11 @@ impl Command {
                     .sum();
                 SMALL + text(&spec.name) + nodes
             }
-            Command::CancelWorkflow { .. } => SMALL,
+            Command::CancelWorkflow { .. } | Command::RevokeToken { .. } => SMALL,
+            Command::CreateToken { token, .. } => SMALL + 400 + text(&token.name),
             Command::SubmitJob { spec, finished_deps, .. } => {
-                let env: usize = spec.env.iter().map(|(k, v)| text(k) + text(v) + 2).sum();
+                // `env` and `secret_env` (its key and braces are in the 480).
+                let env: usize = spec.environment().map(|(k, v)| text(k) + text(v) + 2).sum();
                 let constraints: usize = spec.constraints.iter().map(|c| text(&c.label) + text(&c.value) + 40).sum();
                 let task = match &spec.task {
                     crate::model::Task::Shell { command } => text(command),
@@ -360,6 +384,9 @@ mod tests {
         shell.idempotency_key = Some("cli-1234567890abcdef-0".into());
         shell.depends_on = vec![JobId(u64::MAX)];
         shell.constraints = vec!["zone=a".parse().unwrap()];
+        let mut secret = shell.clone();
+        secret.env.clear();
+        secret.secret_env = BTreeMap::from([("TOKEN".into(), "\"s3cr\u{2}t\"".into()), ("K".into(), "".into())]);
         let at = Timestamp(i64::MIN);
         let big = RunId(u64::MAX);
         let commands = vec![
@@ -372,6 +399,7 @@ mod tests {
                 spec: Arc::new(shell),
                 finished_deps: vec![(JobId(u64::MAX), RunState::TimedOut)],
             },
+            Command::ScheduleJob { at, spec: Arc::new(secret) },
             Command::AssignAttempt { at, run: big, worker: WorkerId(u64::MAX) },
             Command::StartAttempt { at, run: big, attempt: AttemptId(u64::MAX) },
             Command::FinishAttempt {
@@ -428,5 +456,22 @@ mod tests {
             assert!(hint >= real, "{hint} < {real}: {command:?}");
             assert!(hint <= real * 2 + 300, "{hint} is far above {real}: {command:?}");
         }
+    }
+
+    #[test]
+    fn a_spec_with_secret_env_is_written_as_format_3() {
+        let plain = JobSpec::new("j", Task::Shell { command: "true".into() });
+        let mut secret = plain.clone();
+        secret.secret_env.insert("TOKEN".into(), "v".into());
+        let at = Timestamp(0);
+        assert_eq!(Command::submit(at, Arc::new(plain.clone())).format(), 1);
+        assert_eq!(Command::submit(at, Arc::new(secret.clone())).format(), 3);
+        assert_eq!(Command::ScheduleJob { at, spec: Arc::new(plain.clone()) }.format(), 2);
+        assert_eq!(Command::ScheduleJob { at, spec: Arc::new(secret.clone()) }.format(), 3);
+        let node = |job: JobSpec| crate::model::WorkflowNode { name: "n".into(), job, after: Vec::new() };
+        let workflow =
+            |job: JobSpec| crate::model::WorkflowSpec { name: "w".into(), nodes: vec![node(job)], schedule: None };
+        assert_eq!(Command::SubmitWorkflow { at, spec: Arc::new(workflow(plain)) }.format(), 2);
+        assert_eq!(Command::SubmitWorkflow { at, spec: Arc::new(workflow(secret)) }.format(), 3);
     }
 }

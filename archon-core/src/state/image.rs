@@ -79,6 +79,8 @@ pub(super) struct StateImage {
     next_workflow: u64,
     #[serde(default)]
     scheduled_workflows: BTreeMap<JobId, std::sync::Arc<crate::model::WorkflowSpec>>,
+    #[serde(default)]
+    tokens: BTreeMap<crate::auth::TokenId, crate::auth::TokenRecord>,
 }
 
 impl From<StateImage> for ClusterState {
@@ -130,6 +132,7 @@ impl From<StateImage> for ClusterState {
             job_workflow: image.job_workflow,
             next_workflow: image.next_workflow,
             scheduled_workflows: image.scheduled_workflows,
+            tokens: image.tokens,
             outbox: Outbox::default(),
         };
         if legacy {

@@ -135,6 +135,9 @@ pub struct ClusterState {
     /// instance of, by that job.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     scheduled_workflows: BTreeMap<JobId, std::sync::Arc<crate::model::WorkflowSpec>>,
+    /// API tokens, by id (digests only; see [`crate::auth`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    tokens: BTreeMap<crate::auth::TokenId, crate::auth::TokenRecord>,
     #[serde(skip)]
     outbox: Outbox,
 }
@@ -169,6 +172,7 @@ impl Default for ClusterState {
             job_workflow: BTreeMap::new(),
             next_workflow: 0,
             scheduled_workflows: BTreeMap::new(),
+            tokens: BTreeMap::new(),
             outbox: Outbox::default(),
         }
     }
@@ -220,6 +224,8 @@ impl ClusterState {
             }
             Command::SubmitWorkflow { at, spec } => self.apply_submit_workflow(*at, spec),
             Command::CancelWorkflow { at, workflow } => self.apply_cancel_workflow(*at, *workflow),
+            Command::CreateToken { at, token } => self.apply_create_token(*at, token),
+            Command::RevokeToken { at, token } => self.apply_revoke_token(*at, token),
         }
     }
 
@@ -304,7 +310,12 @@ impl ClusterState {
         &self.attempts
     }
 
-    /// All workers, by id.
+    /// The API tokens, by id.
+    pub fn tokens(&self) -> &BTreeMap<crate::auth::TokenId, crate::auth::TokenRecord> {
+        &self.tokens
+    }
+
+    /// Every worker, by id.
     pub fn workers(&self) -> &BTreeMap<WorkerId, Worker> {
         &self.workers
     }
@@ -410,9 +421,20 @@ impl ClusterState {
     }
 
     /// The newest command format this state needs a reader to know: what its
-    /// snapshot must be labelled with (see [`Command::format`]).
+    /// snapshot must be labelled with (see [`Command::format`]). Live jobs with
+    /// `secret_env` need 3 (one scan of the live jobs, once per snapshot);
+    /// finished ones in the history are only read back, redacted, so they need none.
     pub fn format_needed(&self) -> u32 {
-        if self.schedules.is_empty() && self.workflows.is_empty() { 1 } else { command::COMMAND_FORMAT }
+        let secrets = self.jobs.values().any(|j| !j.spec.secret_env.is_empty())
+            || self.workflows.values().any(|w| w.spec.has_secrets())
+            || self.scheduled_workflows.values().any(|w| w.has_secrets());
+        if secrets || !self.tokens.is_empty() {
+            3
+        } else if self.schedules.is_empty() && self.workflows.is_empty() {
+            1
+        } else {
+            2
+        }
     }
 
     /// How many idempotency keys are remembered, and when the oldest was given.

@@ -274,6 +274,15 @@ pub enum Rejection {
     /// applied the pause yet); an operator's trigger or backfill still runs.
     #[error("{0}'s schedule is paused (resume it with `archon schedule resume {0}`)")]
     SchedulePaused(JobId),
+    /// A token with this id exists already (ids are random: propose again with another).
+    #[error("a token with id {0} exists already")]
+    TokenExists(crate::auth::TokenId),
+    /// No such token (never created, or revoked already).
+    #[error("no token {0} (see `archon token list`)")]
+    UnknownToken(crate::auth::TokenId),
+    /// The state holds [`MAX_TOKENS`](crate::auth::MAX_TOKENS) tokens already.
+    #[error("{0} tokens exist already, the most kept; revoke unused ones first")]
+    TooManyTokens(usize),
     /// A worker's announcement is not acceptable.
     #[error("worker {field}: {message}")]
     InvalidWorker {

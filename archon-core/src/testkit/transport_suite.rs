@@ -119,24 +119,30 @@ pub async fn hello_is_welcomed_and_the_worker_is_listed_as_connected(harness: &d
 }
 
 /// A job submitted while the worker is connected arrives as an assignment carrying
-/// the job's stored spec.
+/// the job's stored spec, secret values included, while the API shows them as `***`.
 pub async fn a_submitted_job_is_assigned_with_its_spec(harness: &dyn TransportHarness) {
     let check = Check::start("a_submitted_job_is_assigned_with_its_spec", harness).await;
     let mut session = check.connect(hello("w1", Vec::new())).await;
     let spec = JobSpec {
         env: [("GREETING".to_owned(), "hi".to_owned())].into(),
+        secret_env: [("TOKEN".to_owned(), crate::model::Secret::new("s3cr3t-for-the-worker"))].into(),
         timeout: Some(Duration::from_secs(30)),
         priority: 3,
         ..JobSpec::new("assigned", Task::Shell { command: "echo assigned".into() })
     };
-    let (job, run) = check.submit(spec).await;
-    let stored = check.f.manager.get_job(job).await.unwrap_or_else(|e| panic!("{}: get_job: {e}", check.name)).job.spec;
+    let (job, run) = check.submit(spec.clone()).await;
+    let shown = check.f.manager.get_job(job).await.unwrap_or_else(|e| panic!("{}: get_job: {e}", check.name)).job.spec;
+    assert_eq!(shown.secret_env["TOKEN"].expose(), "***", "{}: get_job shows the secret as ***", check.name);
+    assert_eq!(
+        *shown,
+        JobSpec { secret_env: [("TOKEN".to_owned(), crate::model::Secret::redacted())].into(), ..spec.clone() }
+    );
     match check.next_message(&mut session).await {
         ManagerMessage::Assign(batch) => {
             assert_eq!(batch.len(), 1, "{}: one assignment for one job", check.name);
             let a = &batch[0];
             assert_eq!((a.job, a.run), (job, run), "{}: the assignment names the job and run", check.name);
-            assert_eq!(a.spec, stored, "{}: the assignment carries the spec intact", check.name);
+            assert_eq!(*a.spec, spec, "{}: the assignment carries the spec intact, secret values too", check.name);
         }
         other => panic!("{}: expected an assignment, got {other:?}", check.name),
     }

@@ -23,7 +23,7 @@ pub use backoff::Backoff;
 use crate::error::Error;
 use crate::executor::{DEFAULT_TAIL_LIMIT, ExecContext, Executor, ExecutorRegistry, OutputSink, OutputWriter};
 use crate::metrics::Metrics;
-use crate::model::{AttemptId, AttemptResult, OutputChunk, Resources, RunId, TaskKind};
+use crate::model::{AttemptId, AttemptResult, ExitStatus, OutputChunk, Resources, RunId, TaskKind};
 use crate::transport::{Assignment, Hello, ManagerMessage, Session, Transport, WorkerMessage};
 
 /// How a worker behaves.
@@ -518,15 +518,10 @@ async fn run_attempt(shared: Arc<Shared>, a: Assignment, cancel: CancellationTok
     // What the manager keeps: the job's own limit, else the manager's default.
     let default = shared.output_limit.load(std::sync::atomic::Ordering::Relaxed);
     let keep = usize::try_from(a.spec.output_limit.unwrap_or(default)).unwrap_or(usize::MAX);
-    let ctx = ExecContext {
-        job: a.job,
-        run: a.run,
-        attempt: a.attempt,
-        spec: a.spec,
-        output: OutputWriter::new(a.run, a.attempt, keep, Some(sink)),
-        cancel,
-    };
-    let result = shared.executors.execute(ctx).await;
+    // The job's secret values print as `***` in its output.
+    let output = OutputWriter::new(a.run, a.attempt, keep, Some(sink)).masking(a.spec.secret_env.values());
+    let ctx = ExecContext { job: a.job, run: a.run, attempt: a.attempt, spec: a.spec, output, cancel };
+    let result = reportable(shared.executors.execute(ctx).await);
     metrics.worker().ended(kind, &result.status);
     if shared.leaving.is_cancelled() {
         // Killed because the worker is leaving: the manager requeues the run.
@@ -539,4 +534,18 @@ async fn run_attempt(shared: Arc<Shared>, a: Assignment, cancel: CancellationTok
     shared.running().remove(&a.attempt);
     tracing::info!(status = %result.status, exit_code = result.status.code(), "attempt exited");
     let _ = reports.send(WorkerMessage::Finished { run: a.run, attempt: a.attempt, result }).await;
+}
+
+/// An executor's result as the worker reports it. `Lost` is a status only the
+/// manager assigns (when it declares a worker lost) and refuses from a worker, so
+/// an executor returning it is reported as a failure, which the job's retry
+/// policy then governs.
+fn reportable(mut result: AttemptResult) -> AttemptResult {
+    if result.status == ExitStatus::Lost {
+        tracing::warn!("the executor returned Lost, which only the manager assigns; reporting a failure instead");
+        result.status = ExitStatus::Failed {
+            reason: "the executor reported the attempt lost; only the manager declares attempts lost".into(),
+        };
+    }
+    result
 }

@@ -69,7 +69,9 @@ pub(crate) fn container_body(
         image: Some(task.image.clone()),
         cmd: (!task.command.is_empty()).then(|| task.command.clone()),
         entrypoint: task.entrypoint.clone(),
-        env: (!spec.env.is_empty()).then(|| spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        // `env` and `secret_env` alike (the engine keeps them in the container's config).
+        env: (!spec.env.is_empty() || !spec.secret_env.is_empty())
+            .then(|| spec.environment().map(|(k, v)| format!("{k}={v}")).collect()),
         working_dir: spec.working_dir.clone(),
         user: task.user.clone(),
         labels: Some(labels),
@@ -123,6 +125,7 @@ mod tests {
         let mut spec = JobSpec::new("j", Task::Docker(Box::new(task())));
         spec.resources = Resources { cpu_millis: 500, memory_bytes: 128 << 20, ..Resources::default() };
         spec.env.insert("GREETING".into(), "hello".into());
+        spec.secret_env.insert("TOKEN".into(), "s3cr3t".into());
         spec.working_dir = Some("/tmp".into());
         let body = container_body(&task(), &spec, ids(), &settings()).unwrap();
         let host = body.host_config.unwrap();
@@ -134,7 +137,7 @@ mod tests {
         assert_eq!(host.init, Some(true));
         assert_eq!(host.binds, None);
         assert_eq!(body.cmd.unwrap(), ["sh", "-c", "echo hi"]);
-        assert_eq!(body.env.unwrap(), ["GREETING=hello"]);
+        assert_eq!(body.env.unwrap(), ["GREETING=hello", "TOKEN=s3cr3t"]);
         assert_eq!(body.working_dir.as_deref(), Some("/tmp"));
         assert_eq!(body.user.as_deref(), Some("65534"));
         let labels = body.labels.unwrap();

@@ -83,7 +83,7 @@ fn origin(address: &str) -> Option<String> {
 }
 
 /// The headers every dashboard answer carries.
-fn secure(response: &mut Response, managers: &[String]) {
+pub(crate) fn secure(response: &mut Response, managers: &[String]) {
     let connect = std::iter::once("'self'".to_owned()).chain(managers.iter().cloned()).collect::<Vec<_>>().join(" ");
     let policy = format!(
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \

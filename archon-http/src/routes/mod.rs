@@ -12,6 +12,7 @@ pub(crate) use live::StatusFeed;
 mod rfc3339;
 mod runs;
 mod schedules;
+mod tokens;
 mod workflows;
 
 use std::sync::Arc;
@@ -95,9 +96,32 @@ pub(crate) enum Problems {
         (name = "workflows", description = "Jobs with edges between them"),
         (name = "schedules", description = "Cron jobs: pause, resume, trigger, backfill"),
         (name = "cluster", description = "Managers and workers"),
-    )
+        (name = "tokens", description = "API tokens (admin scope)"),
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
 )]
 struct ApiDoc;
+
+/// Every operation wants `Authorization: Bearer archon_…` when the server has
+/// authorization on (a secured cluster); the scope each needs is in
+/// [`crate::auth::route_scope`].
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.bearer_format = Some("archon_<id>_<secret>".into());
+        scheme.description = Some(
+            "An API token (`archon token create`). Reads need `read`; submits `submit`; cancel, drain and \
+             schedules `operate`; tokens `admin`."
+                .into(),
+        );
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
 
 /// The `/api/v1` routes with their document.
 pub(crate) fn api_routes() -> (axum::Router<AppState>, OpenApi) {
@@ -110,6 +134,7 @@ pub(crate) fn api_routes() -> (axum::Router<AppState>, OpenApi) {
         .merge(schedules::router())
         .merge(cluster::router())
         .merge(live::router())
+        .merge(tokens::router())
         .split_for_parts()
 }
 

@@ -6,7 +6,7 @@ use archon_core::api::{JobDetail, JobSummary, Page, ScheduleFire, ScheduleInfo, 
 use archon_core::model::units::{format_bytes, format_cpu};
 use archon_core::model::{
     Constraint, ConstraintOp, Job, JobId, OverlapPolicy, PlacementPolicy, PullPolicy, Resources, RetryPolicy, RunState,
-    Schedule, ScheduleState, Task,
+    Schedule, ScheduleState, Secret, Task,
 };
 use archon_core::state::FireResult;
 use serde::{Deserialize, Serialize};
@@ -232,6 +232,8 @@ pub struct JobView {
     pub cancelled: bool,
     /// Environment variables.
     pub env: BTreeMap<String, String>,
+    /// Secret environment variables: their names, each value shown as `***`.
+    pub secret_env: BTreeMap<String, String>,
     /// Working directory on the worker.
     pub workdir: Option<String>,
     /// Reserved on the worker while an attempt runs.
@@ -270,6 +272,8 @@ impl From<&Job> for JobView {
             created_at: time(j.created_at),
             cancelled: j.cancelled,
             env: s.env.clone(),
+            // `***` whatever the Api gave: a view never shows a secret value.
+            secret_env: s.secret_env.keys().map(|k| (k.clone(), Secret::REDACTED.to_owned())).collect(),
             workdir: s.working_dir.clone(),
             resources: ResourcesView::from(&s.resources),
             constraints: s.constraints.iter().map(ConstraintView::from).collect(),

@@ -8,6 +8,7 @@ mod job;
 mod run;
 mod status;
 mod timeline;
+mod token;
 mod workflow;
 
 pub use job::{
@@ -17,6 +18,7 @@ pub use job::{
 pub use run::{AttemptView, OutputView, RunDetailView, RunPage, RunSummaryView, RunView, UsageView};
 pub use status::{WorkerView, WorkersView};
 pub use timeline::{SampleView, TimelineView, WorkerSeriesView};
+pub use token::{IssuedTokenView, TokenView, TokensView};
 pub use workflow::{EdgeView, NodeView, SubmittedWorkflowView, WorkflowDetailView, WorkflowPage, WorkflowSummaryView};
 
 use std::time::Duration;

@@ -105,6 +105,9 @@ impl From<Rejection> for proto::Rejection {
             Rejection::NotScheduled(id) => rejection::Reason::NotScheduled(id.get()),
             Rejection::SchedulePaused(id) => rejection::Reason::SchedulePaused(id.get()),
             Rejection::UnknownWorkflow(id) => rejection::Reason::UnknownWorkflow(id.get()),
+            Rejection::TokenExists(id) => rejection::Reason::TokenExists(id.to_string()),
+            Rejection::UnknownToken(id) => rejection::Reason::UnknownToken(id.to_string()),
+            Rejection::TooManyTokens(n) => rejection::Reason::TooManyTokens(n as u64),
             Rejection::AlreadyFired { job, instant } => {
                 rejection::Reason::AlreadyFired(rejection::AlreadyFired { job: job.get(), instant_ms: instant.0 })
             }
@@ -151,6 +154,9 @@ impl TryFrom<proto::Rejection> for Rejection {
             rejection::Reason::NotScheduled(id) => Rejection::NotScheduled(JobId(id)),
             rejection::Reason::SchedulePaused(id) => Rejection::SchedulePaused(JobId(id)),
             rejection::Reason::UnknownWorkflow(id) => Rejection::UnknownWorkflow(WorkflowId(id)),
+            rejection::Reason::TokenExists(id) => Rejection::TokenExists(token_id(&id, "token_exists")?),
+            rejection::Reason::UnknownToken(id) => Rejection::UnknownToken(token_id(&id, "unknown_token")?),
+            rejection::Reason::TooManyTokens(n) => Rejection::TooManyTokens(usize::try_from(n).unwrap_or(usize::MAX)),
             rejection::Reason::AlreadyFired(f) => {
                 Rejection::AlreadyFired { job: JobId(f.job), instant: timestamp(f.instant_ms) }
             }
@@ -179,6 +185,8 @@ impl TryFrom<proto::JobDetail> for JobDetail {
         })
     }
 }
+
+use super::token_id;
 
 fn instants(ts: impl IntoIterator<Item = Timestamp>) -> Vec<i64> {
     ts.into_iter().map(instant).collect()

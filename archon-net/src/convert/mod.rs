@@ -11,10 +11,13 @@ mod api;
 mod job;
 mod run;
 mod session;
+mod token;
 mod worker;
 mod workflow;
 
 use std::time::Duration;
+
+pub(crate) use token::token_id;
 
 use archon_core::Error;
 use archon_core::model::Timestamp;

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use archon_core::Error as CoreError;
+use archon_core::auth::Peer;
 use archon_core::manager::Manager;
 use archon_core::transport::{Hello, WorkerMessage};
 use futures::StreamExt;
@@ -87,12 +88,25 @@ impl WorkerSessions for WorkerService {
         &self,
         request: Request<Streaming<proto::WorkerToManager>>,
     ) -> Result<Response<Self::OpenSessionStream>, Status> {
-        let peer = request.remote_addr().map_or_else(|| "an unknown address".to_owned(), |a| a.to_string());
+        let connection = request.extensions().get::<Peer>().cloned().unwrap_or_default();
+        let peer = connection.addr.map_or_else(|| "an unknown address".to_owned(), |a| a.to_string());
         let mut upstream = request.into_inner();
         let hello = self.read_hello(&mut upstream).await.map_err(|e| {
             tracing::warn!(%peer, error = %e, "refusing a worker session without a valid hello");
             error_to_status(e)
         })?;
+        // Over TLS a worker is who its certificate says: it cannot take another's name.
+        if let Some(identity) = &connection.identity
+            && identity.name != hello.name
+        {
+            let e = CoreError::PermissionDenied(format!(
+                "this worker's certificate names it {:?}; it cannot open a session as {:?} (a worker's name is the \
+                 one its certificate was issued for)",
+                identity.name, hello.name
+            ));
+            tracing::warn!(%peer, certificate = %identity.name, hello = %hello.name, "refusing a worker session");
+            return Err(error_to_status(e));
+        }
         let name = hello.name.clone();
         let idle_limit = self.manager.config().worker_timeout;
         let reports = reports(upstream, SessionLabel { name: name.clone(), peer: peer.clone() }, idle_limit)

@@ -21,6 +21,7 @@ use crate::client::{normalize, status_error};
 use crate::proto::{self, manager_to_worker, worker_sessions_client::WorkerSessionsClient};
 use crate::server::MAX_MESSAGE_BYTES;
 use crate::status::{chain, describe};
+use crate::tls::Dialer;
 
 /// Reports that may wait for the connection before `outbound` pushes back.
 const OUTBOUND_BUFFER: usize = 4096;
@@ -39,6 +40,8 @@ pub struct GrpcTransport {
     welcome_timeout: Duration,
     keepalive_interval: Duration,
     keepalive_timeout: Duration,
+    /// Plaintext, or TLS with the worker's certificate.
+    dialer: Dialer,
 }
 
 /// One manager address, parsed once; a malformed one keeps its error and is
@@ -50,14 +53,9 @@ struct Target {
 }
 
 impl Target {
-    fn new(given: &str) -> Target {
+    fn new(given: &str, dialer: &Dialer) -> Target {
         let address = normalize(given);
-        let endpoint = Endpoint::from_shared(address.clone()).map_err(|e| {
-            Error::invalid(
-                "endpoint",
-                format!("{given:?} is not an address (try http://127.0.0.1:50051 or 127.0.0.1:50051): {e}"),
-            )
-        });
+        let endpoint = dialer.endpoint(&address);
         Target { address, endpoint }
     }
 }
@@ -67,8 +65,15 @@ impl GrpcTransport {
     /// `HOST:PORT`), tried in order. Connecting waits at most 5 s for TCP and 10 s
     /// for the welcome; HTTP/2 pings every 10 s notice a dead manager within 20 s.
     pub fn new(endpoints: Vec<String>) -> GrpcTransport {
+        GrpcTransport::with_dialer(endpoints, Dialer::plain())
+    }
+
+    /// A transport like [`GrpcTransport::new`] that connects through `dialer`
+    /// (over TLS with the worker's certificate, when it has one).
+    pub fn with_dialer(endpoints: Vec<String>, dialer: Dialer) -> GrpcTransport {
         GrpcTransport {
-            targets: endpoints.iter().map(|e| Target::new(e)).collect(),
+            targets: endpoints.iter().map(|e| Target::new(e, &dialer)).collect(),
+            dialer,
             next: AtomicUsize::new(0),
             connect_timeout: Duration::from_secs(5),
             welcome_timeout: Duration::from_secs(10),
@@ -106,13 +111,15 @@ impl GrpcTransport {
 
     /// Opens a session to the manager at `address`.
     async fn open(&self, address: &str, endpoint: Endpoint, hello: Hello) -> Result<Session, Error> {
-        let channel = endpoint
+        let endpoint = endpoint
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(self.keepalive_interval)
             .keep_alive_timeout(self.keepalive_timeout)
-            .keep_alive_while_idle(true)
-            .connect()
+            .keep_alive_while_idle(true);
+        let channel = self
+            .dialer
+            .connect(endpoint)
             .await
             .map_err(|e| Error::Transport(format!("cannot reach the manager at {address}: {}", chain(&e))))?;
         let mut client = WorkerSessionsClient::new(channel.clone())

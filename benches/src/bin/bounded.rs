@@ -94,10 +94,11 @@ const MIB: f64 = (1 << 20) as f64;
 
 /// `archon dev` on `data` with a worker offering `cpu` cores, and `flags`.
 async fn dev(bins: &Path, data: &Path, cpu: &str, flags: &[&str]) -> anyhow::Result<Daemon> {
-    let mut args: Vec<String> = ["dev", "--listen", "127.0.0.1:0", "--no-docker", "--cpu", cpu, "--memory", "1TiB"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut args: Vec<String> =
+        ["dev", "--insecure", "--listen", "127.0.0.1:0", "--no-docker", "--cpu", cpu, "--memory", "1TiB"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     args.push("--data-dir".into());
     args.push(data.display().to_string());
     args.extend(flags.iter().map(|s| s.to_string()));

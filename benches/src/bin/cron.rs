@@ -121,6 +121,7 @@ async fn main() -> anyhow::Result<()> {
 async fn spawn(bins: &Path, data: &Path, retention: &str) -> anyhow::Result<Daemon> {
     let args: Vec<String> = [
         "dev",
+        "--insecure",
         "--listen",
         "127.0.0.1:0",
         "--no-docker",

@@ -75,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
     let data = tempfile::tempdir()?;
     let args: Vec<String> = [
         "dev",
+        "--insecure",
         "--listen",
         "127.0.0.1:0",
         "--cpu",

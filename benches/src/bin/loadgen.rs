@@ -216,7 +216,7 @@ async fn start_dev(archon: Option<std::path::PathBuf>) -> anyhow::Result<DevProc
     };
     let data = tempfile::tempdir()?;
     let mut child = tokio::process::Command::new(&bin)
-        .args(["dev", "--listen", "127.0.0.1:0", "--cpu", "1000000", "--memory", "1TiB", "--data-dir"])
+        .args(["dev", "--insecure", "--listen", "127.0.0.1:0", "--cpu", "1000000", "--memory", "1TiB", "--data-dir"])
         .arg(data.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -68,11 +68,12 @@ async fn main() -> anyhow::Result<()> {
         None => std::env::current_exe()?.with_file_name("archon"),
     };
     let data = tempfile::tempdir()?;
-    let args: Vec<String> = ["dev", "--listen", "127.0.0.1:0", "--cpu", "1000000", "--memory", "1TiB", "--data-dir"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([data.path().display().to_string()])
-        .collect();
+    let args: Vec<String> =
+        ["dev", "--insecure", "--listen", "127.0.0.1:0", "--cpu", "1000000", "--memory", "1TiB", "--data-dir"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([data.path().display().to_string()])
+            .collect();
     let dev = Daemon::spawn(&bin, &args, "gRPC API listening on ").await?;
     let base = dev.address.trim_end_matches('/').to_owned();
     let grpc = dev.client().await?;

@@ -407,12 +407,22 @@ async fn run_span(api: &dyn Api, runs: &[RunId]) -> anyhow::Result<(Timestamp, T
 }
 
 async fn spawn(bins: &Path, data: &Path, max_entry_bytes: Option<&str>) -> anyhow::Result<Daemon> {
-    let mut args: Vec<String> =
-        ["dev", "--listen", "127.0.0.1:0", "--no-docker", "--cpu", "1000", "--memory", "1TiB", "--data-dir"]
-            .iter()
-            .map(|s| s.to_string())
-            .chain([data.display().to_string()])
-            .collect();
+    let mut args: Vec<String> = [
+        "dev",
+        "--insecure",
+        "--listen",
+        "127.0.0.1:0",
+        "--no-docker",
+        "--cpu",
+        "1000",
+        "--memory",
+        "1TiB",
+        "--data-dir",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([data.display().to_string()])
+    .collect();
     if let Some(bytes) = max_entry_bytes {
         args.extend(["--max-entry-bytes".to_string(), bytes.to_string()]);
     }

@@ -54,6 +54,16 @@ struct Flags {
     /// History retention, idempotency window, kept output and input limits.
     #[command(flatten)]
     keeping: archon::daemon::keeping::KeepingFlags,
+    /// TLS: --tls-ca, --tls-cert, --tls-key (see `archon certs`), or --insecure.
+    #[command(flatten)]
+    tls: archon::security::TlsFlags,
+    /// Serve /metrics without a token (TLS and client certificates still apply).
+    #[arg(long)]
+    open_metrics: bool,
+    /// Let browsers without a client certificate reach the dashboard and REST API,
+    /// signing in with a token (gRPC calls still need a certificate).
+    #[arg(long)]
+    browser_login: bool,
     /// How it logs: --log-format text|json, --log-filter DIRECTIVES.
     #[command(flatten)]
     log: archon::logging::LogOptions,
@@ -85,6 +95,9 @@ fn configure(flags: Flags) -> anyhow::Result<ManagerDaemonConfig> {
         log_format: None,
         log_filter: None,
         keeping: flags.keeping,
+        tls: flags.tls,
+        open_metrics: flags.open_metrics.then_some(true),
+        browser_login: flags.browser_login.then_some(true),
         unknown: Default::default(),
     })?;
     Ok(config)

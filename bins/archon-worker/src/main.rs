@@ -58,6 +58,15 @@ struct Flags {
     /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 0.0.0.0:9464 (default: off).
     #[arg(long, env = "ARCHON_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// The cluster CA's certificate, to reach the managers over TLS.
+    #[arg(long, env = "ARCHON_TLS_CA", value_name = "FILE")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// This worker's certificate (`archon certs issue worker NAME`; NAME is the worker's name).
+    #[arg(long, env = "ARCHON_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Its private key.
+    #[arg(long, env = "ARCHON_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<std::path::PathBuf>,
     /// How it logs: --log-format text|json, --log-filter DIRECTIVES.
     #[command(flatten)]
     log: archon::logging::LogOptions,
@@ -99,6 +108,9 @@ fn configure(flags: Flags) -> anyhow::Result<WorkerDaemonConfig> {
         docker_allow_mounts: flags.docker.docker_allow_mounts.then_some(true),
         docker_pids_limit: flags.docker.docker_pids_limit,
         metrics_listen: flags.metrics_listen,
+        tls_ca: flags.tls_ca,
+        tls_cert: flags.tls_cert,
+        tls_key: flags.tls_key,
         // The log flags go to `daemon::main` as they are: they win over RUST_LOG, which wins over the file.
         log_format: None,
         log_filter: None,

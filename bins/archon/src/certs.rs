@@ -23,46 +23,13 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-/// The prefix of the URI SAN naming a certificate's role.
-pub const ROLE_URI: &str = "urn:archon:role:";
+pub use archon_core::auth::{ROLE_URI, Role};
 
 /// Days a cluster CA lasts by default.
 pub const CA_DAYS: u32 = 3650;
 
 /// Days a member's certificate lasts by default.
 pub const LEAF_DAYS: u32 = 365;
-
-/// What a certificate lets its holder be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Role {
-    /// A manager: serves clients and workers, speaks Raft with its peers.
-    Manager,
-    /// A worker: opens a worker session to the managers.
-    Worker,
-    /// A client: the CLI, the dashboard's users, programs using the API.
-    Client,
-}
-
-impl Role {
-    /// Its name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Manager => "manager",
-            Role::Worker => "worker",
-            Role::Client => "client",
-        }
-    }
-
-    /// The role a URI SAN names, if it names one.
-    pub fn from_uri(uri: &str) -> Option<Role> {
-        match uri.strip_prefix(ROLE_URI)? {
-            "manager" => Some(Role::Manager),
-            "worker" => Some(Role::Worker),
-            "client" => Some(Role::Client),
-            _ => None,
-        }
-    }
-}
 
 /// Where a certificate and its key were written.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,9 +10,22 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "archon", version, about, propagate_version = true)]
 pub struct Cli {
-    /// The manager(s) to talk to, comma-separated; calls follow the leader.
-    #[arg(long, global = true, env = "ARCHON_SERVER", default_value = "http://127.0.0.1:50051")]
-    pub server: String,
+    /// The manager(s) to talk to, comma-separated; calls follow the leader
+    /// [default: the settings file's, else http://127.0.0.1:50051].
+    #[arg(long, global = true, env = "ARCHON_SERVER")]
+    pub server: Option<String>,
+    /// The cluster CA's certificate, to reach managers over TLS [default: the settings file's].
+    #[arg(long, global = true, env = "ARCHON_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// A client certificate of the cluster CA [default: the settings file's].
+    #[arg(long, global = true, env = "ARCHON_CERT", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// Its private key [default: the settings file's].
+    #[arg(long, global = true, env = "ARCHON_KEY", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// The API token (archon_…) [default: the settings file's].
+    #[arg(long, global = true, env = "ARCHON_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// How read commands print: human tables or JSON.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Table)]
     pub output: Format,
@@ -94,6 +107,45 @@ pub enum Command {
     /// Certificates: a cluster CA and the certificates of its managers, workers and clients.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// API tokens: create (shown once), list, revoke. Needs the admin scope.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `archon token …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; it is printed once, keep it.
+    Create {
+        /// What it is for (e.g. ci-deploy).
+        #[arg(long)]
+        name: String,
+        /// What it may do, comma-separated: read, submit, operate, admin.
+        #[arg(long = "scope", value_delimiter = ',', required = true, value_parser = parse_scope)]
+        scopes: Vec<archon_core::auth::Scope>,
+        /// How long it lasts, e.g. 30d or 12h [default: until revoked].
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<std::time::Duration>,
+    },
+    /// List tokens: id, name, scopes, expiry (never secrets).
+    List,
+    /// Revoke a token; every manager refuses it once the revoke commits.
+    Revoke {
+        /// Its id, as `archon token list` shows it (or the whole token).
+        id: String,
+    },
+}
+
+fn parse_role(s: &str) -> Result<crate::certs::Role, String> {
+    s.trim().parse()
+}
+
+fn parse_scope(s: &str) -> Result<archon_core::auth::Scope, String> {
+    s.trim().parse()
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    archon_core::model::units::parse_duration(s).map_err(|e| e.to_string())
 }
 
 /// `archon certs …`.
@@ -117,7 +169,7 @@ pub enum CertsCommand {
     /// Issue NAME a certificate of a role: NAME.pem and NAME.key (0600) in --dir.
     Issue {
         /// manager, worker or client.
-        #[arg(value_enum)]
+        #[arg(value_parser = parse_role)]
         role: crate::certs::Role,
         /// The member's name (a manager's host name; a worker's --name).
         name: String,
@@ -207,6 +259,14 @@ pub struct DevArgs {
     /// Where the gRPC API listens.
     #[arg(long, default_value = "127.0.0.1:50051", env = "ARCHON_LISTEN")]
     pub listen: SocketAddr,
+    /// Plaintext without tokens (no CA, certificates or admin token are made);
+    /// needed, with a warning, to serve a non-loopback address that way.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Where `archon dev` writes the CLI's settings (server, CA, client
+    /// certificate, admin token) [default: ~/.config/archon/cli.toml, or $ARCHON_CLI_CONFIG].
+    #[arg(long, value_name = "FILE")]
+    pub cli_config: Option<PathBuf>,
     /// Where the cluster keeps its durable state [default: ~/.local/share/archon/dev].
     #[arg(long, env = "ARCHON_DATA_DIR")]
     pub data_dir: Option<std::path::PathBuf>,
@@ -330,6 +390,11 @@ pub struct SubmitArgs {
     /// Environment variable NAME=value (repeatable).
     #[arg(long = "env", short = 'e')]
     pub env: Vec<String>,
+    /// Secret environment variable NAME=value, or NAME to send this shell's
+    /// $NAME (repeatable): passed to the job like --env, shown as *** by every
+    /// read of the job.
+    #[arg(long = "secret-env", value_name = "NAME[=VALUE]")]
+    pub secret_env: Vec<String>,
     /// Working directory on the worker.
     #[arg(long)]
     pub workdir: Option<String>,

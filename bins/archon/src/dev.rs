@@ -2,6 +2,13 @@
 //! single-node Raft store in the data dir, one local worker running shell, script,
 //! process and (when the machine has a Docker engine) Docker jobs, and the gRPC API. On shutdown the worker kills what it runs
 //! before the manager stops; after a crash, a restart finds every acknowledged job.
+//!
+//! Secure by default: on first start it makes a cluster CA and certificates in
+//! `DATA_DIR/certs` (the manager's again at every start, for the address it
+//! listens on), serves TLS 1.3 with client certificates and tokens, creates an
+//! admin token, and writes the CLI's settings file ([`crate::settings`]) so
+//! `archon` finds the server, CA, client certificate and token with no flags.
+//! `--insecure` serves plaintext without tokens instead.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -36,6 +43,10 @@ pub struct DevConfig {
     pub store: Option<String>,
     /// History retention, idempotency window, kept output and input limits.
     pub keeping: crate::daemon::keeping::Keeping,
+    /// Plaintext without tokens.
+    pub insecure: bool,
+    /// Where to write the CLI's settings (default [`crate::settings::path`]).
+    pub cli_config: Option<std::path::PathBuf>,
 }
 
 impl DevConfig {
@@ -49,6 +60,8 @@ impl DevConfig {
             data_dir: crate::replicated::default_data_dir("dev"),
             store: None,
             keeping: crate::daemon::keeping::Keeping::default(),
+            insecure: false,
+            cli_config: None,
         }
     }
 }
@@ -60,8 +73,15 @@ pub async fn run(config: DevConfig, executors: ExecutorRegistry, shutdown: Cance
         .await
         .with_context(|| format!("--listen: cannot listen on {}", config.listen))?;
     let address = listener.local_addr().context("listener address")?;
+    let serving = if config.insecure {
+        crate::security::check_exposure(address, false, true, "--listen")?;
+        crate::security::Serving::default()
+    } else {
+        let files = dev_certificates(&config.data_dir.join("certs"), address)?;
+        crate::security::Serving::secured(files, true, &shutdown)?
+    };
 
-    let advertised = format!("http://{address}");
+    let advertised = format!("{}://{address}", serving.scheme());
     // One registry for the whole process: manager, store, worker and servers.
     let metrics = Metrics::new();
     let (store, raft, pg): (Arc<dyn Store>, _, _) = match &config.store {
@@ -74,13 +94,13 @@ pub async fn run(config: DevConfig, executors: ExecutorRegistry, shutdown: Cance
             println!("Archon dev keeps its state in {}", config.data_dir.display());
             let mut options = crate::replicated::StoreOptions::new(config.data_dir.clone());
             options.max_entry_bytes = config.keeping.max_entry_bytes;
-            let raft = crate::replicated::open(&options, &advertised, &metrics).await?;
+            let raft = crate::replicated::open(&options, &advertised, &metrics, &serving.dialer).await?;
             raft.wait_for_leadership(Duration::from_secs(30)).await.context("the store did not elect itself leader")?;
             (Arc::new(raft.clone()), Some(raft), None)
         }
     };
     let manager = Manager::builder(store)
-        .config(config.keeping.configure(ManagerConfig { address: advertised, ..ManagerConfig::default() }))
+        .config(config.keeping.configure(ManagerConfig { address: advertised.clone(), ..ManagerConfig::default() }))
         .metrics(metrics.clone())
         .build();
     let manager_stop = CancellationToken::new();
@@ -106,8 +126,25 @@ pub async fn run(config: DevConfig, executors: ExecutorRegistry, shutdown: Cance
     wait_for_worker(&manager).await?;
 
     println!("Archon dev cluster: manager + worker {:?} ({})", config.worker_name, config.capacity);
-    println!("gRPC API listening on http://{address}");
-    println!("{}", crate::serving::describe(address));
+    let scheme = serving.scheme();
+    if serving.secure() {
+        let settings = config.cli_config.clone().unwrap_or_else(crate::settings::path);
+        admin_settings(&manager, &settings, &advertised, &config.data_dir.join("certs")).await?;
+        println!(
+            "secured: TLS 1.3 with client certificates (CA {}), tokens required; the CLI's settings and admin \
+             token are in {}",
+            config.data_dir.join("certs").join("ca.pem").display(),
+            settings.display()
+        );
+        println!(
+            "in a browser, trust or accept the dev CA, then sign in with the token from that file (or make one: \
+             archon token create --name me --scope operate)"
+        );
+    } else {
+        println!("insecure: plaintext, no tokens (--insecure)");
+    }
+    println!("gRPC API listening on {scheme}://{address}");
+    println!("{}", crate::serving::describe_with(address, scheme));
     println!("Try: archon submit --wait --command 'echo hello from archon'");
 
     // The same server as archon-manager: the API and worker sessions on one port,
@@ -116,9 +153,10 @@ pub async fn run(config: DevConfig, executors: ExecutorRegistry, shutdown: Cance
     if let Some(raft) = &raft {
         routes = routes.add_service(archon_raft::service::raft_service(raft.raft().clone()));
     }
-    let routes = archon_net::measure_routes(routes, &metrics);
-    let routes = crate::serving::with_rest(routes, manager.clone(), Some(metrics), &shutdown);
-    let served = archon_net::serve_routes(listener, routes, shutdown.clone(), "the gRPC and REST APIs").await;
+    let routes = crate::serving::secured(routes, manager.clone(), Some(metrics), &serving, &shutdown);
+    let served =
+        archon_net::serve_routes_tls(listener, serving.tls.clone(), routes, shutdown.clone(), "the gRPC and REST APIs")
+            .await;
 
     // Stop the worker first: it kills running attempts (whole process trees).
     worker_stop.cancel();
@@ -144,4 +182,50 @@ async fn wait_for_worker(manager: &Manager) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     anyhow::bail!("the local worker did not register within 5s")
+}
+
+/// The dev cluster's certificates in `dir`: the CA and the `dev-admin` client
+/// certificate made once; the manager's (`dev-manager`) made again at every
+/// start, for `localhost`, the loopback addresses and the address it listens on.
+fn dev_certificates(dir: &std::path::Path, listen: SocketAddr) -> anyhow::Result<archon_net::tls::TlsFiles> {
+    use crate::certs::{self, Role};
+    if !dir.join("ca.pem").exists() {
+        certs::init(dir, "archon-dev", certs::CA_DAYS, false)?;
+    }
+    let mut sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    if !listen.ip().is_unspecified() {
+        sans.push(listen.ip().to_string());
+    }
+    certs::issue(dir, Role::Manager, "dev-manager", &sans, certs::LEAF_DAYS, true)?;
+    if !dir.join("dev-admin.pem").exists() {
+        certs::issue(dir, Role::Client, "dev-admin", &[], certs::LEAF_DAYS, false)?;
+    }
+    Ok(archon_net::tls::TlsFiles::in_dir(dir, "dev-manager"))
+}
+
+/// Makes sure the CLI's settings at `path` reach this cluster: its address, CA
+/// and client certificate, and an admin token that works — a new one when the
+/// file has none this cluster accepts.
+async fn admin_settings(
+    manager: &Manager,
+    path: &std::path::Path,
+    address: &str,
+    certs: &std::path::Path,
+) -> anyhow::Result<()> {
+    use archon_core::auth::{Authenticator, Scope, TokenSpec};
+    let mut settings = crate::settings::load(path).unwrap_or_default();
+    let works = settings.token.as_deref().is_some_and(|t| manager.authenticate(t).is_ok());
+    if !works {
+        let spec = TokenSpec {
+            name: "archon dev admin".into(),
+            scopes: std::collections::BTreeSet::from([Scope::Admin]),
+            ttl: None,
+        };
+        settings.token = Some(manager.create_token(spec).await?.token);
+    }
+    settings.server = Some(address.to_owned());
+    settings.ca = Some(certs.join("ca.pem"));
+    settings.cert = Some(certs.join("dev-admin.pem"));
+    settings.key = Some(certs.join("dev-admin.key"));
+    crate::settings::save(path, &settings)
 }

@@ -13,7 +13,9 @@ pub mod logging;
 pub mod postgres;
 mod render;
 pub mod replicated;
+pub mod security;
 pub mod serving;
+pub mod settings;
 
 use std::process::ExitCode;
 

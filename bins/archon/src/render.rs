@@ -5,7 +5,7 @@ use archon_core::api::{
     WorkflowSummary,
 };
 use archon_core::model::units::{format_bytes, format_cpu, format_duration};
-use archon_core::model::{ExitStatus, ResourceUsage, Schedule, Timestamp};
+use archon_core::model::{ExitStatus, ResourceUsage, Schedule, Secret, Timestamp};
 use comfy_table::{Table, presets::NOTHING};
 
 fn table(header: &[&str]) -> Table {
@@ -92,6 +92,11 @@ pub(crate) fn job(d: &JobDetail) -> String {
         format_duration(s.retry.backoff_base),
         d.job.created_at,
     );
+    if !s.secret_env.is_empty() {
+        // The names only: a value is never shown (the API answers `***` anyway).
+        let names: Vec<String> = s.secret_env.keys().map(|k| format!("{k}={}", Secret::REDACTED)).collect();
+        out.push_str(&format!("  secret env: {}\n", names.join(", ")));
+    }
     if d.job.cancelled {
         out.push_str("  cancelled:  yes\n");
     }
@@ -329,6 +334,22 @@ pub(crate) fn workers(items: &[WorkerInfo], now: Timestamp) -> String {
             r.running.len().to_string(),
             r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
             r.capabilities.iter().cloned().collect::<Vec<_>>().join(","),
+        ]);
+    }
+    t.to_string()
+}
+
+pub(crate) use archon_http::views::TokenView;
+
+pub(crate) fn tokens(items: &[TokenView]) -> String {
+    let mut t = table(&["TOKEN", "NAME", "SCOPES", "CREATED", "EXPIRES"]);
+    for v in items {
+        t.add_row(vec![
+            v.id.clone(),
+            v.name.clone(),
+            v.scopes.join(","),
+            v.created_at.clone(),
+            v.expires_at.clone().unwrap_or_else(|| "never".into()),
         ]);
     }
     t.to_string()

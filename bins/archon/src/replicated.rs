@@ -87,11 +87,17 @@ pub fn parse_peers(s: &str) -> anyhow::Result<BTreeMap<u64, String>> {
 /// Opens the store at `options.data_dir` for a node reached at `address`,
 /// recording into the node's `metrics`, and bootstraps its group unless it is
 /// one already or is to join one.
-pub async fn open(options: &StoreOptions, address: &str, metrics: &Metrics) -> anyhow::Result<RaftStore> {
+pub async fn open(
+    options: &StoreOptions,
+    address: &str,
+    metrics: &Metrics,
+    dialer: &archon_net::tls::Dialer,
+) -> anyhow::Result<RaftStore> {
     options.validate()?;
     let mut config = RaftConfig::new(options.node_id, address, &options.data_dir);
     config.max_entry_bytes = options.max_entry_bytes;
     config.metrics = metrics.clone();
+    config.dialer = dialer.clone();
     let store = RaftStore::open(config)
         .await
         .with_context(|| format!("data_dir: cannot open the store in {}", options.data_dir.display()))?;
@@ -103,13 +109,13 @@ pub async fn open(options: &StoreOptions, address: &str, metrics: &Metrics) -> a
 
 /// Once serving, asks the group at `via` to add this node, retrying until it is a
 /// member or `shutdown` fires. Does nothing for a node that already is one.
-pub fn join_in_background(store: RaftStore, via: String, shutdown: CancellationToken) {
+pub fn join_in_background(store: RaftStore, via: String, dialer: archon_net::tls::Dialer, shutdown: CancellationToken) {
     tokio::spawn(async move {
         if store.is_member().await {
             return;
         }
         let config = store.config().clone();
-        let admin = AdminClient::new(vec![via.clone()]);
+        let admin = AdminClient::with_dialer(vec![via.clone()], dialer);
         let mut delay = Duration::from_millis(200);
         loop {
             match admin.join(config.node_id, &config.address).await {

@@ -11,19 +11,42 @@ use archon_core::metrics::Metrics;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
-/// `grpc` (a manager's gRPC routes) with the REST API of `manager` beside it.
-pub fn with_rest(grpc: Routes, manager: Manager, metrics: Option<Metrics>, shutdown: &CancellationToken) -> Routes {
+/// A manager's whole port as `serving` says: the gRPC routes guarded (every
+/// call checked when TLS and tokens are on), measured, with the REST API,
+/// dashboard and `/metrics` beside them under the same checks.
+pub fn secured(
+    grpc: Routes,
+    manager: Manager,
+    metrics: Option<Metrics>,
+    serving: &crate::security::Serving,
+    shutdown: &CancellationToken,
+) -> Routes {
+    let authenticator: Arc<dyn archon_core::auth::Authenticator> = Arc::new(manager.clone());
+    let mut grpc = serving.guard(grpc, authenticator.clone());
+    if let Some(metrics) = &metrics {
+        grpc = archon_net::measure_routes(grpc, metrics);
+    }
     let sampled = manager.clone();
     let timeline: archon_http::TimelineSource = Arc::new(move |wanted| sampled.timeline(wanted));
     let api: Arc<dyn Api> = Arc::new(manager);
-    let config = archon_http::HttpConfig { metrics, timeline: Some(timeline), ..archon_http::HttpConfig::default() };
+    let config = archon_http::HttpConfig {
+        metrics,
+        timeline: Some(timeline),
+        auth: serving.http_auth(authenticator),
+        ..archon_http::HttpConfig::default()
+    };
     Routes::from(archon_http::beside_grpc(api, &config, shutdown.clone(), grpc.into_axum_router()))
 }
 
 /// The lines a daemon prints at start: where each face of the port is.
 pub fn describe(address: impl std::fmt::Display) -> String {
+    describe_with(address, "http")
+}
+
+/// [`describe`] for a port whose scheme is `scheme` (`https` with TLS).
+pub fn describe_with(address: impl std::fmt::Display, scheme: &str) -> String {
     format!(
-        "dashboard on http://{address}{dashboard}\nREST API on http://{address}/api/v1 (API page http://{address}{docs}, metrics http://{address}/metrics)",
+        "dashboard on {scheme}://{address}{dashboard}\nREST API on {scheme}://{address}/api/v1 (API page {scheme}://{address}{docs}, metrics {scheme}://{address}/metrics)",
         docs = archon_http::DOCS_PATH,
         dashboard = archon_http::DASHBOARD_PATH,
     )

@@ -76,5 +76,5 @@ fn bad_certificate_input_exits_2_naming_what_was_wrong() {
     refused(&["certs", "show", dir.path().join("ca.key").to_str().unwrap()], "not a PEM certificate");
     let out = archon(&["certs", "issue", "admin", "x", "--dir", d]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("possible values: manager, worker, client"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("is not a role (manager, worker or client)"), "{}", text(&out.stderr));
 }

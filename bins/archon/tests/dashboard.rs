@@ -331,7 +331,18 @@ async fn the_page_says_it_is_disconnected_and_reconnects_after_a_restart() {
     let port = free_ports(1)[0];
     let listen = format!("127.0.0.1:{port}");
     let data = dir.path().join("data");
-    let args = ["dev", "--listen", &listen, "--cpu", "2", "--memory", "2GiB", "--data-dir", data.to_str().unwrap()];
+    let args = [
+        "dev",
+        "--insecure",
+        "--listen",
+        &listen,
+        "--cpu",
+        "2",
+        "--memory",
+        "2GiB",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
     let start = |log: &str| {
         let mut p = Proc::spawn(Path::new(CLI), &args, &dir.path().join(log));
         p.wait_line("gRPC API listening on ", PATIENCE);

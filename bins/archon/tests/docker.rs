@@ -144,6 +144,7 @@ impl Dev {
         let data = dir.join("data");
         let args = [
             "dev",
+            "--insecure",
             "--listen",
             "127.0.0.1:0",
             "--data-dir",

@@ -34,6 +34,7 @@ impl Dev {
         let log = logs.join(format!("dev.{n}.log"));
         let args = [
             "dev",
+            "--insecure",
             "--listen",
             server,
             "--data-dir",

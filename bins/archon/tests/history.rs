@@ -207,7 +207,7 @@ fn dev(dir: &std::path::Path, flags: &[&str]) -> (Proc, String) {
     let port = free_ports(1)[0];
     let listen = format!("127.0.0.1:{port}");
     let data = dir.join("data");
-    let mut args = vec!["dev", "--listen", &listen, "--data-dir", data.to_str().unwrap(), "--no-docker"];
+    let mut args = vec!["dev", "--insecure", "--listen", &listen, "--data-dir", data.to_str().unwrap(), "--no-docker"];
     args.extend(flags);
     let mut p = Proc::spawn(std::path::Path::new(CLI), &args, &dir.join("dev.log"));
     p.wait_line("gRPC API listening on ", Duration::from_secs(60));

@@ -113,7 +113,7 @@ fn bad_logging_settings_exit_2_naming_the_flag_or_key() {
     let config = config.to_str().unwrap();
     let dev = Path::new(CLI);
     let manager = daemon_bin("archon-manager");
-    let dev_args = ["dev", "--listen", "127.0.0.1:0", "--data-dir", data];
+    let dev_args = ["dev", "--insecure", "--listen", "127.0.0.1:0", "--data-dir", data];
     let manager_args = ["--listen", "127.0.0.1:0", "--data-dir", data];
     // The program, its arguments, what its stderr must say.
     let cases = [

@@ -99,6 +99,7 @@ impl Dev {
         let data = dir.join("data");
         let args = [
             "dev",
+            "--insecure",
             "--listen",
             server,
             "--data-dir",

@@ -5,6 +5,7 @@ mod attempts;
 mod jobs;
 mod prune;
 mod schedules;
+mod tokens;
 mod workers;
 mod workflows;
 

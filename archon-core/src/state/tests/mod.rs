@@ -409,6 +409,30 @@ fn idempotent_submit_returns_the_first_job() {
 }
 
 #[test]
+fn a_live_job_with_secret_env_needs_format_3_and_keeps_its_values_through_a_snapshot() {
+    let mut s = ClusterState::new();
+    submit(&mut s, shell());
+    assert_eq!(s.format_needed(), 1);
+    let mut spec = shell();
+    spec.secret_env.insert("TOKEN".into(), "s3cr3t-value".into());
+    spec.idempotency_key = Some("with-secret".into());
+    let (job, run) = submit(&mut s, spec.clone());
+    assert_eq!(s.format_needed(), 3);
+    let back: ClusterState = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+    assert_eq!(back.jobs[&job].spec.secret_env["TOKEN"].expose(), "s3cr3t-value", "the state keeps the value");
+    assert_eq!(back.format_needed(), 3);
+    // A retried submit of the same spec answers the first job.
+    let again = s.apply(&Command::submit(Timestamp(2), Arc::new(spec.clone())));
+    assert_eq!(again.events(), &[Event::JobAccepted { job, run: Some(run), duplicate: true }]);
+    // A variable in both maps is refused by apply too, and nothing is stored.
+    spec.idempotency_key = None;
+    spec.env.insert("TOKEN".into(), "plain".into());
+    let clash = s.apply(&Command::submit(Timestamp(3), Arc::new(spec)));
+    assert!(matches!(clash.rejection(), Some(Rejection::InvalidSpec(e)) if e.field == "secret_env"), "{clash:?}");
+    assert_eq!(s.jobs.len(), 2);
+}
+
+#[test]
 fn cancel_of_a_running_run_asks_its_worker_and_ends_on_report() {
     let mut s = ClusterState::new();
     s.apply(&worker_cmd("a", 1000));

@@ -20,19 +20,33 @@ export class NotLeader extends Error {
 /** The manager did not answer (down, restarting, unreachable). */
 export class Unreachable extends Error {}
 
+/** The CSRF token the server set at sign-in (a cookie the page may read). */
+function csrf() {
+  const found = document.cookie.split(';').map((c) => c.trim()).find((c) => c.startsWith('archon_csrf='));
+  return found ? found.slice('archon_csrf='.length) : '';
+}
+
 async function call(method, path, body) {
   let response;
+  const headers = { accept: 'application/json' };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  // Every change carries the CSRF token: the session cookie alone is refused.
+  if (method !== 'GET') headers['x-csrf-token'] = csrf();
   try {
     response = await fetch(path, {
       method,
       redirect: 'manual',
       cache: 'no-store',
-      headers: body === undefined ? { accept: 'application/json' }
-        : { accept: 'application/json', 'content-type': 'application/json' },
+      headers,
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (e) {
     throw new Unreachable(String(e));
+  }
+  // Signed out, or the token expired or was revoked: sign in again.
+  if (response.status === 401) {
+    window.location.assign('/login');
+    throw new ApiError(401, { title: 'sign in again' });
   }
   if (response.type === 'opaqueredirect' || response.status === 307) throw new NotLeader();
   if (!response.ok) {

@@ -131,6 +131,8 @@ export async function detailPage(id) {
           ['Constraints', j.constraints.length ? j.constraints.map((c) => `${c.label} ${c.op} ${c.value}`).join(', ') : null],
           ['Depends on', j.depends_on.length ? j.depends_on.map((x) => [idLink(x), ' ']) : null],
           ['Idempotency key', j.idempotency_key], ['Workdir', j.workdir],
+          // Names only: the API answers every secret value as ***.
+          ['Secret env', Object.keys(j.secret_env || {}).length ? Object.keys(j.secret_env).map((k) => `${k}=***`).join(', ') : null],
         ], { id: 'job-spec' }), h('details', {}, h('summary', {}, 'As JSON'), h('pre', { class: 'code' }, JSON.stringify(j, null, 2))))),
       schedule(d.schedule, j, act),
       section('Runs', table(['Run', 'State', 'Created', 'Finished', 'Attempts'],

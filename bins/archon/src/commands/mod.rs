@@ -3,7 +3,6 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use archon_core::Error;
@@ -12,7 +11,6 @@ use archon_core::clock::{Clock, SystemClock};
 use archon_core::model::{
     JobId, JobSpec, OutputStream, RunId, RunState, TaskKind, WorkerId, WorkflowId, WorkflowState,
 };
-use archon_net::GrpcClient;
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -23,9 +21,15 @@ use archon_http::views::{
     WorkflowPage,
 };
 
+mod connection;
+#[cfg(test)]
+mod fuzz_flags;
 mod schedule;
+mod token;
 mod workflow;
+
 use crate::{EXIT_BAD_INPUT, render};
+pub(crate) use connection::{connect, split_servers};
 
 /// Prints a line to stdout. A closed stdout (`archon jobs | head -1`) ends the CLI
 /// quietly with 141, as a Unix tool killed by SIGPIPE would, instead of a panic.
@@ -35,7 +39,7 @@ macro_rules! outln {
     };
 }
 
-fn print_line(line: std::fmt::Arguments<'_>) {
+pub(crate) fn print_line(line: std::fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
     if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush())
         && e.kind() == std::io::ErrorKind::BrokenPipe
@@ -75,6 +79,10 @@ pub(crate) fn exit_code_for(e: &anyhow::Error) -> u8 {
 
 pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let format = cli.output;
+    let server = match &cli.command {
+        Command::Dev(_) | Command::Certs(_) => String::new(),
+        _ => connection::resolve(&cli)?,
+    };
     match cli.command {
         Command::Dev(args) => {
             let mut config = crate::dev::DevConfig::new(args.listen);
@@ -92,6 +100,8 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.data_dir = dir;
             }
             config.store = args.store;
+            config.insecure = args.insecure;
+            config.cli_config = args.cli_config;
             config.keeping.apply(&args.keeping).map_err(|e| {
                 let text = e.to_string();
                 // Named as the flag: --history-retention, not history_retention.
@@ -109,21 +119,21 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Submit(args) => {
             let spec = submit_spec(*args.clone())?;
-            let api = connect(&cli.server).await?;
+            let api = connect(&server).await?;
             submit(api.as_ref(), vec![spec], args.wait, format).await
         }
         Command::Run(args) => match read_any_spec_file(&args.file).map_err(|e| bad(e.to_string()))? {
             SpecFileContent::Jobs(specs) => {
-                let api = connect(&cli.server).await?;
+                let api = connect(&server).await?;
                 submit(api.as_ref(), specs, args.wait, format).await
             }
             SpecFileContent::Workflow(spec) => {
-                let api = connect(&cli.server).await?;
+                let api = connect(&server).await?;
                 workflow::submit(api.as_ref(), spec, args.wait, format).await
             }
         },
         Command::Status => {
-            let api = connect(&cli.server).await?;
+            let api = connect(&server).await?;
             let status = api.status().await?;
             print(format, &status, || render::status(&status))
         }
@@ -139,7 +149,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .as_deref()
                 .map(|s| s.parse::<RunState>().map_err(|e| bad(format!("--state: {e}"))))
                 .transpose()?;
-            let api = connect(&cli.server).await?;
+            let api = connect(&server).await?;
             let query = JobQuery { name: args.name, before, limit: Some(args.limit), kind, state };
             let page = api.list_jobs(query).await?;
             print(format, &JobPage::from(&page), || {
@@ -157,7 +167,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .as_deref()
                 .map(|s| s.parse::<WorkflowState>().map_err(|e| bad(format!("--state: {e}"))))
                 .transpose()?;
-            let api = connect(&cli.server).await?;
+            let api = connect(&server).await?;
             let query = WorkflowQuery { name: args.name, state, before, limit: Some(args.limit) };
             let page = api.list_workflows(query).await?;
             print(format, &WorkflowPage::from(&page), || {
@@ -178,7 +188,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .transpose()?;
             let since = args.since.as_deref().map(|t| parse_instant("--since", t)).transpose()?;
             let until = args.until.as_deref().map(|t| parse_instant("--until", t)).transpose()?;
-            let api = connect(&cli.server).await?;
+            let api = connect(&server).await?;
             let page = api.list_runs(RunQuery { job, state, before, limit: Some(args.limit), since, until }).await?;
             print(format, &RunPage::from(&page), || {
                 let mut out = render::runs(&page.items);
@@ -190,7 +200,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Get { id } => {
             let target = parse_target("ID", &id)?;
-            let api = connect(&cli.server).await?;
+            let api = connect(&server).await?;
             match target {
                 CancelTarget::Job(job) => {
                     let d = api.get_job(job).await?;
@@ -208,7 +218,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Logs { follow, run } => {
             let run = parse_id::<RunId>("RUN", &run)?;
-            let api = connect(&cli.server).await?;
+            let api = connect(&server).await?;
             if follow {
                 stream_output(api.as_ref(), run).await?;
             } else {
@@ -225,7 +235,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Cancel { id } => {
             let target = parse_target("ID", &id)?;
-            let api = connect(&cli.server).await?;
+            let api = connect(&server).await?;
             api.cancel(target).await?;
             outln!("cancel requested for {id}");
             Ok(ExitCode::SUCCESS)
@@ -233,34 +243,35 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Drain { worker } | Command::Undrain { worker } if worker.trim().is_empty() => {
             Err(bad("WORKER: give a worker id (w-3) or name"))
         }
-        Command::Drain { worker } => set_draining(&cli.server, &worker, true).await,
-        Command::Undrain { worker } => set_draining(&cli.server, &worker, false).await,
+        Command::Drain { worker } => set_draining(&server, &worker, true).await,
+        Command::Undrain { worker } => set_draining(&server, &worker, false).await,
         Command::Cluster(ClusterCommand::Members) => {
-            let managers = members(&cli.server).await?;
+            let managers = members(&server).await?;
             print(format, &managers, || render::managers(&managers))
         }
         Command::Cluster(ClusterCommand::Remove { node_id }) => {
-            let admin = archon_raft::network::AdminClient::new(split_servers(&cli.server));
+            let admin = archon_raft::network::AdminClient::with_dialer(split_servers(&server), connection::dialer());
             let members = admin.remove(node_id).await.map_err(archon_core::Error::from)?;
             let voters: Vec<String> = members.voters.iter().map(|m| format!("{} ({})", m.id, m.address)).collect();
             outln!("node {node_id} is out of the group; voters now: {}", voters.join(", "));
             Ok(ExitCode::SUCCESS)
         }
         Command::Workers => {
-            let api = connect(&cli.server).await?;
+            let api = connect(&server).await?;
             let workers = api.list_workers().await?;
             let view = WorkersView { items: workers.iter().map(WorkerView::from).collect() };
             print(format, &view, || render::workers(&workers, SystemClock.now()))
         }
-        Command::Schedule(command) => schedule::dispatch(&cli.server, format, command).await,
+        Command::Schedule(command) => schedule::dispatch(&server, format, command).await,
         Command::Certs(command) => certs(format, command),
+        Command::Token(command) => token::dispatch(&server, format, command).await,
     }
 }
 
 /// The group as its leader knows it (a removed or partitioned manager's own view
 /// may be stale), with each member's own report of its role and progress.
 async fn members(server: &str) -> anyhow::Result<Vec<archon_core::api::ManagerInfo>> {
-    let admin = archon_raft::network::AdminClient::new(split_servers(server));
+    let admin = archon_raft::network::AdminClient::with_dialer(split_servers(server), connection::dialer());
     let members = admin.members().await.map_err(archon_core::Error::from)?;
     let all = members.voters.into_iter().chain(members.learners);
     let asks = all.map(|m| {
@@ -306,15 +317,6 @@ async fn set_draining(server: &str, worker: &str, draining: bool) -> anyhow::Res
         outln!("{id} ({worker}) takes jobs again");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Connects to the managers `server` lists (comma-separated); calls follow the leader.
-async fn connect(server: &str) -> anyhow::Result<Arc<dyn Api>> {
-    Ok(Arc::new(GrpcClient::connect_any(&split_servers(server)).await?))
-}
-
-fn split_servers(server: &str) -> Vec<String> {
-    server.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
 /// A token unique to this invocation (time, process and a random hasher seed).
@@ -386,6 +388,28 @@ fn submit_spec(args: SubmitArgs) -> anyhow::Result<JobSpec> {
             _ => return Err(bad(format!("--env: {kv:?} is not NAME=value"))),
         }
     }
+    // NAME=value, or NAME alone for the value of $NAME here (kept out of argv).
+    let mut secret_env = std::collections::BTreeMap::new();
+    for kv in &args.secret_env {
+        let (name, value) = match kv.split_once('=') {
+            Some((k, v)) => (k, v.to_owned()),
+            // (An empty name, or one with a NUL, is no variable to look up.)
+            None if kv.is_empty() || kv.contains('\0') => ("", String::new()),
+            None => match std::env::var(kv) {
+                Ok(v) => (kv.as_str(), v),
+                // Not echoed: a mistyped value may be the secret itself.
+                Err(_) => {
+                    return Err(bad("--secret-env: a NAME without =value takes $NAME from this shell, and it is not \
+                                    set (use NAME=value, or export NAME and give --secret-env NAME)"));
+                }
+            },
+        };
+        if name.is_empty() {
+            // The text is not echoed: it may hold the secret.
+            return Err(bad("--secret-env: a variable needs a name (use NAME=value or NAME)"));
+        }
+        secret_env.insert(name.to_owned(), archon_core::model::Secret::new(value));
+    }
     let input = match &args.input {
         Some(text) => Some(
             serde_json::from_str::<serde_json::Value>(text)
@@ -417,6 +441,7 @@ fn submit_spec(args: SubmitArgs) -> anyhow::Result<JobSpec> {
         memory: args.memory,
         bandwidth: args.bandwidth,
         env,
+        secret_env,
         workdir: args.workdir,
         constraints: args.constraints,
         priority: args.priority,

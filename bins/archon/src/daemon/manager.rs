@@ -46,6 +46,13 @@ pub struct ManagerDaemonConfig {
     pub keeping: Keeping,
     /// How it logs, as the config file says (flags and `RUST_LOG` win; see [`crate::logging`]).
     pub log: crate::logging::LogOptions,
+    /// TLS: the cluster CA and this manager's certificate (and `--insecure`).
+    pub tls: crate::security::TlsFlags,
+    /// Serve `/metrics` without a token (TLS still applies).
+    pub open_metrics: bool,
+    /// Let browsers without a client certificate reach the dashboard and REST
+    /// API, signing in with a token (gRPC still needs a certificate).
+    pub browser_login: bool,
 }
 
 impl AsRef<crate::logging::LogOptions> for ManagerDaemonConfig {
@@ -70,6 +77,9 @@ impl Default for ManagerDaemonConfig {
             store: None,
             keeping: Keeping::default(),
             log: crate::logging::LogOptions::default(),
+            tls: crate::security::TlsFlags::default(),
+            open_metrics: false,
+            browser_login: false,
         }
     }
 }
@@ -106,6 +116,13 @@ pub struct ManagerFile {
     /// `max_task_bytes = "1MiB"`, … (see [`KeepingFlags`]).
     #[serde(flatten)]
     pub keeping: KeepingFlags,
+    /// `tls_ca = "/etc/archon/ca.pem"`, `tls_cert`, `tls_key`, `insecure = true`.
+    #[serde(flatten)]
+    pub tls: crate::security::TlsFlags,
+    /// `open_metrics = true`: `/metrics` without a token.
+    pub open_metrics: Option<bool>,
+    /// `browser_login = true`: browsers without a client certificate may sign in with a token.
+    pub browser_login: Option<bool>,
     /// Keys no setting has: refused.
     #[serde(flatten)]
     pub unknown: std::collections::BTreeMap<String, toml::Value>,
@@ -118,6 +135,14 @@ impl ManagerDaemonConfig {
             anyhow::bail!("unknown field `{key}` (the keys are archon-manager's long flags, with underscores)");
         }
         self.keeping.apply(&f.keeping)?;
+        self.tls.apply(&f.tls);
+        self.tls.files()?;
+        if let Some(open) = f.open_metrics {
+            self.open_metrics = open;
+        }
+        if let Some(browsers) = f.browser_login {
+            self.browser_login = browsers;
+        }
         self.log.apply_keys(f.log_format, f.log_filter)?;
         if let Some(l) = f.listen {
             self.listen = l;
@@ -176,6 +201,15 @@ pub async fn run(config: ManagerDaemonConfig, shutdown: CancellationToken) -> an
         .await
         .with_context(|| format!("listen: cannot listen on {}", config.listen))?;
     let local = listener.local_addr().context("listener address")?;
+    let files = config.tls.files()?;
+    crate::security::check_exposure(local, files.is_some(), config.tls.insecure, "listen")?;
+    let mut serving = match files {
+        Some(files) => crate::security::Serving::secured(files, config.browser_login, &shutdown)?,
+        None => crate::security::Serving::default(),
+    };
+    if config.open_metrics {
+        serving.open_paths.push("/metrics".into());
+    }
     if config.advertise.is_none() && local.ip().is_unspecified() && (!config.peers.is_empty() || config.join.is_some())
     {
         anyhow::bail!(
@@ -183,12 +217,12 @@ pub async fn run(config: ManagerDaemonConfig, shutdown: CancellationToken) -> an
              clients reach this one at"
         );
     }
-    let address = config.advertise.clone().unwrap_or_else(|| format!("http://{local}"));
+    let address = advertised(&config, &serving, local);
     // One registry for the node: the manager, its store and its servers.
     let metrics = Metrics::new();
     if let Some(url) = &config.store {
         let Some(store) = crate::postgres::open(url, &address, &metrics, &shutdown).await? else { return Ok(()) };
-        serve(&config, Arc::new(store.clone()), None, listener, &address, metrics, shutdown).await?;
+        serve(&config, Arc::new(store.clone()), None, listener, metrics, &serving, shutdown).await?;
         store.shutdown();
         println!("archon-manager stopped");
         return Ok(());
@@ -204,12 +238,12 @@ pub async fn run(config: ManagerDaemonConfig, shutdown: CancellationToken) -> an
         max_entry_bytes: config.keeping.max_entry_bytes,
     };
     println!("archon-manager node {} keeps its state in {}", options.node_id, options.data_dir.display());
-    let store = replicated::open(&options, &address, &metrics).await?;
+    let store = replicated::open(&options, &address, &metrics, &serving.dialer).await?;
     if let Some(via) = options.join.clone() {
-        replicated::join_in_background(store.clone(), via, shutdown.clone());
+        replicated::join_in_background(store.clone(), via, serving.dialer.clone(), shutdown.clone());
     }
     let raft = Some(store.raft().clone());
-    let served = serve(&config, Arc::new(store.clone()), raft, listener, &address, metrics, shutdown).await;
+    let served = serve(&config, Arc::new(store.clone()), raft, listener, metrics, &serving, shutdown).await;
     let _ = store.shutdown().await;
     served?;
     println!("archon-manager stopped");
@@ -223,11 +257,12 @@ async fn serve(
     store: Arc<dyn archon_core::store::Store>,
     raft: Option<archon_raft::Raft>,
     listener: tokio::net::TcpListener,
-    address: &str,
     metrics: Metrics,
+    serving: &crate::security::Serving,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let local = listener.local_addr().context("listener address")?;
+    let address = &advertised(config, serving, local);
     let manager = Manager::builder(store)
         .config(config.keeping.configure(ManagerConfig {
             node_id: config.node_id,
@@ -246,17 +281,30 @@ async fn serve(
     });
     let what =
         if raft.is_some() { "API, worker sessions and Raft" } else { "API and worker sessions; state in PostgreSQL" };
-    println!("archon-manager listening on http://{local} ({what})");
-    tracing::info!(%address, worker_timeout = ?config.worker_timeout, "manager started");
-    println!("{}", crate::serving::describe(local));
+    let scheme = serving.scheme();
+    let security = if serving.secure() { "; TLS 1.3 with client certificates, tokens required" } else { "" };
+    println!("archon-manager listening on {scheme}://{local} ({what}{security})");
+    tracing::info!(%address, worker_timeout = ?config.worker_timeout, secure = serving.secure(), "manager started");
+    println!("{}", crate::serving::describe_with(local, scheme));
     let mut routes = archon_net::manager_routes(manager.clone(), &shutdown);
     if let Some(raft) = raft {
         routes = routes.add_service(archon_raft::service::raft_service(raft));
     }
-    let routes = archon_net::measure_routes(routes, &metrics);
-    let routes = crate::serving::with_rest(routes, manager, Some(metrics), &shutdown);
-    let served = archon_net::serve_routes(listener, routes, shutdown, "the manager's gRPC and REST port").await;
+    let routes = crate::serving::secured(routes, manager, Some(metrics), serving, &shutdown);
+    let served = archon_net::serve_routes_tls(
+        listener,
+        serving.tls.clone(),
+        routes,
+        shutdown,
+        "the manager's gRPC and REST port",
+    )
+    .await;
     driver_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
     served.context("gRPC server")
+}
+
+/// The address clients, workers and peers reach this manager at.
+fn advertised(config: &ManagerDaemonConfig, serving: &crate::security::Serving, local: SocketAddr) -> String {
+    config.advertise.clone().unwrap_or_else(|| format!("{}://{local}", serving.scheme()))
 }

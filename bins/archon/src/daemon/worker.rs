@@ -40,6 +40,9 @@ pub struct WorkerDaemonConfig {
     pub docker: crate::executors::DockerOptions,
     /// Where to serve `GET /metrics` (Prometheus), if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// TLS to the managers: the cluster CA and this worker's certificate
+    /// (whose name must be the worker's name).
+    pub tls: crate::security::TlsFlags,
     /// How it logs, as the config file says (flags and `RUST_LOG` win; see [`crate::logging`]).
     pub log: crate::logging::LogOptions,
 }
@@ -64,6 +67,7 @@ impl Default for WorkerDaemonConfig {
             docker: crate::executors::DockerOptions::default(),
             metrics_listen: None,
             log: crate::logging::LogOptions::default(),
+            tls: crate::security::TlsFlags::default(),
         }
     }
 }
@@ -104,6 +108,12 @@ pub struct WorkerFile {
     pub docker_pids_limit: Option<i64>,
     /// `metrics_listen = "0.0.0.0:9464"` serves `GET /metrics` there (off by default).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `tls_ca = "/etc/archon/ca.pem"`
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// `tls_cert = "/etc/archon/worker-1.pem"` (issued for this worker's name)
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// `tls_key = "/etc/archon/worker-1.key"`
+    pub tls_key: Option<std::path::PathBuf>,
     /// `log_format = "json"` (or `"text"`)
     pub log_format: Option<String>,
     /// `log_filter = "archon_core=debug,info"` (RUST_LOG-style)
@@ -114,6 +124,13 @@ impl WorkerDaemonConfig {
     /// Applies the settings a file (or flags) gives.
     pub fn apply(&mut self, f: WorkerFile) -> anyhow::Result<()> {
         self.log.apply_keys(f.log_format, f.log_filter)?;
+        self.tls.apply(&crate::security::TlsFlags {
+            tls_ca: f.tls_ca,
+            tls_cert: f.tls_cert,
+            tls_key: f.tls_key,
+            insecure: false,
+        });
+        self.tls.files()?;
         if f.metrics_listen.is_some() {
             self.metrics_listen = f.metrics_listen;
         }
@@ -191,7 +208,15 @@ pub async fn run(config: WorkerDaemonConfig, shutdown: CancellationToken) -> any
     core.drain_grace = config.drain_grace;
     let metrics = Metrics::new();
     core.metrics = metrics.clone();
-    let transport = Arc::new(archon_net::GrpcTransport::new(config.managers.clone()));
+    let dialer = match config.tls.files()? {
+        Some(files) => {
+            let tls = crate::security::client_tls(files, archon_core::auth::Role::Worker)?;
+            tls.reloading().watch(shutdown.clone());
+            archon_net::tls::Dialer::tls(tls)
+        }
+        None => archon_net::tls::Dialer::plain(),
+    };
+    let transport = Arc::new(archon_net::GrpcTransport::with_dialer(config.managers.clone(), dialer));
     let state_dir = config
         .state_dir
         .clone()

@@ -46,6 +46,8 @@ impl Browser {
         }
         let mut caps = serde_json::Map::new();
         caps.insert("goog:chromeOptions".into(), options);
+        // A secured dev cluster's certificate comes from its own CA.
+        caps.insert("acceptInsecureCerts".into(), Value::Bool(true));
         Browser::connect(name, Path::new(CHROMEDRIVER), caps).await
     }
 
@@ -65,6 +67,7 @@ impl Browser {
             "moz:firefoxOptions".into(),
             json!({ "binary": "/usr/bin/firefox-esr", "args": ["-headless", format!("--width={width}"), format!("--height={height}")] }),
         );
+        caps.insert("acceptInsecureCerts".into(), Value::Bool(true));
         Browser::connect(name, &driver, caps).await
     }
 

@@ -448,7 +448,7 @@ impl Dev {
         let data = tempfile::tempdir().unwrap();
         #[allow(clippy::zombie_processes)] // Dev::drop kills and waits for it.
         let mut child = Command::new(CLI)
-            .args(["dev", "--listen", "127.0.0.1:0", "--cpu", "4", "--memory", "4GiB", "--data-dir"])
+            .args(["dev", "--insecure", "--listen", "127.0.0.1:0", "--cpu", "4", "--memory", "4GiB", "--data-dir"])
             .arg(data.path())
             .args(extra)
             .stdout(Stdio::piped())
