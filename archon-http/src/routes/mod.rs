@@ -60,6 +60,12 @@ pub(crate) enum Problems {
     /// A field is wrong; `field` names it and `detail` gives the accepted form.
     #[response(status = 400, content_type = "application/problem+json")]
     BadRequest(Problem),
+    /// No token, or one that is malformed, unknown, revoked or expired (a secured cluster).
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// The token lacks the scope this operation needs.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
     /// No such job, run, workflow or worker.
     #[response(status = 404, content_type = "application/problem+json")]
     NotFound(Problem),

@@ -25,13 +25,41 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TokenDraft {
-    /// What it is for (1–128 characters).
+    /// What it is for (1–128 characters, no control characters).
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$")]
     name: String,
     /// What it may do: read, submit, operate, admin.
-    scopes: Vec<String>,
+    #[schema(min_items = 1)]
+    scopes: Vec<ScopeName>,
     /// How long it lasts (`30d`, `12h`); absent: until revoked.
     #[serde(default)]
+    #[schema(pattern = r"^[1-9][0-9]{0,5}(s|m|h|d)$")]
     ttl: Option<String>,
+}
+
+/// A scope, as written.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ScopeName {
+    /// Reads.
+    Read,
+    /// Submits.
+    Submit,
+    /// Cancel, drain, schedules.
+    Operate,
+    /// Everything.
+    Admin,
+}
+
+impl From<ScopeName> for Scope {
+    fn from(s: ScopeName) -> Scope {
+        match s {
+            ScopeName::Read => Scope::Read,
+            ScopeName::Submit => Scope::Submit,
+            ScopeName::Operate => Scope::Operate,
+            ScopeName::Admin => Scope::Admin,
+        }
+    }
 }
 
 /// Creates a token. The answer holds it, once: it is stored only as a digest.
@@ -44,12 +72,7 @@ async fn create_token(
     State(state): State<AppState>,
     Body(draft): Body<TokenDraft>,
 ) -> Result<(StatusCode, Json<IssuedTokenView>), Error> {
-    let scopes = draft
-        .scopes
-        .iter()
-        .map(|s| s.parse::<Scope>())
-        .collect::<Result<BTreeSet<_>, _>>()
-        .map_err(|e| Error::bad("scopes", e))?;
+    let scopes: BTreeSet<Scope> = draft.scopes.into_iter().map(Scope::from).collect();
     let ttl = draft
         .ttl
         .as_deref()
