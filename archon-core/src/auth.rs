@@ -282,7 +282,10 @@ pub struct TokenSpec {
 impl TokenSpec {
     /// Checks the name and scopes, naming the field that is wrong.
     pub fn validate(&self) -> Result<(), crate::Error> {
-        if self.name.trim().is_empty() || self.name.len() > MAX_TOKEN_NAME || self.name.chars().any(char::is_control) {
+        if self.name.trim().is_empty()
+            || self.name.chars().count() > MAX_TOKEN_NAME
+            || self.name.chars().any(char::is_control)
+        {
             return Err(crate::Error::invalid(
                 "name",
                 format!("must be 1–{MAX_TOKEN_NAME} characters without control characters (e.g. ci-deploy)"),
@@ -514,6 +517,10 @@ mod tests {
         let mut s = spec(&[Scope::Read]);
         s.name = String::new();
         assert!(s.validate().unwrap_err().to_string().contains("name"));
+        s.name = "\u{98}\u{bb}J".into(); // a C1 control, as schemathesis sent
+        assert!(s.validate().unwrap_err().to_string().contains("name"));
+        s.name = "é".repeat(MAX_TOKEN_NAME); // 128 characters, 256 bytes
+        s.validate().unwrap();
         assert_eq!("operate".parse::<Scope>(), Ok(Scope::Operate));
         assert!("root".parse::<Scope>().unwrap_err().contains("read, submit, operate or admin"));
         assert_eq!(Role::from_uri("urn:archon:role:worker"), Some(Role::Worker));

@@ -204,13 +204,25 @@ impl Task {
             }
             Task::Process { argv } => any(argv).then_some("task.argv"),
             Task::Docker(d) => {
-                if any(&d.command) || d.entrypoint.as_deref().is_some_and(any) {
+                if any(&d.command) {
                     Some("task.command")
+                } else if d.entrypoint.as_deref().is_some_and(any) {
+                    Some("task.entrypoint")
+                } else if nul(&d.image) {
+                    Some("task.image")
+                } else if d.user.as_deref().is_some_and(nul) {
+                    Some("task.user")
                 } else {
-                    (nul(&d.image) || d.user.as_deref().is_some_and(nul) || any(&d.mounts)).then_some("task")
+                    any(&d.mounts).then_some("task.mounts")
                 }
             }
-            Task::Function { name, input } => (nul(name) || nul(input)).then_some("task.input"),
+            Task::Function { name, input } => {
+                if nul(name) {
+                    Some("task.name")
+                } else {
+                    nul(input).then_some("task.input")
+                }
+            }
         }
     }
 

@@ -25,8 +25,12 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TokenDraft {
-    /// What it is for (1–128 characters, no control characters).
-    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$")]
+    /// What it is for (1–128 characters, no control characters, C0 or C1).
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     name: String,
     /// What it may do: read, submit, operate, admin.
     #[schema(min_items = 1)]

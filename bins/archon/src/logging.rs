@@ -80,16 +80,24 @@ fn parse_format(s: &str) -> Result<LogFormat, String> {
     s.parse()
 }
 
-/// Checks RUST_LOG-style directives; they are kept as given.
+/// Checks RUST_LOG-style directives; they are kept as given, less the space
+/// around each (see [`tidy`]).
 fn parse_filter(s: &str) -> Result<String, String> {
     let try_ = "try info, or archon_core=debug,warn";
     if s.trim().is_empty() {
         return Err(format!("the filter is empty ({try_})"));
     }
-    match EnvFilter::builder().parse(s) {
-        Ok(_) => Ok(s.to_owned()),
+    match EnvFilter::builder().parse(tidy(s)) {
+        Ok(_) => Ok(tidy(s)),
         Err(e) => Err(format!("{s:?} is not a filter: {e} ({try_})")),
     }
+}
+
+/// The directives without the space around each. tracing-subscriber 0.3 reads
+/// a directive's characters from its trimmed text but slices the untrimmed
+/// one, so a directive after a space misparses, or panics (`--log-filter " ໐="`).
+fn tidy(directives: &str) -> String {
+    directives.split(',').map(str::trim).collect::<Vec<_>>().join(",")
 }
 
 /// Installs the process's subscriber (once; later calls do nothing): `flags`
@@ -100,7 +108,7 @@ pub fn init(flags: &LogOptions, verbose: u8, file: &LogOptions) {
     let filter = match (&flags.filter, env) {
         (Some(directives), _) => EnvFilter::builder().parse_lossy(directives),
         // As tracing does for RUST_LOG: a bad directive is reported and skipped.
-        (None, Some(env)) => EnvFilter::builder().parse_lossy(env),
+        (None, Some(env)) => EnvFilter::builder().parse_lossy(tidy(&env)),
         (None, None) => EnvFilter::builder().parse_lossy(match verbose {
             0 => file.filter.as_deref().unwrap_or(DEFAULT_FILTER),
             1 => "info",

@@ -182,3 +182,32 @@ fn the_cli_definition_is_consistent() {
     Cli::command().debug_assert();
     assert!(Cli::try_parse_from(["archon", "submit", "--command", "true"]).is_ok());
 }
+
+/// Found by the properties above: a NUL byte in a container's image, user or
+/// mounts was refused as `--task` (no such flag); a log filter with a space
+/// before a directive panicked inside tracing-subscriber.
+#[test]
+fn inputs_the_fuzzing_found_are_refused_naming_the_flag() {
+    let submit = |words: &[&str]| {
+        let line = ["archon", "submit"].iter().chain(words).copied();
+        match Cli::try_parse_from(line).expect("parses").command {
+            Command::Submit(args) => submit_spec(*args).map(drop).map_err(|e| e.to_string()),
+            other => panic!("{other:?}"),
+        }
+    };
+    for (words, flag) in [
+        (&["--docker", "\0"][..], "--docker"),
+        (&["--docker", "b:1", "--user", "\0"], "--user"),
+        (&["--docker", "b:1", "--mount", "/a\0:/b"], "--mount"),
+        (&["--docker", "b:1", "--entrypoint", "\0"], "--entrypoint"),
+        (&["--function", "f\0"], "--function"),
+        (&["--command", "x", "--", "y"], "ARGV"),
+    ] {
+        let e = submit(words).unwrap_err();
+        assert!(e.starts_with(flag), "{words:?}: {e}");
+    }
+    for (given, kept) in [(" \u{ed0}=", "\u{ed0}="), (" info, archon=debug ", "info,archon=debug")] {
+        let cli = Cli::try_parse_from(["archon", "status", "--log-filter", given]).expect("a filter");
+        assert_eq!(cli.log.filter.as_deref(), Some(kept));
+    }
+}
