@@ -97,7 +97,10 @@ impl Executor for Quick {
     }
 }
 
-#[tokio::test]
+// On a paused clock, like the grace-period test below: a pause ends only once every
+// task has reacted to what came before it (tokio advances the clock when all are
+// idle), so "deposed for a while" cannot race the manager on a busy machine.
+#[tokio::test(start_paused = true)]
 async fn a_result_lost_with_a_deposed_leader_is_sent_again_and_the_run_is_not_rerun() {
     let store = SwitchedStore::new();
     let manager = Manager::builder(store.clone()).config(ManagerConfig::default()).build();
@@ -127,6 +130,7 @@ async fn a_result_lost_with_a_deposed_leader_is_sent_again_and_the_run_is_not_re
     let run = manager.submit(vec![spec]).await.unwrap().remove(0).unwrap().run.unwrap();
     // The result reaches the manager, whose proposal of it is then lost with its leadership.
     eventually("the result is in flight", async || !store.lose_finishes.load(Ordering::SeqCst)).await;
+    // Deposed long enough for the proposal to fail and the manager to close its sessions.
     store.lead(false);
     tokio::time::sleep(Duration::from_millis(100)).await;
     store.lead(true);
@@ -194,7 +198,7 @@ async fn a_follower_refuses_the_api_naming_the_leader_and_serves_status() {
     stop.cancel();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_new_leader_gives_known_workers_a_fresh_grace_period_before_reaping() {
     use archon_core::model::WorkerState;
     use archon_core::transport::{Hello, Transport};
@@ -220,21 +224,21 @@ async fn a_new_leader_gives_known_workers_a_fresh_grace_period_before_reaping() 
         capabilities: ["shell".to_owned()].into(),
         running: Vec::new(),
     };
-    let _session = InProcTransport::new(manager.clone()).connect(hello).await.unwrap();
-    let registered = std::time::Instant::now();
+    let mut session = InProcTransport::new(manager.clone()).connect(hello).await.unwrap();
+    // The clock is paused (see above): these instants and pauses are exact.
+    let registered = tokio::time::Instant::now();
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Leadership moves away and comes back 0.5 s after the worker was last heard.
     store.lead(false);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let ended =
+        tokio::time::timeout(Duration::from_secs(10), async { while session.inbound.recv().await.is_some() {} });
+    ended.await.expect("the deposed manager ends the worker's session");
     store.lead(true);
-    let regained = std::time::Instant::now();
+    let regained = tokio::time::Instant::now();
     let state = || async { manager.list_workers().await.ok().and_then(|w| w.first().map(|w| w.worker.state)) };
     // Silent for 0.8 s since it was last heard, but not since this leadership began.
-    tokio::time::sleep((registered + Duration::from_millis(1000)).saturating_duration_since(std::time::Instant::now()))
-        .await;
-    if regained.elapsed() < Duration::from_millis(700) {
-        assert_eq!(state().await, Some(WorkerState::Ready), "reaped before its fresh grace period ended");
-    }
+    tokio::time::sleep_until(registered + Duration::from_millis(1000)).await;
+    assert_eq!(state().await, Some(WorkerState::Ready), "reaped before its fresh grace period ended");
     eventually("the silent worker is reaped after its grace", async || state().await == Some(WorkerState::Lost)).await;
     assert!(regained.elapsed() >= Duration::from_millis(800), "reaped {:?} after regaining", regained.elapsed());
     stop.cancel();

@@ -48,6 +48,7 @@ impl Executor for TestExec {
                 }
             }
             "chatty" => {
+                // Paced on purpose: the lines must arrive while the run still runs.
                 for i in 0..5 {
                     ctx.output.write(OutputStream::Stdout, format!("line {i}\n").into()).await;
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -109,13 +110,10 @@ impl Cluster {
     }
 
     async fn wait_for_workers(&self, n: usize) {
-        for _ in 0..1000 {
-            if self.manager.list_workers().await.unwrap().iter().filter(|w| w.connected).count() >= n {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("workers did not connect");
+        eventually(&format!("{n} workers connect"), || async {
+            self.manager.list_workers().await.unwrap().iter().filter(|w| w.connected).count() >= n
+        })
+        .await;
     }
 }
 
@@ -254,14 +252,8 @@ async fn a_leaving_worker_has_its_runs_requeued_elsewhere() {
     assert_eq!(d.run.state, RunState::Pending, "requeued after its worker left");
     assert_eq!(d.run.retries_used, 0, "a lost attempt does not spend a retry");
     c.add_worker("w2", 1000);
-    for _ in 0..300 {
-        if c.manager.get_run(run).await.unwrap().run.state == RunState::Running {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    reach(&c.manager, run, RunState::Running).await;
     let d = c.manager.get_run(run).await.unwrap();
-    assert_eq!(d.run.state, RunState::Running);
     assert_eq!(d.attempts.len(), 2);
     let workers = c.manager.list_workers().await.unwrap();
     assert_eq!(workers.iter().find(|w| w.worker.name == "w1").unwrap().worker.state, WorkerState::Left);
@@ -276,17 +268,10 @@ async fn a_silent_worker_is_reaped_and_its_runs_requeued() {
     let hello = hello("mute");
     let mut session = transport.connect(hello).await.unwrap();
     let run = submit_one(&c.manager, function("ok")).await;
-    let assigned = tokio::time::timeout(Duration::from_secs(2), session.inbound.recv()).await.unwrap();
+    let assigned = tokio::time::timeout(Duration::from_secs(10), session.inbound.recv()).await.unwrap();
     assert!(matches!(assigned, Some(archon_core::transport::ManagerMessage::Assign(_))));
-    let started = std::time::Instant::now();
-    loop {
-        let d = c.manager.get_run(run).await.unwrap();
-        if d.run.state == RunState::Pending {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(3), "not reaped: {:?}", d.run.state);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Reaped once the threshold passes; how soon is for benchmarks to measure.
+    reach(&c.manager, run, RunState::Pending).await;
     let workers = c.manager.list_workers().await.unwrap();
     assert_eq!(workers[0].worker.state, WorkerState::Lost);
     drop(session.outbound);
@@ -308,16 +293,15 @@ async fn waits_and_follows_end_when_the_manager_stops() {
     c.add_worker("w1", 1000);
     c.wait_for_workers(1).await;
     let run = submit_one(&c.manager, function("sleep")).await;
-    let waiter = tokio::spawn({
-        let m = c.manager.clone();
-        async move { m.wait(run).await }
-    });
+    reach(&c.manager, run, RunState::Running).await;
+    // Both in flight before the stop: the wait polled until it blocks on the run's end.
+    let mut waiter = std::pin::pin!(c.manager.wait(run));
+    assert!(futures::poll!(waiter.as_mut()).is_pending(), "the wait ended while the run runs");
     let mut follow = c.manager.follow(run).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
     c.shutdown.cancel();
-    let waited = tokio::time::timeout(Duration::from_secs(2), waiter).await.expect("wait hung").unwrap();
+    let waited = tokio::time::timeout(Duration::from_secs(10), waiter).await.expect("wait hung");
     assert!(matches!(waited, Err(archon_core::Error::ShuttingDown)), "{waited:?}");
-    let last = tokio::time::timeout(Duration::from_secs(2), follow.next()).await.expect("follow hung");
+    let last = tokio::time::timeout(Duration::from_secs(10), follow.next()).await.expect("follow hung");
     assert!(matches!(last, Some(Err(archon_core::Error::ShuttingDown))), "{last:?}");
     assert!(follow.next().await.is_none());
 }
@@ -405,31 +389,27 @@ async fn a_run_that_fits_but_not_now_stays_pending_with_its_reason() {
     big.resources.cpu_millis = 800;
     let running = submit_one(&c.manager, big.clone()).await;
     let waiting = submit_one(&c.manager, big).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    let reason = loop {
-        let d = c.manager.get_run(waiting).await.unwrap();
-        assert_eq!(d.run.state, RunState::Pending);
-        if let Some(r) = d.pending_reason {
-            break r;
-        }
-        assert!(std::time::Instant::now() < deadline, "no pending reason recorded");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    eventually("a pending reason is recorded", || async {
+        c.manager.get_run(waiting).await.unwrap().pending_reason.is_some()
+    })
+    .await;
+    let d = c.manager.get_run(waiting).await.unwrap();
+    assert_eq!(d.run.state, RunState::Pending);
+    let reason = d.pending_reason.unwrap();
     assert!(reason.starts_with("waiting for capacity: needs cpu 800m"), "{reason}");
     assert!(reason.contains("w1 has cpu 200m"), "{reason}");
     // Draining the only worker changes the reason; a running run has none.
     let w = c.manager.list_workers().await.unwrap()[0].worker.id;
     c.manager.set_draining(w, true).await.unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    loop {
-        let r = c.manager.get_run(waiting).await.unwrap().pending_reason.unwrap_or_default();
-        if r.contains("accepts work") {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "reason did not follow the drain: {r}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the reason follows the drain", || async {
+        c.manager.get_run(waiting).await.unwrap().pending_reason.unwrap_or_default().contains("accepts work")
+    })
+    .await;
     assert_eq!(c.manager.get_run(running).await.unwrap().pending_reason, None);
+}
+
+fn hello_protocol(ahead: u32) -> u32 {
+    archon_core::transport::PROTOCOL + ahead
 }
 
 #[tokio::test]
@@ -439,7 +419,8 @@ async fn a_worker_speaking_a_newer_session_protocol_is_refused_and_not_registere
     let hello = Hello { protocol: archon_core::transport::PROTOCOL + 1, ..hello("from-the-future") };
     let Err(refused) = transport.connect(hello).await else { panic!("a newer worker was let in") };
     let message = refused.to_string();
-    assert!(message.contains("session protocol 2, this manager 1"), "{message}");
+    let expected = format!("session protocol {}, this manager {}", hello_protocol(1), hello_protocol(0));
+    assert!(message.contains(&expected), "{message}");
     assert!(message.contains("upgrade the managers before the workers"), "{message}");
     assert!(c.manager.list_workers().await.unwrap().is_empty(), "nothing was registered");
 }

@@ -71,7 +71,8 @@ impl ChildRunner {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let ExecContext { spec, mut output, cancel, attempt, .. } = ctx;
+        let ExecContext { spec, mut output, cancel, attempt, job, run } = ctx;
+        let ctx_ids = (job, run);
         if cancel.is_cancelled() {
             return output.finish(ExitStatus::Cancelled);
         }
@@ -79,6 +80,9 @@ impl ChildRunner {
         command
             .args(args)
             .envs(spec.environment())
+            .env("ARCHON_JOB_ID", ctx_ids.0.to_string())
+            .env("ARCHON_RUN_ID", ctx_ids.1.to_string())
+            .env("ARCHON_ATTEMPT_ID", attempt.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -94,6 +98,15 @@ impl ChildRunner {
         let mut sigchld = signal(SignalKind::child())
             .inspect_err(|e| tracing::debug!(error = %e, "no SIGCHLD stream; CPU time will not be measured"))
             .ok();
+        // Noted before the spawn (and named after it), so a worker restarted after
+        // a crash, or the lease keeper of a frozen one, can kill it.
+        let noted = match &self.ledger {
+            Some(ledger) => ledger
+                .spawning(attempt, spec.on_disconnect == archon_core::model::OnDisconnect::Keep)
+                .inspect_err(|e| tracing::warn!(%attempt, error = %e, "cannot note the process group in the ledger"))
+                .ok(),
+            None => None,
+        };
         let started = Instant::now();
         let mut child = match command.spawn() {
             Ok(child) => child,
@@ -105,14 +118,11 @@ impl ChildRunner {
         let mut meter = child.id().and_then(|pid| TreeMeter::new(pid, started));
         // With `process_group(0)` the child leads a new group whose id is its pid.
         let mut group = ProcessGroup::new(child.id());
-        // Noted while it runs, so a worker restarted after a crash can kill it.
-        let _noted = match (&self.ledger, child.id()) {
-            (Some(ledger), Some(pgid)) => ledger
-                .record(attempt, pgid)
-                .inspect_err(|e| tracing::warn!(%attempt, error = %e, "cannot note the process group in the ledger"))
-                .ok(),
-            _ => None,
-        };
+        if let (Some(entry), Some(pgid)) = (&noted, child.id())
+            && let Err(e) = entry.spawned(pgid)
+        {
+            tracing::warn!(%attempt, error = %e, "cannot note the process group in the ledger");
+        }
         let mut stdout = child.stdout.take();
         let mut stderr = child.stderr.take();
         let mut stdout_buf = vec![0; FIRST_CHUNK_SIZE];

@@ -31,6 +31,7 @@ mod child;
 mod docker;
 mod error;
 mod function;
+mod keeper;
 mod ledger;
 mod process;
 mod script;
@@ -48,6 +49,7 @@ pub use docker::{
 };
 pub use error::ExecError as Error;
 pub use function::FunctionExecutor;
+pub use keeper::{KEEPER_ARG, LeaseKeeper, main_if_asked as lease_keeper_main_if_asked};
 pub use ledger::ProcessLedger;
 pub use process::ProcessExecutor;
 pub use script::ScriptExecutor;

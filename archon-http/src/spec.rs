@@ -20,6 +20,7 @@
 //! retention = "1d"                # finished runs kept (default: the cluster's, 7d)
 //! keep_last = 10                  # at most this many finished runs kept
 //! output_limit = "256KiB"         # kept per stream of each attempt (default 1MiB)
+//! on_disconnect = "keep"          # when its worker's lease lapses: kill (default) or keep
 //! ```
 //!
 //! A container job names its image in a `[docker]` table:
@@ -41,12 +42,19 @@
 //! line) is an environment whose values only the worker running an attempt
 //! gets: every read of the job answers each value as `***`. A variable may not
 //! be in both `env` and `secret_env`.
+//!
+//! `on_disconnect` (`--on-disconnect`) is what a worker does with a running
+//! attempt once it has heard from no leader for longer than its lease: `kill`
+//! (the default) so the run never executes in two places at once, or `keep` to
+//! ride out a short outage at the risk of the run executing twice at once if the
+//! worker is declared lost (see [`JobSpec::on_disconnect`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use archon_core::model::{
-    Constraint, DockerTask, JobId, JobSpec, PlacementPolicy, PullPolicy, Resources, Secret, SpecError, Task,
+    Constraint, DockerTask, JobId, JobSpec, OnDisconnect, PlacementPolicy, PullPolicy, Resources, Secret, SpecError,
+    Task,
     units::{parse_bytes, parse_cpu, parse_duration},
 };
 use serde::{Deserialize, Serialize};
@@ -158,6 +166,12 @@ pub struct JobDraft {
     pub keep_last: Option<u32>,
     /// Output kept per stream of an attempt, e.g. `256KiB`.
     pub output_limit: Option<String>,
+    /// What the worker does with a running attempt when its lease lapses (no
+    /// leader heard for longer than the lease): `kill` (default: a run never
+    /// executes twice at once) or `keep` (rides out a short outage; if the
+    /// worker is declared lost the run may execute twice at once). A string,
+    /// as `placement` is: a batch answers a bad value in its item's result.
+    pub on_disconnect: Option<String>,
     /// A cron schedule: the job runs at each fire instead of once now.
     pub schedule: Option<ScheduleDraft>,
 }
@@ -309,6 +323,9 @@ impl JobDraft {
         spec.keep_last = self.keep_last;
         if let Some(l) = &self.output_limit {
             spec.output_limit = Some(parse_bytes(l).map_err(|e| err("output_limit", e.to_string()))?);
+        }
+        if let Some(o) = &self.on_disconnect {
+            spec.on_disconnect = o.parse::<OnDisconnect>().map_err(|e| err("on_disconnect", e))?;
         }
         if let Some(schedule) = self.schedule.clone() {
             let now = archon_core::clock::Clock::now(&archon_core::clock::SystemClock);
@@ -568,6 +585,20 @@ mod tests {
             ..JobDraft::default()
         };
         assert_eq!(d.into_spec(Naming::Flags).unwrap_err().field, "--secret-env");
+    }
+
+    #[test]
+    fn on_disconnect_is_read_from_a_file_and_refused_naming_the_key_or_flag() {
+        let specs = parse_spec_file("command = \"x\"\non_disconnect = \"keep\"").unwrap();
+        assert_eq!(specs[0].on_disconnect, OnDisconnect::Keep);
+        let specs = parse_spec_file("command = \"x\"").unwrap();
+        assert_eq!(specs[0].on_disconnect, OnDisconnect::Kill, "kill when not given");
+        let e = parse_spec_file("command = \"x\"\non_disconnect = \"linger\"").unwrap_err();
+        assert_eq!(e, "on_disconnect: \"linger\" is not an on-disconnect choice (use kill or keep)");
+        let e = parse_spec_file("command = \"x\"\non_disconnect = true").unwrap_err();
+        assert!(e.contains("invalid type"), "{e}");
+        let d = JobDraft { command: Some("x".into()), on_disconnect: Some("stay".into()), ..JobDraft::default() };
+        assert_eq!(d.into_spec(Naming::Flags).unwrap_err().field, "--on-disconnect");
     }
 
     #[test]

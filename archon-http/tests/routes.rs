@@ -388,6 +388,41 @@ async fn any_idempotency_key_a_client_can_send_is_a_key() {
     shutdown.cancel();
 }
 
+#[tokio::test]
+async fn on_disconnect_is_taken_from_a_submit_shown_by_the_job_and_refused_naming_the_field() {
+    let shutdown = CancellationToken::new();
+    let router = router(&shutdown);
+    let body = serde_json::json!({"name": "etl", "command": "true", "on_disconnect": "keep"});
+    let (status, submitted) = post(&router, "/api/v1/jobs", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{submitted}");
+    let (status, detail) = get(&router, &format!("/api/v1/jobs/{}", submitted["job"].as_str().unwrap()), &[]).await;
+    assert_eq!((status, &detail["job"]["on_disconnect"]), (StatusCode::OK, &Value::from("keep")), "{detail}");
+    let (_, submitted) = post(&router, "/api/v1/jobs", serde_json::json!({"command": "true"})).await;
+    let (_, detail) = get(&router, &format!("/api/v1/jobs/{}", submitted["job"].as_str().unwrap()), &[]).await;
+    assert_eq!(detail["job"]["on_disconnect"], "kill", "kill when not given: {detail}");
+
+    for bad in [Value::from("linger"), Value::from(""), Value::from(true)] {
+        let body = serde_json::json!({"command": "true", "on_disconnect": bad});
+        let (status, problem) = post(&router, "/api/v1/jobs", body).await;
+        assert_eq!((status, problem["field"].as_str()), (StatusCode::BAD_REQUEST, Some("on_disconnect")), "{problem}");
+        if bad.is_string() {
+            let detail = problem["detail"].as_str().unwrap();
+            assert!(detail.starts_with("on_disconnect: ") && detail.contains("kill or keep"), "{detail}");
+        }
+    }
+    // The document lists both choices: the job view's enum, and the submit
+    // body's description (a string there, as `placement` is, so that a batch
+    // answers a bad value in that item's result rather than refusing the batch).
+    let doc = serde_json::to_value(archon_http::openapi()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(schemas["OnDisconnect"]["enum"], serde_json::json!(["kill", "keep"]), "{}", schemas["OnDisconnect"]);
+    let view = schemas["JobView"]["properties"]["on_disconnect"].to_string();
+    assert!(view.contains("#/components/schemas/OnDisconnect"), "{view}");
+    let draft = schemas["JobDraft"]["properties"]["on_disconnect"].to_string();
+    assert!(draft.contains("`kill`") && draft.contains("`keep`"), "{draft}");
+    shutdown.cancel();
+}
+
 /// `GET path` through `router`: status, content type and body.
 async fn fetch(router: &axum::Router, path: &str) -> (StatusCode, String, Vec<u8>) {
     let req = Request::builder().uri(path).body(Body::empty()).unwrap();

@@ -14,9 +14,9 @@ use archon_core::api::{
 };
 use archon_core::model::{
     Attempt, AttemptId, AttemptResult, AttemptState, Constraint, ConstraintOp, DockerTask, ExitStatus, Job, JobId,
-    JobSpec, OutputChunk, OutputStream, OutputTail, OverlapPolicy, Paused, PlacementPolicy, PullPolicy, ResourceUsage,
-    Resources, RetryPolicy, Run, RunId, RunState, Schedule, ScheduleState, SpecError, Task, TaskKind, Timestamp,
-    Worker, WorkerId, WorkerState,
+    JobSpec, OnDisconnect, OutputChunk, OutputStream, OutputTail, OverlapPolicy, Paused, PlacementPolicy, PullPolicy,
+    ResourceUsage, Resources, RetryPolicy, Run, RunId, RunState, Schedule, ScheduleState, SpecError, Task, TaskKind,
+    Timestamp, Worker, WorkerId, WorkerState,
 };
 use archon_core::state::{FireResult, Rejection};
 use archon_net::proto;
@@ -93,6 +93,7 @@ fn full_spec(task: Task) -> JobSpec {
         retention: Some(Duration::from_secs(3 * 86_400)),
         keep_last: Some(10),
         output_limit: Some(256 << 10),
+        on_disconnect: OnDisconnect::Keep,
     }
 }
 
@@ -153,6 +154,10 @@ fn minimal_job_specs_round_trip_with_their_options_unset() {
         let schedule = Schedule { timezone: String::new(), overlap, ..Schedule::new("* * * * *") };
         spec.schedule = Some(Box::new(schedule));
         spec.placement = Some(PlacementPolicy::Binpack);
+        assert_round_trips::<_, proto::JobSpec>(spec);
+    }
+    for on_disconnect in OnDisconnect::ALL {
+        let spec = JobSpec { on_disconnect, ..JobSpec::new("x", Task::Shell { command: "true".into() }) };
         assert_round_trips::<_, proto::JobSpec>(spec);
     }
 }
@@ -519,7 +524,11 @@ fn missing_required_fields_are_invalid_arguments_naming_the_field() {
         constraints: vec![proto::Constraint::default(), proto::Constraint { op: 42, ..Default::default() }],
         ..spec
     };
-    assert_eq!(field_of(JobSpec::try_from(bad_constraint).unwrap_err()), "constraints[1].op");
+    assert_eq!(field_of(JobSpec::try_from(bad_constraint.clone()).unwrap_err()), "constraints[1].op");
+    let unknown_choice = proto::JobSpec { constraints: vec![], on_disconnect: 7, ..bad_constraint };
+    let err = JobSpec::try_from(unknown_choice).unwrap_err();
+    assert!(err.to_string().contains("7 is not a known value"), "{err}");
+    assert_eq!(field_of(err), "on_disconnect");
 }
 
 #[test]
@@ -531,6 +540,7 @@ fn absent_optional_messages_read_as_the_model_defaults() {
     };
     let spec = JobSpec::try_from(wire).unwrap();
     assert_eq!(spec, JobSpec::new("x", Task::Shell { command: "true".into() }));
+    assert_eq!(spec.on_disconnect, OnDisconnect::Kill, "a client that never sets it asks for kill");
     let result = AttemptResult::try_from(proto::AttemptResult {
         status: Some(ExitStatus::Cancelled.into()),
         stdout: None,

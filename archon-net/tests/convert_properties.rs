@@ -9,8 +9,8 @@ use archon_core::Error;
 use archon_core::api::{RunDetail, WorkerInfo};
 use archon_core::model::{
     Attempt, AttemptId, AttemptResult, AttemptState, Constraint, ConstraintOp, DockerTask, ExitStatus, JobId, JobSpec,
-    OutputTail, OverlapPolicy, PlacementPolicy, PullPolicy, ResourceUsage, Resources, RetryPolicy, Run, RunId,
-    RunState, Schedule, Task, Timestamp, Worker, WorkerId, WorkerState,
+    OnDisconnect, OutputTail, OverlapPolicy, PlacementPolicy, PullPolicy, ResourceUsage, Resources, RetryPolicy, Run,
+    RunId, RunState, Schedule, Task, Timestamp, Worker, WorkerId, WorkerState,
 };
 use archon_net::proto;
 use bytes::Bytes;
@@ -105,7 +105,11 @@ fn job_spec() -> impl Strategy<Value = JobSpec> {
             resources(),
         ),
         (prop::collection::vec(constraint(), 0..3), any::<i32>(), prop::option::of(millis()), retry),
-        (prop::option::of(schedule()), prop::collection::vec(any::<u64>().prop_map(JobId), 0..3)),
+        (
+            prop::option::of(schedule()),
+            prop::collection::vec(any::<u64>().prop_map(JobId), 0..3),
+            prop::sample::select(OnDisconnect::ALL.to_vec()),
+        ),
         (
             prop::option::of(text()),
             placement,
@@ -118,7 +122,7 @@ fn job_spec() -> impl Strategy<Value = JobSpec> {
             |(
                 (name, task, env, secret_env, working_dir, resources),
                 (constraints, priority, timeout, retry),
-                (schedule, depends_on),
+                (schedule, depends_on, on_disconnect),
                 (idempotency_key, placement, retention, keep_last, output_limit),
             )| JobSpec {
                 name,
@@ -138,6 +142,7 @@ fn job_spec() -> impl Strategy<Value = JobSpec> {
                 retention,
                 keep_last,
                 output_limit,
+                on_disconnect,
             },
         )
 }

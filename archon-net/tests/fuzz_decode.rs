@@ -167,6 +167,7 @@ fn worker_messages() -> Vec<Reader> {
         reader!("finished", Finished, |m| report(worker_to_manager::Kind::Finished(m))),
         reader!("leaving", Leaving, |m| report(worker_to_manager::Kind::Leaving(m))),
         reader!("draining", Draining, |m| report(worker_to_manager::Kind::Draining(m))),
+        reader!("fenced", Fenced, |m| report(worker_to_manager::Kind::Fenced(m))),
         // The whole envelope, as it arrives on the stream.
         reader!(WorkerToManager, |m| match m.kind {
             Some(worker_to_manager::Kind::Hello(h)) => Hello::try_from(h).map(drop),
@@ -184,6 +185,7 @@ fn manager_messages() -> Vec<Reader> {
         reader!("welcome", Welcome, |m| Ok(Welcome::from(m))),
         reader!("assign", Assign, |m| work(manager_to_worker::Kind::Assign(m))),
         reader!("cancel", Cancel, |m| work(manager_to_worker::Kind::Cancel(m))),
+        reader!("lease", Lease, |m| work(manager_to_worker::Kind::Lease(m))),
         reader!(ManagerToWorker, |m| match m.kind {
             Some(manager_to_worker::Kind::Welcome(w)) => Ok(Some(Welcome::from(w))),
             kind => ManagerMessage::try_from(proto::ManagerToWorker { kind }).map(|_| None),

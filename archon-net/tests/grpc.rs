@@ -1,6 +1,6 @@
 //! The client API over real gRPC on loopback sockets: a manager on a MemStore with
-//! one in-process worker, served by `archon_net::serve` and driven through
-//! `GrpcClient` as an `Arc<dyn Api>`.
+//! one in-process worker, served as `archon_net::serve` does (plus a signal when a
+//! wait reaches it) and driven through `GrpcClient` as an `Arc<dyn Api>`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
@@ -86,6 +86,8 @@ const WORKER_CPU: u64 = 64_000;
 
 struct Cluster {
     api: Arc<dyn Api>,
+    /// Told each time a `WaitRun` call reaches the server.
+    wait_arrived: Arc<tokio::sync::Notify>,
     address: SocketAddr,
     shutdown: CancellationToken,
     server: JoinHandle<Result<(), archon_net::Error>>,
@@ -118,9 +120,22 @@ impl Cluster {
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let server = tokio::spawn(archon_net::serve(listener, Arc::new(manager), shutdown.clone()));
+        // What `archon_net::serve` serves, with a layer that tells when a wait arrives.
+        let wait_arrived = Arc::new(tokio::sync::Notify::new());
+        let spy = tower::util::MapRequestLayer::new({
+            let arrived = wait_arrived.clone();
+            move |request: tonic::codegen::http::Request<_>| {
+                if request.uri().path().ends_with("/WaitRun") {
+                    arrived.notify_one();
+                }
+                request
+            }
+        });
+        let service = archon_net::ApiService::new(Arc::new(manager), shutdown.clone()).into_server();
+        let routes = tonic::service::Routes::new(service).into_axum_router().layer(spy);
+        let server = tokio::spawn(archon_net::serve_routes(listener, routes.into(), shutdown.clone(), "the gRPC API"));
         let client = GrpcClient::connect(&format!("http://{address}")).await.unwrap();
-        let cluster = Cluster { api: Arc::new(client), address, shutdown, server };
+        let cluster = Cluster { api: Arc::new(client), wait_arrived, address, shutdown, server };
         cluster.until(|| async { cluster.api.list_workers().await.unwrap().iter().any(|w| w.connected) }).await;
         cluster
     }
@@ -436,7 +451,9 @@ async fn draining_a_worker_shows_in_list_workers_and_undraining_makes_it_ready()
     c.api.set_draining(w1, true).await.unwrap();
     assert_eq!(state_of_w1().await, WorkerState::Draining);
     let parked = c.submit_one(function("echo", "1")).await.run.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The scheduler has looked at it and says why it stays pending.
+    let reason = || async { c.api.get_run(parked).await.unwrap().pending_reason.unwrap_or_default() };
+    c.until(|| async { reason().await.contains("accepts work") }).await;
     assert_eq!(c.api.get_run(parked).await.unwrap().run.state, RunState::Pending, "a draining worker gets no work");
 
     c.api.set_draining(w1, false).await.unwrap();
@@ -545,7 +562,8 @@ async fn shutdown_ends_waits_in_flight_and_stops_the_server() {
         let api = c.api.clone();
         async move { api.wait(run).await }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let arrived = tokio::time::timeout(Duration::from_secs(10), c.wait_arrived.notified()).await;
+    arrived.expect("the wait reaches the server");
     let api = c.api.clone();
     c.stop().await;
     let ended = tokio::time::timeout(Duration::from_secs(10), waiting).await.unwrap().unwrap();

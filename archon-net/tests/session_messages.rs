@@ -55,9 +55,10 @@ fn hello_and_welcome_round_trip() {
         worker: WorkerId(4),
         stale: vec![AttemptId(9)],
         heartbeat_interval: Duration::from_millis(2500),
-        protocol: 1,
+        protocol: 2,
         output_limit: 1 << 20,
         max_output_chunk: 64 << 10,
+        lease: Duration::from_millis(8800),
     };
     match over_the_wire(proto::ManagerToWorker::from(welcome.clone())).kind {
         Some(manager_to_worker::Kind::Welcome(w)) => assert_eq!(Welcome::from(w), welcome),
@@ -69,7 +70,8 @@ fn hello_and_welcome_round_trip() {
 fn every_worker_report_round_trips() {
     let (run, attempt) = (RunId(5), AttemptId(6));
     let reports = vec![
-        WorkerMessage::Heartbeat { running: 3 },
+        WorkerMessage::Heartbeat { running: 3, seq: 9 },
+        WorkerMessage::Fenced { run: RunId(1), attempt: AttemptId(2) },
         WorkerMessage::Started { run, attempt },
         WorkerMessage::Output(OutputChunk { run, attempt, stream: OutputStream::Stderr, data: Bytes::from("oops\n") }),
         WorkerMessage::Finished {
@@ -112,6 +114,7 @@ fn assignments_and_cancels_round_trip() {
         ]),
         ManagerMessage::Assign(Vec::new()),
         ManagerMessage::Cancel { run: RunId(7), attempt: AttemptId(8) },
+        ManagerMessage::Lease { seq: 12 },
     ];
     for message in messages {
         let back = ManagerMessage::try_from(over_the_wire(proto::ManagerToWorker::from(message.clone())));

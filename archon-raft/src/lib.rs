@@ -5,7 +5,8 @@
 //!   archon-core's [`ClusterState::apply`](archon_core::state::ClusterState::apply)
 //!   itself — and the history it hands over, all in one redb file per node. A
 //!   snapshot holds the small live state; a node that installs one from a peer
-//!   receives the history tables streamed with it.
+//!   receives the history tables streamed with it. [`storage::verify`] checks a
+//!   stopped node's files and rebuilds its state from them.
 //! - [`network`] and [`service`]: Raft RPCs (append entries, vote, snapshot) and the
 //!   membership admin calls, over gRPC.
 //! - [`RaftStore`]: the `Store` the manager proposes to.

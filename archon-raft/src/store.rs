@@ -304,6 +304,18 @@ impl Store for RaftStore {
         self.leadership.clone()
     }
 
+    /// A heartbeat round to the followers, sent after the call: a quorum that
+    /// still acknowledges this term has voted for no one newer.
+    async fn confirm_leadership(&self) -> Result<(), archon_core::Error> {
+        match self.raft.get_read_log_id().await {
+            Ok(_) => Ok(()),
+            Err(openraft::error::RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(archon_core::Error::NotLeader { leader: f.leader_node.map(|n| n.addr) })
+            }
+            Err(e) => Err(archon_core::Error::Unavailable(format!("cannot confirm leadership: {e}"))),
+        }
+    }
+
     async fn managers(&self) -> Vec<ManagerInfo> {
         let metrics = self.raft.metrics().borrow().clone();
         let nodes: Vec<(u64, String)> =

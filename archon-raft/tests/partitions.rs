@@ -152,6 +152,9 @@ async fn scenario(seed: u64) {
     assert!(first.is_some(), "seed {seed}: no leader was elected within 30s of starting");
 
     let submitters = Submitters::start(seed, &cluster.addresses(), 2, &mut rng);
+    // The seeded pauses, here and in `inject`, are the schedule (how long clients
+    // submit, a fault holds, the cluster settles), not waits for an event: those
+    // have deadlines (`wait_for_leader`, `quiet`).
     tokio::time::sleep(rng.millis(300, 1000)).await;
     for phase in 1..=phases {
         let fault = rng.pick(&FAULTS);

@@ -43,8 +43,10 @@
 //! GROUP BY j.name ORDER BY failed_pct DESC;
 //! ```
 
+mod commit;
 mod error;
 mod history;
+mod recovery;
 mod rows;
 mod schema;
 mod store;

@@ -11,13 +11,15 @@
 //! The writer applies a batch to its working copy of the state to get the
 //! outcomes and the rows to write; once the transaction commits it applies the
 //! same commands to the state readers see (apply is deterministic), so readers
-//! never see uncommitted work. A failed transaction resets the working copy.
+//! never see uncommitted work. A failed transaction resets the working copy;
+//! one whose `COMMIT` was sent but not answered may have landed, so the writer
+//! asks the database (see [`crate::recovery`]) before it answers or writes again.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use archon_core::Error as CoreError;
-use archon_core::history::{History, HistoryOp};
+use archon_core::history::History;
 use archon_core::metrics::Metrics;
 use archon_core::state::{ClusterState, Command, Outcome};
 use archon_core::store::{Leadership, Store};
@@ -30,8 +32,10 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::commit::{BatchError, check_term, commit};
 use crate::error::{Error, redact};
 use crate::history::PgHistory;
+use crate::recovery::{Fate, InDoubt, learn_fate, load};
 use crate::rows::Touched;
 use crate::schema::{archon_leader, archon_log, archon_snapshots};
 
@@ -62,6 +66,10 @@ pub struct PgConfig {
     pub snapshot_every: u64,
     /// The most commands in one transaction.
     pub max_batch: usize,
+    /// How long the writer keeps asking whether a batch whose `COMMIT` got no
+    /// answer was stored; if it still cannot tell, it steps down and answers
+    /// that the outcome is unknown.
+    pub in_doubt_timeout: Duration,
     /// The node's metrics: each transaction is recorded as a store batch (a
     /// private registry unless given the node's).
     pub metrics: Metrics,
@@ -70,7 +78,8 @@ pub struct PgConfig {
 impl PgConfig {
     /// Defaults: 4 pooled connections, the lock polled every 250 ms, retries
     /// backing off to 5 s, a snapshot every 50,000 commands (a new leader replays
-    /// at most that many), batches of up to 4,096.
+    /// at most that many), batches of up to 4,096, 30 s to learn the outcome of
+    /// an unanswered `COMMIT`.
     pub fn new(url: impl Into<String>, address: impl Into<String>) -> PgConfig {
         PgConfig {
             url: url.into(),
@@ -81,6 +90,7 @@ impl PgConfig {
             retry_cap: Duration::from_secs(5),
             snapshot_every: 50_000,
             max_batch: 4096,
+            in_doubt_timeout: Duration::from_secs(30),
             metrics: Metrics::new(),
         }
     }
@@ -194,6 +204,24 @@ impl Store for PgStore {
     fn leadership(&self) -> watch::Receiver<Leadership> {
         self.inner.leadership.subscribe()
     }
+
+    /// Reads the leader row now: while it holds this manager's term, no other
+    /// manager has taken over (a take-over bumps the term before it leads).
+    async fn confirm_leadership(&self) -> Result<(), CoreError> {
+        let ours = self.inner.leadership.borrow().clone();
+        if !ours.is_leader {
+            return Err(CoreError::NotLeader { leader: ours.leader });
+        }
+        let unavailable = |e: String| CoreError::Unavailable(format!("cannot confirm leadership: {e}"));
+        let mut conn = self.history.pool.get().await.map_err(|e| unavailable(redact(&e.to_string())))?;
+        let term = archon_leader::table
+            .filter(archon_leader::id.eq(1))
+            .select(archon_leader::term)
+            .first::<i64>(&mut conn)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        if u64::try_from(term).ok() == Some(ours.term) { Ok(()) } else { Err(CoreError::NotLeader { leader: None }) }
+    }
 }
 
 /// What this manager holds while it leads.
@@ -217,14 +245,6 @@ struct Campaign {
     leader: Option<Leading>,
     /// A snapshot is being written.
     snapshotting: Arc<std::sync::atomic::AtomicBool>,
-}
-
-/// Why a batch did not commit.
-enum BatchError {
-    /// Another manager took over: step down.
-    Deposed,
-    /// The database failed; the batch is not stored.
-    Database(String),
 }
 
 #[derive(QueryableByName)]
@@ -407,10 +427,29 @@ impl Campaign {
         }
         let retired = leading.working.take_history();
         let commands: Vec<&Command> = batch.iter().flat_map(|r| &r.commands).collect();
+        let count = i64::try_from(commands.len()).unwrap_or(i64::MAX);
+        let in_doubt = InDoubt { term: leading.term, first: leading.next_index, last: leading.next_index + count - 1 };
         let started = std::time::Instant::now();
-        let committed = commit(&self.pool, leading, &commands, &touched, &retired).await;
-        match committed {
-            Ok(()) => {
+        let committed =
+            commit(&self.pool, leading.term, leading.next_index, &leading.working, &commands, &touched, &retired).await;
+        let (fate, failure) = match committed {
+            Ok(()) => (Fate::Stored { step_down: false }, String::new()),
+            Err(BatchError::Deposed) => {
+                (Fate::NotStored { step_down: true }, "another manager took over (the term changed)".into())
+            }
+            Err(BatchError::NotStored(message)) => (Fate::NotStored { step_down: false }, message),
+            Err(BatchError::InDoubt(message)) => {
+                let (term, index) = (in_doubt.term, in_doubt.last);
+                tracing::warn!(term, index, error = %message, "COMMIT got no answer; asking whether the batch was stored");
+                let config = &self.inner.config;
+                let fate =
+                    learn_fate(&self.pool, &self.inner.stop, in_doubt, config.in_doubt_timeout, config.retry_cap).await;
+                tracing::warn!(term, index, ?fate, "learned what became of the unanswered batch");
+                (fate, message)
+            }
+        };
+        match fate {
+            Fate::Stored { step_down } => {
                 self.inner.config.metrics.store().committed(commands.len(), started.elapsed());
                 {
                     let mut published = self.inner.published.write().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -421,27 +460,38 @@ impl Campaign {
                     // Already in the tables, written with the batch.
                     drop(published.take_history());
                 }
-                leading.next_index += i64::try_from(commands.len()).unwrap_or(i64::MAX);
+                leading.next_index += count;
                 leading.since_snapshot += commands.len() as u64;
+                let snapshot_due = leading.since_snapshot >= self.inner.config.snapshot_every;
                 for (request, out) in batch.into_iter().zip(outcomes) {
                     let _ = request.reply.send(Ok(out));
                 }
-                if leading.since_snapshot >= self.inner.config.snapshot_every {
+                if step_down {
+                    self.step_down("after an unanswered COMMIT the database shows another leader or an unexpected log");
+                } else if snapshot_due {
                     self.snapshot();
                 }
             }
-            Err(failure) => {
+            Fate::NotStored { step_down } => {
                 leading.working =
                     self.inner.published.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-                let error = match failure {
-                    BatchError::Deposed => {
-                        self.step_down("another manager took over (the term changed)");
-                        CoreError::NotLeader { leader: None }
-                    }
-                    BatchError::Database(message) => {
-                        CoreError::Unavailable(format!("the database did not store the batch: {message}"))
-                    }
+                let error = if step_down {
+                    self.step_down(&format!("the batch was not stored: {failure}"));
+                    CoreError::NotLeader { leader: None }
+                } else {
+                    CoreError::Unavailable(format!("the database did not store the batch: {failure}"))
                 };
+                for request in batch {
+                    let _ = request.reply.send(Err(error.clone()));
+                }
+            }
+            Fate::Unknown(why) => {
+                // A fresh take-over reloads whatever the database holds.
+                self.step_down("cannot learn whether the last batch was stored");
+                let error = CoreError::Unavailable(format!(
+                    "the outcome of this submit is unknown: the connection failed before the database answered \
+                     COMMIT ({failure}) and {why}; retry with the same idempotency key"
+                ));
                 for request in batch {
                     let _ = request.reply.send(Err(error.clone()));
                 }
@@ -506,107 +556,4 @@ fn now_ms() -> i64 {
 fn holder() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     format!("{}:{}", host.trim(), std::process::id())
-}
-
-/// Fails the transaction (as a rollback) unless the leader row still has `term`.
-async fn check_term(conn: &mut AsyncPgConnection, term: i64) -> QueryResult<()> {
-    let now = archon_leader::table
-        .select(archon_leader::term)
-        .filter(archon_leader::id.eq(1))
-        .for_share()
-        .first::<i64>(conn)
-        .await?;
-    if now == term { Ok(()) } else { Err(diesel::result::Error::RollbackTransaction) }
-}
-
-async fn commit(
-    pool: &Pool<AsyncPgConnection>,
-    leading: &Leading,
-    commands: &[&Command],
-    touched: &Touched,
-    retired: &[HistoryOp],
-) -> Result<(), BatchError> {
-    let indexes: Vec<i64> =
-        (0..commands.len()).map(|i| leading.next_index + i64::try_from(i).unwrap_or(i64::MAX)).collect();
-    let texts: Vec<String> = commands.iter().map(crate::rows::json_text).collect();
-    // Labelled with the newest format among them, so rows without a cron
-    // command stay readable to a binary of the first cut.
-    let format = commands.iter().map(|c| c.format()).max().map_or(1, |f| i16::try_from(f).unwrap_or(LOG_FORMAT));
-    let mut conn = pool.get().await.map_err(|e| BatchError::Database(e.to_string()))?;
-    let term = leading.term;
-    let state = &leading.working;
-    let result = conn
-        .transaction::<_, diesel::result::Error, _>(async |conn| {
-            check_term(conn, term).await?;
-            diesel::sql_query(
-                "INSERT INTO archon_log (index, term, command, format) \
-                 SELECT i, $2, c::jsonb, $4 FROM unnest($1::bigint[], $3::text[]) AS t(i, c)",
-            )
-            .bind::<diesel::sql_types::Array<BigInt>, _>(&indexes)
-            .bind::<BigInt, _>(term)
-            .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&texts)
-            .bind::<diesel::sql_types::SmallInt, _>(format)
-            .execute(conn)
-            .await?;
-            touched.write(state, conn).await?;
-            crate::history::write(retired, conn).await?;
-            Ok(())
-        })
-        .await;
-    match result {
-        Ok(()) => Ok(()),
-        Err(diesel::result::Error::RollbackTransaction) => Err(BatchError::Deposed),
-        Err(e) => Err(BatchError::Database(e.to_string())),
-    }
-}
-
-/// The latest snapshot with every later command applied, and the last index.
-async fn load(conn: &mut AsyncPgConnection) -> Result<(ClusterState, i64), Error> {
-    let snapshot = archon_snapshots::table
-        .select((archon_snapshots::index, archon_snapshots::state))
-        .order(archon_snapshots::index.desc())
-        .first::<(i64, serde_json::Value)>(conn)
-        .await
-        .optional()?;
-    let (mut state, mut last) = match snapshot {
-        Some((index, json)) => {
-            let state = serde_json::from_value::<ClusterState>(json)
-                .map_err(|e| Error::Corrupt { index, message: format!("snapshot: {e}") })?;
-            (state, index)
-        }
-        None => (ClusterState::new(), 0),
-    };
-    const PAGE: i64 = 10_000;
-    loop {
-        let page = archon_log::table
-            .select((archon_log::index, archon_log::format, archon_log::command))
-            .filter(archon_log::index.gt(last))
-            .order(archon_log::index.asc())
-            .limit(PAGE)
-            .load::<(i64, i16, serde_json::Value)>(conn)
-            .await?;
-        let n = page.len();
-        for (index, format, json) in page {
-            if format > LOG_FORMAT {
-                return Err(Error::Corrupt {
-                    index,
-                    message: format!(
-                        "the command's format {format} is newer than this binary reads ({LOG_FORMAT}); upgrade Archon"
-                    ),
-                });
-            }
-            let command = serde_json::from_value::<Command>(json)
-                .map_err(|e| Error::Corrupt { index, message: e.to_string() })?;
-            if format > 0 {
-                state.upgrade();
-            }
-            state.apply(&command);
-            // The history was written with the command, the first time round.
-            drop(state.take_history());
-            last = index;
-        }
-        if i64::try_from(n).unwrap_or(0) < PAGE {
-            return Ok((state, last));
-        }
-    }
 }

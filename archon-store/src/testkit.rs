@@ -25,7 +25,8 @@ impl TempPostgres {
     }
 
     /// Like [`TempPostgres::start`], but `durable` keeps PostgreSQL's defaults
-    /// (fsync on every commit), for benchmarks.
+    /// (fsync on every commit), for benchmarks and the conformance run that
+    /// must see a production-like server.
     pub fn start_with(durable: bool) -> TempPostgres {
         let bin = server_bin();
         let dir = tempfile::Builder::new().prefix("archon-pg-").tempdir().expect("a temp dir for PostgreSQL");

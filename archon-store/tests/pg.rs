@@ -1,16 +1,20 @@
 //! The PostgreSQL store against a real PostgreSQL server (a throwaway cluster
 //! per test binary from `archon_store::testkit`, a fresh database per store):
-//! the store conformance suite, migrations, reopening from the log and a
-//! snapshot, the SQL tables, and a model-based property test against MemStore.
+//! the store conformance suite (once with fsync on, as in production),
+//! migrations, reopening from the log and a snapshot, the SQL tables, a
+//! model-based property test against MemStore, and a `COMMIT` whose answer is
+//! lost (through the cutting proxy of `proxy/`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod proxy;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use archon_core::history::{History, MemHistory};
-use archon_core::model::{Attempt, Job, JobSpec, Run, RunId, Task, Timestamp};
-use archon_core::state::{ClusterState, Command};
+use archon_core::model::{Attempt, Job, JobId, JobSpec, Run, RunId, Task, Timestamp};
+use archon_core::state::{ClusterState, Command, Event, Outcome};
 use archon_core::store::{MemStore, Store, StoreExt};
 use archon_core::testkit::commands::{step, to_command};
 use archon_core::testkit::store_suite::{StoreHarness, run_all};
@@ -19,6 +23,7 @@ use archon_store::{Error, PgConfig, PgStore};
 use async_trait::async_trait;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
+use proxy::Proxy;
 
 /// Each test starts a server of its own (stopped when it ends; a static one would
 /// outlive the test process); each store gets its own database.
@@ -49,6 +54,16 @@ fn submit(i: i64) -> Command {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_pg_store_conforms() {
     run_all(&FreshDatabase(server())).await;
+}
+
+/// The other tests run PostgreSQL without fsync, for speed; this one keeps its
+/// defaults (fsync and synchronous commit on), as a production database has.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pg_store_conforms_with_fsync_on() {
+    let pg = TempPostgres::start_with(true);
+    let fsync = pg.psql("postgres", "SHOW fsync");
+    assert_eq!(String::from_utf8_lossy(&fsync.stdout).trim(), "on");
+    run_all(&FreshDatabase(pg)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -338,4 +353,148 @@ async fn dropping_a_leading_store_frees_the_lock() {
     drop(first);
     let second = open(&url, |c| c).await;
     assert_eq!(second.query(|s| s.jobs().len()), 1);
+}
+
+fn keyed_submit(i: i64, key: &str) -> Command {
+    let mut spec = JobSpec::new(format!("j{i}"), Task::Shell { command: "true".into() });
+    spec.idempotency_key = Some(key.into());
+    Command::submit(Timestamp(1_700_000_000_000 + i), Arc::new(spec))
+}
+
+/// The job a submit's outcome names, and whether it was an earlier one's.
+fn accepted(outcomes: &[Outcome]) -> (JobId, bool) {
+    match outcomes.first().map(Outcome::events) {
+        Some([Event::JobAccepted { job, duplicate, .. }, ..]) => (*job, *duplicate),
+        other => panic!("not an accepted submit: {other:?}"),
+    }
+}
+
+fn job_with_key(state: &ClusterState, key: &str) -> Option<JobId> {
+    state.jobs().values().find(|j| j.spec.idempotency_key.as_deref() == Some(key)).map(|j| j.id)
+}
+
+/// Asserts that the log holds `count` entries, numbered 1 to `count` without a gap.
+fn assert_log_is_contiguous(pg: &TempPostgres, db: &str, count: usize) {
+    let out = pg.psql(db, "SELECT count(*), min(index), max(index) FROM archon_log");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("{count}|1|{count}"), "the log's entries");
+}
+
+/// The connection drops after COMMIT reached the server and before its answer
+/// reached the writer. The batch is in doubt; the writer asks the database
+/// before it writes again, so its answer is the truth (Ok exactly when the job
+/// is stored), the batches after it are stored at the indexes that follow (no
+/// wedge on the log's primary key), and a retry with the same idempotency key
+/// finds the first job if it was stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commit_whose_answer_is_lost_is_answered_truthfully_and_the_next_batches_are_stored() {
+    lose_a_commits_answer(true).await;
+}
+
+/// The same, but the connection drops just before the COMMIT would reach the
+/// server: the writer cannot tell the difference, and must answer "not stored".
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commit_lost_on_its_way_is_answered_not_stored_and_the_next_batches_are_stored() {
+    let stored = lose_a_commits_answer(false).await;
+    assert_eq!(stored, None, "the server never got the COMMIT");
+}
+
+/// Cuts the connection that carries a keyed submit's COMMIT, after forwarding it
+/// or instead, and checks the answer, the log and a retry; the job if stored.
+async fn lose_a_commits_answer(forward_commit: bool) -> Option<JobId> {
+    let pg = server();
+    let url = pg.create_database();
+    let db = url.rsplit('/').next().unwrap().to_owned();
+    let proxy = Proxy::start(pg.port()).await;
+    // One pooled connection: the batch's, then the read-back's (the lock has its own).
+    let store = open(&proxy.url(&db), |c| PgConfig { pool_size: 1, ..c }).await;
+    store.propose(vec![submit(0)]).await.unwrap();
+
+    if forward_commit {
+        proxy.cut_after_next_commit();
+    } else {
+        proxy.cut_before_next_commit();
+    }
+    let first = store.propose(vec![keyed_submit(1, "in-doubt")]).await;
+    assert_eq!(proxy.cuts(), 1, "the connection was cut at COMMIT: {first:?}");
+    let stored = store.query(|s| job_with_key(s, "in-doubt"));
+    eprintln!("the in-doubt batch was {}", if stored.is_some() { "stored" } else { "not stored" });
+    match (&first, stored) {
+        (Ok(outcomes), Some(job)) => assert_eq!(accepted(outcomes), (job, false)),
+        (Err(archon_core::Error::Unavailable(message)), None) => {
+            assert!(message.contains("did not store"), "{message}");
+        }
+        (answer, job) => panic!("the answer {answer:?} is not the truth (the job in the state: {job:?})"),
+    }
+    assert!(store.leadership().borrow().is_leader, "the lock connection was not cut: it still leads");
+    let in_doubt = usize::from(stored.is_some());
+    let in_table = pg.psql(&db, "SELECT count(*) FROM archon_jobs WHERE spec->>'idempotency_key' = 'in-doubt'");
+    assert_eq!(String::from_utf8_lossy(&in_table.stdout).trim(), in_doubt.to_string(), "the database holds the job");
+    assert_log_is_contiguous(&pg, &db, 1 + in_doubt);
+
+    for i in 2..6 {
+        store.propose(vec![submit(i)]).await.unwrap();
+    }
+    store.propose((6..9).map(submit).collect()).await.unwrap();
+    assert_log_is_contiguous(&pg, &db, 8 + in_doubt);
+
+    let again = accepted(&store.propose(vec![keyed_submit(9, "in-doubt")]).await.unwrap());
+    match stored {
+        Some(job) => assert_eq!(again, (job, true), "the retry finds the first job"),
+        None => assert!(!again.1, "nothing to find: the retry is a new job"),
+    }
+    let state = store.query(Clone::clone);
+    assert_eq!(state.jobs().len(), 9, "a stored first job was found again; a lost one was submitted anew");
+    store.shutdown();
+    // A manager starting from the tables sees exactly what was acknowledged.
+    let reopened = open(&url, |c| c).await;
+    assert_eq!(reopened.query(Clone::clone), state);
+    stored
+}
+
+/// The COMMIT's answer is lost and the database stays unreachable: the writer
+/// keeps asking for `in_doubt_timeout`, then steps down and says the outcome is
+/// unknown. Once the database is back it leads again from the tables, and the
+/// same idempotency key tells the client what happened.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_writer_that_cannot_learn_a_batchs_fate_steps_down_and_says_the_outcome_is_unknown() {
+    let pg = server();
+    let url = pg.create_database();
+    let db = url.rsplit('/').next().unwrap().to_owned();
+    let proxy = Proxy::start(pg.port()).await;
+    let store = open(&proxy.url(&db), |c| PgConfig {
+        pool_size: 1,
+        in_doubt_timeout: Duration::from_secs(2),
+        retry_cap: Duration::from_millis(200),
+        election_poll: Duration::from_millis(50),
+        ..c
+    })
+    .await;
+    store.propose(vec![submit(0)]).await.unwrap();
+
+    proxy.go_down_at_next_commit();
+    let first = store.propose(vec![keyed_submit(1, "in-doubt")]).await.unwrap_err();
+    assert_eq!(proxy.cuts(), 1);
+    let archon_core::Error::Unavailable(message) = &first else { panic!("{first}") };
+    assert!(message.contains("outcome of this submit is unknown"), "{message}");
+    assert!(message.contains("retry with the same idempotency key"), "{message}");
+    assert!(!store.leadership().borrow().is_leader, "it stepped down");
+    let refused = store.propose(vec![submit(2)]).await.unwrap_err();
+    assert!(matches!(refused, archon_core::Error::NotLeader { .. }), "{refused}");
+
+    proxy.heal();
+    store.wait_for_leadership(Duration::from_secs(30)).await.unwrap();
+    let stored = store.query(|s| job_with_key(s, "in-doubt"));
+    eprintln!("the in-doubt batch was {}", if stored.is_some() { "stored" } else { "not stored" });
+    let in_doubt = usize::from(stored.is_some());
+    assert_log_is_contiguous(&pg, &db, 1 + in_doubt);
+    let again = accepted(&store.propose(vec![keyed_submit(3, "in-doubt")]).await.unwrap());
+    match stored {
+        Some(job) => assert_eq!(again, (job, true), "the retry finds the first job"),
+        None => assert!(!again.1, "nothing to find: the retry is a new job"),
+    }
+    store.propose((4..7).map(submit).collect()).await.unwrap();
+    assert_log_is_contiguous(&pg, &db, 5 + in_doubt);
+    let out = pg.psql(&db, "SELECT term FROM archon_leader");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2", "it took over again");
 }

@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -28,13 +27,42 @@ type AttachReply = oneshot::Sender<Result<(Welcome, mpsc::UnboundedReceiver<Mana
 
 /// What reaches the driver.
 pub(crate) enum Input {
-    Propose { commands: Vec<Command>, reply: oneshot::Sender<Result<Vec<Outcome>, Error>> },
-    Attach { hello: Hello, incoming: BoxStream<'static, WorkerMessage>, reply: AttachReply },
-    Started { worker: WorkerId, run: RunId, attempt: AttemptId },
-    Finished { worker: WorkerId, run: RunId, attempt: AttemptId, result: AttemptResult },
-    Draining { worker: WorkerId },
-    Leaving { worker: WorkerId },
-    Detached { worker: WorkerId, session: u64 },
+    Propose {
+        commands: Vec<Command>,
+        reply: oneshot::Sender<Result<Vec<Outcome>, Error>>,
+    },
+    Attach {
+        hello: Hello,
+        incoming: BoxStream<'static, WorkerMessage>,
+        reply: AttachReply,
+    },
+    Started {
+        worker: WorkerId,
+        run: RunId,
+        attempt: AttemptId,
+    },
+    Finished {
+        worker: WorkerId,
+        run: RunId,
+        attempt: AttemptId,
+        result: AttemptResult,
+    },
+    /// The worker killed the attempt when its lease lapsed.
+    Fenced {
+        worker: WorkerId,
+        run: RunId,
+        attempt: AttemptId,
+    },
+    Draining {
+        worker: WorkerId,
+    },
+    Leaving {
+        worker: WorkerId,
+    },
+    Detached {
+        worker: WorkerId,
+        session: u64,
+    },
 }
 
 /// Where the outcome of each proposed command goes.
@@ -304,13 +332,18 @@ impl Driver {
             }
             Input::Detached { worker, session } => self.detach(worker, session),
             // From a session of a past leadership: the worker re-reports to the leader.
-            Input::Started { .. } | Input::Finished { .. } | Input::Draining { .. } | Input::Leaving { .. } => {}
+            Input::Started { .. }
+            | Input::Finished { .. }
+            | Input::Fenced { .. }
+            | Input::Draining { .. }
+            | Input::Leaving { .. } => {}
         }
     }
 
     /// Gives every known worker a fresh grace period (on gaining leadership).
     fn grant_grace(&self) {
         let now = self.shared.clock.now();
+        let heard = Instant::now();
         let ids: Vec<WorkerId> = self.shared.store.query(|s| {
             s.workers()
                 .values()
@@ -320,7 +353,9 @@ impl Driver {
         });
         let mut live = self.shared.liveness.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for id in ids {
-            live.entry(id).or_insert(Liveness { last_seen: now, connected: false }).last_seen = now;
+            let l = live.entry(id).or_insert(Liveness { last_seen: now, heard, connected: false });
+            l.last_seen = now;
+            l.heard = heard;
         }
     }
 
@@ -376,7 +411,7 @@ impl Driver {
                 .collect()
         });
         if reap {
-            for worker in self.silent_workers(now) {
+            for worker in self.silent_workers() {
                 tracing::warn!(%worker, "worker silent past the threshold; declaring it lost");
                 commands.push(Command::WorkerLost { at: now, worker });
                 routes.push(Route::None);
@@ -435,6 +470,15 @@ impl Driver {
                         routes.push(Route::None);
                         commands.push(command);
                     }
+                }
+                Input::Fenced { worker, run, attempt } => {
+                    tracing::info!(%worker, %run, %attempt, "the worker's lease lapsed and it killed the attempt; requeueing");
+                    self.shared.metrics.manager().fenced();
+                    reports.push(Input::Fenced { worker, run, attempt });
+                    routes.push(Route::None);
+                    // As for a lost worker: requeued, no retry spent.
+                    let result = AttemptResult::status(crate::model::ExitStatus::Lost);
+                    commands.push(Command::FinishAttempt { at: now, run, attempt, result });
                 }
                 Input::Draining { worker } => {
                     reports.push(Input::Draining { worker });
@@ -545,14 +589,15 @@ impl Driver {
         placements
     }
 
-    fn silent_workers(&self, now: Timestamp) -> Vec<WorkerId> {
+    fn silent_workers(&self) -> Vec<WorkerId> {
         let timeout = self.shared.config.worker_timeout;
+        let now = Instant::now();
         let live = self.shared.liveness.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         self.shared.store.query(|s| {
             s.workers()
                 .values()
                 .filter(|w| matches!(w.state, WorkerState::Ready | WorkerState::Draining))
-                .filter(|w| live.get(&w.id).is_none_or(|l| now.since(l.last_seen) > timeout))
+                .filter(|w| live.get(&w.id).is_none_or(|l| now.duration_since(l.heard) > timeout))
                 .map(|w| w.id)
                 .collect()
         })
@@ -591,7 +636,7 @@ impl Driver {
             .liveness
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(worker, Liveness { last_seen: now, connected: true });
+            .insert(worker, Liveness { last_seen: now, heard: Instant::now(), connected: true });
         let welcome = Welcome {
             worker,
             stale,
@@ -599,9 +644,11 @@ impl Driver {
             protocol: crate::transport::PROTOCOL,
             output_limit: self.shared.config.limits.output_limit,
             max_output_chunk: self.shared.config.limits.max_output_chunk,
+            lease: self.shared.config.worker_lease(),
         };
         if pending.reply.send(Ok((welcome, rx))).is_ok() {
-            tokio::spawn(read_session(self.shared.clone(), worker, session, pending.incoming));
+            let tx = self.sessions.get(&worker).map(|s| s.tx.downgrade());
+            tokio::spawn(super::session::read_session(self.shared.clone(), worker, session, tx, pending.incoming));
         } else {
             self.sessions.remove(&worker);
         }
@@ -689,6 +736,11 @@ impl Driver {
         for (run, attempt, worker) in r.cancels {
             self.send_to(worker, ManagerMessage::Cancel { run, attempt });
         }
+        for worker in r.lost {
+            if self.sessions.remove(&worker).is_some() {
+                tracing::info!(%worker, "closing the lost worker's session");
+            }
+        }
         if !r.finished.is_empty() {
             self.shared.hub.close(&r.finished);
             let _ = self.shared.finished.send(r.finished.into());
@@ -702,6 +754,9 @@ struct Reactions {
     assigned: Vec<(RunId, AttemptId, WorkerId)>,
     cancels: Vec<(RunId, AttemptId, WorkerId)>,
     finished: Vec<RunId>,
+    /// Workers just declared lost: their sessions close, so a worker that is in
+    /// fact alive (it was cut off or frozen) registers again.
+    lost: Vec<WorkerId>,
 }
 
 impl Reactions {
@@ -711,6 +766,10 @@ impl Reactions {
                 Event::AttemptAssigned { run, attempt, worker } => self.assigned.push((*run, *attempt, *worker)),
                 Event::CancelRequested { run, attempt, worker } => self.cancels.push((*run, *attempt, *worker)),
                 Event::RunFinished { run, .. } => self.finished.push(*run),
+                Event::WorkerStateChanged { worker, state: WorkerState::Lost } => {
+                    self.lost.push(*worker);
+                    *dirty = true;
+                }
                 Event::RunCreated { state: RunState::Pending, .. }
                 | Event::RunQueued { .. }
                 | Event::AttemptEnded { .. }
@@ -736,46 +795,4 @@ async fn sleep_until_opt(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-/// Reads one worker's stream: reports go to the driver, output of the worker's
-/// own attempts to the hub, everything refreshes the worker's liveness.
-async fn read_session(
-    shared: Arc<Shared>,
-    worker: WorkerId,
-    session: u64,
-    mut incoming: BoxStream<'static, WorkerMessage>,
-) {
-    let mut output = super::reports::OutputCheck::new(worker);
-    while let Some(msg) = incoming.next().await {
-        let now = shared.clock.now();
-        if let Some(l) = shared.liveness.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_mut(&worker) {
-            l.last_seen = now;
-            l.connected = true;
-        }
-        let input = match msg {
-            WorkerMessage::Heartbeat { .. } => continue,
-            WorkerMessage::Output(chunk) => {
-                if !output.accepts(&shared, chunk.run, chunk.attempt) {
-                    continue;
-                }
-                let limit = shared.config.limits.max_output_chunk;
-                if chunk.data.len() > limit {
-                    tracing::warn!(%worker, run = %chunk.run, bytes = chunk.data.len(), limit,
-                        "live output chunk larger than max_output_chunk; dropped (its attempt's result keeps the output)");
-                } else {
-                    shared.hub.push(chunk);
-                }
-                continue;
-            }
-            WorkerMessage::Started { run, attempt } => Input::Started { worker, run, attempt },
-            WorkerMessage::Finished { run, attempt, result } => Input::Finished { worker, run, attempt, result },
-            WorkerMessage::Draining => Input::Draining { worker },
-            WorkerMessage::Leaving => Input::Leaving { worker },
-        };
-        if shared.inputs.send(input).await.is_err() {
-            return;
-        }
-    }
-    let _ = shared.inputs.send(Input::Detached { worker, session }).await;
 }

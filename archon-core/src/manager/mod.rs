@@ -11,6 +11,7 @@ mod api_impl;
 mod cron;
 mod driver;
 mod explain;
+mod leases;
 mod lifecycle;
 mod limits;
 mod observe;
@@ -19,6 +20,7 @@ mod parents;
 mod prune;
 mod queries;
 mod reports;
+mod session;
 mod timeline;
 mod tokens;
 mod workflows;
@@ -106,7 +108,55 @@ impl Default for ManagerConfig {
     }
 }
 
+/// The difference in clock rate between any two hosts that worker leases
+/// tolerate, in percent. NTP-disciplined clocks differ by well under 0.05 %, an
+/// undisciplined crystal by about 0.01 %: 1 % is a wide margin.
+pub const CLOCK_DRIFT_PERCENT: u32 = 1;
+
+/// The most a worker's lease leaves for killing what it runs after the lease
+/// ends and before the manager can declare the worker lost.
+pub const KILL_ALLOWANCE: Duration = Duration::from_secs(1);
+
 impl ManagerConfig {
+    /// How long a worker may act on one acknowledged heartbeat: the worker
+    /// timeout less what clock-rate drift and killing take. The worker measures
+    /// its lease from when it *sent* the heartbeat; the manager measures the
+    /// timeout from when it *received* the worker's last message (always later),
+    /// and a new leader from when it gained leadership (later than any
+    /// acknowledgement of a deposed leader, which confirms its leadership after
+    /// hearing the heartbeat). A worker duration `L` lasts at most `L·(1+ρ)` of
+    /// real time and a manager duration `T` at least `T·(1−ρ)`, so with
+    /// `L = T·(1−2ρ) − kill` the worker has killed its attempts before any
+    /// manager declares it lost. `kill` is a fifth of the timeout, at most
+    /// [`KILL_ALLOWANCE`]. With the defaults (10 s timeout): 8.8 s.
+    pub fn worker_lease(&self) -> Duration {
+        let t = self.worker_timeout;
+        let drift = t * (2 * CLOCK_DRIFT_PERCENT) / 100;
+        let kill = (t / 5).min(KILL_ALLOWANCE);
+        t.saturating_sub(drift + kill)
+    }
+
+    /// Checks that the timings make sense together: a worker renews its lease
+    /// with each heartbeat, so the lease must outlast a few of them.
+    pub fn check(&self) -> Result<(), Error> {
+        if self.heartbeat_interval.is_zero() {
+            return Err(Error::invalid("heartbeat_interval", "must be more than zero (e.g. 2s)"));
+        }
+        if self.heartbeat_interval * 3 > self.worker_lease() {
+            return Err(Error::invalid(
+                "heartbeat_interval",
+                format!(
+                    "{:?} is too long for a worker timeout of {:?}: a worker's lease ({:?}, the timeout less clock \
+                     drift and kill time) must outlast three heartbeats; shorten the interval or lengthen the timeout",
+                    self.heartbeat_interval,
+                    self.worker_timeout,
+                    self.worker_lease()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// How often pruning runs: `prune_every`, but at least four times per
     /// retention period or idempotency window, so a short one is honoured closely.
     pub fn prune_interval(&self) -> Duration {
@@ -120,7 +170,12 @@ impl ManagerConfig {
 /// What the manager knows of a worker's liveness.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Liveness {
+    /// When it was last heard from, by the wall clock (for display).
     pub(crate) last_seen: Timestamp,
+    /// The same, by the monotonic clock: the reaper measures silence with this,
+    /// so a step of the wall clock never declares a worker lost early (which
+    /// would break the lease's promise; see [`ManagerConfig::worker_lease`]).
+    pub(crate) heard: tokio::time::Instant,
     pub(crate) connected: bool,
 }
 
@@ -143,6 +198,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     /// The last hour's samples (soft state, every manager).
     pub(crate) timeline: timeline::TimelineRing,
+    /// Heartbeats waiting for a lease.
+    pub(crate) leases: leases::Leases,
 }
 
 impl Shared {
@@ -215,6 +272,7 @@ impl ManagerBuilder {
             stopped: CancellationToken::new(),
             metrics: self.metrics,
             timeline: timeline::TimelineRing::default(),
+            leases: leases::Leases::default(),
         };
         let shared = Arc::new(shared);
         shared.metrics.manager();
@@ -266,9 +324,14 @@ impl Manager {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()
             .ok_or_else(|| Error::Internal("Manager::run called twice".into()))?;
+        if let Err(e) = self.shared.config.check() {
+            tracing::warn!(error = %e, "worker leases will lapse between heartbeats");
+        }
         let sampling = tokio::spawn(timeline::record(self.shared.clone(), shutdown.child_token()));
+        let granting = tokio::spawn(leases::grant(self.shared.clone(), shutdown.child_token()));
         let result = driver::Driver::new(self.shared.clone(), rx).run(shutdown).await;
         sampling.abort();
+        granting.abort();
         self.shared.stopped.cancel();
         result
     }

@@ -57,6 +57,9 @@ impl Report<'_> {
             Input::Started { worker, run, attempt } => {
                 Some(Report { kind: "started", worker: *worker, run: *run, attempt: *attempt, status: None })
             }
+            Input::Fenced { worker, run, attempt } => {
+                Some(Report { kind: "fenced", worker: *worker, run: *run, attempt: *attempt, status: None })
+            }
             Input::Finished { worker, run, attempt, result } => Some(Report {
                 kind: "finished",
                 worker: *worker,

@@ -49,6 +49,8 @@ pub(crate) struct ManagerMetrics {
     cpu: Family<KindLabels, Counter<f64>>,
     peak_memory: Family<KindLabels, Histogram, fn() -> Histogram>,
     reports_refused: Family<ReasonLabels, Counter>,
+    fenced: Counter,
+    lease_rounds: Counter,
 }
 
 /// Peak memory of attempts: 1 MiB to 64 GiB.
@@ -69,6 +71,8 @@ impl ManagerMetrics {
             cpu: Family::default(),
             peak_memory: Family::new_with_constructor(peak_memory as fn() -> Histogram),
             reports_refused: Family::default(),
+            fenced: Counter::default(),
+            lease_rounds: Counter::default(),
         };
         registry.register("archon_dispatches", "Attempts assigned to workers, by task kind", m.dispatches.clone());
         registry.register(
@@ -117,6 +121,16 @@ impl ManagerMetrics {
              unknown_attempt, lost_status)",
             m.reports_refused.clone(),
         );
+        registry.register(
+            "archon_attempts_fenced",
+            "Attempts workers killed because their lease lapsed (no leader heard from for a lease), requeued",
+            m.fenced.clone(),
+        );
+        registry.register(
+            "archon_lease_rounds",
+            "Leadership confirmations that renewed worker leases",
+            m.lease_rounds.clone(),
+        );
         m
     }
 
@@ -155,6 +169,16 @@ impl ManagerMetrics {
     /// A worker's report was refused for `reason`.
     pub(crate) fn refused_report(&self, reason: &'static str) {
         self.reports_refused.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// A worker reported an attempt it fenced.
+    pub(crate) fn fenced(&self) {
+        self.fenced.inc();
+    }
+
+    /// A confirmation round renewed worker leases.
+    pub(crate) fn lease_round(&self) {
+        self.lease_rounds.inc();
     }
 
     /// `count` cron fires were missed.

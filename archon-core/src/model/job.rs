@@ -72,6 +72,19 @@ pub struct JobSpec {
     /// number dropped before them is recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_limit: Option<u64>,
+    /// What the worker does with this job's attempt when its lease lapses (it
+    /// has heard from no leader for longer than its lease): `kill` (default)
+    /// kills it before any manager can declare the worker lost, so a run never
+    /// executes in two places at once, at the cost of restarting it after a long
+    /// enough network blip or pause; `keep` lets it run on, like Nomad's
+    /// `max_client_disconnect`: a blip shorter than the worker timeout costs
+    /// nothing, but if the worker is declared lost the run is started again
+    /// elsewhere while this attempt may still be running, so the run can execute
+    /// twice at once (its result is accepted only from the current attempt:
+    /// fencing still keeps completion exactly-once). Not written when `kill`,
+    /// so specs without it read as before.
+    #[serde(default, skip_serializing_if = "OnDisconnect::is_kill")]
+    pub on_disconnect: OnDisconnect,
 }
 
 impl JobSpec {
@@ -95,6 +108,7 @@ impl JobSpec {
             retention: None,
             keep_last: None,
             output_limit: None,
+            on_disconnect: OnDisconnect::Kill,
         }
     }
 
@@ -346,6 +360,59 @@ pub enum PlacementPolicy {
     Spread,
 }
 
+/// What a worker does with a job's running attempt when its lease lapses: it
+/// has heard from no leader for longer than its lease (see
+/// [`JobSpec::on_disconnect`] for the trade-off).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDisconnect {
+    /// Kill the attempt before any manager can declare the worker lost: a run
+    /// never executes in two places at once.
+    #[default]
+    Kill,
+    /// Let the attempt run on; if the worker is declared lost, the run starts
+    /// again elsewhere and may execute twice at once.
+    Keep,
+}
+
+impl OnDisconnect {
+    /// Both choices, the default first.
+    pub const ALL: [OnDisconnect; 2] = [OnDisconnect::Kill, OnDisconnect::Keep];
+
+    /// The name used in flags, spec files and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnDisconnect::Kill => "kill",
+            OnDisconnect::Keep => "keep",
+        }
+    }
+
+    /// Whether it is the default, [`OnDisconnect::Kill`] (which specs leave out).
+    pub fn is_kill(&self) -> bool {
+        *self == OnDisconnect::Kill
+    }
+}
+
+impl std::fmt::Display for OnDisconnect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for OnDisconnect {
+    type Err = String;
+
+    /// Parses `kill` or `keep` (any case, spaces around ignored).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let norm = s.trim().to_ascii_lowercase();
+        OnDisconnect::ALL
+            .into_iter()
+            .find(|o| o.as_str() == norm)
+            .ok_or_else(|| format!("{s:?} is not an on-disconnect choice (use kill or keep)"))
+    }
+}
+
 /// Retries after a failed or timed-out attempt. Attempts lost with their worker are
 /// requeued and do not count against `max_retries`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -501,6 +568,30 @@ mod tests {
         let spec: JobSpec = serde_json::from_str(old).unwrap();
         assert!(spec.secret_env.is_empty());
         assert!(!serde_json::to_string(&spec).unwrap().contains("secret_env"), "an empty map is not written");
+    }
+
+    #[test]
+    fn on_disconnect_defaults_to_kill_which_is_not_written() {
+        let old = r#"{"name":"x","task":{"kind":"shell","command":"true"}}"#;
+        let mut spec: JobSpec = serde_json::from_str(old).unwrap();
+        assert_eq!(spec.on_disconnect, OnDisconnect::Kill);
+        assert!(!serde_json::to_string(&spec).unwrap().contains("on_disconnect"), "kill is not written");
+        spec.on_disconnect = OnDisconnect::Keep;
+        let json = serde_json::to_string(&spec).unwrap();
+        assert!(json.contains(r#""on_disconnect":"keep""#), "{json}");
+        assert_eq!(serde_json::from_str::<JobSpec>(&json).unwrap(), spec);
+        let bad = r#"{"name":"x","task":{"kind":"shell","command":"true"},"on_disconnect":"linger"}"#;
+        assert!(serde_json::from_str::<JobSpec>(bad).is_err());
+    }
+
+    #[test]
+    fn on_disconnect_parses_kill_or_keep_and_names_both_when_refused() {
+        for o in OnDisconnect::ALL {
+            assert_eq!(o.to_string().parse::<OnDisconnect>(), Ok(o));
+        }
+        assert_eq!(" KEEP ".parse::<OnDisconnect>(), Ok(OnDisconnect::Keep));
+        let err = "linger".parse::<OnDisconnect>().unwrap_err();
+        assert_eq!(err, "\"linger\" is not an on-disconnect choice (use kill or keep)");
     }
 
     #[test]

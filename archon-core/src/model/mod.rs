@@ -19,7 +19,7 @@ mod workflow;
 pub use fit::Misfit;
 pub use history::{JobRecord, RunRecord};
 pub use ids::{AttemptId, JobId, ParseIdError, RunId, WorkerId, WorkflowId};
-pub use job::{Constraint, ConstraintOp, Job, JobSpec, PlacementPolicy, RetryPolicy, SpecError};
+pub use job::{Constraint, ConstraintOp, Job, JobSpec, OnDisconnect, PlacementPolicy, RetryPolicy, SpecError};
 pub use resources::Resources;
 pub(crate) use run::text_or_bytes as output_bytes;
 pub(crate) use run::text_or_bytes::json_len as output_json_len;

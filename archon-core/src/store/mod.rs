@@ -48,6 +48,14 @@ pub trait Store: Send + Sync + 'static {
     /// Leadership changes, as a watch channel.
     fn leadership(&self) -> watch::Receiver<Leadership>;
 
+    /// Confirms that this node still leads, by a round that starts after the
+    /// call: on `Ok`, no other node had become leader when the call began.
+    /// Worker leases rest on it ([`crate::manager`]'s lease granter). A store
+    /// with no rival leaders (a single node) leads for as long as it runs.
+    async fn confirm_leadership(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
     /// Every manager of the replication group as each reports itself (for
     /// status). Empty for a store with no group: the manager describes itself.
     async fn managers(&self) -> Vec<ManagerInfo> {

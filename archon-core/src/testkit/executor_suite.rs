@@ -163,6 +163,8 @@ async fn stderr_is_captured_apart_from_stdout(executor: &dyn Executor, tasks: &d
 async fn timeout_ends_the_attempt_as_timed_out(executor: &dyn Executor, tasks: &dyn SuiteTasks) {
     let check = "timeout_ends_the_attempt_as_timed_out";
     let timeout = Duration::from_secs(1);
+    // Sleeps past HANG_LIMIT: only the timeout can end it in time. How soon after
+    // the timeout it ends is a benchmark's question, not a check's.
     let mut job = spec(check, tasks.sleep(60));
     job.timeout = Some(timeout);
     let started = Instant::now();
@@ -170,8 +172,6 @@ async fn timeout_ends_the_attempt_as_timed_out(executor: &dyn Executor, tasks: &
     let took = started.elapsed();
     assert_eq!(r.status, ExitStatus::TimedOut, "[{check}] status; stderr: {}", r.stderr.text());
     assert!(took >= timeout, "[{check}] ended after {took:?}, before the {timeout:?} timeout");
-    let bound = timeout + Duration::from_secs(3);
-    assert!(took <= bound, "[{check}] ended after {took:?}, later than {bound:?}");
 }
 
 async fn cancel_ends_the_attempt_as_cancelled(executor: &dyn Executor, tasks: &dyn SuiteTasks) {
@@ -179,15 +179,14 @@ async fn cancel_ends_the_attempt_as_cancelled(executor: &dyn Executor, tasks: &d
     let (ctx, cancel) = context(spec(check, tasks.sleep(60)), DEFAULT_TAIL_LIMIT, None);
     let attempt = executor.execute(ctx);
     let canceller = async {
+        // A moment in, so the cancel usually lands while the task runs (one landing
+        // before it starts must end it as cancelled too: any moment is right).
         tokio::time::sleep(Duration::from_millis(300)).await;
         cancel.cancel();
-        Instant::now()
     };
-    let (r, cancelled_at) = tokio::join!(finish(check, attempt), canceller);
-    let took = cancelled_at.elapsed();
+    // The task sleeps past HANG_LIMIT: only the cancel can end it in time.
+    let (r, ()) = tokio::join!(finish(check, attempt), canceller);
     assert_eq!(r.status, ExitStatus::Cancelled, "[{check}] status; stderr: {}", r.stderr.text());
-    let bound = Duration::from_secs(3);
-    assert!(took <= bound, "[{check}] ended {took:?} after the cancel, later than {bound:?}");
 }
 
 async fn output_beyond_the_limit_keeps_the_tail(executor: &dyn Executor, tasks: &dyn SuiteTasks) {

@@ -143,4 +143,6 @@ pub async fn the_state_read_is_the_reference_state(store: Arc<dyn Store>) {
 pub async fn the_store_says_it_leads(store: Arc<dyn Store>) {
     store.propose(vec![submit(1, "a")]).await.expect("the_store_says_it_leads: propose");
     assert!(store.leadership().borrow().is_leader, "the_store_says_it_leads");
+    // Worker leases are renewed only on a confirmation.
+    store.confirm_leadership().await.expect("the_store_says_it_leads: a leader confirms its leadership");
 }

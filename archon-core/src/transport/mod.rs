@@ -20,8 +20,9 @@ use crate::model::{AttemptId, AttemptResult, JobId, JobSpec, OutputChunk, Resour
 
 /// The worker session protocol this build speaks. A manager refuses a worker
 /// that speaks a newer one, and a worker a manager that does (0: Archon 0.1,
-/// which did not say; the messages are the same).
-pub const PROTOCOL: u32 = 1;
+/// which did not say; 1: no leases; 2: numbered heartbeats, [`ManagerMessage::Lease`]
+/// and [`WorkerMessage::Fenced`]).
+pub const PROTOCOL: u32 = 2;
 
 /// What a worker says when it connects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +58,11 @@ pub struct Welcome {
     pub output_limit: u64,
     /// The largest live output chunk the manager takes.
     pub max_output_chunk: usize,
+    /// How long the worker may act on one acknowledged heartbeat: it kills what
+    /// it runs once this long has passed since it sent the last heartbeat a
+    /// confirmed leader acknowledged ([`ManagerMessage::Lease`]), which is before
+    /// any manager can declare it lost. Zero: no leases (a manager of protocol 1).
+    pub lease: Duration,
 }
 
 /// Worker → manager.
@@ -66,6 +72,9 @@ pub enum WorkerMessage {
     Heartbeat {
         /// Attempts running.
         running: u32,
+        /// Its number, for the manager's [`ManagerMessage::Lease`] to name (0:
+        /// no lease asked).
+        seq: u64,
     },
     /// An attempt started.
     Started {
@@ -84,6 +93,14 @@ pub enum WorkerMessage {
         attempt: AttemptId,
         /// How.
         result: AttemptResult,
+    },
+    /// The worker killed an attempt because its lease lapsed; the manager
+    /// requeues the run (as for a lost worker, no retry is spent).
+    Fenced {
+        /// The run.
+        run: RunId,
+        /// The attempt.
+        attempt: AttemptId,
     },
     /// The worker is shutting down: place nothing new on it; it finishes what it
     /// runs (within its grace) and then sends [`WorkerMessage::Leaving`].
@@ -116,6 +133,12 @@ pub enum ManagerMessage {
         run: RunId,
         /// The attempt.
         attempt: AttemptId,
+    },
+    /// The leader heard heartbeat `seq` and confirmed its leadership after
+    /// hearing it: the worker's lease now runs from when it sent that heartbeat.
+    Lease {
+        /// The heartbeat's number.
+        seq: u64,
     },
 }
 

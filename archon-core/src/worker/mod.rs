@@ -5,25 +5,34 @@
 //! reports made while disconnected wait in a bounded outbox. On shutdown it kills
 //! what it runs (whole process trees) and tells the manager it is leaving, so the
 //! runs are requeued rather than orphaned.
+//!
+//! It acts only while it holds a lease ([`lease`]): when no confirmed leader has
+//! answered its heartbeats for a lease, it kills its attempts (except those of
+//! jobs that say `on_disconnect = keep`), reports them fenced, and holds new
+//! assignments until the lease is renewed — all before any manager can declare
+//! it lost. [`WorkerRuntime::lease`] lets an outside keeper enforce the same
+//! while the worker itself is frozen.
 
+mod attempt;
 mod backoff;
+mod lease;
 mod resend;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 pub use backoff::Backoff;
+pub use lease::LeaseView;
 
 use crate::error::Error;
-use crate::executor::{DEFAULT_TAIL_LIMIT, ExecContext, Executor, ExecutorRegistry, OutputSink, OutputWriter};
+use crate::executor::{DEFAULT_TAIL_LIMIT, ExecutorRegistry, OutputSink};
 use crate::metrics::Metrics;
-use crate::model::{AttemptId, AttemptResult, ExitStatus, OutputChunk, Resources, RunId, TaskKind};
+use crate::model::{AttemptId, AttemptResult, ExitStatus, Resources, RunId};
 use crate::transport::{Assignment, Hello, ManagerMessage, Session, Transport, WorkerMessage};
 
 /// How a worker behaves.
@@ -78,6 +87,10 @@ impl WorkerConfig {
 struct Running {
     run: RunId,
     cancel: CancellationToken,
+    /// The lease generation it started in: a lapse since fences it.
+    generation: u64,
+    /// Its job says `on_disconnect = keep`: a lapse leaves it running.
+    keep: bool,
 }
 
 struct Shared {
@@ -103,6 +116,12 @@ struct Shared {
     /// The output the current manager keeps per stream when a job does not say
     /// (from its welcome); the worker keeps no more than that.
     output_limit: std::sync::atomic::AtomicU64,
+    /// The worker acts only while this holds.
+    lease: lease::Lease,
+    /// Assignments received while the lease had lapsed: started when it is
+    /// renewed, dropped when the session ends (the manager then requeues them,
+    /// as the worker's next hello does not announce them).
+    held: Mutex<Vec<Assignment>>,
 }
 
 impl Shared {
@@ -137,6 +156,28 @@ impl Shared {
     fn unreported(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<AttemptId>> {
         self.unreported.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    /// The lease lapsed (noticed by whoever calls this): kill everything that
+    /// runs; each attempt reports itself fenced when its executor returns.
+    fn fence_all(&self) {
+        let running = self.running();
+        if running.is_empty() {
+            tracing::warn!("lease lapsed: no leader heard from for a lease; nothing was running");
+            return;
+        }
+        tracing::warn!(
+            running = running.len(),
+            "lease lapsed: no leader heard from for a lease; killing every attempt before the cluster places \
+             them elsewhere"
+        );
+        for r in running.values().filter(|r| !r.keep) {
+            r.cancel.cancel();
+        }
+        let kept = running.values().filter(|r| r.keep).count();
+        if kept > 0 {
+            tracing::warn!(kept, "attempts of jobs with on_disconnect = keep run on through the lapse");
+        }
+    }
 }
 
 /// A worker: connects, runs attempts, reconnects.
@@ -163,12 +204,14 @@ impl WorkerRuntime {
                 config,
                 executors,
                 running: Mutex::new(HashMap::new()),
-                sink: Arc::new(ReportSink { outbox: reports.clone(), dropped: Default::default() }),
+                sink: Arc::new(attempt::ReportSink { outbox: reports.clone(), dropped: Default::default() }),
                 unreported: Mutex::new(std::collections::HashSet::new()),
                 recent: Mutex::new(resend::Resend::default()),
                 output_limit,
                 reports,
                 leaving: CancellationToken::new(),
+                lease: lease::Lease::new(),
+                held: Mutex::new(Vec::new()),
             }),
             transport,
             reports_rx: tokio::sync::Mutex::new(reports_rx),
@@ -180,6 +223,12 @@ impl WorkerRuntime {
         self.shared.running().len()
     }
 
+    /// Follows the worker's lease: an outside keeper kills what the worker
+    /// started when it ends, so a frozen worker cannot outlive it.
+    pub fn lease(&self) -> tokio::sync::watch::Receiver<LeaseView> {
+        self.shared.lease.watch()
+    }
+
     /// Runs until `shutdown` fires: connect, serve, reconnect with backoff. On
     /// shutdown, kills running attempts and tells the manager it is leaving.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), Error> {
@@ -187,8 +236,10 @@ impl WorkerRuntime {
         let seed = std::process::id() as u64 ^ crate::clock::Clock::now(&crate::clock::SystemClock).0 as u64;
         let mut backoff = Backoff::new(self.shared.config.reconnect_base, self.shared.config.reconnect_cap, seed);
         let mut session: Option<Session> = None;
+        let watching = tokio::spawn(watch_lease(self.shared.clone(), shutdown.child_token()));
         while !shutdown.is_cancelled() {
             let hello = self.hello();
+            let hello_sent = tokio::time::Instant::now();
             let connected = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 r = self.transport.connect(hello) => r,
@@ -210,6 +261,9 @@ impl WorkerRuntime {
                 }
                 Ok(s) => {
                     backoff.reset();
+                    if self.shared.lease.welcome(s.welcome.lease, hello_sent) {
+                        self.shared.fence_all();
+                    }
                     let limit = (s.welcome.output_limit as usize).min(self.shared.config.output_tail);
                     if limit > 0 {
                         self.shared.output_limit.store(limit as u64, std::sync::atomic::Ordering::Relaxed);
@@ -226,6 +280,7 @@ impl WorkerRuntime {
                         break;
                     }
                     session = None;
+                    self.shared.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
                     self.shared.resend_recent();
                     tracing::warn!("manager session ended; reconnecting");
                 }
@@ -244,6 +299,7 @@ impl WorkerRuntime {
             self.drain(s, &mut reports).instrument(span).await;
         }
         self.leave(session, &mut reports).await;
+        watching.abort();
         Ok(())
     }
 
@@ -271,6 +327,7 @@ impl WorkerRuntime {
                     // Sent before the manager applied the drain: run it like any other.
                     Some(ManagerMessage::Assign(batch)) => self.start_all(batch),
                     Some(ManagerMessage::Cancel { attempt, .. }) => self.kill(attempt, "cancelled by the manager"),
+                    Some(ManagerMessage::Lease { seq }) => self.renewed(seq),
                     None => return,
                 },
                 Some(first) = reports.recv() => {
@@ -280,7 +337,8 @@ impl WorkerRuntime {
                 }
                 _ = heartbeat.tick() => {
                     let running = u32::try_from(self.running_count()).unwrap_or(u32::MAX);
-                    if session.outbound.send(WorkerMessage::Heartbeat { running }).await.is_err() {
+                    let seq = self.shared.lease.heartbeat();
+                    if session.outbound.send(WorkerMessage::Heartbeat { running, seq }).await.is_err() {
                         return;
                     }
                 }
@@ -328,6 +386,7 @@ impl WorkerRuntime {
                 msg = session.inbound.recv() => match msg {
                     Some(ManagerMessage::Assign(batch)) => self.start_all(batch),
                     Some(ManagerMessage::Cancel { attempt, .. }) => self.kill(attempt, "cancelled by the manager"),
+                    Some(ManagerMessage::Lease { seq }) => self.renewed(seq),
                     None => return SessionEnd::Lost,
                 },
                 Some(first) = reports.recv() => {
@@ -337,7 +396,8 @@ impl WorkerRuntime {
                 }
                 _ = heartbeat.tick() => {
                     let running = u32::try_from(self.running_count()).unwrap_or(u32::MAX);
-                    if session.outbound.send(WorkerMessage::Heartbeat { running }).await.is_err() {
+                    let seq = self.shared.lease.heartbeat();
+                    if session.outbound.send(WorkerMessage::Heartbeat { running, seq }).await.is_err() {
                         return SessionEnd::Lost;
                     }
                 }
@@ -345,26 +405,58 @@ impl WorkerRuntime {
         }
     }
 
+    fn renewed(&self, seq: u64) {
+        if self.shared.lease.renewed(seq) {
+            self.shared.fence_all();
+        }
+        if self.shared.lease.valid().is_some() {
+            let held = std::mem::take(&mut *self.shared.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+            if !held.is_empty() {
+                tracing::info!(assignments = held.len(), "lease renewed; starting the assignments held meanwhile");
+                self.start_all(held);
+            }
+        }
+    }
+
     fn start_all(&self, batch: Vec<Assignment>) {
         for a in batch {
             let cancel = CancellationToken::new();
+            let Some(generation) = self.shared.lease.valid() else {
+                // Started now, it could outlive the lease the cluster counts on:
+                // held until the lease is renewed.
+                tracing::info!(run = %a.run, attempt = %a.attempt, "assignment while the lease has lapsed; held");
+                self.shared.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(a);
+                continue;
+            };
             {
                 let mut running = self.shared.running();
                 if running.contains_key(&a.attempt) {
                     tracing::debug!(run = %a.run, attempt = %a.attempt, "assignment of a running attempt ignored");
                     continue;
                 }
-                running.insert(a.attempt, Running { run: a.run, cancel: cancel.clone() });
+                let keep = a.spec.on_disconnect == crate::model::OnDisconnect::Keep;
+                running.insert(a.attempt, Running { run: a.run, cancel: cancel.clone(), generation, keep });
             }
             // Error level, so the ids reach every event of the attempt whatever
             // the filter lets through; inside the session's span (the worker id).
             let span = tracing::error_span!("attempt", run = %a.run, attempt = %a.attempt, job = %a.job);
             span.in_scope(|| tracing::debug!("assignment received"));
-            tokio::spawn(run_attempt(self.shared.clone(), a, cancel).instrument(span));
+            tokio::spawn(attempt::run_attempt(self.shared.clone(), a, cancel).instrument(span));
         }
     }
 
     fn kill(&self, attempt: AttemptId, why: &str) {
+        let mut held = self.shared.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(pos) = held.iter().position(|a| a.attempt == attempt) {
+            // Never started: it ends here, cancelled.
+            let a = held.remove(pos);
+            drop(held);
+            tracing::info!(%attempt, run = %a.run, why, "dropping a held assignment");
+            let result = AttemptResult::status(ExitStatus::Cancelled);
+            let _ = self.shared.reports.try_send(WorkerMessage::Finished { run: a.run, attempt, result });
+            return;
+        }
+        drop(held);
         if let Some(r) = self.shared.running().get(&attempt) {
             tracing::info!(%attempt, run = %r.run, why, "killing attempt");
             r.cancel.cancel();
@@ -457,95 +549,33 @@ enum SessionEnd {
     Lost,
 }
 
-/// Forwards live output to the manager through the outbox. Never waits: live
-/// output is best-effort (each attempt's tail is kept with its result anyway), so a
-/// full outbox — a slow or unreachable manager — can neither stall an executor's
-/// timeout or cancel nor crowd out results: chunks are dropped once less than a
-/// quarter of the outbox is free.
-struct ReportSink {
-    outbox: mpsc::Sender<WorkerMessage>,
-    dropped: std::sync::atomic::AtomicU64,
-}
-
-#[async_trait]
-impl OutputSink for ReportSink {
-    async fn send(&self, chunk: OutputChunk) {
-        let room = self.outbox.capacity();
-        if room * 4 >= self.outbox.max_capacity() && self.outbox.try_send(WorkerMessage::Output(chunk)).is_ok() {
-            return;
-        }
-        let dropped = self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        if dropped.is_power_of_two() {
-            tracing::warn!(dropped, "worker outbox nearly full; dropping live output (tails are kept)");
-        }
-    }
-}
-
-/// One attempt's sink: its output goes to the worker's shared sink, its spawn
-/// time to the metrics.
-struct AttemptSink {
-    output: Arc<dyn OutputSink>,
-    metrics: Metrics,
-    kind: TaskKind,
-}
-
-#[async_trait]
-impl OutputSink for AttemptSink {
-    async fn send(&self, chunk: OutputChunk) {
-        self.output.send(chunk).await;
-    }
-
-    fn spawned(&self, took: Duration) {
-        self.metrics.worker().spawned(self.kind, took);
-    }
-}
-
 /// The span of one manager session: its events carry the worker's id. Error
 /// level, as the attempts' spans inside it.
 fn session_span(session: &Session) -> tracing::Span {
     tracing::error_span!("session", worker = %session.welcome.worker)
 }
 
-/// Runs one attempt, inside the span `start_all` made for it.
-async fn run_attempt(shared: Arc<Shared>, a: Assignment, cancel: CancellationToken) {
-    let reports = shared.reports.clone();
-    let _ = reports.send(WorkerMessage::Started { run: a.run, attempt: a.attempt }).await;
-    tracing::info!(task = a.spec.task.kind().as_str(), "attempt started");
-    let kind = a.spec.task.kind();
-    let metrics = shared.config.metrics.clone();
-    metrics.worker().started(kind);
-    let sink = Arc::new(AttemptSink { output: shared.sink.clone(), metrics: metrics.clone(), kind });
-    // What the manager keeps: the job's own limit, else the manager's default.
-    let default = shared.output_limit.load(std::sync::atomic::Ordering::Relaxed);
-    let keep = usize::try_from(a.spec.output_limit.unwrap_or(default)).unwrap_or(usize::MAX);
-    // The job's secret values print as `***` in its output.
-    let output = OutputWriter::new(a.run, a.attempt, keep, Some(sink)).masking(a.spec.secret_env.values());
-    let ctx = ExecContext { job: a.job, run: a.run, attempt: a.attempt, spec: a.spec, output, cancel };
-    let result = reportable(shared.executors.execute(ctx).await);
-    metrics.worker().ended(kind, &result.status);
-    if shared.leaving.is_cancelled() {
-        // Killed because the worker is leaving: the manager requeues the run.
-        tracing::info!(status = %result.status, "attempt ended as the worker leaves; not reported");
-        shared.running().remove(&a.attempt);
-        return;
+/// Kills what runs when the lease ends unrenewed, whether or not a session is
+/// open (a worker cut off from every manager is the case it is for).
+async fn watch_lease(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut view = shared.lease.watch();
+    loop {
+        let until = shared.lease.until();
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = view.changed() => if changed.is_err() { return },
+            () = sleep_until_opt(until) => {
+                if shared.lease.check() {
+                    shared.fence_all();
+                }
+            }
+        }
     }
-    // Announced as unreported from here until the result is handed to a session.
-    shared.unreported().insert(a.attempt);
-    shared.running().remove(&a.attempt);
-    tracing::info!(status = %result.status, exit_code = result.status.code(), "attempt exited");
-    let _ = reports.send(WorkerMessage::Finished { run: a.run, attempt: a.attempt, result }).await;
 }
 
-/// An executor's result as the worker reports it. `Lost` is a status only the
-/// manager assigns (when it declares a worker lost) and refuses from a worker, so
-/// an executor returning it is reported as a failure, which the job's retry
-/// policy then governs.
-fn reportable(mut result: AttemptResult) -> AttemptResult {
-    if result.status == ExitStatus::Lost {
-        tracing::warn!("the executor returned Lost, which only the manager assigns; reporting a failure instead");
-        result.status = ExitStatus::Failed {
-            reason: "the executor reported the attempt lost; only the manager declares attempts lost".into(),
-        };
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
-    result
 }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use archon_core::api::{JobDetail, JobSummary, Page, ScheduleFire, ScheduleInfo, Submitted};
 use archon_core::model::units::{format_bytes, format_cpu};
 use archon_core::model::{
-    Constraint, ConstraintOp, Job, JobId, OverlapPolicy, PlacementPolicy, PullPolicy, Resources, RetryPolicy, RunState,
-    Schedule, ScheduleState, Secret, Task,
+    Constraint, ConstraintOp, Job, JobId, OnDisconnect, OverlapPolicy, PlacementPolicy, PullPolicy, Resources,
+    RetryPolicy, RunState, Schedule, ScheduleState, Secret, Task,
 };
 use archon_core::state::FireResult;
 use serde::{Deserialize, Serialize};
@@ -260,6 +260,9 @@ pub struct JobView {
     pub keep_last: Option<u32>,
     /// Output kept per stream of an attempt, bytes (none: the manager's).
     pub output_limit: Option<u64>,
+    /// What its worker does with a running attempt when its lease lapses:
+    /// `kill` (default) or `keep` (the run may then execute twice at once).
+    pub on_disconnect: OnDisconnect,
 }
 
 impl From<&Job> for JobView {
@@ -287,6 +290,7 @@ impl From<&Job> for JobView {
             retention: s.retention.map(duration),
             keep_last: s.keep_last,
             output_limit: s.output_limit,
+            on_disconnect: s.on_disconnect,
         }
     }
 }

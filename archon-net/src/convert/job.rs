@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use archon_core::Error;
 use archon_core::model::{
-    self as m, ConstraintOp, DockerTask, Job, JobId, JobSpec, OverlapPolicy, PlacementPolicy, PullPolicy, Resources,
-    RetryPolicy, Schedule, Task, TaskKind,
+    self as m, ConstraintOp, DockerTask, Job, JobId, JobSpec, OnDisconnect, OverlapPolicy, PlacementPolicy, PullPolicy,
+    Resources, RetryPolicy, Schedule, Task, TaskKind,
 };
 
 use super::{
@@ -18,6 +18,7 @@ proto_enum!(PullPolicy => PullPolicy { IfNotPresent, Always, Never });
 proto_enum!(ConstraintOp => ConstraintOp { Equals, NotEquals, Exists });
 proto_enum!(OverlapPolicy => OverlapPolicy { Skip, BufferOne, AllowAll, CancelOther, BufferAll });
 proto_enum!(PlacementPolicy => PlacementPolicy { Binpack, Spread });
+proto_enum!(OnDisconnect => OnDisconnect { Kill, Keep });
 proto_enum!(TaskKind => TaskKind { Shell, Script, Process, Docker, Function });
 
 impl From<Resources> for proto::Resources {
@@ -166,6 +167,7 @@ impl From<JobSpec> for proto::JobSpec {
             retention_ms: s.retention.map(millis),
             keep_last: s.keep_last,
             output_limit: s.output_limit,
+            on_disconnect: s.on_disconnect.to_wire(),
         }
     }
 }
@@ -195,6 +197,7 @@ impl TryFrom<proto::JobSpec> for JobSpec {
             retention: s.retention_ms.map(duration),
             keep_last: s.keep_last,
             output_limit: s.output_limit,
+            on_disconnect: enum_or_default(s.on_disconnect, "on_disconnect")?,
         })
     }
 }

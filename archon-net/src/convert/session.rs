@@ -49,6 +49,7 @@ impl From<Welcome> for proto::Welcome {
             protocol: w.protocol,
             output_limit: w.output_limit,
             max_output_chunk: w.max_output_chunk as u64,
+            lease_ms: millis(w.lease),
         }
     }
 }
@@ -62,6 +63,7 @@ impl From<proto::Welcome> for Welcome {
             protocol: w.protocol,
             output_limit: w.output_limit,
             max_output_chunk: usize::try_from(w.max_output_chunk).unwrap_or(usize::MAX),
+            lease: duration(w.lease_ms),
         }
     }
 }
@@ -69,7 +71,9 @@ impl From<proto::Welcome> for Welcome {
 impl From<WorkerMessage> for proto::WorkerToManager {
     fn from(m: WorkerMessage) -> Self {
         let kind = match m {
-            WorkerMessage::Heartbeat { running } => worker_to_manager::Kind::Heartbeat(proto::Heartbeat { running }),
+            WorkerMessage::Heartbeat { running, seq } => {
+                worker_to_manager::Kind::Heartbeat(proto::Heartbeat { running, seq })
+            }
             WorkerMessage::Started { run, attempt } => {
                 worker_to_manager::Kind::Started(proto::Started { run: run.get(), attempt: attempt.get() })
             }
@@ -79,6 +83,9 @@ impl From<WorkerMessage> for proto::WorkerToManager {
                 attempt: attempt.get(),
                 result: Some(result.into()),
             }),
+            WorkerMessage::Fenced { run, attempt } => {
+                worker_to_manager::Kind::Fenced(proto::Fenced { run: run.get(), attempt: attempt.get() })
+            }
             WorkerMessage::Draining => worker_to_manager::Kind::Draining(proto::Draining {}),
             WorkerMessage::Leaving => worker_to_manager::Kind::Leaving(proto::Leaving {}),
         };
@@ -101,7 +108,7 @@ impl TryFrom<proto::WorkerToManager> for WorkerMessage {
             worker_to_manager::Kind::Hello(_) => {
                 return Err(Error::invalid("kind", "a hello is only accepted as the first message of a session"));
             }
-            worker_to_manager::Kind::Heartbeat(h) => WorkerMessage::Heartbeat { running: h.running },
+            worker_to_manager::Kind::Heartbeat(h) => WorkerMessage::Heartbeat { running: h.running, seq: h.seq },
             worker_to_manager::Kind::Started(s) => {
                 WorkerMessage::Started { run: RunId(s.run), attempt: AttemptId(s.attempt) }
             }
@@ -111,6 +118,9 @@ impl TryFrom<proto::WorkerToManager> for WorkerMessage {
                 attempt: AttemptId(f.attempt),
                 result: message(f.result, "result").at("finished")?,
             },
+            worker_to_manager::Kind::Fenced(f) => {
+                WorkerMessage::Fenced { run: RunId(f.run), attempt: AttemptId(f.attempt) }
+            }
             worker_to_manager::Kind::Draining(proto::Draining {}) => WorkerMessage::Draining,
             worker_to_manager::Kind::Leaving(proto::Leaving {}) => WorkerMessage::Leaving,
         })
@@ -150,6 +160,7 @@ impl From<ManagerMessage> for proto::ManagerToWorker {
             ManagerMessage::Cancel { run, attempt } => {
                 manager_to_worker::Kind::Cancel(proto::Cancel { run: run.get(), attempt: attempt.get() })
             }
+            ManagerMessage::Lease { seq } => manager_to_worker::Kind::Lease(proto::Lease { seq }),
         };
         proto::ManagerToWorker { kind: Some(kind) }
     }
@@ -174,6 +185,7 @@ impl TryFrom<proto::ManagerToWorker> for ManagerMessage {
             manager_to_worker::Kind::Cancel(c) => {
                 ManagerMessage::Cancel { run: RunId(c.run), attempt: AttemptId(c.attempt) }
             }
+            manager_to_worker::Kind::Lease(l) => ManagerMessage::Lease { seq: l.seq },
         })
     }
 }

@@ -20,11 +20,11 @@ use super::{Failure, LOG, META, NodeId, SnapshotDue, blocking};
 use crate::TypeConfig;
 
 /// `meta` key of the last saved vote.
-const VOTE: &str = "vote";
+pub(super) const VOTE: &str = "vote";
 /// `meta` key of the last saved committed log id.
-const COMMITTED: &str = "committed";
+pub(super) const COMMITTED: &str = "committed";
 /// `meta` key of the last purged log id.
-const LAST_PURGED: &str = "last_purged";
+pub(super) const LAST_PURGED: &str = "last_purged";
 
 /// The most bytes of entries (as stored) one AppendEntries carries, though
 /// always at least one entry. openraft gives an AppendEntries its heartbeat
@@ -52,8 +52,8 @@ impl Debug for LogStore {
 
 /// Just the log id of a stored entry, read without decoding its payload.
 #[derive(serde::Deserialize)]
-struct StoredLogId {
-    log_id: LogId<NodeId>,
+pub(super) struct StoredLogId {
+    pub(super) log_id: LogId<NodeId>,
 }
 
 impl LogStore {

@@ -10,7 +10,8 @@
 //! that replay writes again what the history already holds, which changes
 //! nothing. Log writes are one redb transaction each, committed with an fsync
 //! before openraft is told; history writes are fsync'd before the snapshot that
-//! lets their log entries go.
+//! lets their log entries go. [`verify`] checks a stopped node's files and
+//! rebuilds its state from them, as a restart would.
 
 mod history;
 mod history_db;
@@ -20,6 +21,7 @@ mod log;
 mod recent;
 mod snapshot_file;
 mod state_machine;
+mod verify;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +36,9 @@ pub use history_read::RedbHistory;
 pub use log::LogStore;
 pub use snapshot_file::SnapshotFile;
 pub use state_machine::{SNAPSHOT_FORMAT, SnapshotBuilder, StateMachine};
+pub use verify::{
+    LOG_FILE, LogReport, Position, Replayed, SnapshotSummary, StateSummary, VoteSummary, state_digest, verify,
+};
 
 use crate::Error;
 

@@ -30,7 +30,7 @@ use super::history_writer::{HistoryWriter, output_bytes};
 use super::recent::Recent;
 use super::snapshot_file::SnapshotFile;
 use super::{Failure, NodeId, SNAPSHOT, SnapshotDue, blocking, history};
-use crate::{Node, TypeConfig};
+use crate::{Node, Proposal, TypeConfig};
 
 /// The meta of one of this node's snapshots.
 type Meta = SnapshotMeta<NodeId, Node>;
@@ -46,30 +46,30 @@ pub const SNAPSHOT_FORMAT: u32 = archon_core::state::COMMAND_FORMAT;
 const FILE_FORMAT: u32 = 1;
 
 /// `snapshot` key of the JSON `SnapshotMeta`.
-const META_KEY: &str = "meta";
+pub(super) const META_KEY: &str = "meta";
 /// `snapshot` key of the snapshot data.
-const DATA_KEY: &str = "data";
+pub(super) const DATA_KEY: &str = "data";
 
 /// What a snapshot file sent to a peer starts with.
 const MAGIC: &[u8; 16] = b"ARCHON-SNAPSHOT\n";
 
 /// What a stored snapshot's data holds.
 #[derive(Debug, Serialize, Deserialize)]
-struct SnapshotImage {
+pub(super) struct SnapshotImage {
     /// The format (absent, 0, in Archon 0.1's).
     #[serde(default)]
-    v: u32,
+    pub(super) v: u32,
     /// The last log entry the state reflects.
-    last_applied: Option<LogId<NodeId>>,
+    pub(super) last_applied: Option<LogId<NodeId>>,
     /// The last membership applied.
     last_membership: StoredMembership<NodeId, Node>,
     /// The cluster state after `last_applied`.
-    state: ClusterState,
+    pub(super) state: ClusterState,
 }
 
 impl SnapshotImage {
     /// Reads an image, refusing a format this build does not know.
-    fn read(bytes: &[u8]) -> Result<SnapshotImage, Failure> {
+    pub(super) fn read(bytes: &[u8]) -> Result<SnapshotImage, Failure> {
         #[derive(Deserialize)]
         struct Version {
             #[serde(default)]
@@ -148,6 +148,17 @@ impl StateMachine {
             recent,
         })
     }
+}
+
+/// Applies one entry's commands to `state` (upgrading a state of Archon 0.1 first
+/// when the entry is of a newer format): the one door through which both the
+/// state machine and [`verify`](super::verify) apply the log.
+pub(super) fn apply_proposal(state: &mut ClusterState, proposal: &Proposal, index: u64) -> Vec<Outcome> {
+    if proposal.format > 0 && state.is_legacy() {
+        tracing::info!(index, "upgrading the state written by Archon 0.1");
+        state.upgrade();
+    }
+    proposal.commands.iter().map(|cmd| state.apply(cmd)).collect()
 }
 
 /// Swaps in a new state, dropping the old one after the write lock is released.
@@ -284,11 +295,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Normal(proposal) => {
                     let mut state = self.state.write().map_err(|_| failed(Failure::Poisoned))?;
                     let before = state.pending_history().len();
-                    if proposal.format > 0 && state.is_legacy() {
-                        tracing::info!(index = entry.log_id.index, "upgrading the state written by Archon 0.1");
-                        state.upgrade();
-                    }
-                    let outcomes: Vec<Outcome> = proposal.commands.iter().map(|cmd| state.apply(cmd)).collect();
+                    let outcomes = apply_proposal(&mut state, &proposal, entry.log_id.index);
                     let new = &state.pending_history()[before..];
                     handed += new.len() as u64;
                     handed_bytes += new.iter().map(output_bytes).sum::<u64>();

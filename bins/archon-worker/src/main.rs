@@ -82,6 +82,10 @@ fn key_count(s: &str) -> Result<(String, u32), String> {
 }
 
 fn main() -> ExitCode {
+    // Started by a worker of this process as its lease keeper: nothing else.
+    if let Some(code) = archon_exec::lease_keeper_main_if_asked() {
+        return code;
+    }
     let flags = Flags::parse();
     archon::daemon::main(flags.log.clone(), flags.verbose, || configure(flags), archon::daemon::worker::run)
 }

@@ -421,6 +421,12 @@ pub struct SubmitArgs {
     /// Output kept per stream of each attempt, e.g. 256KiB (default: the manager's, 1MiB).
     #[arg(long, value_name = "SIZE")]
     pub output_limit: Option<String>,
+    /// What the worker does with a running attempt once it has heard from no
+    /// leader for longer than its lease: kill (default: the run never executes
+    /// twice at once) or keep (rides out a short outage, but if the worker is
+    /// declared lost the run starts again elsewhere and may execute twice at once).
+    #[arg(long, value_name = "kill|keep")]
+    pub on_disconnect: Option<String>,
     /// Run on a cron schedule instead of once now: 5 fields (minute hour day
     /// month weekday), 6 with seconds first, or @hourly, @daily, @weekly, ...
     #[arg(long, value_name = "EXPR")]

@@ -67,8 +67,14 @@ impl DevConfig {
 }
 
 /// Runs the single-process cluster until `shutdown` fires. `executors` are what
-/// the local worker can run (see [`crate::executors`]).
-pub async fn run(config: DevConfig, executors: ExecutorRegistry, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// the local worker can run (see [`crate::executors`]); with the `ledger` they
+/// note process groups in, a lease keeper kills them if the process freezes.
+pub async fn run(
+    config: DevConfig,
+    executors: ExecutorRegistry,
+    ledger: Option<Arc<archon_exec::ProcessLedger>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("--listen: cannot listen on {}", config.listen))?;
@@ -118,6 +124,10 @@ pub async fn run(config: DevConfig, executors: ExecutorRegistry, shutdown: Cance
         Arc::new(executors),
         Arc::new(InProcTransport::new(manager.clone())),
     ));
+    let keeper = match &ledger {
+        Some(ledger) => Some(crate::executors::keep_lease(ledger, &worker)?),
+        None => None,
+    };
     let worker_stop = CancellationToken::new();
     let worker_task = tokio::spawn({
         let (w, s) = (worker.clone(), worker_stop.clone());
@@ -161,6 +171,9 @@ pub async fn run(config: DevConfig, executors: ExecutorRegistry, shutdown: Cance
     // Stop the worker first: it kills running attempts (whole process trees).
     worker_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(15), worker_task).await;
+    if let Some(keeper) = keeper {
+        keeper.abort();
+    }
     manager_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), manager_task).await;
     if let Some(raft) = &raft {

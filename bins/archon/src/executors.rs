@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use archon_core::executor::ExecutorRegistry;
+use archon_core::worker::WorkerRuntime;
 use archon_exec::{DockerExecutor, DockerSettings, ProcessLedger};
 
 /// The dev worker's executors without a ledger or Docker: shell, script and process
@@ -56,9 +57,13 @@ impl Default for DockerOptions {
 /// ledger, and Docker when `docker` allows it and an engine answers. Clears what a
 /// crashed predecessor left running first. Fails only when the state dir cannot be
 /// used (e.g. another worker holds it); a missing engine is reported and skipped.
-pub async fn for_worker(name: &str, state_dir: &Path, docker: &DockerOptions) -> anyhow::Result<ExecutorRegistry> {
+pub async fn for_worker(
+    name: &str,
+    state_dir: &Path,
+    docker: &DockerOptions,
+) -> anyhow::Result<(ExecutorRegistry, Arc<ProcessLedger>)> {
     let ledger = open_ledger(state_dir.join("processes"))?;
-    let mut registry = local_with(Some(ledger));
+    let mut registry = local_with(Some(ledger.clone()));
     if docker.enabled {
         let mut settings = DockerSettings::for_worker(name, state_dir);
         if let Some(socket) = &docker.socket {
@@ -72,7 +77,17 @@ pub async fn for_worker(name: &str, state_dir: &Path, docker: &DockerOptions) ->
     } else {
         println!("Docker jobs are off on this worker (--no-docker)");
     }
-    Ok(registry)
+    Ok((registry, ledger))
+}
+
+/// Starts the lease keeper of `worker`'s jobs noted in `ledger` (see
+/// [`archon_exec::LeaseKeeper`]): it kills them when the worker's lease ends,
+/// even if the worker process is frozen. Abort the returned task to stop it.
+pub fn keep_lease(ledger: &ProcessLedger, worker: &WorkerRuntime) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let keeper = archon_exec::LeaseKeeper::spawn(ledger)
+        .with_context(|| format!("cannot start the lease keeper for {}", ledger.dir().display()))?;
+    let lease = worker.lease();
+    Ok(tokio::spawn(async move { keeper.follow(lease).await }))
 }
 
 /// Connects to the engine and removes the containers a crashed predecessor left;

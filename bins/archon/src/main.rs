@@ -10,6 +10,10 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Started by a worker of this process as its lease keeper: nothing else.
+    if let Some(code) = archon_exec::lease_keeper_main_if_asked() {
+        return code;
+    }
     let cli = archon::cli::Cli::parse();
     archon::logging::init(&cli.log, cli.verbose, &archon::logging::LogOptions::default());
     match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

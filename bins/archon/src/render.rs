@@ -5,7 +5,7 @@ use archon_core::api::{
     WorkflowSummary,
 };
 use archon_core::model::units::{format_bytes, format_cpu, format_duration};
-use archon_core::model::{ExitStatus, ResourceUsage, Schedule, Secret, Timestamp};
+use archon_core::model::{ExitStatus, OnDisconnect, ResourceUsage, Schedule, Secret, Timestamp};
 use comfy_table::{Table, presets::NOTHING};
 
 fn table(header: &[&str]) -> Table {
@@ -96,6 +96,10 @@ pub(crate) fn job(d: &JobDetail) -> String {
         // The names only: a value is never shown (the API answers `***` anyway).
         let names: Vec<String> = s.secret_env.keys().map(|k| format!("{k}={}", Secret::REDACTED)).collect();
         out.push_str(&format!("  secret env: {}\n", names.join(", ")));
+    }
+    if s.on_disconnect == OnDisconnect::Keep {
+        // Only the choice that can run an attempt twice at once is worth a line.
+        out.push_str("  on disconnect: keep (runs on past its worker's lease; may run twice at once)\n");
     }
     if d.job.cancelled {
         out.push_str("  cancelled:  yes\n");
@@ -358,6 +362,29 @@ pub(crate) fn tokens(items: &[TokenView]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_that_keeps_its_attempts_on_disconnect_says_so() {
+        use archon_core::model::{Job, JobId, JobSpec, Task};
+        let detail = |on_disconnect| JobDetail {
+            job: Job {
+                id: JobId(7),
+                spec: std::sync::Arc::new(JobSpec {
+                    on_disconnect,
+                    ..JobSpec::new("etl", Task::Shell { command: "true".into() })
+                }),
+                created_at: Timestamp(0),
+                runs: vec![],
+                cancelled: false,
+            },
+            runs: vec![],
+            schedule: None,
+        };
+        let keep = job(&detail(OnDisconnect::Keep));
+        assert!(keep.contains("  on disconnect: keep ("), "{keep}");
+        let kill = job(&detail(OnDisconnect::Kill));
+        assert!(!kill.contains("disconnect"), "the default is not shown: {kill}");
+    }
 
     #[test]
     fn usage_reads_as_seconds_and_binary_units() {

@@ -331,10 +331,10 @@ fn a_docker_job_runs_from_the_cli_with_its_limits_and_exit_code() {
     containers.assert_none_left("every run ended");
 }
 
-/// `archon logs -f` as a child process: its lines with when each arrived.
+/// `archon logs -f` as a child process: its lines as they arrive.
 struct Follow {
     child: std::process::Child,
-    lines: std::sync::mpsc::Receiver<(Instant, String)>,
+    lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl Follow {
@@ -350,20 +350,25 @@ impl Follow {
         let (tx, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send((Instant::now(), line));
+                let _ = tx.send(line);
             }
         });
         Follow { child, lines }
     }
 
-    /// Every line with its arrival, and when the stream closed; bounded by `within`.
-    fn read_to_end(&mut self, within: Duration) -> (Vec<(Instant, String)>, Instant) {
+    /// The next line; panics if none comes within `within`.
+    fn next_line(&mut self, within: Duration) -> String {
+        self.lines.recv_timeout(within).unwrap_or_else(|e| panic!("no line from logs -f within {within:?}: {e}"))
+    }
+
+    /// Every further line until the stream closes; bounded by `within`.
+    fn read_to_end(&mut self, within: Duration) -> Vec<String> {
         let deadline = Instant::now() + within;
         let mut got = Vec::new();
         loop {
             match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(line) => got.push(line),
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return (got, Instant::now()),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return got,
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                     panic!("logs -f still streaming after {within:?}; got {:?}", got)
                 }
@@ -396,17 +401,17 @@ fn logs_follow_streams_a_containers_output_live() {
     let (_tmp, dir) = temp_dir();
     let containers = Dev::containers(&dir);
     let dev = Dev::start(&dir, "dev-logs");
-    let (_, run) = submit(&dev.server, &["--docker", IMAGE, "--", "sh", "-c", "echo one; sleep 2; echo two"]);
+    // The container prints `one`, then waits for the test to open its gate.
+    let script = "echo one; until [ -e /tmp/gate ]; do sleep 0.05; done; echo two";
+    let (_, run) = submit(&dev.server, &["--docker", IMAGE, "--", "sh", "-c", script]);
     let mut follow = Follow::start(&dev.server, run);
-    let (lines, closed_at) = follow.read_to_end(Duration::from_secs(30));
-    let printed: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
-    assert_eq!(printed, ["one", "two"]);
-    let one_before_end = closed_at - lines[0].0;
-    assert!(
-        one_before_end >= Duration::from_millis(1200),
-        "`one` came only {one_before_end:?} before the stream ended, though the container sleeps 2 s after it: not live"
-    );
-    assert!(follow.wait(Duration::from_secs(10)).success());
+    assert_eq!(follow.next_line(Duration::from_secs(60)), "one");
+    let id = containers.wait_running(run);
+    assert_eq!(run_detail(&dev.server, run)["run"]["state"], "running", "`one` came while the run runs: live");
+    let opened = docker(&["exec", &id, "touch", "/tmp/gate"]);
+    assert!(opened.status.success(), "{}", text(&opened.stderr));
+    assert_eq!(follow.read_to_end(Duration::from_secs(60)), ["two"], "the stream went on until the run ended");
+    assert!(follow.wait(Duration::from_secs(30)).success());
     // The stream ends with the run.
     let d = run_detail(&dev.server, run);
     assert_eq!(d["run"]["state"], "succeeded", "{d}");
@@ -505,6 +510,8 @@ fn a_restarted_worker_removes_the_containers_its_crashed_predecessor_left() {
     let name = inspect(&id).unwrap()["Name"].as_str().unwrap().trim_start_matches('/').to_owned();
 
     w.kill9();
+    // A negative check, so a fixed moment: nothing marks when a stop the worker's
+    // death might have set off would have landed.
     std::thread::sleep(Duration::from_millis(300));
     let still = inspect(&id).expect("the container of the crashed worker");
     assert_eq!(still["State"]["Running"], true, "a crashed worker cannot stop its container: {}", still["State"]);

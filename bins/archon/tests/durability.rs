@@ -179,6 +179,8 @@ fn a_restart_after_kill_dash_nine_kills_the_jobs_the_crashed_worker_left_running
     std::fs::remove_file(&pidfile).unwrap();
 
     dev.proc.kill9();
+    // A negative check, so a fixed moment: nothing marks when a kill set off by the
+    // worker's death (a parent-death signal, say) would have landed.
     std::thread::sleep(Duration::from_millis(300));
     assert!(!ended(pid), "a crashed worker cannot kill its jobs: sleep {pid} lives on as an orphan");
 

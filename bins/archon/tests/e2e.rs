@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{CLI as BIN, Dev, millis, text};
+use common::{CLI as BIN, Dev, text};
 
 fn pid_alive(pid: i32) -> bool {
     // A zombie has exited already; only a process still running counts.
@@ -17,6 +17,10 @@ fn pid_alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+/// How long a killed job's process may take to go: generous, and far less than
+/// the 300 s its `sleep` would run if nothing killed it.
+const GONE_WITHIN: Duration = Duration::from_secs(30);
 
 fn wait_gone(pid: i32, within: Duration) -> bool {
     let deadline = Instant::now() + within;
@@ -74,33 +78,29 @@ fn a_failing_job_is_retried_then_fails() {
 #[test]
 fn a_timeout_ends_the_run_and_kills_its_process_tree() {
     let dev = Dev::start();
-    let started = Instant::now();
-    let out = dev.cli(&["submit", "--wait", "--timeout", "1s", "--command", "sleep 60 & echo $!; wait"]);
-    let took = started.elapsed();
+    // The job would run 300 s: ending at all (with 124) is the timeout's doing.
+    let out = dev.cli(&["submit", "--wait", "--timeout", "1s", "--command", "sleep 300 & echo $!; wait"]);
     assert_eq!(out.status.code(), Some(124), "timed out runs exit 124: {}", text(&out.stderr));
-    assert!(took < Duration::from_millis(2500), "took {took:?}");
     let pid: i32 = text(&out.stdout).trim().parse().expect("the job printed its child's pid");
-    assert!(wait_gone(pid, Duration::from_secs(1)), "the grandchild sleep {pid} survived the timeout");
+    assert!(wait_gone(pid, GONE_WITHIN), "the grandchild sleep {pid} survived the timeout");
     let runs = dev.json(&["runs"]);
     assert_eq!(runs["items"][0]["state"], "timed_out");
     let detail = dev.json(&["get", runs["items"][0]["id"].as_str().unwrap()]);
-    let finished = millis(&detail["run"]["finished_at"]);
-    let started_at = millis(&detail["attempts"][0]["started_at"]);
-    assert!(finished - started_at < 2000, "ended {}ms after it started", finished - started_at);
+    assert_eq!(detail["attempts"][0]["exit"]["kind"], "timed_out", "{detail}");
 }
 
 #[test]
 fn cancel_kills_a_running_job() {
     let dev = Dev::start();
-    let run = dev.submit(&["--command", "sleep 60 & echo $!; wait"]);
+    let run = dev.submit(&["--command", "sleep 300 & echo $!; wait"]);
     let pid = dev.first_line_of(&run).trim().parse::<i32>().unwrap();
     assert!(pid_alive(pid));
     let out = dev.cli(&["cancel", &run]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    dev.wait_for_state(&run, "cancelled", Duration::from_secs(5));
+    dev.wait_for_state(&run, "cancelled", Duration::from_secs(30));
     let detail = dev.json(&["get", &run]);
     assert_eq!(detail["attempts"][0]["exit"]["kind"], "cancelled");
-    assert!(wait_gone(pid, Duration::from_secs(1)), "the cancelled job's sleep {pid} survived");
+    assert!(wait_gone(pid, GONE_WITHIN), "the cancelled job's sleep {pid} survived");
     let again = dev.cli(&["cancel", &run]);
     assert_eq!(again.status.code(), Some(2), "cancelling a finished run is refused");
 }
@@ -108,23 +108,24 @@ fn cancel_kills_a_running_job() {
 #[test]
 fn logs_follow_streams_lines_as_they_are_printed() {
     let dev = Dev::start();
-    let run = dev.submit(&["--command", "for i in 1 2 3; do echo line$i; sleep 0.7; done"]);
+    // The job prints a line, then waits for the test to open its gate before the rest.
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("gate");
+    let command = format!("echo line1; until [ -e {} ]; do sleep 0.05; done; echo line2; echo line3", gate.display());
+    let run = dev.submit(&["--command", &command]);
     let mut follow = Command::new(BIN)
         .args(["logs", "-f", &run])
         .env("ARCHON_SERVER", &dev.server)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let started = Instant::now();
     let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
-    let first_at = started.elapsed();
     assert_eq!(first, "line1");
+    assert_eq!(dev.run_state(&run), "running", "the first line came while the run still runs: live");
+    std::fs::write(&gate, "").unwrap();
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let all_at = started.elapsed();
-    assert_eq!(rest, ["line2", "line3"]);
-    assert!(first_at < Duration::from_millis(1200), "first line came after {first_at:?}: not live");
-    assert!(all_at >= Duration::from_millis(1000), "stream ended after {all_at:?}, before the run could end");
+    assert_eq!(rest, ["line2", "line3"], "the stream went on until the run ended");
     assert!(follow.wait().unwrap().success());
     assert_eq!(dev.run_state(&run), "succeeded");
 }
@@ -202,12 +203,12 @@ fn bad_input_is_refused_with_a_clear_error_and_nothing_is_stored() {
 #[test]
 fn ctrl_c_stops_dev_cleanly_and_kills_running_jobs() {
     let mut dev = Dev::start();
-    let run = dev.submit(&["--command", "sleep 60 & echo $!; wait"]);
+    let run = dev.submit(&["--command", "sleep 300 & echo $!; wait"]);
     let pid: i32 = dev.first_line_of(&run).trim().parse().unwrap();
     assert!(pid_alive(pid));
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(dev.child.id() as i32), nix::sys::signal::Signal::SIGINT)
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(s) = dev.child.try_wait().unwrap() {
             break s;
@@ -216,16 +217,16 @@ fn ctrl_c_stops_dev_cleanly_and_kills_running_jobs() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "archon dev exited with {status}");
-    assert!(wait_gone(pid, Duration::from_secs(1)), "the job's sleep {pid} was orphaned");
+    assert!(wait_gone(pid, GONE_WITHIN), "the job's sleep {pid} was orphaned");
 }
 
 #[test]
 fn get_shows_why_a_run_is_still_pending() {
     let dev = Dev::start(); // the dev worker offers 4 CPUs
     let busy = dev.submit(&["--cpu", "3", "--command", "sleep 30"]);
-    dev.wait_for_state(&busy, "running", Duration::from_secs(5));
+    dev.wait_for_state(&busy, "running", Duration::from_secs(30));
     let waiting = dev.submit(&["--cpu", "2", "--command", "true"]);
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let out = dev.cli(&["get", &waiting]);
         let table = text(&out.stdout);
@@ -237,5 +238,5 @@ fn get_shows_why_a_run_is_still_pending() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(dev.cli(&["cancel", &busy]).status.code(), Some(0));
-    dev.wait_for_state(&waiting, "succeeded", Duration::from_secs(5));
+    dev.wait_for_state(&waiting, "succeeded", Duration::from_secs(30));
 }

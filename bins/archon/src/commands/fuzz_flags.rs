@@ -80,7 +80,7 @@ fn flag_value() -> impl Strategy<Value = String> {
             "Europe/Berlin", "Nowhere/Else", "skip", "buffer-one", "binpack", "spread", "never", "/a:/b:ro", "data:/x",
             "a=b", "a!=b", "=b", "K=V", "K", "=", "job-1", "run-2", "wf-3", "w-4", "job-", "2026-12-01T10:00:00Z",
             "{\"n\": 1}", "[", "null", "read,admin", "manager", "postgres://u@h/db", "http://127.0.0.1:1", "",
-            " ", "--", "-", "\u{0}", "💥",
+            " ", "--", "-", "\u{0}", "💥", "keep",
         ])
         .prop_map(str::to_owned),
         1 => "\\PC{0,24}",

@@ -111,10 +111,13 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 })
             })?;
             let shutdown = crate::shutdown_on_signals();
-            let executors = crate::executors::for_worker(&config.worker_name, &config.data_dir, &args.docker.options())
-                .await
-                .with_context(|| format!("--data-dir {}: each archon dev needs its own", config.data_dir.display()))?;
-            crate::dev::run(config, executors, shutdown).await?;
+            let (executors, ledger) =
+                crate::executors::for_worker(&config.worker_name, &config.data_dir, &args.docker.options())
+                    .await
+                    .with_context(|| {
+                        format!("--data-dir {}: each archon dev needs its own", config.data_dir.display())
+                    })?;
+            crate::dev::run(config, executors, Some(ledger), shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Submit(args) => {
@@ -450,6 +453,7 @@ fn submit_spec(args: SubmitArgs) -> anyhow::Result<JobSpec> {
         retention: args.retention,
         keep_last: args.keep_last,
         output_limit: args.output_limit,
+        on_disconnect: args.on_disconnect,
         schedule: args.cron.map(|cron| ScheduleDraft {
             cron: Some(cron),
             timezone: args.tz,
@@ -603,4 +607,30 @@ fn certs(format: Format, command: crate::cli::CertsCommand) -> anyhow::Result<Ex
 /// A certificate error is the user's input: exit 2 with its message.
 fn to_bad(e: anyhow::Error) -> anyhow::Error {
     bad(format!("{e:#}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::submit_spec;
+    use crate::cli::{Cli, Command};
+    use archon_core::model::OnDisconnect;
+
+    fn submit(words: &[&str]) -> Result<archon_core::model::JobSpec, String> {
+        let line = ["archon", "submit", "--command", "true"].into_iter().chain(words.iter().copied());
+        match Cli::try_parse_from(line).map_err(|e| e.to_string())?.command {
+            Command::Submit(args) => submit_spec(*args).map_err(|e| e.to_string()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn on_disconnect_is_kill_unless_the_flag_says_keep_and_other_values_name_the_flag() {
+        assert_eq!(submit(&[]).unwrap().on_disconnect, OnDisconnect::Kill);
+        assert_eq!(submit(&["--on-disconnect", "keep"]).unwrap().on_disconnect, OnDisconnect::Keep);
+        assert_eq!(submit(&["--on-disconnect", "kill"]).unwrap().on_disconnect, OnDisconnect::Kill);
+        let e = submit(&["--on-disconnect", "linger"]).unwrap_err();
+        assert_eq!(e, "--on-disconnect: \"linger\" is not an on-disconnect choice (use kill or keep)");
+    }
 }

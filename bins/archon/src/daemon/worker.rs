@@ -221,14 +221,17 @@ pub async fn run(config: WorkerDaemonConfig, shutdown: CancellationToken) -> any
         .state_dir
         .clone()
         .unwrap_or_else(|| crate::replicated::default_data_dir(&format!("worker-{}", config.name)));
-    let executors = crate::executors::for_worker(&config.name, &state_dir, &config.docker).await?;
+    let (executors, ledger) = crate::executors::for_worker(&config.name, &state_dir, &config.docker).await?;
     let worker = WorkerRuntime::new(core, Arc::new(executors), transport);
+    let keeper = crate::executors::keep_lease(&ledger, &worker)?;
     println!("archon-worker {:?} offering {} to {}", config.name, config.capacity, config.managers.join(", "));
     let serving = match config.metrics_listen {
         Some(address) => Some(serve_metrics(address, metrics, shutdown.clone()).await?),
         None => None,
     };
-    worker.run(shutdown).await?;
+    let ran = worker.run(shutdown).await;
+    keeper.abort();
+    ran?;
     if let Some(serving) = serving {
         let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;
     }

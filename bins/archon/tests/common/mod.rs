@@ -50,6 +50,11 @@ impl Rng {
         Rng(seed)
     }
 
+    /// Seeded with `seed` (not printed: derived from a generator that was).
+    pub(crate) fn seeded(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
     /// The next number.
     pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
