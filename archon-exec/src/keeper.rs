@@ -136,7 +136,7 @@ fn keep(dir: &Path, worker: u32) {
                         // When, on the boot clock, so what a job marked can be compared.
                         let at = Duration::from_nanos(boot_now()).as_secs_f64();
                         eprintln!(
-                            "archon lease keeper: the worker's lease ended; by {at:.3}s (boot clock) killed the \
+                            "archon lease keeper: the worker's lease ended; by {at:.6}s (boot clock) killed the \
                              process groups of {}",
                             killed.join(" ")
                         );

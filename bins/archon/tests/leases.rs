@@ -3,8 +3,9 @@
 //! shell jobs while each worker suffers a seeded sequence of faults — its
 //! connection cut, or the worker process frozen with SIGSTOP while its jobs are
 //! not — some shorter than the lease, some between the lease and the worker
-//! timeout, some far longer. Every job records, from the host's boot clock,
-//! when its attempt started and when it was last seen executing; afterwards no
+//! timeout, some far longer. Every job records, from the host's boot clock
+//! (to the microsecond), when its attempt started and when it was last seen
+//! executing, and each lease keeper logs when it killed what; afterwards no
 //! two attempts of one run may have executed at the same time, and every run
 //! succeeded.
 //!
@@ -35,8 +36,8 @@ const WORKER_TIMEOUT: &str = "1500ms";
 /// How often a job marks that it is executing.
 const TICK: Duration = Duration::from_millis(50);
 
-/// The boot clock's resolution in `/proc/uptime`.
-const RESOLUTION: Duration = Duration::from_millis(10);
+/// Slack for a mark's writing after its clock reading.
+const RESOLUTION: Duration = Duration::from_millis(1);
 
 /// A TCP proxy in front of the manager whose connections can be cut: while cut
 /// it drops every connection it holds and every new one.
@@ -305,14 +306,25 @@ impl Ctl {
 
 /// A job that marks its start, a tick every [`TICK`] for `ticks` ticks, and its
 /// end — also when terminated (a cancel or a fence by the worker sends SIGTERM
-/// first); only a SIGKILL (the lease keeper's) leaves the end unmarked.
+/// first); only a SIGKILL (the lease keeper's) leaves the end unmarked. Marks
+/// are read from the boot clock to the microsecond (Python's `CLOCK_BOOTTIME`;
+/// `/proc/uptime` has only 10 ms).
 fn job(marks: &Path, ticks: u64) -> String {
-    format!(
-        "m() {{ read t _ < /proc/uptime; echo \"$ARCHON_RUN_ID $ARCHON_ATTEMPT_ID $1 $t\" >> {marks}; }}; \
-         trap 'm end; exit 143' TERM; m start; i=0; while [ $i -lt {ticks} ]; do sleep {tick}; m tick; i=$((i+1)); done; m end",
-        marks = marks.display(),
-        tick = TICK.as_secs_f64(),
-    )
+    let script = r#"import os, signal, sys, time
+f = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+ids = os.environ["ARCHON_RUN_ID"] + " " + os.environ["ARCHON_ATTEMPT_ID"]
+def mark(kind):
+    os.write(f, ("%s %s %.6f\n" % (ids, kind, time.clock_gettime(time.CLOCK_BOOTTIME))).encode())
+def term(*_):
+    mark("end")
+    os._exit(143)
+signal.signal(signal.SIGTERM, term)
+mark("start")
+for _ in range(int(sys.argv[2])):
+    time.sleep(float(sys.argv[3]))
+    mark("tick")
+mark("end")"#;
+    format!("exec python3 -c '{script}' {} {ticks} {}", marks.display(), TICK.as_secs_f64())
 }
 
 #[derive(Debug, Default)]
