@@ -65,8 +65,10 @@ impl LeaseKeeper {
         Ok(LeaseKeeper { child, file })
     }
 
-    /// Writes every change of `lease` to the lease file until it closes.
-    pub async fn follow(&self, mut lease: watch::Receiver<LeaseView>) {
+    /// Writes every change of `lease` to the lease file until it closes, and
+    /// after each write tells `kept` the end the keeper now enforces (a
+    /// millisecond before the lease's, so the worker's count ends first).
+    pub async fn follow(&self, mut lease: watch::Receiver<LeaseView>, kept: impl Fn(Option<tokio::time::Instant>)) {
         loop {
             let view = *lease.borrow_and_update();
             let until = view.until.map(|until| {
@@ -75,9 +77,10 @@ impl LeaseKeeper {
                 let boot = boot_now();
                 boot.saturating_add(duration_ns(until.saturating_duration_since(tokio::time::Instant::now())))
             });
-            if let Err(e) = write_lease(&self.file, until) {
-                tracing::error!(error = %e, file = %self.file.display(),
-                    "cannot write the lease for the keeper; it will kill the jobs when the last written lease ends");
+            match write_lease(&self.file, until) {
+                Ok(()) => kept(view.until.map(|u| u - Duration::from_millis(1))),
+                Err(e) => tracing::error!(error = %e, file = %self.file.display(),
+                    "cannot write the lease for the keeper; it will kill the jobs when the last written lease ends"),
             }
             if lease.changed().await.is_err() {
                 return;

@@ -46,6 +46,11 @@ struct State {
     generation: u64,
     next_seq: u64,
     sent: VecDeque<(u64, Instant)>,
+    /// With an outside keeper: the end it has been told (and enforces). The
+    /// lease counts as held only up to it, so the worker never believes in a
+    /// lease its keeper may already have ended (say, frozen between a renewal
+    /// and telling the keeper).
+    kept: Option<Option<Instant>>,
 }
 
 /// A worker's lease.
@@ -66,6 +71,7 @@ impl Lease {
                 generation: 0,
                 next_seq: 0,
                 sent: VecDeque::new(),
+                kept: None,
             }),
             view: watch::channel(LeaseView { until: Some(now), generation: 0 }).0,
         }
@@ -127,6 +133,28 @@ impl Lease {
         lapsed
     }
 
+    /// An outside keeper follows this lease: from now on it counts only up to
+    /// what [`Lease::kept`] last said the keeper enforces.
+    pub(crate) fn attach_keeper(&self) {
+        let mut s = self.state();
+        s.kept = Some(None);
+    }
+
+    /// The keeper now enforces `until` (`None`: no lease). Returns true if the
+    /// lease has lapsed unnoticed (the caller fences what runs).
+    pub(crate) fn kept(&self, until: Option<Instant>) -> bool {
+        let mut s = self.state();
+        s.kept = Some(until);
+        // A later end the keeper now knows revives a lapse noticed only
+        // because the keeper had not been told yet.
+        if s.lapsed && !s.length.is_zero() && effective(&s).is_some_and(|u| u > Instant::now()) {
+            s.lapsed = false;
+        }
+        let lapsed = notice(&mut s, Instant::now());
+        self.publish(&s);
+        lapsed
+    }
+
     /// Notices a lapse now due. Returns true the first time for each lapse.
     pub(crate) fn check(&self) -> bool {
         let mut s = self.state();
@@ -159,7 +187,7 @@ impl Lease {
     /// When the lease ends, if it holds one that has not lapsed.
     pub(crate) fn until(&self) -> Option<Instant> {
         let s = self.state();
-        if s.length.is_zero() || s.lapsed { None } else { s.until }
+        if s.length.is_zero() || s.lapsed { None } else { effective(&s) }
     }
 }
 
@@ -168,7 +196,7 @@ fn notice(s: &mut State, now: Instant) -> bool {
     if s.length.is_zero() || s.lapsed {
         return false;
     }
-    match s.until {
+    match effective(s) {
         Some(until) if until <= now => {
             s.lapsed = true;
             s.generation += 1;
@@ -188,8 +216,20 @@ fn extend(s: &mut State, until: Instant) {
     if s.until.is_none_or(|u| until > u) {
         s.until = Some(until);
     }
-    if s.lapsed && s.until.is_some_and(|u| u > Instant::now()) {
+    if s.lapsed && effective(s).is_some_and(|u| u > Instant::now()) {
         s.lapsed = false;
+    }
+}
+
+/// The lease's end as the worker may count on it: its own, or earlier what its
+/// keeper enforces.
+fn effective(s: &State) -> Option<Instant> {
+    match (s.until, s.kept) {
+        (until, None) => until,
+        (Some(until), Some(Some(kept))) => Some(until.min(kept)),
+        // The keeper has been told nothing yet: no lease to count on.
+        (Some(_), Some(None)) => Some(Instant::now() - Duration::from_millis(1)),
+        (None, _) => None,
     }
 }
 
@@ -224,6 +264,24 @@ mod tests {
         assert!(!lease.renewed(fresh));
         assert_eq!(lease.valid(), Some(1));
         assert!(lease.fenced_since(0) && !lease.fenced_since(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_a_keeper_the_lease_counts_only_up_to_what_the_keeper_was_told() {
+        let lease = Lease::new();
+        lease.attach_keeper();
+        lease.welcome(Duration::from_secs(8), Instant::now());
+        assert_eq!(lease.valid(), None, "the keeper has not been told yet");
+        assert!(!lease.kept(Some(Instant::now() + Duration::from_secs(2))));
+        assert_eq!(lease.valid(), Some(0));
+        let seq = lease.heartbeat();
+        assert!(!lease.renewed(seq));
+        // Renewed to 8 s, but the keeper still enforces 2 s: that is the end.
+        assert_eq!(lease.until(), Some(Instant::now() + Duration::from_secs(2)));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(lease.check(), "the keeper's end is the lease's end");
+        assert!(!lease.kept(Some(Instant::now() + Duration::from_secs(5))));
+        assert_eq!(lease.valid(), Some(1), "told a later end, it holds again, in a new generation");
     }
 
     #[tokio::test(start_paused = true)]

@@ -229,6 +229,22 @@ impl WorkerRuntime {
         self.shared.lease.watch()
     }
 
+    /// An outside keeper follows the lease: from now on the worker counts on
+    /// its lease only up to what [`WorkerRuntime::lease_kept`] last said the
+    /// keeper enforces, so nothing the keeper kills is reported as a failure.
+    /// Call before [`WorkerRuntime::run`].
+    pub fn attach_lease_keeper(&self) {
+        self.shared.lease.attach_keeper();
+    }
+
+    /// The keeper now enforces `until` (`None`: no lease).
+    pub fn lease_kept(&self, until: Option<tokio::time::Instant>) {
+        if self.shared.lease.kept(until) {
+            self.shared.fence_all();
+        }
+        self.start_held();
+    }
+
     /// Runs until `shutdown` fires: connect, serve, reconnect with backoff. On
     /// shutdown, kills running attempts and tells the manager it is leaving.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), Error> {
@@ -409,6 +425,11 @@ impl WorkerRuntime {
         if self.shared.lease.renewed(seq) {
             self.shared.fence_all();
         }
+        self.start_held();
+    }
+
+    /// Starts the assignments held while the lease had lapsed, if it holds again.
+    fn start_held(&self) {
         if self.shared.lease.valid().is_some() {
             let held = std::mem::take(&mut *self.shared.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
             if !held.is_empty() {

@@ -83,11 +83,21 @@ pub async fn for_worker(
 /// Starts the lease keeper of `worker`'s jobs noted in `ledger` (see
 /// [`archon_exec::LeaseKeeper`]): it kills them when the worker's lease ends,
 /// even if the worker process is frozen. Abort the returned task to stop it.
-pub fn keep_lease(ledger: &ProcessLedger, worker: &WorkerRuntime) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+pub fn keep_lease(ledger: &ProcessLedger, worker: &Arc<WorkerRuntime>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let keeper = archon_exec::LeaseKeeper::spawn(ledger)
         .with_context(|| format!("cannot start the lease keeper for {}", ledger.dir().display()))?;
+    worker.attach_lease_keeper();
     let lease = worker.lease();
-    Ok(tokio::spawn(async move { keeper.follow(lease).await }))
+    let worker = Arc::downgrade(worker);
+    Ok(tokio::spawn(async move {
+        keeper
+            .follow(lease, |until| {
+                if let Some(worker) = worker.upgrade() {
+                    worker.lease_kept(until);
+                }
+            })
+            .await;
+    }))
 }
 
 /// Connects to the engine and removes the containers a crashed predecessor left;
