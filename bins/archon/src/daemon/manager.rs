@@ -184,13 +184,13 @@ impl ManagerDaemonConfig {
                 "peers and join: not used with store = postgres://…; managers given the same database form one group"
             );
         }
-        if self.worker_timeout <= self.heartbeat_interval {
-            anyhow::bail!(
-                "worker_timeout ({:?}) must be longer than heartbeat_interval ({:?})",
-                self.worker_timeout,
-                self.heartbeat_interval
-            );
-        }
+        // The library's own check: the worker lease must outlast three heartbeats.
+        let timings = ManagerConfig {
+            heartbeat_interval: self.heartbeat_interval,
+            worker_timeout: self.worker_timeout,
+            ..ManagerConfig::default()
+        };
+        timings.check().map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(())
     }
 }

@@ -127,7 +127,15 @@ mod tests {
             heartbeat_interval: Some("2s".into()),
             ..ManagerFile::default()
         });
-        assert!(e.unwrap_err().to_string().contains("must be longer than heartbeat_interval"));
+        let e = e.unwrap_err().to_string();
+        assert!(e.starts_with("heartbeat_interval: 2s is too long for a worker timeout of 1s"), "{e}");
+        let e = m.apply(ManagerFile {
+            worker_timeout: Some("2s".into()),
+            heartbeat_interval: Some("600ms".into()),
+            ..ManagerFile::default()
+        });
+        let e = e.unwrap_err().to_string();
+        assert!(e.contains("must outlast three heartbeats"), "{e}");
         let e = m.apply(ManagerFile { placement: Some("random".into()), ..ManagerFile::default() });
         assert_eq!(e.unwrap_err().to_string(), "placement: \"random\" is not a policy (binpack or spread)");
     }
