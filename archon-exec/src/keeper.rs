@@ -114,13 +114,19 @@ pub fn main_if_asked() -> Option<std::process::ExitCode> {
     Some(std::process::ExitCode::SUCCESS)
 }
 
+/// How soon the keeper looks again after an ended lease's pass: at once while a
+/// job may be between fork and note (its group appears any moment), then less
+/// and less often while the passes find nothing new, up to [`LOOK_EVERY`].
+const AGAIN_FIRST: Duration = Duration::from_millis(10);
+
 /// The keeper's loop: until the worker is gone and the lease has ended with
 /// nothing left to kill.
 fn keep(dir: &Path, worker: u32) {
     let file = dir.join(LEASE_FILE);
     // Told once each: a frozen worker cannot reap what was killed, so its notes
-    // stay (and are killed again, harmlessly) until it wakes.
+    // stay until it wakes.
     let mut told = std::collections::HashSet::new();
+    let mut again = AGAIN_FIRST;
     loop {
         let worker_alive = nix::unistd::getppid().as_raw().unsigned_abs() == worker;
         let now = boot_now();
@@ -130,28 +136,30 @@ fn keep(dir: &Path, worker: u32) {
         match until {
             Some(until) if until <= now => {
                 match crate::ledger::kill_noted(dir, Some(worker), false) {
-                    Ok(mut killed) if !killed.is_empty() => {
+                    Ok(sweep) if sweep.killed.is_empty() && !worker_alive => return,
+                    Ok(sweep) => {
+                        let mut killed = sweep.killed;
                         killed.retain(|attempt| told.insert(attempt.clone()));
-                        if killed.is_empty() {
-                            std::thread::sleep(Duration::from_millis(10));
-                            continue;
+                        if !killed.is_empty() {
+                            // When, on the boot clock, so what a job marked can be compared.
+                            let at = Duration::from_nanos(boot_now()).as_secs_f64();
+                            eprintln!(
+                                "archon lease keeper: the worker's lease ended; by {at:.6}s (boot clock) killed the \
+                                 process groups of {}",
+                                killed.join(" ")
+                            );
                         }
-                        // When, on the boot clock, so what a job marked can be compared.
-                        let at = Duration::from_nanos(boot_now()).as_secs_f64();
-                        eprintln!(
-                            "archon lease keeper: the worker's lease ended; by {at:.6}s (boot clock) killed the \
-                             process groups of {}",
-                            killed.join(" ")
-                        );
+                        again = if sweep.spawning || !killed.is_empty() { AGAIN_FIRST } else { again * 2 };
                     }
-                    Ok(_) if !worker_alive => return,
-                    Ok(_) => {}
                     Err(_) if !worker_alive => return,
-                    Err(_) => {}
+                    Err(_) => again = AGAIN_FIRST,
                 }
-                std::thread::sleep(Duration::from_millis(10));
+                std::thread::sleep(again.min(LOOK_EVERY));
             }
-            Some(until) => std::thread::sleep(Duration::from_nanos(until - now).min(LOOK_EVERY)),
+            Some(until) => {
+                again = AGAIN_FIRST;
+                std::thread::sleep(Duration::from_nanos(until - now).min(LOOK_EVERY));
+            }
             // No leases: the worker's manager grants none.
             None if !worker_alive => return,
             None => std::thread::sleep(LOOK_EVERY),

@@ -74,8 +74,17 @@ impl ProcessLedger {
     /// noted, and clears the notes. Returns the attempts whose groups were found
     /// alive. Call it before the worker starts taking work.
     pub fn kill_orphans(&self) -> std::io::Result<Vec<String>> {
-        kill_noted(&self.dir, None, true)
+        Ok(kill_noted(&self.dir, None, true)?.killed)
     }
+}
+
+/// What one pass over the ledger found.
+#[derive(Debug, Default)]
+pub(crate) struct Sweep {
+    /// The attempts whose groups had a live (not zombie) member, now killed.
+    pub(crate) killed: Vec<String>,
+    /// Whether a note was of an attempt still being spawned (no group yet).
+    pub(crate) spawning: bool,
 }
 
 /// Kills every process group noted in the ledger at `dir` (files whose names
@@ -83,9 +92,10 @@ impl ProcessLedger {
 /// `parent` (the lease keeper), notes marked `keep` are spared. A note of
 /// an attempt still being spawned (group 0) names no group yet: with `parent`,
 /// the groups its children lead that started since the note are killed.
-/// Returns the attempts whose groups were found alive.
-pub(crate) fn kill_noted(dir: &Path, parent: Option<u32>, remove: bool) -> std::io::Result<Vec<String>> {
-    let mut killed = Vec::new();
+/// A group whose members are all zombies (killed already, not yet reaped by a
+/// frozen worker) is signalled but not counted.
+pub(crate) fn kill_noted(dir: &Path, parent: Option<u32>, remove: bool) -> std::io::Result<Sweep> {
+    let mut sweep = Sweep::default();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else { continue };
@@ -100,26 +110,31 @@ pub(crate) fn kill_noted(dir: &Path, parent: Option<u32>, remove: bool) -> std::
         let mut fields = note.split_whitespace().map(str::parse::<u64>);
         match (fields.next(), fields.next()) {
             (Some(Ok(0)), Some(Ok(since))) => {
+                sweep.spawning = true;
                 if let Some(parent) = parent {
                     for pgid in children_leading_groups(parent, since) {
-                        if killpg(Pid::from_raw(pgid), Signal::SIGKILL).is_ok() {
+                        let live = group_has_live_member(pgid);
+                        if killpg(Pid::from_raw(pgid), Signal::SIGKILL).is_ok() && live {
                             tracing::warn!(attempt = %name, pgid, "killed a process group being spawned");
-                            killed.push(name.clone());
+                            sweep.killed.push(name.clone());
                         }
                     }
                 }
             }
             (Some(Ok(pgid)), Some(Ok(started))) => {
                 if let Ok(pgid) = i32::try_from(pgid) {
-                    let same_leader = match start_time(pgid.unsigned_abs()) {
-                        Some(now) => now == started,
+                    let same_leader = match proc_stat(pgid.unsigned_abs()) {
+                        Some(stat) => stat.started == started,
                         // The leader is gone; members may remain, and the group id
                         // cannot have been reused while they do.
                         None => true,
                     };
-                    if same_leader && pgid > 1 && killpg(Pid::from_raw(pgid), Signal::SIGKILL) != Err(Errno::ESRCH) {
-                        tracing::warn!(attempt = %name, pgid, "killed a noted process group");
-                        killed.push(name.clone());
+                    if same_leader && pgid > 1 {
+                        let live = group_has_live_member(pgid);
+                        if killpg(Pid::from_raw(pgid), Signal::SIGKILL) != Err(Errno::ESRCH) && live {
+                            tracing::warn!(attempt = %name, pgid, "killed a noted process group");
+                            sweep.killed.push(name.clone());
+                        }
                     }
                 }
             }
@@ -129,26 +144,55 @@ pub(crate) fn kill_noted(dir: &Path, parent: Option<u32>, remove: bool) -> std::
             std::fs::remove_file(&path)?;
         }
     }
-    Ok(killed)
+    Ok(sweep)
+}
+
+/// A process's line in `/proc/PID/stat`, the fields used here.
+#[derive(Debug, Clone, Copy)]
+struct ProcStat {
+    /// `R`, `S`, `Z` (zombie), …
+    state: char,
+    ppid: u32,
+    pgrp: u32,
+    /// Clock ticks since boot.
+    started: u64,
+}
+
+/// Process `pid`'s stat, from `/proc`.
+fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces:
+    // state, ppid, pgrp, …, starttime (the 20th).
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    Some(ProcStat {
+        state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+        started: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// Every process of the host with its stat.
+fn processes() -> impl Iterator<Item = (u32, ProcStat)> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, proc_stat(pid)?)))
 }
 
 /// The groups led by children of `parent` that started at or after `since`
 /// (clock ticks since boot).
 fn children_leading_groups(parent: u32, since: u64) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let rest = &stat[stat.rfind(')')? + 2..];
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            // After the name: state, ppid, pgrp, …, starttime (the 20th).
-            let ppid: u32 = fields.get(1)?.parse().ok()?;
-            let pgrp: u32 = fields.get(2)?.parse().ok()?;
-            let started: u64 = fields.get(19)?.parse().ok()?;
-            (ppid == parent && pgrp == pid && started >= since).then(|| i32::try_from(pid).ok()).flatten()
-        })
+    processes()
+        .filter(|(pid, s)| s.ppid == parent && s.pgrp == *pid && s.started >= since)
+        .filter_map(|(pid, _)| i32::try_from(pid).ok())
         .collect()
+}
+
+/// Whether group `pgid` has a member that is not a zombie.
+fn group_has_live_member(pgid: i32) -> bool {
+    processes().any(|(_, s)| i64::from(s.pgrp) == i64::from(pgid) && !matches!(s.state, 'Z' | 'X' | 'x'))
 }
 
 /// Now, in clock ticks since boot (the unit of a process's start time), less
@@ -172,7 +216,7 @@ pub(crate) struct LedgerEntry<'a> {
 impl LedgerEntry<'_> {
     /// Notes the process group the attempt runs as.
     pub(crate) fn spawned(&self, pgid: u32) -> std::io::Result<()> {
-        let started = start_time(pgid).unwrap_or_default();
+        let started = proc_stat(pgid).map_or(0, |s| s.started);
         std::fs::write(&self.path, format!("{pgid} {started}{}\n", self.keep))
     }
 }
@@ -181,15 +225,6 @@ impl Drop for LedgerEntry<'_> {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
-}
-
-/// The start time (clock ticks since boot) of process `pid`, from `/proc`.
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    // `starttime` is field 22 of the line, the 20th after the command name.
-    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 #[cfg(test)]
@@ -208,7 +243,72 @@ mod tests {
 
     #[test]
     fn our_own_start_time_is_read() {
-        assert!(start_time(std::process::id()).is_some_and(|t| t > 0));
-        assert_eq!(start_time(u32::MAX), None);
+        assert!(proc_stat(std::process::id()).is_some_and(|s| s.started > 0));
+        assert!(proc_stat(u32::MAX).is_none());
+    }
+
+    /// A `sleep` leading its own group, as the process executors spawn jobs.
+    fn job() -> std::process::Child {
+        let mut command = std::process::Command::new("sleep");
+        command.arg("600");
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        command.spawn().unwrap()
+    }
+
+    fn alive(child: &mut std::process::Child) -> bool {
+        child.try_wait().unwrap().is_none()
+    }
+
+    #[test]
+    fn the_keeper_kills_noted_groups_and_spawning_jobs_but_spares_keep_jobs_and_counts_no_zombie() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ProcessLedger::open(dir.path()).unwrap();
+        let (mut killed, mut kept) = (job(), job());
+        let killed_note = ledger.spawning(AttemptId(1), false).unwrap();
+        killed_note.spawned(killed.id()).unwrap();
+        let kept_note = ledger.spawning(AttemptId(2), true).unwrap();
+        kept_note.spawned(kept.id()).unwrap();
+        let me = Some(std::process::id());
+
+        let sweep = kill_noted(dir.path(), me, false).unwrap();
+        assert_eq!(sweep.killed, vec!["att-1".to_owned()]);
+        assert!(!sweep.spawning);
+        assert!(alive(&mut kept), "the keeper killed an on_disconnect = keep job");
+        // Killed but not reaped: a zombie, as under a frozen worker. Signalled
+        // again on the next pass, it is not counted again.
+        let zombie = |pid: u32| proc_stat(pid).is_some_and(|s| s.state == 'Z');
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !zombie(killed.id()) {
+            assert!(std::time::Instant::now() < deadline, "the killed job never exited");
+            std::thread::yield_now();
+        }
+        assert!(kill_noted(dir.path(), me, false).unwrap().killed.is_empty());
+        assert!(!alive(&mut killed));
+
+        // A restarted worker (no keeper) kills keep jobs too, and clears the notes.
+        drop((killed_note, kept_note));
+        let note = ledger.spawning(AttemptId(2), true).unwrap();
+        note.spawned(kept.id()).unwrap();
+        std::mem::forget(note);
+        assert_eq!(ledger.kill_orphans().unwrap(), vec!["att-2".to_owned()]);
+        kept.wait().unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter(|e| { !e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.') })
+                .count(),
+            0
+        );
+
+        // A job caught between fork and note is found among the worker's
+        // children. (In the same test: it kills any child of this process
+        // leading a group, which would include other tests' jobs under `cargo test`.)
+        let note = ledger.spawning(AttemptId(3), false).unwrap();
+        let mut child = job();
+        let sweep = kill_noted(dir.path(), Some(std::process::id()), false).unwrap();
+        assert!(sweep.spawning);
+        assert_eq!(sweep.killed, vec!["att-3".to_owned()]);
+        child.wait().unwrap();
+        drop(note);
     }
 }
