@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
-use archon_core::model::{JobSpec, Resources, RunId, Task, Timestamp, WorkerId};
-use archon_core::state::{ClusterState, Command};
+use archon_core::state::ClusterState;
+use archon_core::testkit::fixtures::{assign, register_worker, submit_job};
 use archon_raft::storage::{self, LogStore, StateMachine};
 use archon_raft::{Error, Proposal, TypeConfig};
 use openraft::storage::{LogState, RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
@@ -43,26 +43,6 @@ fn log_id(index: u64) -> LogId<u64> {
 
 fn membership() -> Membership<u64, BasicNode> {
     Membership::new(vec![BTreeSet::from([0])], BTreeMap::from([(0, BasicNode::new("127.0.0.1:7100"))]))
-}
-
-fn register_worker(name: &str) -> Command {
-    Command::RegisterWorker {
-        at: Timestamp(1_000),
-        name: name.to_owned(),
-        address: format!("{name}.local:7001"),
-        labels: BTreeMap::new(),
-        capacity: Resources { cpu_millis: 8_000, memory_bytes: 8 << 30, ..Resources::default() },
-        capabilities: BTreeSet::from(["shell".to_owned()]),
-        running: Vec::new(),
-    }
-}
-
-fn submit_job(name: &str, at: i64) -> Command {
-    Command::submit(Timestamp(at), Arc::new(JobSpec::new(name, Task::Shell { command: "true".into() })))
-}
-
-fn assign(run: u64, worker: u64, at: i64) -> Command {
-    Command::AssignAttempt { at: Timestamp(at), run: RunId(run), worker: WorkerId(worker) }
 }
 
 /// Eight entries of cluster history from index 0 (where openraft puts the initial

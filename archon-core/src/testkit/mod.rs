@@ -4,6 +4,7 @@
 pub use crate::state::generate as commands;
 
 pub mod executor_suite;
+pub mod fixtures;
 pub mod history_suite;
 pub mod store_suite;
 pub mod transport_suite;

@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
-use archon_core::model::{JobSpec, Resources, RunId, Task, Timestamp, WorkerId};
 use archon_core::state::Command;
+use archon_core::testkit::fixtures::{assign, register_worker, submit_job};
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
 use openraft::{BasicNode, CommittedLeaderId, Membership, RaftSnapshotBuilder};
 use tempfile::TempDir;
@@ -14,26 +14,6 @@ use super::*;
 
 fn log_id(term: u64, index: u64) -> LogId<NodeId> {
     LogId::new(CommittedLeaderId::new(term, 0), index)
-}
-
-fn register_worker(name: &str) -> Command {
-    Command::RegisterWorker {
-        at: Timestamp(1_000),
-        name: name.to_owned(),
-        address: format!("{name}.local:7001"),
-        labels: BTreeMap::new(),
-        capacity: Resources { cpu_millis: 8_000, memory_bytes: 8 << 30, ..Resources::default() },
-        capabilities: BTreeSet::from(["shell".to_owned()]),
-        running: Vec::new(),
-    }
-}
-
-fn submit_job(name: &str, at: i64) -> Command {
-    Command::submit(Timestamp(at), Arc::new(JobSpec::new(name, Task::Shell { command: "true".into() })))
-}
-
-fn assign(run: u64, worker: u64, at: i64) -> Command {
-    Command::AssignAttempt { at: Timestamp(at), run: RunId(run), worker: WorkerId(worker) }
 }
 
 fn normal(commands: Vec<Command>) -> EntryPayload<TypeConfig> {
