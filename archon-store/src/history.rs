@@ -128,7 +128,7 @@ pub(crate) async fn write(ops: &[HistoryOp], conn: &mut AsyncPgConnection) -> Qu
 /// The history a PostgreSQL store serves, read on pooled connections. Cheap to clone.
 #[derive(Clone)]
 pub struct PgHistory {
-    pub(crate) pool: Pool<AsyncPgConnection>,
+    pool: Pool<AsyncPgConnection>,
     url: String,
 }
 

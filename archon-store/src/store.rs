@@ -101,6 +101,8 @@ impl PgConfig {
 pub struct PgStore {
     inner: Arc<Inner>,
     history: PgHistory,
+    /// For the store's own reads (the leader row); the history has its clone.
+    pool: Pool<AsyncPgConnection>,
     requests: mpsc::Sender<Request>,
     /// Stops the campaign (releasing the lock) when the last clone is dropped.
     _stop: Arc<StopOnDrop>,
@@ -158,9 +160,16 @@ impl PgStore {
         let stop = Arc::new(StopOnDrop(inner.stop.clone()));
         let history = PgHistory::new(pool.clone(), inner.config.url.clone());
         tokio::spawn(
-            Campaign { inner: inner.clone(), pool, lock: None, leader: None, snapshotting: Arc::default() }.run(queue),
+            Campaign {
+                inner: inner.clone(),
+                pool: pool.clone(),
+                lock: None,
+                leader: None,
+                snapshotting: Arc::default(),
+            }
+            .run(queue),
         );
-        Ok(PgStore { inner, history, requests, _stop: stop })
+        Ok(PgStore { inner, history, pool, requests, _stop: stop })
     }
 
     /// Waits until this manager leads, or `within` passes.
@@ -213,7 +222,7 @@ impl Store for PgStore {
             return Err(CoreError::NotLeader { leader: ours.leader });
         }
         let unavailable = |e: String| CoreError::Unavailable(format!("cannot confirm leadership: {e}"));
-        let mut conn = self.history.pool.get().await.map_err(|e| unavailable(redact(&e.to_string())))?;
+        let mut conn = self.pool.get().await.map_err(|e| unavailable(redact(&e.to_string())))?;
         let term = archon_leader::table
             .filter(archon_leader::id.eq(1))
             .select(archon_leader::term)
