@@ -75,12 +75,14 @@ pub async fn run(
     ledger: Option<Arc<archon_exec::ProcessLedger>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    if config.insecure {
+        crate::security::check_exposure(config.listen, false, true, "--listen")?;
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("--listen: cannot listen on {}", config.listen))?;
     let address = listener.local_addr().context("listener address")?;
     let serving = if config.insecure {
-        crate::security::check_exposure(address, false, true, "--listen")?;
         crate::security::Serving::default()
     } else {
         let files = dev_certificates(&config.data_dir.join("certs"), address)?;

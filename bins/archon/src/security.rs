@@ -67,22 +67,25 @@ impl TlsFlags {
     }
 }
 
-/// Refuses plaintext on a non-loopback address unless `insecure`; warns when
-/// it is allowed that way.
+/// Refuses plaintext on a non-loopback address unless `insecure`; with
+/// `insecure`, warns (on every start, on any address) that the port is open.
 pub fn check_exposure(listen: SocketAddr, tls: bool, insecure: bool, flag: &str) -> anyhow::Result<()> {
-    if tls || listen.ip().is_loopback() {
+    if tls {
         return Ok(());
     }
-    if !insecure {
-        anyhow::bail!(
-            "{flag}: {listen} is reachable beyond this machine, and without TLS and tokens anyone who reaches it \
-             can run commands on the workers; give --tls-ca, --tls-cert and --tls-key (see `archon certs`), or \
-             --insecure to serve it open anyway"
-        );
+    if insecure {
+        tracing::warn!(%listen, "--insecure: serving plaintext without tokens; anyone who reaches this port can run jobs");
+        eprintln!("warning: --insecure: {listen} serves plaintext without tokens; anyone who reaches it can run jobs");
+        return Ok(());
     }
-    tracing::warn!(%listen, "--insecure: serving plaintext without tokens; anyone who reaches this port can run jobs");
-    eprintln!("warning: --insecure: {listen} serves plaintext without tokens; anyone who reaches it can run jobs");
-    Ok(())
+    if listen.ip().is_loopback() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "{flag}: {listen} is reachable beyond this machine, and without TLS and tokens anyone who reaches it can run \
+         commands on the workers; give --tls-ca, --tls-cert and --tls-key (see `archon certs`), or --insecure to \
+         serve it open anyway"
+    )
 }
 
 /// A manager's port, secured or not.

@@ -238,3 +238,108 @@ async fn certificates_rotate_without_a_restart() {
     // And it still serves: the process was not restarted.
     assert!(manager.process.0.id() > 0);
 }
+
+#[test]
+fn plaintext_beyond_loopback_needs_insecure_which_warns_on_every_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    // Refused before it listens, naming the flag and the ways out.
+    let out = std::process::Command::new(common::daemon_bin("archon-manager"))
+        .args(["--listen", "0.0.0.0:0", "--data-dir", data])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "archon-manager served plaintext on 0.0.0.0");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("listen: 0.0.0.0:0 is reachable beyond this machine"), "{stderr}");
+    assert!(stderr.contains("--tls-ca, --tls-cert and --tls-key") && stderr.contains("--insecure"), "{stderr}");
+    // With --insecure it serves (here on loopback) and says so on every start.
+    for _ in 0..2 {
+        let log = dir.path().join("manager.log");
+        let mut manager = common::Proc::spawn(
+            &common::daemon_bin("archon-manager"),
+            &["--listen", "127.0.0.1:0", "--data-dir", data, "--insecure"],
+            &log,
+        );
+        manager.wait_line("archon-manager listening on http://", Duration::from_secs(60));
+        let stderr = std::fs::read_to_string(&log).unwrap();
+        assert!(stderr.contains("warning: --insecure: 127.0.0.1:0 serves plaintext without tokens"), "{stderr}");
+        manager.kill9();
+    }
+}
+
+/// Three managers speaking Raft over mutual TLS: a token made on one is
+/// honoured by all, and once its revoke is committed every one refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_on_one_manager_is_refused_by_every_manager_of_a_tls_group() {
+    let pki = Pki::new();
+    let ports = common::free_ports(3);
+    let peers = (1..=3).map(|id| format!("{id}=127.0.0.1:{}", ports[id - 1])).collect::<Vec<_>>().join(",");
+    let managers: Vec<SecureManager> = (1..=3)
+        .map(|id| {
+            let listen = format!("127.0.0.1:{}", ports[id - 1]);
+            let node = id.to_string();
+            let timings = ["--heartbeat-interval", "300ms", "--worker-timeout", "3s"];
+            let mut extra = vec!["--node-id", &node, "--peers", &peers];
+            extra.extend(timings);
+            SecureManager::start_at(pki.dir.path(), &listen, &extra)
+        })
+        .collect();
+    let servers = ports.iter().map(|p| format!("https://localhost:{p}")).collect::<Vec<_>>().join(",");
+    let run = |args: &[&str]| {
+        std::process::Command::new(secure::CLI)
+            .args(["--server", &servers, "--ca"])
+            .arg(pki.dir.path().join("ca.pem"))
+            .arg("--cert")
+            .arg(pki.dir.path().join("manager.pem"))
+            .arg("--key")
+            .arg(pki.dir.path().join("manager.key"))
+            .args(args)
+            .env("ARCHON_CLI_CONFIG", pki.dir.path().join("none.toml"))
+            .output()
+            .unwrap()
+    };
+    let cli = |args: &[&str]| {
+        let out = run(args);
+        assert!(out.status.success(), "archon {args:?}: {}", text(&out.stderr));
+        text(&out.stdout).trim().to_owned()
+    };
+    // The group elects a leader over TLS; the CLI finds it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let token = loop {
+        let out = run(&["token", "create", "--name", "reader", "--scope", "read"]);
+        if out.status.success() {
+            break text(&out.stdout).trim().to_owned();
+        }
+        assert!(Instant::now() < deadline, "no leader took the token: {}", text(&out.stderr));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let id = token["archon_".len()..token.len() - 65].to_owned();
+    let ca = pki.dir.path().join("ca.pem");
+    let alice = (pki.files("alice").cert, pki.files("alice").key);
+    let authorization = format!("Bearer {token}");
+    let answer = |addr| {
+        let config = client_config(&ca, Some((&alice.0, &alice.1)), &[&rustls::version::TLS13]);
+        let authorization = authorization.clone();
+        async move { https(addr, config, "GET", "/api/v1/cluster", &[("authorization", &authorization)]).await.map(|r| r.0) }
+    };
+    let until = async |addr, status: u16, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = answer(addr).await;
+            if got == Ok(status) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{addr}: {what}: last answer {got:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    for m in &managers {
+        until(m.addr, 200, "the new token is honoured").await;
+    }
+    assert!(cli(&["token", "list"]).contains(&id));
+    cli(&["token", "revoke", &id]);
+    for m in &managers {
+        until(m.addr, 401, "the revoked token is refused").await;
+    }
+}

@@ -197,12 +197,12 @@ impl ManagerDaemonConfig {
 
 /// Runs the manager until `shutdown` fires.
 pub async fn run(config: ManagerDaemonConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let files = config.tls.files()?;
+    crate::security::check_exposure(config.listen, files.is_some(), config.tls.insecure, "listen")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listen: cannot listen on {}", config.listen))?;
     let local = listener.local_addr().context("listener address")?;
-    let files = config.tls.files()?;
-    crate::security::check_exposure(local, files.is_some(), config.tls.insecure, "listen")?;
     let mut serving = match files {
         Some(files) => crate::security::Serving::secured(files, config.browser_login, &shutdown)?,
         None => crate::security::Serving::default(),

@@ -145,9 +145,14 @@ pub(crate) struct SecureManager {
 
 impl SecureManager {
     pub(crate) fn start(dir: &Path, extra: &[&str]) -> SecureManager {
+        SecureManager::start_at(dir, "127.0.0.1:0", extra)
+    }
+
+    /// [`SecureManager::start`] on `listen`.
+    pub(crate) fn start_at(dir: &Path, listen: &str, extra: &[&str]) -> SecureManager {
         let data = tempfile::tempdir().unwrap();
         let mut child = Command::new(crate::common::daemon_bin("archon-manager"))
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["--listen", listen, "--data-dir"])
             .arg(data.path())
             .arg("--tls-ca")
             .arg(dir.join("ca.pem"))
