@@ -149,12 +149,12 @@ fn keep(dir: &Path, worker: u32) {
                                 killed.join(" ")
                             );
                         }
-                        again = if sweep.spawning || !killed.is_empty() { AGAIN_FIRST } else { again * 2 };
+                        again = look_again(again, sweep.spawning || !killed.is_empty());
                     }
                     Err(_) if !worker_alive => return,
                     Err(_) => again = AGAIN_FIRST,
                 }
-                std::thread::sleep(again.min(LOOK_EVERY));
+                std::thread::sleep(again);
             }
             Some(until) => {
                 again = AGAIN_FIRST;
@@ -165,6 +165,13 @@ fn keep(dir: &Path, worker: u32) {
             None => std::thread::sleep(LOOK_EVERY),
         }
     }
+}
+
+/// The wait before the next pass over an ended lease's ledger: [`AGAIN_FIRST`]
+/// when the last pass was `busy` (killed something new, or saw a job being
+/// spawned), else twice the last wait, at most [`LOOK_EVERY`].
+fn look_again(last: Duration, busy: bool) -> Duration {
+    if busy { AGAIN_FIRST } else { last.saturating_mul(2).min(LOOK_EVERY) }
 }
 
 /// `CLOCK_BOOTTIME` now, in nanoseconds.
@@ -215,5 +222,19 @@ mod tests {
         std::fs::write(&file, "soon").unwrap();
         assert_eq!(read_lease(&file), Err(()));
         assert!(boot_now() > 0);
+    }
+
+    #[test]
+    fn the_keeper_looks_again_less_often_while_nothing_happens_but_never_rarer_than_look_every() {
+        let mut wait = AGAIN_FIRST;
+        let mut waits = Vec::new();
+        // Far more idle passes than a lapse lasts (the doubling once overflowed).
+        for _ in 0..1_000 {
+            wait = look_again(wait, false);
+            waits.push(wait);
+        }
+        assert_eq!(waits[..4], [AGAIN_FIRST * 2, AGAIN_FIRST * 4, AGAIN_FIRST * 8, LOOK_EVERY]);
+        assert!(waits.iter().all(|w| *w <= LOOK_EVERY));
+        assert_eq!(look_again(LOOK_EVERY, true), AGAIN_FIRST);
     }
 }
