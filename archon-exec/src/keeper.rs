@@ -143,11 +143,14 @@ fn keep(dir: &Path, worker: u32) {
                         if !killed.is_empty() {
                             // When, on the boot clock, so what a job marked can be compared.
                             let at = Duration::from_nanos(boot_now()).as_secs_f64();
-                            eprintln!(
+                            // One write, so the worker's own log lines (the same
+                            // stderr) cannot split it.
+                            let line = format!(
                                 "archon lease keeper: the worker's lease ended; by {at:.6}s (boot clock) killed the \
-                                 process groups of {}",
+                                 process groups of {}\n",
                                 killed.join(" ")
                             );
+                            let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
                         }
                         again = look_again(again, sweep.spawning || !killed.is_empty());
                     }
