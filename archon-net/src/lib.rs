@@ -65,6 +65,6 @@ pub use proto::archon_api_server::ArchonApiServer;
 pub use proto::worker_sessions_server::WorkerSessionsServer;
 pub use server::{
     ApiService, MAX_MESSAGE_BYTES, SHUTDOWN_GRACE, api_service, manager_routes, serve, serve_manager, serve_routes,
-    serve_routes_tls,
+    serve_routes_incoming, serve_routes_tls,
 };
 pub use sessions::{GrpcTransport, HELLO_TIMEOUT, WorkerService, worker_service};

@@ -5,6 +5,7 @@
 //! `UNAVAILABLE` (shutting down) when the service's shutdown token fires, so a
 //! graceful stop never waits on a run that does not end.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,11 +15,13 @@ use archon_core::auth::TokenSpec;
 use archon_core::manager::Manager;
 use archon_core::model::{JobId, JobSpec, RunId, SpecError, WorkerId, WorkflowId, WorkflowSpec};
 use archon_core::state::Rejection;
-use futures::StreamExt;
 use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
+use tonic::transport::server::Connected;
 use tonic::{Request, Response, Status};
 
 use crate::error::Error;
@@ -140,6 +143,25 @@ pub async fn serve_routes_tls(
     let scheme = if tls.is_some() { "TLS 1.3, client certificates of the cluster CA" } else { "plaintext" };
     tracing::info!(%address, transport = scheme, "serving {what}");
     let incoming = crate::tls::incoming(listener, tls);
+    serve_routes_incoming(incoming, address, routes, shutdown, what).await
+}
+
+/// [`serve_routes`] over the connections `incoming` yields rather than a TCP
+/// listener's: for a network of the embedder's own (a simulation serves on
+/// turmoil's listener this way). `address` is where it listens, for logs and
+/// errors. Stops the same way, gracefully, when `shutdown` fires.
+pub async fn serve_routes_incoming<S, IO>(
+    incoming: S,
+    address: SocketAddr,
+    routes: Routes,
+    shutdown: CancellationToken,
+    what: &'static str,
+) -> Result<(), Error>
+where
+    S: Stream<Item = Result<IO, std::io::Error>> + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+    IO::ConnectInfo: Clone + Send + Sync + 'static,
+{
     // HTTP/1.1 too: the REST API (archon-http) may share the port.
     let serving = tonic::transport::Server::builder()
         .accept_http1(true)

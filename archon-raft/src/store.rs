@@ -60,6 +60,12 @@ pub struct RaftConfig {
     /// How it reaches its peers: plaintext, or mutual TLS with this manager's
     /// certificate (default plaintext).
     pub dialer: archon_net::tls::Dialer,
+    /// Storage backends of the embedder's own (in memory, for a simulation)
+    /// instead of files in `data_dir` (default files); see
+    /// [`StorageOptions::backends`](storage::StorageOptions::backends).
+    pub backends: Option<Arc<dyn storage::Backends>>,
+    /// Where blocking storage work runs (default tokio's blocking threads).
+    pub blocking: storage::BlockingWork,
 }
 
 impl RaftConfig {
@@ -86,6 +92,8 @@ impl RaftConfig {
             history_cache_bytes: 16 << 20,
             metrics: Metrics::new(),
             dialer: archon_net::tls::Dialer::plain(),
+            backends: None,
+            blocking: storage::BlockingWork::Threads,
         }
     }
 
@@ -140,10 +148,12 @@ impl RaftStore {
     /// [`RaftStore::open`] with Raft's RPCs sent through `network`, e.g. a
     /// [`GrpcNetwork::with_links`] whose links a partition test cuts.
     pub async fn open_with_network(config: RaftConfig, network: GrpcNetwork) -> Result<RaftStore, Error> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| Error::DataDir {
-            path: config.data_dir.display().to_string(),
-            message: format!("cannot create it: {e}"),
-        })?;
+        if config.backends.is_none() {
+            std::fs::create_dir_all(&config.data_dir).map_err(|e| Error::DataDir {
+                path: config.data_dir.display().to_string(),
+                message: format!("cannot create it: {e}"),
+            })?;
+        }
         let state = Arc::new(RwLock::new(ClusterState::new()));
         let options = storage::StorageOptions {
             cache_bytes: config.cache_bytes,
@@ -151,6 +161,8 @@ impl RaftStore {
             snapshot_bytes: config.snapshot_bytes,
             snapshot_commands: config.snapshot_commands,
             metrics: config.metrics.clone(),
+            backends: config.backends.clone(),
+            blocking: config.blocking,
         };
         let storage = storage::open_with(&config.data_dir.join("raft.redb"), state.clone(), &options)?;
         let raft = Raft::new(config.node_id, Arc::new(config.openraft()?), network, storage.log, storage.state_machine)

@@ -52,6 +52,10 @@ pub struct WorkerConfig {
     pub reconnect_base: Duration,
     /// Largest reconnect delay.
     pub reconnect_cap: Duration,
+    /// Seeds the reconnect delays' jitter; `None` (the default) seeds it from
+    /// the process id and the time, so workers started together spread out. A
+    /// simulation gives one for repeatable runs.
+    pub reconnect_seed: Option<u64>,
     /// How many reports may wait while disconnected.
     pub outbox: usize,
     /// On shutdown, how long running attempts may take to finish (the worker
@@ -76,6 +80,7 @@ impl WorkerConfig {
             output_tail: DEFAULT_TAIL_LIMIT,
             reconnect_base: Duration::from_millis(100),
             reconnect_cap: Duration::from_secs(10),
+            reconnect_seed: None,
             outbox: 65_536,
             drain_grace: Duration::ZERO,
             shutdown_grace: Duration::from_secs(10),
@@ -249,7 +254,9 @@ impl WorkerRuntime {
     /// shutdown, kills running attempts and tells the manager it is leaving.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), Error> {
         let mut reports = self.reports_rx.lock().await;
-        let seed = std::process::id() as u64 ^ crate::clock::Clock::now(&crate::clock::SystemClock).0 as u64;
+        let seed = self.shared.config.reconnect_seed.unwrap_or_else(|| {
+            std::process::id() as u64 ^ crate::clock::Clock::now(&crate::clock::SystemClock).0 as u64
+        });
         let mut backoff = Backoff::new(self.shared.config.reconnect_base, self.shared.config.reconnect_cap, seed);
         let mut session: Option<Session> = None;
         let watching = tokio::spawn(watch_lease(self.shared.clone(), shutdown.child_token()));

@@ -1,6 +1,7 @@
 //! The dialer's side: [`ClientTls`] (this member's certificate, and the CA the
 //! manager's must come from) and [`Dialer`], how every gRPC client here opens
-//! its connections and says who it is.
+//! its connections and says who it is. A dialer opens TCP connections unless
+//! given a [`Connect`] of the embedder's own (a simulated network).
 
 use std::future::Future;
 use std::io;
@@ -132,12 +133,30 @@ impl ServerCertVerifier for ManagerOnly {
     }
 }
 
-/// How a gRPC client reaches managers: plaintext or [`ClientTls`], and the
-/// bearer token it sends with every call, if any. Cheap to clone.
+/// A byte stream a connection runs over, when it is not a TCP stream of the OS.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// What a [`Connect`] returns: the stream once it is open.
+pub type Connecting = Pin<Box<dyn Future<Output = io::Result<Box<dyn Io>>> + Send>>;
+
+/// Opens connections for a [`Dialer`] instead of the OS's TCP: a simulation
+/// gives one over its own network (turmoil's `TcpStream`). TLS, when the dialer
+/// has it, runs over what this opens.
+pub trait Connect: Send + Sync + std::fmt::Debug + 'static {
+    /// Opens a stream to `host`:`port`.
+    fn connect(&self, host: &str, port: u16) -> Connecting;
+}
+
+/// How a gRPC client reaches managers: plaintext or [`ClientTls`], the bearer
+/// token it sends with every call, if any, and over what it connects (TCP
+/// unless [`Dialer::with_connector`]). Cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct Dialer {
     tls: Option<ClientTls>,
     token: Option<MetadataValue<Ascii>>,
+    connect: Option<Arc<dyn Connect>>,
 }
 
 impl Dialer {
@@ -148,7 +167,13 @@ impl Dialer {
 
     /// Over `tls`.
     pub fn tls(tls: ClientTls) -> Dialer {
-        Dialer { tls: Some(tls), token: None }
+        Dialer { tls: Some(tls), token: None, connect: None }
+    }
+
+    /// Opens its connections with `connect` instead of the OS's TCP.
+    pub fn with_connector(mut self, connect: Arc<dyn Connect>) -> Dialer {
+        self.connect = Some(connect);
+        self
     }
 
     /// Sends `token` (`archon_…`) as the bearer of every call.
@@ -199,7 +224,7 @@ impl Dialer {
     }
 
     fn connector(&self) -> Connector {
-        Connector { tls: self.tls.clone() }
+        Connector { tls: self.tls.clone(), connect: self.connect.clone() }
     }
 }
 
@@ -218,10 +243,11 @@ impl Interceptor for Bearer {
     }
 }
 
-/// Opens TCP connections, and TLS over them when configured.
+/// Opens TCP connections (or the given [`Connect`]'s), and TLS over them when configured.
 #[derive(Debug, Clone)]
 struct Connector {
     tls: Option<ClientTls>,
+    connect: Option<Arc<dyn Connect>>,
 }
 
 impl tower::Service<Uri> for Connector {
@@ -235,19 +261,30 @@ impl tower::Service<Uri> for Connector {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let config = self.tls.as_ref().map(|t| t.config.current());
+        let connect = self.connect.clone();
         Box::pin(async move {
             let host = uri.host().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no host"))?;
             let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
             let port = uri.port_u16().unwrap_or(80);
+            if let Some(connect) = connect {
+                let stream = connect.connect(&host, port).await?;
+                let Some(config) = config else { return Ok(TokioIo::new(ClientIo::Other(stream))) };
+                let tls = tokio_rustls::TlsConnector::from(config).connect(server_name(&host)?, stream).await?;
+                return Ok(TokioIo::new(ClientIo::Other(Box::new(tls))));
+            }
             let tcp = TcpStream::connect((host.as_str(), port)).await?;
             tcp.set_nodelay(true)?;
             let Some(config) = config else { return Ok(TokioIo::new(ClientIo::Plain(tcp))) };
-            let name = ServerName::try_from(host.clone())
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {e}")))?;
-            let tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
+            let tls = tokio_rustls::TlsConnector::from(config).connect(server_name(&host)?, tcp).await?;
             Ok(TokioIo::new(ClientIo::Tls(Box::new(tls))))
         })
     }
+}
+
+/// The name a server's certificate must show for `host`.
+fn server_name(host: &str) -> io::Result<ServerName<'static>> {
+    ServerName::try_from(host.to_owned())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {e}")))
 }
 
 /// A dialled connection.
@@ -257,6 +294,14 @@ pub enum ClientIo {
     Plain(TcpStream),
     /// TLS.
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// Opened by a [`Connect`] (with TLS inside it when the dialer has TLS).
+    Other(Box<dyn Io>),
+}
+
+impl std::fmt::Debug for dyn Io {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Io")
+    }
 }
 
 impl AsyncRead for ClientIo {
@@ -264,6 +309,7 @@ impl AsyncRead for ClientIo {
         match self.get_mut() {
             ClientIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
             ClientIo::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            ClientIo::Other(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -273,6 +319,7 @@ impl AsyncWrite for ClientIo {
         match self.get_mut() {
             ClientIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
             ClientIo::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            ClientIo::Other(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -280,6 +327,7 @@ impl AsyncWrite for ClientIo {
         match self.get_mut() {
             ClientIo::Plain(s) => Pin::new(s).poll_flush(cx),
             ClientIo::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            ClientIo::Other(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -287,6 +335,7 @@ impl AsyncWrite for ClientIo {
         match self.get_mut() {
             ClientIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
             ClientIo::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            ClientIo::Other(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

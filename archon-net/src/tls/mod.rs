@@ -11,7 +11,8 @@
 //!   tonic a [`Conn`] whose [`Peer`] every request carries in its extensions.
 //! - [`ClientTls`] is a dialer's side, used through a [`Dialer`], which every
 //!   gRPC client here (API client, worker transport, Raft peers) connects with;
-//!   it also checks that the server's certificate is a manager's.
+//!   it also checks that the server's certificate is a manager's. A dialer
+//!   connects over TCP unless given a [`Connect`] (a simulated network).
 //!
 //! Both reload their files on SIGHUP and when a file changes
 //! ([`Reloading::watch`]), without a restart: new connections use the new
@@ -31,7 +32,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_util::sync::CancellationToken;
 
-pub use client::{Bearer, ClientIo, ClientTls, Dialer};
+pub use client::{Bearer, ClientIo, ClientTls, Connect, Connecting, Dialer, Io};
 pub use server::{ClientCerts, Conn, HANDSHAKE_TIMEOUT, ServerTls, incoming};
 
 pub use archon_core::auth::Peer;

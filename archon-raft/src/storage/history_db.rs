@@ -15,7 +15,7 @@ use std::sync::RwLock;
 
 use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
 
-use super::{Failure, history};
+use super::{Backend, BlockingWork, Failure, history};
 
 /// Compact once this many bytes are free inside the file and they are more
 /// than what it holds.
@@ -27,7 +27,10 @@ pub(super) struct HistoryDb {
     /// Read-locked by every transaction's start, write-locked by a compaction
     /// (which needs the file to itself).
     db: RwLock<Database>,
-    path: PathBuf,
+    /// The file, unless the database is on a backend the embedder gave.
+    path: Option<PathBuf>,
+    /// Where work on it runs.
+    pub(super) blocking: BlockingWork,
 }
 
 impl HistoryDb {
@@ -37,9 +40,23 @@ impl HistoryDb {
     }
 
     /// Opens (or creates) the file, with its tables.
-    pub(super) fn open(path: PathBuf, cache_bytes: usize) -> Result<HistoryDb, redb::DatabaseError> {
+    pub(super) fn open(
+        path: PathBuf,
+        cache_bytes: usize,
+        blocking: BlockingWork,
+    ) -> Result<HistoryDb, redb::DatabaseError> {
         let db = Database::builder().set_cache_size(cache_bytes).create(&path)?;
-        Ok(HistoryDb { db: RwLock::new(db), path })
+        Ok(HistoryDb { db: RwLock::new(db), path: Some(path), blocking })
+    }
+
+    /// Opens (or creates) the database on `backend` instead of a file.
+    pub(super) fn open_on(
+        backend: Backend,
+        cache_bytes: usize,
+        blocking: BlockingWork,
+    ) -> Result<HistoryDb, redb::DatabaseError> {
+        let db = Database::builder().set_cache_size(cache_bytes).create_with_backend(backend)?;
+        Ok(HistoryDb { db: RwLock::new(db), path: None, blocking })
     }
 
     /// Creates the tables a fresh file lacks.
@@ -83,9 +100,9 @@ impl HistoryDb {
         self.write(true, |_| Ok(()))
     }
 
-    /// The file's size in bytes.
+    /// The file's size in bytes (0 on a backend the embedder gave).
     pub(super) fn size(&self) -> u64 {
-        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+        self.path.as_ref().and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len())
     }
 
     /// Compacts the file if enough of it is free space. Pages freed by the

@@ -141,7 +141,9 @@ impl RedbHistory {
         work: impl FnOnce(&redb::ReadTransaction) -> Result<T, Failure> + Send + 'static,
     ) -> Result<T, CoreError> {
         let db = self.db.clone();
-        blocking(move || work(&db.read()?)).await.map_err(|e| CoreError::Unavailable(format!("history: {e}")))
+        blocking(self.db.blocking, move || work(&db.read()?))
+            .await
+            .map_err(|e| CoreError::Unavailable(format!("history: {e}")))
     }
 }
 

@@ -21,7 +21,7 @@ use archon_core::state::ClusterState;
 use tokio::sync::{Notify, watch};
 
 use super::history_db::{Compaction, HistoryDb};
-use super::{Failure, blocking, history};
+use super::{BlockingWork, Failure, blocking, history};
 
 /// Operations written per transaction. The history has its own file, so a long
 /// transaction holds up nothing but the next batch; large ones amortise redb's
@@ -55,6 +55,8 @@ struct Shared {
     started: AtomicBool,
     /// Set when the last handle went: the writer stops.
     closed: AtomicBool,
+    /// Where its transactions run.
+    blocking: BlockingWork,
 }
 
 /// A handle on the node's history writer. Cheap to clone.
@@ -94,6 +96,7 @@ pub(super) fn output_bytes(op: &HistoryOp) -> u64 {
 impl HistoryWriter {
     pub(super) fn new(db: Arc<HistoryDb>, state: Arc<RwLock<ClusterState>>) -> HistoryWriter {
         let shared = Arc::new(Shared {
+            blocking: db.blocking,
             db: Mutex::new(Some(db)),
             state,
             handed: AtomicU64::new(0),
@@ -231,7 +234,7 @@ async fn run(shared: Arc<Shared>) {
             compact_due |= ops.iter().any(|op| matches!(op, HistoryOp::Remove { .. }));
             let (count, bytes) = (ops.len(), ops.iter().map(output_bytes).sum::<u64>());
             let on = Arc::clone(&shared);
-            let written = blocking(move || {
+            let written = blocking(shared.blocking, move || {
                 let db = lock(&on.db);
                 let Some(db) = db.as_ref() else {
                     return Ok(false);
@@ -261,7 +264,7 @@ async fn run(shared: Arc<Shared>) {
 /// unless a reader was in the way (then the writer tries again shortly).
 async fn compact(shared: &Arc<Shared>) -> Result<bool, String> {
     let on = Arc::clone(shared);
-    blocking(move || {
+    blocking(shared.blocking, move || {
         let db = lock(&on.db);
         match db.as_ref() {
             Some(db) => Ok(db.compact_if_worthwhile()? != Compaction::Busy),

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::recent::Recent;
-use super::{Failure, LOG, META, NodeId, SnapshotDue, blocking};
+use super::{BlockingWork, Failure, LOG, META, NodeId, SnapshotDue, blocking};
 use crate::TypeConfig;
 
 /// `meta` key of the last saved vote.
@@ -42,6 +42,7 @@ pub struct LogStore {
     snapshots: Arc<SnapshotDue>,
     /// Told the committed index as it advances.
     metrics: Metrics,
+    blocking: BlockingWork,
 }
 
 impl Debug for LogStore {
@@ -62,8 +63,9 @@ impl LogStore {
         recent: Arc<Recent>,
         snapshots: Arc<SnapshotDue>,
         metrics: Metrics,
+        blocking: BlockingWork,
     ) -> LogStore {
-        LogStore { db, recent, snapshots, metrics }
+        LogStore { db, recent, snapshots, metrics, blocking }
     }
 
     /// Reads the JSON value at `key` of the `meta` table.
@@ -72,7 +74,7 @@ impl LogStore {
         T: DeserializeOwned + Send + 'static,
     {
         let db = Arc::clone(&self.db);
-        blocking(move || {
+        blocking(self.blocking, move || {
             let txn = db.begin_read()?;
             let table = txn.open_table(META)?;
             let value = table.get(key)?;
@@ -91,7 +93,7 @@ impl LogStore {
     ) -> Result<(), Failure> {
         let bytes = value.map(serde_json::to_vec).transpose()?;
         let db = Arc::clone(&self.db);
-        blocking(move || {
+        blocking(self.blocking, move || {
             let mut txn = db.begin_write()?;
             if !durable {
                 txn.set_durability(redb::Durability::None)?;
@@ -120,7 +122,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             return Ok(entries);
         }
         let db = Arc::clone(&self.db);
-        blocking(move || {
+        blocking(self.blocking, move || {
             let txn = db.begin_read()?;
             let table = txn.open_table(LOG)?;
             let mut entries = Vec::new();
@@ -144,7 +146,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             return Ok(entries);
         }
         let db = Arc::clone(&self.db);
-        blocking(move || {
+        blocking(self.blocking, move || {
             let txn = db.begin_read()?;
             let table = txn.open_table(LOG)?;
             let (mut entries, mut bytes) = (Vec::new(), 0usize);
@@ -168,7 +170,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
         let db = Arc::clone(&self.db);
-        blocking(move || {
+        blocking(self.blocking, move || {
             let txn = db.begin_read()?;
             let last_purged_log_id: Option<LogId<NodeId>> = match txn.open_table(META)?.get(LAST_PURGED)? {
                 Some(value) => Some(serde_json::from_slice(value.value())?),
@@ -233,7 +235,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             held.push((entry, row.len()));
         }
         let db = Arc::clone(&self.db);
-        blocking(move || {
+        blocking(self.blocking, move || {
             let txn = db.begin_write()?;
             {
                 let mut table = txn.open_table(LOG)?;
@@ -256,7 +258,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         self.recent.truncated(log_id.index);
         let db = Arc::clone(&self.db);
-        blocking(move || {
+        blocking(self.blocking, move || {
             let txn = db.begin_write()?;
             txn.open_table(LOG)?.retain_in::<u64, _>(log_id.index.., |_, _| false)?;
             txn.commit()?;
@@ -271,7 +273,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| Failure::from(e).at(ErrorSubject::Log(log_id), ErrorVerb::Delete))?;
         self.recent.through(log_id.index);
         let db = Arc::clone(&self.db);
-        blocking(move || {
+        blocking(self.blocking, move || {
             let txn = db.begin_write()?;
             txn.open_table(META)?.insert(LAST_PURGED, last_purged.as_slice())?;
             txn.open_table(LOG)?.retain_in::<u64, _>(..=log_id.index, |_, _| false)?;

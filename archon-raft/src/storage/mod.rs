@@ -12,6 +12,11 @@
 //! before openraft is told; history writes are fsync'd before the snapshot that
 //! lets their log entries go. [`verify`] checks a stopped node's files and
 //! rebuilds its state from them, as a restart would.
+//!
+//! An embedder may keep both databases off disk ([`StorageOptions::backends`],
+//! redb storage backends of its own, e.g. in memory) and run their work inline
+//! rather than on tokio's blocking threads ([`BlockingWork::Inline`]): a
+//! deterministic simulation does both.
 
 mod history;
 mod history_db;
@@ -30,7 +35,7 @@ use std::sync::{Arc, RwLock};
 use archon_core::metrics::Metrics;
 use archon_core::state::ClusterState;
 use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageError, StorageIOError};
-use redb::{Database, TableDefinition};
+use redb::{Database, StorageBackend, TableDefinition};
 
 pub use history_read::RedbHistory;
 pub use log::LogStore;
@@ -66,6 +71,64 @@ pub struct StorageOptions {
     pub snapshot_commands: u64,
     /// The node's metrics; the log reports its committed index there.
     pub metrics: Metrics,
+    /// Where the two databases live: files at the path given to [`open_with`]
+    /// (`None`, the default), or backends of the embedder's own.
+    pub backends: Option<Arc<dyn Backends>>,
+    /// Where blocking work on them (transactions, fsyncs) runs.
+    pub blocking: BlockingWork,
+}
+
+/// Gives the storage backends of a node's two redb databases instead of files:
+/// for a simulation, in memory. Asked anew at each open, so a node reopened
+/// after a crash finds what its last incarnation made durable.
+pub trait Backends: Send + Sync + std::fmt::Debug + 'static {
+    /// The log's database (what `raft.redb` holds).
+    fn log(&self) -> Box<dyn StorageBackend>;
+    /// The history's database (what `raft.history.redb` holds).
+    fn history(&self) -> Box<dyn StorageBackend>;
+}
+
+/// Where blocking storage work runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BlockingWork {
+    /// On tokio's blocking threads, off the async workers (the default: redb
+    /// commits fsync).
+    #[default]
+    Threads,
+    /// Inline, on the task that asks: for backends that never block, under a
+    /// deterministic simulation, where another thread's timing would make two
+    /// runs of one seed differ.
+    Inline,
+}
+
+/// A backend an embedder gave, as redb takes it.
+#[derive(Debug)]
+struct Backend(Box<dyn StorageBackend>);
+
+impl StorageBackend for Backend {
+    fn len(&self) -> std::io::Result<u64> {
+        self.0.len()
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.0.read(offset, out)
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.0.set_len(len)
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.0.sync_data()
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.0.write(offset, data)
+    }
+
+    fn close(&self) -> std::io::Result<()> {
+        self.0.close()
+    }
 }
 
 impl Default for StorageOptions {
@@ -76,6 +139,8 @@ impl Default for StorageOptions {
             snapshot_bytes: 64 << 20,
             snapshot_commands: 200_000,
             metrics: Metrics::new(),
+            backends: None,
+            blocking: BlockingWork::Threads,
         }
     }
 }
@@ -155,26 +220,52 @@ pub fn open(path: &Path, state: Arc<RwLock<ClusterState>>) -> Result<Storage, Er
     open_with(path, state, &StorageOptions::default())
 }
 
-/// [`open`] with `options`.
+/// [`open`] with `options`. With [`StorageOptions::backends`], the databases
+/// are on those and `path` only names them (in errors); nothing is created on
+/// disk but snapshot scratch files, in the system's temporary directory.
 pub fn open_with(path: &Path, state: Arc<RwLock<ClusterState>>, options: &StorageOptions) -> Result<Storage, Error> {
     let data_dir = |message: String| Error::DataDir { path: path.display().to_string(), message };
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| data_dir(format!("cannot create {}: {e}", parent.display())))?;
-    }
-    let db = Database::builder()
-        .set_cache_size(options.cache_bytes)
-        .create(path)
-        .map_err(|e| data_dir(format!("cannot open the redb file: {e}")))?;
+    let history_path = history_db::HistoryDb::path_for(path);
+    let history_error = |e: redb::DatabaseError| Error::DataDir {
+        path: history_path.display().to_string(),
+        message: format!("cannot open the redb file: {e}"),
+    };
+    let builder = || {
+        let mut builder = Database::builder();
+        builder.set_cache_size(options.cache_bytes);
+        builder
+    };
+    let (db, history_db, scratch) = match &options.backends {
+        Some(backends) => {
+            let db = builder()
+                .create_with_backend(Backend(backends.log()))
+                .map_err(|e| data_dir(format!("cannot open the redb database: {e}")))?;
+            let history = history_db::HistoryDb::open_on(
+                Backend(backends.history()),
+                options.history_cache_bytes,
+                options.blocking,
+            )
+            .map_err(history_error)?;
+            (db, history, std::env::temp_dir())
+        }
+        None => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| data_dir(format!("cannot create {}: {e}", parent.display())))?;
+            }
+            let db = builder().create(path).map_err(|e| data_dir(format!("cannot open the redb file: {e}")))?;
+            let history =
+                history_db::HistoryDb::open(history_path.clone(), options.history_cache_bytes, options.blocking)
+                    .map_err(history_error)?;
+            let scratch = path.parent().map_or_else(|| Path::new(".").to_path_buf(), Path::to_path_buf);
+            (db, history, scratch)
+        }
+    };
     create_tables(&db).map_err(|e| Error::Storage(e.to_string()))?;
     let db = Arc::new(db);
-    let history_path = history_db::HistoryDb::path_for(path);
-    let history_db = history_db::HistoryDb::open(history_path.clone(), options.history_cache_bytes).map_err(|e| {
-        Error::DataDir { path: history_path.display().to_string(), message: format!("cannot open the redb file: {e}") }
-    })?;
     history_db.create_tables().map_err(|e| Error::Storage(e.to_string()))?;
     let history_db = Arc::new(history_db);
     let snapshots = Arc::new(SnapshotDue::new(options));
-    let scratch = path.parent().map_or_else(|| Path::new(".").to_path_buf(), Path::to_path_buf);
     let recent = Arc::new(recent::Recent::new());
     let state_machine = StateMachine::load(
         Arc::clone(&db),
@@ -186,7 +277,7 @@ pub fn open_with(path: &Path, state: Arc<RwLock<ClusterState>>, options: &Storag
     )
     .map_err(|e| Error::Storage(format!("loading the snapshot: {e}")))?;
     let history = RedbHistory::new(history_db, state);
-    let log = LogStore::new(db, recent, snapshots.clone(), options.metrics.clone());
+    let log = LogStore::new(db, recent, snapshots.clone(), options.metrics.clone(), options.blocking);
     Ok(Storage { log, state_machine, history, snapshots })
 }
 
@@ -251,11 +342,15 @@ impl Failure {
     }
 }
 
-/// Runs blocking redb work (fsyncs included) off the async worker threads.
-async fn blocking<T, F>(work: F) -> Result<T, Failure>
+/// Runs blocking redb work (fsyncs included) off the async worker threads, or
+/// inline when so configured.
+async fn blocking<T, F>(mode: BlockingWork, work: F) -> Result<T, Failure>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T, Failure> + Send + 'static,
 {
-    tokio::task::spawn_blocking(work).await?
+    match mode {
+        BlockingWork::Threads => tokio::task::spawn_blocking(work).await?,
+        BlockingWork::Inline => work(),
+    }
 }

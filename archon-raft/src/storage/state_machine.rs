@@ -366,7 +366,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let pending = paused.pending().map_err(on_error)?;
         let (db, history) = (Arc::clone(&self.db), Arc::clone(&self.history));
         let stored_meta = meta.clone();
-        let state = blocking(move || {
+        let state = blocking(self.history.blocking, move || {
             let (data, rows) = read_received(file)?;
             let image = SnapshotImage::read(&data)?;
             let stored = serde_json::to_vec(&image)?;
@@ -392,7 +392,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
         let db = Arc::clone(&self.db);
-        let stored = blocking(move || read_snapshot(&db))
+        let stored = blocking(self.history.blocking, move || read_snapshot(&db))
             .await
             .map_err(|e| e.at(ErrorSubject::Snapshot(None), ErrorVerb::Read))?;
         let (db, history, scratch) = (Arc::clone(&self.db), Arc::clone(&self.history), self.scratch.clone());
@@ -438,7 +438,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         self.writer.written_at_least(self.history_through).await.map_err(on_error)?;
         let (db, history) = (Arc::clone(&self.db), Arc::clone(&self.history));
         let stored_meta = meta.clone();
-        blocking(move || {
+        blocking(self.history.blocking, move || {
             history.sync()?;
             let data = serde_json::to_vec(&*image)?;
             let txn = db.begin_write()?;
