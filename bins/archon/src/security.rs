@@ -74,8 +74,8 @@ pub fn check_exposure(listen: SocketAddr, tls: bool, insecure: bool, flag: &str)
         return Ok(());
     }
     if insecure {
-        tracing::warn!(%listen, "--insecure: serving plaintext without tokens; anyone who reaches this port can run jobs");
-        eprintln!("warning: --insecure: {listen} serves plaintext without tokens; anyone who reaches it can run jobs");
+        // Through the log alone, so a JSON log stays JSON line by line.
+        tracing::warn!("--insecure: {listen} serves plaintext without tokens; anyone who reaches it can run jobs");
         return Ok(());
     }
     if listen.ip().is_loopback() {

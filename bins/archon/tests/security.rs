@@ -263,7 +263,7 @@ fn plaintext_beyond_loopback_needs_insecure_which_warns_on_every_start() {
         );
         manager.wait_line("archon-manager listening on http://", Duration::from_secs(60));
         let stderr = std::fs::read_to_string(&log).unwrap();
-        assert!(stderr.contains("warning: --insecure: 127.0.0.1:0 serves plaintext without tokens"), "{stderr}");
+        assert!(stderr.contains("--insecure: 127.0.0.1:0 serves plaintext without tokens"), "{stderr}");
         manager.kill9();
     }
 }
