@@ -5,7 +5,7 @@
 //! waiters and output followers. Only this loop proposes, so the state it places
 //! against is exactly the state the batch applies to.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use futures::stream::BoxStream;
@@ -89,7 +89,7 @@ struct SessionTx {
 pub(crate) struct Driver {
     shared: Arc<Shared>,
     rx: mpsc::Receiver<Input>,
-    sessions: HashMap<WorkerId, SessionTx>,
+    sessions: BTreeMap<WorkerId, SessionTx>,
     next_session: u64,
     /// Placement may be possible: new runs, freed capacity, new workers.
     dirty: bool,
@@ -137,7 +137,7 @@ impl Driver {
         Driver {
             shared,
             rx,
-            sessions: HashMap::new(),
+            sessions: BTreeMap::new(),
             next_session: 0,
             dirty: true,
             next_explain: Instant::now(),
@@ -675,7 +675,9 @@ impl Driver {
     fn react(&mut self, r: Reactions) {
         if !r.assigned.is_empty() {
             self.shared.hub.open(r.assigned.iter().map(|(run, attempt, _)| (*run, *attempt)));
-            let mut by_worker: HashMap<WorkerId, Vec<Assignment>> = HashMap::new();
+            // Ordered maps, so assignments go out in one order run after run (the
+            // deterministic simulation replays a seed to the same trace).
+            let mut by_worker: BTreeMap<WorkerId, Vec<Assignment>> = BTreeMap::new();
             let mut with_parents: Vec<(WorkerId, Assignment, parents::Parents)> = Vec::new();
             self.shared.store.query(|s| {
                 for (run_id, attempt, worker) in &r.assigned {
@@ -699,7 +701,7 @@ impl Driver {
             // documents read concurrently), then their assignments, batched
             // per worker as the others are.
             if !with_parents.is_empty() {
-                let mut sessions: HashMap<WorkerId, mpsc::UnboundedSender<ManagerMessage>> = HashMap::new();
+                let mut sessions: BTreeMap<WorkerId, mpsc::UnboundedSender<ManagerMessage>> = BTreeMap::new();
                 for (worker, _, _) in &with_parents {
                     if let Some(s) = self.sessions.get(worker) {
                         sessions.insert(*worker, s.tx.clone());
@@ -716,7 +718,7 @@ impl Driver {
                             }
                         }))
                         .await;
-                    let mut batches: HashMap<WorkerId, Vec<Assignment>> = HashMap::new();
+                    let mut batches: BTreeMap<WorkerId, Vec<Assignment>> = BTreeMap::new();
                     for (worker, assignment) in attached {
                         batches.entry(worker).or_default().push(assignment);
                     }

@@ -18,7 +18,7 @@
 //! Rounds are batched: heartbeats heard while one round runs wait for the next,
 //! so a busy cluster pays one confirmation per round trip, not per heartbeat.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, mpsc};
@@ -32,7 +32,9 @@ use crate::transport::ManagerMessage;
 /// Heartbeats heard and not yet answered, newest per worker.
 #[derive(Default)]
 pub(crate) struct Leases {
-    pending: Mutex<HashMap<WorkerId, (u64, mpsc::WeakUnboundedSender<ManagerMessage>)>>,
+    // Ordered, so renewals go out in one order run after run (the simulation
+    // replays a seed to the same trace).
+    pending: Mutex<BTreeMap<WorkerId, (u64, mpsc::WeakUnboundedSender<ManagerMessage>)>>,
     heard: Notify,
 }
 
@@ -48,7 +50,7 @@ impl Leases {
         self.heard.notify_one();
     }
 
-    fn take(&self) -> HashMap<WorkerId, (u64, mpsc::WeakUnboundedSender<ManagerMessage>)> {
+    fn take(&self) -> BTreeMap<WorkerId, (u64, mpsc::WeakUnboundedSender<ManagerMessage>)> {
         std::mem::take(&mut *self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 }

@@ -18,7 +18,7 @@ mod backoff;
 mod lease;
 mod resend;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -101,7 +101,7 @@ struct Running {
 struct Shared {
     config: WorkerConfig,
     executors: Arc<ExecutorRegistry>,
-    running: Mutex<HashMap<AttemptId, Running>>,
+    running: Mutex<BTreeMap<AttemptId, Running>>,
     /// Reports for the manager, across reconnects (the outbox).
     reports: mpsc::Sender<WorkerMessage>,
     /// Live output into the outbox, shared by all attempts.
@@ -109,7 +109,7 @@ struct Shared {
     /// Attempts that ended but whose `Finished` has not been handed to a session
     /// yet. A reconnecting worker announces them with its running ones, so the
     /// manager keeps them live and accepts the result instead of running them again.
-    unreported: Mutex<std::collections::HashSet<AttemptId>>,
+    unreported: Mutex<BTreeSet<AttemptId>>,
     /// Results handed to a session lately. Nothing acknowledges them, so when the
     /// session breaks (say the manager failed over before committing them) they
     /// are sent again to the next one; a result the manager already has is
@@ -154,11 +154,11 @@ impl Shared {
         }
     }
 
-    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<AttemptId, Running>> {
+    fn running(&self) -> std::sync::MutexGuard<'_, BTreeMap<AttemptId, Running>> {
         self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn unreported(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<AttemptId>> {
+    fn unreported(&self) -> std::sync::MutexGuard<'_, BTreeSet<AttemptId>> {
         self.unreported.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -208,9 +208,9 @@ impl WorkerRuntime {
             shared: Arc::new(Shared {
                 config,
                 executors,
-                running: Mutex::new(HashMap::new()),
+                running: Mutex::new(BTreeMap::new()),
                 sink: Arc::new(attempt::ReportSink { outbox: reports.clone(), dropped: Default::default() }),
-                unreported: Mutex::new(std::collections::HashSet::new()),
+                unreported: Mutex::new(BTreeSet::new()),
                 recent: Mutex::new(resend::Resend::default()),
                 output_limit,
                 reports,
