@@ -1,22 +1,40 @@
-//! The invariants, checked on a finished simulation's trace. Each check returns
-//! the violations it found, one sentence each, naming what broke.
+//! The invariants, checked on a simulation's trace: the safety ones
+//! ([`safety_violations`]) on the trace so far, again and again while it runs,
+//! and all of them ([`violations`]) at its end. Each check returns the
+//! violations it found, one sentence each, naming what broke.
 //!
 //! The one thing to know: these read only the trace, so a check is as strong
-//! as what the hosts record (see [`crate::trace`]).
+//! as what the hosts record (see [`crate::trace`]) — except
+//! [`own_logs_replayed`], which reads each manager's disk at the end.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
-use archon_core::model::{AttemptId, RunId};
+use archon_core::model::{AttemptId, JobId, RunId};
 
+use crate::manager::ManagerNode;
 use crate::trace::{Entry, Event};
+use crate::worker::SLOTS;
 
-/// Every violation of every invariant in `entries`.
-pub fn violations(entries: &[Entry]) -> Vec<String> {
+/// Every violation of an invariant that must hold at every instant, in the
+/// trace so far: one leader per term, no run terminal twice, never two live
+/// attempts of one run, no worker running more than it has room for.
+pub fn safety_violations(entries: &[Entry]) -> Vec<String> {
     let mut found = Vec::new();
     found.extend(one_leader_per_term(entries));
-    found.extend(no_acknowledged_submit_lost(entries));
     found.extend(no_run_terminal_twice(entries));
     found.extend(one_live_attempt_per_run(entries));
+    found.extend(no_worker_over_committed(entries));
+    found.extend(one_fire_per_instant(entries));
+    found
+}
+
+/// Every violation of every invariant in a finished run's `entries`: the
+/// safety ones, and every acknowledged submit terminal, the replicas converged.
+pub fn violations(entries: &[Entry]) -> Vec<String> {
+    let mut found = safety_violations(entries);
+    found.extend(no_acknowledged_submit_lost(entries));
+    found.extend(cron_and_workflows_ended(entries));
     found.extend(replicas_converged(entries));
     found
 }
@@ -115,6 +133,119 @@ pub fn one_live_attempt_per_run(entries: &[Entry]) -> Vec<String> {
     found
 }
 
+/// No worker ever ran more simulated jobs at once than it has room for
+/// ([`SLOTS`]): the managers never placed past its capacity, counting what
+/// it still ran, also across failovers.
+pub fn no_worker_over_committed(entries: &[Entry]) -> Vec<String> {
+    let mut live: BTreeMap<&str, BTreeSet<AttemptId>> = BTreeMap::new();
+    let mut found = Vec::new();
+    for entry in entries {
+        match &entry.event {
+            Event::AttemptStarted { worker, attempt, .. } => {
+                let running = live.entry(worker).or_default();
+                running.insert(*attempt);
+                if running.len() as u64 > SLOTS {
+                    found.push(format!(
+                        "{worker} ran {} jobs at once at {} ms ({running:?}), with room for {SLOTS}",
+                        running.len(),
+                        entry.at_ms
+                    ));
+                }
+            }
+            Event::AttemptStopped { worker, attempt, .. } => {
+                if let Some(running) = live.get_mut(worker.as_str()) {
+                    running.remove(attempt);
+                }
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+/// No cron job started two runs for one instant, across every leader's commits.
+pub fn one_fire_per_instant(entries: &[Entry]) -> Vec<String> {
+    let mut fired: BTreeMap<(JobId, i64), (RunId, u64)> = BTreeMap::new();
+    let mut found = Vec::new();
+    for entry in entries {
+        if let Event::Fired { node, job, instant, run } = &entry.event
+            && let Some((first, first_node)) = fired.insert((*job, *instant), (*run, *node))
+        {
+            found.push(format!(
+                "{job:?} fired twice for instant {instant}: run {first:?} (manager {first_node}) and run {run:?} \
+                 (manager {node}, at {} ms)",
+                entry.at_ms
+            ));
+        }
+    }
+    found
+}
+
+/// The acknowledged cron job fired and every run of it ended once it was
+/// paused; every acknowledged workflow ended.
+pub fn cron_and_workflows_ended(entries: &[Entry]) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in entries {
+        match &entry.event {
+            Event::CronAcked { job } => {
+                let settled = entries.iter().find_map(|e| match e.event {
+                    Event::CronSettled { job: settled, runs } if settled == *job => Some(runs),
+                    _ => None,
+                });
+                match settled {
+                    None => found.push(format!("cron job {job:?}: its runs never all ended")),
+                    Some(0) => found.push(format!("cron job {job:?} never fired")),
+                    Some(_) => {}
+                }
+            }
+            Event::WorkflowAcked { workflow } => {
+                let ended = entries
+                    .iter()
+                    .any(|e| matches!(&e.event, Event::WorkflowEnded { workflow: w, .. } if w == workflow));
+                if !ended {
+                    found.push(format!("workflow {workflow:?} never ended"));
+                }
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+/// Each manager's own log, read from its disk and replayed (through the
+/// state machine's own door, from its snapshot if it has one) up to the index
+/// every replica applied, is sound and gives the state they converged on.
+pub fn own_logs_replayed(nodes: &[Arc<ManagerNode>], entries: &[Entry]) -> Vec<String> {
+    let converged = entries.iter().rev().find_map(|e| match &e.event {
+        Event::Converged { index, digest } => Some((*index, digest.as_str())),
+        _ => None,
+    });
+    // Without convergence there is nothing to compare with; replicas_converged says so.
+    let Some((index, digest)) = converged else { return Vec::new() };
+    let mut found = Vec::new();
+    for node in nodes {
+        let report =
+            node.disk.log_copy().map_err(|e| e.to_string()).and_then(|copy| {
+                archon_raft::storage::verify_backend(copy, &node.name, index).map_err(|e| e.to_string())
+            });
+        match report {
+            Err(e) => found.push(format!("{}'s log does not open: {e}", node.name)),
+            Ok(report) => {
+                found.extend(report.problems.iter().map(|p| format!("{}'s log: {p}", node.name)));
+                match report.replayed {
+                    Some(replayed) if replayed.digest == digest => {}
+                    Some(replayed) => found.push(format!(
+                        "{}'s own log replayed through {index:?} gives state {}, not {digest}, which every replica applied",
+                        node.name, replayed.digest
+                    )),
+                    None => found.push(format!("{}'s own log could not be replayed", node.name)),
+                }
+            }
+        }
+    }
+    found
+}
+
 /// The run ended with every replica on one state.
 pub fn replicas_converged(entries: &[Entry]) -> Vec<String> {
     if entries.iter().any(|e| matches!(e.event, Event::Converged { .. })) {
@@ -126,7 +257,7 @@ pub fn replicas_converged(entries: &[Entry]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use archon_core::model::{JobId, RunState};
+    use archon_core::model::RunState;
 
     use super::*;
 
@@ -156,6 +287,34 @@ mod tests {
     fn a_run_finished_twice_is_reported() {
         let done = |node| Event::RunFinished { node, run: RunId(3), state: RunState::Succeeded };
         assert_eq!(no_run_terminal_twice(&[at(1, done(1)), at(2, done(2))]).len(), 1);
+    }
+
+    #[test]
+    fn a_worker_running_more_than_it_has_room_for_is_reported() {
+        let start =
+            |attempt| Event::AttemptStarted { worker: "w".into(), run: RunId(attempt), attempt: AttemptId(attempt) };
+        let stop = |attempt| Event::AttemptStopped {
+            worker: "w".into(),
+            run: RunId(attempt),
+            attempt: AttemptId(attempt),
+            completed: true,
+        };
+        let full: Vec<Entry> = (1..=SLOTS).map(|a| at(u128::from(a), start(a))).collect();
+        assert!(no_worker_over_committed(&full).is_empty());
+        let mut over = full.clone();
+        over.push(at(10, start(SLOTS + 1)));
+        assert_eq!(no_worker_over_committed(&over).len(), 1);
+        let mut freed = full;
+        freed.push(at(9, stop(1)));
+        freed.push(at(10, start(SLOTS + 1)));
+        assert!(no_worker_over_committed(&freed).is_empty());
+    }
+
+    #[test]
+    fn a_cron_instant_fired_twice_is_reported() {
+        let fired = |run| Event::Fired { node: 1, job: JobId(4), instant: 2_000, run: RunId(run) };
+        assert!(one_fire_per_instant(&[at(1, fired(1))]).is_empty());
+        assert_eq!(one_fire_per_instant(&[at(1, fired(1)), at(2, fired(2))]).len(), 1);
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! The simulated client: submits jobs with idempotency keys through the real
-//! gRPC client, retrying each until it is acknowledged, waits for every
-//! acknowledged run to be terminal, then for the replicas to converge.
+//! The simulated client: through the real gRPC client it submits a cron job
+//! (every two seconds), jobs with idempotency keys — each retried until it is
+//! acknowledged — and, halfway, a workflow of three jobs; then it waits for
+//! every acknowledged run and the workflow to end, pauses the cron job and
+//! waits for its runs to end, then for the replicas to converge.
 //!
 //! The one thing to know: the simulation ends when this client returns, so it
 //! is also what waits out the healing of every fault; an acknowledged run the
@@ -10,14 +12,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use archon_core::Error as CoreError;
-use archon_core::api::Api;
-use archon_core::model::RunId;
+use archon_core::api::{Api, ScheduleAction};
+use archon_core::model::{
+    Edge, EdgeCondition, JobId, RunId, Schedule, WorkflowId, WorkflowNode, WorkflowSpec, WorkflowState,
+};
 use archon_core::store::Store;
 use archon_net::GrpcClient;
 
 use crate::manager::{ManagerNode, sim_dialer};
 use crate::trace::{Event, Trace};
 use crate::worker::sleep_job;
+
+/// The cron job's schedule: every two seconds.
+const CRON: &str = "*/2 * * * * *";
 
 /// Pause between retries and polls.
 const POLL: Duration = Duration::from_millis(250);
@@ -36,17 +43,115 @@ pub struct Workload {
 /// managers, whose replicas it waits to converge.
 pub async fn run(workload: Workload, nodes: Vec<Arc<ManagerNode>>, trace: Trace) -> turmoil::Result {
     let api = connect(&workload.managers).await;
+    let cron = submit_cron(&api, &trace).await;
     let mut acked = Vec::new();
-    for (key, millis, pause) in &workload.jobs {
+    let mut workflow = None;
+    for (i, (key, millis, pause)) in workload.jobs.iter().enumerate() {
         tokio::time::sleep(Duration::from_millis(*pause)).await;
         let run = submit(&api, key, *millis, &trace).await;
         acked.push((key.clone(), run));
+        if i == workload.jobs.len() / 2 {
+            workflow = Some(submit_workflow(&api, &trace).await);
+        }
     }
     for (key, run) in acked {
         wait_terminal(&api, &key, run, &trace).await;
     }
+    if let Some(workflow) = workflow {
+        wait_workflow(&api, workflow, &trace).await;
+    }
+    settle_cron(&api, cron, &trace).await;
     wait_converged(&nodes, &trace).await;
     Ok(())
+}
+
+/// Submits the cron job until acknowledged (by its key, so once).
+async fn submit_cron(api: &GrpcClient, trace: &Trace) -> JobId {
+    let key = "cron";
+    let mut spec = sleep_job(key, 300);
+    spec.schedule = Some(Box::new(Schedule::new(CRON)));
+    loop {
+        trace.record(Event::Submitting { key: key.into() });
+        match api.submit(vec![spec.clone()]).await.map(|mut r| r.pop()) {
+            Ok(Some(Ok(submitted))) => {
+                trace.record(Event::CronAcked { job: submitted.job });
+                return submitted.job;
+            }
+            Ok(other) => tracing::warn!(?other, "cron submit not accepted"),
+            Err(e) => tracing::debug!(error = %e, "cron submit failed; retrying with the same key"),
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Submits a workflow: `extract`, then `load` and `report` after it. Retried
+/// until acknowledged; a workflow takes no idempotency key, so a retry of a
+/// submit that was stored makes a second one, which must end as well.
+async fn submit_workflow(api: &GrpcClient, trace: &Trace) -> WorkflowId {
+    let node = |name: &str, millis, after: &[&str]| WorkflowNode {
+        name: name.into(),
+        job: {
+            let mut job = sleep_job(name, millis);
+            job.idempotency_key = None;
+            job
+        },
+        after: after.iter().map(|p| Edge { parent: (*p).into(), when: EdgeCondition::Success }).collect(),
+    };
+    let spec = WorkflowSpec {
+        name: "flow".into(),
+        nodes: vec![node("extract", 700, &[]), node("load", 400, &["extract"]), node("report", 300, &["extract"])],
+        schedule: None,
+    };
+    loop {
+        trace.record(Event::Submitting { key: "flow".into() });
+        match api.submit_workflow(spec.clone()).await {
+            Ok(submitted) => match submitted.workflow {
+                Some(workflow) => {
+                    trace.record(Event::WorkflowAcked { workflow });
+                    return workflow;
+                }
+                None => tracing::warn!("a one-off workflow was acknowledged without an id"),
+            },
+            Err(e) => tracing::debug!(error = %e, "workflow submit failed; retrying"),
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn wait_workflow(api: &GrpcClient, workflow: WorkflowId, trace: &Trace) {
+    loop {
+        match api.get_workflow(workflow).await {
+            Ok(detail) if detail.state != WorkflowState::Running => {
+                trace.record(Event::WorkflowEnded { workflow, state: detail.state.as_str().into() });
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "cannot read the workflow yet"),
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Pauses the cron job, then waits until each of its runs has ended.
+async fn settle_cron(api: &GrpcClient, job: JobId, trace: &Trace) {
+    loop {
+        match api.schedule(job, ScheduleAction::Pause { note: Some("the simulation ends".into()) }).await {
+            Ok(_) => break,
+            Err(e) => tracing::debug!(error = %e, "cannot pause the cron job yet"),
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    loop {
+        match api.get_job(job).await {
+            Ok(detail) if detail.runs.iter().all(|r| r.state.is_terminal()) => {
+                trace.record(Event::CronSettled { job, runs: detail.runs.len() as u64 });
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "cannot read the cron job yet"),
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 async fn connect(managers: &[String]) -> GrpcClient {
@@ -110,15 +215,17 @@ async fn wait_terminal(api: &GrpcClient, key: &str, run: RunId, trace: &Trace) {
 /// Waits until every manager runs and all applied the same log to the same state.
 async fn wait_converged(nodes: &[Arc<ManagerNode>], trace: &Trace) {
     loop {
-        if let Some(digest) = common_digest(nodes) {
-            trace.record(Event::Converged { digest });
+        if let Some((index, digest)) = common_digest(nodes) {
+            trace.record(Event::Converged { index, digest });
             return;
         }
         tokio::time::sleep(POLL).await;
     }
 }
 
-fn common_digest(nodes: &[Arc<ManagerNode>]) -> Option<String> {
+/// The last index every replica applied and their common state digest, once
+/// all run and agree.
+fn common_digest(nodes: &[Arc<ManagerNode>]) -> Option<(Option<u64>, String)> {
     let mut seen: Option<(Option<u64>, String)> = None;
     for node in nodes {
         let store = node.store()?;
@@ -132,5 +239,5 @@ fn common_digest(nodes: &[Arc<ManagerNode>]) -> Option<String> {
             Some(_) => return None,
         }
     }
-    seen.map(|(_, digest)| digest)
+    seen
 }

@@ -10,20 +10,20 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, UNIX_EPOCH};
 
-use archon_core::store::Store;
-
 use crate::checks;
 use crate::client::{self, Workload};
+use crate::faults::{self, Cluster, Faults};
 use crate::manager::{self, ManagerNode};
+use crate::net;
 use crate::seed::{SeedRng, replay_command};
-use crate::trace::{Event, Trace};
+use crate::trace::Trace;
 use crate::worker::WorkerNode;
 
 /// The simulation's fixed epoch: 2024-01-01T00:00:00Z.
 const EPOCH_SECS: u64 = 1_704_067_200;
 
 /// The host name of the client.
-const CLIENT: &str = "client";
+pub(crate) const CLIENT: &str = "client";
 
 /// What to simulate.
 #[derive(Debug, Clone)]
@@ -43,42 +43,17 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
-    /// Three managers, two workers, twenty jobs, no faults.
+    /// Three managers, five workers, twenty jobs, no faults.
     pub fn new(seed: u64) -> SimConfig {
         SimConfig {
             seed,
             managers: 3,
-            workers: 2,
+            workers: 5,
             jobs: 20,
             faults: Faults::default(),
             limit: Duration::from_secs(600),
         }
     }
-}
-
-/// The faults to inject, each at a time drawn from the seed.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Faults {
-    /// Crash the leader (not gracefully: its unsynced writes are lost) and
-    /// restart it a few seconds later.
-    pub crash_leader: bool,
-    /// Cut the leader off from every other host for a few seconds, then heal.
-    /// What crosses the cut is held and delivered on healing, as TCP's
-    /// retransmissions would deliver it...
-    pub isolate_leader: bool,
-    /// ... unless this is set: then it is dropped (turmoil's `partition`).
-    /// turmoil's TCP does not retransmit, so every connection that lost a
-    /// segment stays stalled after the heal, as if black-holed.
-    pub lossy_isolation: bool,
-}
-
-/// A fault action, at its virtual time.
-#[derive(Debug, Clone)]
-enum Action {
-    CrashLeader { restart_after: Duration },
-    Restart(u64),
-    IsolateLeader { heal_after: Duration },
-    Heal(u64),
 }
 
 /// What a finished simulation gives back.
@@ -140,6 +115,7 @@ pub fn run(config: &SimConfig) -> Result<SimReport, SimError> {
         message: format!("cannot align tokio's task ids: {e}"),
         trace: trace.clone(),
     })?;
+    net::forget_connections();
     let mut rng = SeedRng::new(config.seed);
     let mut sim = turmoil::Builder::new()
         .rng_seed(config.seed)
@@ -147,7 +123,7 @@ pub fn run(config: &SimConfig) -> Result<SimReport, SimError> {
         .simulation_duration(config.limit)
         .tick_duration(Duration::from_millis(1))
         .min_message_latency(Duration::from_millis(1))
-        .max_message_latency(Duration::from_millis(10))
+        .max_message_latency(faults::MAX_LATENCY)
         .build();
 
     let ids: Vec<u64> = (1..=config.managers).collect();
@@ -164,19 +140,22 @@ pub fn run(config: &SimConfig) -> Result<SimReport, SimError> {
         sim.host(name.as_str(), move || Arc::clone(&node).run());
     }
     let mut hosts: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+    let mut workers = Vec::new();
     for i in 1..=config.workers {
         let worker = Arc::new(WorkerNode::new(format!("worker-{i}"), addresses.clone(), rng.next_u64(), trace.clone()));
         let name = worker.name.clone();
         sim.host(name.as_str(), move || Arc::clone(&worker).run());
-        hosts.push(name);
+        workers.push(name);
     }
+    hosts.extend(workers.iter().cloned());
     hosts.push(CLIENT.into());
     let jobs =
         (0..config.jobs).map(|i| (format!("job-{i}"), rng.in_range(500..5_000), rng.in_range(0..1_000))).collect();
     let workload = Workload { jobs, managers: addresses };
     sim.client(CLIENT, client::run(workload, nodes.clone(), trace.clone()));
 
-    let mut plan = plan(&mut rng, config.faults);
+    let mut plan = faults::plan(&mut rng, config.faults, config.managers, config.workers);
+    let mut cluster = Cluster { nodes: &nodes, hosts: &hosts, trace: &trace, down: Default::default() };
     let fail = |sim: &turmoil::Sim<'_>, message: String| SimError {
         seed: config.seed,
         elapsed: sim.elapsed(),
@@ -187,7 +166,7 @@ pub fn run(config: &SimConfig) -> Result<SimReport, SimError> {
         let now = sim.elapsed();
         while plan.first().is_some_and(|(at, _)| *at <= now) {
             let (_, action) = plan.remove(0);
-            if let Some(follow_up) = apply(&mut sim, action, &nodes, &hosts, &trace, config.faults.lossy_isolation) {
+            if let Some(follow_up) = faults::apply(&mut sim, action, &mut cluster) {
                 let at = now + follow_up.0;
                 let slot = plan.partition_point(|(t, _)| *t <= at);
                 plan.insert(slot, (at, follow_up.1));
@@ -198,8 +177,24 @@ pub fn run(config: &SimConfig) -> Result<SimReport, SimError> {
             Ok(false) => {}
             Err(e) => return Err(fail(&sim, e.to_string())),
         }
+        // The safety invariants, on the trace so far, once a virtual second:
+        // a run stops at the second it broke one, not ten minutes later.
+        if sim.elapsed().as_millis() / 1_000 != now.as_millis() / 1_000 {
+            let violations = checks::safety_violations(&trace.entries());
+            if !violations.is_empty() {
+                return Ok(SimReport {
+                    seed: config.seed,
+                    hash: trace.hash(),
+                    trace,
+                    violations,
+                    elapsed: sim.elapsed(),
+                });
+            }
+        }
     }
-    let violations = checks::violations(&trace.entries());
+    let entries = trace.entries();
+    let mut violations = checks::violations(&entries);
+    violations.extend(checks::own_logs_replayed(&nodes, &entries));
     Ok(SimReport { seed: config.seed, hash: trace.hash(), trace, violations, elapsed: sim.elapsed() })
 }
 
@@ -223,88 +218,27 @@ fn align_task_ids() -> std::io::Result<()> {
     })
 }
 
-/// Distinct election timeouts in 200–400 ms, one per manager.
+/// openraft looks for an election on a tick every 1.5 heartbeat intervals
+/// (50 ms in [`archon_raft::RaftConfig`]).
+const ELECTION_TICK_MS: u64 = 75;
+
+/// One election timeout per manager, each in a tick window of its own:
+/// (150, 225], (225, 300], … ms.
+///
+/// openraft draws a node's election timeout once, when the node starts, and
+/// campaigns on its first tick past it. Every simulated host starts at the same
+/// instant, so two managers whose timeouts round up to the same tick campaign
+/// at the same instant round after round and split every vote (seed 38 did,
+/// for ten minutes of virtual time); a real cluster's jitter breaks such a tie,
+/// the simulation has none. Timeouts in distinct windows campaign on distinct
+/// periods, so a tie — even between a restarted manager and the others — cannot
+/// repeat forever.
 fn election_timeouts(rng: &mut SeedRng, count: usize) -> Vec<Duration> {
-    let mut millis: Vec<u64> = Vec::with_capacity(count);
-    while millis.len() < count {
-        let candidate = rng.in_range(200..400);
-        // Apart by more than a round trip, so two never stand at once for long.
-        if millis.iter().all(|m| m.abs_diff(candidate) > 20) {
-            millis.push(candidate);
-        }
+    let mut windows: Vec<u64> = (2..2 + count as u64 + 1).collect();
+    let mut timeouts = Vec::with_capacity(count);
+    while timeouts.len() < count {
+        let window = windows.remove(rng.in_range(0..windows.len() as u64) as usize);
+        timeouts.push(Duration::from_millis(window * ELECTION_TICK_MS + rng.in_range(1..ELECTION_TICK_MS + 1)));
     }
-    millis.into_iter().map(Duration::from_millis).collect()
-}
-
-/// The faults' first actions, by virtual time.
-fn plan(rng: &mut SeedRng, faults: Faults) -> Vec<(Duration, Action)> {
-    let mut plan = Vec::new();
-    let mut at = Duration::from_millis(rng.in_range(2_000..5_000));
-    if faults.crash_leader {
-        let restart_after = Duration::from_millis(rng.in_range(1_000..5_000));
-        plan.push((at, Action::CrashLeader { restart_after }));
-        at += restart_after + Duration::from_millis(rng.in_range(2_000..5_000));
-    }
-    if faults.isolate_leader {
-        let heal_after = Duration::from_millis(rng.in_range(1_000..5_000));
-        plan.push((at, Action::IsolateLeader { heal_after }));
-    }
-    plan
-}
-
-/// The manager that leads now, if one does.
-fn leader(nodes: &[Arc<ManagerNode>]) -> Option<&Arc<ManagerNode>> {
-    nodes.iter().find(|n| n.store().is_some_and(|s| s.leadership().borrow().is_leader))
-}
-
-/// Applies `action`; returns the action that undoes it and after how long.
-fn apply(
-    sim: &mut turmoil::Sim<'_>,
-    action: Action,
-    nodes: &[Arc<ManagerNode>],
-    hosts: &[String],
-    trace: &Trace,
-    lossy: bool,
-) -> Option<(Duration, Action)> {
-    let retry = Duration::from_millis(100);
-    let fault = |what: String| trace.record_at(sim.elapsed().as_millis(), Event::Fault { what });
-    match action {
-        Action::CrashLeader { restart_after } => {
-            let Some(node) = leader(nodes) else { return Some((retry, Action::CrashLeader { restart_after })) };
-            fault(format!("crash {}", node.name));
-            node.crash();
-            sim.crash(node.name.as_str());
-            Some((restart_after, Action::Restart(node.id)))
-        }
-        Action::Restart(id) => {
-            let node = nodes.iter().find(|n| n.id == id)?;
-            fault(format!("restart {}", node.name));
-            sim.bounce(node.name.as_str());
-            None
-        }
-        Action::IsolateLeader { heal_after } => {
-            let Some(node) = leader(nodes) else { return Some((retry, Action::IsolateLeader { heal_after })) };
-            fault(format!("isolate {}{}", node.name, if lossy { " (lossy)" } else { "" }));
-            for other in hosts.iter().filter(|h| **h != node.name) {
-                if lossy {
-                    sim.partition(node.name.as_str(), other.as_str());
-                } else {
-                    sim.hold(node.name.as_str(), other.as_str());
-                }
-            }
-            Some((heal_after, Action::Heal(node.id)))
-        }
-        Action::Heal(id) => {
-            let node = nodes.iter().find(|n| n.id == id)?;
-            fault(format!("heal {}", node.name));
-            for other in hosts.iter().filter(|h| **h != node.name) {
-                if lossy {
-                    sim.repair(node.name.as_str(), other.as_str());
-                } else {
-                    sim.release(node.name.as_str(), other.as_str());
-                }
-            }
-            None
-        }
-    }
+    timeouts
 }

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use archon_raft::storage::Backends;
 use redb::StorageBackend;
+use redb::backends::InMemoryBackend;
 
 /// One database's bytes: what a read sees now, and what survives a crash.
 #[derive(Debug, Default)]
@@ -82,6 +83,16 @@ impl SimDisk {
         shared.generation += 1;
         shared.log.crash();
         shared.history.crash();
+    }
+
+    /// A copy of the log database as reads see it now, to open apart from the
+    /// store (as if the host had crashed this instant without losing a write).
+    pub fn log_copy(&self) -> io::Result<InMemoryBackend> {
+        let bytes = self.lock().log.current.clone();
+        let copy = InMemoryBackend::new();
+        copy.set_len(bytes.len() as u64)?;
+        copy.write(0, &bytes)?;
+        Ok(copy)
     }
 
     /// How many syncs (fsyncs) the disk has seen.

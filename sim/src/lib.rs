@@ -14,8 +14,9 @@
 //! `the_same_seed_gives_the_same_trace` test holds it to that.
 //!
 //! - [`cluster::run`] builds and runs one simulation ([`cluster::SimConfig`]),
-//!   returning its [`trace::Trace`], the trace's hash and every broken
-//!   invariant ([`checks`]).
+//!   injecting the [`faults::Faults`] it asks for, and returns its
+//!   [`trace::Trace`], the trace's hash and every broken invariant ([`checks`],
+//!   the safety ones checked once a virtual second while it runs).
 //! - Tests take their seed from `ARCHON_SIM_SEED` ([`seed::SEED_VAR`]) and
 //!   print a one-line replay command ([`seed::replay_command`]).
 
@@ -24,10 +25,12 @@ pub mod client;
 pub mod clock;
 pub mod cluster;
 pub mod disk;
+pub mod faults;
 pub mod manager;
 pub mod net;
 pub mod seed;
 pub mod trace;
 pub mod worker;
 
-pub use cluster::{Faults, SimConfig, SimError, SimReport, run};
+pub use cluster::{SimConfig, SimError, SimReport, run};
+pub use faults::Faults;

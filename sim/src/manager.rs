@@ -13,7 +13,7 @@ use std::time::Duration;
 use archon_core::api::ManagerInfo;
 use archon_core::history::History;
 use archon_core::manager::{Manager, ManagerConfig};
-use archon_core::state::{ClusterState, Command, Event as StateEvent, Outcome};
+use archon_core::state::{ClusterState, Command, Event as StateEvent, FireResult, Outcome};
 use archon_core::store::{Leadership, Store};
 use archon_net::tls::Dialer;
 use archon_raft::storage::BlockingWork;
@@ -39,8 +39,9 @@ pub struct ManagerNode {
     pub id: u64,
     /// Its host name (`manager-1`).
     pub name: String,
-    /// Its election timeout: fixed per node (see [`crate::seed`]), so openraft's
-    /// own random draw has nothing to choose.
+    /// Its election timeout, drawn by the harness from the seed (openraft
+    /// draws one per node, once, from an unseeded generator), so openraft's
+    /// own draw has nothing to choose.
     pub election_timeout: Duration,
     /// Its disk.
     pub disk: SimDisk,
@@ -162,6 +163,9 @@ impl Store for TracedStore {
                 }
                 StateEvent::RunFinished { run, state, .. } => {
                     self.trace.record(Event::RunFinished { node: self.node, run: *run, state: *state })
+                }
+                StateEvent::ScheduleFired { job, instant, result: FireResult::Started(run) } => {
+                    self.trace.record(Event::Fired { node: self.node, job: *job, instant: instant.0, run: *run })
                 }
                 _ => {}
             }

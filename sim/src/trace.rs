@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use archon_core::model::{AttemptId, JobId, RunId, RunState};
+use archon_core::model::{AttemptId, JobId, RunId, RunState, WorkflowId};
 use sha2::{Digest, Sha256};
 
 /// Something a host did.
@@ -96,6 +96,42 @@ pub enum Event {
         /// The run.
         run: RunId,
     },
+    /// The client's cron job was acknowledged.
+    CronAcked {
+        /// The cron job.
+        job: JobId,
+    },
+    /// A leader's proposal committed this: a cron job's schedule fired at
+    /// `instant` (milliseconds since the Unix epoch) and started `run`.
+    Fired {
+        /// The leader that proposed it.
+        node: u64,
+        /// The cron job.
+        job: JobId,
+        /// The fire instant.
+        instant: i64,
+        /// The run it started.
+        run: RunId,
+    },
+    /// The client paused its cron job and saw every run of it end.
+    CronSettled {
+        /// The cron job.
+        job: JobId,
+        /// How many runs it had.
+        runs: u64,
+    },
+    /// The client's workflow was acknowledged.
+    WorkflowAcked {
+        /// The workflow.
+        workflow: WorkflowId,
+    },
+    /// The client saw its workflow end.
+    WorkflowEnded {
+        /// The workflow.
+        workflow: WorkflowId,
+        /// How it ended.
+        state: String,
+    },
     /// The harness injected a fault.
     Fault {
         /// What, e.g. `crash manager-2`.
@@ -103,6 +139,8 @@ pub enum Event {
     },
     /// Every replica applied the same state.
     Converged {
+        /// The last log index every replica applied.
+        index: Option<u64>,
         /// The replicas' common state digest.
         digest: String,
     },

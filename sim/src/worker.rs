@@ -23,10 +23,18 @@ use crate::trace::{Event, Trace};
 /// The function a simulated job runs: sleeps for its input, in milliseconds.
 pub const FUNCTION: &str = "sim";
 
+/// CPU a simulated job asks for, in millicores.
+pub const JOB_CPU_MILLIS: u64 = 1_000;
+
+/// How many simulated jobs a worker has room for at once: its capacity is
+/// this many jobs' CPU, so the placer has to count.
+pub const SLOTS: u64 = 2;
+
 /// A job that runs for `millis` of virtual time, submitted with `key`.
 pub fn sleep_job(key: &str, millis: u64) -> JobSpec {
     let mut spec = JobSpec::new(key, Task::Function { name: FUNCTION.into(), input: millis.to_string() });
     spec.idempotency_key = Some(key.into());
+    spec.resources.cpu_millis = JOB_CPU_MILLIS;
     spec
 }
 
@@ -50,8 +58,12 @@ impl WorkerNode {
 
     /// The host's software: a worker runtime until the host goes.
     pub async fn run(self: Arc<Self>) -> turmoil::Result {
-        let capacity =
-            Resources { cpu_millis: 4_000, memory_bytes: 8 << 30, network_mbps: 1_000, devices: BTreeMap::new() };
+        let capacity = Resources {
+            cpu_millis: SLOTS * JOB_CPU_MILLIS,
+            memory_bytes: 8 << 30,
+            network_mbps: 1_000,
+            devices: BTreeMap::new(),
+        };
         let config = WorkerConfig {
             reconnect_base: Duration::from_millis(100),
             reconnect_cap: Duration::from_secs(2),

@@ -1,7 +1,7 @@
 //! Whole-cluster simulations: each test runs seeded simulations and prints the
 //! seed and how to replay it (`scripts/soak --seed N TEST`). `scripts/soak N`
 //! runs N seeds; they are deterministic only with tokio's scheduler seeded
-//! (`--cfg tokio_unstable`, which the script sets in a target dir of its own).
+//! (`--cfg tokio_unstable`, which `.cargo/config.toml` gives every build).
 
 use archon_sim::seed::{replay_command, seeds_or};
 use archon_sim::{Faults, SimConfig, SimReport};
@@ -31,9 +31,15 @@ fn simulate(test: &str, config: &SimConfig) -> SimReport {
 
 fn with_faults(seed: u64) -> SimConfig {
     SimConfig {
-        faults: Faults { crash_leader: true, isolate_leader: true, lossy_isolation: false },
+        faults: Faults { crash_leader: true, isolate_leader: true, ..Faults::default() },
         ..SimConfig::new(seed)
     }
+}
+
+/// Twelve faults of every kind after one another, some overlapping, on a
+/// cluster of three managers and five workers running thirty jobs.
+fn storm(seed: u64) -> SimConfig {
+    SimConfig { jobs: 30, faults: Faults { storm: 12, ..Faults::default() }, ..SimConfig::new(seed) }
 }
 
 #[test]
@@ -44,15 +50,23 @@ fn the_same_seed_gives_the_same_trace() {
     #[cfg(not(tokio_unstable))]
     panic!(
         "{test}: the simulation is deterministic only with tokio's scheduler seeded: run it with \
-         scripts/soak (RUSTFLAGS='--cfg tokio_unstable' in a target dir of its own)"
+         `--cfg tokio_unstable` (`.cargo/config.toml` sets it; a RUSTFLAGS variable replaces it)"
     );
     #[cfg(tokio_unstable)]
     same_trace_twice(test);
 }
 
+/// Up to five seeds of a soak (one by default), each run twice.
 #[cfg(tokio_unstable)]
 fn same_trace_twice(test: &str) {
-    let config = with_faults(archon_sim::seed::seed_or(163));
+    for seed in seeds_or(163).take(5) {
+        same_trace(test, &storm(seed));
+    }
+}
+
+#[cfg(tokio_unstable)]
+fn same_trace(test: &str, config: &SimConfig) {
+    let config = config.clone();
     let first = simulate(test, &config);
     let second = simulate(test, &config);
     if first.hash != second.hash {
@@ -92,4 +106,16 @@ fn crashed_then_isolated(test: &str, seed: u64) {
         .collect();
     assert_eq!(faults.len(), 4, "crash, restart, isolate, heal: {faults:?}");
     report.assert_holds(test);
+}
+
+#[test]
+fn a_storm_of_seeded_faults_breaks_no_invariant() {
+    let test = "a_storm_of_seeded_faults_breaks_no_invariant";
+    for seed in seeds_or(11) {
+        let report = simulate(test, &storm(seed));
+        let faults =
+            report.trace.entries().into_iter().filter(|e| matches!(e.event, archon_sim::trace::Event::Fault { .. }));
+        assert!(faults.count() >= 12, "seed {seed}: fewer faults than planned");
+        report.assert_holds(test);
+    }
 }

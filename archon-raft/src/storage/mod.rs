@@ -43,6 +43,7 @@ pub use snapshot_file::SnapshotFile;
 pub use state_machine::{SNAPSHOT_FORMAT, SnapshotBuilder, StateMachine};
 pub use verify::{
     LOG_FILE, LogReport, Position, Replayed, SnapshotSummary, StateSummary, VoteSummary, state_digest, verify,
+    verify_backend,
 };
 
 use crate::Error;

@@ -190,9 +190,33 @@ impl LogReport {
 pub fn verify(path: &Path, through: Option<u64>) -> Result<LogReport, Error> {
     let file = if path.is_dir() { path.join(LOG_FILE) } else { path.to_path_buf() };
     let (db, recovered) = open(&file)?;
-    let unreadable = |e: redb::Error| Error::Storage(format!("reading {}: {e}", file.display()));
+    verify_database(db.as_ref(), &file.display().to_string(), recovered, through)
+}
+
+/// [`verify`] for a log kept on a redb storage backend of the embedder's own
+/// ([`super::StorageOptions::backends`]), e.g. a copy of a simulated disk;
+/// `name` names it in the report. redb recovers it first if it needs to.
+pub fn verify_backend(
+    backend: impl redb::StorageBackend,
+    name: &str,
+    through: Option<u64>,
+) -> Result<LogReport, Error> {
+    let db = Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create_with_backend(backend)
+        .map_err(|e| Error::Storage(format!("opening {name}: {e}")))?;
+    verify_database(&db, name, false, through)
+}
+
+fn verify_database(
+    db: &dyn ReadableDatabase,
+    file: &str,
+    recovered: bool,
+    through: Option<u64>,
+) -> Result<LogReport, Error> {
+    let unreadable = |e: redb::Error| Error::Storage(format!("reading {file}: {e}"));
     let txn = db.begin_read().map_err(|e| unreadable(e.into()))?;
-    let mut report = LogReport { file: file.display().to_string(), recovered, ..LogReport::default() };
+    let mut report = LogReport { file: file.to_owned(), recovered, ..LogReport::default() };
     if recovered {
         report.notes.push("not closed cleanly (the node was killed): recovered by redb before reading".into());
     }
