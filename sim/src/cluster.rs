@@ -140,14 +140,12 @@ pub fn run(config: &SimConfig) -> Result<SimReport, SimError> {
         sim.host(name.as_str(), move || Arc::clone(&node).run());
     }
     let mut hosts: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
-    let mut workers = Vec::new();
     for i in 1..=config.workers {
         let worker = Arc::new(WorkerNode::new(format!("worker-{i}"), addresses.clone(), rng.next_u64(), trace.clone()));
         let name = worker.name.clone();
         sim.host(name.as_str(), move || Arc::clone(&worker).run());
-        workers.push(name);
+        hosts.push(name);
     }
-    hosts.extend(workers.iter().cloned());
     hosts.push(CLIENT.into());
     let jobs =
         (0..config.jobs).map(|i| (format!("job-{i}"), rng.in_range(500..5_000), rng.in_range(0..1_000))).collect();
