@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use archon_core::Error as CoreError;
-use archon_core::api::{Api, ScheduleAction};
+use archon_core::api::{Api, ScheduleAction, Submitted, SubmittedWorkflow};
 use archon_core::model::{
     Edge, EdgeCondition, JobId, RunId, Schedule, WorkflowId, WorkflowNode, WorkflowSpec, WorkflowState,
 };
@@ -65,23 +65,35 @@ pub async fn run(workload: Workload, nodes: Vec<Arc<ManagerNode>>, trace: Trace)
     Ok(())
 }
 
+/// Calls `attempt` every [`POLL`] (of virtual time) until it gives a value.
+async fn until<T, Fut: Future<Output = Option<T>>>(mut attempt: impl FnMut() -> Fut) -> T {
+    loop {
+        if let Some(value) = attempt().await {
+            return value;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// Submits the cron job until acknowledged (by its key, so once).
 async fn submit_cron(api: &GrpcClient, trace: &Trace) -> JobId {
     let key = "cron";
     let mut spec = sleep_job(key, 300);
     spec.schedule = Some(Box::new(Schedule::new(CRON)));
-    loop {
+    let spec = &spec;
+    until(|| async move {
         trace.record(Event::Submitting { key: key.into() });
         match api.submit(vec![spec.clone()]).await.map(|mut r| r.pop()) {
             Ok(Some(Ok(submitted))) => {
                 trace.record(Event::CronAcked { job: submitted.job });
-                return submitted.job;
+                return Some(submitted.job);
             }
             Ok(other) => tracing::warn!(?other, "cron submit not accepted"),
             Err(e) => tracing::debug!(error = %e, "cron submit failed; retrying with the same key"),
         }
-        tokio::time::sleep(POLL).await;
-    }
+        None
+    })
+    .await
 }
 
 /// Submits a workflow: `extract`, then `load` and `report` after it. Retried
@@ -102,125 +114,117 @@ async fn submit_workflow(api: &GrpcClient, trace: &Trace) -> WorkflowId {
         nodes: vec![node("extract", 700, &[]), node("load", 400, &["extract"]), node("report", 300, &["extract"])],
         schedule: None,
     };
-    loop {
+    let spec = &spec;
+    until(|| async move {
         trace.record(Event::Submitting { key: "flow".into() });
         match api.submit_workflow(spec.clone()).await {
-            Ok(submitted) => match submitted.workflow {
-                Some(workflow) => {
-                    trace.record(Event::WorkflowAcked { workflow });
-                    return workflow;
-                }
-                None => tracing::warn!("a one-off workflow was acknowledged without an id"),
-            },
+            Ok(SubmittedWorkflow { workflow: Some(workflow), .. }) => {
+                trace.record(Event::WorkflowAcked { workflow });
+                return Some(workflow);
+            }
+            Ok(_) => tracing::warn!("a one-off workflow was acknowledged without an id"),
             Err(e) => tracing::debug!(error = %e, "workflow submit failed; retrying"),
         }
-        tokio::time::sleep(POLL).await;
-    }
+        None
+    })
+    .await
 }
 
 async fn wait_workflow(api: &GrpcClient, workflow: WorkflowId, trace: &Trace) {
-    loop {
+    until(|| async move {
         match api.get_workflow(workflow).await {
             Ok(detail) if detail.state != WorkflowState::Running => {
                 trace.record(Event::WorkflowEnded { workflow, state: detail.state.as_str().into() });
-                return;
+                Some(())
             }
-            Ok(_) => {}
-            Err(e) => tracing::debug!(error = %e, "cannot read the workflow yet"),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the workflow yet");
+                None
+            }
         }
-        tokio::time::sleep(POLL).await;
-    }
+    })
+    .await
 }
 
 /// Pauses the cron job, then waits until each of its runs has ended.
 async fn settle_cron(api: &GrpcClient, job: JobId, trace: &Trace) {
-    loop {
-        match api.schedule(job, ScheduleAction::Pause { note: Some("the simulation ends".into()) }).await {
-            Ok(_) => break,
-            Err(e) => tracing::debug!(error = %e, "cannot pause the cron job yet"),
-        }
-        tokio::time::sleep(POLL).await;
-    }
-    loop {
+    until(|| async move {
+        let pause = ScheduleAction::Pause { note: Some("the simulation ends".into()) };
+        api.schedule(job, pause).await.map_err(|e| tracing::debug!(error = %e, "cannot pause the cron job yet")).ok()
+    })
+    .await;
+    until(|| async move {
         match api.get_job(job).await {
             Ok(detail) if detail.runs.iter().all(|r| r.state.is_terminal()) => {
                 trace.record(Event::CronSettled { job, runs: detail.runs.len() as u64 });
-                return;
+                Some(())
             }
-            Ok(_) => {}
-            Err(e) => tracing::debug!(error = %e, "cannot read the cron job yet"),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the cron job yet");
+                None
+            }
         }
-        tokio::time::sleep(POLL).await;
-    }
+    })
+    .await
 }
 
 async fn connect(managers: &[String]) -> GrpcClient {
-    loop {
-        match GrpcClient::connect_with(managers, sim_dialer()).await {
-            Ok(client) => return client,
-            Err(e) => {
-                tracing::debug!(error = %e, "client cannot connect yet");
-                tokio::time::sleep(POLL).await;
-            }
-        }
-    }
+    until(|| async move {
+        GrpcClient::connect_with(managers, sim_dialer())
+            .await
+            .map_err(|e| tracing::debug!(error = %e, "client cannot connect yet"))
+            .ok()
+    })
+    .await
 }
 
 /// Submits until acknowledged; the same key every time, so a retry of a
 /// submit that was stored returns the first job.
 async fn submit(api: &GrpcClient, key: &str, millis: u64, trace: &Trace) -> RunId {
-    loop {
+    until(|| async move {
         trace.record(Event::Submitting { key: key.into() });
-        match api.submit(vec![sleep_job(key, millis)]).await {
-            Ok(results) => match results.into_iter().next() {
-                Some(Ok(submitted)) => {
-                    if let Some(run) = submitted.run {
-                        trace.record(Event::Acked {
-                            key: key.into(),
-                            job: submitted.job,
-                            run,
-                            duplicate: submitted.duplicate,
-                        });
-                        return run;
-                    }
-                    tracing::warn!(key, "a one-off job was acknowledged without a run");
-                }
-                Some(Err(rejection)) => tracing::warn!(key, ?rejection, "submit rejected"),
-                None => tracing::warn!(key, "submit answered nothing"),
-            },
+        match api.submit(vec![sleep_job(key, millis)]).await.map(|r| r.into_iter().next()) {
+            Ok(Some(Ok(Submitted { job, run: Some(run), duplicate }))) => {
+                trace.record(Event::Acked { key: key.into(), job, run, duplicate });
+                return Some(run);
+            }
+            Ok(Some(Ok(_))) => tracing::warn!(key, "a one-off job was acknowledged without a run"),
+            Ok(Some(Err(rejection))) => tracing::warn!(key, ?rejection, "submit rejected"),
+            Ok(None) => tracing::warn!(key, "submit answered nothing"),
             Err(e) => tracing::debug!(key, error = %e, "submit failed; retrying with the same key"),
         }
-        tokio::time::sleep(POLL).await;
-    }
+        None
+    })
+    .await
 }
 
 async fn wait_terminal(api: &GrpcClient, key: &str, run: RunId, trace: &Trace) {
-    loop {
+    until(|| async move {
         match api.get_run(run).await {
             Ok(detail) if detail.run.state.is_terminal() => {
                 trace.record(Event::Terminal { key: key.into(), run, state: detail.run.state });
-                return;
+                Some(())
             }
-            Ok(_) => {}
+            Ok(_) => None,
             Err(CoreError::NotFound(_)) => {
                 trace.record(Event::Lost { key: key.into(), run });
-                return;
+                Some(())
             }
-            Err(e) => tracing::debug!(key, error = %e, "cannot read the run yet"),
+            Err(e) => {
+                tracing::debug!(key, error = %e, "cannot read the run yet");
+                None
+            }
         }
-        tokio::time::sleep(POLL).await;
-    }
+    })
+    .await
 }
 
 /// Waits until every manager runs and all applied the same log to the same state.
 async fn wait_converged(nodes: &[Arc<ManagerNode>], trace: &Trace) {
-    loop {
-        if let Some((index, digest)) = common_digest(nodes) {
-            trace.record(Event::Converged { index, digest });
-            return;
-        }
-        tokio::time::sleep(POLL).await;
-    }
+    let (index, digest) = until(|| std::future::ready(common_digest(nodes))).await;
+    trace.record(Event::Converged { index, digest });
 }
 
 /// The last index every replica applied and their common state digest, once
