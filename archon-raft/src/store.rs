@@ -43,6 +43,11 @@ pub struct RaftConfig {
     pub snapshot_bytes: u64,
     /// ... or this many commands.
     pub snapshot_commands: u64,
+    /// Entries kept behind a snapshot for followers a little behind (default
+    /// 64); a follower further behind is sent the snapshot. At up to
+    /// `max_entry_bytes` each this bounds what the log holds past
+    /// `snapshot_bytes`.
+    pub kept_behind_snapshot: u64,
     /// The most bytes of commands one log entry carries: a larger proposal is
     /// split into several entries, and a single command past it is refused.
     /// Default 1 MiB: an entry travels to a follower in one AppendEntries,
@@ -87,6 +92,7 @@ impl RaftConfig {
             snapshot_every: 20_000,
             snapshot_bytes: 64 << 20,
             snapshot_commands: 200_000,
+            kept_behind_snapshot: 64,
             max_entry_bytes: 1 << 20,
             cache_bytes: 32 << 20,
             history_cache_bytes: 16 << 20,
@@ -105,11 +111,7 @@ impl RaftConfig {
             election_timeout_min: millis(self.election_timeout.0),
             election_timeout_max: millis(self.election_timeout.1),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every.max(1)),
-            // Entries kept behind a snapshot for followers a little behind. At up
-            // to max_entry_bytes each (1 MiB by default) this bounds what the log
-            // file holds past `snapshot_bytes`; a follower further behind gets
-            // the snapshot.
-            max_in_snapshot_log_to_keep: 64,
+            max_in_snapshot_log_to_keep: self.kept_behind_snapshot,
             snapshot_max_chunk_size: 4 << 20,
             max_payload_entries: 64,
             install_snapshot_timeout: 10_000,
@@ -232,9 +234,37 @@ impl RaftStore {
 
 impl RaftStore {
     /// Proposes `commands` as one log entry.
+    ///
+    /// openraft 0.9 answers a proposal when its entry is applied here or cut
+    /// from the log, but never when a snapshot from a newer leader replaces
+    /// it: a leader deposed with proposals in flight that then installs a
+    /// snapshot would wait on them forever (fixed upstream in 0.10, openraft
+    /// #1761). So a proposal made while leading also ends once this node has
+    /// lost that leadership and applied past every entry it held then — by
+    /// then its entry was applied, cut or replaced, and if no answer came it
+    /// was replaced: committed or not, this node cannot tell.
     async fn write_entry(&self, commands: Vec<Command>) -> Result<Vec<Outcome>, archon_core::Error> {
         let (started, count) = (std::time::Instant::now(), commands.len());
-        match self.raft.client_write(Proposal::new(commands)).await {
+        let mut metrics = self.raft.metrics();
+        let leading = {
+            let m = metrics.borrow_and_update();
+            (m.state == ServerState::Leader).then_some(m.current_term)
+        };
+        let written = self.raft.client_write(Proposal::new(commands));
+        let result = match leading {
+            None => written.await,
+            Some(term) => tokio::select! {
+                biased;
+                result = written => result,
+                () = stranded(&mut metrics, term) => {
+                    return Err(archon_core::Error::Unavailable(format!(
+                        "the outcome of this proposal is unknown: this manager lost its leadership of term {term} \
+                         before the entry's fate reached it; retry with the same idempotency key"
+                    )));
+                }
+            },
+        };
+        match result {
             Ok(response) => {
                 self.config.metrics.store().committed(count, started.elapsed());
                 Ok(response.data)
@@ -248,6 +278,24 @@ impl RaftStore {
             Err(RaftError::Fatal(e)) => Err(archon_core::Error::Unavailable(format!("raft stopped: {e}"))),
         }
     }
+}
+
+/// Resolves once a proposal made while leading `term` can no longer be
+/// answered by openraft (see [`RaftStore::write_entry`]): this node no longer
+/// leads `term` and has applied past the last entry its log held when it
+/// stopped — plus a short grace for an answer already on its way. Pending
+/// forever while the node leads `term` or Raft stops.
+async fn stranded(metrics: &mut watch::Receiver<RaftMetrics<u64, BasicNode>>, term: u64) {
+    let deposed = |m: &RaftMetrics<u64, BasicNode>| m.state != ServerState::Leader || m.current_term != term;
+    let Ok(at_deposition) = metrics.wait_for(deposed).await.map(|m| m.last_log_index) else {
+        return std::future::pending().await;
+    };
+    let Some(last) = at_deposition else { return };
+    let past = |m: &RaftMetrics<u64, BasicNode>| m.last_applied.is_some_and(|applied| applied.index >= last);
+    if metrics.wait_for(past).await.is_err() {
+        return std::future::pending().await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 /// `commands` cut into runs of at most `max` bytes each (by their size hints);
