@@ -1,14 +1,16 @@
 //! The simulated client: through the real gRPC client it submits a cron job
 //! (every two seconds), jobs with idempotency keys — each retried until it is
 //! acknowledged — and, halfway, a workflow of three jobs; then it waits for
-//! every acknowledged run and the workflow to end, pauses the cron job and
-//! waits for its runs to end, then for the replicas to converge.
+//! the planned faults to be over, for every acknowledged run and the workflow
+//! to end, pauses the cron job and waits for its runs to end, then for the
+//! replicas to converge.
 //!
 //! The one thing to know: the simulation ends when this client returns, so it
 //! is also what waits out the healing of every fault; an acknowledged run the
 //! cluster no longer knows is recorded as lost rather than waited on forever.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use archon_core::Error as CoreError;
@@ -37,6 +39,10 @@ pub struct Workload {
     pub jobs: Vec<(String, u64, u64)>,
     /// The managers' addresses.
     pub managers: Vec<String>,
+    /// Set by the harness once every planned fault has struck and healed:
+    /// the client submits, then waits for it before it waits for the work to
+    /// end, so a run never ends before its faults.
+    pub faults_over: Arc<AtomicBool>,
 }
 
 /// Runs `workload` to its end, recording into `trace`; `nodes` are the
@@ -54,6 +60,7 @@ pub async fn run(workload: Workload, nodes: Vec<Arc<ManagerNode>>, trace: Trace)
             workflow = Some(submit_workflow(&api, &trace).await);
         }
     }
+    until(|| std::future::ready(workload.faults_over.load(Ordering::Relaxed).then_some(()))).await;
     for (key, run) in acked {
         wait_terminal(&api, &key, run, &trace).await;
     }

@@ -7,6 +7,7 @@
 //! that moment), which is as deterministic as the run itself.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -69,6 +70,8 @@ pub struct SimReport {
     pub violations: Vec<String>,
     /// Virtual time the run took.
     pub elapsed: Duration,
+    /// Snapshots the managers built and installed (from the leader), in all.
+    pub snapshots: (u64, u64),
 }
 
 impl SimReport {
@@ -149,7 +152,8 @@ pub fn run(config: &SimConfig) -> Result<SimReport, SimError> {
     hosts.push(CLIENT.into());
     let jobs =
         (0..config.jobs).map(|i| (format!("job-{i}"), rng.in_range(500..5_000), rng.in_range(0..1_000))).collect();
-    let workload = Workload { jobs, managers: addresses };
+    let faults_over = Arc::new(AtomicBool::new(false));
+    let workload = Workload { jobs, managers: addresses, faults_over: Arc::clone(&faults_over) };
     sim.client(CLIENT, client::run(workload, nodes.clone(), trace.clone()));
 
     let mut plan = faults::plan(&mut rng, config.faults, config.managers, config.workers);
@@ -170,6 +174,9 @@ pub fn run(config: &SimConfig) -> Result<SimReport, SimError> {
                 plan.insert(slot, (at, follow_up.1));
             }
         }
+        if plan.is_empty() {
+            faults_over.store(true, Ordering::Relaxed);
+        }
         match sim.step() {
             Ok(true) => break,
             Ok(false) => {}
@@ -186,6 +193,7 @@ pub fn run(config: &SimConfig) -> Result<SimReport, SimError> {
                     trace,
                     violations,
                     elapsed: sim.elapsed(),
+                    snapshots: snapshots(&nodes),
                 });
             }
         }
@@ -193,7 +201,19 @@ pub fn run(config: &SimConfig) -> Result<SimReport, SimError> {
     let entries = trace.entries();
     let mut violations = checks::violations(&entries);
     violations.extend(checks::own_logs_replayed(&nodes, &entries));
-    Ok(SimReport { seed: config.seed, hash: trace.hash(), trace, violations, elapsed: sim.elapsed() })
+    Ok(SimReport {
+        seed: config.seed,
+        hash: trace.hash(),
+        trace,
+        violations,
+        elapsed: sim.elapsed(),
+        snapshots: snapshots(&nodes),
+    })
+}
+
+/// Snapshots built and installed by all managers.
+fn snapshots(nodes: &[Arc<ManagerNode>]) -> (u64, u64) {
+    nodes.iter().map(|n| n.snapshots()).fold((0, 0), |(b, i), (nb, ni)| (b + nb, i + ni))
 }
 
 /// Moves tokio's process-wide task counter to a multiple of 64. A

@@ -7,7 +7,8 @@
 //! would take a second manager down waits until the first is back — both as
 //! deterministic as the run itself. Message loss is what TCP makes of it: held
 //! (delayed) while it lasts, then, for a lossy cut, every connection across it
-//! reset when it heals (see [`crate::net`]).
+//! reset when it heals (see [`crate::net`]); a one-way cut drops what crosses
+//! it in its direction and, healing, resets every connection across it too.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -33,12 +34,17 @@ pub struct Faults {
     /// ... unless this is set: then the cut outlasts TCP's patience and every
     /// connection across it is reset when it heals.
     pub lossy_isolation: bool,
+    /// Crash a manager that does not lead early on, and restart it only once
+    /// the leader has compacted its log past the last entry the crashed one
+    /// holds (or after a minute): it can catch up only from a snapshot.
+    pub lag_follower: bool,
     /// This many more faults, one after another and sometimes overlapping,
     /// each drawn from the seed: a crash of the leader, of any manager (never
     /// two down at once) or of a worker, then its restart; a cut around the
     /// leader or any one host, or between two sides of the cluster, lossy or
-    /// not; a slow link; the connections between two hosts reset; a manager's
-    /// clock stepped.
+    /// not; a one-way cut (one host hears the rest but is not heard, or the
+    /// reverse); a slow link; the connections between two hosts reset; a
+    /// manager's clock stepped.
     pub storm: u32,
 }
 
@@ -57,6 +63,16 @@ pub(crate) enum Action {
         restart_after: Duration,
     },
     RestartManager(u64),
+    /// Crash a manager that does not lead, to restart it once the leader's log
+    /// no longer holds what it lacks.
+    LagFollower,
+    /// Restart manager `id` once the leader purged its log past `last`, or
+    /// once `give_up` virtual time has passed.
+    RestartWhenPurged {
+        id: u64,
+        last: u64,
+        give_up: Duration,
+    },
     RestartWorker(String),
     IsolateLeader {
         heal_after: Duration,
@@ -71,6 +87,19 @@ pub(crate) enum Action {
     Heal {
         pairs: Vec<(String, String)>,
         lossy: bool,
+    },
+    /// Drop everything `host` sends to the rest (`outgoing`), or everything
+    /// the rest sends to it.
+    OneWay {
+        host: String,
+        outgoing: bool,
+        heal_after: Duration,
+    },
+    /// Undo a one-way cut: each `(from, to)` repaired, every connection
+    /// between them reset.
+    HealOneWay {
+        host: String,
+        pairs: Vec<(String, String)>,
     },
     SlowLink {
         a: String,
@@ -114,6 +143,10 @@ pub(crate) fn plan(rng: &mut SeedRng, faults: Faults, managers: u64, workers: u6
         plan.push((at, Action::CrashLeader { restart_after }));
         at += restart_after + millis(rng, 2_000..5_000);
     }
+    if faults.lag_follower {
+        plan.push((at, Action::LagFollower));
+        at += millis(rng, 1_000..3_000);
+    }
     if faults.isolate_leader {
         let heal_after = millis(rng, 1_000..5_000);
         plan.push((at, Action::IsolateLeader { heal_after, lossy: faults.lossy_isolation }));
@@ -147,7 +180,7 @@ fn any_host(rng: &mut SeedRng, managers: u64, workers: u64) -> String {
 fn storm_action(rng: &mut SeedRng, managers: u64, workers: u64) -> Action {
     let lasting = millis(rng, 500..4_000);
     let lossy = rng.in_range(0..2) == 1;
-    match rng.in_range(0..10) {
+    match rng.in_range(0..11) {
         0 => Action::CrashLeader { restart_after: lasting },
         1 => Action::CrashManager { id: rng.in_range(1..managers + 1), restart_after: lasting },
         2 => Action::CrashWorker { host: worker_host(rng.in_range(1..workers + 1)), restart_after: lasting },
@@ -175,6 +208,11 @@ fn storm_action(rng: &mut SeedRng, managers: u64, workers: u64) -> Action {
             Action::SlowLink { a, b, latency, heal_after: lasting }
         }
         8 => Action::Reset { a: any_host(rng, managers, workers), b: manager_host(rng.in_range(1..managers + 1)) },
+        9 => Action::OneWay {
+            host: any_host(rng, managers, workers),
+            outgoing: rng.in_range(0..2) == 1,
+            heal_after: lasting,
+        },
         _ => {
             let step = i64::try_from(rng.in_range(1_000..20_000)).unwrap_or(i64::MAX);
             let millis = if rng.in_range(0..2) == 1 { step } else { -step };
@@ -219,6 +257,27 @@ pub(crate) fn apply(
             node.crash();
             sim.crash(node.name.as_str());
             Some((restart_after, Action::RestartManager(id)))
+        }
+        Action::LagFollower => {
+            // A leader, no manager down, and one that does not lead.
+            let leading = leader(cluster.nodes).map(|n| n.id).filter(|_| cluster.down.is_empty());
+            let Some(node) = leading.and_then(|leading| cluster.nodes.iter().find(|n| n.id != leading)) else {
+                return Some((retry, Action::LagFollower));
+            };
+            let last = node.store().and_then(|s| s.raft().metrics().borrow().last_log_index).unwrap_or(0);
+            let (id, give_up) = (node.id, sim.elapsed() + Duration::from_secs(60));
+            apply(sim, Action::CrashManager { id, restart_after: Duration::ZERO }, cluster)?;
+            Some((retry, Action::RestartWhenPurged { id, last, give_up }))
+        }
+        Action::RestartWhenPurged { id, last, give_up } => {
+            let purged = leader(cluster.nodes)
+                .and_then(|n| n.store())
+                .and_then(|s| s.raft().metrics().borrow().purged)
+                .is_some_and(|purged| purged.index > last);
+            if !purged && sim.elapsed() < give_up {
+                return Some((retry, Action::RestartWhenPurged { id, last, give_up }));
+            }
+            apply(sim, Action::RestartManager(id), cluster)
         }
         Action::RestartManager(id) => {
             let node = cluster.nodes.iter().find(|n| n.id == id)?;
@@ -274,6 +333,28 @@ pub(crate) fn apply(
             } else {
                 format!("heal {}", side.join(", "))
             });
+            None
+        }
+        Action::OneWay { host, outgoing, heal_after } => {
+            fault(format!("cut what {host} {} the rest", if outgoing { "sends to" } else { "hears from" }));
+            let mut pairs = Vec::new();
+            for other in cluster.hosts.iter().filter(|h| **h != host) {
+                let (from, to) = if outgoing { (&host, other) } else { (other, &host) };
+                sim.partition_oneway(from.as_str(), to.as_str());
+                pairs.push((from.clone(), to.clone()));
+            }
+            Some((heal_after, Action::HealOneWay { host, pairs }))
+        }
+        Action::HealOneWay { host, pairs } => {
+            // turmoil's TCP never retransmits what the cut dropped: each
+            // connection across it is stalled for good, as a real one is once
+            // TCP gives up. Reset them all.
+            let mut reset = 0;
+            for (from, to) in &pairs {
+                reset += net::reset_between(sim.lookup(from.as_str()), sim.lookup(to.as_str()));
+                sim.repair_oneway(from.as_str(), to.as_str());
+            }
+            fault(format!("heal the one-way cut of {host} ({reset} connections across it reset)"));
             None
         }
         Action::SlowLink { a, b, latency, heal_after } => {

@@ -13,6 +13,7 @@ use std::time::Duration;
 use archon_core::api::ManagerInfo;
 use archon_core::history::History;
 use archon_core::manager::{Manager, ManagerConfig};
+use archon_core::metrics::Metrics;
 use archon_core::state::{ClusterState, Command, Event as StateEvent, FireResult, Outcome};
 use archon_core::store::{Leadership, Store};
 use archon_net::tls::Dialer;
@@ -49,6 +50,8 @@ pub struct ManagerNode {
     pub skew: Skew,
     /// The whole group, id → address.
     pub members: BTreeMap<u64, String>,
+    /// Its Raft metrics, across incarnations (snapshots built and installed).
+    pub metrics: Metrics,
     trace: Trace,
     running: Mutex<Option<RaftStore>>,
 }
@@ -63,6 +66,7 @@ impl ManagerNode {
             disk: SimDisk::new(),
             skew: Skew::default(),
             members,
+            metrics: Metrics::new(),
             trace,
             running: Mutex::new(None),
         }
@@ -71,6 +75,11 @@ impl ManagerNode {
     /// The store of the running incarnation, if the host runs.
     pub fn store(&self) -> Option<RaftStore> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Snapshots this manager built and installed, over all its incarnations.
+    pub fn snapshots(&self) -> (u64, u64) {
+        self.metrics.raft().snapshots()
     }
 
     /// The host crashed: its unsynced writes are gone and its store is no
@@ -88,10 +97,11 @@ impl ManagerNode {
         config.blocking = BlockingWork::Inline;
         config.dialer = sim_dialer();
         config.election_timeout = (self.election_timeout, self.election_timeout + Duration::from_millis(1));
-        // No snapshot yet: building and sending one goes through real files.
-        config.snapshot_every = u64::MAX / 2;
-        config.snapshot_bytes = u64::MAX;
-        config.snapshot_commands = u64::MAX;
+        config.metrics = self.metrics.clone();
+        // Snapshots and log compaction often enough that every run takes
+        // several, and a manager down for a while is sent one.
+        config.snapshot_every = SNAPSHOT_EVERY;
+        config.kept_behind_snapshot = KEPT_BEHIND_SNAPSHOT;
         let store = RaftStore::open(config).await?;
         store.bootstrap(self.members.clone()).await?;
         *self.running.lock().unwrap_or_else(PoisonError::into_inner) = Some(store.clone());
@@ -116,6 +126,12 @@ impl ManagerNode {
         Ok(())
     }
 }
+
+/// A manager takes a snapshot (and compacts its log) every this many entries...
+pub const SNAPSHOT_EVERY: u64 = 40;
+
+/// ... keeping this many behind it for followers a little behind.
+pub const KEPT_BEHIND_SNAPSHOT: u64 = 8;
 
 /// The host name of manager `id`.
 pub fn host_name(id: u64) -> String {

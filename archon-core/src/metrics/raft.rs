@@ -1,5 +1,6 @@
 //! A Raft node's progress as gauges — term, commit index, applied index and the
-//! lag between them — and the leader changes it saw. archon-core knows nothing
+//! lag between them — the leader changes it saw, and the snapshots it built
+//! and installed. archon-core knows nothing
 //! of Raft: the replicated store reports plain numbers here as they change.
 
 use std::sync::Mutex;
@@ -23,8 +24,9 @@ pub struct RaftProgress {
 }
 
 /// `archon_raft_term`, `archon_raft_commit_index`, `archon_raft_applied_index`,
-/// `archon_raft_apply_lag_entries`, `archon_raft_is_leader` and
-/// `archon_raft_leader_changes_total`.
+/// `archon_raft_apply_lag_entries`, `archon_raft_is_leader`,
+/// `archon_raft_leader_changes_total`, `archon_raft_snapshots_built_total` and
+/// `archon_raft_snapshots_installed_total`.
 #[derive(Debug)]
 pub struct RaftMetrics {
     term: Gauge,
@@ -33,6 +35,8 @@ pub struct RaftMetrics {
     apply_lag: Gauge,
     leader: Gauge,
     leader_changes: Counter,
+    snapshots_built: Counter,
+    snapshots_installed: Counter,
     committed: AtomicU64,
     applied: AtomicU64,
     /// The last (term, leader) seen, to count changes.
@@ -48,6 +52,8 @@ impl RaftMetrics {
             apply_lag: Gauge::default(),
             leader: Gauge::default(),
             leader_changes: Counter::default(),
+            snapshots_built: Counter::default(),
+            snapshots_installed: Counter::default(),
             committed: AtomicU64::new(0),
             applied: AtomicU64::new(0),
             last_leader: Mutex::new(None),
@@ -74,7 +80,32 @@ impl RaftMetrics {
             "Times this node saw a new leader (a new term or another node)",
             m.leader_changes.clone(),
         );
+        registry.register(
+            "archon_raft_snapshots_built",
+            "Snapshots this node took of its state (each lets the log before it go)",
+            m.snapshots_built.clone(),
+        );
+        registry.register(
+            "archon_raft_snapshots_installed",
+            "Snapshots this node installed from the leader (it was too far behind for the log)",
+            m.snapshots_installed.clone(),
+        );
         m
+    }
+
+    /// Counts a snapshot this node took.
+    pub fn snapshot_built(&self) {
+        self.snapshots_built.inc();
+    }
+
+    /// Counts a snapshot this node installed from the leader.
+    pub fn snapshot_installed(&self) {
+        self.snapshots_installed.inc();
+    }
+
+    /// Snapshots built and installed so far.
+    pub fn snapshots(&self) -> (u64, u64) {
+        (self.snapshots_built.get(), self.snapshots_installed.get())
     }
 
     /// Records where the node stands now.

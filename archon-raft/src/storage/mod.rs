@@ -14,9 +14,10 @@
 //! rebuilds its state from them, as a restart would.
 //!
 //! An embedder may keep both databases off disk ([`StorageOptions::backends`],
-//! redb storage backends of its own, e.g. in memory) and run their work inline
-//! rather than on tokio's blocking threads ([`BlockingWork::Inline`]): a
-//! deterministic simulation does both.
+//! redb storage backends of its own, e.g. in memory; snapshot files for peers
+//! are then buffers in memory too) and run their work inline rather than on
+//! tokio's blocking threads ([`BlockingWork::Inline`]): a deterministic
+//! simulation does both.
 
 mod history;
 mod history_db;
@@ -39,7 +40,7 @@ use redb::{Database, StorageBackend, TableDefinition};
 
 pub use history_read::RedbHistory;
 pub use log::LogStore;
-pub use snapshot_file::SnapshotFile;
+pub use snapshot_file::{Body, Scratch, SnapshotFile};
 pub use state_machine::{SNAPSHOT_FORMAT, SnapshotBuilder, StateMachine};
 pub use verify::{
     LOG_FILE, LogReport, Position, Replayed, SnapshotSummary, StateSummary, VoteSummary, state_digest, verify,
@@ -70,10 +71,12 @@ pub struct StorageOptions {
     pub snapshot_bytes: u64,
     /// Ask for a snapshot once this many commands were written since the last one.
     pub snapshot_commands: u64,
-    /// The node's metrics; the log reports its committed index there.
+    /// The node's metrics; the log reports its committed index there, the
+    /// state machine the snapshots it builds and installs.
     pub metrics: Metrics,
     /// Where the two databases live: files at the path given to [`open_with`]
-    /// (`None`, the default), or backends of the embedder's own.
+    /// (`None`, the default), or backends of the embedder's own — and then
+    /// the snapshot files sent to and received from peers are kept in memory.
     pub backends: Option<Arc<dyn Backends>>,
     /// Where blocking work on them (transactions, fsyncs) runs.
     pub blocking: BlockingWork,
@@ -223,7 +226,7 @@ pub fn open(path: &Path, state: Arc<RwLock<ClusterState>>) -> Result<Storage, Er
 
 /// [`open`] with `options`. With [`StorageOptions::backends`], the databases
 /// are on those and `path` only names them (in errors); nothing is created on
-/// disk but snapshot scratch files, in the system's temporary directory.
+/// disk: the snapshot files sent to or received from peers are kept in memory.
 pub fn open_with(path: &Path, state: Arc<RwLock<ClusterState>>, options: &StorageOptions) -> Result<Storage, Error> {
     let data_dir = |message: String| Error::DataDir { path: path.display().to_string(), message };
     let history_path = history_db::HistoryDb::path_for(path);
@@ -247,7 +250,7 @@ pub fn open_with(path: &Path, state: Arc<RwLock<ClusterState>>, options: &Storag
                 options.blocking,
             )
             .map_err(history_error)?;
-            (db, history, std::env::temp_dir())
+            (db, history, Scratch::Memory)
         }
         None => {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -259,7 +262,7 @@ pub fn open_with(path: &Path, state: Arc<RwLock<ClusterState>>, options: &Storag
                 history_db::HistoryDb::open(history_path.clone(), options.history_cache_bytes, options.blocking)
                     .map_err(history_error)?;
             let scratch = path.parent().map_or_else(|| Path::new(".").to_path_buf(), Path::to_path_buf);
-            (db, history, scratch)
+            (db, history, Scratch::Dir(scratch))
         }
     };
     create_tables(&db).map_err(|e| Error::Storage(e.to_string()))?;
@@ -275,6 +278,7 @@ pub fn open_with(path: &Path, state: Arc<RwLock<ClusterState>>, options: &Storag
         snapshots.clone(),
         recent.clone(),
         scratch,
+        options.metrics.clone(),
     )
     .map_err(|e| Error::Storage(format!("loading the snapshot: {e}")))?;
     let history = RedbHistory::new(history_db, state);

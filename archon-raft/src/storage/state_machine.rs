@@ -13,9 +13,9 @@
 //! them again, which changes nothing.
 
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
+use archon_core::metrics::Metrics;
 use archon_core::state::{ClusterState, Outcome};
 use openraft::storage::RaftStateMachine;
 use openraft::{
@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use super::history_db::HistoryDb;
 use super::history_writer::{HistoryWriter, output_bytes};
 use super::recent::Recent;
-use super::snapshot_file::SnapshotFile;
+use super::snapshot_file::{Body, Scratch, SnapshotFile};
 use super::{Failure, NodeId, SNAPSHOT, SnapshotDue, blocking, history};
 use crate::{Node, Proposal, TypeConfig};
 
@@ -96,12 +96,14 @@ pub struct StateMachine {
     /// Snapshot builders handed out by this process; makes snapshot ids unique.
     builders: u64,
     snapshots: Arc<SnapshotDue>,
-    /// Where snapshot files are written (the data dir).
-    scratch: PathBuf,
+    /// Where snapshot files are made (the data dir, or memory).
+    scratch: Scratch,
     /// Writes what apply hands over, off apply's path.
     writer: HistoryWriter,
     /// The log's decoded tail, which forgets what is applied.
     recent: Arc<Recent>,
+    /// Counts the snapshots built and installed.
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -121,7 +123,8 @@ impl StateMachine {
         state: Arc<RwLock<ClusterState>>,
         snapshots: Arc<SnapshotDue>,
         recent: Arc<Recent>,
-        scratch: PathBuf,
+        scratch: Scratch,
+        metrics: Metrics,
     ) -> Result<StateMachine, Failure> {
         let (last_applied, last_membership, loaded) = match read_snapshot(&db)? {
             Some((meta, data)) => {
@@ -146,6 +149,7 @@ impl StateMachine {
             scratch,
             writer,
             recent,
+            metrics,
         })
     }
 }
@@ -211,8 +215,8 @@ fn store_snapshot(txn: &redb::WriteTransaction, meta: &Meta, data: &[u8], keep: 
 
 /// Writes the file a peer installs: the header, the stored image, then every
 /// history row as of now.
-fn dump_file(db: &Database, history: &HistoryDb, scratch: &std::path::Path) -> Result<std::fs::File, Failure> {
-    let file = tempfile::tempfile_in(scratch)?;
+fn dump_file(db: &Database, history: &HistoryDb, scratch: &Scratch) -> Result<Body, Failure> {
+    let file = scratch.create()?;
     let data = {
         let txn = db.begin_read()?;
         let table = txn.open_table(SNAPSHOT)?;
@@ -235,7 +239,7 @@ fn dump_file(db: &Database, history: &HistoryDb, scratch: &std::path::Path) -> R
 
 /// A received snapshot file, read as far as its image; the reader is left at
 /// the history rows (`None`: a snapshot of Archon 0.1, which has none).
-fn read_received(file: std::fs::File) -> Result<(Vec<u8>, Option<BufReader<std::fs::File>>), Failure> {
+fn read_received(file: Body) -> Result<(Vec<u8>, Option<BufReader<Body>>), Failure> {
     let mut input = BufReader::with_capacity(1 << 20, file);
     let mut magic = [0u8; 16];
     let mut read = 0;
@@ -349,18 +353,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             scratch: self.scratch.clone(),
             writer: self.writer.clone(),
             history_through: self.writer.handed_so_far(),
+            metrics: self.metrics.clone(),
         }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError<NodeId>> {
-        let file = tempfile::tempfile_in(&self.scratch)
-            .map_err(|e| Failure::Io(e).at(ErrorSubject::Snapshot(None), ErrorVerb::Write))?;
-        Ok(Box::new(SnapshotFile::ready(file)))
+        let body =
+            self.scratch.create().map_err(|e| Failure::Io(e).at(ErrorSubject::Snapshot(None), ErrorVerb::Write))?;
+        Ok(Box::new(SnapshotFile::ready(body)))
     }
 
     async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<SnapshotFile>) -> Result<(), StorageError<NodeId>> {
         let on_error = |e: Failure| e.at(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write);
-        let file = snapshot.into_std().await.map_err(|e| on_error(Failure::Io(e)))?;
+        let file = snapshot.into_body().await.map_err(|e| on_error(Failure::Io(e)))?;
         // What was pending is replaced with the snapshot's own history: drop it.
         let paused = self.writer.pause().await;
         let pending = paused.pending().map_err(on_error)?;
@@ -385,6 +390,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .map_err(on_error)?;
         replace_state(&self.state, state).map_err(on_error)?;
         paused.dropped(pending);
+        self.metrics.raft().snapshot_installed();
         self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
         Ok(())
@@ -396,9 +402,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .await
             .map_err(|e| e.at(ErrorSubject::Snapshot(None), ErrorVerb::Read))?;
         let (db, history, scratch) = (Arc::clone(&self.db), Arc::clone(&self.history), self.scratch.clone());
+        let mode = self.history.blocking;
         Ok(stored.map(|(meta, _)| Snapshot {
             meta,
-            snapshot: Box::new(SnapshotFile::lazy(move || {
+            snapshot: Box::new(SnapshotFile::lazy(mode, move || {
                 dump_file(&db, &history, &scratch).map_err(|e| std::io::Error::other(e.to_string()))
             })),
         }))
@@ -413,10 +420,11 @@ pub struct SnapshotBuilder {
     /// `None` when the state lock was poisoned.
     image: Option<Arc<SnapshotImage>>,
     snapshot_id: String,
-    scratch: PathBuf,
+    scratch: Scratch,
     writer: HistoryWriter,
     /// The history handed over up to the image: written before it is stored.
     history_through: u64,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for SnapshotBuilder {
@@ -448,10 +456,12 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         })
         .await
         .map_err(on_error)?;
+        self.metrics.raft().snapshot_built();
         let (db, history, scratch) = (Arc::clone(&self.db), Arc::clone(&self.history), self.scratch.clone());
+        let mode = self.history.blocking;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(SnapshotFile::lazy(move || {
+            snapshot: Box::new(SnapshotFile::lazy(mode, move || {
                 dump_file(&db, &history, &scratch).map_err(|e| std::io::Error::other(e.to_string()))
             })),
         })
