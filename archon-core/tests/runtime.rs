@@ -274,6 +274,12 @@ async fn a_silent_worker_is_reaped_and_its_runs_requeued() {
     reach(&c.manager, run, RunState::Pending).await;
     let workers = c.manager.list_workers().await.unwrap();
     assert_eq!(workers[0].worker.state, WorkerState::Lost);
+    // Its session is closed, and it is not shown connected although its own
+    // stream never ended (an in-process session has no idle limit).
+    let closed =
+        tokio::time::timeout(Duration::from_secs(10), async { while session.inbound.recv().await.is_some() {} });
+    closed.await.expect("the lost worker's session is closed");
+    assert!(!c.manager.list_workers().await.unwrap()[0].connected, "a lost worker is shown connected");
     drop(session.outbound);
 }
 

@@ -656,14 +656,20 @@ impl Driver {
 
     fn detach(&mut self, worker: WorkerId, session: u64) {
         if self.sessions.get(&worker).is_some_and(|s| s.id == session) {
-            self.sessions.remove(&worker);
-            if let Some(l) =
-                self.shared.liveness.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_mut(&worker)
-            {
-                l.connected = false;
-            }
+            self.close_session(worker);
             tracing::info!(%worker, "worker session closed");
         }
+    }
+
+    /// Ends `worker`'s session, if it has one, and shows it disconnected: its
+    /// stream's own end finds no session left to close. True if it had one.
+    fn close_session(&mut self, worker: WorkerId) -> bool {
+        let had = self.sessions.remove(&worker).is_some();
+        if let Some(l) = self.shared.liveness.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_mut(&worker)
+        {
+            l.connected = false;
+        }
+        had
     }
 
     fn send_to(&self, worker: WorkerId, msg: ManagerMessage) {
@@ -739,7 +745,7 @@ impl Driver {
             self.send_to(worker, ManagerMessage::Cancel { run, attempt });
         }
         for worker in r.lost {
-            if self.sessions.remove(&worker).is_some() {
+            if self.close_session(worker) {
                 tracing::info!(%worker, "closing the lost worker's session");
             }
         }
