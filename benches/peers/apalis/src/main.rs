@@ -112,7 +112,11 @@ async fn main() -> anyhow::Result<()> {
                 client.await??;
             }
             seen.all.notified().await;
-            let what = if *mode == "batch" { "apalis-postgres, pushes of 1,000" } else { "apalis-postgres, one push per job, 8 clients" };
+            let what = if *mode == "batch" {
+                "apalis-postgres, pushes of 1,000"
+            } else {
+                "apalis-postgres, one push per job, 8 clients"
+            };
             report(what, jobs, started.elapsed(), &seen);
             running.abort();
         }
