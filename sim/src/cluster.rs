@@ -187,33 +187,27 @@ pub fn run(config: &SimConfig) -> Result<SimReport, SimError> {
         if sim.elapsed().as_millis() / 1_000 != now.as_millis() / 1_000 {
             let violations = checks::safety_violations(&trace.entries());
             if !violations.is_empty() {
-                return Ok(SimReport {
-                    seed: config.seed,
-                    hash: trace.hash(),
-                    trace,
-                    violations,
-                    elapsed: sim.elapsed(),
-                    snapshots: snapshots(&nodes),
-                });
+                return Ok(report(config.seed, trace, violations, sim.elapsed(), &nodes));
             }
         }
     }
     let entries = trace.entries();
     let mut violations = checks::violations(&entries);
     violations.extend(checks::own_logs_replayed(&nodes, &entries));
-    Ok(SimReport {
-        seed: config.seed,
-        hash: trace.hash(),
-        trace,
-        violations,
-        elapsed: sim.elapsed(),
-        snapshots: snapshots(&nodes),
-    })
+    Ok(report(config.seed, trace, violations, sim.elapsed(), &nodes))
 }
 
-/// Snapshots built and installed by all managers.
-fn snapshots(nodes: &[Arc<ManagerNode>]) -> (u64, u64) {
-    nodes.iter().map(|n| n.snapshots()).fold((0, 0), |(b, i), (nb, ni)| (b + nb, i + ni))
+/// The report of a run that ended after `elapsed`, with the snapshots all
+/// managers built and installed.
+fn report(
+    seed: u64,
+    trace: Trace,
+    violations: Vec<String>,
+    elapsed: Duration,
+    nodes: &[Arc<ManagerNode>],
+) -> SimReport {
+    let snapshots = nodes.iter().map(|n| n.snapshots()).fold((0, 0), |(b, i), (nb, ni)| (b + nb, i + ni));
+    SimReport { seed, hash: trace.hash(), trace, violations, elapsed, snapshots }
 }
 
 /// Moves tokio's process-wide task counter to a multiple of 64. A

@@ -3,7 +3,10 @@
 //! proposes the whole batch to the store in one call, and routes the outcomes:
 //! replies to callers, assignments and cancels to worker sessions, run endings to
 //! waiters and output followers. Only this loop proposes, so the state it places
-//! against is exactly the state the batch applies to.
+//! against is exactly the state the batch applies to. Worker sessions — attach,
+//! detach, sending — are in [`sessions`].
+
+mod sessions;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -22,6 +25,7 @@ use crate::scheduler::{ClusterView, pending_runs};
 use crate::state::{Command, Event, Outcome, Rejection};
 use crate::store::StoreExt;
 use crate::transport::{Assignment, Hello, ManagerMessage, Welcome, WorkerMessage};
+use sessions::{PendingAttach, SessionTx};
 
 type AttachReply = oneshot::Sender<Result<(Welcome, mpsc::UnboundedReceiver<ManagerMessage>), Error>>;
 
@@ -74,16 +78,6 @@ enum Route {
     Attach(usize),
     /// A worker's start report: a stale one gets its attempt killed.
     Start(WorkerId),
-}
-
-struct PendingAttach {
-    incoming: BoxStream<'static, WorkerMessage>,
-    reply: AttachReply,
-}
-
-struct SessionTx {
-    id: u64,
-    tx: mpsc::UnboundedSender<ManagerMessage>,
 }
 
 pub(crate) struct Driver {
@@ -601,81 +595,6 @@ impl Driver {
                 .map(|w| w.id)
                 .collect()
         })
-    }
-
-    fn duplicate(&self, hello: &Hello) -> Option<String> {
-        let id = self.shared.store.query(|s| s.worker_by_name(&hello.name).map(|w| w.id))?;
-        self.sessions
-            .get(&id)
-            .filter(|s| !s.tx.is_closed())
-            .map(|_| format!("a worker named {:?} is already connected; give each worker a unique name", hello.name))
-    }
-
-    fn finish_attach(&mut self, pending: PendingAttach, outcome: Outcome, now: Timestamp) {
-        let (worker, stale) = match outcome {
-            Outcome::Applied(events) => match events.into_iter().find_map(|e| match e {
-                Event::WorkerRegistered { worker, stale } => Some((worker, stale)),
-                _ => None,
-            }) {
-                Some(found) => found,
-                None => {
-                    let _ = pending.reply.send(Err(Error::Internal("registration produced no worker".into())));
-                    return;
-                }
-            },
-            Outcome::Rejected(r) => {
-                let _ = pending.reply.send(Err(Error::Rejected(r)));
-                return;
-            }
-        };
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.next_session += 1;
-        let session = self.next_session;
-        self.sessions.insert(worker, SessionTx { id: session, tx });
-        self.shared
-            .liveness
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(worker, Liveness { last_seen: now, heard: Instant::now(), connected: true });
-        let welcome = Welcome {
-            worker,
-            stale,
-            heartbeat_interval: self.shared.config.heartbeat_interval,
-            protocol: crate::transport::PROTOCOL,
-            output_limit: self.shared.config.limits.output_limit,
-            max_output_chunk: self.shared.config.limits.max_output_chunk,
-            lease: self.shared.config.worker_lease(),
-        };
-        if pending.reply.send(Ok((welcome, rx))).is_ok() {
-            let tx = self.sessions.get(&worker).map(|s| s.tx.downgrade());
-            tokio::spawn(super::session::read_session(self.shared.clone(), worker, session, tx, pending.incoming));
-        } else {
-            self.sessions.remove(&worker);
-        }
-    }
-
-    fn detach(&mut self, worker: WorkerId, session: u64) {
-        if self.sessions.get(&worker).is_some_and(|s| s.id == session) {
-            self.close_session(worker);
-            tracing::info!(%worker, "worker session closed");
-        }
-    }
-
-    /// Ends `worker`'s session, if it has one, and shows it disconnected: its
-    /// stream's own end finds no session left to close. True if it had one.
-    fn close_session(&mut self, worker: WorkerId) -> bool {
-        let had = self.sessions.remove(&worker).is_some();
-        if let Some(l) = self.shared.liveness.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_mut(&worker)
-        {
-            l.connected = false;
-        }
-        had
-    }
-
-    fn send_to(&self, worker: WorkerId, msg: ManagerMessage) {
-        if let Some(s) = self.sessions.get(&worker) {
-            let _ = s.tx.send(msg);
-        }
     }
 
     fn react(&mut self, r: Reactions) {
