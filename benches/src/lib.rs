@@ -1,7 +1,15 @@
-//! Shared set-up for Archon's benchmarks: an in-process cluster and job builders.
+//! Shared set-up for Archon's benchmarks: an in-process cluster, job builders,
+//! the submit-and-drain load loop, and the shipped daemons as child processes
+//! ([`Daemon`], [`dev::Dev`], [`cluster::Cluster`]). What to know: every child
+//! process is killed when its handle is dropped.
+
+pub mod cluster;
+pub mod dev;
+pub mod row;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use archon_core::api::Api;
 use archon_core::executor::ExecutorRegistry;
@@ -84,20 +92,59 @@ pub async fn submit_and_drain(
     spec: JobSpec,
     finished: impl Fn() -> futures::future::BoxFuture<'static, anyhow::Result<u64>>,
 ) -> anyhow::Result<Duration> {
-    let started = std::time::Instant::now();
+    let clients = vec![api; submitters.max(1)];
+    Ok(submit_from(clients, jobs, batch, spec, Duration::MAX, finished).await?.took)
+}
+
+/// What a bounded load run did: the jobs it submitted (all of them ended) and
+/// how long from the first submit to the last run's end.
+#[derive(Debug, Clone, Copy)]
+pub struct Measured {
+    /// Jobs submitted and ended.
+    pub jobs: usize,
+    /// First submit to last end.
+    pub took: Duration,
+}
+
+impl Measured {
+    /// Jobs per second, end to end.
+    pub fn rate(&self) -> f64 {
+        self.jobs as f64 / self.took.as_secs_f64().max(1e-9)
+    }
+}
+
+/// How long runs may take to end after the last submit before a load run gives up.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(60);
+
+/// Submits about `jobs` in batches of `batch`, each client its share one call
+/// after another, all clients at once; stops submitting when `deadline` has
+/// passed, then waits until every submitted run has ended (as `finished`
+/// counts them; at most [`DRAIN_GRACE`] more).
+pub async fn submit_from(
+    clients: Vec<Arc<dyn Api>>,
+    jobs: usize,
+    batch: usize,
+    spec: JobSpec,
+    deadline: Duration,
+    finished: impl Fn() -> futures::future::BoxFuture<'static, anyhow::Result<u64>>,
+) -> anyhow::Result<Measured> {
+    anyhow::ensure!(!clients.is_empty() && batch > 0, "a load run needs a client and a batch of at least one");
+    let started = Instant::now();
     let before = finished().await?;
-    let per = jobs / submitters;
+    let per = jobs / clients.len();
+    let submitted = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
-    for _ in 0..submitters {
-        let (api, spec) = (api.clone(), spec.clone());
+    for api in clients {
+        let (spec, submitted) = (spec.clone(), submitted.clone());
         tasks.push(tokio::spawn(async move {
             let mut left = per;
-            while left > 0 {
+            while left > 0 && started.elapsed() < deadline {
                 let n = left.min(batch);
                 let results = api.submit(vec![spec.clone(); n]).await?;
                 if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
                     anyhow::bail!("submit rejected: {e}");
                 }
+                submitted.fetch_add(n, Ordering::Relaxed);
                 left -= n;
             }
             anyhow::Ok(())
@@ -106,11 +153,24 @@ pub async fn submit_and_drain(
     for t in tasks {
         t.await??;
     }
-    let target = before + (per * submitters) as u64;
-    while finished().await? < target {
+    let submitted = submitted.load(Ordering::Relaxed);
+    let target = before + submitted as u64;
+    let give_up = deadline.saturating_add(DRAIN_GRACE);
+    loop {
+        let ended = finished().await?;
+        if ended >= target {
+            break;
+        }
+        if started.elapsed() > give_up {
+            anyhow::bail!(
+                "{} of {submitted} runs had not ended {:.0}s after the first submit",
+                target - ended,
+                give_up.as_secs_f64()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    Ok(started.elapsed())
+    Ok(Measured { jobs: submitted, took: started.elapsed() })
 }
 
 /// A child process of a shipped binary (`archon dev`, `archon-manager`, …) for the
@@ -126,18 +186,55 @@ impl Daemon {
     /// Spawns `bin ARGS` and waits for the line starting with `ready` (the
     /// address follows it on that line).
     pub async fn spawn(bin: &std::path::Path, args: &[String], ready: &str) -> anyhow::Result<Daemon> {
+        Daemon::start(bin, args, None, ready).await
+    }
+
+    /// [`Daemon::spawn`] with its stderr appended to `log` and its state dir
+    /// (`ARCHON_STATE_DIR`, a worker's process ledger) beside it; gives up when
+    /// `ready` has not come within 20 s.
+    pub async fn spawn_logged(
+        bin: &std::path::Path,
+        args: &[String],
+        log: &std::path::Path,
+        ready: &str,
+    ) -> anyhow::Result<Daemon> {
+        use anyhow::Context as _;
+        let wait = Daemon::start(bin, args, Some(log), ready);
+        tokio::time::timeout(Duration::from_secs(20), wait)
+            .await
+            .with_context(|| format!("{} did not print {ready:?} within 20s (see {})", bin.display(), log.display()))?
+    }
+
+    async fn start(
+        bin: &std::path::Path,
+        args: &[String],
+        log: Option<&std::path::Path>,
+        ready: &str,
+    ) -> anyhow::Result<Daemon> {
         use anyhow::Context as _;
         use tokio::io::AsyncBufReadExt as _;
-        let mut child = tokio::process::Command::new(bin)
-            .args(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
+        let mut command = tokio::process::Command::new(bin);
+        command.args(args).stdout(std::process::Stdio::piped()).kill_on_drop(true);
+        match log {
+            Some(log) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .with_context(|| format!("cannot open {}", log.display()))?;
+                command.stderr(file).env("ARCHON_STATE_DIR", log.with_extension("state"));
+            }
+            None => {
+                command.stderr(std::process::Stdio::null());
+            }
+        }
+        let mut child = command
             .spawn()
             .with_context(|| format!("cannot start {} (build it with cargo build --release)", bin.display()))?;
         let mut lines = tokio::io::BufReader::new(child.stdout.take().context("stdout")?).lines();
+        let seen = log.map(|l| format!(" (see {})", l.display())).unwrap_or_default();
         let address = loop {
-            let line = lines.next_line().await?.with_context(|| format!("{} exited", bin.display()))?;
+            let line = lines.next_line().await?.with_context(|| format!("{} exited{seen}", bin.display()))?;
             if let Some(rest) = line.split_once(ready).map(|(_, a)| a) {
                 break rest.split_whitespace().next().unwrap_or_default().to_owned();
             }
@@ -145,6 +242,13 @@ impl Daemon {
         // Keep reading so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(Daemon { child, address })
+    }
+
+    /// SIGKILL, and wait until it is gone.
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.start_kill()?;
+        self.child.wait().await?;
+        Ok(())
     }
 
     /// Its resident set size now, in bytes (`VmRSS`).

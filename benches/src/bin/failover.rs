@@ -21,20 +21,17 @@
 //! command (which appends its key to a file) ran exactly once.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use archon_benches::cluster::{Cluster, ClusterSpec, leader_of};
 use archon_core::api::RunDetail;
-use archon_core::api::{Api, ClusterStatus, ManagerInfo, RunQuery, RunSummary};
+use archon_core::api::{Api, RunQuery, RunSummary};
 use archon_core::model::{AttemptState, JobId, JobSpec, Resources, RunId, RunState, Task};
 use archon_net::GrpcClient;
 use clap::Parser;
-use tokio::io::AsyncBufReadExt;
-use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -196,145 +193,23 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A daemon child with its log file.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    /// Starts `bin args…`, its stderr to `log`, and waits until it prints a line
-    /// starting with `ready`.
-    async fn start(bin: &Path, args: &[String], log: &Path, ready: &str) -> anyhow::Result<Daemon> {
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .with_context(|| format!("cannot open {}", log.display()))?;
-        let mut child = Command::new(bin)
-            .args(args)
-            // A worker's own state dir (its process ledger), beside its log.
-            .env("ARCHON_STATE_DIR", log.with_extension("state"))
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
-        let mut lines = tokio::io::BufReader::new(child.stdout.take().context("stdout")?).lines();
-        let wait = async {
-            loop {
-                match lines.next_line().await? {
-                    Some(line) if line.starts_with(ready) => return Ok(()),
-                    Some(_) => continue,
-                    None => bail!("{} exited before printing {ready:?} (see {})", bin.display(), log.display()),
-                }
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(20), wait)
-            .await
-            .with_context(|| format!("{} did not print {ready:?} within 20s", bin.display()))??;
-        // Keep reading, so a later print never meets a closed pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Daemon { child, log: log.to_path_buf() })
-    }
-
-    /// SIGKILL, and wait until it is gone.
-    async fn kill(&mut self) -> anyhow::Result<()> {
-        self.child.start_kill().with_context(|| format!("cannot kill (log {})", self.log.display()))?;
-        self.child.wait().await?;
-        Ok(())
-    }
-}
-
-/// `n` loopback ports free right now.
-fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners =
-        (0..n).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<Result<Vec<_>, _>>().context("free ports")?;
-    listeners.iter().map(|l| Ok(l.local_addr()?.port())).collect()
-}
-
-/// The manager that leads, as `status` reports it.
-fn leader_of(status: &ClusterStatus) -> Option<&ManagerInfo> {
-    status.managers.iter().find(|m| m.role == "leader")
-}
-
 async fn run_round(cli: &Cli, bin_dir: &Path, n: usize) -> anyhow::Result<Round> {
     let dir = tempfile::Builder::new().prefix("archon-failover-").tempdir()?;
     let root = dir.path().to_path_buf();
     if cli.keep {
         println!("round {n}: data dirs and logs in {}", root.display());
     }
-    let ports = free_ports(3)?;
-    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    let endpoints: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
-    let peers = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",");
     let postgres = (cli.store == "postgres").then(|| archon_store::testkit::TempPostgres::start_with(true)).map(|pg| {
         let url = pg.create_database();
         (pg, url)
     });
-    let manager_bin = bin_dir.join("archon-manager");
-    let manager_args = |i: usize| -> Vec<String> {
-        let store = match &postgres {
-            Some((_, url)) => vec!["--store".into(), url.clone()],
-            None => vec![
-                "--data-dir".into(),
-                root.join(format!("m{}", i + 1)).display().to_string(),
-                "--peers".into(),
-                peers.clone(),
-            ],
-        };
-        vec!["--listen".into(), addrs[i].clone(), "--node-id".into(), (i + 1).to_string()]
-            .into_iter()
-            .chain(store)
-            .chain(cli.verbose.then(|| "-v".to_owned()))
-            .collect()
-    };
-    let mut managers = Vec::new();
-    for i in 0..3 {
-        let log = root.join(format!("m{}.log", i + 1));
-        managers.push(Daemon::start(&manager_bin, &manager_args(i), &log, "archon-manager listening on").await?);
-    }
-    let mut workers = Vec::new();
-    for w in 1..=2 {
-        let args: Vec<String> = vec![
-            "--manager".into(),
-            addrs.join(","),
-            "--name".into(),
-            format!("failover-w{w}"),
-            "--cpu".into(),
-            "16".into(),
-            "--memory".into(),
-            "16GiB".into(),
-        ];
-        let args: Vec<String> = args.into_iter().chain(cli.verbose.then(|| "-v".to_owned())).collect();
-        let log = root.join(format!("w{w}.log"));
-        workers.push(Daemon::start(&bin_dir.join("archon-worker"), &args, &log, "archon-worker").await?);
-    }
-
-    // A leader, and both workers in session with it.
-    let admin = GrpcClient::connect_any(&endpoints).await?;
-    let ready_by = Instant::now() + Duration::from_secs(30);
-    let ready_term = loop {
-        let status = admin.status().await;
-        let workers_up = match admin.list_workers().await {
-            Ok(w) => w.iter().filter(|w| w.connected).count(),
-            Err(_) => 0,
-        };
-        if let Some(term) = status.as_ref().ok().and_then(|s| leader_of(s).map(|m| m.term))
-            && workers_up == 2
-        {
-            // Settled: the bootstrap's elections are over when the term holds for 1 s.
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            if admin.status().await.ok().as_ref().and_then(leader_of).map(|m| m.term) == Some(term) {
-                break term;
-            }
-            continue;
-        }
-        if Instant::now() > ready_by {
-            bail!("no leader with 2 connected workers within 30s (logs in {})", root.display());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let mut spec = ClusterSpec::new(bin_dir, &root);
+    spec.store = postgres.as_ref().map(|(_, url)| url.clone());
+    spec.verbose = cli.verbose;
+    let mut cluster = Cluster::start(spec).await?;
+    let endpoints = cluster.endpoints.clone();
+    let admin = cluster.client().await?;
+    let ready_term = cluster.term;
 
     // The steady stream.
     let marks = root.join("marks.log");
@@ -343,7 +218,7 @@ async fn run_round(cli: &Cli, bin_dir: &Path, n: usize) -> anyhow::Result<Round>
     let every = Duration::from_secs_f64(f64::from(cli.submitters) / f64::from(cli.rate));
     let mut tasks = Vec::new();
     for s in 0..cli.submitters {
-        let client = GrpcClient::connect_any(&endpoints).await?;
+        let client = cluster.client().await?;
         let (stop, watch, marks, job) = (stop.clone(), watch.clone(), marks.clone(), cli.job.clone());
         tasks.push(tokio::spawn(submitter(client, s, every, stop, watch, marks, job)));
     }
@@ -359,15 +234,15 @@ async fn run_round(cli: &Cli, bin_dir: &Path, n: usize) -> anyhow::Result<Round>
         println!("round {n}: the leader changed under load before the kill (term {ready_term} -> {})", old.term);
     }
     let killed_at = Instant::now();
-    managers[victim].child.start_kill()?;
+    cluster.managers[victim].child.start_kill()?;
     lock(&watch).killed = Some((killed_at, endpoints[victim].clone()));
-    managers[victim].child.wait().await?;
+    cluster.managers[victim].child.wait().await?;
 
     // (a) A survivor's status names a leader of a newer term.
     let mut survivors = Vec::new();
     for (i, e) in endpoints.iter().enumerate() {
         if i != victim {
-            survivors.push(GrpcClient::connect(e).await?);
+            survivors.push(cluster.client_to(e).await?);
         }
     }
     let (elected, new) = loop {
@@ -407,7 +282,7 @@ async fn run_round(cli: &Cli, bin_dir: &Path, n: usize) -> anyhow::Result<Round>
     let stream_end = Instant::now();
 
     // Verify on the new leader: every acknowledged run there and succeeded once.
-    let leader = GrpcClient::connect(&new.address).await?;
+    let leader = cluster.client_to(&new.address).await?;
     let mut problems = Vec::new();
     let mut want: BTreeMap<RunId, &Ack> = BTreeMap::new();
     for a in &acks {
@@ -511,8 +386,8 @@ async fn run_round(cli: &Cli, bin_dir: &Path, n: usize) -> anyhow::Result<Round>
     // Restart the killed manager and time its catch-up (a Raft follower's log; a
     // PostgreSQL follower keeps no state to catch up).
     let restarted_at = Instant::now();
-    let log = root.join(format!("m{}.log", victim + 1));
-    managers[victim] = Daemon::start(&manager_bin, &manager_args(victim), &log, "archon-manager listening on").await?;
+    let log = cluster.manager_log(victim);
+    cluster.restart_manager(victim).await?;
     let victim_id = old.id;
     let (catch_up, catch_up_entries) = loop {
         if postgres.is_some() {
@@ -538,9 +413,7 @@ async fn run_round(cli: &Cli, bin_dir: &Path, n: usize) -> anyhow::Result<Round>
     for f in failed.iter().take(3) {
         problems.push(format!("submit {} failed: {}", f.key, f.error));
     }
-    for d in workers.iter_mut().chain(managers.iter_mut()) {
-        let _ = d.kill().await;
-    }
+    cluster.stop().await;
     if cli.keep || !problems.is_empty() {
         let kept = dir.keep();
         println!("round {n}: data dirs and logs kept in {}", kept.display());

@@ -12,18 +12,13 @@
 //!
 //! `cargo build --release --bin archon && cargo run --release -p archon-benches --bin security`
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use archon_benches::dev::{Dev, DevOptions};
 use archon_benches::noop_job;
 use archon_core::api::Api;
-use archon_core::auth::Role;
-use archon_net::GrpcClient;
-use archon_net::tls::{ClientTls, Dialer, TlsFiles};
 use clap::Parser;
-use tokio::io::AsyncBufReadExt;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -44,57 +39,13 @@ struct Args {
     rounds: usize,
 }
 
-/// A running `archon dev` and how to reach it.
-struct Dev {
-    _child: tokio::process::Child,
-    server: String,
-    dialer: Dialer,
-    _dir: tempfile::TempDir,
-}
-
 async fn start(secure: bool) -> anyhow::Result<Dev> {
     let bin = std::env::current_exe()?.with_file_name("archon");
-    let dir = tempfile::tempdir()?;
-    let settings = dir.path().join("cli.toml");
-    let mut args = vec!["dev", "--listen", "127.0.0.1:0", "--no-docker", "--cpu", "1000000", "--memory", "1TiB"];
-    if !secure {
-        args.push("--insecure");
-    }
-    let mut child = tokio::process::Command::new(&bin)
-        .args(&args)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--cli-config")
-        .arg(&settings)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("cannot start {} (cargo build --release --bin archon)", bin.display()))?;
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().context("stdout")?).lines();
-    let server = loop {
-        let line = lines.next_line().await?.context("archon dev exited")?;
-        if let Some(a) = line.strip_prefix("gRPC API listening on ") {
-            break a.trim().to_owned();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let dialer = if secure {
-        let s = archon::settings::load(&settings)?;
-        let files = TlsFiles {
-            ca: s.ca.context("no ca in the settings")?,
-            cert: s.cert.context("no cert")?,
-            key: s.key.context("no key")?,
-        };
-        Dialer::tls(ClientTls::load(files, Role::Client)?).with_token(&s.token.context("no token")?)?
-    } else {
-        Dialer::plain()
-    };
-    Ok(Dev { _child: child, server, dialer, _dir: dir })
+    Dev::start(&bin, &DevOptions { insecure: !secure, store: None }).await
 }
 
 async fn connect(dev: &Dev) -> anyhow::Result<Arc<dyn Api>> {
-    Ok(Arc::new(GrpcClient::connect_with(std::slice::from_ref(&dev.server), dev.dialer.clone()).await?))
+    dev.client().await
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
