@@ -73,6 +73,12 @@ impl Dev {
         Ok(GrpcClient::connect_with(server, self.dialer.clone()).await?)
     }
 
+    /// Kills it and waits until it is gone, then removes its directory (which
+    /// dropping the handle does too, without waiting for the process).
+    pub async fn stop(mut self) {
+        let _ = self.daemon.kill().await;
+    }
+
     /// Its data dir (on the file system its Raft log syncs to).
     pub fn data_dir(&self) -> std::path::PathBuf {
         self.dir.path().join("data")

@@ -348,6 +348,15 @@ impl Target {
         }
     }
 
+    /// Stops what it started and waits until it is gone.
+    async fn stop(self) {
+        match self {
+            Target::Dev(dev) => dev.stop().await,
+            Target::Cluster { mut cluster, _root } => cluster.stop().await,
+            Target::Running(_) => {}
+        }
+    }
+
     /// A client with a connection of its own.
     async fn client(&self) -> anyhow::Result<Arc<dyn Api>> {
         Ok(match self {
@@ -410,7 +419,7 @@ async fn grpc(
         m.rate()
     );
     load_row(&system, batch, submitters, m).print();
-    drop(target);
+    target.stop().await;
     Ok(())
 }
 
@@ -466,7 +475,10 @@ async fn latency(samples: usize, on: On, start: Start, pause: Duration, deadline
         On::Dev | On::Cluster => {
             let target = Target::start(on, &start).await?;
             let api = target.client().await?;
-            latency_remote(api.as_ref(), samples, pause, deadline).await?
+            let figures = latency_remote(api.as_ref(), samples, pause, deadline).await?;
+            drop(api);
+            target.stop().await;
+            figures
         }
     };
     let Latencies { mut to_start, mut round_trip, how } = figures;
@@ -643,5 +655,7 @@ async fn limits(fsyncs: usize, calls: usize, clients: usize, archon: Option<Path
         .num("limit", limit, 0)
         .with("dir", beside.display())
         .print();
+    drop((api, probe_dir));
+    dev.stop().await;
     Ok(())
 }
