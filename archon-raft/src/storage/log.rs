@@ -1,8 +1,10 @@
 //! The Raft log in redb: entries by index in the `log` table; the vote, the
-//! committed log id and the last purged log id in the `meta` table. Each call is one
-//! transaction, committed (fsync'd) before the call returns or reports a flush.
-//! The entries not yet applied are also held decoded ([`Recent`]), so reading
-//! them back seldom touches the file.
+//! committed log id and the last purged log id in the `meta` table. Every change
+//! goes through the log's writer ([`LogWriter`]), which commits what queued up
+//! together in one fsync'd transaction: an append reports its flush, and a vote,
+//! truncation or purge returns, only once committed. The entries not yet applied
+//! are also held decoded ([`Recent`]) from the moment they are queued, so reading
+//! them back seldom touches the file; a read that does waits for the writer first.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -15,6 +17,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::log_writer::{Change, Done, LogWriter};
 use super::recent::Recent;
 use super::{BlockingWork, Failure, LOG, META, NodeId, SnapshotDue, blocking};
 use crate::TypeConfig;
@@ -43,6 +46,7 @@ pub struct LogStore {
     /// Told the committed index as it advances.
     metrics: Metrics,
     blocking: BlockingWork,
+    writer: LogWriter,
 }
 
 impl Debug for LogStore {
@@ -65,7 +69,13 @@ impl LogStore {
         metrics: Metrics,
         blocking: BlockingWork,
     ) -> LogStore {
-        LogStore { db, recent, snapshots, metrics, blocking }
+        let writer = LogWriter::new(Arc::clone(&db), blocking);
+        LogStore { db, recent, snapshots, metrics, blocking, writer }
+    }
+
+    /// Waits until every change asked of the log so far is in its file.
+    pub(crate) async fn flush(&self) -> Result<(), crate::Error> {
+        self.writer.flush().await.map_err(|e| crate::Error::Storage(e.to_string()))
     }
 
     /// Reads the JSON value at `key` of the `meta` table.
@@ -73,6 +83,7 @@ impl LogStore {
     where
         T: DeserializeOwned + Send + 'static,
     {
+        self.writer.flush().await?;
         let db = Arc::clone(&self.db);
         blocking(self.blocking, move || {
             let txn = db.begin_read()?;
@@ -83,32 +94,23 @@ impl LogStore {
         .await
     }
 
-    /// Sets (or, given `None`, removes) the JSON value at `key` of the `meta` table;
-    /// `durable` fsyncs the commit, else it reaches disk with the next one that does.
+    /// Sets (or, given `None`, removes) the JSON value at `key` of the `meta` table.
+    /// `durable` waits for the fsync'd commit; otherwise the value is queued and
+    /// reaches disk with the next commit that syncs.
     async fn write_meta<T: Serialize>(
         &self,
         key: &'static str,
         value: Option<&T>,
         durable: bool,
     ) -> Result<(), Failure> {
-        let bytes = value.map(serde_json::to_vec).transpose()?;
-        let db = Arc::clone(&self.db);
-        blocking(self.blocking, move || {
-            let mut txn = db.begin_write()?;
-            if !durable {
-                txn.set_durability(redb::Durability::None)?;
-            }
-            {
-                let mut table = txn.open_table(META)?;
-                match &bytes {
-                    Some(bytes) => table.insert(key, bytes.as_slice())?,
-                    None => table.remove(key)?,
-                };
-            }
-            txn.commit()?;
+        let value = value.map(serde_json::to_vec).transpose()?;
+        let change = Change::Meta { key, value, durable };
+        if durable {
+            self.writer.write(change).await
+        } else {
+            self.writer.queue(change, Done::Nobody);
             Ok(())
-        })
-        .await
+        }
     }
 }
 
@@ -121,6 +123,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if let Some(entries) = self.recent.get(range) {
             return Ok(entries);
         }
+        self.writer.flush().await.map_err(|e| e.at(ErrorSubject::Logs, ErrorVerb::Read))?;
         let db = Arc::clone(&self.db);
         blocking(self.blocking, move || {
             let txn = db.begin_read()?;
@@ -145,6 +148,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if let Some(entries) = self.recent.get_limited(start, end, APPEND_BYTES) {
             return Ok(entries);
         }
+        self.writer.flush().await.map_err(|e| e.at(ErrorSubject::Logs, ErrorVerb::Read))?;
         let db = Arc::clone(&self.db);
         blocking(self.blocking, move || {
             let txn = db.begin_read()?;
@@ -169,6 +173,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
+        self.writer.flush().await.map_err(|e| e.at(ErrorSubject::Logs, ErrorVerb::Read))?;
         let db = Arc::clone(&self.db);
         blocking(self.blocking, move || {
             let txn = db.begin_read()?;
@@ -234,53 +239,29 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             held.push((entry, row.len()));
         }
-        let db = Arc::clone(&self.db);
-        blocking(self.blocking, move || {
-            let txn = db.begin_write()?;
-            {
-                let mut table = txn.open_table(LOG)?;
-                for (index, bytes) in &rows {
-                    table.insert(index, bytes.as_slice())?;
-                }
-            }
-            txn.commit()?;
-            Ok(())
-        })
-        .await
-        .map_err(|e| e.at(ErrorSubject::Logs, ErrorVerb::Write))?;
+        // Held (and readable) from now; on disk, and reported flushed, once the
+        // writer's next commit is.
         self.recent.appended(held);
         self.snapshots.appended(commands, bytes);
-        // Committed with immediate durability: the entries are on disk.
-        callback.log_io_completed(Ok(()));
+        self.writer.queue(Change::Append(rows), Done::Flushed(callback));
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         self.recent.truncated(log_id.index);
-        let db = Arc::clone(&self.db);
-        blocking(self.blocking, move || {
-            let txn = db.begin_write()?;
-            txn.open_table(LOG)?.retain_in::<u64, _>(log_id.index.., |_, _| false)?;
-            txn.commit()?;
-            Ok(())
-        })
-        .await
-        .map_err(|e| e.at(ErrorSubject::Log(log_id), ErrorVerb::Delete))
+        self.writer
+            .write(Change::Truncate(log_id.index))
+            .await
+            .map_err(|e| e.at(ErrorSubject::Log(log_id), ErrorVerb::Delete))
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         let last_purged = serde_json::to_vec(&log_id)
             .map_err(|e| Failure::from(e).at(ErrorSubject::Log(log_id), ErrorVerb::Delete))?;
         self.recent.through(log_id.index);
-        let db = Arc::clone(&self.db);
-        blocking(self.blocking, move || {
-            let txn = db.begin_write()?;
-            txn.open_table(META)?.insert(LAST_PURGED, last_purged.as_slice())?;
-            txn.open_table(LOG)?.retain_in::<u64, _>(..=log_id.index, |_, _| false)?;
-            txn.commit()?;
-            Ok(())
-        })
-        .await
-        .map_err(|e| e.at(ErrorSubject::Log(log_id), ErrorVerb::Delete))
+        self.writer
+            .write(Change::Purge { through: log_id.index, last_purged })
+            .await
+            .map_err(|e| e.at(ErrorSubject::Log(log_id), ErrorVerb::Delete))
     }
 }

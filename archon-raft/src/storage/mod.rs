@@ -24,6 +24,7 @@ mod history_db;
 mod history_read;
 mod history_writer;
 mod log;
+mod log_writer;
 mod recent;
 mod snapshot_file;
 mod state_machine;
@@ -317,6 +318,9 @@ enum Failure {
     /// Stored or received data is not in a format this build reads.
     #[error("{0}")]
     Format(String),
+    /// The log's writer failed a transaction, or has stopped.
+    #[error("log write: {0}")]
+    Writer(String),
 }
 
 /// redb's per-operation errors all fold into [`redb::Error`].
