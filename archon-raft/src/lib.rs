@@ -14,6 +14,7 @@
 mod error;
 pub mod network;
 mod proposal;
+mod proposer;
 pub mod service;
 pub mod storage;
 mod store;

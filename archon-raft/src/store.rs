@@ -15,13 +15,14 @@ use archon_core::metrics::{Metrics, RaftProgress};
 use archon_core::state::{ClusterState, Command, Outcome};
 use archon_core::store::{Leadership, Store};
 use async_trait::async_trait;
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::RaftError;
 use openraft::{BasicNode, CommittedLeaderId, RaftMetrics, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 
 use crate::network::{AdminClient, GrpcNetwork};
+use crate::proposer::Proposer;
 use crate::storage::RedbHistory;
-use crate::{Error, Proposal, Raft, storage};
+use crate::{Error, Raft, storage};
 
 /// How a Raft node runs.
 #[derive(Debug, Clone)]
@@ -128,6 +129,10 @@ pub struct RaftStore {
     raft: Raft,
     state: Arc<RwLock<ClusterState>>,
     history: RedbHistory,
+    /// The log, to finish its writes on shutdown.
+    log: storage::LogStore,
+    /// Where proposals gather into log entries.
+    proposer: Proposer,
     leadership: watch::Receiver<Leadership>,
     config: Arc<RaftConfig>,
 }
@@ -167,6 +172,7 @@ impl RaftStore {
             blocking: config.blocking,
         };
         let storage = storage::open_with(&config.data_dir.join("raft.redb"), state.clone(), &options)?;
+        let log = storage.log.clone();
         let raft = Raft::new(config.node_id, Arc::new(config.openraft()?), network, storage.log, storage.state_machine)
             .await
             .map_err(|e| Error::Raft(e.to_string()))?;
@@ -175,7 +181,8 @@ impl RaftStore {
         config.metrics.store();
         tokio::spawn(watch_progress(raft.metrics(), config.metrics.clone()));
         tokio::spawn(snapshot_when_due(raft.clone(), storage.snapshots));
-        Ok(RaftStore { raft, state, history: storage.history, leadership, config: Arc::new(config) })
+        let proposer = Proposer::start(raft.clone(), config.metrics.clone(), config.max_entry_bytes);
+        Ok(RaftStore { raft, state, history: storage.history, log, proposer, leadership, config: Arc::new(config) })
     }
 
     /// Makes this node the first member of a new group with `members` (id →
@@ -226,129 +233,23 @@ impl RaftStore {
         Ok(())
     }
 
-    /// Stops Raft. Proposals fail afterwards.
+    /// Stops Raft, then waits for the log's last writes. Proposals fail afterwards.
     pub async fn shutdown(&self) -> Result<(), Error> {
-        self.raft.shutdown().await.map_err(|e| Error::Raft(e.to_string()))
+        self.raft.shutdown().await.map_err(|e| Error::Raft(e.to_string()))?;
+        self.log.flush().await
     }
-}
-
-impl RaftStore {
-    /// Proposes `commands` as one log entry.
-    ///
-    /// openraft 0.9 answers a proposal when its entry is applied here or cut
-    /// from the log, but never when a snapshot from a newer leader replaces
-    /// it: a leader deposed with proposals in flight that then installs a
-    /// snapshot would wait on them forever (fixed upstream in 0.10, openraft
-    /// #1761). So a proposal made while leading also ends once this node has
-    /// lost that leadership and applied past every entry it held then — by
-    /// then its entry was applied, cut or replaced, and if no answer came it
-    /// was replaced: committed or not, this node cannot tell.
-    async fn write_entry(&self, commands: Vec<Command>) -> Result<Vec<Outcome>, archon_core::Error> {
-        let (started, count) = (std::time::Instant::now(), commands.len());
-        let mut metrics = self.raft.metrics();
-        let leading = {
-            let m = metrics.borrow_and_update();
-            (m.state == ServerState::Leader).then_some(m.current_term)
-        };
-        let written = self.raft.client_write(Proposal::new(commands));
-        let result = match leading {
-            None => written.await,
-            Some(term) => tokio::select! {
-                biased;
-                result = written => result,
-                () = stranded(&mut metrics, term) => {
-                    return Err(archon_core::Error::Unavailable(format!(
-                        "the outcome of this proposal is unknown: this manager lost its leadership of term {term} \
-                         before the entry's fate reached it; retry with the same idempotency key"
-                    )));
-                }
-            },
-        };
-        match result {
-            Ok(response) => {
-                self.config.metrics.store().committed(count, started.elapsed());
-                Ok(response.data)
-            }
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(archon_core::Error::NotLeader { leader: f.leader_node.map(|n| n.addr) })
-            }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                Err(archon_core::Error::Internal(e.to_string()))
-            }
-            Err(RaftError::Fatal(e)) => Err(archon_core::Error::Unavailable(format!("raft stopped: {e}"))),
-        }
-    }
-}
-
-/// Resolves once a proposal made while leading `term` can no longer be
-/// answered by openraft (see [`RaftStore::write_entry`]): this node no longer
-/// leads `term` and has applied past the last entry its log held when it
-/// stopped — plus a short grace for an answer already on its way. Pending
-/// forever while the node leads `term` or Raft stops.
-async fn stranded(metrics: &mut watch::Receiver<RaftMetrics<u64, BasicNode>>, term: u64) {
-    let deposed = |m: &RaftMetrics<u64, BasicNode>| m.state != ServerState::Leader || m.current_term != term;
-    let Ok(at_deposition) = metrics.wait_for(deposed).await.map(|m| m.last_log_index) else {
-        return std::future::pending().await;
-    };
-    let Some(last) = at_deposition else { return };
-    let past = |m: &RaftMetrics<u64, BasicNode>| m.last_applied.is_some_and(|applied| applied.index >= last);
-    if metrics.wait_for(past).await.is_err() {
-        return std::future::pending().await;
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-}
-
-/// `commands` cut into runs of at most `max` bytes each (by their size hints);
-/// `Err` names a single command larger than that.
-fn split_entries(commands: Vec<Command>, max: usize) -> Result<Vec<Vec<Command>>, archon_core::Error> {
-    let sizes: Vec<usize> = commands.iter().map(Command::size_hint).collect();
-    if let Some(&size) = sizes.iter().find(|&&size| size > max) {
-        return Err(archon_core::Error::invalid(
-            "proposal",
-            format!(
-                "a command of about {} is larger than a log entry may be (max_entry_bytes {}); it was not proposed",
-                archon_core::model::units::format_bytes(size as u64),
-                archon_core::model::units::format_bytes(max as u64)
-            ),
-        ));
-    }
-    if sizes.iter().sum::<usize>() <= max {
-        return Ok(vec![commands]);
-    }
-    let mut entries = Vec::new();
-    let mut current = Vec::new();
-    let mut bytes = 0;
-    for (command, size) in commands.into_iter().zip(sizes) {
-        if bytes + size > max && !current.is_empty() {
-            entries.push(std::mem::take(&mut current));
-            bytes = 0;
-        }
-        bytes += size;
-        current.push(command);
-    }
-    if !current.is_empty() {
-        entries.push(current);
-    }
-    Ok(entries)
 }
 
 #[async_trait]
 impl Store for RaftStore {
-    /// One log entry per proposal, or several in order when the commands are
-    /// larger together than [`RaftConfig::max_entry_bytes`].
+    /// Proposals made while the log is busy go together as one log entry
+    /// (see [`crate::proposer`]); one larger than
+    /// [`RaftConfig::max_entry_bytes`] goes alone, as several entries in order.
     async fn propose(&self, commands: Vec<Command>) -> Result<Vec<Outcome>, archon_core::Error> {
         if commands.is_empty() {
             return Ok(Vec::new());
         }
-        let mut entries = split_entries(commands, self.config.max_entry_bytes.max(1))?;
-        if entries.len() == 1 {
-            return self.write_entry(entries.remove(0)).await;
-        }
-        let mut outcomes = Vec::new();
-        for entry in entries {
-            outcomes.extend(self.write_entry(entry).await?);
-        }
-        Ok(outcomes)
+        self.proposer.propose(commands).await
     }
 
     fn read(&self, reader: &mut dyn FnMut(&ClusterState)) {
