@@ -56,6 +56,11 @@ pub struct ManagerConfig {
     pub placement: PlacementPolicy,
     /// The most commands proposed in one batch.
     pub max_batch: usize,
+    /// The most batches proposed and not yet answered. While one is on its way
+    /// to disk the driver gathers and proposes the next, so their writes can
+    /// share an fsync (the Raft store's log writer and PostgreSQL's committer
+    /// group what arrives together); 1 proposes one batch at a time.
+    pub proposals_in_flight: usize,
     /// The most runs considered in one placement pass.
     pub max_placements_per_pass: usize,
     /// How often workers heartbeat.
@@ -91,6 +96,7 @@ impl Default for ManagerConfig {
         ManagerConfig {
             placement: PlacementPolicy::Binpack,
             max_batch: 16_384,
+            proposals_in_flight: 4,
             max_placements_per_pass: 8_192,
             heartbeat_interval: Duration::from_secs(2),
             worker_timeout: Duration::from_secs(10),

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::metrics::{ClusterSample, WorkerSample};
-use crate::model::{AttemptState, ResourceUsage, TaskKind};
+use crate::model::{AttemptId, AttemptState, ResourceUsage, TaskKind};
 use crate::state::{ClusterState, Command, Event, Outcome};
 use crate::store::StoreExt;
 
@@ -31,7 +31,14 @@ pub(super) struct Observations(Vec<(usize, Observation)>);
 
 impl Observations {
     /// Reads what `commands` will record, before they are proposed.
-    pub(super) fn before(shared: &Shared, commands: &[Command]) -> Observations {
+    /// `start_on_its_way` tells the attempts whose start report is in a batch
+    /// proposed earlier and not yet applied: their finish records no wait, as
+    /// the start does (nor does a finish whose start is in `commands`).
+    pub(super) fn before(
+        shared: &Shared,
+        commands: &[Command],
+        start_on_its_way: impl Fn(AttemptId) -> bool,
+    ) -> Observations {
         let relevant = |c: &Command| match c {
             Command::StartAttempt { .. } | Command::FinishAttempt { .. } => true,
             Command::FireSchedule { source, .. } => *source == crate::model::FireSource::Cron,
@@ -40,13 +47,21 @@ impl Observations {
         if !commands.iter().any(relevant) {
             return Observations(Vec::new());
         }
+        let starting: std::collections::HashSet<AttemptId> = commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::StartAttempt { attempt, .. } => Some(*attempt),
+                _ => None,
+            })
+            .collect();
+        let started_apart = |a: AttemptId| starting.contains(&a) || start_on_its_way(a);
         shared.store.query(|state| {
             Observations(
                 commands
                     .iter()
                     .enumerate()
                     .filter(|(_, c)| relevant(c))
-                    .filter_map(|(i, c)| observe(state, c).map(|o| (i, o)))
+                    .filter_map(|(i, c)| observe(state, c, &started_apart).map(|o| (i, o)))
                     .collect(),
             )
         })
@@ -101,7 +116,7 @@ impl Observations {
 }
 
 /// What `command` will record if it applies, as the state stands before it.
-fn observe(state: &ClusterState, command: &Command) -> Option<Observation> {
+fn observe(state: &ClusterState, command: &Command, started_apart: &dyn Fn(AttemptId) -> bool) -> Option<Observation> {
     match command {
         Command::StartAttempt { at, run, attempt } => {
             let run = state.run(*run)?;
@@ -120,8 +135,8 @@ fn observe(state: &ClusterState, command: &Command) -> Option<Observation> {
             }
             let kind = state.job(run.job)?.spec.task.kind();
             // Without a start report the attempt starts as it finishes.
-            let waited =
-                (a.started_at.is_none() && run.attempts.first() == Some(attempt)).then(|| at.since(run.created_at));
+            let waited = (a.started_at.is_none() && run.attempts.first() == Some(attempt) && !started_apart(*attempt))
+                .then(|| at.since(run.created_at));
             let ran = a.started_at.map_or(Duration::ZERO, |s| at.since(s));
             Some(Observation::Ended(kind, ran, waited, result.usage))
         }

@@ -2,29 +2,43 @@
 //! batch), adds the placements the scheduler proposes for the state as it stands,
 //! proposes the whole batch to the store in one call, and routes the outcomes:
 //! replies to callers, assignments and cancels to worker sessions, run endings to
-//! waiters and output followers. Only this loop proposes, so the state it places
-//! against is exactly the state the batch applies to. Worker sessions — attach,
-//! detach, sending — are in [`sessions`].
+//! waiters and output followers. Only this loop proposes.
+//!
+//! Turns are pipelined: while a batch is on its way to disk the driver gathers
+//! and proposes the next ones (up to [`ManagerConfig::proposals_in_flight`]),
+//! so batches proposed together can share an fsync, and outcomes are routed in
+//! the order the batches were proposed. A batch may thus be built before the
+//! ones ahead of it have applied. The state machine checks every command
+//! against the state it applies to, so a command that has gone stale is
+//! rejected, never misapplied; what the driver adds of its own — placements,
+//! the reaper's findings, retention and cron fires — rides in at most one batch
+//! in flight at a time, and is worked out from the state once the batch with
+//! the previous lot has applied. Where outcomes go is in [`landing`]; worker
+//! sessions — attach, detach, sending — are in [`sessions`].
+//!
+//! [`ManagerConfig::proposals_in_flight`]: super::ManagerConfig::proposals_in_flight
 
+mod landing;
 mod sessions;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use futures::stream::BoxStream;
+use futures::StreamExt;
+use futures::stream::{BoxStream, FuturesOrdered};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::explain::{EXPLAIN_EVERY, explain_unplaced};
-use super::parents;
 use super::{Liveness, Shared};
 use crate::error::Error;
-use crate::model::{AttemptId, AttemptResult, RunId, RunState, Timestamp, WorkerId, WorkerState};
+use crate::model::{AttemptId, AttemptResult, RunId, Timestamp, WorkerId, WorkerState};
 use crate::scheduler::{ClusterView, pending_runs};
-use crate::state::{Command, Event, Outcome, Rejection};
+use crate::state::{Command, Outcome};
 use crate::store::StoreExt;
-use crate::transport::{Assignment, Hello, ManagerMessage, Welcome, WorkerMessage};
+use crate::transport::{Hello, ManagerMessage, Welcome, WorkerMessage};
+use landing::{Flight, Landing, Route};
 use sessions::{PendingAttach, SessionTx};
 
 type AttachReply = oneshot::Sender<Result<(Welcome, mpsc::UnboundedReceiver<ManagerMessage>), Error>>;
@@ -69,17 +83,6 @@ pub(crate) enum Input {
     },
 }
 
-/// Where the outcome of each proposed command goes.
-enum Route {
-    None,
-    /// Part of a caller's proposal: the caller's slot.
-    Caller(usize),
-    /// A worker's registration.
-    Attach(usize),
-    /// A worker's start report: a stale one gets its attempt killed.
-    Start(WorkerId),
-}
-
 pub(crate) struct Driver {
     shared: Arc<Shared>,
     rx: mpsc::Receiver<Input>,
@@ -100,6 +103,10 @@ pub(crate) struct Driver {
     failures: u32,
     /// When the next housekeeping pass (retention, idempotency keys) is due.
     next_prune: Instant,
+    /// A batch with the driver's own commands is on its way (see the module docs).
+    exclusive_in_flight: bool,
+    /// Attempts whose start reports are on their way, by how many batches.
+    starts_in_flight: HashMap<AttemptId, u32>,
     /// The cron ticker while leading, and when it next looks for due fires.
     ticker: Option<super::cron::Ticker>,
     next_tick: Instant,
@@ -140,6 +147,8 @@ impl Driver {
             carried: Vec::new(),
             failures: 0,
             next_prune: Instant::now(),
+            exclusive_in_flight: false,
+            starts_in_flight: HashMap::new(),
             ticker: None,
             next_tick: Instant::now(),
         }
@@ -151,7 +160,9 @@ impl Driver {
         let mut next_reap = Instant::now() + tick;
         let max_batch = self.shared.config.max_batch.max(1);
         let max_bytes = self.shared.config.max_batch_bytes.max(1);
+        let depth = self.shared.config.proposals_in_flight.max(1);
         let mut inputs: Vec<Input> = Vec::with_capacity(1024);
+        let mut in_flight: FuturesOrdered<Landing> = FuturesOrdered::new();
         loop {
             let leading = leadership.borrow_and_update().is_leader;
             if leading != self.leading {
@@ -161,7 +172,11 @@ impl Driver {
             if !self.leading {
                 // A follower dispatches nothing: callers and workers go to the leader.
                 tokio::select! {
+                    biased;
                     _ = shutdown.cancelled() => break,
+                    Some((flight, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                        self.land(flight, result).await;
+                    }
                     changed = leadership.changed() => if changed.is_err() { break },
                     input = self.rx.recv() => match input {
                         Some(input) => self.refuse(input),
@@ -170,24 +185,31 @@ impl Driver {
                 }
                 continue;
             }
-            if !self.dirty {
-                let retry_at = self.shared.store.query(|s| s.next_retry_at());
-                let sleep = retry_at.map(|t| self.instant_of(t));
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    input = self.rx.recv() => match input {
-                        Some(input) => inputs.push(input),
-                        None => break,
-                    },
-                    _ = sleep_until_opt(sleep) => self.dirty = true,
-                    _ = sleep_until_opt(self.unexplained.then_some(self.next_explain)) => self.dirty = true,
-                    _ = tokio::time::sleep_until(next_reap) => {}
-                    _ = tokio::time::sleep_until(self.next_prune) => {}
-                    _ = tokio::time::sleep_until(self.next_tick) => {}
-                    _ = leadership.changed() => continue,
+            let room = in_flight.len() < depth;
+            // The driver's own commands wait for the batch with the last lot.
+            let own = room && !self.exclusive_in_flight;
+            let retry_at = if own && !self.dirty { self.shared.store.query(|s| s.next_retry_at()) } else { None };
+            let sleep = retry_at.map(|t| self.instant_of(t));
+            // Proposals start on their first poll, so the batches on their way
+            // are polled before anything else, every time round.
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some((flight, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                    self.land(flight, result).await;
+                    continue;
                 }
-            } else if shutdown.is_cancelled() {
-                break;
+                _ = leadership.changed() => continue,
+                () = std::future::ready(()), if own && self.dirty => {}
+                input = self.rx.recv(), if room => match input {
+                    Some(input) => inputs.push(input),
+                    None => break,
+                },
+                _ = sleep_until_opt(sleep), if own => self.dirty = true,
+                _ = sleep_until_opt(self.unexplained.then_some(self.next_explain)), if own => self.dirty = true,
+                _ = tokio::time::sleep_until(next_reap), if own => {}
+                _ = tokio::time::sleep_until(self.next_prune), if own => {}
+                _ = tokio::time::sleep_until(self.next_tick), if own => {}
             }
             // A turn is one proposal: bounded in commands and in bytes, so that
             // no log entry outgrows what replication can carry.
@@ -201,13 +223,26 @@ impl Driver {
                     Err(_) => break,
                 }
             }
-            let reap = Instant::now() >= next_reap;
-            if reap {
-                next_reap = Instant::now() + tick;
+            let mut extra = Vec::new();
+            let reap = !self.exclusive_in_flight && Instant::now() >= next_reap;
+            if !self.exclusive_in_flight {
+                if reap {
+                    next_reap = Instant::now() + tick;
+                }
+                extra.extend(self.housekeeping().await);
+                extra.extend(self.cron_fires());
             }
-            let mut extra: Vec<Command> = self.housekeeping().await.into_iter().collect();
-            extra.extend(self.cron_fires());
-            self.turn(&mut inputs, reap, extra).await;
+            if let Some((flight, commands)) = self.prepare(&mut inputs, reap, extra) {
+                let store = self.shared.store.clone();
+                in_flight.push_back(Box::pin(async move {
+                    let result = store.propose(commands).await;
+                    (flight, result)
+                }));
+            }
+        }
+        // Answer what is on its way before stopping.
+        while let Some((flight, result)) = in_flight.next().await {
+            self.land(flight, result).await;
         }
         Ok(())
     }
@@ -358,8 +393,10 @@ impl Driver {
         Instant::now() + t.since(now)
     }
 
-    /// One turn: placements + inputs → one proposal → routed outcomes.
-    async fn turn(&mut self, inputs: &mut Vec<Input>, reap: bool, extra: Vec<Command>) {
+    /// One turn's batch: placements (unless the driver's own commands are on
+    /// their way already) + `extra` + the inputs, and what routing its outcomes
+    /// needs. `None` when there is nothing to propose.
+    fn prepare(&mut self, inputs: &mut Vec<Input>, reap: bool, extra: Vec<Command>) -> Option<(Flight, Vec<Command>)> {
         let now = self.shared.clock.now();
         let mut commands = Vec::with_capacity(inputs.len() + 16);
         let mut routes = Vec::with_capacity(inputs.len() + 16);
@@ -367,6 +404,8 @@ impl Driver {
         let mut attaches = Vec::new();
         // Copies of the worker reports in this turn, kept if the proposal fails.
         let mut reports = Vec::new();
+        let mut starts = Vec::new();
+        let mut exclusive = reap || !extra.is_empty();
         if !self.carried.is_empty() {
             let mut carried = std::mem::take(&mut self.carried);
             carried.append(inputs);
@@ -377,8 +416,9 @@ impl Driver {
             self.send_to(worker, ManagerMessage::Cancel { run, attempt });
         }
 
-        if self.dirty {
+        if self.dirty && !self.exclusive_in_flight {
             self.dirty = false;
+            exclusive = true;
             for p in self.place(now) {
                 commands.push(Command::AssignAttempt { at: now, run: p.run, worker: p.worker });
                 routes.push(Route::None);
@@ -454,6 +494,7 @@ impl Driver {
                 }
                 Input::Started { worker, run, attempt } => {
                     reports.push(Input::Started { worker, run, attempt });
+                    starts.push(attempt);
                     routes.push(Route::Start(worker));
                     commands.push(Command::StartAttempt { at: now, run, attempt });
                 }
@@ -488,60 +529,16 @@ impl Driver {
             }
         }
         if commands.is_empty() {
-            return;
+            return None;
         }
-
-        let observed = super::observe::Observations::before(&self.shared, &commands);
-        let outcomes = match self.shared.store.propose(commands).await {
-            Ok(outcomes) => {
-                self.failures = 0;
-                outcomes
-            }
-            Err(e) => {
-                self.failures = self.failures.saturating_add(1);
-                if self.failures == 1 || self.failures.is_power_of_two() {
-                    tracing::warn!(error = %e, failures = self.failures, "proposal failed; worker reports are kept");
-                }
-                self.carried = reports;
-                for (reply, _) in callers {
-                    let _ = reply.send(Err(e.clone()));
-                }
-                for a in attaches.into_iter().flatten() {
-                    let _ = a.reply.send(Err(e.clone()));
-                }
-                // Placements may have been lost with the batch; try again next turn,
-                // after a pause that grows while the store stays down.
-                self.dirty = true;
-                let pause = std::time::Duration::from_millis(50 << self.failures.min(5));
-                tokio::time::sleep(pause).await;
-                return;
-            }
-        };
-
-        observed.after(&self.shared, &outcomes);
-        let mut reactions = Reactions::default();
-        for (outcome, route) in outcomes.into_iter().zip(routes) {
-            super::lifecycle::log(&outcome);
-            reactions.observe(&outcome, &mut self.dirty);
-            match route {
-                Route::None => {}
-                Route::Caller(slot) => callers[slot].1.push(outcome),
-                Route::Attach(slot) => {
-                    if let Some(pending) = attaches[slot].take() {
-                        self.finish_attach(pending, outcome, now);
-                    }
-                }
-                Route::Start(worker) => {
-                    if let Outcome::Rejected(Rejection::StaleAttempt { run, attempt }) = outcome {
-                        self.send_to(worker, ManagerMessage::Cancel { run, attempt });
-                    }
-                }
-            }
+        let in_flight = &self.starts_in_flight;
+        let observed = super::observe::Observations::before(&self.shared, &commands, |a| in_flight.contains_key(&a));
+        for attempt in &starts {
+            *self.starts_in_flight.entry(*attempt).or_default() += 1;
         }
-        for (reply, outcomes) in callers {
-            let _ = reply.send(Ok(outcomes));
-        }
-        self.react(reactions);
+        self.exclusive_in_flight |= exclusive;
+        let flight = Flight { now, routes, callers, attaches, reports, observed, exclusive, starts };
+        Some((flight, commands))
     }
 
     fn place(&mut self, now: Timestamp) -> Vec<crate::scheduler::Placement> {
@@ -595,125 +592,6 @@ impl Driver {
                 .map(|w| w.id)
                 .collect()
         })
-    }
-
-    fn react(&mut self, r: Reactions) {
-        if !r.assigned.is_empty() {
-            self.shared.hub.open(r.assigned.iter().map(|(run, attempt, _)| (*run, *attempt)));
-            // Ordered maps, so assignments go out in one order run after run (the
-            // deterministic simulation replays a seed to the same trace).
-            let mut by_worker: BTreeMap<WorkerId, Vec<Assignment>> = BTreeMap::new();
-            let mut with_parents: Vec<(WorkerId, Assignment, parents::Parents)> = Vec::new();
-            self.shared.store.query(|s| {
-                for (run_id, attempt, worker) in &r.assigned {
-                    let Some(run) = s.run(*run_id) else { continue };
-                    // A later command of the same batch may have ended the attempt
-                    // already (its worker re-registered without it): don't send it.
-                    if run.current_attempt != Some(*attempt) {
-                        continue;
-                    }
-                    let Some(job) = s.job(run.job) else { continue };
-                    let assignment =
-                        Assignment { job: job.id, run: *run_id, attempt: *attempt, spec: job.spec.clone() };
-                    match parents::of(s, job.id) {
-                        Some(parents) => with_parents.push((*worker, assignment, parents)),
-                        None => by_worker.entry(*worker).or_default().push(assignment),
-                    }
-                }
-            });
-            // Workflow nodes with parents get their results, read from the
-            // history off the driver's turn (one task per turn, the nodes'
-            // documents read concurrently), then their assignments, batched
-            // per worker as the others are.
-            if !with_parents.is_empty() {
-                let mut sessions: BTreeMap<WorkerId, mpsc::UnboundedSender<ManagerMessage>> = BTreeMap::new();
-                for (worker, _, _) in &with_parents {
-                    if let Some(s) = self.sessions.get(worker) {
-                        sessions.insert(*worker, s.tx.clone());
-                    }
-                }
-                let shared = self.shared.clone();
-                tokio::spawn(async move {
-                    let attached =
-                        futures::future::join_all(with_parents.into_iter().map(|(worker, mut assignment, parents)| {
-                            let shared = shared.clone();
-                            async move {
-                                parents::attach(&shared, &mut assignment, &parents).await;
-                                (worker, assignment)
-                            }
-                        }))
-                        .await;
-                    let mut batches: BTreeMap<WorkerId, Vec<Assignment>> = BTreeMap::new();
-                    for (worker, assignment) in attached {
-                        batches.entry(worker).or_default().push(assignment);
-                    }
-                    for (worker, batch) in batches {
-                        if let Some(tx) = sessions.get(&worker) {
-                            log_sent(worker, &batch);
-                            let _ = tx.send(ManagerMessage::Assign(batch));
-                        }
-                    }
-                });
-            }
-            for (worker, batch) in by_worker {
-                log_sent(worker, &batch);
-                self.send_to(worker, ManagerMessage::Assign(batch));
-            }
-        }
-        for (run, attempt, worker) in r.cancels {
-            self.send_to(worker, ManagerMessage::Cancel { run, attempt });
-        }
-        for worker in r.lost {
-            if self.close_session(worker) {
-                tracing::info!(%worker, "closing the lost worker's session");
-            }
-        }
-        if !r.finished.is_empty() {
-            self.shared.hub.close(&r.finished);
-            let _ = self.shared.finished.send(r.finished.into());
-        }
-    }
-}
-
-/// What the outcomes of a turn ask the driver to do.
-#[derive(Default)]
-struct Reactions {
-    assigned: Vec<(RunId, AttemptId, WorkerId)>,
-    cancels: Vec<(RunId, AttemptId, WorkerId)>,
-    finished: Vec<RunId>,
-    /// Workers just declared lost: their sessions close, so a worker that is in
-    /// fact alive (it was cut off or frozen) registers again.
-    lost: Vec<WorkerId>,
-}
-
-impl Reactions {
-    fn observe(&mut self, outcome: &Outcome, dirty: &mut bool) {
-        for event in outcome.events() {
-            match event {
-                Event::AttemptAssigned { run, attempt, worker } => self.assigned.push((*run, *attempt, *worker)),
-                Event::CancelRequested { run, attempt, worker } => self.cancels.push((*run, *attempt, *worker)),
-                Event::RunFinished { run, .. } => self.finished.push(*run),
-                Event::WorkerStateChanged { worker, state: WorkerState::Lost } => {
-                    self.lost.push(*worker);
-                    *dirty = true;
-                }
-                Event::RunCreated { state: RunState::Pending, .. }
-                | Event::RunQueued { .. }
-                | Event::AttemptEnded { .. }
-                | Event::WorkerRegistered { .. }
-                | Event::WorkerStateChanged { .. } => *dirty = true,
-                _ => {}
-            }
-        }
-    }
-}
-
-/// One debug event per assignment handed to a worker's session.
-fn log_sent(worker: WorkerId, batch: &[Assignment]) {
-    for a in batch {
-        tracing::debug!(
-            run = %a.run, job = %a.job, attempt = %a.attempt, worker = %worker, "assignment sent to the worker"
-        );
     }
 }
 
