@@ -530,14 +530,7 @@ async fn latency_remote(
             break;
         }
         let (sent_wall, sent) = (wall_ms(), Instant::now());
-        let results = api.submit(vec![spec.clone()]).await?;
-        let run = results
-            .into_iter()
-            .next()
-            .context("no result")?
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .run
-            .context("no run")?;
+        let run = submit_one(api, spec.clone()).await?;
         let done = api.wait(run).await?;
         let ended = ms(sent.elapsed());
         let started = done.attempts.first().and_then(|a| a.started_at).context("the run has no started attempt")?;
@@ -575,14 +568,7 @@ async fn latency_inproc(samples: usize, pause: Duration, deadline: Duration) -> 
         let mut spec = noop_job();
         spec.name = "latency".into();
         spec.task = Task::Function { name: "stamp".into(), input: format!("{:.3}", wall_ms()) };
-        let results = api.submit(vec![spec]).await?;
-        let run = results
-            .into_iter()
-            .next()
-            .context("no result")?
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .run
-            .context("no run")?;
+        let run = submit_one(api, spec).await?;
         let waited = tokio::time::timeout(Duration::from_secs(10), started.recv())
             .await
             .context("the job did not start within 10s")?
@@ -658,4 +644,10 @@ async fn limits(fsyncs: usize, calls: usize, clients: usize, archon: Option<Path
     drop((api, probe_dir));
     dev.stop().await;
     Ok(())
+}
+
+/// Submits `spec` alone and returns its run.
+async fn submit_one(api: &dyn Api, spec: JobSpec) -> anyhow::Result<archon_core::model::RunId> {
+    let results = api.submit(vec![spec]).await?;
+    results.into_iter().next().context("no result")?.map_err(|e| anyhow::anyhow!("{e}"))?.run.context("no run")
 }
