@@ -242,8 +242,8 @@ impl RaftStore {
 
 #[async_trait]
 impl Store for RaftStore {
-    /// Proposals made while the log is busy go together as one log entry
-    /// (see [`crate::proposer`]); one larger than
+    /// Proposals made while an entry is on its way go together as the next
+    /// log entry (openraft 0.9 writes one entry at a time); one larger than
     /// [`RaftConfig::max_entry_bytes`] goes alone, as several entries in order.
     async fn propose(&self, commands: Vec<Command>) -> Result<Vec<Outcome>, archon_core::Error> {
         if commands.is_empty() {

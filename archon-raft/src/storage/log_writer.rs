@@ -1,21 +1,21 @@
-//! Group commit for the log: one task writes every change to the log's redb
-//! file, in the order asked, and folds whatever queued up while it was busy
-//! into one transaction with one fsync.
+//! The log's writer: one task writes every change to the log's redb file, in
+//! the order asked, and folds whatever queued up while it was busy into one
+//! transaction — fsync'd if any change in it must be durable.
 //!
-//! openraft 0.9 runs a storage call inline in its core loop, so an `append`
-//! that waited for its fsync would hold up every other proposal behind it, and
-//! proposals made together would still pay one fsync each. Here `append` only
-//! queues its rows and returns; its flush callback runs once the transaction
-//! holding them committed with immediate durability. Proposals in flight at
-//! once therefore share an fsync, which is what lets a leader keep up with
-//! many clients proposing one small entry each (Kafka and etcd batch their
-//! log writes the same way).
+//! An `append` only queues its rows and returns; its flush callback runs once
+//! the transaction holding them committed with immediate durability. The
+//! committed log id, which need not be durable, rides along with the next
+//! commit instead of costing a transaction of its own in openraft's core loop.
+//! openraft 0.9's core still waits for each append's flush before it takes the
+//! next client write (`RaftCore::append_to_log`), so concurrent proposals do
+//! not share an fsync here: [`crate::proposer`] gathers them into one entry.
+//! Should openraft stop waiting (0.10 does), appends queued together already
+//! share one commit.
 //!
 //! Changes that must be on disk before their call returns (the vote, a
-//! truncation, a purge) queue and then wait for their commit; the committed
-//! log id rides along with the next commit, unsynced unless that one syncs.
-//! A read that must see the file as the log stands first waits for the writer
-//! to drain ([`LogWriter::flush`]).
+//! truncation, a purge) queue and then wait for their commit. A read that must
+//! see the file as the log stands first waits for the writer to drain
+//! ([`LogWriter::flush`]).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, Weak};
