@@ -66,3 +66,57 @@ async fn a_reopened_store_has_every_acknowledged_command() {
     assert_eq!(after, before, "snapshot + log replay rebuilds the same state");
     assert!(store.raft().metrics().borrow().snapshot.is_some(), "a snapshot was built");
 }
+
+/// Proposals made at once from many tasks share entries (the proposer gathers
+/// them): each caller still gets exactly the outcomes of its own commands, in
+/// its order — every accepted job is the one that caller submitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proposals_made_at_once_get_back_their_own_outcomes_in_order() {
+    use archon_core::model::{JobSpec, Task, Timestamp};
+    use archon_core::state::{Command, Event};
+    use archon_core::store::StoreExt;
+
+    let harness = SingleNode::default();
+    let store = harness.open().await;
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut accepted = Vec::new();
+            for i in 0..40 {
+                let names = [format!("t{t}-{i}-a"), format!("t{t}-{i}-b")];
+                let commands = names
+                    .iter()
+                    .map(|n| {
+                        Command::submit(Timestamp(1), Arc::new(JobSpec::new(n, Task::Shell { command: "true".into() })))
+                    })
+                    .collect();
+                let outcomes = store.propose(commands).await.unwrap();
+                assert_eq!(outcomes.len(), 2, "one outcome per command");
+                for (name, outcome) in names.into_iter().zip(outcomes) {
+                    let job = outcome
+                        .events()
+                        .iter()
+                        .find_map(|e| match e {
+                            Event::JobAccepted { job, .. } => Some(*job),
+                            _ => None,
+                        })
+                        .unwrap_or_else(|| panic!("{name} was not accepted: {outcome:?}"));
+                    accepted.push((name, job));
+                }
+            }
+            accepted
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    assert_eq!(all.len(), 8 * 40 * 2);
+    store.query(|s| {
+        for (name, job) in &all {
+            assert_eq!(&s.job(*job).unwrap().spec.name, name, "the outcome handed back is another caller's");
+        }
+    });
+    assert_eq!(store.query(|s| s.jobs().len()), all.len(), "every job stored once");
+}
