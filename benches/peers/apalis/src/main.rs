@@ -104,6 +104,20 @@ fn report_latency(system: &str, what: &str, seen: &Seen) {
     println!("ROW system={system} submit=latency samples={n} p50_ms={p50:.3} p99_ms={p99:.3} clock=job-clock");
 }
 
+/// Waits for the pushers, then until the handlers have seen all they pushed;
+/// returns how many that was.
+async fn all_drained(
+    seen: &Seen,
+    clients: Vec<tokio::task::JoinHandle<anyhow::Result<usize>>>,
+) -> anyhow::Result<usize> {
+    let mut pushed = 0;
+    for client in clients {
+        pushed += client.await??;
+    }
+    drained(seen, pushed).await?;
+    Ok(pushed)
+}
+
 /// Waits until the handlers have seen `target` jobs (at most 60 s more).
 async fn drained(seen: &Seen, target: usize) -> anyhow::Result<()> {
     let give_up = Instant::now() + Duration::from_secs(60);
@@ -172,11 +186,7 @@ async fn memory(mode: &str, count: usize) -> anyhow::Result<()> {
             anyhow::Ok(share - left)
         }));
     }
-    let mut pushed = 0;
-    for client in clients {
-        pushed += client.await??;
-    }
-    drained(&seen, pushed).await?;
+    let pushed = all_drained(&seen, clients).await?;
     let took = started.elapsed();
     let what = if mode == "batch" {
         "apalis in memory, pushes of 10,000, 2 pushers"
@@ -249,11 +259,7 @@ async fn postgres(url: &str, notify: bool, mode: &str, count: usize) -> anyhow::
             anyhow::Ok(share - left)
         }));
     }
-    let mut pushed = 0;
-    for client in clients {
-        pushed += client.await??;
-    }
-    drained(&seen, pushed).await?;
+    let pushed = all_drained(&seen, clients).await?;
     let took = started.elapsed();
     let what = if mode == "batch" { "pushes of 1,000" } else { "one push per job, 8 clients" };
     let what = format!("{system}, {what}");
