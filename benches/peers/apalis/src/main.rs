@@ -104,6 +104,24 @@ fn report_latency(system: &str, what: &str, seen: &Seen) {
     println!("ROW system={system} submit=latency samples={n} p50_ms={p50:.3} p99_ms={p99:.3} clock=job-clock");
 }
 
+/// Latency at rest: `count` jobs (after 20 not counted) pushed by `push` one
+/// at a time, each waited for until its handler ran, 5 ms apart.
+async fn paced(seen: &Seen, count: usize, mut push: impl AsyncFnMut() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let began = Instant::now();
+    for i in 0..count + 20 {
+        if began.elapsed() > SAMPLE_FOR {
+            break;
+        }
+        if i == 20 {
+            seen.latencies_us.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clear();
+        }
+        push().await?;
+        tokio::time::timeout(Duration::from_secs(10), seen.each.notified()).await?;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
 /// Waits for the pushers, then until the handlers have seen all they pushed;
 /// returns how many that was.
 async fn all_drained(
@@ -148,18 +166,7 @@ async fn memory(mode: &str, count: usize) -> anyhow::Result<()> {
     let running = tokio::spawn(async move { worker.run().await });
     if mode == "latency" {
         let mut sink = memory_sink(&tx);
-        let began = Instant::now();
-        for i in 0..count + 20 {
-            if began.elapsed() > SAMPLE_FOR {
-                break;
-            }
-            if i == 20 {
-                seen.latencies_us.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clear();
-            }
-            sink.send(TaskBuilder::new(now_us()).build()).await?;
-            tokio::time::timeout(Duration::from_secs(10), seen.each.notified()).await?;
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        paced(&seen, count, async || Ok(sink.send(TaskBuilder::new(now_us()).build()).await?)).await?;
         report_latency("apalis-memory", "apalis in memory", &seen);
         running.abort();
         return Ok(());
@@ -223,18 +230,7 @@ async fn postgres(url: &str, notify: bool, mode: &str, count: usize) -> anyhow::
     let system = if notify { "apalis-postgres-notify" } else { "apalis-postgres" };
     if mode == "latency" {
         let mut storage = storage.clone();
-        let began = Instant::now();
-        for i in 0..count + 20 {
-            if began.elapsed() > SAMPLE_FOR {
-                break;
-            }
-            if i == 20 {
-                seen.latencies_us.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clear();
-            }
-            storage.push(now_us()).await?;
-            tokio::time::timeout(Duration::from_secs(10), seen.each.notified()).await?;
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        paced(&seen, count, async || Ok(storage.push(now_us()).await?)).await?;
         report_latency(system, system, &seen);
         running.abort();
         return Ok(());
