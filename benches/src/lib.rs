@@ -128,32 +128,9 @@ pub async fn submit_from(
     deadline: Duration,
     finished: impl Fn() -> futures::future::BoxFuture<'static, anyhow::Result<u64>>,
 ) -> anyhow::Result<Measured> {
-    anyhow::ensure!(!clients.is_empty() && batch > 0, "a load run needs a client and a batch of at least one");
     let started = Instant::now();
     let before = finished().await?;
-    let per = jobs / clients.len();
-    let submitted = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for api in clients {
-        let (spec, submitted) = (spec.clone(), submitted.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut left = per;
-            while left > 0 && started.elapsed() < deadline {
-                let n = left.min(batch);
-                let results = api.submit(vec![spec.clone(); n]).await?;
-                if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
-                    anyhow::bail!("submit rejected: {e}");
-                }
-                submitted.fetch_add(n, Ordering::Relaxed);
-                left -= n;
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let submitted = submitted.load(Ordering::Relaxed);
+    let submitted = submit_batches(clients, jobs, batch, spec, deadline.saturating_sub(started.elapsed())).await?;
     let target = before + submitted as u64;
     let give_up = deadline.saturating_add(DRAIN_GRACE);
     loop {
@@ -171,6 +148,43 @@ pub async fn submit_from(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     Ok(Measured { jobs: submitted, took: started.elapsed() })
+}
+
+/// Submits about `jobs` in batches of `batch`, each client its share one call
+/// after another, all clients at once, for at most `for_at_most`; returns how
+/// many were submitted. Nothing waits for the runs.
+pub async fn submit_batches(
+    clients: Vec<Arc<dyn Api>>,
+    jobs: usize,
+    batch: usize,
+    spec: JobSpec,
+    for_at_most: Duration,
+) -> anyhow::Result<usize> {
+    anyhow::ensure!(!clients.is_empty() && batch > 0, "a load run needs a client and a batch of at least one");
+    let began = Instant::now();
+    let per = jobs / clients.len();
+    let submitted = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for api in clients {
+        let (spec, submitted) = (spec.clone(), submitted.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut left = per;
+            while left > 0 && began.elapsed() < for_at_most {
+                let n = left.min(batch);
+                let results = api.submit(vec![spec.clone(); n]).await?;
+                if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
+                    anyhow::bail!("submit rejected: {e}");
+                }
+                submitted.fetch_add(n, Ordering::Relaxed);
+                left -= n;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(submitted.load(Ordering::Relaxed))
 }
 
 /// A child process of a shipped binary (`archon dev`, `archon-manager`, …) for the
@@ -261,6 +275,12 @@ impl Daemon {
         proc_status_kib(self.child.id(), "VmHWM:").map(|k| k << 10)
     }
 
+    /// The CPU time it has used so far (user + system).
+    pub fn cpu(&self) -> anyhow::Result<Duration> {
+        use anyhow::Context as _;
+        process_cpu(self.child.id().context("the process has exited")?)
+    }
+
     /// A gRPC client to it.
     pub async fn client(&self) -> anyhow::Result<Arc<dyn Api>> {
         Ok(Arc::new(archon_net::GrpcClient::connect(&self.address).await?))
@@ -273,6 +293,19 @@ fn proc_status_kib(pid: Option<u32>, key: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status.lines().find(|l| l.starts_with(key)).with_context(|| format!("no {key}"))?;
     Ok(line.split_whitespace().nth(1).context("no value")?.parse()?)
+}
+
+/// The CPU time process `pid` has used so far: `utime + stime` of
+/// `/proc/PID/stat`, in clock ticks of 10 ms (`CLK_TCK` is 100 on Linux).
+pub fn process_cpu(pid: u32) -> anyhow::Result<Duration> {
+    use anyhow::Context as _;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name may hold spaces; the fields after it do not.
+    let after = stat.rsplit_once(')').context("no ) in /proc/PID/stat")?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // After `)`: state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    let ticks = |i: usize| -> anyhow::Result<u64> { Ok(fields.get(i).context("short /proc/PID/stat")?.parse()?) };
+    Ok(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
 }
 
 /// The bytes of the files under `dir` (what `du --apparent-size` counts).
