@@ -94,10 +94,10 @@ struct Cli {
     #[arg(long, default_value_t = 2)]
     submitters: usize,
     /// Most high-priority probe jobs submitted during the drain.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 1_000)]
     probes: usize,
     /// Pause between probe submits.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 20)]
     probe_every_ms: u64,
     /// Seconds of idle sessions over which the heartbeat cost is measured.
     #[arg(long, default_value_t = 20)]
@@ -177,6 +177,8 @@ struct Fleet {
     gate: watch::Sender<bool>,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// When the last runtime was built and every one started connecting.
+    spawned: Instant,
 }
 
 impl Fleet {
@@ -218,8 +220,7 @@ impl Fleet {
         // As the worker daemon: its reconnect back-off.
         let daemon = archon::daemon::worker::WorkerDaemonConfig::default();
         let capacity = Resources { cpu_millis: cli.slots * 1000, memory_bytes: 1 << 30, ..Resources::default() };
-        let shutdown = CancellationToken::new();
-        let mut tasks = Vec::with_capacity(cli.workers);
+        let mut workers = Vec::with_capacity(cli.workers);
         for i in 1..=cli.workers {
             let name = format!("sim{i}");
             let dialer = match certs {
@@ -235,15 +236,23 @@ impl Fleet {
             config.address = "scale".into();
             config.reconnect_base = daemon.reconnect_base;
             config.reconnect_cap = daemon.reconnect_cap;
-            let worker = WorkerRuntime::new(config, executors.clone(), transport);
-            let stop = shutdown.clone();
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) = worker.run(stop).await {
-                    eprintln!("scale: worker {name} stopped: {e}");
-                }
-            }));
+            workers.push((name, WorkerRuntime::new(config, executors.clone(), transport)));
         }
-        Ok(Fleet { seen, gate, shutdown, tasks })
+        // All at once, as after a power cut or a rolling restart of the managers.
+        let shutdown = CancellationToken::new();
+        let spawned = Instant::now();
+        let tasks = workers
+            .into_iter()
+            .map(|(name, worker)| {
+                let stop = shutdown.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = worker.run(stop).await {
+                        eprintln!("scale: worker {name} stopped: {e}");
+                    }
+                })
+            })
+            .collect();
+        Ok(Fleet { seen, gate, shutdown, tasks, spawned })
     }
 
     /// Stops every runtime (10 s at most).
@@ -255,9 +264,8 @@ impl Fleet {
 }
 
 /// Waits until `api` (a manager) has `n` workers in session with it; returns how
-/// long that took, or fails after `limit`.
-async fn until_in_session(api: &GrpcClient, n: usize, limit: Duration) -> anyhow::Result<Duration> {
-    let began = Instant::now();
+/// long after `began` that was, or fails `limit` after it.
+async fn until_in_session(api: &GrpcClient, n: usize, began: Instant, limit: Duration) -> anyhow::Result<Duration> {
     let mut last = 0;
     loop {
         if let Ok(workers) = api.list_workers().await {
@@ -316,12 +324,12 @@ async fn measure(cli: &Cli, cluster: &mut Cluster, certs: Option<&Path>) -> anyh
     // 1. Connect.
     let began = Instant::now();
     let fleet = Fleet::start(cli, &cluster.endpoints, certs)?;
-    let prepared = began.elapsed();
+    let prepared = fleet.spawned.duration_since(began);
     let leader = leader_index(&admin, cluster).await?;
-    let connected = until_in_session(&admin, n, SESSION_WAIT).await?;
+    let connected = until_in_session(&admin, n, fleet.spawned, SESSION_WAIT).await?;
     println!(
-        "{system}: {n} workers in session {:.2}s after their runtimes started ({:.2}s to issue certificates and \
-         build them); leader m{}",
+        "{system}: {n} workers in session {:.2}s after their runtimes started, all at once ({:.2}s to issue \
+         certificates and build them before); leader m{}",
         connected.as_secs_f64(),
         prepared.as_secs_f64(),
         leader + 1
@@ -376,10 +384,11 @@ async fn measure(cli: &Cli, cluster: &mut Cluster, certs: Option<&Path>) -> anyh
     }
     let rss_queued = cluster.managers[leader].rss()?;
     let queued = admin.status().await?.queued;
-    let per_run = (rss_queued as f64 - rss_idle as f64) / (queued.max(1) as f64);
+    // Every submitted run is live now: held, on its way to a worker, or queued.
+    let per_run = (rss_queued as f64 - rss_idle as f64) / (submitted.max(1) as f64);
     println!(
         "{system}: {submitted} jobs submitted in {:.2}s = {:.0}/s (batches of {}, {} clients; leader {:.0}% of a \
-         core); {} attempts held, {queued} runs queued; leader RSS {:.0} MiB (+{per_run:.0} bytes per queued run)",
+         core); {} attempts held, {queued} runs queued; leader RSS {:.0} MiB (+{per_run:.0} bytes per live run)",
         submit_took.as_secs_f64(),
         submitted as f64 / submit_took.as_secs_f64(),
         cli.batch,
@@ -393,17 +402,20 @@ async fn measure(cli: &Cli, cluster: &mut Cluster, certs: Option<&Path>) -> anyh
         .num("submit_rate", submitted as f64 / submit_took.as_secs_f64(), 0)
         .with("queued", queued)
         .num("rss_queued_mib", mib(rss_queued), 0)
-        .num("bytes_per_queued", per_run, 0);
+        .num("bytes_per_live_run", per_run, 0);
 
     // 4. Drain, with probes.
     let drain = drain(cli, cluster, leader, &fleet, &admin, submitted).await?;
-    let sustained = drain.rate_between(0.1, 0.9, submitted as f64);
+    let sustained = drain.rate_between(0.1, 0.9, submitted as f64).unwrap_or(0.0);
     let mut waits = lock(&fleet.seen.probe_waits).clone();
     let (p50, p99) = (quantile(&mut waits, 0.5), quantile(&mut waits, 0.99));
     let rss_drained = cluster.managers[leader].rss()?;
     let rss_peak = cluster.managers[leader].peak_rss()?;
     let deciles: Vec<String> = (0..10)
-        .map(|d| format!("{:.0}", drain.rate_between(d as f64 / 10.0, (d + 1) as f64 / 10.0, submitted as f64)))
+        .map(|d| {
+            let rate = drain.rate_between(d as f64 / 10.0, (d + 1) as f64 / 10.0, submitted as f64);
+            rate.map_or_else(|| "-".to_owned(), |r| format!("{r:.0}"))
+        })
         .collect();
     let per_1k = drain.leader_cores * 1e3 * drain.took.as_secs_f64() / (drain.started as f64 / 1e3).max(1e-9);
     println!(
@@ -491,14 +503,20 @@ impl Drained {
     }
 
     /// Attempts started per second between the `from` and `to` shares of `total`
-    /// (up to the last sample if `to` was never reached).
-    fn rate_between(&self, from: f64, to: f64, total: f64) -> f64 {
-        let (Some(t0), Some(&(last_t, last_c))) = (self.when(from * total), self.samples.last()) else { return 0.0 };
+    /// (up to the last sample if `to` was never reached); `None` for a stretch
+    /// that had started before the function opened (the held attempts).
+    fn rate_between(&self, from: f64, to: f64, total: f64) -> Option<f64> {
+        let held = self.samples.first().map_or(0, |s| s.1) as f64;
+        let from = (from * total).max(held) / total;
+        if from >= to {
+            return None;
+        }
+        let (Some(t0), Some(&(last_t, last_c))) = (self.when(from * total), self.samples.last()) else { return None };
         let (t1, c1) = match self.when(to * total) {
             Some(t) => (t, to * total),
             None => (last_t, last_c as f64),
         };
-        (c1 - from * total) / (t1 - t0).max(1e-9)
+        Some((c1 - from * total) / (t1 - t0).max(1e-3))
     }
 }
 
@@ -559,13 +577,14 @@ async fn drain(
     })
 }
 
-/// Submits up to `count` high-priority probe jobs, one every `every`, until
+/// Submits up to `count` high-priority probe jobs, one every `every` (each in a
+/// task of its own, so a slow acknowledgement does not delay the next), until
 /// `stop`; returns how many were accepted.
 async fn probe(api: Arc<dyn Api>, count: usize, every: Duration, stop: CancellationToken) -> anyhow::Result<usize> {
-    let mut sent = 0;
+    let mut submits = tokio::task::JoinSet::new();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while sent < count {
+    while submits.len() < count {
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tick.tick() => {}
@@ -574,10 +593,18 @@ async fn probe(api: Arc<dyn Api>, count: usize, every: Duration, stop: Cancellat
             JobSpec::new("probe", Task::Function { name: "probe".into(), input: format!("{:.3}", wall_ms()) });
         spec.resources = Resources { cpu_millis: 1000, memory_bytes: 0, ..Resources::default() };
         spec.priority = 100;
-        let results = api.submit(vec![spec]).await?;
-        if let Some(Err(e)) = results.into_iter().next() {
-            bail!("probe rejected: {e}");
-        }
+        let api = api.clone();
+        submits.spawn(async move {
+            let results = api.submit(vec![spec]).await?;
+            if let Some(Err(e)) = results.into_iter().next() {
+                bail!("probe rejected: {e}");
+            }
+            anyhow::Ok(())
+        });
+    }
+    let mut sent = 0;
+    while let Some(done) = submits.join_next().await {
+        done??;
         sent += 1;
     }
     Ok(sent)
@@ -592,7 +619,8 @@ struct Failover {
     job_started_ms: f64,
     /// Kill → every worker in session with the new leader.
     all_back: Duration,
-    /// Workers in session with the new leader at 1, 2, 3, 5 and 10 s after the kill.
+    /// Workers in session with the new leader at its first poll past 1, 2, 3, 5
+    /// and 10 s after the kill (`SECONDS:COUNT`, the poll's own time).
     progress: String,
 }
 
@@ -600,7 +628,7 @@ struct Failover {
 async fn failover(cluster: &mut Cluster, leader: usize, fleet: &Fleet, n: usize) -> anyhow::Result<Failover> {
     // Every worker with the leader and nothing left running.
     let old = cluster.client_to(&cluster.endpoints[leader]).await?;
-    until_in_session(&old, n, SESSION_WAIT).await?;
+    until_in_session(&old, n, Instant::now(), SESSION_WAIT).await?;
     let old_term = leader_of(&old.status().await?).map_or(0, |m| m.term);
     drop(old);
     let client = cluster.client().await?;
@@ -649,11 +677,14 @@ async fn failover(cluster: &mut Cluster, leader: usize, fleet: &Fleet, n: usize)
     let api = survivors.iter().find(|(i, _)| *i == new_leader).map(|(_, c)| c).context("the new leader")?;
     let marks = [1.0, 2.0, 3.0, 5.0, 10.0];
     let mut progress = Vec::new();
+    let mut reported = 0;
     let all_back = loop {
         let back = api.list_workers().await.map(|w| w.iter().filter(|w| w.connected).count()).unwrap_or(0);
         let secs = killed.elapsed().as_secs_f64();
-        while progress.len() < marks.len() && secs >= marks[progress.len()] {
-            progress.push(format!("{}s:{back}", marks[progress.len()]));
+        let passed = marks.iter().filter(|m| secs >= **m).count();
+        if passed > reported {
+            reported = passed;
+            progress.push(format!("{secs:.1}s:{back}"));
         }
         if back >= n {
             break killed.elapsed();
