@@ -223,6 +223,7 @@ async fn a_new_leader_gives_known_workers_a_fresh_grace_period_before_reaping() 
         capacity: Resources { cpu_millis: 1000, memory_bytes: 1 << 30, ..Default::default() },
         capabilities: ["shell".to_owned()].into(),
         running: Vec::new(),
+        queue: 0,
     };
     let mut session = InProcTransport::new(manager.clone()).connect(hello).await.unwrap();
     // The clock is paused (see above): these instants and pauses are exact.

@@ -52,6 +52,7 @@ impl Fixture {
             capacity: Resources { cpu_millis: 1000, memory_bytes: 1 << 30, ..Resources::default() },
             capabilities: [capability.to_owned()].into(),
             running: Vec::new(),
+            queue: 0,
         };
         self.transport.connect(hello).await.unwrap()
     }

@@ -136,6 +136,7 @@ fn hello(name: &str) -> Hello {
         capacity: Resources { cpu_millis: 1000, memory_bytes: 1 << 30, ..Resources::default() },
         capabilities: ["function:ok".to_owned()].into(),
         running: vec![],
+        queue: 0,
     }
 }
 
@@ -389,11 +390,14 @@ async fn a_worker_shutting_down_drains_lets_short_jobs_finish_then_requeues_the_
 #[tokio::test]
 async fn a_run_that_fits_but_not_now_stays_pending_with_its_reason() {
     let mut c = Cluster::start(ManagerConfig::default()).await;
-    c.add_worker("w1", 1000);
+    let capacity = Resources { cpu_millis: 1000, memory_bytes: 1 << 30, ..Resources::default() };
+    c.add_worker_with(WorkerConfig { queue: 1, ..WorkerConfig::new("w1", capacity) });
     c.wait_for_workers(1).await;
     let mut big = function("sleep");
     big.resources.cpu_millis = 800;
     let running = submit_one(&c.manager, big.clone()).await;
+    // The second waits in the worker's one-place queue; the third in the cluster's.
+    let _queued = submit_one(&c.manager, big.clone()).await;
     let waiting = submit_one(&c.manager, big).await;
     eventually("a pending reason is recorded", || async {
         c.manager.get_run(waiting).await.unwrap().pending_reason.is_some()
@@ -403,7 +407,7 @@ async fn a_run_that_fits_but_not_now_stays_pending_with_its_reason() {
     assert_eq!(d.run.state, RunState::Pending);
     let reason = d.pending_reason.unwrap();
     assert!(reason.starts_with("waiting for capacity: needs cpu 800m"), "{reason}");
-    assert!(reason.contains("w1 has cpu 200m"), "{reason}");
+    assert!(reason.contains("w1 has cpu 200m mem 960MiB free and its queue of 1 full"), "{reason}");
     // Draining the only worker changes the reason; a running run has none.
     let w = c.manager.list_workers().await.unwrap()[0].worker.id;
     c.manager.set_draining(w, true).await.unwrap();

@@ -62,6 +62,7 @@ async fn register(manager: &Manager, name: &str, cpu_millis: u64) -> WorkerId {
             capacity: Resources { cpu_millis, memory_bytes: 1 << 30, ..Resources::default() },
             capabilities: ["shell".to_owned()].into(),
             running: Default::default(),
+            queue: 0,
         }])
         .await
         .unwrap();

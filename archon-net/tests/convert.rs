@@ -255,6 +255,8 @@ fn full_worker(state: WorkerState) -> Worker {
         state,
         registered_at: Timestamp(99),
         running: [AttemptId(5), AttemptId(6)].into(),
+        queue: 4,
+        queued: [AttemptId(6)].into(),
     }
 }
 

@@ -246,9 +246,15 @@ fn worker() -> impl Strategy<Value = Worker> {
         (any::<u64>(), text(), text(), prop::collection::btree_map(text(), text(), 0..3)),
         (resources(), resources(), prop::collection::btree_set(text(), 0..4), state, timestamp()),
         prop::collection::btree_set(any::<u64>().prop_map(AttemptId), 0..4),
+        (any::<u32>(), prop::collection::btree_set(any::<u64>().prop_map(AttemptId), 0..3)),
     )
         .prop_map(
-            |((id, name, address, labels), (capacity, allocated, capabilities, state, registered_at), running)| {
+            |(
+                (id, name, address, labels),
+                (capacity, allocated, capabilities, state, registered_at),
+                running,
+                (queue, queued),
+            )| {
                 Worker {
                     id: WorkerId(id),
                     name,
@@ -260,6 +266,8 @@ fn worker() -> impl Strategy<Value = Worker> {
                     state,
                     registered_at,
                     running,
+                    queue,
+                    queued,
                 }
             },
         )

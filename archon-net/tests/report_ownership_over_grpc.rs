@@ -44,6 +44,7 @@ impl RawSession {
             capacity: Resources { cpu_millis: 1000, memory_bytes: 1 << 30, ..Resources::default() },
             capabilities: [capability.to_owned()].into(),
             running: Vec::new(),
+            queue: 0,
         };
         let (send, rx) = mpsc::channel(16);
         send.send(proto::WorkerToManager::from(hello)).await.unwrap();

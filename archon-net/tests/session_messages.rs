@@ -41,6 +41,7 @@ fn hello() -> Hello {
         },
         capabilities: ["shell".to_owned(), "function:echo".to_owned()].into(),
         running: vec![AttemptId(3), AttemptId(9)],
+        queue: 5,
     }
 }
 

@@ -209,6 +209,7 @@ fn hello(name: &str, capacity: Option<Resources>) -> proto::WorkerToManager {
         capacity: Resources::default(),
         capabilities: ["function:echo".to_owned()].into(),
         running: Vec::new(),
+        queue: 0,
     };
     let mut message = proto::WorkerToManager::from(hello);
     if let Some(worker_to_manager::Kind::Hello(h)) = &mut message.kind {
@@ -369,6 +370,7 @@ async fn a_bad_hello_is_refused_naming_the_field_and_registers_nothing() {
         capacity: capacity(),
         capabilities: ["function:echo".to_owned()].into(),
         running: Vec::new(),
+        queue: 0,
     };
 
     let cases = [
@@ -479,6 +481,7 @@ async fn connect_moves_on_to_the_next_manager_when_one_is_unreachable() {
         capacity: capacity(),
         capabilities: ["function:echo".to_owned()].into(),
         running: Vec::new(),
+        queue: 0,
     };
 
     let transport = GrpcTransport::new(vec![dead1.clone(), served.address.to_string()]);
@@ -522,6 +525,7 @@ async fn a_session_over_a_connection_gone_silent_is_ended_by_keepalive() {
         capacity: capacity(),
         capabilities: ["function:echo".to_owned()].into(),
         running: Vec::new(),
+        queue: 0,
     };
     let mut session = transport.connect(hello.clone()).await.expect("connects through the proxy");
 

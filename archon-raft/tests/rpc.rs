@@ -96,6 +96,7 @@ fn worker(name: &str) -> Command {
         capacity: Resources { cpu_millis: 1000, memory_bytes: 1 << 30, ..Resources::default() },
         capabilities: BTreeSet::from(["shell".to_owned()]),
         running: vec![],
+        queue: 0,
     }
 }
 

@@ -22,6 +22,7 @@ fn worker(name: String, cpu: u64) -> Command {
         capacity: Resources { cpu_millis: cpu, memory_bytes: 64 << 30, ..Resources::default() },
         capabilities: BTreeSet::from(["shell".to_owned()]),
         running: vec![],
+        queue: 0,
     }
 }
 
@@ -110,6 +111,7 @@ fn mixed() -> ClusterState {
             capacity: Resources { cpu_millis: 2000 * size, memory_bytes: size << 33, network_mbps: 1000, devices },
             capabilities: BTreeSet::from(["shell".to_owned()]),
             running: vec![],
+            queue: 0,
         });
     }
     let mut rng = Lcg(11);

@@ -38,10 +38,16 @@ pub(crate) fn explain_unplaced(
             let mut busy = Vec::new();
             let mut unfit = Vec::new();
             for slot in &view.workers {
-                match slot.worker.fits_now(p.spec, &slot.free) {
-                    Ok(()) => busy.push(format!("{} (being placed this pass)", slot.worker.name)),
-                    Err(Misfit::Busy) => busy.push(format!("{} has {} free", slot.worker.name, slot.free)),
-                    Err(m) => unfit.push(format!("{} {m}", slot.worker.name)),
+                let w = slot.worker;
+                let queue = match (w.queue, w.queued.len()) {
+                    (0, _) => String::new(),
+                    (q, n) if n >= q as usize => format!(" and its queue of {q} full"),
+                    (_, n) => format!(" and {n} queued ahead"),
+                };
+                match w.fits_now(p.spec, &slot.free) {
+                    Ok(()) if w.queued.is_empty() => busy.push(format!("{} (being placed this pass)", w.name)),
+                    Ok(()) | Err(Misfit::Busy) => busy.push(format!("{} has {} free{queue}", w.name, slot.free)),
+                    Err(m) => unfit.push(format!("{} {m}", w.name)),
                 }
             }
             let reason = if busy.is_empty() {

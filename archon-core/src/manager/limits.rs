@@ -31,6 +31,8 @@ pub struct Limits {
     pub max_label_bytes: usize,
     /// Running attempts a worker may announce when it connects.
     pub max_announced_attempts: usize,
+    /// Attempts a worker may hold queued beyond what fits it (its `queue`).
+    pub max_worker_queue: u32,
     /// Bytes of one chunk of live output from a worker (larger ones are dropped).
     pub max_output_chunk: usize,
     /// Output kept per stream of an attempt when its job does not say.
@@ -51,6 +53,7 @@ impl Default for Limits {
             max_worker_labels: 256,
             max_label_bytes: 64 << 10,
             max_announced_attempts: 65_536,
+            max_worker_queue: 1_024,
             max_output_chunk: 1 << 20,
             output_limit: 1 << 20,
             max_output_limit: 16 << 20,
@@ -147,6 +150,15 @@ impl Limits {
                     "{} of labels is more than max_label_bytes ({})",
                     format_bytes(bytes as u64),
                     format_bytes(self.max_label_bytes as u64)
+                ),
+            ));
+        }
+        if hello.queue > self.max_worker_queue {
+            return Err(Error::invalid(
+                "queue",
+                format!(
+                    "a queue of {} attempts is more than max_worker_queue ({}); ask for fewer",
+                    hello.queue, self.max_worker_queue
                 ),
             ));
         }

@@ -166,6 +166,7 @@ pub(super) fn sample(shared: &Shared) -> ClusterSample {
                 cpu_allocated_millis: w.allocated.cpu_millis,
                 memory_capacity_bytes: w.capacity.memory_bytes,
                 memory_allocated_bytes: w.allocated.memory_bytes,
+                queued: w.queued.len() as u64,
                 heartbeat_age: live.get(&w.id).map(|l| now.since(l.last_seen)),
             })
             .collect(),

@@ -35,6 +35,8 @@ pub(crate) struct WorkerSample {
     pub(crate) cpu_allocated_millis: u64,
     pub(crate) memory_capacity_bytes: u64,
     pub(crate) memory_allocated_bytes: u64,
+    /// Attempts waiting in its queue.
+    pub(crate) queued: u64,
     /// Since the leader last heard from it, when this manager leads and knows.
     pub(crate) heartbeat_age: Option<Duration>,
 }
@@ -140,6 +142,13 @@ impl Collector for ClusterCollector {
             "Memory the attempts on each live worker requested.",
             &live,
             |w| Some(w.memory_allocated_bytes as f64),
+        )?;
+        per_worker(
+            &mut encoder,
+            "archon_worker_queued_attempts",
+            "Attempts placed on each live worker beyond what fits it, waiting in its queue to start.",
+            &live,
+            |w| Some(w.queued as f64),
         )?;
         per_worker(
             &mut encoder,

@@ -45,6 +45,7 @@ fn everything() -> Metrics {
             cpu_allocated_millis: 1500,
             memory_capacity_bytes: 8 << 30,
             memory_allocated_bytes: 1 << 30,
+            queued: 2,
             heartbeat_age: Some(Duration::from_millis(1200)),
         };
         Some(ClusterSample {
@@ -119,6 +120,7 @@ fn every_family_passes_promtool() {
         "archon_worker_cpu_allocated_cores",
         "archon_worker_memory_capacity_bytes",
         "archon_worker_memory_allocated_bytes",
+        "archon_worker_queued_attempts",
         "archon_worker_heartbeat_age_seconds",
     ] {
         assert!(text.contains(&format!("# TYPE {family} ")), "{family} missing from:\n{text}");
@@ -161,6 +163,7 @@ fn scrape_time_gauges_come_from_the_sample_and_only_live_workers_get_series() {
     assert_eq!(value(&text, r#"archon_worker_cpu_allocated_cores{worker="w1"}"#), Some(1.5));
     assert_eq!(value(&text, r#"archon_worker_memory_capacity_bytes{worker="w1"}"#), Some((8u64 << 30) as f64));
     assert_eq!(value(&text, r#"archon_worker_heartbeat_age_seconds{worker="w1"}"#), Some(1.2));
+    assert_eq!(value(&text, r#"archon_worker_queued_attempts{worker="w1"}"#), Some(2.0));
     assert!(!text.contains(r#"worker="w \"2\"""#), "a lost worker has no per-worker series:\n{text}");
     assert_eq!(value(&text, "archon_manager_leading"), Some(1.0));
 }

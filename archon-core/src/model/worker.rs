@@ -55,7 +55,8 @@ pub struct Worker {
     pub labels: BTreeMap<String, String>,
     /// What it offers.
     pub capacity: Resources,
-    /// The sum of its live attempts' requests.
+    /// The sum of the requests of its live attempts that run, or start as soon
+    /// as they reach it (everything live but the [`queued`](Worker::queued)).
     pub allocated: Resources,
     /// Task kinds (and `function:NAME`s) it can run.
     pub capabilities: BTreeSet<String>,
@@ -63,14 +64,38 @@ pub struct Worker {
     pub state: WorkerState,
     /// When it (last) registered.
     pub registered_at: Timestamp,
-    /// Its live attempts.
+    /// Its live attempts (queued ones included).
     pub running: BTreeSet<AttemptId>,
+    /// How many attempts it holds queued beyond what fits it (0: none): an
+    /// attempt placed there waits on the worker and starts the moment the
+    /// attempts ahead of it free its resources, instead of after a round trip
+    /// to the manager.
+    #[serde(default)]
+    pub queue: u32,
+    /// Its live attempts placed beyond its free resources, in the order they
+    /// were placed: they start on it one by one, first in first out, as the
+    /// resources free up, and count in [`allocated`](Worker::allocated) from
+    /// their start on. While any waits here, nothing placed later starts before
+    /// it, so new placements queue too.
+    #[serde(default)]
+    pub queued: BTreeSet<AttemptId>,
 }
 
 impl Worker {
     /// Capacity not yet allocated.
     pub fn free(&self) -> Resources {
         self.capacity.minus(&self.allocated)
+    }
+
+    /// How many more attempts its queue takes.
+    pub fn queue_room(&self) -> u32 {
+        self.queue.saturating_sub(u32::try_from(self.queued.len()).unwrap_or(u32::MAX))
+    }
+
+    /// Whether an attempt placed now would start at once: nothing is queued
+    /// ahead of it and its request fits what is free.
+    pub fn starts_now(&self, request: &Resources) -> bool {
+        self.queued.is_empty() && request.fits_in(&self.free())
     }
 
     /// Whether new attempts may be placed on it.

@@ -9,6 +9,10 @@
 //!    policy picks the worker (binpack: fullest after placing; spread: emptiest), the
 //!    first in view order on ties. The chosen worker is charged before the next run.
 //!
+//! 4. **Queues** ([`super::queue`]): what fits nowhere now goes to the queue of a
+//!    worker it fits whole, the one with the most queue room; it starts there as
+//!    soon as what runs ahead of it ends.
+//!
 //! Runs go in priority order (highest first, otherwise as given), so when capacity is
 //! short it is the lower-priority runs that wait. A run that fits nowhere is skipped
 //! and later, smaller runs are still tried.
@@ -16,6 +20,7 @@
 use std::cmp::Reverse;
 
 use super::feasible::Shapes;
+use super::queue::Queues;
 use super::rank::{Dimensions, Query, RankTree};
 use super::{ClusterView, PendingRun, Placement, Scheduler};
 
@@ -33,6 +38,8 @@ impl Scheduler for BinPack {
         let mut tree = RankTree::new(&view.workers, &dimensions);
         let mut request = vec![0; dimensions.len()];
         let mut placements = Vec::with_capacity(pending.len().min(1024));
+        let mut queues = Queues::new(&view.workers);
+        let mut waiting = Vec::new();
         for p in order {
             dimensions.write(&p.spec.resources, &mut request);
             let (shape, new) = shapes.intern(p.spec);
@@ -44,7 +51,13 @@ impl Scheduler for BinPack {
             if let Some(worker) = tree.best(&query) {
                 tree.charge(worker, &request);
                 placements.push(Placement { run: p.run, worker: view.workers[worker].worker.id });
+            } else if queues.has_room() {
+                waiting.push(p);
             }
+        }
+        for p in waiting {
+            let Some(worker) = queues.take(p.spec) else { break };
+            placements.push(Placement { run: p.run, worker });
         }
         placements
     }

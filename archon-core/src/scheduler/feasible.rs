@@ -74,11 +74,13 @@ impl<'v, 'a> Shapes<'v, 'a> {
     }
 }
 
-/// Whether `spec` may run on `slot` given enough free resources: the worker accepts
-/// work, can run the task and satisfies every constraint (as [`crate::model::Worker::could_run`]).
+/// Whether `spec` may start on `slot` at once given enough free resources: the
+/// worker accepts work, has nothing queued (which would start first), can run the
+/// task and satisfies every constraint (as [`crate::model::Worker::could_run`]).
 fn is_eligible(slot: &WorkerSlot<'_>, spec: &JobSpec) -> bool {
     let worker = slot.worker;
     worker.accepts_work()
+        && worker.queued.is_empty()
         && spec.task.runs_on(&worker.capabilities)
         && spec.constraints.iter().all(|c| c.holds(&worker.labels))
 }

@@ -4,10 +4,12 @@
 //! buggy scheduler can waste a proposal but never over-commit a worker.
 //!
 //! [`BinPack`] is the default: feasibility by shape (`feasible.rs`), then a tree over
-//! the workers' free resources and scores (`rank.rs`), wired in `binpack.rs`.
+//! the workers' free resources and scores (`rank.rs`), then the workers' queues
+//! for what fits nowhere now (`queue.rs`), wired in `binpack.rs`.
 
 mod binpack;
 mod feasible;
+mod queue;
 mod rank;
 #[cfg(test)]
 mod tests;
@@ -24,6 +26,8 @@ pub struct WorkerSlot<'a> {
     pub worker: &'a Worker,
     /// Capacity not yet allocated.
     pub free: Resources,
+    /// How many more attempts its queue takes ([`Worker::queue`]).
+    pub queue_room: u32,
 }
 
 /// The workers that accept work, and the cluster's default policy.
@@ -42,7 +46,7 @@ impl<'a> ClusterView<'a> {
             .workers()
             .values()
             .filter(|w| w.accepts_work())
-            .map(|w| WorkerSlot { worker: w, free: w.free() })
+            .map(|w| WorkerSlot { worker: w, free: w.free(), queue_room: w.queue_room() })
             .collect();
         ClusterView { workers, default_policy }
     }
@@ -84,6 +88,9 @@ pub struct Placement {
 /// Pure placement of pending runs onto workers.
 pub trait Scheduler: Send + Sync + 'static {
     /// Proposes placements for `pending` (in the order given, which is priority
-    /// order). Must not place more on a worker than its free resources allow.
+    /// order). Must not place more on a worker than its free resources allow,
+    /// plus as many as its queue room, each of which fits the worker whole; and
+    /// while a worker has attempts queued ([`Worker::queued`]), a placement
+    /// there takes queue room whatever is free (it starts after them).
     fn place(&self, view: &ClusterView<'_>, pending: &[PendingRun<'_>]) -> Vec<Placement>;
 }

@@ -22,7 +22,11 @@ struct Case {
 
 impl Case {
     fn view(&self) -> ClusterView<'_> {
-        let workers = self.workers.iter().map(|(w, free)| WorkerSlot { worker: w, free: free.clone() }).collect();
+        let workers = self
+            .workers
+            .iter()
+            .map(|(w, free)| WorkerSlot { worker: w, free: free.clone(), queue_room: w.queue_room() })
+            .collect();
         ClusterView { workers, default_policy: self.default_policy }
     }
 
@@ -51,6 +55,8 @@ fn worker(id: u64, capacity: Resources, capabilities: &[&str], labels: &[(&str, 
         state: WorkerState::Ready,
         registered_at: Timestamp(0),
         running: BTreeSet::new(),
+        queue: 0,
+        queued: BTreeSet::new(),
     }
 }
 
@@ -99,6 +105,31 @@ fn binpack_prefers_the_fullest_worker_that_still_fits() {
     case.workers[1].1.cpu_millis = 2000;
     let placed = case.place();
     assert_eq!(assignment(&case, &placed), [Some(1), Some(2)]);
+}
+
+#[test]
+fn what_fits_nowhere_now_goes_to_the_queue_with_the_most_room_and_never_past_it() {
+    let mut case = cluster(2, 2000, vec![shell(cpu(1000)); 7], PlacementPolicy::Binpack);
+    case.workers[0].0.queue = 2;
+    case.workers[1].0.queue = 1;
+    let placed = case.place();
+    // Two fit each worker now; then the queues: worker 1 has the most room, then
+    // a tie (the first in view order), then worker 2; the seventh waits.
+    assert_eq!(assignment(&case, &placed), [Some(1), Some(1), Some(2), Some(2), Some(1), Some(1), Some(2)]);
+    let case = cluster(1, 2000, vec![shell(cpu(1000)); 4], PlacementPolicy::Binpack);
+    assert_eq!(assignment(&case, &case.place()), [Some(1), Some(1), None, None], "no queue, no queued placements");
+}
+
+#[test]
+fn a_worker_with_attempts_queued_takes_new_runs_only_into_its_queue() {
+    let mut case = cluster(1, 4000, vec![shell(cpu(1000)); 3], PlacementPolicy::Binpack);
+    case.workers[0].0.queue = 2;
+    case.workers[0].0.queued.insert(crate::model::AttemptId(9));
+    // 4000m is free, but the queued attempt starts first: one place is left.
+    assert_eq!(assignment(&case, &case.place()), [Some(1), None, None]);
+    let mut too_big = case.clone();
+    too_big.specs = vec![shell(cpu(8000))];
+    assert_eq!(assignment(&too_big, &too_big.place()), [None], "a run the worker can never take is not queued");
 }
 
 #[test]

@@ -23,7 +23,13 @@ use crate::model::{
 /// 3 adds the token commands ([`Command::CreateToken`], [`Command::RevokeToken`])
 /// and `secret_env` in job specs (a submit, cron job or workflow that has one
 /// is format 3: an older node would drop the secrets and run the job without them).
-pub const COMMAND_FORMAT: u32 = 3;
+/// 4 adds worker queues (`queue` in [`Command::RegisterWorker`]: an older node
+/// would refuse the placements into a queue that this one accepts).
+pub const COMMAND_FORMAT: u32 = 4;
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
 
 /// A state change, as stored in the replicated log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +51,10 @@ pub enum Command {
         capabilities: BTreeSet<String>,
         /// Attempts it is still running.
         running: Vec<AttemptId>,
+        /// How many attempts it holds queued beyond what fits it (format 4;
+        /// absent: 0).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        queue: u32,
     },
     /// The reaper found a worker silent past the threshold.
     WorkerLost {
@@ -275,6 +285,7 @@ impl Command {
             | Command::CancelWorkflow { .. } => 2,
             Command::Prune { workflows, .. } if !workflows.is_empty() => 2,
             Command::CreateToken { .. } | Command::RevokeToken { .. } => 3,
+            Command::RegisterWorker { queue, .. } if *queue > 0 => 4,
             _ => 1,
         }
     }
@@ -352,6 +363,7 @@ impl Command {
                     + labels.iter().map(|(k, v)| text(k) + text(v) + 2).sum::<usize>()
                     + capabilities.iter().map(|c| text(c) + 1).sum::<usize>()
                     + running.len() * 21
+                    + 20
             }
             Command::Prune { runs, jobs, workflows, .. } => {
                 SMALL + 80 + runs.len() * 40 + jobs.len() * 21 + workflows.len() * 21
@@ -439,6 +451,7 @@ mod tests {
                 },
                 capabilities: BTreeSet::from(["shell".into(), "function:echo".into()]),
                 running: vec![AttemptId(u64::MAX); 3],
+                queue: u32::MAX,
             },
             Command::Prune {
                 at,
@@ -465,6 +478,18 @@ mod tests {
         secret.secret_env.insert("TOKEN".into(), "v".into());
         let at = Timestamp(0);
         assert_eq!(Command::submit(at, Arc::new(plain.clone())).format(), 1);
+        let register = |queue| Command::RegisterWorker {
+            at,
+            name: "w".into(),
+            address: String::new(),
+            labels: BTreeMap::new(),
+            capacity: Resources::default(),
+            capabilities: BTreeSet::new(),
+            running: Vec::new(),
+            queue,
+        };
+        assert_eq!(register(0).format(), 1);
+        assert_eq!(register(2).format(), 4);
         assert_eq!(Command::submit(at, Arc::new(secret.clone())).format(), 3);
         assert_eq!(Command::ScheduleJob { at, spec: Arc::new(plain.clone()) }.format(), 2);
         assert_eq!(Command::ScheduleJob { at, spec: Arc::new(secret.clone()) }.format(), 3);

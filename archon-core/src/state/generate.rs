@@ -30,6 +30,7 @@ pub enum Step {
         cpu: u64,
         mem: u64,
         running: Vec<u8>,
+        queue: u32,
     },
     Lost(u8),
     Left(u8),
@@ -91,8 +92,8 @@ pub enum Step {
 /// A random step, weighted towards submits, assignments and reports.
 pub fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        2 => (0..4u8, prop::sample::select(vec![500u64, 1000, 2000]), prop::sample::select(vec![256u64, 1024]), prop::collection::vec(0..40u8, 0..3))
-            .prop_map(|(name, cpu, mem, running)| Step::Register { name, cpu, mem, running }),
+        2 => (0..4u8, prop::sample::select(vec![500u64, 1000, 2000]), prop::sample::select(vec![256u64, 1024]), prop::collection::vec(0..40u8, 0..3), prop::sample::select(vec![0u32, 0, 1, 3]))
+            .prop_map(|(name, cpu, mem, running, queue)| Step::Register { name, cpu, mem, running, queue }),
         1 => (0..5u8).prop_map(Step::Lost),
         1 => (0..5u8).prop_map(Step::Left),
         1 => (0..5u8, any::<bool>()).prop_map(|(w, d)| Step::Drain(w, d)),
@@ -131,7 +132,7 @@ pub fn to_command(state: &ClusterState, history: &MemHistory, step: &Step, at: T
     // commands meet a real target; stale attempts and unknown workers stay random.
     let run_id = |i: u8| RunId(u64::from(i) % (state.next_run + 1) + 1);
     match step {
-        Step::Register { name, cpu, mem, running } => Command::RegisterWorker {
+        Step::Register { name, cpu, mem, running, queue } => Command::RegisterWorker {
             at,
             name: format!("w{name}"),
             address: String::new(),
@@ -139,6 +140,7 @@ pub fn to_command(state: &ClusterState, history: &MemHistory, step: &Step, at: T
             capacity: Resources { cpu_millis: *cpu, memory_bytes: *mem, ..Resources::default() },
             capabilities: BTreeSet::from(["shell".to_owned()]),
             running: running.iter().map(|a| AttemptId(u64::from(*a) + 1)).collect(),
+            queue: *queue,
         },
         Step::Lost(w) => Command::WorkerLost { at, worker: WorkerId(u64::from(*w) + 1) },
         Step::Left(w) => Command::WorkerLeft { at, worker: WorkerId(u64::from(*w) + 1) },

@@ -195,8 +195,8 @@ impl ClusterState {
     pub fn apply(&mut self, cmd: &Command) -> Outcome {
         self.applied += 1;
         match cmd {
-            Command::RegisterWorker { at, name, address, labels, capacity, capabilities, running } => {
-                self.apply_register_worker(*at, name, address, labels, capacity, capabilities, running)
+            Command::RegisterWorker { at, name, address, labels, capacity, capabilities, running, queue } => {
+                self.apply_register_worker(*at, name, address, labels, capacity, capabilities, running, *queue)
             }
             Command::WorkerLost { at, worker } => self.apply_worker_lost(*at, *worker),
             Command::WorkerLeft { at, worker } => self.apply_worker_left(*at, *worker),
@@ -424,7 +424,12 @@ impl ClusterState {
     /// snapshot must be labelled with (see [`Command::format`]). Live jobs with
     /// `secret_env` need 3 (one scan of the live jobs, once per snapshot);
     /// finished ones in the history are only read back, redacted, so they need none.
+    /// A worker with a queue needs 4.
     pub fn format_needed(&self) -> u32 {
+        // A worker with a queue: an older node would not place into it.
+        if self.workers.values().any(|w| w.queue > 0 || !w.queued.is_empty()) {
+            return 4;
+        }
         let secrets = self.jobs.values().any(|j| !j.spec.secret_env.is_empty())
             || self.workflows.values().any(|w| w.spec.has_secrets())
             || self.scheduled_workflows.values().any(|w| w.has_secrets());

@@ -19,6 +19,7 @@ pub fn register_worker(name: &str) -> Command {
         capacity: Resources { cpu_millis: 8_000, memory_bytes: 8 << 30, ..Resources::default() },
         capabilities: BTreeSet::from(["shell".to_owned()]),
         running: Vec::new(),
+        queue: 0,
     }
 }
 

@@ -102,6 +102,7 @@ fn prelude(at: Timestamp) -> Vec<Vec<Command>> {
         capacity: Resources { cpu_millis: 1_000_000, memory_bytes: 1 << 40, ..Resources::default() },
         capabilities: BTreeSet::from(["shell".to_owned()]),
         running: Vec::new(),
+        queue: 0,
     };
     let spec = |i: u64| {
         let mut spec = JobSpec::new(format!("prelude-{i}"), Task::Shell { command: format!("echo {i}") });
@@ -318,6 +319,7 @@ pub async fn a_run_leaving_the_state_is_never_missing_to_a_reader(store: Arc<dyn
         capacity: Resources { cpu_millis: 1_000_000, memory_bytes: 1 << 40, ..Resources::default() },
         capabilities: BTreeSet::from(["shell".to_owned()]),
         running: Vec::new(),
+        queue: 0,
     };
     let jobs = 200u64;
     let mut batch = vec![register];
@@ -387,6 +389,7 @@ pub async fn retired_jobs_are_listed_by_task_kind_and_last_state(store: Arc<dyn 
         capacity: Resources { cpu_millis: 1_000_000, memory_bytes: 1 << 40, ..Resources::default() },
         capabilities: BTreeSet::from(["shell".to_owned(), "process".to_owned()]),
         running: Vec::new(),
+        queue: 0,
     };
     let shell = |name: &str| Command::submit(at, Arc::new(JobSpec::new(name, Task::Shell { command: "true".into() })));
     let process =

@@ -50,6 +50,7 @@ fn register(n: i64, name: &str) -> Command {
         capacity: Resources { cpu_millis: 4000, memory_bytes: 1 << 32, ..Resources::default() },
         capabilities: BTreeSet::from(["shell".to_owned()]),
         running: Vec::new(),
+        queue: 0,
     }
 }
 

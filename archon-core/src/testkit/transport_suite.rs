@@ -299,6 +299,7 @@ fn hello(name: &str, running: Vec<AttemptId>) -> Hello {
         capacity: capacity(),
         capabilities: BTreeSet::from(["shell".to_owned()]),
         running,
+        queue: 0,
     }
 }
 

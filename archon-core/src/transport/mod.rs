@@ -41,6 +41,9 @@ pub struct Hello {
     pub capabilities: BTreeSet<String>,
     /// Attempts it is running right now (after a reconnect).
     pub running: Vec<AttemptId>,
+    /// How many assigned attempts it holds queued beyond what fits it
+    /// ([`WorkerConfig::queue`](crate::worker::WorkerConfig::queue)).
+    pub queue: u32,
 }
 
 /// The manager's answer to a [`Hello`].

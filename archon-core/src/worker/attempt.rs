@@ -60,7 +60,7 @@ impl OutputSink for AttemptSink {
     }
 }
 
-/// Runs one attempt, inside the span `start_all` made for it.
+/// Runs one attempt, inside the span `Shared::start_ready` made for it.
 pub(super) async fn run_attempt(shared: Arc<Shared>, a: Assignment, cancel: CancellationToken) {
     let reports = shared.reports.clone();
     let _ = reports.send(WorkerMessage::Started { run: a.run, attempt: a.attempt }).await;
@@ -89,6 +89,7 @@ pub(super) async fn run_attempt(shared: Arc<Shared>, a: Assignment, cancel: Canc
         if !shared.leaving.is_cancelled() {
             let _ = reports.send(WorkerMessage::Fenced { run: a.run, attempt: a.attempt }).await;
         }
+        shared.start_ready();
         return;
     }
     if shared.leaving.is_cancelled() {
@@ -102,6 +103,8 @@ pub(super) async fn run_attempt(shared: Arc<Shared>, a: Assignment, cancel: Canc
     shared.running().remove(&a.attempt);
     tracing::info!(status = %result.status, exit_code = result.status.code(), "attempt exited");
     let _ = reports.send(WorkerMessage::Finished { run: a.run, attempt: a.attempt, result }).await;
+    // Its resources are free: the next queued attempt starts now.
+    shared.start_ready();
 }
 
 /// An executor's result as the worker reports it. `Lost` is a status only the

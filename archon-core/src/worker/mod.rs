@@ -6,6 +6,15 @@
 //! what it runs (whole process trees) and tells the manager it is leaving, so the
 //! runs are requeued rather than orphaned.
 //!
+//! It holds a short queue of assigned attempts beyond what runs
+//! ([`WorkerConfig::queue`], announced in its hello; the manager places that many
+//! beyond its free resources and accounts for them): they start first in first
+//! out, each the moment the attempts ahead of it free the resources it asks for,
+//! so a slot is refilled as a job exits rather than after a round trip to the
+//! manager. Nothing starts over the worker's capacity. Queued attempts are not
+//! announced on reconnect, so the manager requeues them, once, as it does for
+//! a worker that is lost or leaves.
+//!
 //! It acts only while it holds a lease ([`lease`]): when no confirmed leader has
 //! answered its heartbeats for a lease, it kills its attempts (except those of
 //! jobs that say `on_disconnect = keep`), reports them fenced, and holds new
@@ -16,6 +25,7 @@
 mod attempt;
 mod backoff;
 mod lease;
+mod queue;
 mod resend;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,7 +42,7 @@ pub use lease::LeaseView;
 use crate::error::Error;
 use crate::executor::{DEFAULT_TAIL_LIMIT, ExecutorRegistry, OutputSink};
 use crate::metrics::Metrics;
-use crate::model::{AttemptId, AttemptResult, ExitStatus, Resources, RunId};
+use crate::model::{AttemptId, AttemptResult, Resources, RunId};
 use crate::transport::{Assignment, Hello, ManagerMessage, Session, Transport, WorkerMessage};
 
 /// How a worker behaves.
@@ -58,6 +68,11 @@ pub struct WorkerConfig {
     pub reconnect_seed: Option<u64>,
     /// How many reports may wait while disconnected.
     pub outbox: usize,
+    /// How many assigned attempts it holds queued beyond what fits it (0:
+    /// none). Each starts the moment resources free up, which keeps short jobs
+    /// flowing; a queued attempt waits behind what runs here even if another
+    /// worker frees up first, so workers of long jobs may want 0.
+    pub queue: u32,
     /// On shutdown, how long running attempts may take to finish (the worker
     /// drains: the manager places nothing new on it) before they are killed and
     /// their runs requeued. Zero kills them at once.
@@ -68,6 +83,9 @@ pub struct WorkerConfig {
     /// given the node's).
     pub metrics: Metrics,
 }
+
+/// A worker's queue unless configured ([`WorkerConfig::queue`]).
+pub const DEFAULT_QUEUE: u32 = 8;
 
 impl WorkerConfig {
     /// A config named `name` offering `capacity`, other settings default.
@@ -82,6 +100,7 @@ impl WorkerConfig {
             reconnect_cap: Duration::from_secs(10),
             reconnect_seed: None,
             outbox: 65_536,
+            queue: DEFAULT_QUEUE,
             drain_grace: Duration::ZERO,
             shutdown_grace: Duration::from_secs(10),
             metrics: Metrics::new(),
@@ -91,6 +110,8 @@ impl WorkerConfig {
 
 struct Running {
     run: RunId,
+    /// What it holds of the worker's capacity.
+    resources: Resources,
     cancel: CancellationToken,
     /// The lease generation it started in: a lapse since fences it.
     generation: u64,
@@ -123,10 +144,11 @@ struct Shared {
     output_limit: std::sync::atomic::AtomicU64,
     /// The worker acts only while this holds.
     lease: lease::Lease,
-    /// Assignments received while the lease had lapsed: started when it is
-    /// renewed, dropped when the session ends (the manager then requeues them,
-    /// as the worker's next hello does not announce them).
-    held: Mutex<Vec<Assignment>>,
+    /// Assignments not started yet, in the order received: queued until the
+    /// resources they ask for are free, or held while the lease has lapsed
+    /// (until it is renewed). Dropped when the session ends: the manager then
+    /// requeues them, as the worker's next hello does not announce them.
+    waiting: Mutex<std::collections::VecDeque<Assignment>>,
 }
 
 impl Shared {
@@ -216,7 +238,7 @@ impl WorkerRuntime {
                 reports,
                 leaving: CancellationToken::new(),
                 lease: lease::Lease::new(),
-                held: Mutex::new(Vec::new()),
+                waiting: Mutex::new(std::collections::VecDeque::new()),
             }),
             transport,
             reports_rx: tokio::sync::Mutex::new(reports_rx),
@@ -247,7 +269,7 @@ impl WorkerRuntime {
         if self.shared.lease.kept(until) {
             self.shared.fence_all();
         }
-        self.start_held();
+        self.shared.start_ready();
     }
 
     /// Runs until `shutdown` fires: connect, serve, reconnect with backoff. On
@@ -303,7 +325,13 @@ impl WorkerRuntime {
                         break;
                     }
                     session = None;
-                    self.shared.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+                    let dropped = std::mem::take(&mut *self.shared.waiting());
+                    if !dropped.is_empty() {
+                        tracing::info!(
+                            assignments = dropped.len(),
+                            "dropping assignments not started; the manager requeues them"
+                        );
+                    }
                     self.shared.resend_recent();
                     tracing::warn!("manager session ended; reconnecting");
                 }
@@ -348,7 +376,7 @@ impl WorkerRuntime {
                 }
                 msg = session.inbound.recv() => match msg {
                     // Sent before the manager applied the drain: run it like any other.
-                    Some(ManagerMessage::Assign(batch)) => self.start_all(batch),
+                    Some(ManagerMessage::Assign(batch)) => self.shared.assigned(batch),
                     Some(ManagerMessage::Cancel { attempt, .. }) => self.kill(attempt, "cancelled by the manager"),
                     Some(ManagerMessage::Lease { seq }) => self.renewed(seq),
                     None => return,
@@ -383,6 +411,7 @@ impl WorkerRuntime {
             labels: c.labels.clone(),
             capacity: c.capacity.clone(),
             capabilities: self.shared.executors.capability_set(),
+            queue: c.queue,
             running: {
                 let mut running: Vec<AttemptId> = self.shared.running().keys().copied().collect();
                 running.extend(self.shared.unreported().iter().copied());
@@ -407,7 +436,7 @@ impl WorkerRuntime {
                 biased;
                 _ = shutdown.cancelled() => return SessionEnd::Shutdown,
                 msg = session.inbound.recv() => match msg {
-                    Some(ManagerMessage::Assign(batch)) => self.start_all(batch),
+                    Some(ManagerMessage::Assign(batch)) => self.shared.assigned(batch),
                     Some(ManagerMessage::Cancel { attempt, .. }) => self.kill(attempt, "cancelled by the manager"),
                     Some(ManagerMessage::Lease { seq }) => self.renewed(seq),
                     None => return SessionEnd::Lost,
@@ -432,59 +461,13 @@ impl WorkerRuntime {
         if self.shared.lease.renewed(seq) {
             self.shared.fence_all();
         }
-        self.start_held();
-    }
-
-    /// Starts the assignments held while the lease had lapsed, if it holds again.
-    fn start_held(&self) {
-        if self.shared.lease.valid().is_some() {
-            let held = std::mem::take(&mut *self.shared.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-            if !held.is_empty() {
-                tracing::info!(assignments = held.len(), "lease renewed; starting the assignments held meanwhile");
-                self.start_all(held);
-            }
-        }
-    }
-
-    fn start_all(&self, batch: Vec<Assignment>) {
-        for a in batch {
-            let cancel = CancellationToken::new();
-            let Some(generation) = self.shared.lease.valid() else {
-                // Started now, it could outlive the lease the cluster counts on:
-                // held until the lease is renewed.
-                tracing::info!(run = %a.run, attempt = %a.attempt, "assignment while the lease has lapsed; held");
-                self.shared.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(a);
-                continue;
-            };
-            {
-                let mut running = self.shared.running();
-                if running.contains_key(&a.attempt) {
-                    tracing::debug!(run = %a.run, attempt = %a.attempt, "assignment of a running attempt ignored");
-                    continue;
-                }
-                let keep = a.spec.on_disconnect == crate::model::OnDisconnect::Keep;
-                running.insert(a.attempt, Running { run: a.run, cancel: cancel.clone(), generation, keep });
-            }
-            // Error level, so the ids reach every event of the attempt whatever
-            // the filter lets through; inside the session's span (the worker id).
-            let span = tracing::error_span!("attempt", run = %a.run, attempt = %a.attempt, job = %a.job);
-            span.in_scope(|| tracing::debug!("assignment received"));
-            tokio::spawn(attempt::run_attempt(self.shared.clone(), a, cancel).instrument(span));
-        }
+        self.shared.start_ready();
     }
 
     fn kill(&self, attempt: AttemptId, why: &str) {
-        let mut held = self.shared.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(pos) = held.iter().position(|a| a.attempt == attempt) {
-            // Never started: it ends here, cancelled.
-            let a = held.remove(pos);
-            drop(held);
-            tracing::info!(%attempt, run = %a.run, why, "dropping a held assignment");
-            let result = AttemptResult::status(ExitStatus::Cancelled);
-            let _ = self.shared.reports.try_send(WorkerMessage::Finished { run: a.run, attempt, result });
+        if self.shared.cancel_waiting(attempt, why) {
             return;
         }
-        drop(held);
         if let Some(r) = self.shared.running().get(&attempt) {
             tracing::info!(%attempt, run = %r.run, why, "killing attempt");
             r.cancel.cancel();

@@ -23,7 +23,7 @@ pub struct WorkerView {
     pub labels: BTreeMap<String, String>,
     /// What it offers.
     pub capacity: ResourcesView,
-    /// What its live attempts reserve.
+    /// What its live attempts reserve (all but the queued ones).
     pub allocated: ResourcesView,
     /// Task kinds (and `function:NAME`s) it runs.
     pub capabilities: Vec<String>,
@@ -32,8 +32,12 @@ pub struct WorkerView {
     /// When it (last) registered.
     #[schema(format = DateTime)]
     pub registered_at: String,
-    /// Its live attempts.
+    /// Its live attempts (queued ones included).
     pub running: Vec<String>,
+    /// How many attempts it holds queued beyond what fits it.
+    pub queue: u32,
+    /// Its live attempts waiting in that queue, in the order they start.
+    pub queued: Vec<String>,
     /// Whether it has a session with the answering manager.
     pub connected: bool,
     /// When the manager last heard from it.
@@ -55,6 +59,8 @@ impl From<&WorkerInfo> for WorkerView {
             state: w.state,
             registered_at: time(w.registered_at),
             running: w.running.iter().map(ToString::to_string).collect(),
+            queue: w.queue,
+            queued: w.queued.iter().map(ToString::to_string).collect(),
             connected: i.connected,
             last_seen: time_opt(i.last_seen),
         }

@@ -20,6 +20,7 @@ impl From<Hello> for proto::Hello {
             capabilities: h.capabilities.into_iter().collect(),
             running: h.running.into_iter().map(AttemptId::get).collect(),
             protocol: h.protocol,
+            queue: h.queue,
         }
     }
 }
@@ -36,6 +37,7 @@ impl TryFrom<proto::Hello> for Hello {
             capabilities: h.capabilities.into_iter().collect(),
             running: h.running.into_iter().map(AttemptId).collect(),
             protocol: h.protocol,
+            queue: h.queue,
         })
     }
 }

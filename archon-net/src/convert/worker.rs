@@ -22,6 +22,8 @@ impl From<Worker> for proto::Worker {
             state: w.state.to_wire(),
             registered_at_ms: instant(w.registered_at),
             running: w.running.into_iter().map(AttemptId::get).collect(),
+            queue: w.queue,
+            queued: w.queued.into_iter().map(AttemptId::get).collect(),
         }
     }
 }
@@ -41,6 +43,8 @@ impl TryFrom<proto::Worker> for Worker {
             state: enum_required(w.state, "state")?,
             registered_at: timestamp(w.registered_at_ms),
             running: w.running.into_iter().map(AttemptId).collect(),
+            queue: w.queue,
+            queued: w.queued.into_iter().map(AttemptId).collect(),
         })
     }
 }

@@ -106,12 +106,15 @@ enum Cmd {
         #[arg(long, default_value_t = 120)]
         max_secs: u64,
     },
-    /// (c) shell `true` jobs vs a loop spawning /bin/true.
+    /// (c) shell `true` jobs vs a loop spawning /bin/true, alternating, `runs`
+    /// times each; the row has the medians.
     Shell {
         #[arg(long, default_value_t = 2_000)]
         jobs: usize,
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
     },
     /// No-op function jobs in process on the Raft store vs PostgreSQL.
     Stores {
@@ -166,7 +169,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Grpc { jobs, batch, submitters, on, start, server, max_secs } => {
             grpc(jobs, batch, submitters, on, start, server, Duration::from_secs(max_secs)).await
         }
-        Cmd::Shell { jobs, concurrency } => shell(jobs, concurrency).await,
+        Cmd::Shell { jobs, concurrency, runs } => shell(jobs, concurrency, runs).await,
         Cmd::Latency { samples, on, start, pause_ms, max_secs } => {
             latency(samples, on, start, Duration::from_millis(pause_ms), Duration::from_secs(max_secs)).await
         }
@@ -423,8 +426,58 @@ async fn grpc(
     Ok(())
 }
 
-async fn shell(jobs: usize, concurrency: usize) -> anyhow::Result<()> {
-    // Baseline: a plain loop keeping `concurrency` /bin/true processes going.
+/// Shell `true` jobs on an in-process cluster (a worker with `concurrency`
+/// cores, each job taking one, the worker's queue as shipped) against a plain
+/// loop keeping `concurrency` /bin/true processes going: loop then Archon,
+/// `runs` times over, each printed; the row holds the medians.
+async fn shell(jobs: usize, concurrency: usize, runs: usize) -> anyhow::Result<()> {
+    let capacity = Resources { cpu_millis: 1000 * concurrency as u64, memory_bytes: 1 << 40, ..Resources::default() };
+    let cluster = InProcCluster::start(capacity, archon_exec::local_registry()).await?;
+    let mut spec = JobSpec::new("true", Task::Shell { command: "true".into() });
+    spec.resources = Resources { cpu_millis: 1000, memory_bytes: 0, ..Resources::default() };
+    let (mut loops, mut archons, mut pcts) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 1..=runs.max(1) {
+        let baseline = spawn_loop(jobs, concurrency).await?;
+        let m = cluster.manager.clone();
+        // Counted from what this run adds to the runs finished before it.
+        let before = m.store().query(|s| s.finished_runs());
+        let finished = move || {
+            let m = m.clone();
+            async move { Ok(m.store().query(|s| s.finished_runs()) - before) }.boxed()
+        };
+        let api: Arc<dyn Api> = Arc::new(cluster.manager.clone());
+        let took = submit_and_drain(api, jobs, 1000, 1, spec.clone(), finished).await?;
+        let (b, a) = (jobs as f64 / baseline.as_secs_f64(), jobs as f64 / took.as_secs_f64());
+        println!(
+            "shell run {run}: {jobs} jobs at concurrency {concurrency}: loop spawning /bin/true {b:.0}/s, archon shell \
+             `true` {a:.0}/s = {:.1}% of the loop",
+            100.0 * a / b
+        );
+        loops.push(b);
+        archons.push(a);
+        pcts.push(100.0 * a / b);
+    }
+    let list = pcts.iter().map(|p| format!("{p:.1}")).collect::<Vec<_>>().join("/");
+    let (b, a, pct) = (median(&mut loops), median(&mut archons), median(&mut pcts));
+    println!(
+        "shell: median of {} runs at concurrency {concurrency}: loop {b:.0}/s, archon {a:.0}/s, {pct:.1}% of the loop \
+         (runs: {list})",
+        pcts.len()
+    );
+    Row::new("shell", &format!("c{concurrency}"))
+        .with("jobs", jobs)
+        .with("concurrency", concurrency)
+        .with("runs", pcts.len())
+        .num("loop", b, 0)
+        .num("archon", a, 0)
+        .num("pct", pct, 1)
+        .with("pcts", list)
+        .print();
+    Ok(())
+}
+
+/// How long a plain loop takes to run `/bin/true` `jobs` times, `concurrency` at once.
+async fn spawn_loop(jobs: usize, concurrency: usize) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let sem = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut tasks = Vec::with_capacity(jobs);
@@ -439,33 +492,17 @@ async fn shell(jobs: usize, concurrency: usize) -> anyhow::Result<()> {
     for t in tasks {
         t.await??;
     }
-    let baseline = started.elapsed();
+    Ok(started.elapsed())
+}
 
-    // Archon: shell jobs `true`, each reserving one core of a worker with `concurrency` cores.
-    let capacity = Resources { cpu_millis: 1000 * concurrency as u64, memory_bytes: 1 << 40, ..Resources::default() };
-    let cluster = InProcCluster::start(capacity, archon_exec::local_registry()).await?;
-    let mut spec = JobSpec::new("true", Task::Shell { command: "true".into() });
-    spec.resources = Resources { cpu_millis: 1000, memory_bytes: 0, ..Resources::default() };
-    let m = cluster.manager.clone();
-    let finished = move || {
-        let m = m.clone();
-        async move { Ok(m.store().query(|s| s.finished_runs())) }.boxed()
-    };
-    let api: Arc<dyn Api> = Arc::new(cluster.manager.clone());
-    let took = submit_and_drain(api, jobs, 1000, 1, spec, finished).await?;
-    let (b, a) = (jobs as f64 / baseline.as_secs_f64(), jobs as f64 / took.as_secs_f64());
-    println!(
-        "shell: {jobs} jobs at concurrency {concurrency}: loop spawning /bin/true {b:.0}/s, archon shell `true` {a:.0}/s = {:.0}% of the loop",
-        100.0 * a / b
-    );
-    Row::new("shell", &format!("c{concurrency}"))
-        .with("jobs", jobs)
-        .with("concurrency", concurrency)
-        .num("loop", b, 0)
-        .num("archon", a, 0)
-        .num("pct", 100.0 * a / b, 1)
-        .print();
-    Ok(())
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
 }
 
 async fn latency(samples: usize, on: On, start: Start, pause: Duration, deadline: Duration) -> anyhow::Result<()> {

@@ -48,6 +48,10 @@ struct Flags {
     /// On SIGTERM, how long running jobs may take to finish, e.g. 30s.
     #[arg(long, env = "ARCHON_DRAIN_GRACE")]
     drain_grace: Option<String>,
+    /// How many assigned jobs to hold queued beyond what fits, each started the
+    /// moment resources free up; 0 for none (workers of long jobs) [default: 8].
+    #[arg(long, env = "ARCHON_QUEUE", value_name = "N")]
+    queue: Option<u32>,
     /// Where the worker keeps what must survive a crash: the process groups of
     /// running jobs, killed on the next start [default: ~/.local/share/archon/worker-<name>].
     #[arg(long, env = "ARCHON_STATE_DIR")]
@@ -106,6 +110,7 @@ fn configure(flags: Flags) -> anyhow::Result<WorkerDaemonConfig> {
         reconnect_base: flags.reconnect_base,
         reconnect_cap: flags.reconnect_cap,
         drain_grace: flags.drain_grace,
+        queue: flags.queue,
         state_dir: flags.state_dir,
         docker: flags.docker.no_docker.then_some(false),
         docker_socket: flags.docker.docker_socket,

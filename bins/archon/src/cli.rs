@@ -286,6 +286,10 @@ pub struct DevArgs {
     /// Labels of the local worker, key=value (repeatable).
     #[arg(long = "label", value_parser = parse_key_value)]
     pub labels: Vec<(String, String)>,
+    /// How many assigned jobs the local worker holds queued beyond what fits,
+    /// each started the moment resources free up; 0 for none [default: 8].
+    #[arg(long, value_name = "N")]
+    pub queue: Option<u32>,
     /// How the local worker uses Docker.
     #[command(flatten)]
     pub docker: DockerFlags,

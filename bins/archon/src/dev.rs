@@ -37,6 +37,8 @@ pub struct DevConfig {
     pub capacity: Resources,
     /// The local worker's labels.
     pub labels: BTreeMap<String, String>,
+    /// How many assigned jobs the local worker holds queued beyond what fits.
+    pub queue: u32,
     /// Where the cluster's state lives (and the worker's, whatever the store).
     pub data_dir: std::path::PathBuf,
     /// `postgres://…` keeps the state in PostgreSQL instead of a Raft log in the data dir.
@@ -57,6 +59,7 @@ impl DevConfig {
             worker_name: format!("dev-{}", crate::host::hostname()),
             capacity: crate::host::capacity(),
             labels: BTreeMap::new(),
+            queue: archon_core::worker::DEFAULT_QUEUE,
             data_dir: crate::replicated::default_data_dir("dev"),
             store: None,
             keeping: crate::daemon::keeping::Keeping::default(),
@@ -119,6 +122,7 @@ pub async fn run(
 
     let mut worker_config = WorkerConfig::new(config.worker_name.clone(), config.capacity.clone());
     worker_config.labels = config.labels.clone();
+    worker_config.queue = config.queue;
     worker_config.address = "in-process".into();
     worker_config.metrics = metrics.clone();
     let worker = Arc::new(WorkerRuntime::new(

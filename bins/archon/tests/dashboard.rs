@@ -128,8 +128,9 @@ async fn a_runs_output_is_followed_live_in_colour_and_the_run_is_cancelled_from_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pending_run_says_why_per_worker() {
-    let dev = Dev::start();
     let dir = tempfile::tempdir().unwrap();
+    // A worker queue would take the second run; with none it stays pending.
+    let dev = Dev::start_with(&["--queue", "0"], &dir.path().join("dev.log"));
     let gate = dir.path().join("gate");
     let big = dev.submit(&["--name", "big", "--cpu", "3", "--command", &gated(&gate, "true")]);
     cli_state(&dev, &big, "running");

@@ -222,7 +222,9 @@ fn ctrl_c_stops_dev_cleanly_and_kills_running_jobs() {
 
 #[test]
 fn get_shows_why_a_run_is_still_pending() {
-    let dev = Dev::start(); // the dev worker offers 4 CPUs
+    // The dev worker offers 4 CPUs and queues nothing beyond them.
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let dev = Dev::start_with(&["--queue", "0"], log.path());
     let busy = dev.submit(&["--cpu", "3", "--command", "sleep 30"]);
     dev.wait_for_state(&busy, "running", Duration::from_secs(30));
     let waiting = dev.submit(&["--cpu", "2", "--command", "true"]);

@@ -201,6 +201,7 @@ async fn a_worker_is_the_name_in_its_certificate() {
         capacity: archon_core::model::Resources::default_request(),
         capabilities: ["shell".to_owned()].into(),
         running: Vec::new(),
+        queue: 0,
     };
     let Err(posing) = transport.connect(hello("w2")).await else { panic!("w1 posed as w2") };
     assert!(posing.to_string().contains("cannot open a session as \"w2\""), "{posing}");

@@ -490,6 +490,7 @@ impl Driver {
                         capacity: hello.capacity,
                         capabilities: hello.capabilities,
                         running: hello.running,
+                        queue: hello.queue,
                     });
                 }
                 Input::Started { worker, run, attempt } => {

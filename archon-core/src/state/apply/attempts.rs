@@ -5,7 +5,8 @@ use bytes::Bytes;
 
 use crate::history::HistoryOp;
 use crate::model::{
-    Attempt, AttemptId, AttemptResult, AttemptState, ExitStatus, OutputStream, RunId, RunState, Timestamp, WorkerId,
+    Attempt, AttemptId, AttemptResult, AttemptState, ExitStatus, Misfit, OutputStream, RunId, RunState, Timestamp,
+    WorkerId,
 };
 use crate::state::{ClusterState, Event, Outcome, Rejection, mix, transition};
 
@@ -41,13 +42,26 @@ impl ClusterState {
         if !worker.accepts_work() {
             return Outcome::Rejected(Rejection::WorkerUnavailable { worker: worker_id, state: worker.state });
         }
-        if let Err(misfit) = worker.fits_now(&spec, &worker.free()) {
-            return Outcome::Rejected(Rejection::DoesNotFit {
-                run: run_id,
-                worker: worker_id,
-                reason: misfit.to_string(),
-            });
-        }
+        // It starts at once if nothing is queued ahead of it and it fits what is
+        // free; else it may wait in the worker's queue if there is room there.
+        let queued = match worker.fits_now(&spec, &worker.free()) {
+            Ok(()) if worker.queued.is_empty() => false,
+            Ok(()) | Err(Misfit::Busy) if worker.queue_room() > 0 => true,
+            Ok(()) => {
+                return Outcome::Rejected(Rejection::DoesNotFit {
+                    run: run_id,
+                    worker: worker_id,
+                    reason: "has attempts queued ahead and no room left in its queue".into(),
+                });
+            }
+            Err(misfit) => {
+                let reason = match misfit {
+                    Misfit::Busy if worker.queue > 0 => format!("{misfit}, and its queue is full"),
+                    _ => misfit.to_string(),
+                };
+                return Outcome::Rejected(Rejection::DoesNotFit { run: run_id, worker: worker_id, reason });
+            }
+        };
 
         self.dequeue(run_id);
         self.next_attempt += 1;
@@ -66,7 +80,11 @@ impl ClusterState {
             },
         );
         if let Some(worker) = self.workers.get_mut(&worker_id) {
-            worker.allocated.add(&spec.resources);
+            if queued {
+                worker.queued.insert(attempt_id);
+            } else {
+                worker.allocated.add(&spec.resources);
+            }
             worker.running.insert(attempt_id);
         }
         if let Some(run) = self.runs.get_mut(&run_id) {
@@ -112,10 +130,28 @@ impl ClusterState {
         }
         attempt.state = AttemptState::Running;
         attempt.started_at = Some(at);
+        let worker_id = attempt.worker;
+        self.dequeue_started(worker_id, run_id, attempt_id);
         if let Some(run) = self.runs.get_mut(&run_id) {
             transition(&mut self.run_states, run, RunState::Running);
         }
         Outcome::Applied(vec![Event::AttemptStarted { run: run_id, attempt: attempt_id }])
+    }
+
+    /// A queued attempt started (or is known to run): its request counts as
+    /// allocated on its worker from now on.
+    pub(in crate::state) fn dequeue_started(&mut self, worker_id: WorkerId, run_id: RunId, attempt_id: AttemptId) {
+        let request = self.request_of(run_id);
+        if let Some(worker) = self.workers.get_mut(&worker_id)
+            && worker.queued.remove(&attempt_id)
+        {
+            worker.allocated.add(&request);
+        }
+    }
+
+    /// What `run`'s job asks of a worker.
+    pub(in crate::state) fn request_of(&self, run_id: RunId) -> crate::model::Resources {
+        self.runs.get(&run_id).and_then(|r| self.jobs.get(&r.job)).map(|j| j.spec.resources.clone()).unwrap_or_default()
     }
 
     pub(in crate::state) fn apply_attempt_output(

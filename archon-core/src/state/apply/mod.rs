@@ -152,14 +152,12 @@ impl ClusterState {
         let status = result.status.clone();
         attempt.result = Some(result);
         let worker_id = attempt.worker;
-        let request = self
-            .runs
-            .get(&run_id)
-            .and_then(|r| self.jobs.get(&r.job))
-            .map(|j| j.spec.resources.clone())
-            .unwrap_or_default();
+        let request = self.request_of(run_id);
         if let Some(worker) = self.workers.get_mut(&worker_id) {
-            worker.allocated.sub(&request);
+            // A queued attempt never held its request.
+            if !worker.queued.remove(&attempt_id) {
+                worker.allocated.sub(&request);
+            }
             worker.running.remove(&attempt_id);
         }
         events.push(Event::AttemptEnded { run: run_id, attempt: attempt_id, worker: worker_id, status });

@@ -16,6 +16,7 @@ impl ClusterState {
         capacity: &Resources,
         capabilities: &BTreeSet<String>,
         running: &[AttemptId],
+        queue: u32,
     ) -> Outcome {
         if name.trim().is_empty() {
             return reject("name", "must not be empty");
@@ -72,6 +73,8 @@ impl ClusterState {
             state,
             registered_at: at,
             running: BTreeSet::new(),
+            queue: 0,
+            queued: BTreeSet::new(),
         });
         worker.address = address.to_owned();
         worker.labels = labels.clone();
@@ -79,6 +82,15 @@ impl ClusterState {
         worker.capabilities = capabilities.clone();
         worker.state = state;
         worker.registered_at = at;
+        worker.queue = queue;
+        // Queued attempts it announces have started there (their start report
+        // did not reach us): they hold their requests now.
+        let started: Vec<AttemptId> = worker.queued.intersection(&announced).copied().collect();
+        for attempt in started {
+            if let Some(run) = self.attempts.get(&attempt).map(|a| a.run) {
+                self.dequeue_started(id, run, attempt);
+            }
+        }
         // A worker back with less capacity than its live attempts hold keeps the
         // oldest that fit; the newest are stale (killed there) and requeued.
         while let Some(worker) = self.workers.get(&id)
@@ -118,6 +130,7 @@ impl ClusterState {
         if let Some(worker) = self.workers.get_mut(&id) {
             worker.state = state;
             worker.allocated = Resources::default();
+            worker.queued.clear();
         }
         events.push(Event::WorkerStateChanged { worker: id, state });
         Outcome::Applied(events)

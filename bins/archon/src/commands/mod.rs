@@ -96,6 +96,9 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.capacity.memory_bytes = mem;
             }
             config.labels = args.labels.into_iter().collect();
+            if let Some(n) = args.queue {
+                config.queue = n;
+            }
             if let Some(dir) = args.data_dir {
                 config.data_dir = dir;
             }

@@ -46,6 +46,9 @@ pub struct KeepingFlags {
     /// Running attempts a worker may announce when it connects [default: 65536].
     #[arg(long, value_name = "N")]
     pub max_announced_attempts: Option<usize>,
+    /// Attempts a worker may hold queued beyond what fits it [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub max_worker_queue: Option<u32>,
     /// The largest chunk of live output a worker may send [default: 1MiB].
     #[arg(long, value_name = "SIZE")]
     pub max_output_chunk: Option<String>,
@@ -135,6 +138,9 @@ impl Keeping {
         }
         if let Some(n) = flags.max_announced_attempts {
             limits.max_announced_attempts = n;
+        }
+        if let Some(n) = flags.max_worker_queue {
+            limits.max_worker_queue = n;
         }
         if let Some(s) = &flags.max_output_chunk {
             limits.max_output_chunk = at_least_one("max_output_chunk", size("max_output_chunk", s)? as usize)?;

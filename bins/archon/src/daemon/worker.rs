@@ -33,6 +33,9 @@ pub struct WorkerDaemonConfig {
     /// On SIGTERM, how long running attempts may take to finish before they are
     /// killed and requeued.
     pub drain_grace: Duration,
+    /// How many assigned jobs it holds queued beyond what fits it, each started
+    /// the moment resources free up (0: none).
+    pub queue: u32,
     /// Where the worker keeps what must survive a crash (its process ledger);
     /// default `~/.local/share/archon/worker-<name>`.
     pub state_dir: Option<std::path::PathBuf>,
@@ -63,6 +66,7 @@ impl Default for WorkerDaemonConfig {
             reconnect_base: Duration::from_millis(200),
             reconnect_cap: Duration::from_secs(10),
             drain_grace: Duration::from_secs(30),
+            queue: archon_core::worker::DEFAULT_QUEUE,
             state_dir: None,
             docker: crate::executors::DockerOptions::default(),
             metrics_listen: None,
@@ -96,6 +100,8 @@ pub struct WorkerFile {
     pub reconnect_cap: Option<String>,
     /// `drain_grace = "30s"`
     pub drain_grace: Option<String>,
+    /// `queue = 8` (0: hold no assigned jobs beyond what fits)
+    pub queue: Option<u32>,
     /// `state_dir = "/var/lib/archon-worker"`
     pub state_dir: Option<std::path::PathBuf>,
     /// `docker = false` turns Docker jobs off (on when an engine answers).
@@ -170,6 +176,9 @@ impl WorkerDaemonConfig {
         if let Some(d) = f.drain_grace {
             self.drain_grace = super::duration("drain_grace", &d)?;
         }
+        if let Some(n) = f.queue {
+            self.queue = n;
+        }
         if f.state_dir.is_some() {
             self.state_dir = f.state_dir;
         }
@@ -206,6 +215,7 @@ pub async fn run(config: WorkerDaemonConfig, shutdown: CancellationToken) -> any
     core.reconnect_base = config.reconnect_base;
     core.reconnect_cap = config.reconnect_cap;
     core.drain_grace = config.drain_grace;
+    core.queue = config.queue;
     let metrics = Metrics::new();
     core.metrics = metrics.clone();
     let dialer = match config.tls.files()? {
