@@ -52,6 +52,22 @@ impl<'a> ClusterView<'a> {
     }
 }
 
+impl ClusterView<'_> {
+    /// How many runs could be placed at most, when that is known: when every
+    /// worker in view has attempts queued, new runs can only join queues, so
+    /// the answer is their room; otherwise `None` (it depends on the runs).
+    pub fn queue_bound(&self) -> Option<usize> {
+        let mut room = 0usize;
+        for slot in &self.workers {
+            if slot.worker.queued.is_empty() {
+                return None;
+            }
+            room += slot.queue_room as usize;
+        }
+        Some(room)
+    }
+}
+
 /// A run waiting for a worker.
 #[derive(Debug, Clone, Copy)]
 pub struct PendingRun<'a> {

@@ -94,6 +94,9 @@ pub(crate) struct Driver {
     next_explain: Instant,
     /// A pass left runs pending without explaining them (rate limit).
     unexplained: bool,
+    /// Whether the next placement pass may look at only about as many runs as
+    /// the workers' queues have room for (see [`ClusterView::queue_bound`]).
+    narrow: bool,
     /// Whether the store says this manager leads (and so dispatches and reaps).
     leading: bool,
     /// Worker reports whose proposal failed (the store was unavailable): proposed
@@ -143,6 +146,7 @@ impl Driver {
             dirty: true,
             next_explain: Instant::now(),
             unexplained: false,
+            narrow: true,
             leading: false,
             carried: Vec::new(),
             failures: 0,
@@ -551,17 +555,29 @@ impl Driver {
         // manager yet — say just after a failover — would never get the assignment.
         let connected: std::collections::HashSet<WorkerId> =
             self.sessions.iter().filter(|(_, s)| !s.tx.is_closed()).map(|(id, _)| *id).collect();
-        let (placements, reasons, unplaced_candidates) = self.shared.store.query(|state| {
-            let pending = pending_runs(state, now, limit);
-            if pending.is_empty() {
-                return (Vec::new(), Vec::new(), 0);
-            }
+        let narrow = self.narrow && !explain;
+        let (placements, reasons, unplaced_candidates, room) = self.shared.store.query(|state| {
             let mut view = ClusterView::of(state, policy);
             view.workers.retain(|slot| connected.contains(&slot.worker.id));
+            // Every worker saturated, with attempts queued: only queue room is
+            // left, so look at about as many runs as it takes.
+            let room = view.queue_bound();
+            let limit = match room {
+                Some(0) if !explain => return (Vec::new(), Vec::new(), state.queued_len(), room),
+                Some(n) if narrow => limit.min(n.saturating_mul(4).max(16)),
+                _ => limit,
+            };
+            let pending = pending_runs(state, now, limit);
+            if pending.is_empty() {
+                return (Vec::new(), Vec::new(), 0, room);
+            }
             let placements = if view.workers.is_empty() { Vec::new() } else { scheduler.place(&view, &pending) };
             let reasons = if explain { explain_unplaced(state, &view, &pending, &placements) } else { Vec::new() };
-            (placements, reasons, pending.len())
+            (placements, reasons, pending.len(), room)
         });
+        // A narrow pass that left queue room unused (what it saw fits none of
+        // it) is followed by a full one, so runs further back are not starved.
+        self.narrow = room.is_none_or(|n| placements.len() >= n);
         if explain {
             self.next_explain = Instant::now() + EXPLAIN_EVERY;
             self.unexplained = false;
