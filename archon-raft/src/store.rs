@@ -75,21 +75,24 @@ pub struct RaftConfig {
 }
 
 impl RaftConfig {
-    /// Defaults tuned for failover well under 2 s on a LAN: heartbeats every
-    /// 50 ms, election timeout 200–400 ms. openraft 0.9 makes a follower that had
-    /// a leader wait its leader lease (= the timeout's max) plus its timeout,
-    /// checked on a tick of 1.5 × the heartbeat, so a new leader stands
-    /// 0.6–0.9 s after the old one's last heartbeat; a node that once lost an
-    /// election to a longer log waits 2 × max more (up to 1.7 s). With the old
-    /// 400–800 ms those were 1.2–1.75 s and up to 3.35 s. Measured:
-    /// `benches/RESULTS.md`, "Issue 5: manager failover".
+    /// Defaults for failover in about 2 s on a LAN that hold leadership on a
+    /// small, busy machine: heartbeats every 100 ms, election timeout
+    /// 500 ms–1 s. openraft 0.9 gives each AppendEntries and vote the heartbeat
+    /// interval to be answered, and makes a follower that had a leader wait its
+    /// leader lease (= the timeout's max) plus its timeout, checked on a tick of
+    /// 1.5 × the heartbeat, so a new leader stands 1.6–2.2 s after the old one's
+    /// last heartbeat. The previous 50 ms and 200–400 ms (0.6–0.9 s) lost
+    /// leadership over and over on 2 cores with three managers under a
+    /// million-job submit: replication and votes timed out at 50 ms. Operators
+    /// set them with `--raft-heartbeat` and `--election-timeout`. Measured:
+    /// `benches/RESULTS.md`, "Issue 5: manager failover" and "Issue 17, point 3".
     pub fn new(node_id: u64, address: impl Into<String>, data_dir: impl Into<PathBuf>) -> RaftConfig {
         RaftConfig {
             node_id,
             address: address.into(),
             data_dir: data_dir.into(),
-            heartbeat_interval: Duration::from_millis(50),
-            election_timeout: (Duration::from_millis(200), Duration::from_millis(400)),
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout: (Duration::from_millis(500), Duration::from_millis(1000)),
             snapshot_every: 20_000,
             snapshot_bytes: 64 << 20,
             snapshot_commands: 200_000,

@@ -43,6 +43,8 @@ pub struct ClusterSpec {
     pub worker_cpu: String,
     /// Memory each worker offers.
     pub worker_memory: String,
+    /// More flags for every `archon-manager` (say `--election-timeout 500ms-1s`).
+    pub manager_flags: Vec<String>,
 }
 
 impl ClusterSpec {
@@ -58,6 +60,7 @@ impl ClusterSpec {
             verbose: false,
             worker_cpu: "16".into(),
             worker_memory: "16GiB".into(),
+            manager_flags: Vec::new(),
         }
     }
 }
@@ -209,6 +212,7 @@ impl Cluster {
         if self.spec.verbose {
             args.push("-v".into());
         }
+        args.extend(self.spec.manager_flags.iter().cloned());
         args
     }
 

@@ -31,7 +31,7 @@ pub(super) const LAST_PURGED: &str = "last_purged";
 
 /// The most bytes of entries (as stored) one AppendEntries carries, though
 /// always at least one entry. openraft gives an AppendEntries its heartbeat
-/// interval (50 ms by default) to be sent, written and fsync'd by the follower
+/// interval (100 ms by default) to be sent, written and fsync'd by the follower
 /// and answered; a message of many large entries never makes that and is
 /// retried whole forever, so replication reads the log in slices this big.
 pub(super) const APPEND_BYTES: usize = 512 << 10;

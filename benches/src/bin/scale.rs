@@ -117,6 +117,9 @@ struct Cli {
     /// Start the managers with `-v`.
     #[arg(long)]
     verbose: bool,
+    /// A flag for every manager, e.g. --manager-flag=--election-timeout=500ms-1s (repeatable).
+    #[arg(long = "manager-flag", allow_hyphen_values = true)]
+    manager_flags: Vec<String>,
 }
 
 /// How long the whole fleet may take to get into session, and to come back after a failover.
@@ -142,6 +145,7 @@ async fn main() -> anyhow::Result<()> {
     spec.workers = 0;
     spec.secure = !cli.insecure;
     spec.verbose = cli.verbose;
+    spec.manager_flags = cli.manager_flags.clone();
     let mut cluster = Cluster::start(spec).await?;
     let certs = (!cli.insecure).then(|| root.join("certs"));
     let measured = measure(&cli, &mut cluster, certs.as_deref()).await;

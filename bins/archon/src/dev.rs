@@ -105,6 +105,8 @@ pub async fn run(
             println!("Archon dev keeps its state in {}", config.data_dir.display());
             let mut options = crate::replicated::StoreOptions::new(config.data_dir.clone());
             options.max_entry_bytes = config.keeping.max_entry_bytes;
+            options.heartbeat = config.keeping.raft_heartbeat;
+            options.election_timeout = config.keeping.election_timeout;
             let raft = crate::replicated::open(&options, &advertised, &metrics, &serving.dialer).await?;
             raft.wait_for_leadership(Duration::from_secs(30)).await.context("the store did not elect itself leader")?;
             (Arc::new(raft.clone()), Some(raft), None)

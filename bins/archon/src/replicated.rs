@@ -27,13 +27,25 @@ pub struct StoreOptions {
     pub join: Option<String>,
     /// The largest log entry (see [`RaftConfig::max_entry_bytes`]).
     pub max_entry_bytes: usize,
+    /// The leader's heartbeat (see [`RaftConfig::heartbeat_interval`]).
+    pub heartbeat: std::time::Duration,
+    /// The election timeout's range (see [`RaftConfig::election_timeout`]).
+    pub election_timeout: (std::time::Duration, std::time::Duration),
 }
 
 impl StoreOptions {
     /// Node 1, alone, in `data_dir`.
     pub fn new(data_dir: PathBuf) -> StoreOptions {
-        let max_entry_bytes = RaftConfig::new(1, "", "").max_entry_bytes;
-        StoreOptions { node_id: 1, data_dir, peers: BTreeMap::new(), join: None, max_entry_bytes }
+        let raft = RaftConfig::new(1, "", "");
+        StoreOptions {
+            node_id: 1,
+            data_dir,
+            peers: BTreeMap::new(),
+            join: None,
+            max_entry_bytes: raft.max_entry_bytes,
+            heartbeat: raft.heartbeat_interval,
+            election_timeout: raft.election_timeout,
+        }
     }
 
     /// Checks the options agree with each other.
@@ -96,6 +108,8 @@ pub async fn open(
     options.validate()?;
     let mut config = RaftConfig::new(options.node_id, address, &options.data_dir);
     config.max_entry_bytes = options.max_entry_bytes;
+    config.heartbeat_interval = options.heartbeat;
+    config.election_timeout = options.election_timeout;
     config.metrics = metrics.clone();
     config.dialer = dialer.clone();
     let store = RaftStore::open(config)

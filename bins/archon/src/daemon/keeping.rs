@@ -55,6 +55,15 @@ pub struct KeepingFlags {
     /// The largest Raft log entry; larger proposals are split [default: 1MiB].
     #[arg(long, value_name = "SIZE")]
     pub max_entry_bytes: Option<String>,
+    /// How often a Raft leader heartbeats its followers; also how long it waits
+    /// for one AppendEntries or vote to be answered [default: 100ms].
+    #[arg(long, value_name = "DURATION")]
+    pub raft_heartbeat: Option<String>,
+    /// How long a follower waits without a leader before standing, a random
+    /// time in MIN-MAX [default: 500ms-1s]. Longer keeps leadership on busy
+    /// or small machines; failover takes about twice MAX.
+    #[arg(long, value_name = "MIN-MAX")]
+    pub election_timeout: Option<String>,
     /// How often the dashboard's last-hour charts sample the cluster, e.g. 10s [default: 10s].
     #[arg(long, env = "ARCHON_TIMELINE_EVERY", value_name = "DURATION")]
     pub timeline_every: Option<String>,
@@ -73,17 +82,24 @@ pub struct Keeping {
     pub max_entry_bytes: usize,
     /// How often the last hour's timeline samples the cluster.
     pub timeline_every: Duration,
+    /// The Raft leader's heartbeat (and RPC deadline).
+    pub raft_heartbeat: Duration,
+    /// The Raft election timeout's range.
+    pub election_timeout: (Duration, Duration),
 }
 
 impl Default for Keeping {
     fn default() -> Self {
         let core = ManagerConfig::default();
+        let raft = archon_raft::RaftConfig::new(1, "", "");
         Keeping {
             history_retention: core.history_retention,
             idempotency_window: core.idempotency_window,
             limits: core.limits,
-            max_entry_bytes: archon_raft::RaftConfig::new(1, "", "").max_entry_bytes,
+            max_entry_bytes: raft.max_entry_bytes,
             timeline_every: core.timeline_every,
+            raft_heartbeat: raft.heartbeat_interval,
+            election_timeout: raft.election_timeout,
         }
     }
 }
@@ -151,6 +167,31 @@ impl Keeping {
                 anyhow::bail!("timeline_every: must be between 100ms and 10m (e.g. 10s)");
             }
         }
+        if let Some(d) = &flags.raft_heartbeat {
+            self.raft_heartbeat = super::duration("raft_heartbeat", d)?;
+        }
+        if let Some(range) = &flags.election_timeout {
+            let parsed = range.split_once('-').map(|(min, max)| {
+                Ok::<_, anyhow::Error>((
+                    super::duration("election_timeout", min.trim())?,
+                    super::duration("election_timeout", max.trim())?,
+                ))
+            });
+            self.election_timeout = match parsed {
+                Some(range) => range?,
+                None => anyhow::bail!("election_timeout: {range:?} is not MIN-MAX (e.g. 500ms-1s)"),
+            };
+        }
+        if flags.raft_heartbeat.is_some() || flags.election_timeout.is_some() {
+            let (min, max) = self.election_timeout;
+            if self.raft_heartbeat < Duration::from_millis(10) || min <= self.raft_heartbeat * 2 || max <= min {
+                anyhow::bail!(
+                    "election_timeout: {min:?}-{max:?} with raft_heartbeat {:?}: the heartbeat must be at least \
+                     10ms, MIN more than twice the heartbeat, and MAX more than MIN (e.g. 100ms with 500ms-1s)",
+                    self.raft_heartbeat
+                );
+            }
+        }
         if let Some(s) = &flags.max_entry_bytes {
             self.max_entry_bytes = size("max_entry_bytes", s)? as usize;
             if self.max_entry_bytes < 64 << 10 {
@@ -194,13 +235,25 @@ mod tests {
             output_limit: Some("64KiB".into()),
             max_task_bytes: Some("2MiB".into()),
             max_entry_bytes: Some("8MiB".into()),
+            raft_heartbeat: Some("100ms".into()),
+            election_timeout: Some("500ms-1s".into()),
             ..KeepingFlags::default()
         })
         .unwrap();
         assert_eq!(k.history_retention, Duration::from_secs(60));
+        assert_eq!(k.raft_heartbeat, Duration::from_millis(100));
+        assert_eq!(k.election_timeout, (Duration::from_millis(500), Duration::from_secs(1)));
         assert_eq!((k.limits.output_limit, k.limits.max_task_bytes), (64 << 10, 2 << 20));
         assert_eq!(k.max_entry_bytes, 8 << 20);
         let bad = |flags: KeepingFlags| Keeping::default().apply(&flags).unwrap_err().to_string();
+        assert!(
+            bad(KeepingFlags { election_timeout: Some("1s".into()), ..Default::default() })
+                .starts_with("election_timeout: \"1s\" is not MIN-MAX")
+        );
+        assert!(
+            bad(KeepingFlags { election_timeout: Some("90ms-1s".into()), ..Default::default() })
+                .contains("MIN more than twice the heartbeat")
+        );
         assert!(
             bad(KeepingFlags { history_retention: Some("soon".into()), ..Default::default() })
                 .starts_with("history_retention: \"soon\" is not a duration")

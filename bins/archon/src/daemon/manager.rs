@@ -236,6 +236,8 @@ pub async fn run(config: ManagerDaemonConfig, shutdown: CancellationToken) -> an
         peers: config.peers.clone(),
         join: config.join.clone(),
         max_entry_bytes: config.keeping.max_entry_bytes,
+        heartbeat: config.keeping.raft_heartbeat,
+        election_timeout: config.keeping.election_timeout,
     };
     println!("archon-manager node {} keeps its state in {}", options.node_id, options.data_dir.display());
     let store = replicated::open(&options, &address, &metrics, &serving.dialer).await?;
