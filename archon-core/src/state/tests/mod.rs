@@ -315,6 +315,15 @@ fn worker_cmd(name: &str, cpu: u64) -> Command {
     }
 }
 
+/// Worker `name` with `cpu` millis back (or first) with `running` and a queue of `queue`.
+fn worker_back(name: &str, cpu: u64, running: Vec<AttemptId>, queue: u32) -> Command {
+    let mut cmd = worker_cmd(name, cpu);
+    if let Command::RegisterWorker { running: r, queue: q, .. } = &mut cmd {
+        (*r, *q) = (running, queue);
+    }
+    cmd
+}
+
 fn submit(state: &mut ClusterState, spec: JobSpec) -> (JobId, RunId) {
     match state.apply(&Command::submit(Timestamp(1), Arc::new(spec))) {
         Outcome::Applied(events) => match events[0] {
@@ -515,20 +524,7 @@ fn a_returning_worker_learns_which_attempts_are_stale() {
     s.apply(&Command::AssignAttempt { at: Timestamp(2), run, worker: WorkerId(1) });
     let attempt = s.run(run).unwrap().current_attempt.unwrap();
     s.apply(&Command::WorkerLost { at: Timestamp(3), worker: WorkerId(1) });
-    let Command::RegisterWorker { at, name, address, labels, capacity, capabilities, .. } = worker_cmd("a", 1000)
-    else {
-        unreachable!()
-    };
-    let back = s.apply(&Command::RegisterWorker {
-        at,
-        name,
-        address,
-        labels,
-        capacity,
-        capabilities,
-        running: vec![attempt],
-        queue: 0,
-    });
+    let back = s.apply(&worker_back("a", 1000, vec![attempt], 0));
     assert!(back.events().contains(&Event::WorkerRegistered { worker: WorkerId(1), stale: vec![attempt] }), "{back:?}");
     assert_eq!(s.worker(WorkerId(1)).unwrap().state, crate::model::WorkerState::Ready);
 }
@@ -596,20 +592,7 @@ fn a_worker_back_with_less_capacity_sheds_its_newest_attempts() {
         assert!(s.apply(&Command::AssignAttempt { at: Timestamp(2), run, worker: WorkerId(1) }).rejection().is_none());
     }
     let (a1, a2) = (s.run(r1).unwrap().current_attempt.unwrap(), s.run(r2).unwrap().current_attempt.unwrap());
-    let Command::RegisterWorker { at, name, address, labels, capabilities, .. } = worker_cmd("a", 0) else {
-        unreachable!()
-    };
-    let capacity = Resources { cpu_millis: 500, memory_bytes: 1 << 30, ..Resources::default() };
-    let back = s.apply(&Command::RegisterWorker {
-        at,
-        name,
-        address,
-        labels,
-        capacity,
-        capabilities,
-        running: vec![a1, a2],
-        queue: 0,
-    });
+    let back = s.apply(&worker_back("a", 500, vec![a1, a2], 0));
     assert!(back.events().contains(&Event::WorkerRegistered { worker: WorkerId(1), stale: vec![a2] }), "{back:?}");
     assert_eq!(s.run(r1).unwrap().state, RunState::Scheduled);
     assert_eq!(s.run(r2).unwrap().state, RunState::Pending);

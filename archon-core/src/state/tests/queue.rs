@@ -4,12 +4,7 @@
 use super::*;
 
 fn queued_worker(cpu: u64, queue: u32) -> Command {
-    let Command::RegisterWorker { at, name, address, labels, capacity, capabilities, running, .. } =
-        worker_cmd("a", cpu)
-    else {
-        unreachable!()
-    };
-    Command::RegisterWorker { at, name, address, labels, capacity, capabilities, running, queue }
+    worker_back("a", cpu, Vec::new(), queue)
 }
 
 fn assign(s: &mut ClusterState, run: RunId) -> Outcome {
@@ -128,21 +123,7 @@ fn a_returning_worker_announcing_a_queued_attempt_has_it_running_and_the_rest_re
     // third never started there, so the worker forgot it.
     let ok = AttemptResult::status(ExitStatus::Exited { code: 0 });
     s.apply(&Command::FinishAttempt { at: Timestamp(3), run: runs[0], attempt: attempts[0], result: ok });
-    let Command::RegisterWorker { at, name, address, labels, capacity, capabilities, .. } = queued_worker(1000, 2)
-    else {
-        unreachable!()
-    };
-    let back = Command::RegisterWorker {
-        at,
-        name,
-        address,
-        labels,
-        capacity,
-        capabilities,
-        running: vec![attempts[1]],
-        queue: 2,
-    };
-    s.apply(&back);
+    s.apply(&worker_back("a", 1000, vec![attempts[1]], 2));
     let w = s.worker(WorkerId(1)).unwrap();
     assert!(w.queued.is_empty());
     assert_eq!(w.allocated.cpu_millis, 1000, "the announced attempt holds its request");
