@@ -119,10 +119,40 @@ struct Running {
     keep: bool,
 }
 
+/// The attempts that run, and the sum of their requests.
+#[derive(Default)]
+struct RunningSet {
+    attempts: BTreeMap<AttemptId, Running>,
+    used: Resources,
+}
+
+impl std::ops::Deref for RunningSet {
+    type Target = BTreeMap<AttemptId, Running>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.attempts
+    }
+}
+
+impl RunningSet {
+    fn insert(&mut self, attempt: AttemptId, running: Running) {
+        self.used.add(&running.resources);
+        if let Some(old) = self.attempts.insert(attempt, running) {
+            self.used.sub(&old.resources);
+        }
+    }
+
+    fn remove(&mut self, attempt: &AttemptId) {
+        if let Some(old) = self.attempts.remove(attempt) {
+            self.used.sub(&old.resources);
+        }
+    }
+}
+
 struct Shared {
     config: WorkerConfig,
     executors: Arc<ExecutorRegistry>,
-    running: Mutex<BTreeMap<AttemptId, Running>>,
+    running: Mutex<RunningSet>,
     /// Reports for the manager, across reconnects (the outbox).
     reports: mpsc::Sender<WorkerMessage>,
     /// Live output into the outbox, shared by all attempts.
@@ -176,7 +206,7 @@ impl Shared {
         }
     }
 
-    fn running(&self) -> std::sync::MutexGuard<'_, BTreeMap<AttemptId, Running>> {
+    fn running(&self) -> std::sync::MutexGuard<'_, RunningSet> {
         self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -230,7 +260,7 @@ impl WorkerRuntime {
             shared: Arc::new(Shared {
                 config,
                 executors,
-                running: Mutex::new(BTreeMap::new()),
+                running: Mutex::new(RunningSet::default()),
                 sink: Arc::new(attempt::ReportSink { outbox: reports.clone(), dropped: Default::default() }),
                 unreported: Mutex::new(BTreeSet::new()),
                 recent: Mutex::new(resend::Resend::default()),

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{Running, Shared, attempt};
-use crate::model::{AttemptId, AttemptResult, ExitStatus, Resources};
+use crate::model::{AttemptId, AttemptResult, ExitStatus};
 use crate::transport::{Assignment, WorkerMessage};
 
 impl Shared {
@@ -29,7 +29,7 @@ impl Shared {
             let mut waiting = self.waiting();
             let running = self.running();
             for a in batch {
-                if running.contains_key(&a.attempt) || waiting.iter().any(|w| w.attempt == a.attempt) {
+                if running.contains_key(&a.attempt) {
                     tracing::debug!(run = %a.run, attempt = %a.attempt, "assignment of a live attempt ignored");
                     continue;
                 }
@@ -61,11 +61,7 @@ impl Shared {
                 let mut waiting = self.waiting();
                 let Some(next) = waiting.front() else { return };
                 let mut running = self.running();
-                let mut used = Resources::default();
-                for r in running.values() {
-                    used.add(&r.resources);
-                }
-                if !running.is_empty() && !next.spec.resources.fits_in(&self.config.capacity.minus(&used)) {
+                if !running.is_empty() && !next.spec.resources.fits_in(&self.config.capacity.minus(&running.used)) {
                     return;
                 }
                 let Some(a) = waiting.pop_front() else { return };
