@@ -33,7 +33,7 @@ impl SwitchedStore {
     fn new() -> Arc<SwitchedStore> {
         Arc::new(SwitchedStore {
             inner: MemStore::new(),
-            leadership: watch::channel(Leadership { is_leader: true, leader: None, term: 1 }).0,
+            leadership: watch::channel(Leadership { is_leader: true, leader: None, term: 1, elected: false }).0,
             lose_finishes: AtomicBool::new(false),
         })
     }
@@ -242,5 +242,47 @@ async fn a_new_leader_gives_known_workers_a_fresh_grace_period_before_reaping() 
     assert_eq!(state().await, Some(WorkerState::Ready), "reaped before its fresh grace period ended");
     eventually("the silent worker is reaped after its grace", async || state().await == Some(WorkerState::Lost)).await;
     assert!(regained.elapsed() >= Duration::from_millis(800), "reaped {:?} after regaining", regained.elapsed());
+    stop.cancel();
+}
+
+// Paused clock: the manager's wait for a just-elected store is bounded in time,
+// and the test reads that bound without sleeping through it.
+#[tokio::test(start_paused = true)]
+async fn a_submit_reaching_a_node_just_elected_waits_for_it_to_lead_and_one_that_never_leads_is_refused() {
+    let store = SwitchedStore::new();
+    let manager = Manager::builder(store.clone()).config(ManagerConfig::default()).build();
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let (m, s) = (manager.clone(), stop.clone());
+        async move { m.run(s).await }
+    });
+    let submit = |name: &str| {
+        let (m, spec) =
+            (manager.clone(), JobSpec::new(name, Task::Function { name: "quick".into(), input: "null".into() }));
+        tokio::spawn(async move { m.submit(vec![spec]).await })
+    };
+
+    // Won the election; its first entry has not applied yet.
+    store.leadership.send_modify(|l| {
+        l.is_leader = false;
+        l.elected = true;
+    });
+    let held = submit("held");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!held.is_finished(), "a submit to a node just elected is held, not refused");
+    store.leadership.send_modify(|l| {
+        l.is_leader = true;
+        l.elected = false;
+    });
+    let accepted = held.await.unwrap().expect("accepted once the node leads");
+    assert!(accepted[0].is_ok(), "{accepted:?}");
+
+    // Elected, and never leading: refused once the wait is over, as any follower refuses.
+    store.leadership.send_modify(|l| {
+        l.is_leader = false;
+        l.elected = true;
+    });
+    let refused = submit("refused").await.unwrap();
+    assert!(matches!(refused, Err(Error::NotLeader { .. })), "{refused:?}");
     stop.cancel();
 }

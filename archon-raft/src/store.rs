@@ -42,7 +42,10 @@ pub struct RaftConfig {
     /// ... or once this many bytes of entries were written since the last one
     /// (a restart replays at most about this much).
     pub snapshot_bytes: u64,
-    /// ... or this many commands.
+    /// ... or this many commands. The three limits grow with the state: each
+    /// is multiplied by the last snapshot's size over `snapshot_bytes` (at
+    /// least 1), so a large state is not snapshotted more often than its size
+    /// in log is written (see [`storage::SnapshotDue`]).
     pub snapshot_commands: u64,
     /// Entries kept behind a snapshot for followers a little behind (default
     /// 64); a follower further behind is sent the snapshot. At up to
@@ -114,7 +117,9 @@ impl RaftConfig {
             heartbeat_interval: millis(self.heartbeat_interval),
             election_timeout_min: millis(self.election_timeout.0),
             election_timeout_max: millis(self.election_timeout.1),
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every.max(1)),
+            // Archon asks for snapshots itself (`snapshot_when_due`), by entries,
+            // commands and bytes scaled to the state's size.
+            snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: self.kept_behind_snapshot,
             snapshot_max_chunk_size: 4 << 20,
             max_payload_entries: 64,
@@ -170,6 +175,7 @@ impl RaftStore {
             history_cache_bytes: config.history_cache_bytes,
             snapshot_bytes: config.snapshot_bytes,
             snapshot_commands: config.snapshot_commands,
+            snapshot_entries: config.snapshot_every.max(1),
             metrics: config.metrics.clone(),
             backends: config.backends.clone(),
             blocking: config.blocking,
@@ -328,9 +334,9 @@ pub(crate) fn role_name(state: ServerState) -> &'static str {
     }
 }
 
-/// Asks openraft for a snapshot whenever the state machine says the log since
-/// the last one has grown enough (in bytes or commands, beside openraft's own
-/// count of entries), so a restart never replays much.
+/// Asks openraft for a snapshot whenever the log since the last one has grown
+/// enough (in entries, commands or bytes, scaled to the state's size), so a
+/// restart never replays much more than a snapshot's worth.
 async fn snapshot_when_due(raft: Raft, due: Arc<storage::SnapshotDue>) {
     loop {
         due.wait().await;
@@ -351,7 +357,7 @@ async fn watch_leadership(mut metrics: watch::Receiver<RaftMetrics<u64, BasicNod
         });
         if metrics.changed().await.is_err() {
             let term = tx.borrow().term;
-            tx.send_replace(Leadership { is_leader: false, leader: None, term });
+            tx.send_replace(Leadership { is_leader: false, leader: None, term, elected: false });
             return;
         }
     }
@@ -388,11 +394,8 @@ fn leadership_of(m: &RaftMetrics<u64, BasicNode>) -> Leadership {
     // A quorum has acknowledged this leadership: a node restarted as leader of its
     // old term does not count until its peers answer it.
     let acknowledged = m.millis_since_quorum_ack.is_some();
-    Leadership {
-        is_leader: m.state == ServerState::Leader && own_term_applied && acknowledged,
-        leader,
-        term: m.current_term,
-    }
+    let is_leader = m.state == ServerState::Leader && own_term_applied && acknowledged;
+    Leadership { is_leader, leader, term: m.current_term, elected: m.state == ServerState::Leader && !is_leader }
 }
 
 #[cfg(test)]

@@ -215,7 +215,7 @@ async fn a_snapshot_of_an_unknown_format_is_refused_and_changes_nothing() {
     // Stored by one: refused when the data dir is opened.
     drop((log, sm));
     {
-        let db = redb::Database::create(&path).unwrap();
+        let db = redb::Database::create(path.with_extension("snapshot.redb")).unwrap();
         let txn = db.begin_write().unwrap();
         {
             let mut table = txn.open_table(redb::TableDefinition::<&str, &[u8]>::new("snapshot")).unwrap();
@@ -230,4 +230,58 @@ async fn a_snapshot_of_an_unknown_format_is_refused_and_changes_nothing() {
     let refused = storage::open(&path, Arc::default()).unwrap_err().to_string();
     let reads = storage::SNAPSHOT_FORMAT;
     assert!(refused.contains(&format!("snapshot format 99 is newer than this node reads ({reads})")), "{refused}");
+}
+
+#[tokio::test]
+async fn a_snapshot_kept_in_the_log_file_by_an_older_version_moves_to_its_own_file_on_open() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("raft.redb");
+    let snapshot_path = path.with_extension("snapshot.redb");
+    let table = redb::TableDefinition::<&str, &[u8]>::new("snapshot");
+    let (at_snapshot, meta) = {
+        let state = Arc::new(RwLock::new(ClusterState::new()));
+        let (log, mut sm) = storage::open(&path, Arc::clone(&state)).unwrap().into_parts();
+        apply_accepted(&mut sm, &history()[..5]).await;
+        let meta = sm.get_snapshot_builder().await.build_snapshot().await.unwrap().meta;
+        drop((log, sm));
+        (snapshot_of(&state), meta)
+    };
+    assert!(snapshot_path.is_file(), "the snapshot has a file of its own");
+
+    // As the data dir of a version that kept the snapshot in the log's file.
+    let stored: Vec<(String, Vec<u8>)> = {
+        let db = redb::Database::create(&snapshot_path).unwrap();
+        let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+        let t = txn.open_table(table).unwrap();
+        ["meta", "data"]
+            .iter()
+            .map(|k| (k.to_string(), redb::ReadableTable::get(&t, *k).unwrap().unwrap().value().to_vec()))
+            .collect()
+    };
+    std::fs::remove_file(&snapshot_path).unwrap();
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(table).unwrap();
+            for (k, v) in &stored {
+                t.insert(k.as_str(), v.as_slice()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+
+    let state = Arc::new(RwLock::new(ClusterState::new()));
+    let (log, mut sm) = storage::open(&path, Arc::clone(&state)).unwrap().into_parts();
+    assert_eq!(snapshot_of(&state), at_snapshot, "the moved snapshot loads");
+    assert_eq!(sm.get_current_snapshot().await.unwrap().unwrap().meta, meta);
+    drop((log, sm));
+    let legacy = redb::Database::create(&path).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&legacy).unwrap();
+    let t = txn.open_table(table).unwrap();
+    assert!(redb::ReadableTable::get(&t, "data").unwrap().is_none(), "the log's file no longer holds it");
+    let moved = redb::Database::create(&snapshot_path).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&moved).unwrap();
+    let t = txn.open_table(table).unwrap();
+    assert_eq!(redb::ReadableTable::get(&t, "data").unwrap().unwrap().value(), stored[1].1.as_slice());
 }

@@ -404,7 +404,7 @@ impl Campaign {
     }
 
     fn publish(&self, is_leader: bool, leader: Option<String>, term: i64) {
-        let next = Leadership { is_leader, leader, term: u64::try_from(term).unwrap_or(0) };
+        let next = Leadership { is_leader, leader, term: u64::try_from(term).unwrap_or(0), elected: false };
         self.inner.leadership.send_if_modified(|now| {
             if *now == next {
                 false

@@ -224,9 +224,13 @@ pub fn own_logs_replayed(nodes: &[Arc<ManagerNode>], entries: &[Entry]) -> Vec<S
     let Some((index, digest)) = converged else { return Vec::new() };
     let mut found = Vec::new();
     for node in nodes {
-        let report =
-            node.disk.log_copy().map_err(|e| e.to_string()).and_then(|copy| {
-                archon_raft::storage::verify_backend(copy, &node.name, index).map_err(|e| e.to_string())
+        let report = node
+            .disk
+            .log_copy()
+            .and_then(|log| Ok((log, node.disk.snapshot_copy()?)))
+            .map_err(|e| e.to_string())
+            .and_then(|(log, snapshot)| {
+                archon_raft::storage::verify_backend(log, snapshot, &node.name, index).map_err(|e| e.to_string())
             });
         match report {
             Err(e) => found.push(format!("{}'s log does not open: {e}", node.name)),

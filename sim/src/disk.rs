@@ -1,5 +1,5 @@
-//! A manager's disk in memory: [`SimDisk`] holds the bytes of its two redb
-//! databases (the log's and the history's) across restarts of the host, and
+//! A manager's disk in memory: [`SimDisk`] holds the bytes of its three redb
+//! databases (the log's, the history's and the snapshot's) across restarts of the host, and
 //! loses what was not synced when the host crashes.
 //!
 //! The one thing to know: [`SimDisk::crash`] throws away every write since the
@@ -54,12 +54,13 @@ impl Image {
 struct Shared {
     log: Image,
     history: Image,
+    snapshot: Image,
     /// Bumped by each crash; a handle opened before one is fenced.
     generation: u64,
     syncs: u64,
 }
 
-/// A manager's disk: both databases, shared by every incarnation of the host.
+/// A manager's disk: every database, shared by every incarnation of the host.
 /// Cheap to clone; clones are the same disk.
 #[derive(Debug, Clone, Default)]
 pub struct SimDisk {
@@ -83,16 +84,18 @@ impl SimDisk {
         shared.generation += 1;
         shared.log.crash();
         shared.history.crash();
+        shared.snapshot.crash();
     }
 
     /// A copy of the log database as reads see it now, to open apart from the
     /// store (as if the host had crashed this instant without losing a write).
     pub fn log_copy(&self) -> io::Result<InMemoryBackend> {
-        let bytes = self.lock().log.current.clone();
-        let copy = InMemoryBackend::new();
-        copy.set_len(bytes.len() as u64)?;
-        copy.write(0, &bytes)?;
-        Ok(copy)
+        copy(&self.lock().log.current)
+    }
+
+    /// A copy of the snapshot database as reads see it now, like [`SimDisk::log_copy`].
+    pub fn snapshot_copy(&self) -> io::Result<InMemoryBackend> {
+        copy(&self.lock().snapshot.current)
     }
 
     /// How many syncs (fsyncs) the disk has seen.
@@ -114,12 +117,25 @@ impl Backends for SimDisk {
     fn history(&self) -> Box<dyn StorageBackend> {
         self.handle(Which::History)
     }
+
+    fn snapshot(&self) -> Box<dyn StorageBackend> {
+        self.handle(Which::Snapshot)
+    }
+}
+
+/// An in-memory database holding `bytes`.
+fn copy(bytes: &[u8]) -> io::Result<InMemoryBackend> {
+    let copy = InMemoryBackend::new();
+    copy.set_len(bytes.len() as u64)?;
+    copy.write(0, bytes)?;
+    Ok(copy)
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Which {
     Log,
     History,
+    Snapshot,
 }
 
 /// One database, as the store opened between two crashes sees it.
@@ -137,10 +153,11 @@ impl Handle {
         if shared.generation != self.generation {
             return None;
         }
-        let Shared { log, history, syncs, .. } = &mut *shared;
+        let Shared { log, history, snapshot, syncs, .. } = &mut *shared;
         let image = match self.which {
             Which::Log => log,
             Which::History => history,
+            Which::Snapshot => snapshot,
         };
         Some(f(image, syncs))
     }

@@ -27,7 +27,7 @@ use crate::store::StoreExt;
 impl Api for Manager {
     #[tracing::instrument(name = "submit", skip_all, fields(specs = specs.len()))]
     async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<SubmitResult>, Error> {
-        self.ensure_leader()?;
+        self.ensure_leader().await?;
         let limits = &self.shared.config.limits;
         limits.check_submit(specs.len())?;
         let at = self.shared.clock.now();
@@ -102,12 +102,12 @@ impl Api for Manager {
     }
 
     async fn get_job(&self, id: JobId) -> Result<JobDetail, Error> {
-        self.ensure_leader()?;
+        self.ensure_leader().await?;
         queries::job_detail(&self.shared, id).await
     }
 
     async fn get_run(&self, id: RunId) -> Result<RunDetail, Error> {
-        self.ensure_leader()?;
+        self.ensure_leader().await?;
         let mut detail = queries::run_detail(&self.shared, id).await?;
         if matches!(detail.run.state, crate::model::RunState::Pending | crate::model::RunState::Retrying) {
             detail.pending_reason = self.shared.pending_reasons().get(&id).cloned();
@@ -116,17 +116,17 @@ impl Api for Manager {
     }
 
     async fn list_jobs(&self, query: JobQuery) -> Result<Page<JobSummary, JobId>, Error> {
-        self.ensure_leader()?;
+        self.ensure_leader().await?;
         queries::list_jobs(&self.shared, &query).await
     }
 
     async fn list_runs(&self, query: RunQuery) -> Result<Page<RunSummary, RunId>, Error> {
-        self.ensure_leader()?;
+        self.ensure_leader().await?;
         queries::list_runs(&self.shared, &query).await
     }
 
     async fn cancel(&self, target: CancelTarget) -> Result<(), Error> {
-        self.ensure_leader()?;
+        self.ensure_leader().await?;
         let at = self.shared.clock.now();
         let (live, issued) = self.shared.store.query(|s| match target {
             CancelTarget::Job(job) => (s.job(job).is_some(), s.issued_job(job)),
@@ -162,7 +162,7 @@ impl Api for Manager {
     }
 
     async fn set_draining(&self, worker: WorkerId, draining: bool) -> Result<(), Error> {
-        self.ensure_leader()?;
+        self.ensure_leader().await?;
         if self.shared.store.query(|s| s.worker(worker).is_none()) {
             return Err(Error::NotFound(worker.to_string()));
         }
@@ -171,7 +171,7 @@ impl Api for Manager {
     }
 
     async fn schedule(&self, job: JobId, action: ScheduleAction) -> Result<Vec<ScheduleFire>, Error> {
-        self.ensure_leader()?;
+        self.ensure_leader().await?;
         let at = self.shared.clock.now();
         let (spec, issued) =
             self.shared.store.query(|s| (s.job(job).and_then(|j| j.spec.schedule.clone()), s.issued_job(job)));
@@ -227,7 +227,7 @@ impl Api for Manager {
     }
 
     async fn list_workflows(&self, query: WorkflowQuery) -> Result<Page<WorkflowSummary, WorkflowId>, Error> {
-        self.ensure_leader()?;
+        self.ensure_leader().await?;
         self.workflow_list(&query).await
     }
 
@@ -236,7 +236,7 @@ impl Api for Manager {
     }
 
     async fn list_tokens(&self) -> Result<Vec<crate::auth::TokenInfo>, Error> {
-        self.ensure_leader()?;
+        self.ensure_leader().await?;
         Ok(self.token_list())
     }
 
@@ -245,7 +245,7 @@ impl Api for Manager {
     }
 
     async fn wait(&self, id: RunId) -> Result<RunDetail, Error> {
-        self.ensure_leader()?;
+        self.ensure_leader().await?;
         let mut finished = self.shared.finished.subscribe();
         let mut leadership = self.shared.store.leadership();
         loop {
@@ -271,7 +271,7 @@ impl Api for Manager {
     }
 
     async fn follow(&self, id: RunId) -> Result<OutputFollow, Error> {
-        self.ensure_leader()?;
+        self.ensure_leader().await?;
         let store = self.shared.store.clone();
         let mut ended = None;
         let sub = self.shared.hub.subscribe(id, || {
@@ -356,7 +356,7 @@ impl Api for Manager {
     }
 
     async fn list_workers(&self) -> Result<Vec<WorkerInfo>, Error> {
-        self.ensure_leader()?;
+        self.ensure_leader().await?;
         let live = self.shared.liveness.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         Ok(self.shared.store.query(|s| {
             s.workers()
@@ -377,7 +377,10 @@ impl Api for Manager {
 impl Manager {
     /// Only the leader serves the API (but `status`): elsewhere the state may lag
     /// and nothing is dispatched, so callers are sent to the leader.
-    pub(super) fn ensure_leader(&self) -> Result<(), Error> {
+    /// Ok when this node leads; a node just elected is waited for first (see
+    /// `Manager::settle`).
+    pub(super) async fn ensure_leader(&self) -> Result<(), Error> {
+        self.settle().await;
         if self.shared.store.leadership().borrow().is_leader { Ok(()) } else { Err(self.not_leader()) }
     }
 

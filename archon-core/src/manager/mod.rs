@@ -123,6 +123,11 @@ pub const CLOCK_DRIFT_PERCENT: u32 = 1;
 /// ends and before the manager can declare the worker lost.
 pub const KILL_ALLOWANCE: Duration = Duration::from_secs(1);
 
+/// The longest a call or a worker session that reached a node just elected
+/// waits for it to lead (see `Manager::settle`); past it, it is refused as
+/// before (not the leader) and goes elsewhere.
+const SETTLE_LIMIT: Duration = Duration::from_secs(5);
+
 impl ManagerConfig {
     /// How long a worker may act on one acknowledged heartbeat: the worker
     /// timeout less what clock-rate drift and killing take. The worker measures
@@ -344,6 +349,7 @@ impl Manager {
 
     /// Proposes commands through the driver (batched with everything else).
     pub async fn propose(&self, commands: Vec<Command>) -> Result<Vec<Outcome>, Error> {
+        self.settle().await;
         let (reply, rx) = oneshot::channel();
         self.send(Input::Propose { commands, reply }).await?;
         rx.await.map_err(|_| Error::ShuttingDown)?
@@ -356,9 +362,23 @@ impl Manager {
         hello: Hello,
         incoming: BoxStream<'static, WorkerMessage>,
     ) -> Result<(Welcome, mpsc::UnboundedReceiver<ManagerMessage>), Error> {
+        self.settle().await;
         let (reply, rx) = oneshot::channel();
         self.send(Input::Attach { hello, incoming, reply }).await?;
         rx.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Waits, at most [`SETTLE_LIMIT`], while this node has won an election but
+    /// may not propose yet: what reached the new leader is served there once it
+    /// leads, instead of being refused and coming back. With a thousand workers
+    /// reconnecting at once, refusing would cost the new leader a TLS handshake
+    /// per worker per try just when it has an election's backlog to apply.
+    pub(super) async fn settle(&self) {
+        let mut leadership = self.shared.store.leadership();
+        if !leadership.borrow_and_update().elected {
+            return;
+        }
+        let _ = tokio::time::timeout(SETTLE_LIMIT, leadership.wait_for(|l| !l.elected)).await;
     }
 
     async fn send(&self, input: Input) -> Result<(), Error> {

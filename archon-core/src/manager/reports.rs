@@ -125,15 +125,27 @@ pub(super) fn screen(shared: &Shared, inputs: &mut Vec<Input>) -> Vec<(WorkerId,
         return Vec::new();
     }
     let mut starts = Vec::new();
+    let mut unknown = 0usize;
     let mut verdicts = verdicts.into_iter();
     inputs.retain(|input| {
         let (Some(Err(refusal)), Some(report)) = (verdicts.next(), Report::of(input)) else { return true };
-        report.refused(shared, refusal, false);
+        // Most are a reconnected worker's recent results, sent again in case the
+        // last manager never heard them: one line for the lot, each at debug.
+        let quiet = refusal == Refusal::UnknownAttempt;
+        unknown += usize::from(quiet);
+        report.refused(shared, refusal, quiet);
         if let Input::Started { worker, run, attempt } = input {
             starts.push((*worker, *run, *attempt));
         }
         false
     });
+    if unknown > 0 {
+        tracing::info!(
+            reports = unknown,
+            "refused worker reports on attempts the cluster does not know (results sent again after a reconnect, \
+             or of runs pruned)"
+        );
+    }
     starts
 }
 

@@ -16,7 +16,7 @@ const ID_TRIES: usize = 3;
 impl Manager {
     /// Creates a token for `spec`; the result holds the secret, shown this once.
     pub(super) async fn issue_token(&self, spec: TokenSpec) -> Result<IssuedToken, Error> {
-        self.ensure_leader()?;
+        self.ensure_leader().await?;
         spec.validate()?;
         let at = self.shared.clock.now();
         for _ in 0..ID_TRIES {
@@ -47,7 +47,7 @@ impl Manager {
 
     /// Revokes a token.
     pub(super) async fn revoke(&self, token: TokenId) -> Result<(), Error> {
-        self.ensure_leader()?;
+        self.ensure_leader().await?;
         if self.shared.store.query(|s| !s.tokens().contains_key(&token)) {
             return Err(Error::NotFound(format!("token {token}")));
         }

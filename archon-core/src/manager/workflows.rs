@@ -23,7 +23,7 @@ impl Manager {
     /// A workflow with a schedule becomes a cron job whose fires start
     /// instances of it: the answer names that job and no workflow yet.
     pub async fn submit_workflow(&self, spec: WorkflowSpec) -> Result<SubmittedWorkflow, Error> {
-        self.ensure_leader()?;
+        self.ensure_leader().await?;
         let limits = &self.shared.config.limits;
         let at = self.shared.clock.now();
         let rejected = |e: SpecError| Error::Rejected(Rejection::InvalidSpec(e));
@@ -69,7 +69,7 @@ impl Manager {
 
     /// Cancels a workflow's unfinished jobs.
     pub async fn cancel_workflow(&self, id: WorkflowId) -> Result<(), Error> {
-        self.ensure_leader()?;
+        self.ensure_leader().await?;
         let at = self.shared.clock.now();
         match self.propose(vec![Command::CancelWorkflow { at, workflow: id }]).await?.pop() {
             Some(Outcome::Applied(_)) => Ok(()),
@@ -81,7 +81,7 @@ impl Manager {
     /// A workflow, live or finished, with each node's latest run (from the
     /// live state or the history); its jobs' secret values redacted.
     pub async fn workflow_detail(&self, id: WorkflowId) -> Result<WorkflowDetail, Error> {
-        self.ensure_leader()?;
+        self.ensure_leader().await?;
         let (live, issued) = self.shared.store.query(|s| (s.workflow(id).cloned(), s.issued_workflow(id)));
         let (mut workflow, state, finished_at) = match live {
             Some(w) => (w, WorkflowState::Running, None),

@@ -34,7 +34,7 @@ impl MemStore {
 
     /// An empty store keeping at most `capacity` finished runs (the newest).
     pub fn with_capacity(capacity: usize) -> MemStore {
-        let (leadership, _) = watch::channel(Leadership { is_leader: true, leader: None, term: 0 });
+        let (leadership, _) = watch::channel(Leadership { is_leader: true, leader: None, term: 0, elected: false });
         MemStore {
             state: Mutex::new(ClusterState::new()),
             history: Arc::new(MemHistory::new()),

@@ -30,6 +30,11 @@ pub struct Leadership {
     pub leader: Option<String>,
     /// The current term (0 for stores without elections).
     pub term: u64,
+    /// This node won the election of `term` but may not propose yet (an entry
+    /// of its term has not applied, or a quorum has not answered it): it leads
+    /// within moments, so callers and workers that reached it wait rather than
+    /// being sent away.
+    pub elected: bool,
 }
 
 /// Ordered, durable application of commands to the cluster state.

@@ -242,7 +242,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Held (and readable) from now; on disk, and reported flushed, once the
         // writer's next commit is.
         self.recent.appended(held);
-        self.snapshots.appended(commands, bytes);
+        self.snapshots.appended(rows.len() as u64, commands, bytes);
         self.writer.queue(Change::Append(rows), Done::Flushed(callback));
         Ok(())
     }

@@ -1,6 +1,9 @@
 //! Durable Raft storage: per node, one redb file (`raft.redb`) holds the log, the
-//! vote, the committed log id and the latest snapshot, and a second beside it
-//! (`raft.history.redb`, [`history_db`]) the history.
+//! vote and the committed log id, a second beside it (`raft.history.redb`,
+//! [`history_db`]) the history, and a third (`raft.snapshot.redb`) the latest
+//! snapshot — apart from the log, because redb takes one write transaction at a
+//! time per file, and storing a snapshot of a large state takes seconds that the
+//! log's appends and votes must not wait for.
 //!
 //! The one thing to know: the state machine is archon-core's [`ClusterState`] —
 //! the small live state — kept in memory behind a shared lock and made durable
@@ -13,7 +16,7 @@
 //! lets their log entries go. [`verify`] checks a stopped node's files and
 //! rebuilds its state from them, as a restart would.
 //!
-//! An embedder may keep both databases off disk ([`StorageOptions::backends`],
+//! An embedder may keep the databases off disk ([`StorageOptions::backends`],
 //! redb storage backends of its own, e.g. in memory; snapshot files for peers
 //! are then buffers in memory too) and run their work inline rather than on
 //! tokio's blocking threads ([`BlockingWork::Inline`]): a deterministic
@@ -37,7 +40,7 @@ use std::sync::{Arc, RwLock};
 use archon_core::metrics::Metrics;
 use archon_core::state::ClusterState;
 use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageError, StorageIOError};
-use redb::{Database, StorageBackend, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, StorageBackend, TableDefinition};
 
 pub use history_read::RedbHistory;
 pub use log::LogStore;
@@ -57,7 +60,8 @@ type NodeId = u64;
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 /// The log's bookkeeping (vote, committed and last purged log ids), JSON by name.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-/// The latest snapshot: its JSON `SnapshotMeta` and its data, by name.
+/// The latest snapshot: its JSON `SnapshotMeta` and its data, by name. In the
+/// snapshot file; a data dir written before it existed has it in the log's.
 const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
 
 /// How a node's storage runs.
@@ -72,6 +76,9 @@ pub struct StorageOptions {
     pub snapshot_bytes: u64,
     /// Ask for a snapshot once this many commands were written since the last one.
     pub snapshot_commands: u64,
+    /// Ask for a snapshot once this many entries were written since the last one.
+    /// Each of the three limits grows with the state (see [`SnapshotDue`]).
+    pub snapshot_entries: u64,
     /// The node's metrics; the log reports its committed index there, the
     /// state machine the snapshots it builds and installs.
     pub metrics: Metrics,
@@ -83,7 +90,7 @@ pub struct StorageOptions {
     pub blocking: BlockingWork,
 }
 
-/// Gives the storage backends of a node's two redb databases instead of files:
+/// Gives the storage backends of a node's three redb databases instead of files:
 /// for a simulation, in memory. Asked anew at each open, so a node reopened
 /// after a crash finds what its last incarnation made durable.
 pub trait Backends: Send + Sync + std::fmt::Debug + 'static {
@@ -91,6 +98,8 @@ pub trait Backends: Send + Sync + std::fmt::Debug + 'static {
     fn log(&self) -> Box<dyn StorageBackend>;
     /// The history's database (what `raft.history.redb` holds).
     fn history(&self) -> Box<dyn StorageBackend>;
+    /// The snapshot's database (what `raft.snapshot.redb` holds).
+    fn snapshot(&self) -> Box<dyn StorageBackend>;
 }
 
 /// Where blocking storage work runs.
@@ -143,6 +152,7 @@ impl Default for StorageOptions {
             history_cache_bytes: 16 << 20,
             snapshot_bytes: 64 << 20,
             snapshot_commands: 200_000,
+            snapshot_entries: 20_000,
             metrics: Metrics::new(),
             backends: None,
             blocking: BlockingWork::Threads,
@@ -152,33 +162,67 @@ impl Default for StorageOptions {
 
 /// When the log since the last snapshot has grown enough that the node should
 /// take another: the log counts what it writes, the store asks openraft.
+///
+/// Each limit is multiplied by the last snapshot's size over
+/// [`StorageOptions::snapshot_bytes`] (at least 1): a snapshot costs about its
+/// size to build and store, so taking one per that much log keeps snapshot work
+/// proportional to the log written, however large the state — a state of 1 GiB
+/// is snapshotted about every GiB of log rather than every 64 MiB — and a
+/// restart replays at most about a snapshot's worth of log.
 #[derive(Debug, Default)]
 pub struct SnapshotDue {
     bytes: AtomicU64,
     commands: AtomicU64,
+    entries: AtomicU64,
+    /// The bytes of the last snapshot stored or loaded.
+    last_size: AtomicU64,
     notify: tokio::sync::Notify,
-    limits: (u64, u64),
+    /// (bytes, commands, entries) before scaling.
+    limits: (u64, u64, u64),
 }
 
 impl SnapshotDue {
     fn new(options: &StorageOptions) -> SnapshotDue {
-        SnapshotDue { limits: (options.snapshot_bytes, options.snapshot_commands), ..SnapshotDue::default() }
+        SnapshotDue {
+            limits: (options.snapshot_bytes, options.snapshot_commands, options.snapshot_entries),
+            ..SnapshotDue::default()
+        }
     }
 
-    /// Counts commands written to the log (and their bytes there); wakes
-    /// [`SnapshotDue::wait`] past a limit.
-    fn appended(&self, commands: u64, bytes: u64) {
+    /// Counts entries written to the log, their commands and their bytes there;
+    /// wakes [`SnapshotDue::wait`] past a limit.
+    fn appended(&self, entries: u64, commands: u64, bytes: u64) {
         let b = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
         let c = self.commands.fetch_add(commands, Ordering::Relaxed) + commands;
-        if b >= self.limits.0 || c >= self.limits.1 {
+        let e = self.entries.fetch_add(entries, Ordering::Relaxed) + entries;
+        if self.past_limit(b, c, e) {
             self.notify.notify_one();
         }
+    }
+
+    /// Whether this much log since the last snapshot calls for another.
+    fn past_limit(&self, bytes: u64, commands: u64, entries: u64) -> bool {
+        let scale = self.scale();
+        let (lb, lc, le) = self.limits;
+        bytes >= lb.saturating_mul(scale) || commands >= lc.saturating_mul(scale) || entries >= le.saturating_mul(scale)
+    }
+
+    /// What the limits are multiplied by: the last snapshot's size in units of
+    /// the bytes limit, at least 1.
+    fn scale(&self) -> u64 {
+        (self.last_size.load(Ordering::Relaxed) / self.limits.0.max(1)).max(1)
     }
 
     /// Starts counting again (a snapshot is being taken).
     fn reset(&self) {
         self.bytes.store(0, Ordering::Relaxed);
         self.commands.store(0, Ordering::Relaxed);
+        self.entries.store(0, Ordering::Relaxed);
+    }
+
+    /// A snapshot of `size` bytes was stored (built, installed or loaded).
+    fn stored(&self, size: u64) {
+        self.last_size.store(size, Ordering::Relaxed);
     }
 
     /// Waits until a snapshot is due.
@@ -240,7 +284,8 @@ pub fn open_with(path: &Path, state: Arc<RwLock<ClusterState>>, options: &Storag
         builder.set_cache_size(options.cache_bytes);
         builder
     };
-    let (db, history_db, scratch) = match &options.backends {
+    let snapshot_path = snapshot_path_for(path);
+    let (db, history_db, snapshot_db, scratch) = match &options.backends {
         Some(backends) => {
             let db = builder()
                 .create_with_backend(Backend(backends.log()))
@@ -251,7 +296,11 @@ pub fn open_with(path: &Path, state: Arc<RwLock<ClusterState>>, options: &Storag
                 options.blocking,
             )
             .map_err(history_error)?;
-            (db, history, Scratch::Memory)
+            let snapshot = Database::builder()
+                .set_cache_size(SNAPSHOT_CACHE_BYTES)
+                .create_with_backend(Backend(backends.snapshot()))
+                .map_err(|e| data_dir(format!("cannot open the snapshot's redb database: {e}")))?;
+            (db, history, snapshot, Scratch::Memory)
         }
         None => {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -262,18 +311,27 @@ pub fn open_with(path: &Path, state: Arc<RwLock<ClusterState>>, options: &Storag
             let history =
                 history_db::HistoryDb::open(history_path.clone(), options.history_cache_bytes, options.blocking)
                     .map_err(history_error)?;
+            let snapshot =
+                Database::builder().set_cache_size(SNAPSHOT_CACHE_BYTES).create(&snapshot_path).map_err(|e| {
+                    Error::DataDir {
+                        path: snapshot_path.display().to_string(),
+                        message: format!("cannot open the redb file: {e}"),
+                    }
+                })?;
             let scratch = path.parent().map_or_else(|| Path::new(".").to_path_buf(), Path::to_path_buf);
-            (db, history, Scratch::Dir(scratch))
+            (db, history, snapshot, Scratch::Dir(scratch))
         }
     };
     create_tables(&db).map_err(|e| Error::Storage(e.to_string()))?;
+    move_legacy_snapshot(&db, &snapshot_db).map_err(|e| Error::Storage(format!("moving the snapshot: {e}")))?;
+    let snapshot_db = Arc::new(snapshot_db);
     let db = Arc::new(db);
     history_db.create_tables().map_err(|e| Error::Storage(e.to_string()))?;
     let history_db = Arc::new(history_db);
     let snapshots = Arc::new(SnapshotDue::new(options));
     let recent = Arc::new(recent::Recent::new());
     let state_machine = StateMachine::load(
-        Arc::clone(&db),
+        snapshot_db,
         Arc::clone(&history_db),
         state.clone(),
         snapshots.clone(),
@@ -285,6 +343,54 @@ pub fn open_with(path: &Path, state: Arc<RwLock<ClusterState>>, options: &Storag
     let history = RedbHistory::new(history_db, state);
     let log = LogStore::new(db, recent, snapshots.clone(), options.metrics.clone(), options.blocking);
     Ok(Storage { log, state_machine, history, snapshots })
+}
+
+/// Where the snapshot of the node whose log is at `raft` lives
+/// (`raft.redb` → `raft.snapshot.redb`).
+pub(crate) fn snapshot_path_for(raft: &Path) -> std::path::PathBuf {
+    raft.with_extension("snapshot.redb")
+}
+
+/// redb's page cache for the snapshot's file: it is read once at start and
+/// written whole, so a cache would only hold pages no one reads again.
+const SNAPSHOT_CACHE_BYTES: usize = 1 << 20;
+
+/// Gives the snapshot file its table, and moves a snapshot that a data dir
+/// written before that file existed keeps in the log's file: copied (fsync'd),
+/// then removed from the log's. A crash in between leaves both, and the next
+/// open keeps the snapshot file's.
+fn move_legacy_snapshot(log: &Database, snapshot: &Database) -> Result<(), Failure> {
+    use state_machine::{DATA_KEY, META_KEY};
+    let legacy = {
+        let read = log.begin_read()?;
+        let table = read.open_table(SNAPSHOT)?;
+        match (table.get(META_KEY)?, table.get(DATA_KEY)?) {
+            (Some(meta), Some(data)) => Some((meta.value().to_vec(), data.value().to_vec())),
+            _ => None,
+        }
+    };
+    let txn = snapshot.begin_write()?;
+    {
+        let mut table = txn.open_table(SNAPSHOT)?;
+        if let Some((meta, data)) = &legacy
+            && table.get(DATA_KEY)?.is_none()
+        {
+            tracing::info!(bytes = data.len(), "moving the snapshot from the log's file to a file of its own");
+            table.insert(META_KEY, meta.as_slice())?;
+            table.insert(DATA_KEY, data.as_slice())?;
+        }
+    }
+    txn.commit()?;
+    if legacy.is_some() {
+        let txn = log.begin_write()?;
+        {
+            let mut table = txn.open_table(SNAPSHOT)?;
+            table.remove(META_KEY)?;
+            table.remove(DATA_KEY)?;
+        }
+        txn.commit()?;
+    }
+    Ok(())
 }
 
 /// Creates the tables a fresh file lacks, so that read transactions can always open them.
@@ -361,5 +467,35 @@ where
     match mode {
         BlockingWork::Threads => tokio::task::spawn_blocking(work).await?,
         BlockingWork::Inline => work(),
+    }
+}
+
+#[cfg(test)]
+mod due_tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_limits_grow_with_the_last_snapshot_and_never_shrink_below_the_configured_ones() {
+        let options = StorageOptions {
+            snapshot_bytes: 64 << 20,
+            snapshot_commands: 1_000,
+            snapshot_entries: 100,
+            ..StorageOptions::default()
+        };
+        let due = SnapshotDue::new(&options);
+        // No snapshot yet, and a small one: the limits as configured.
+        for size in [0, 10 << 20, (64 << 20) + 1] {
+            due.stored(size);
+            assert!(!due.past_limit((64 << 20) - 1, 999, 99), "size {size}");
+            assert!(due.past_limit(64 << 20, 0, 0), "size {size}");
+            assert!(due.past_limit(0, 1_000, 0), "size {size}");
+            assert!(due.past_limit(0, 0, 100), "size {size}");
+        }
+        // A snapshot of 1 GiB: each limit 16 times larger.
+        due.stored(1 << 30);
+        assert!(!due.past_limit((1 << 30) - 1, 15_999, 1_599));
+        assert!(due.past_limit(1 << 30, 0, 0));
+        assert!(due.past_limit(0, 16_000, 0));
+        assert!(due.past_limit(0, 0, 1_600));
     }
 }

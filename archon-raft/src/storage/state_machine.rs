@@ -1,6 +1,7 @@
 //! The state machine: archon-core's [`ClusterState`], applied in memory behind the
 //! shared lock; the history it hands over, written to the history file by the
-//! [`HistoryWriter`] off apply's path; snapshots in the log file's `snapshot` table.
+//! [`HistoryWriter`] off apply's path; snapshots in a redb file of their own
+//! (`raft.snapshot.redb`), so storing one never holds up the log's writes.
 //!
 //! A stored snapshot is the JSON of [`SnapshotImage`] — the small live state and
 //! the log position it reflects — captured between two applies, so the two always
@@ -88,6 +89,7 @@ impl SnapshotImage {
 /// Applies committed entries to the shared [`ClusterState`], writes the history it
 /// hands over, and keeps its snapshots. Created by [`open`](super::open).
 pub struct StateMachine {
+    /// The snapshot's database.
     db: Arc<Database>,
     history: Arc<HistoryDb>,
     state: Arc<RwLock<ClusterState>>,
@@ -128,6 +130,7 @@ impl StateMachine {
     ) -> Result<StateMachine, Failure> {
         let (last_applied, last_membership, loaded) = match read_snapshot(&db)? {
             Some((meta, data)) => {
+                snapshots.stored(data.len() as u64);
                 let image = SnapshotImage::read(&data)?;
                 (meta.last_log_id, meta.last_membership, image.state)
             }
@@ -354,6 +357,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             writer: self.writer.clone(),
             history_through: self.writer.handed_so_far(),
             metrics: self.metrics.clone(),
+            snapshots: Arc::clone(&self.snapshots),
         }
     }
 
@@ -383,11 +387,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let txn = db.begin_write()?;
             store_snapshot(&txn, &stored_meta, &stored, Keep::New)?;
             txn.commit()?;
-            tracing::info!(rows = loaded, "installed a snapshot from the leader");
-            Ok(image.state)
+            tracing::info!(rows = loaded, bytes = stored.len(), "installed a snapshot from the leader");
+            Ok((image.state, stored.len() as u64))
         })
         .await
         .map_err(on_error)?;
+        let (state, size) = state;
+        self.snapshots.stored(size);
         replace_state(&self.state, state).map_err(on_error)?;
         paused.dropped(pending);
         self.metrics.raft().snapshot_installed();
@@ -415,6 +421,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 /// Builds a snapshot of the state as it was when openraft asked for the builder,
 /// and stores it as the node's current snapshot.
 pub struct SnapshotBuilder {
+    /// The snapshot's database.
     db: Arc<Database>,
     history: Arc<HistoryDb>,
     /// `None` when the state lock was poisoned.
@@ -425,6 +432,8 @@ pub struct SnapshotBuilder {
     /// The history handed over up to the image: written before it is stored.
     history_through: u64,
     metrics: Metrics,
+    /// Told the size of the snapshot stored.
+    snapshots: Arc<SnapshotDue>,
 }
 
 impl std::fmt::Debug for SnapshotBuilder {
@@ -446,16 +455,17 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         self.writer.written_at_least(self.history_through).await.map_err(on_error)?;
         let (db, history) = (Arc::clone(&self.db), Arc::clone(&self.history));
         let stored_meta = meta.clone();
-        blocking(self.history.blocking, move || {
+        let size = blocking(self.history.blocking, move || {
             history.sync()?;
             let data = serde_json::to_vec(&*image)?;
             let txn = db.begin_write()?;
             store_snapshot(&txn, &stored_meta, &data, Keep::Newer)?;
             txn.commit()?;
-            Ok(())
+            Ok(data.len() as u64)
         })
         .await
         .map_err(on_error)?;
+        self.snapshots.stored(size);
         self.metrics.raft().snapshot_built();
         let (db, history, scratch) = (Arc::clone(&self.db), Arc::clone(&self.history), self.scratch.clone());
         let mode = self.history.blocking;

@@ -190,7 +190,9 @@ impl LogReport {
 pub fn verify(path: &Path, through: Option<u64>) -> Result<LogReport, Error> {
     let file = if path.is_dir() { path.join(LOG_FILE) } else { path.to_path_buf() };
     let (db, recovered) = open(&file)?;
-    verify_database(db.as_ref(), &file.display().to_string(), recovered, through)
+    let snapshot_file = super::snapshot_path_for(&file);
+    let snapshot = if snapshot_file.is_file() { Some(open(&snapshot_file)?.0) } else { None };
+    verify_database(db.as_ref(), snapshot.as_deref(), &file.display().to_string(), recovered, through)
 }
 
 /// [`verify`] for a log kept on a redb storage backend of the embedder's own
@@ -198,18 +200,26 @@ pub fn verify(path: &Path, through: Option<u64>) -> Result<LogReport, Error> {
 /// `name` names it in the report. redb recovers it first if it needs to.
 pub fn verify_backend(
     backend: impl redb::StorageBackend,
+    snapshot: impl redb::StorageBackend,
     name: &str,
     through: Option<u64>,
 ) -> Result<LogReport, Error> {
-    let db = Database::builder()
-        .set_cache_size(CACHE_BYTES)
-        .create_with_backend(backend)
-        .map_err(|e| Error::Storage(format!("opening {name}: {e}")))?;
-    verify_database(&db, name, false, through)
+    let open = |backend: Box<dyn redb::StorageBackend>, what: &str| {
+        Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create_with_backend(super::Backend(backend))
+            .map_err(|e| Error::Storage(format!("opening {name}'s {what}: {e}")))
+    };
+    let db = open(Box::new(backend), "log")?;
+    let snapshot = open(Box::new(snapshot), "snapshot")?;
+    verify_database(&db, Some(&snapshot), name, false, through)
 }
 
+/// Checks the log in `db` from the snapshot in `snapshot_db` (or, as a data dir
+/// written before snapshots had a file of their own keeps it, in `db`).
 fn verify_database(
     db: &dyn ReadableDatabase,
+    snapshot_db: Option<&dyn ReadableDatabase>,
     file: &str,
     recovered: bool,
     through: Option<u64>,
@@ -230,8 +240,23 @@ fn verify_database(
     report.committed = committed.map(Position::from);
     report.last_purged = last_purged.map(Position::from);
 
-    let snapshot = txn.open_table(SNAPSHOT).map_err(|e| unreadable(e.into()))?;
-    let (snapshot, start) = match read_snapshot(&snapshot) {
+    let legacy = txn.open_table(SNAPSHOT).map_err(|e| unreadable(e.into()))?;
+    let own = match snapshot_db {
+        Some(snapshot_db) => {
+            let txn = snapshot_db.begin_read().map_err(|e| unreadable(e.into()))?;
+            match txn.open_table(SNAPSHOT) {
+                Ok(table) => read_snapshot(&table),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+                Err(e) => Err(unreadable(e.into()).to_string()),
+            }
+        }
+        None => Ok(None),
+    };
+    let found = match own {
+        Ok(None) => read_snapshot(&legacy),
+        other => other,
+    };
+    let (snapshot, start) = match found {
         Ok(Some((meta, image))) => {
             report.snapshot = Some(SnapshotSummary {
                 last: meta.last_log_id.map(Position::from),

@@ -27,8 +27,10 @@
 //!    submit → start latency is the probe's own clock at start minus the
 //!    client's clock at submit (same host) — how long an urgent job waits for a
 //!    slot on a saturated cluster with a deep queue in front of it;
-//! 5. **failover** (`--on cluster`): SIGKILL of the leader with every worker in
-//!    session and nothing queued; the time until a new leader acknowledges a
+//! 5. **failover** (`--on cluster`): SIGKILL of the leader at rest — every worker
+//!    in session, nothing queued, and the followers having applied what the leader
+//!    had (after a deep drain they trail it; how far, and how long they took, is
+//!    printed apart); the time until a new leader acknowledges a
 //!    submit, until that job starts, and until all N workers are in session with
 //!    the new leader (its `workers` list).
 //!
@@ -470,6 +472,12 @@ async fn measure(cli: &Cli, cluster: &mut Cluster, certs: Option<&Path>) -> anyh
             ms(f.all_back),
             f.progress
         );
+        println!(
+            "{system}: before the kill, the followers trailed the leader by up to {} entries and took {:.0} ms to apply them",
+            f.lag_entries,
+            ms(f.catch_up)
+        );
+        row = row.with("follower_lag_entries", f.lag_entries).num("follower_catchup_ms", ms(f.catch_up), 0);
         row = row.num("failover_accept_ms", ms(f.accepts), 0).num("failover_start_ms", f.job_started_ms, 0).num(
             "failover_workers_ms",
             ms(f.all_back),
@@ -626,6 +634,12 @@ struct Failover {
     /// Workers in session with the new leader at its first poll past 1, 2, 3, 5
     /// and 10 s after the kill (`SECONDS:COUNT`, the poll's own time).
     progress: String,
+    /// How far the furthest follower's applied index trailed the leader's when
+    /// the fleet was back at rest, in entries.
+    lag_entries: u64,
+    /// How long it then took every follower to apply the leader's index (the
+    /// kill comes after).
+    catch_up: Duration,
 }
 
 /// SIGKILLs the leader and times the way back (each wait at most [`SESSION_WAIT`]).
@@ -633,7 +647,25 @@ async fn failover(cluster: &mut Cluster, leader: usize, fleet: &Fleet, n: usize)
     // Every worker with the leader and nothing left running.
     let old = cluster.client_to(&cluster.endpoints[leader]).await?;
     until_in_session(&old, n, Instant::now(), SESSION_WAIT).await?;
-    let old_term = leader_of(&old.status().await?).map_or(0, |m| m.term);
+    let status = old.status().await?;
+    let old_term = leader_of(&status).map_or(0, |m| m.term);
+    // At rest: the followers have applied what the leader had. After a deep
+    // drain on shared cores they trail it; that wait is reported apart.
+    let target = leader_of(&status).map_or(0, |m| m.last_applied);
+    let lag_entries = status.managers.iter().map(|m| target.saturating_sub(m.last_applied)).max().unwrap_or(0);
+    let catching_up = Instant::now();
+    loop {
+        let status = old.status().await?;
+        if status.managers.len() == cluster.endpoints.len() && status.managers.iter().all(|m| m.last_applied >= target)
+        {
+            break;
+        }
+        if catching_up.elapsed() > SESSION_WAIT {
+            bail!("the followers did not apply the leader's index {target} within {SESSION_WAIT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let catch_up = catching_up.elapsed();
     drop(old);
     let client = cluster.client().await?;
     let mut survivors = Vec::new();
@@ -644,17 +676,22 @@ async fn failover(cluster: &mut Cluster, leader: usize, fleet: &Fleet, n: usize)
     }
     let (killed_wall, killed) = (wall_ms(), Instant::now());
     cluster.managers[leader].kill().await?;
+    println!("failover: SIGKILL of m{} at {killed_wall} ms since the epoch", leader + 1);
 
     // A submit acknowledged (with an idempotency key, so the client may try every manager).
+    let mut tries = Vec::new();
     let accepts = loop {
         let mut spec = JobSpec::new("failover", Task::Function { name: "mark".into(), input: "null".into() });
         spec.resources = Resources { cpu_millis: 1000, memory_bytes: 0, ..Resources::default() };
         spec.idempotency_key = Some("scale-failover".into());
-        if let Ok(Ok(results)) = tokio::time::timeout(Duration::from_secs(5), client.submit(vec![spec])).await
-            && results.iter().all(Result::is_ok)
-        {
-            break killed.elapsed();
-        }
+        let sent = killed.elapsed().as_secs_f64();
+        let outcome = match tokio::time::timeout(Duration::from_secs(5), client.submit(vec![spec])).await {
+            Ok(Ok(results)) if results.iter().all(Result::is_ok) => break killed.elapsed(),
+            Ok(Ok(results)) => format!("{:?}", results.into_iter().find_map(Result::err)),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer within 5 s".to_owned(),
+        };
+        tries.push(format!("{sent:.2}s→{:.2}s: {outcome}", killed.elapsed().as_secs_f64()));
         if killed.elapsed() > SESSION_WAIT {
             bail!("no submit acknowledged within {SESSION_WAIT:?} of the kill");
         }
@@ -707,5 +744,16 @@ async fn failover(cluster: &mut Cluster, leader: usize, fleet: &Fleet, n: usize)
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    Ok(Failover { new_leader, accepts, job_started_ms: started, all_back, progress: progress.join(" ") })
+    if !tries.is_empty() {
+        println!("failover: submits refused before the one acknowledged: {}", tries.join("; "));
+    }
+    Ok(Failover {
+        new_leader,
+        accepts,
+        job_started_ms: started,
+        all_back,
+        progress: progress.join(" "),
+        lag_entries,
+        catch_up,
+    })
 }
