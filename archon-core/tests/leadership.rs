@@ -74,6 +74,17 @@ impl Store for SwitchedStore {
     }
 }
 
+/// A manager with default settings on `store`, running until the token is cancelled.
+fn running(store: &Arc<SwitchedStore>) -> (Manager, CancellationToken) {
+    let manager = Manager::builder(store.clone()).config(ManagerConfig::default()).build();
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let (m, s) = (manager.clone(), stop.clone());
+        async move { m.run(s).await }
+    });
+    (manager, stop)
+}
+
 /// Runs `function:quick` and `function:chatty`, counting executions.
 #[derive(Default)]
 struct Quick {
@@ -103,12 +114,7 @@ impl Executor for Quick {
 #[tokio::test(start_paused = true)]
 async fn a_result_lost_with_a_deposed_leader_is_sent_again_and_the_run_is_not_rerun() {
     let store = SwitchedStore::new();
-    let manager = Manager::builder(store.clone()).config(ManagerConfig::default()).build();
-    let stop = CancellationToken::new();
-    tokio::spawn({
-        let (m, s) = (manager.clone(), stop.clone());
-        async move { m.run(s).await }
-    });
+    let (manager, stop) = running(&store);
     let quick = Arc::new(Quick::default());
     let mut config =
         WorkerConfig::new("w1", Resources { cpu_millis: 1000, memory_bytes: 1 << 30, ..Default::default() });
@@ -250,12 +256,7 @@ async fn a_new_leader_gives_known_workers_a_fresh_grace_period_before_reaping() 
 #[tokio::test(start_paused = true)]
 async fn a_submit_reaching_a_node_just_elected_waits_for_it_to_lead_and_one_that_never_leads_is_refused() {
     let store = SwitchedStore::new();
-    let manager = Manager::builder(store.clone()).config(ManagerConfig::default()).build();
-    let stop = CancellationToken::new();
-    tokio::spawn({
-        let (m, s) = (manager.clone(), stop.clone());
-        async move { m.run(s).await }
-    });
+    let (manager, stop) = running(&store);
     let submit = |name: &str| {
         let (m, spec) =
             (manager.clone(), JobSpec::new(name, Task::Function { name: "quick".into(), input: "null".into() }));
