@@ -179,6 +179,9 @@ struct Shared {
     /// (until it is renewed). Dropped when the session ends: the manager then
     /// requeues them, as the worker's next hello does not announce them.
     waiting: Mutex<std::collections::VecDeque<Assignment>>,
+    /// Whether holding the waiting assignments for a lapsed lease was logged:
+    /// once per lapse, not at every call of `start_ready` while it lasts.
+    held_logged: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -269,6 +272,7 @@ impl WorkerRuntime {
                 leaving: CancellationToken::new(),
                 lease: lease::Lease::new(),
                 waiting: Mutex::new(std::collections::VecDeque::new()),
+                held_logged: std::sync::atomic::AtomicBool::new(false),
             }),
             transport,
             reports_rx: tokio::sync::Mutex::new(reports_rx),

@@ -51,12 +51,13 @@ impl Shared {
             }
             let Some(generation) = self.lease.valid() else {
                 let held = self.waiting().len();
-                if held > 0 {
+                if held > 0 && !self.held_logged.swap(true, std::sync::atomic::Ordering::Relaxed) {
                     // Started now, they could outlive the lease the cluster counts on.
                     tracing::info!(held, "the lease has lapsed; assignments held until it is renewed");
                 }
                 return;
             };
+            self.held_logged.store(false, std::sync::atomic::Ordering::Relaxed);
             let (a, cancel) = {
                 let mut waiting = self.waiting();
                 let Some(next) = waiting.front() else { return };
