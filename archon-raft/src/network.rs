@@ -15,6 +15,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
+use archon_core::metrics::Metrics;
 use archon_net::tls::Dialer;
 use openraft::BasicNode;
 use openraft::error::{
@@ -69,11 +70,19 @@ const FIND_LEADER_PAUSE: Duration = Duration::from_millis(150);
 
 /// openraft's [`RaftNetworkFactory`] over gRPC: a node's [`BasicNode::addr`] is the
 /// `HOST:PORT` (or `http://HOST:PORT`) of its `archon.raft.v1.Raft` service.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct GrpcNetwork {
     channels: Channels,
     /// This node's id and the link table its RPCs obey, when faults are injected.
     links: Option<(u64, Links)>,
+    /// Where replication is counted (a private registry unless given one).
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for GrpcNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcNetwork").field("channels", &self.channels).field("links", &self.links).finish()
+    }
 }
 
 impl GrpcNetwork {
@@ -86,13 +95,20 @@ impl GrpcNetwork {
     /// over a cut link fails as unreachable without being sent, and a reply that
     /// arrives after its link was cut is lost the same way. For partition tests.
     pub fn with_links(node_id: u64, links: Links) -> GrpcNetwork {
-        GrpcNetwork { channels: Channels::default(), links: Some((node_id, links)) }
+        GrpcNetwork { channels: Channels::default(), links: Some((node_id, links)), metrics: Metrics::new() }
     }
 
     /// A network that reaches its peers through `dialer`: over mutual TLS with
     /// this manager's certificate, when the cluster has TLS.
     pub fn with_dialer(dialer: Dialer) -> GrpcNetwork {
-        GrpcNetwork { channels: Channels::new(dialer), links: None }
+        GrpcNetwork { channels: Channels::new(dialer), links: None, metrics: Metrics::new() }
+    }
+
+    /// The same network, counting the entries it replicates in `metrics`
+    /// (`archon_raft_entries_sent_total`, `archon_raft_entries_found_held_total`).
+    pub fn with_metrics(mut self, metrics: Metrics) -> GrpcNetwork {
+        self.metrics = metrics;
+        self
     }
 }
 
@@ -143,12 +159,13 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetwork {
                 .max_encoding_message_size(MAX_MESSAGE_BYTES)
         });
         let link = self.links.as_ref().map(|(from, links)| (*from, links.clone()));
-        GrpcPeer { target, node: node.clone(), client, link }
+        let metrics = self.metrics.clone();
+        GrpcPeer { target, node: node.clone(), client, link, metrics, probing: true, probed: (0, 0, None) }
     }
 }
 
 /// One peer as openraft's [`RaftNetwork`]: Raft RPCs to `target` at `node.addr`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GrpcPeer {
     target: u64,
     node: BasicNode,
@@ -156,37 +173,86 @@ pub struct GrpcPeer {
     client: Result<RaftClient<Channel>, String>,
     /// The sending node and the link table, when faults are injected.
     link: Option<(u64, Links)>,
+    metrics: Metrics,
+    /// Whether entries are offered as a probe first (see [`GrpcPeer::append_entries`]).
+    probing: bool,
+    /// Probes so far, the entries they found held, and when the first was sent.
+    probed: (u32, u64, Option<std::time::Instant>),
+}
+
+impl std::fmt::Debug for GrpcPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcPeer")
+            .field("target", &self.target)
+            .field("node", &self.node)
+            .field("probing", &self.probing)
+            .finish_non_exhaustive()
+    }
 }
 
 type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<u64, BasicNode, RaftError<u64, E>>>;
 
 impl RaftNetwork<TypeConfig> for GrpcPeer {
+    /// Sends `rpc`; while probing, asks first whether the follower holds the
+    /// entries of earlier terms in it.
+    ///
+    /// A new leader does not know where a follower's log ends: openraft 0.9
+    /// starts its search half-way between the start of the log and its end and
+    /// sends every entry from there, so after a failover a follower that was
+    /// up to date is sent back up to the whole log the leader keeps — for a
+    /// large state, hundreds of MiB before the new leader's first entry
+    /// commits. So until the entries of the leader's own term are reached, a
+    /// request goes first as a probe: the same request with no entries, whose
+    /// `prev_log_id` is the last of its entries from an earlier term. By Raft's
+    /// log matching, a follower holding that id holds every entry before it,
+    /// so on success only the entries after it are sent (none, mostly), and
+    /// that answer — the follower's accepted log id and commit index are what
+    /// the full request would have left — stands for the request's. Any other
+    /// answer to the probe (a conflict, which cuts nothing the full request
+    /// would not have cut, or an error) ends the probing and the request is
+    /// sent as it is.
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<u64>> {
-        let entries = rpc.entries.len();
-        let format = entries_format(&rpc.entries);
-        let payload = self.to_json("append_entries", &rpc)?;
-        // openraft drops an AppendEntries at its heartbeat interval (the hard
-        // TTL) and sends the same entries again, so a batch that cannot be
-        // encoded, sent, written and fsync'd by the follower within it would be
-        // retried forever. Giving up at the soft TTL instead lets it be answered
-        // with a smaller batch next (openraft keeps the hint for a few RPCs).
-        let deadline = if entries > 1 { option.soft_ttl() } else { option.hard_ttl() };
-        let sent = self
-            .send("append_entries", proto::RaftRequest { payload, format }, deadline, |mut c, r| async move {
-                c.append_entries(r).await
-            })
-            .await;
-        match sent {
-            Err(failure) if (failure.too_large || failure.slow) && entries > 1 => {
-                tracing::debug!(%failure, entries, "sending fewer entries per AppendEntries to this peer");
-                Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint((entries / 2) as u64)))
+        if !self.probing || rpc.entries.is_empty() {
+            return self.send_counted(rpc, option).await;
+        }
+        let term = rpc.vote.leader_id().get_term();
+        // The entries a follower may hold already: those of earlier terms.
+        let held = rpc.entries.iter().take_while(|e| e.log_id.leader_id.term < term).count();
+        if held == 0 {
+            // Past them: what follows is this leader's, sent as openraft asks.
+            self.stop_probing("reached this term's entries");
+            return self.send_counted(rpc, option).await;
+        }
+        let mut rpc = rpc;
+        let probe = AppendEntriesRequest {
+            vote: rpc.vote,
+            prev_log_id: Some(rpc.entries[held - 1].log_id),
+            leader_commit: rpc.leader_commit,
+            entries: Vec::new(),
+        };
+        self.probed.0 += 1;
+        self.probed.2.get_or_insert_with(std::time::Instant::now);
+        match self.send_entries(probe, option.clone()).await {
+            Ok(AppendEntriesResponse::Success) => {
+                self.probed.1 += held as u64;
+                self.metrics.raft().entries_found_held(held as u64);
+                let rest = rpc.entries.split_off(held);
+                if rest.is_empty() {
+                    return Ok(AppendEntriesResponse::Success);
+                }
+                self.stop_probing("reached this term's entries");
+                let prev_log_id = rpc.entries.last().map(|e| e.log_id);
+                self.send_counted(AppendEntriesRequest { prev_log_id, entries: rest, ..rpc }, option).await
             }
-            Err(failure) => Err(failure.into_rpc_error()),
-            Ok(reply) => self.decode_reply("append_entries", &reply),
+            Ok(higher @ AppendEntriesResponse::HigherVote(_)) => Ok(higher),
+            _ => {
+                self.stop_probing("the follower lacks them or did not answer");
+                self.send_counted(rpc, option).await
+            }
         }
     }
 
@@ -228,6 +294,63 @@ impl RaftNetwork<TypeConfig> for GrpcPeer {
 // The errors are openraft's `RPCError`, as large as the trait makes them.
 #[allow(clippy::result_large_err)]
 impl GrpcPeer {
+    /// Ends the probing after a failover, saying what it found.
+    fn stop_probing(&mut self, why: &str) {
+        self.probing = false;
+        let (probes, held, since) = self.probed;
+        if probes > 0 {
+            tracing::debug!(
+                follower = self.target, probes, held, took = ?since.map(|t| t.elapsed()), why,
+                "probed the follower's log instead of sending it again"
+            );
+        }
+    }
+
+    /// One AppendEntries, its entries counted as sent when the follower took them.
+    async fn send_counted(
+        &self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<u64>> {
+        let entries = rpc.entries.len() as u64;
+        let reply = self.send_entries(rpc, option).await;
+        if entries > 0 && matches!(reply, Ok(AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)))
+        {
+            self.metrics.raft().entries_sent(entries);
+        }
+        reply
+    }
+
+    /// One AppendEntries, as it is.
+    async fn send_entries(
+        &self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<u64>> {
+        let entries = rpc.entries.len();
+        let format = entries_format(&rpc.entries);
+        let payload = self.to_json("append_entries", &rpc)?;
+        // openraft drops an AppendEntries at its heartbeat interval (the hard
+        // TTL) and sends the same entries again, so a batch that cannot be
+        // encoded, sent, written and fsync'd by the follower within it would be
+        // retried forever. Giving up at the soft TTL instead lets it be answered
+        // with a smaller batch next (openraft keeps the hint for a few RPCs).
+        let deadline = if entries > 1 { option.soft_ttl() } else { option.hard_ttl() };
+        let sent = self
+            .send("append_entries", proto::RaftRequest { payload, format }, deadline, |mut c, r| async move {
+                c.append_entries(r).await
+            })
+            .await;
+        match sent {
+            Err(failure) if (failure.too_large || failure.slow) && entries > 1 => {
+                tracing::debug!(%failure, entries, "sending fewer entries per AppendEntries to this peer");
+                Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint((entries / 2) as u64)))
+            }
+            Err(failure) => Err(failure.into_rpc_error()),
+            Ok(reply) => self.decode_reply("append_entries", &reply),
+        }
+    }
+
     /// Sends one RPC within `ttl`; the reply's payload or why it failed.
     async fn send<M, F, Fut>(&self, rpc: &'static str, message: M, ttl: Duration, call: F) -> Result<Vec<u8>, Failure>
     where

@@ -182,6 +182,7 @@ impl RaftStore {
         };
         let storage = storage::open_with(&config.data_dir.join("raft.redb"), state.clone(), &options)?;
         let log = storage.log.clone();
+        let network = network.with_metrics(config.metrics.clone());
         let raft = Raft::new(config.node_id, Arc::new(config.openraft()?), network, storage.log, storage.state_machine)
             .await
             .map_err(|e| Error::Raft(e.to_string()))?;

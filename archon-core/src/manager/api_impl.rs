@@ -486,10 +486,11 @@ fn backfill_instants(
     Ok(instants)
 }
 
-/// The submit's event: the ids it created at info, or why it created none at debug.
+/// The submit's event, at debug (a line per job is not for a busy cluster's
+/// log): the ids it created, or why it created none.
 fn log_submitted(spec: &JobSpec, result: &SubmitResult) {
     match result {
-        Ok(s) => tracing::info!(
+        Ok(s) => tracing::debug!(
             job = %s.job, run = s.run.map(tracing::field::display), name = %spec.name, duplicate = s.duplicate,
             "job submitted"
         ),

@@ -1,10 +1,12 @@
 //! Log events for runs as the leader applies what happens to them: one event per
 //! state-machine event (or rejected report) about a run, with its ids as fields —
-//! `run`, and `job`, `attempt`, `worker` where the event knows them. A run's end
-//! is at info, the steps before it at debug: a disabled level costs a cached
-//! check per event, no formatting.
+//! `run`, and `job`, `attempt`, `worker` where the event knows them. What an
+//! operator acts on — a run that failed, timed out, was cancelled or will be
+//! retried — is at info; the routine steps, a run that succeeded among them,
+//! are at debug, so a busy cluster's log is not a line per job (a disabled
+//! level costs a cached check per event, no formatting).
 
-use crate::model::{AttemptId, ExitStatus, RunId};
+use crate::model::{AttemptId, ExitStatus, RunId, RunState};
 use crate::state::{Event, FireResult, Outcome, Rejection};
 
 /// Logs what one applied (or rejected) command did to runs.
@@ -41,6 +43,16 @@ pub(super) fn log(outcome: &Outcome) {
                 ),
                 None => tracing::info!(run = %run, not_before = %not_before, "the run will be retried"),
             },
+            // A run that succeeded is routine (debug); any other ending is news (info).
+            Event::RunFinished { run, job, state } if *state == RunState::Succeeded => {
+                match ended.filter(|(r, _, _)| r == run) {
+                    Some((_, attempt, status)) => tracing::debug!(
+                        run = %run, job = %job, attempt = %attempt, state = %state, status = %status,
+                        exit_code = status.code(), "run succeeded"
+                    ),
+                    None => tracing::debug!(run = %run, job = %job, state = %state, "run succeeded"),
+                }
+            }
             Event::RunFinished { run, job, state } => match ended.filter(|(r, _, _)| r == run) {
                 Some((_, attempt, status)) => tracing::info!(
                     run = %run, job = %job, attempt = %attempt, state = %state, status = %status,

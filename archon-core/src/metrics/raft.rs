@@ -25,8 +25,9 @@ pub struct RaftProgress {
 
 /// `archon_raft_term`, `archon_raft_commit_index`, `archon_raft_applied_index`,
 /// `archon_raft_apply_lag_entries`, `archon_raft_is_leader`,
-/// `archon_raft_leader_changes_total`, `archon_raft_snapshots_built_total` and
-/// `archon_raft_snapshots_installed_total`.
+/// `archon_raft_leader_changes_total`, `archon_raft_snapshots_built_total`,
+/// `archon_raft_snapshots_installed_total`, `archon_raft_entries_sent_total` and
+/// `archon_raft_entries_found_held_total`.
 #[derive(Debug)]
 pub struct RaftMetrics {
     term: Gauge,
@@ -37,6 +38,8 @@ pub struct RaftMetrics {
     leader_changes: Counter,
     snapshots_built: Counter,
     snapshots_installed: Counter,
+    entries_sent: Counter,
+    entries_found_held: Counter,
     committed: AtomicU64,
     applied: AtomicU64,
     /// The last (term, leader) seen, to count changes.
@@ -54,6 +57,8 @@ impl RaftMetrics {
             leader_changes: Counter::default(),
             snapshots_built: Counter::default(),
             snapshots_installed: Counter::default(),
+            entries_sent: Counter::default(),
+            entries_found_held: Counter::default(),
             committed: AtomicU64::new(0),
             applied: AtomicU64::new(0),
             last_leader: Mutex::new(None),
@@ -90,7 +95,32 @@ impl RaftMetrics {
             "Snapshots this node installed from the leader (it was too far behind for the log)",
             m.snapshots_installed.clone(),
         );
+        registry.register(
+            "archon_raft_entries_sent",
+            "Log entries this node sent to followers in AppendEntries",
+            m.entries_sent.clone(),
+        );
+        registry.register(
+            "archon_raft_entries_found_held",
+            "Log entries a follower was found to hold already, by a probe of its log, instead of being sent again",
+            m.entries_found_held.clone(),
+        );
         m
+    }
+
+    /// Counts log entries sent to a follower.
+    pub fn entries_sent(&self, n: u64) {
+        self.entries_sent.inc_by(n);
+    }
+
+    /// Counts log entries a probe found a follower to hold already.
+    pub fn entries_found_held(&self, n: u64) {
+        self.entries_found_held.inc_by(n);
+    }
+
+    /// Log entries sent to followers, and found held by them, so far.
+    pub fn replication(&self) -> (u64, u64) {
+        (self.entries_sent.get(), self.entries_found_held.get())
     }
 
     /// Counts a snapshot this node took.

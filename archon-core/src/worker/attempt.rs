@@ -64,7 +64,7 @@ impl OutputSink for AttemptSink {
 pub(super) async fn run_attempt(shared: Arc<Shared>, a: Assignment, cancel: CancellationToken) {
     let reports = shared.reports.clone();
     let _ = reports.send(WorkerMessage::Started { run: a.run, attempt: a.attempt }).await;
-    tracing::info!(task = a.spec.task.kind().as_str(), "attempt started");
+    tracing::debug!(task = a.spec.task.kind().as_str(), "attempt started");
     let kind = a.spec.task.kind();
     let metrics = shared.config.metrics.clone();
     metrics.worker().started(kind);
@@ -101,7 +101,12 @@ pub(super) async fn run_attempt(shared: Arc<Shared>, a: Assignment, cancel: Canc
     // Announced as unreported from here until the result is handed to a session.
     shared.unreported().insert(a.attempt);
     shared.running().remove(&a.attempt);
-    tracing::info!(status = %result.status, exit_code = result.status.code(), "attempt exited");
+    // Routine at debug; a failure is worth a line at info.
+    if result.status.is_success() {
+        tracing::debug!(status = %result.status, exit_code = 0, "attempt exited");
+    } else {
+        tracing::info!(status = %result.status, exit_code = result.status.code(), "attempt exited");
+    }
     let _ = reports.send(WorkerMessage::Finished { run: a.run, attempt: a.attempt, result }).await;
     // Its resources are free: the next queued attempt starts now.
     shared.start_ready();

@@ -55,14 +55,16 @@ fn json_events_about_a_run_carry_its_ids_from_submit_to_finish() {
     let log = dir.path().join("dev.log");
     let dev = Dev::start_with(&["--log-format", "json", "--log-filter", "warn,archon=info,archon_core=debug"], &log);
     let run = dev.submit(&["--command", "echo hello"]);
+    let failing = dev.submit(&["--command", "exit 3"]);
     let detail = dev.json(&["get", &run]);
     let job = id(&detail["run"]["job"], "job");
 
-    let events = wait_for(Duration::from_secs(30), "the run's events in the log", || {
+    let events = wait_for(Duration::from_secs(30), "the runs' events in the log", || {
         let events = json_lines(&log)?;
-        for message in ["job submitted", "assignment sent to the worker", "attempt started", "run finished"] {
+        for message in ["job submitted", "assignment sent to the worker", "attempt started", "run succeeded"] {
             event_about(&events, message, &run)?;
         }
+        event_about(&events, "run finished", &failing)?;
         Ok(events)
     });
     let detail = dev.json(&["get", &run]);
@@ -71,7 +73,8 @@ fn json_events_about_a_run_carry_its_ids_from_submit_to_finish() {
 
     let submitted = event_about(&events, "job submitted", &run).unwrap();
     assert_eq!(field_str(submitted, "job"), Some(job.as_str()), "{submitted}");
-    assert_eq!(submitted["level"], "INFO", "{submitted}");
+    // A line per job is debug; what an operator acts on is info (below).
+    assert_eq!(submitted["level"], "DEBUG", "{submitted}");
 
     let placed = event_about(&events, "run placed", &run).unwrap();
     assert_eq!(field_str(placed, "worker"), Some(worker.as_str()), "{placed}");
@@ -90,12 +93,24 @@ fn json_events_about_a_run_carry_its_ids_from_submit_to_finish() {
     }
     let exited = event_about(&events, "attempt exited", &run).unwrap();
     assert_eq!(field(exited, "exit_code"), Some(&Value::from(0)), "{exited}");
+    assert_eq!(exited["level"], "DEBUG", "{exited}");
 
-    let finished = event_about(&events, "run finished", &run).unwrap();
+    let finished = event_about(&events, "run succeeded", &run).unwrap();
     assert_eq!(field_str(finished, "attempt"), Some(attempt.as_str()), "{finished}");
     assert_eq!(field_str(finished, "job"), Some(job.as_str()), "{finished}");
     assert_eq!(field_str(finished, "state"), Some("succeeded"), "{finished}");
     assert_eq!(field(finished, "exit_code"), Some(&Value::from(0)), "{finished}");
+    assert_eq!(finished["level"], "DEBUG", "{finished}");
+    assert!(event_about(&events, "run finished", &run).is_err(), "a run that succeeded is not logged at info");
+
+    // A run that failed is logged at info, on the manager and on the worker.
+    let failed = event_about(&events, "run finished", &failing).unwrap();
+    assert_eq!(field_str(failed, "state"), Some("failed"), "{failed}");
+    assert_eq!(field(failed, "exit_code"), Some(&Value::from(3)), "{failed}");
+    assert_eq!(failed["level"], "INFO", "{failed}");
+    let exited = event_about(&events, "attempt exited", &failing).unwrap();
+    assert_eq!(field(exited, "exit_code"), Some(&Value::from(3)), "{exited}");
+    assert_eq!(exited["level"], "INFO", "{exited}");
 
     // Whatever else is said about the attempt says which run it belongs to.
     for event in events.iter().filter(|e| field_str(e, "attempt") == Some(attempt.as_str())) {
