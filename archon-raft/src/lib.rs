@@ -20,7 +20,7 @@ pub mod storage;
 mod store;
 
 pub use error::Error;
-pub use proposal::{ENTRY_FORMAT, Proposal};
+pub use proposal::{ENTRY_FORMAT, Proposal, ProposalError};
 pub use store::{RaftConfig, RaftStore};
 
 /// Archon's Raft types: a log entry carries one batch of commands (a

@@ -67,7 +67,7 @@ async fn apply_accepted(sm: &mut StateMachine, entries: &[Entry<TypeConfig>]) {
     assert_eq!(responses.len(), entries.len());
     for (entry, outcomes) in entries.iter().zip(&responses) {
         let commands = match &entry.payload {
-            EntryPayload::Normal(proposal) => proposal.commands.len(),
+            EntryPayload::Normal(proposal) => proposal.commands().unwrap().len(),
             _ => 0,
         };
         assert_eq!(outcomes.len(), commands, "one outcome per command of {}", entry.log_id);

@@ -160,12 +160,17 @@ impl StateMachine {
 /// Applies one entry's commands to `state` (upgrading a state of Archon 0.1 first
 /// when the entry is of a newer format): the one door through which both the
 /// state machine and [`verify`](super::verify) apply the log.
-pub(super) fn apply_proposal(state: &mut ClusterState, proposal: &Proposal, index: u64) -> Vec<Outcome> {
+pub(super) fn apply_proposal(
+    state: &mut ClusterState,
+    proposal: &Proposal,
+    index: u64,
+) -> Result<Vec<Outcome>, crate::ProposalError> {
+    let commands = proposal.commands()?;
     if proposal.format > 0 && state.is_legacy() {
         tracing::info!(index, "upgrading the state written by Archon 0.1");
         state.upgrade();
     }
-    proposal.commands.iter().map(|cmd| state.apply(cmd)).collect()
+    Ok(commands.iter().map(|cmd| state.apply(cmd)).collect())
 }
 
 /// Swaps in a new state, dropping the old one after the write lock is released.
@@ -302,7 +307,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Normal(proposal) => {
                     let mut state = self.state.write().map_err(|_| failed(Failure::Poisoned))?;
                     let before = state.pending_history().len();
-                    let outcomes = apply_proposal(&mut state, &proposal, entry.log_id.index);
+                    let outcomes = apply_proposal(&mut state, &proposal, entry.log_id.index)
+                        .map_err(|e| failed(Failure::Format(e.to_string())))?;
                     let new = &state.pending_history()[before..];
                     handed += new.len() as u64;
                     handed_bytes += new.iter().map(output_bytes).sum::<u64>();

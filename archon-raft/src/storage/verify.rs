@@ -405,7 +405,7 @@ impl Walk {
         }
         if let Ok(entry) = &entry {
             match &entry.payload {
-                EntryPayload::Normal(proposal) => report.commands += proposal.commands.len() as u64,
+                EntryPayload::Normal(proposal) => report.commands += proposal.commands().map_or(0, <[_]>::len) as u64,
                 EntryPayload::Membership(_) => report.memberships += 1,
                 EntryPayload::Blank => report.blanks += 1,
             }
@@ -477,7 +477,10 @@ impl Replay {
     /// Applies the entry stored at `index` (the next one).
     fn apply(&mut self, index: u64, entry: Entry<TypeConfig>) {
         if let EntryPayload::Normal(proposal) = &entry.payload {
-            apply_proposal(&mut self.state, proposal, index);
+            if apply_proposal(&mut self.state, proposal, index).is_err() {
+                // Not applied: `finish` reports the entry as unreadable.
+                return;
+            }
             // What apply hands to the history is the history file's business.
             drop(self.state.take_history());
         }

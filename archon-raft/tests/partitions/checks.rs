@@ -185,7 +185,7 @@ pub(crate) async fn log_replays_to_the_state(seed: u64, data_dir: &Path, view: &
             if proposal.format > 0 {
                 replayed.upgrade();
             }
-            for command in proposal.commands.iter() {
+            for command in proposal.commands().unwrap() {
                 for event in replayed.apply(command).events() {
                     if let Event::RunFinished { run, .. } = event {
                         finished.entry(*run).or_default().push(entry.log_id.index);
