@@ -142,8 +142,12 @@ pub async fn serve_routes_tls(
     let address = listener.local_addr().map_err(Error::ListenerAddress)?;
     let scheme = if tls.is_some() { "TLS 1.3, client certificates of the cluster CA" } else { "plaintext" };
     tracing::info!(%address, transport = scheme, "serving {what}");
-    let incoming = crate::tls::incoming(listener, tls);
-    serve_routes_incoming(incoming, address, routes, shutdown, what).await
+    let (incoming, closed) = crate::tls::incoming(listener, tls);
+    let served = serve_routes_incoming(incoming, address, routes, shutdown, what).await;
+    // The server dropped the stream: wait for the port to close, so that a
+    // caller may bind it again as soon as this returns.
+    let _ = closed.await;
+    served
 }
 
 /// [`serve_routes`] over the connections `incoming` yields rather than a TCP

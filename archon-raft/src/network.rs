@@ -244,9 +244,11 @@ impl RaftNetwork<TypeConfig> for GrpcPeer {
                 if rest.is_empty() {
                     return Ok(AppendEntriesResponse::Success);
                 }
-                self.stop_probing("reached this term's entries");
                 let prev_log_id = rpc.entries.last().map(|e| e.log_id);
-                self.send_counted(AppendEntriesRequest { prev_log_id, entries: rest, ..rpc }, option).await
+                let reply = self.send_counted(AppendEntriesRequest { prev_log_id, entries: rest, ..rpc }, option).await;
+                // Not reached if openraft's timeout drops this call: its retry probes again.
+                self.stop_probing("reached this term's entries");
+                reply
             }
             Ok(higher @ AppendEntriesResponse::HigherVote(_)) => Ok(higher),
             _ => {

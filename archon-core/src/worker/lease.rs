@@ -144,13 +144,18 @@ impl Lease {
     /// lease has lapsed unnoticed (the caller fences what runs).
     pub(crate) fn kept(&self, until: Option<Instant>) -> bool {
         let mut s = self.state();
+        let now = Instant::now();
+        // Until now the keeper enforced the end it was told before: if that
+        // end passed unnoticed (the worker frozen past it, say), the keeper
+        // has killed what ran — a lapse, whatever end it is told next.
+        let mut lapsed = matches!(s.kept, Some(Some(_))) && notice(&mut s, now);
         s.kept = Some(until);
-        // A later end the keeper now knows revives a lapse noticed only
-        // because the keeper had not been told yet.
-        if s.lapsed && !s.length.is_zero() && effective(&s).is_some_and(|u| u > Instant::now()) {
+        // A later end the keeper now knows revives a lapsed lease (in the new
+        // generation), or one noticed only because it had not been told yet.
+        if s.lapsed && !s.length.is_zero() && effective(&s).is_some_and(|u| u > now) {
             s.lapsed = false;
         }
-        let lapsed = notice(&mut s, Instant::now());
+        lapsed |= notice(&mut s, now);
         self.publish(&s);
         lapsed
     }
@@ -282,6 +287,21 @@ mod tests {
         assert!(lease.check(), "the keeper's end is the lease's end");
         assert!(!lease.kept(Some(Instant::now() + Duration::from_secs(5))));
         assert_eq!(lease.valid(), Some(1), "told a later end, it holds again, in a new generation");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_keeper_told_a_later_end_only_after_its_earlier_end_passed_has_fenced_what_ran() {
+        let lease = Lease::new();
+        lease.attach_keeper();
+        lease.welcome(Duration::from_secs(8), Instant::now());
+        assert!(!lease.kept(Some(Instant::now() + Duration::from_secs(2))));
+        assert_eq!(lease.valid(), Some(0));
+        // Frozen past the end the keeper enforces (it kills what runs), then
+        // the keeper is told a later end before anything noticed the lapse.
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert!(lease.kept(Some(Instant::now() + Duration::from_secs(5))), "the keeper's end passed: a lapse");
+        assert!(lease.fenced_since(0), "what started before it was killed by the keeper, not failed");
+        assert_eq!(lease.valid(), Some(1), "and the lease holds again, in a new generation");
     }
 
     #[tokio::test(start_paused = true)]

@@ -15,7 +15,7 @@ use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 
@@ -164,48 +164,58 @@ impl AsyncWrite for Conn {
 /// handshake runs in its own task with [`HANDSHAKE_TIMEOUT`]; one that fails
 /// (plaintext, TLS 1.2, a certificate of another CA or expired, none where one
 /// is required) is logged and dropped, and never reaches the server. Ends when
-/// the stream is dropped.
+/// the stream is dropped; the receiver returned with it hears once the
+/// listener is closed (its port free to bind again).
 pub fn incoming(
     listener: TcpListener,
     tls: Option<ServerTls>,
-) -> impl Stream<Item = Result<Conn, io::Error>> + Send + 'static {
+) -> (impl Stream<Item = Result<Conn, io::Error>> + Send + 'static, oneshot::Receiver<()>) {
     let (tx, rx) = mpsc::channel(BACKLOG);
+    let (closed_tx, closed) = oneshot::channel();
     tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                _ = tx.closed() => return,
-            };
-            let (stream, addr) = match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of descriptors, say: pause rather than spin.
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            match &tls {
-                None => {
-                    let peer = Peer { addr: Some(addr), identity: None, tls: false };
-                    if tx.send(Ok(Conn::Plain(stream, peer))).await.is_err() {
-                        return;
-                    }
-                }
-                Some(tls) => {
-                    let config = tls.config.current();
-                    let tx = tx.clone();
-                    tokio::spawn(async move {
-                        if let Some(conn) = handshake(stream, addr, config).await {
-                            let _ = tx.send(Ok(conn)).await;
-                        }
-                    });
+        accept(&listener, tls, tx).await;
+        // The port is closed before whoever waits on `closed` hears of it.
+        drop(listener);
+        let _ = closed_tx.send(());
+    });
+    (ReceiverStream::new(rx), closed)
+}
+
+/// Accepts connections on `listener` until the stream's receiver is gone.
+async fn accept(listener: &TcpListener, tls: Option<ServerTls>, tx: mpsc::Sender<Result<Conn, io::Error>>) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = tx.closed() => return,
+        };
+        let (stream, addr) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of descriptors, say: pause rather than spin.
+                tracing::warn!(error = %e, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        match &tls {
+            None => {
+                let peer = Peer { addr: Some(addr), identity: None, tls: false };
+                if tx.send(Ok(Conn::Plain(stream, peer))).await.is_err() {
+                    return;
                 }
             }
+            Some(tls) => {
+                let config = tls.config.current();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    if let Some(conn) = handshake(stream, addr, config).await {
+                        let _ = tx.send(Ok(conn)).await;
+                    }
+                });
+            }
         }
-    });
-    ReceiverStream::new(rx)
+    }
 }
 
 async fn handshake(stream: TcpStream, addr: SocketAddr, config: Arc<ServerConfig>) -> Option<Conn> {
