@@ -137,6 +137,11 @@ impl RunDetail {
     pub fn exit(&self) -> Option<&ExitStatus> {
         self.attempts.last().and_then(|a| a.result.as_ref()).map(|r| &r.status)
     }
+
+    /// The last attempt's stdout as text (the kept tail), empty if none ended.
+    pub fn stdout(&self) -> String {
+        self.attempts.last().and_then(|a| a.result.as_ref()).map(|r| r.stdout.text()).unwrap_or_default()
+    }
 }
 
 /// A line of `archon jobs`.

@@ -27,7 +27,7 @@ type Function = Box<dyn Fn(Value) -> BoxFuture<'static, Result<Value, String>> +
 /// A timeout or cancel drops the function's future. Capabilities `function:NAME`.
 #[derive(Default)]
 pub struct FunctionExecutor {
-    functions: BTreeMap<String, Function>,
+    pub(crate) functions: BTreeMap<String, Function>,
 }
 
 impl std::fmt::Debug for FunctionExecutor {
@@ -59,6 +59,12 @@ impl FunctionExecutor {
         Fut: Future<Output = Result<Value, String>> + Send + 'static,
     {
         self.functions.insert(name.into(), Box::new(move |input| Box::pin(f(input))));
+        self
+    }
+
+    /// Adds the functions of `other`, replacing any of the same name.
+    pub fn extend(&mut self, other: FunctionExecutor) -> &mut Self {
+        self.functions.extend(other.functions);
         self
     }
 

@@ -36,6 +36,7 @@ mod ledger;
 mod process;
 mod script;
 mod shell;
+mod typed;
 mod usage;
 
 use std::sync::Arc;
@@ -54,6 +55,7 @@ pub use ledger::ProcessLedger;
 pub use process::ProcessExecutor;
 pub use script::ScriptExecutor;
 pub use shell::ShellExecutor;
+pub use typed::TypedFunction;
 
 /// A registry with the executors that need nothing but the local machine: shell,
 /// script and process.

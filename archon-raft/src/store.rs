@@ -143,6 +143,7 @@ pub struct RaftStore {
     proposer: Proposer,
     leadership: watch::Receiver<Leadership>,
     config: Arc<RaftConfig>,
+    files: storage::OpenFiles,
 }
 
 impl std::fmt::Debug for RaftStore {
@@ -192,7 +193,17 @@ impl RaftStore {
         tokio::spawn(watch_progress(raft.metrics(), config.metrics.clone()));
         tokio::spawn(snapshot_when_due(raft.clone(), storage.snapshots));
         let proposer = Proposer::start(raft.clone(), config.metrics.clone(), config.max_entry_bytes);
-        Ok(RaftStore { raft, state, history: storage.history, log, proposer, leadership, config: Arc::new(config) })
+        let files = storage.files;
+        Ok(RaftStore {
+            raft,
+            state,
+            history: storage.history,
+            log,
+            proposer,
+            leadership,
+            config: Arc::new(config),
+            files,
+        })
     }
 
     /// Makes this node the first member of a new group with `members` (id →
@@ -241,6 +252,12 @@ impl RaftStore {
             .map_err(|_| Error::NotLeader { leader: self.leadership.borrow().leader.clone() })?
             .map_err(|_| Error::Raft("raft stopped".into()))?;
         Ok(())
+    }
+
+    /// Tells when the node's files are closed: once this store, its clones and
+    /// what holds them (a manager) are dropped after [`RaftStore::shutdown`].
+    pub fn files(&self) -> storage::OpenFiles {
+        self.files.clone()
     }
 
     /// Stops Raft, then waits for the log's last writes. Proposals fail afterwards.

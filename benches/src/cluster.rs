@@ -295,7 +295,7 @@ pub fn leader_of(status: &ClusterStatus) -> Option<&ManagerInfo> {
 
 /// A CA in `dir` and certificates for managers `m1…`, workers `w1…` and the client `bench`.
 fn make_certificates(dir: &Path, managers: usize, workers: usize) -> anyhow::Result<()> {
-    use archon::certs::{self, CA_DAYS, LEAF_DAYS};
+    use archon_cli::certs::{self, CA_DAYS, LEAF_DAYS};
     certs::init(dir, "bench", CA_DAYS, true)?;
     let sans = ["127.0.0.1".to_owned(), "localhost".to_owned()];
     for m in 1..=managers {

@@ -88,7 +88,7 @@ impl Dev {
 /// A client's dialer from the CLI settings `archon dev` wrote: TLS with its CA
 /// and client certificate, and its admin token.
 pub fn dialer_from_settings(path: &Path) -> anyhow::Result<Dialer> {
-    let s = archon::settings::load(path)?;
+    let s = archon_cli::settings::load(path)?;
     let files = TlsFiles {
         ca: s.ca.context("no ca in the settings")?,
         cert: s.cert.context("no cert in the settings")?,

@@ -231,6 +231,32 @@ impl std::fmt::Debug for Manager {
     }
 }
 
+/// A handle on a [`Manager`] that does not keep it (or its store) alive.
+#[derive(Clone)]
+pub struct WeakManager {
+    shared: std::sync::Weak<Shared>,
+}
+
+impl std::fmt::Debug for WeakManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeakManager").field("alive", &(self.shared.strong_count() > 0)).finish()
+    }
+}
+
+impl WeakManager {
+    /// The manager, unless every [`Manager`] clone is gone.
+    pub fn upgrade(&self) -> Option<Manager> {
+        self.shared.upgrade().map(|shared| Manager { shared })
+    }
+}
+
+impl Manager {
+    /// A handle that does not keep this manager alive.
+    pub fn downgrade(&self) -> WeakManager {
+        WeakManager { shared: Arc::downgrade(&self.shared) }
+    }
+}
+
 /// Builds a [`Manager`] around a [`Store`].
 pub struct ManagerBuilder {
     store: Arc<dyn Store>,

@@ -31,6 +31,9 @@ pub(super) struct HistoryDb {
     path: Option<PathBuf>,
     /// Where work on it runs.
     pub(super) blocking: BlockingWork,
+    /// Declared last: set once the database above is dropped.
+    _dropped: super::Dropped,
+    closed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl HistoryDb {
@@ -46,7 +49,8 @@ impl HistoryDb {
         blocking: BlockingWork,
     ) -> Result<HistoryDb, redb::DatabaseError> {
         let db = Database::builder().set_cache_size(cache_bytes).create(&path)?;
-        Ok(HistoryDb { db: RwLock::new(db), path: Some(path), blocking })
+        let (dropped, closed) = super::Dropped::new();
+        Ok(HistoryDb { db: RwLock::new(db), path: Some(path), blocking, _dropped: dropped, closed })
     }
 
     /// Opens (or creates) the database on `backend` instead of a file.
@@ -56,7 +60,13 @@ impl HistoryDb {
         blocking: BlockingWork,
     ) -> Result<HistoryDb, redb::DatabaseError> {
         let db = Database::builder().set_cache_size(cache_bytes).create_with_backend(backend)?;
-        Ok(HistoryDb { db: RwLock::new(db), path: None, blocking })
+        let (dropped, closed) = super::Dropped::new();
+        Ok(HistoryDb { db: RwLock::new(db), path: None, blocking, _dropped: dropped, closed })
+    }
+
+    /// The flag set once this database is dropped (its file closed).
+    pub(super) fn closed(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        std::sync::Arc::clone(&self.closed)
     }
 
     /// Creates the tables a fresh file lacks.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use archon_core::metrics::Metrics;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError, Vote};
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{ReadableDatabase, ReadableTable};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -40,7 +40,7 @@ pub(super) const APPEND_BYTES: usize = 512 << 10;
 /// uses a clone as its log reader.
 #[derive(Clone)]
 pub struct LogStore {
-    db: Arc<Database>,
+    db: Arc<super::Db>,
     recent: Arc<Recent>,
     snapshots: Arc<SnapshotDue>,
     /// Told the committed index as it advances.
@@ -63,7 +63,7 @@ pub(super) struct StoredLogId {
 
 impl LogStore {
     pub(super) fn new(
-        db: Arc<Database>,
+        db: Arc<super::Db>,
         recent: Arc<Recent>,
         snapshots: Arc<SnapshotDue>,
         metrics: Metrics,

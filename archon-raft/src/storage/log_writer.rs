@@ -80,7 +80,7 @@ pub(super) struct LogWriter {
 }
 
 struct Inner {
-    db: Arc<Database>,
+    db: Arc<super::Db>,
     blocking: BlockingWork,
     queue: Mutex<Queue>,
     /// Wakes the task: something queued, or the last handle is gone.
@@ -94,7 +94,7 @@ struct Queue {
 }
 
 impl LogWriter {
-    pub(super) fn new(db: Arc<Database>, blocking: BlockingWork) -> LogWriter {
+    pub(super) fn new(db: Arc<super::Db>, blocking: BlockingWork) -> LogWriter {
         let inner = Inner { db, blocking, queue: Mutex::default(), wake: Arc::new(Notify::new()) };
         LogWriter { inner: Arc::new(inner) }
     }

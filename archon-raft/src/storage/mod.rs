@@ -34,7 +34,7 @@ mod state_machine;
 mod verify;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use archon_core::metrics::Metrics;
@@ -242,6 +242,65 @@ pub struct Storage {
     pub history: RedbHistory,
     /// Tells when a snapshot is due.
     pub snapshots: Arc<SnapshotDue>,
+    /// Tells when every user of the files let go of them.
+    pub files: OpenFiles,
+}
+
+/// Tells when a node's three redb files are closed: a redb file can be open only
+/// once at a time, so a process that reopens a data dir it has shut down waits
+/// for [`OpenFiles::closed`] (every user let go and the databases' drops ended).
+#[derive(Debug, Clone)]
+pub struct OpenFiles {
+    log: Arc<AtomicBool>,
+    history: Arc<AtomicBool>,
+    snapshot: Arc<AtomicBool>,
+}
+
+impl OpenFiles {
+    /// Whether all three files are closed.
+    pub fn closed(&self) -> bool {
+        [&self.log, &self.history, &self.snapshot].iter().all(|closed| closed.load(Ordering::Acquire))
+    }
+}
+
+/// Sets its flag when dropped: declared after what it watches, after that is dropped.
+#[derive(Debug)]
+pub(crate) struct Dropped(Arc<AtomicBool>);
+
+impl Dropped {
+    /// A guard and the flag it sets.
+    pub(crate) fn new() -> (Dropped, Arc<AtomicBool>) {
+        let flag = Arc::new(AtomicBool::new(false));
+        (Dropped(Arc::clone(&flag)), flag)
+    }
+}
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// A redb database that says when it has been dropped (its file closed).
+#[derive(Debug)]
+pub(crate) struct Db {
+    db: Database,
+    _dropped: Dropped,
+}
+
+impl Db {
+    fn new(db: Database) -> (Db, Arc<AtomicBool>) {
+        let (dropped, flag) = Dropped::new();
+        (Db { db, _dropped: dropped }, flag)
+    }
+}
+
+impl std::ops::Deref for Db {
+    type Target = Database;
+
+    fn deref(&self) -> &Database {
+        &self.db
+    }
 }
 
 impl Storage {
@@ -324,9 +383,12 @@ pub fn open_with(path: &Path, state: Arc<RwLock<ClusterState>>, options: &Storag
     };
     create_tables(&db).map_err(|e| Error::Storage(e.to_string()))?;
     move_legacy_snapshot(&db, &snapshot_db).map_err(|e| Error::Storage(format!("moving the snapshot: {e}")))?;
+    let (snapshot_db, snapshot_closed) = Db::new(snapshot_db);
     let snapshot_db = Arc::new(snapshot_db);
+    let (db, log_closed) = Db::new(db);
     let db = Arc::new(db);
     history_db.create_tables().map_err(|e| Error::Storage(e.to_string()))?;
+    let files = OpenFiles { log: log_closed, history: history_db.closed(), snapshot: snapshot_closed };
     let history_db = Arc::new(history_db);
     let snapshots = Arc::new(SnapshotDue::new(options));
     let recent = Arc::new(recent::Recent::new());
@@ -342,7 +404,7 @@ pub fn open_with(path: &Path, state: Arc<RwLock<ClusterState>>, options: &Storag
     .map_err(|e| Error::Storage(format!("loading the snapshot: {e}")))?;
     let history = RedbHistory::new(history_db, state);
     let log = LogStore::new(db, recent, snapshots.clone(), options.metrics.clone(), options.blocking);
-    Ok(Storage { log, state_machine, history, snapshots })
+    Ok(Storage { log, state_machine, history, snapshots, files })
 }
 
 /// Where the snapshot of the node whose log is at `raft` lives

@@ -90,7 +90,7 @@ impl SnapshotImage {
 /// hands over, and keeps its snapshots. Created by [`open`](super::open).
 pub struct StateMachine {
     /// The snapshot's database.
-    db: Arc<Database>,
+    db: Arc<super::Db>,
     history: Arc<HistoryDb>,
     state: Arc<RwLock<ClusterState>>,
     last_applied: Option<LogId<NodeId>>,
@@ -120,7 +120,7 @@ impl std::fmt::Debug for StateMachine {
 impl StateMachine {
     /// Loads the stored snapshot (if any) into `state`; an empty state otherwise.
     pub(super) fn load(
-        db: Arc<Database>,
+        db: Arc<super::Db>,
         history: Arc<HistoryDb>,
         state: Arc<RwLock<ClusterState>>,
         snapshots: Arc<SnapshotDue>,
@@ -428,7 +428,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 /// and stores it as the node's current snapshot.
 pub struct SnapshotBuilder {
     /// The snapshot's database.
-    db: Arc<Database>,
+    db: Arc<super::Db>,
     history: Arc<HistoryDb>,
     /// `None` when the state lock was poisoned.
     image: Option<Arc<SnapshotImage>>,

@@ -13,7 +13,7 @@
 //! on the bench's workers), and, with `--full-timeline`, again once the timeline
 //! holds its full hour (360 samples; that waits about an hour).
 //!
-//! Build with `cargo build --release -p archon -p archon-benches --bin archon
+//! Build with `cargo build --release -p archon-cli -p archon-benches --bin archon
 //! --bin dashboard`, then `target/release/dashboard` (and `target/release/dashboard
 //! --full-timeline` for the third phase).
 

@@ -1,6 +1,6 @@
 //! Manager failover under load: how long after `kill -9` of the Raft leader of a
 //! 3-manager group a new leader accepts submits. Build first:
-//! `cargo build --release --bins -p archon-manager -p archon-worker -p archon -p archon-benches`,
+//! `cargo build --release --bins -p archon-manager -p archon-worker -p archon-cli -p archon-benches`,
 //! then `target/release/failover --rounds 5`.
 //!
 //! Each round starts three `archon-manager`s (fixed free loopback ports, `--peers`,

@@ -194,7 +194,7 @@ fn load_row(system: &str, batch: usize, clients: usize, m: Measured) -> Row {
 }
 
 async fn inproc(jobs: usize, batch: usize, submitters: usize, deadline: Duration) -> anyhow::Result<()> {
-    let cluster = InProcCluster::start(huge_capacity(), archon::executors::local()).await?;
+    let cluster = InProcCluster::start(huge_capacity(), archon_cli::executors::local()).await?;
     let api: Arc<dyn Api> = Arc::new(cluster.manager.clone());
     let clients = vec![api; submitters.max(1)];
     let m = cluster.manager.clone();
@@ -266,7 +266,7 @@ async fn stores(jobs: usize, batch: usize, submitters: usize, rounds: usize) -> 
                     (Arc::new(store), Box::new(move || s.shutdown()))
                 }
             };
-            let cluster = InProcCluster::start_on(store_ref, huge_capacity(), archon::executors::local()).await?;
+            let cluster = InProcCluster::start_on(store_ref, huge_capacity(), archon_cli::executors::local()).await?;
             let took = noop_jobs(&cluster, 2_000, jobs, batch, submitters).await?;
             drop(cluster);
             shutdown();

@@ -7,7 +7,7 @@
 //!   runs (first page, a state filter, a page deep in the history, one job's
 //!   runs) over REST and over gRPC, p50 / p99.
 //!
-//! Build with `cargo build --release -p archon -p archon-benches`, then
+//! Build with `cargo build --release -p archon-cli -p archon-benches`, then
 //! `target/release/rest submit` and `target/release/rest list`.
 
 use std::sync::Arc;

@@ -224,14 +224,14 @@ impl Fleet {
             });
         let executors = Arc::new(ExecutorRegistry::new().with(Arc::new(functions)));
         // As the worker daemon: its reconnect back-off.
-        let daemon = archon::daemon::worker::WorkerDaemonConfig::default();
+        let daemon = archon_cli::daemon::worker::WorkerDaemonConfig::default();
         let capacity = Resources { cpu_millis: cli.slots * 1000, memory_bytes: 1 << 30, ..Resources::default() };
         let mut workers = Vec::with_capacity(cli.workers);
         for i in 1..=cli.workers {
             let name = format!("sim{i}");
             let dialer = match certs {
                 Some(dir) => {
-                    use archon::certs::{LEAF_DAYS, issue};
+                    use archon_cli::certs::{LEAF_DAYS, issue};
                     issue(dir, Role::Worker, &name, &[], LEAF_DAYS, true)?;
                     Dialer::tls(ClientTls::load(TlsFiles::in_dir(dir, &name), Role::Worker)?)
                 }

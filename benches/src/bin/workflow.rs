@@ -22,7 +22,7 @@
 //! then min / median / max over the rounds, and the daemon's RSS before and
 //! after. The figures of the runs are read after each timed part (not timed).
 //!
-//! Build with `cargo build --release -p archon -p archon-benches --all-features`,
+//! Build with `cargo build --release -p archon-cli -p archon-benches --all-features`,
 //! then `target/release/workflow` (defaults: `--width 1000 --rounds 5`). A wide
 //! workflow may need a larger log entry than the default 1 MiB (about 600 bytes
 //! a no-op node): `target/release/workflow --width 4000 --rounds 3

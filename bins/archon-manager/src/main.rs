@@ -1,12 +1,12 @@
 //! `archon-manager`: parses its configuration (file, then `ARCHON_*` env, then
-//! flags) and runs [`archon::daemon::manager::run`]; `archon-manager verify-data`
+//! flags) and runs [`archon_cli::daemon::manager::run`]; `archon-manager verify-data`
 //! checks a stopped manager's files instead ([`archon_raft::storage::verify`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use archon::daemon::manager::{ManagerDaemonConfig, ManagerFile};
+use archon_cli::daemon::manager::{ManagerDaemonConfig, ManagerFile};
 use clap::{Parser, Subcommand};
 
 #[global_allocator]
@@ -54,10 +54,10 @@ struct Flags {
     store: Option<String>,
     /// History retention, idempotency window, kept output and input limits.
     #[command(flatten)]
-    keeping: archon::daemon::keeping::KeepingFlags,
+    keeping: archon_cli::daemon::keeping::KeepingFlags,
     /// TLS: --tls-ca, --tls-cert, --tls-key (see `archon certs`), or --insecure.
     #[command(flatten)]
-    tls: archon::security::TlsFlags,
+    tls: archon_cli::security::TlsFlags,
     /// Serve /metrics without a token (TLS and client certificates still apply).
     #[arg(long)]
     open_metrics: bool,
@@ -67,7 +67,7 @@ struct Flags {
     browser_login: bool,
     /// How it logs: --log-format text|json, --log-filter DIRECTIVES.
     #[command(flatten)]
-    log: archon::logging::LogOptions,
+    log: archon_cli::logging::LogOptions,
     /// More logging (-v, -vv).
     #[arg(long, short = 'v', action = clap::ArgAction::Count)]
     verbose: u8,
@@ -99,7 +99,7 @@ fn main() -> ExitCode {
     if let Some(Operation::VerifyData { data_dir, through }) = &flags.command {
         return verify_data(data_dir, *through);
     }
-    archon::daemon::main(flags.log.clone(), flags.verbose, || configure(flags), archon::daemon::manager::run)
+    archon_cli::daemon::main(flags.log.clone(), flags.verbose, || configure(flags), archon_cli::daemon::manager::run)
 }
 
 /// Prints [`archon_raft::storage::verify`]'s report: exit 0 when the data is
@@ -115,14 +115,14 @@ fn verify_data(data_dir: &Path, through: Option<u64>) -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(archon::EXIT_BAD_INPUT)
+            ExitCode::from(archon_cli::EXIT_BAD_INPUT)
         }
     }
 }
 
 fn configure(flags: Flags) -> anyhow::Result<ManagerDaemonConfig> {
     let mut config = ManagerDaemonConfig::default();
-    config.apply(archon::daemon::load_file::<ManagerFile>(flags.config.as_deref())?)?;
+    config.apply(archon_cli::daemon::load_file::<ManagerFile>(flags.config.as_deref())?)?;
     config.apply(ManagerFile {
         listen: flags.listen,
         advertise: flags.advertise,

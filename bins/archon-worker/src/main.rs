@@ -1,11 +1,11 @@
 //! `archon-worker`: parses its configuration (file, then `ARCHON_*` env, then
-//! flags) and runs [`archon::daemon::worker::run`].
+//! flags) and runs [`archon_cli::daemon::worker::run`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use archon::daemon::worker::{WorkerDaemonConfig, WorkerFile};
+use archon_cli::daemon::worker::{WorkerDaemonConfig, WorkerFile};
 use clap::Parser;
 
 #[global_allocator]
@@ -25,7 +25,7 @@ struct Flags {
     #[arg(long, env = "ARCHON_WORKER_NAME")]
     name: Option<String>,
     /// A label key=value for placement constraints (repeatable).
-    #[arg(long = "label", value_parser = archon::cli::parse_key_value)]
+    #[arg(long = "label", value_parser = archon_cli::cli::parse_key_value)]
     labels: Vec<(String, String)>,
     /// CPU offered (default: all cores), e.g. 4 or 3500m.
     #[arg(long, env = "ARCHON_CPU")]
@@ -58,7 +58,7 @@ struct Flags {
     state_dir: Option<PathBuf>,
     /// How the worker uses Docker.
     #[command(flatten)]
-    docker: archon::cli::DockerFlags,
+    docker: archon_cli::cli::DockerFlags,
     /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 0.0.0.0:9464 (default: off).
     #[arg(long, env = "ARCHON_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<std::net::SocketAddr>,
@@ -73,14 +73,14 @@ struct Flags {
     tls_key: Option<std::path::PathBuf>,
     /// How it logs: --log-format text|json, --log-filter DIRECTIVES.
     #[command(flatten)]
-    log: archon::logging::LogOptions,
+    log: archon_cli::logging::LogOptions,
     /// More logging (-v, -vv).
     #[arg(long, short = 'v', action = clap::ArgAction::Count)]
     verbose: u8,
 }
 
 fn key_count(s: &str) -> Result<(String, u32), String> {
-    let (k, v) = archon::cli::parse_key_value(s)?;
+    let (k, v) = archon_cli::cli::parse_key_value(s)?;
     let n = v.parse().map_err(|_| format!("{s:?} is not kind=count (e.g. gpu=2)"))?;
     Ok((k, n))
 }
@@ -91,12 +91,12 @@ fn main() -> ExitCode {
         return code;
     }
     let flags = Flags::parse();
-    archon::daemon::main(flags.log.clone(), flags.verbose, || configure(flags), archon::daemon::worker::run)
+    archon_cli::daemon::main(flags.log.clone(), flags.verbose, || configure(flags), archon_cli::daemon::worker::run)
 }
 
 fn configure(flags: Flags) -> anyhow::Result<WorkerDaemonConfig> {
     let mut config = WorkerDaemonConfig::default();
-    config.apply(archon::daemon::load_file::<WorkerFile>(flags.config.as_deref())?)?;
+    config.apply(archon_cli::daemon::load_file::<WorkerFile>(flags.config.as_deref())?)?;
     let labels: BTreeMap<String, String> = flags.labels.into_iter().collect();
     let devices: BTreeMap<String, u32> = flags.devices.into_iter().collect();
     config.apply(WorkerFile {

@@ -1,6 +1,7 @@
 //! `archon dev`: a whole cluster in one process — a manager on a durable
 //! single-node Raft store in the data dir, one local worker running shell, script,
-//! process and (when the machine has a Docker engine) Docker jobs, and the gRPC API. On shutdown the worker kills what it runs
+//! process and (when the machine has a Docker engine) Docker jobs, composed by
+//! [`archon::Builder`] as an embedding program does, and the gRPC API. On shutdown the worker kills what it runs
 //! before the manager stops; after a crash, a restart finds every acknowledged job.
 //!
 //! Secure by default: on first start it makes a cluster CA and certificates in
@@ -13,7 +14,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use archon_core::api::Api;
@@ -21,9 +21,6 @@ use archon_core::executor::ExecutorRegistry;
 use archon_core::manager::{Manager, ManagerConfig};
 use archon_core::metrics::Metrics;
 use archon_core::model::Resources;
-use archon_core::store::Store;
-use archon_core::transport::InProcTransport;
-use archon_core::worker::{WorkerConfig, WorkerRuntime};
 use tokio_util::sync::CancellationToken;
 
 /// What `archon dev` runs.
@@ -70,8 +67,9 @@ impl DevConfig {
 }
 
 /// Runs the single-process cluster until `shutdown` fires. `executors` are what
-/// the local worker can run (see [`crate::executors`]); with the `ledger` they
-/// note process groups in, a lease keeper kills them if the process freezes.
+/// the local worker can run besides the built-in functions (see
+/// [`crate::executors`]); with the `ledger` they note process groups in, a lease
+/// keeper kills them if the process freezes.
 pub async fn run(
     config: DevConfig,
     executors: ExecutorRegistry,
@@ -95,53 +93,40 @@ pub async fn run(
     let advertised = format!("{}://{address}", serving.scheme());
     // One registry for the whole process: manager, store, worker and servers.
     let metrics = Metrics::new();
-    let (store, raft, pg): (Arc<dyn Store>, _, _) = match &config.store {
-        Some(url) => {
-            let Some(pg) = crate::postgres::open(url, &advertised, &metrics, &shutdown).await? else { return Ok(()) };
-            pg.wait_for_leadership(Duration::from_secs(30)).await.context("the store did not elect itself leader")?;
-            (Arc::new(pg.clone()), None, Some(pg))
-        }
+    let mut builder = archon::Archon::embedded()
+        .address(advertised.clone())
+        .dialer(serving.dialer.clone())
+        .metrics(metrics.clone())
+        .manager_config(config.keeping.configure(ManagerConfig::default()))
+        .worker_name(config.worker_name.clone())
+        .capacity(config.capacity.clone())
+        .queue(config.queue)
+        .executors(executors)
+        .functions(crate::executors::builtins())
+        .stop_on(shutdown.clone());
+    for (key, value) in &config.labels {
+        builder = builder.label(key, value);
+    }
+    if let Some(ledger) = ledger {
+        builder = builder.ledger(ledger);
+    }
+    builder = match &config.store {
+        Some(url) => builder.postgres(url),
         None => {
             println!("Archon dev keeps its state in {}", config.data_dir.display());
             let mut options = crate::replicated::StoreOptions::new(config.data_dir.clone());
             options.max_entry_bytes = config.keeping.max_entry_bytes;
             options.heartbeat = config.keeping.raft_heartbeat;
             options.election_timeout = config.keeping.election_timeout;
-            let raft = crate::replicated::open(&options, &advertised, &metrics, &serving.dialer).await?;
-            raft.wait_for_leadership(Duration::from_secs(30)).await.context("the store did not elect itself leader")?;
-            (Arc::new(raft.clone()), Some(raft), None)
+            builder.raft(options)
         }
     };
-    let manager = Manager::builder(store)
-        .config(config.keeping.configure(ManagerConfig { address: advertised.clone(), ..ManagerConfig::default() }))
-        .metrics(metrics.clone())
-        .build();
-    let manager_stop = CancellationToken::new();
-    let manager_task = tokio::spawn({
-        let (m, s) = (manager.clone(), manager_stop.clone());
-        async move { m.run(s).await }
-    });
-
-    let mut worker_config = WorkerConfig::new(config.worker_name.clone(), config.capacity.clone());
-    worker_config.labels = config.labels.clone();
-    worker_config.queue = config.queue;
-    worker_config.address = "in-process".into();
-    worker_config.metrics = metrics.clone();
-    let worker = Arc::new(WorkerRuntime::new(
-        worker_config,
-        Arc::new(executors),
-        Arc::new(InProcTransport::new(manager.clone())),
-    ));
-    let keeper = match &ledger {
-        Some(ledger) => Some(crate::executors::keep_lease(ledger, &worker)?),
-        None => None,
+    let archon = match builder.start().await {
+        Ok(archon) => archon,
+        Err(archon::Error::Stopped) => return Ok(()),
+        Err(e) => return Err(e.into()),
     };
-    let worker_stop = CancellationToken::new();
-    let worker_task = tokio::spawn({
-        let (w, s) = (worker.clone(), worker_stop.clone());
-        async move { w.run(s).await }
-    });
-    wait_for_worker(&manager).await?;
+    let manager = archon.manager().clone();
 
     println!("Archon dev cluster: manager + worker {:?} ({})", config.worker_name, config.capacity);
     let scheme = serving.scheme();
@@ -168,41 +153,19 @@ pub async fn run(
     // The same server as archon-manager: the API and worker sessions on one port,
     // so `archon-worker --manager <this address>` can join a dev cluster too.
     let mut routes = archon_net::manager_routes(manager.clone(), &shutdown);
-    if let Some(raft) = &raft {
+    if let Some(raft) = archon.raft() {
         routes = routes.add_service(archon_raft::service::raft_service(raft.raft().clone()));
     }
-    let routes = crate::serving::secured(routes, manager.clone(), Some(metrics), &serving, &shutdown);
+    let routes = crate::serving::secured(routes, manager, Some(metrics), &serving, &shutdown);
     let served =
         archon_net::serve_routes_tls(listener, serving.tls.clone(), routes, shutdown.clone(), "the gRPC and REST APIs")
             .await;
 
-    // Stop the worker first: it kills running attempts (whole process trees).
-    worker_stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(15), worker_task).await;
-    if let Some(keeper) = keeper {
-        keeper.abort();
-    }
-    manager_stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), manager_task).await;
-    if let Some(raft) = &raft {
-        let _ = raft.shutdown().await;
-    }
-    if let Some(pg) = &pg {
-        pg.shutdown();
-    }
+    // The worker first: it kills running attempts (whole process trees).
+    archon.shutdown().await?;
     served.context("gRPC server")?;
     println!("Archon dev cluster stopped.");
     Ok(())
-}
-
-async fn wait_for_worker(manager: &Manager) -> anyhow::Result<()> {
-    for _ in 0..500 {
-        if manager.list_workers().await?.iter().any(|w| w.connected) {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    anyhow::bail!("the local worker did not register within 5s")
 }
 
 /// The dev cluster's certificates in `dir`: the CA and the `dev-admin` client

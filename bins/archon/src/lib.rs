@@ -1,23 +1,23 @@
 //! The `archon` CLI and `archon dev` as a library: [`run`] executes a parsed
 //! [`cli::Cli`]; [`dev::run`] is the single-process cluster (manager + worker +
-//! gRPC and REST APIs) that embedders and tests can start without the binary.
+//! gRPC and REST APIs) that tests can start without the binary. Both daemons
+//! compose their manager, store and worker through the facade crate's
+//! [`archon::Builder`], as an embedding program does.
 
 pub mod certs;
 pub mod cli;
 mod commands;
 pub mod daemon;
 pub mod dev;
-pub mod executors;
-pub mod host;
 pub mod logging;
-pub mod postgres;
 mod render;
-pub mod replicated;
 pub mod security;
 pub mod serving;
 pub mod settings;
 
 use std::process::ExitCode;
+
+pub use archon::{executors, host, postgres, replicated};
 
 use tokio_util::sync::CancellationToken;
 

@@ -1,4 +1,4 @@
-//! The `archon` command: parses arguments and hands them to [`archon::run`].
+//! The `archon` command: parses arguments and hands them to [`archon_cli::run`].
 
 use std::process::ExitCode;
 
@@ -14,10 +14,10 @@ fn main() -> ExitCode {
     if let Some(code) = archon_exec::lease_keeper_main_if_asked() {
         return code;
     }
-    let cli = archon::cli::Cli::parse();
-    archon::logging::init(&cli.log, cli.verbose, &archon::logging::LogOptions::default());
+    let cli = archon_cli::cli::Cli::parse();
+    archon_cli::logging::init(&cli.log, cli.verbose, &archon_cli::logging::LogOptions::default());
     match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt.block_on(archon::run(cli)),
+        Ok(rt) => rt.block_on(archon_cli::run(cli)),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             ExitCode::FAILURE

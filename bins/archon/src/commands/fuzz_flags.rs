@@ -6,7 +6,7 @@
 //! `BUDGET`), and a refused submit names one of its flags.
 //!
 //! Modest case counts by default; a long run: `scripts/fuzz` (100,000 cases each),
-//! or `PROPTEST_CASES=N cargo nextest run -p archon --lib commands::fuzz_flags`.
+//! or `PROPTEST_CASES=N cargo nextest run -p archon-cli --lib commands::fuzz_flags`.
 //! Each property prints its seed and a one-line replay command.
 
 #[path = "../../../../archon-core/tests/fuzz_harness/mod.rs"]
@@ -22,7 +22,7 @@ use proptest::prelude::*;
 use super::{parse_instant, parse_target, submit_spec};
 use crate::cli::{Cli, Command};
 
-const TARGET: &str = "-p archon --lib";
+const TARGET: &str = "-p archon-cli --lib";
 
 /// What parsing one command line of `n` bytes may hold at its peak. clap builds
 /// the whole command tree (every subcommand, flag and help text: about 360 KiB)

@@ -6,11 +6,10 @@
 //! others redirect callers to it and take over if it fails.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use archon_core::manager::{Manager, ManagerConfig};
+use archon_core::manager::ManagerConfig;
 use archon_core::metrics::Metrics;
 use archon_core::model::PlacementPolicy;
 use serde::Deserialize;
@@ -220,44 +219,58 @@ pub async fn run(config: ManagerDaemonConfig, shutdown: CancellationToken) -> an
     let address = advertised(&config, &serving, local);
     // One registry for the node: the manager, its store and its servers.
     let metrics = Metrics::new();
-    if let Some(url) = &config.store {
-        let Some(store) = crate::postgres::open(url, &address, &metrics, &shutdown).await? else { return Ok(()) };
-        serve(&config, Arc::new(store.clone()), None, listener, metrics, &serving, shutdown).await?;
-        store.shutdown();
-        println!("archon-manager stopped");
-        return Ok(());
-    }
-    let options = StoreOptions {
-        node_id: config.node_id,
-        data_dir: config
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| replicated::default_data_dir(&format!("manager-{}", config.node_id))),
-        peers: config.peers.clone(),
-        join: config.join.clone(),
-        max_entry_bytes: config.keeping.max_entry_bytes,
-        heartbeat: config.keeping.raft_heartbeat,
-        election_timeout: config.keeping.election_timeout,
+    let builder = archon::Archon::manager_only()
+        .address(address.clone())
+        .dialer(serving.dialer.clone())
+        .metrics(metrics.clone())
+        .manager_config(config.keeping.configure(ManagerConfig {
+            node_id: config.node_id,
+            heartbeat_interval: config.heartbeat_interval,
+            worker_timeout: config.worker_timeout,
+            placement: config.placement,
+            ..ManagerConfig::default()
+        }))
+        .stop_on(shutdown.clone());
+    let builder = match &config.store {
+        Some(url) => builder.postgres(url),
+        None => {
+            let options = StoreOptions {
+                node_id: config.node_id,
+                data_dir: config
+                    .data_dir
+                    .clone()
+                    .unwrap_or_else(|| replicated::default_data_dir(&format!("manager-{}", config.node_id))),
+                peers: config.peers.clone(),
+                join: config.join.clone(),
+                max_entry_bytes: config.keeping.max_entry_bytes,
+                heartbeat: config.keeping.raft_heartbeat,
+                election_timeout: config.keeping.election_timeout,
+            };
+            println!("archon-manager node {} keeps its state in {}", options.node_id, options.data_dir.display());
+            builder.raft(options)
+        }
     };
-    println!("archon-manager node {} keeps its state in {}", options.node_id, options.data_dir.display());
-    let store = replicated::open(&options, &address, &metrics, &serving.dialer).await?;
-    if let Some(via) = options.join.clone() {
-        replicated::join_in_background(store.clone(), via, serving.dialer.clone(), shutdown.clone());
+    let archon = match builder.start().await {
+        Ok(archon) => archon,
+        Err(archon::Error::Stopped) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if let (Some(raft), Some(via)) = (archon.raft(), config.join.clone()) {
+        replicated::join_in_background(raft.clone(), via, serving.dialer.clone(), shutdown.clone());
     }
-    let raft = Some(store.raft().clone());
-    let served = serve(&config, Arc::new(store.clone()), raft, listener, metrics, &serving, shutdown).await;
-    let _ = store.shutdown().await;
+    let served = serve(&config, &archon, listener, metrics, &serving, shutdown).await;
+    let stopped = archon.shutdown().await;
     served?;
+    stopped?;
     println!("archon-manager stopped");
     Ok(())
 }
 
-/// Runs the manager on `store` and serves its port until `shutdown`: the API and
-/// worker sessions, and the Raft RPCs when the store is `raft`'s.
+/// Serves the manager's port until `shutdown`: the API and worker sessions, and
+/// the Raft RPCs when the state is in the embedded Raft store.
 async fn serve(
     config: &ManagerDaemonConfig,
-    store: Arc<dyn archon_core::store::Store>,
-    raft: Option<archon_raft::Raft>,
+    archon: &archon::Archon,
     listener: tokio::net::TcpListener,
     metrics: Metrics,
     serving: &crate::security::Serving,
@@ -265,45 +278,25 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let local = listener.local_addr().context("listener address")?;
     let address = &advertised(config, serving, local);
-    let manager = Manager::builder(store)
-        .config(config.keeping.configure(ManagerConfig {
-            node_id: config.node_id,
-            address: address.to_owned(),
-            heartbeat_interval: config.heartbeat_interval,
-            worker_timeout: config.worker_timeout,
-            placement: config.placement,
-            ..ManagerConfig::default()
-        }))
-        .metrics(metrics.clone())
-        .build();
-    let driver_stop = CancellationToken::new();
-    let driver = tokio::spawn({
-        let (m, s) = (manager.clone(), driver_stop.clone());
-        async move { m.run(s).await }
-    });
-    let what =
-        if raft.is_some() { "API, worker sessions and Raft" } else { "API and worker sessions; state in PostgreSQL" };
+    let manager = archon.manager().clone();
+    let what = if archon.raft().is_some() {
+        "API, worker sessions and Raft"
+    } else {
+        "API and worker sessions; state in PostgreSQL"
+    };
     let scheme = serving.scheme();
     let security = if serving.secure() { "; TLS 1.3 with client certificates, tokens required" } else { "" };
     println!("archon-manager listening on {scheme}://{local} ({what}{security})");
     tracing::info!(%address, worker_timeout = ?config.worker_timeout, secure = serving.secure(), "manager started");
     println!("{}", crate::serving::describe_with(local, scheme));
     let mut routes = archon_net::manager_routes(manager.clone(), &shutdown);
-    if let Some(raft) = raft {
-        routes = routes.add_service(archon_raft::service::raft_service(raft));
+    if let Some(raft) = archon.raft() {
+        routes = routes.add_service(archon_raft::service::raft_service(raft.raft().clone()));
     }
     let routes = crate::serving::secured(routes, manager, Some(metrics), serving, &shutdown);
-    let served = archon_net::serve_routes_tls(
-        listener,
-        serving.tls.clone(),
-        routes,
-        shutdown,
-        "the manager's gRPC and REST port",
-    )
-    .await;
-    driver_stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
-    served.context("gRPC server")
+    archon_net::serve_routes_tls(listener, serving.tls.clone(), routes, shutdown, "the manager's gRPC and REST port")
+        .await
+        .context("gRPC server")
 }
 
 /// The address clients, workers and peers reach this manager at.

@@ -231,7 +231,8 @@ pub async fn run(config: WorkerDaemonConfig, shutdown: CancellationToken) -> any
         .state_dir
         .clone()
         .unwrap_or_else(|| crate::replicated::default_data_dir(&format!("worker-{}", config.name)));
-    let (executors, ledger) = crate::executors::for_worker(&config.name, &state_dir, &config.docker).await?;
+    let (mut executors, ledger) = crate::executors::for_worker(&config.name, &state_dir, &config.docker).await?;
+    executors.register(Arc::new(crate::executors::builtins()));
     let worker = Arc::new(WorkerRuntime::new(core, Arc::new(executors), transport));
     let keeper = crate::executors::keep_lease(&ledger, &worker)?;
     println!("archon-worker {:?} offering {} to {}", config.name, config.capacity, config.managers.join(", "));

@@ -1,5 +1,5 @@
-//! The manager's PostgreSQL store (`--store postgres://…`), shared by
-//! `archon-manager` and `archon dev`: managers given the same database form one
+//! The manager's PostgreSQL store ([`crate::Builder::postgres`], `--store
+//! postgres://…` of `archon-manager` and `archon dev`): managers given the same database form one
 //! group, lead by advisory lock, and keep state queryable with SQL (see
 //! `archon_store`). At start an unreachable database is retried with backoff
 //! until it answers or the manager is stopped; a bad URL or a schema newer than
@@ -10,6 +10,8 @@ use std::time::Duration;
 use archon_core::metrics::Metrics;
 use archon_store::{Error, PgConfig, PgStore, redact};
 use tokio_util::sync::CancellationToken;
+
+use crate::Error as FacadeError;
 
 /// Whether `--store` names a PostgreSQL database.
 pub fn is_postgres(store: &str) -> bool {
@@ -37,7 +39,7 @@ pub async fn open(
     address: &str,
     metrics: &Metrics,
     shutdown: &CancellationToken,
-) -> anyhow::Result<Option<PgStore>> {
+) -> Result<Option<PgStore>, FacadeError> {
     println!("Archon keeps its state in PostgreSQL at {}", redact(url));
     let mut delay = Duration::from_secs(1);
     loop {
@@ -46,7 +48,7 @@ pub async fn open(
             Err(e @ Error::Unreachable { .. }) | Err(e @ Error::Query(_)) => {
                 eprintln!("{e}; retrying in {}s", delay.as_secs());
             }
-            Err(e) => return Err(anyhow::anyhow!("store: {e}")),
+            Err(e) => return Err(FacadeError::Postgres(e)),
         }
         tokio::select! {
             () = shutdown.cancelled() => return Ok(None),

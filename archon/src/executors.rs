@@ -1,6 +1,7 @@
 //! What a worker runs: shell, script and process jobs (their process groups noted
 //! in the worker's ledger), the built-in functions, and Docker jobs when a Docker
-//! engine answers at start. Shared by `archon dev` and `archon-worker`.
+//! engine answers at start. Shared by [`crate::Builder`] (so `archon dev`) and
+//! `archon-worker`.
 //!
 //! At start a worker clears what a crashed previous life left behind: the process
 //! groups in its ledger and the containers labelled with its state dir. Their runs
@@ -9,10 +10,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context;
 use archon_core::executor::ExecutorRegistry;
 use archon_core::worker::WorkerRuntime;
-use archon_exec::{DockerExecutor, DockerSettings, ProcessLedger};
+use archon_exec::{DockerExecutor, DockerSettings, FunctionExecutor, ProcessLedger};
+
+use crate::Error;
 
 /// The dev worker's executors without a ledger or Docker: shell, script and process
 /// jobs, plus the built-in functions `noop` (returns `null`) and `echo` (returns its
@@ -23,15 +25,24 @@ pub fn local() -> ExecutorRegistry {
 
 /// [`local`], noting process groups in `ledger` when given.
 pub fn local_with(ledger: Option<Arc<ProcessLedger>>) -> ExecutorRegistry {
-    let builtins = archon_exec::FunctionExecutor::new()
+    let mut registry = processes(ledger);
+    registry.register(Arc::new(builtins()));
+    registry
+}
+
+/// The built-in functions: `noop` (returns `null`) and `echo` (returns its input).
+pub fn builtins() -> FunctionExecutor {
+    FunctionExecutor::new()
         .register("noop", |_| async { Ok(serde_json::Value::Null) })
-        .register("echo", |input| async move { Ok(input) });
-    let mut registry = match ledger {
+        .register("echo", |input| async move { Ok(input) })
+}
+
+/// Shell, script and process jobs, noting their process groups in `ledger` when given.
+pub fn processes(ledger: Option<Arc<ProcessLedger>>) -> ExecutorRegistry {
+    match ledger {
         Some(ledger) => archon_exec::local_registry_with_ledger(ledger),
         None => archon_exec::local_registry(),
-    };
-    registry.register(Arc::new(builtins));
-    registry
+    }
 }
 
 /// How a worker uses the machine's Docker engine.
@@ -53,17 +64,18 @@ impl Default for DockerOptions {
     }
 }
 
-/// Everything the worker `name` with state in `state_dir` runs: [`local_with`] its
-/// ledger, and Docker when `docker` allows it and an engine answers. Clears what a
-/// crashed predecessor left running first. Fails only when the state dir cannot be
-/// used (e.g. another worker holds it); a missing engine is reported and skipped.
+/// What the worker `name` with state in `state_dir` runs besides functions:
+/// [`processes`] noting them in its ledger, and Docker when `docker` allows it and
+/// an engine answers. Clears what a crashed predecessor left running first. Fails
+/// only when the state dir cannot be used (e.g. another worker holds it); a
+/// missing engine is reported and skipped.
 pub async fn for_worker(
     name: &str,
     state_dir: &Path,
     docker: &DockerOptions,
-) -> anyhow::Result<(ExecutorRegistry, Arc<ProcessLedger>)> {
+) -> Result<(ExecutorRegistry, Arc<ProcessLedger>), Error> {
     let ledger = open_ledger(state_dir.join("processes"))?;
-    let mut registry = local_with(Some(ledger.clone()));
+    let mut registry = processes(Some(ledger.clone()));
     if docker.enabled {
         let mut settings = DockerSettings::for_worker(name, state_dir);
         if let Some(socket) = &docker.socket {
@@ -83,9 +95,12 @@ pub async fn for_worker(
 /// Starts the lease keeper of `worker`'s jobs noted in `ledger` (see
 /// [`archon_exec::LeaseKeeper`]): it kills them when the worker's lease ends,
 /// even if the worker process is frozen. Abort the returned task to stop it.
-pub fn keep_lease(ledger: &ProcessLedger, worker: &Arc<WorkerRuntime>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let keeper = archon_exec::LeaseKeeper::spawn(ledger)
-        .with_context(|| format!("cannot start the lease keeper for {}", ledger.dir().display()))?;
+pub fn keep_lease(ledger: &ProcessLedger, worker: &Arc<WorkerRuntime>) -> Result<tokio::task::JoinHandle<()>, Error> {
+    let keeper = archon_exec::LeaseKeeper::spawn(ledger).map_err(|source| Error::Path {
+        what: "cannot start the lease keeper of the process ledger there",
+        path: ledger.dir().to_owned(),
+        source,
+    })?;
     worker.attach_lease_keeper();
     let lease = worker.lease();
     let worker = Arc::downgrade(worker);
@@ -123,10 +138,17 @@ async fn connect_docker(settings: DockerSettings) -> Option<DockerExecutor> {
 
 /// Opens the process ledger in `dir` and kills the process groups a previous,
 /// crashed run of this worker left behind (their runs were requeued).
-pub fn open_ledger(dir: PathBuf) -> anyhow::Result<Arc<ProcessLedger>> {
-    let ledger = ProcessLedger::open(&dir)
-        .with_context(|| format!("cannot use {} for the worker's process ledger", dir.display()))?;
-    let killed = ledger.kill_orphans().with_context(|| format!("reading the process ledger in {}", dir.display()))?;
+pub fn open_ledger(dir: PathBuf) -> Result<Arc<ProcessLedger>, Error> {
+    let ledger = ProcessLedger::open(&dir).map_err(|source| Error::Path {
+        what: "cannot hold the worker's process ledger",
+        path: dir.clone(),
+        source,
+    })?;
+    let killed = ledger.kill_orphans().map_err(|source| Error::Path {
+        what: "cannot read the process ledger there",
+        path: dir.clone(),
+        source,
+    })?;
     if !killed.is_empty() {
         println!(
             "killed {} job process group(s) left running by a crashed worker: {}",

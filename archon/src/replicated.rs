@@ -1,5 +1,5 @@
-//! The manager's durable store, shared by `archon dev` and `archon-manager`: a
-//! Raft group on the data dir. By default a new node bootstraps a group of one;
+//! The manager's durable store, the default of [`crate::Builder`] (so of
+//! `archon dev` and `archon-manager` too): a Raft group on the data dir. By default a new node bootstraps a group of one;
 //! given `peers` it bootstraps a group of all of them (every peer is started with
 //! the same list); given `join` it asks that group's leader to add it. A node
 //! that already belongs to a group just reopens it.
@@ -8,11 +8,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use archon_core::metrics::Metrics;
 use archon_raft::network::AdminClient;
 use archon_raft::{RaftConfig, RaftStore};
 use tokio_util::sync::CancellationToken;
+
+use crate::Error;
 
 /// Where and how the store lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,17 +50,28 @@ impl StoreOptions {
     }
 
     /// Checks the options agree with each other.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub fn validate(&self) -> Result<(), Error> {
         if self.node_id == 0 {
-            anyhow::bail!("node_id: must be 1 or more");
+            return Err(config("node_id", "must be 1 or more".into()));
         }
         if self.join.is_some() && !self.peers.is_empty() {
-            anyhow::bail!("join and peers: give one or the other (peers bootstraps a new group, join enters one)");
+            return Err(config(
+                "join and peers",
+                "give one or the other (peers bootstraps a new group, join enters one)".into(),
+            ));
         }
         if !self.peers.is_empty() && !self.peers.contains_key(&self.node_id) {
-            anyhow::bail!("peers: must include this node's id {} (e.g. {}=HOST:PORT)", self.node_id, self.node_id);
+            return Err(config(
+                "peers",
+                format!("must include this node's id {} (e.g. {}=HOST:PORT)", self.node_id, self.node_id),
+            ));
         }
         Ok(())
+    }
+
+    /// Whether this node is a group of its own (it leads as soon as it starts).
+    pub fn alone(&self) -> bool {
+        self.join.is_none() && (self.peers.is_empty() || self.peers.keys().eq([&self.node_id]))
     }
 }
 
@@ -74,26 +86,30 @@ pub fn default_data_dir(what: &str) -> PathBuf {
 }
 
 /// Parses `1=10.0.0.1:50051,2=10.0.0.2:50051`.
-pub fn parse_peers(s: &str) -> anyhow::Result<BTreeMap<u64, String>> {
+pub fn parse_peers(s: &str) -> Result<BTreeMap<u64, String>, Error> {
     let mut peers = BTreeMap::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (id, addr) = part
             .split_once('=')
-            .with_context(|| format!("peers: {part:?} is not ID=HOST:PORT (try 1=10.0.0.1:50051)"))?;
+            .ok_or_else(|| config("peers", format!("{part:?} is not ID=HOST:PORT (try 1=10.0.0.1:50051)")))?;
         let id: u64 = id
             .trim()
             .parse()
             .ok()
             .filter(|id| *id > 0)
-            .with_context(|| format!("peers: {id:?} is not a node id (1, 2, …)"))?;
+            .ok_or_else(|| config("peers", format!("{id:?} is not a node id (1, 2, …)")))?;
         if addr.trim().is_empty() {
-            anyhow::bail!("peers: node {id} has no address (try {id}=10.0.0.1:50051)");
+            return Err(config("peers", format!("node {id} has no address (try {id}=10.0.0.1:50051)")));
         }
         if peers.insert(id, addr.trim().to_owned()).is_some() {
-            anyhow::bail!("peers: node {id} is listed twice");
+            return Err(config("peers", format!("node {id} is listed twice")));
         }
     }
     Ok(peers)
+}
+
+fn config(field: &'static str, message: String) -> Error {
+    Error::Config { field, message }
 }
 
 /// Opens the store at `options.data_dir` for a node reached at `address`,
@@ -104,19 +120,18 @@ pub async fn open(
     address: &str,
     metrics: &Metrics,
     dialer: &archon_net::tls::Dialer,
-) -> anyhow::Result<RaftStore> {
+) -> Result<RaftStore, Error> {
     options.validate()?;
+    let data_dir = |source| Error::DataDir { path: options.data_dir.clone(), source };
     let mut config = RaftConfig::new(options.node_id, address, &options.data_dir);
     config.max_entry_bytes = options.max_entry_bytes;
     config.heartbeat_interval = options.heartbeat;
     config.election_timeout = options.election_timeout;
     config.metrics = metrics.clone();
     config.dialer = dialer.clone();
-    let store = RaftStore::open(config)
-        .await
-        .with_context(|| format!("data_dir: cannot open the store in {}", options.data_dir.display()))?;
+    let store = RaftStore::open(config).await.map_err(data_dir)?;
     if options.join.is_none() {
-        store.bootstrap(options.peers.clone()).await.context("bootstrapping the Raft group")?;
+        store.bootstrap(options.peers.clone()).await.map_err(data_dir)?;
     }
     Ok(store)
 }
