@@ -112,7 +112,9 @@ pub struct JobDraft {
     pub argv: Option<Vec<String>>,
     /// A registered function's name.
     pub function: Option<String>,
-    /// The function's input (any TOML or JSON value, sent as JSON).
+    /// A custom task kind: the name of the executor registered for it on the workers.
+    pub executor: Option<String>,
+    /// The function's or custom task's input (any TOML or JSON value, sent as JSON).
     pub input: Option<serde_json::Value>,
     /// Attempt timeout, e.g. `30s`.
     pub timeout: Option<String>,
@@ -342,11 +344,12 @@ impl JobDraft {
             self.argv.as_ref().map(|_| "argv"),
             self.function.as_ref().map(|_| "function"),
             self.docker.as_ref().map(|_| "docker"),
+            self.executor.as_ref().map(|_| "executor"),
         ]
         .into_iter()
         .flatten()
         .collect();
-        let what = "give exactly one of command, script, argv, function or docker";
+        let what = "give exactly one of command, script, argv, function, docker or executor";
         match given.as_slice() {
             [] => Err(SpecError::new(naming.field("command"), format!("no task: {what}"))),
             [_] => Ok(if let Some(docker) = &self.docker {
@@ -366,7 +369,10 @@ impl JobDraft {
                     Some(v) => serde_json::to_string(v)
                         .map_err(|e| SpecError::new(naming.field("input"), format!("cannot be sent as JSON: {e}")))?,
                 };
-                Task::Function { name: self.function.clone().unwrap_or_default(), input }
+                match &self.executor {
+                    Some(executor) => Task::Custom { executor: executor.clone(), input },
+                    None => Task::Function { name: self.function.clone().unwrap_or_default(), input },
+                }
             }),
             many => Err(SpecError::new(naming.field(many[1]), format!("conflicts with {}: {what}", many[0]))),
         }
@@ -385,6 +391,7 @@ impl JobDraft {
             "task.interpreter" => "interpreter",
             "task.argv" => "argv",
             "task.name" => "function",
+            "task.executor" => "executor",
             "task.input" => "input",
             "retry.backoff" => "retry_backoff",
             "retry.backoff_max" => "retry_backoff_max",
@@ -402,6 +409,7 @@ fn default_name(task: &Task) -> String {
         Task::Process { argv } => argv.first().map_or("job", |p| p.rsplit('/').next().unwrap_or(p)).to_owned(),
         Task::Docker(d) => d.image.clone(),
         Task::Function { name, .. } => name.clone(),
+        Task::Custom { executor, .. } => executor.clone(),
     };
     if name.trim().is_empty() { "job".to_owned() } else { name }
 }
@@ -472,6 +480,18 @@ mod tests {
         assert_eq!(s.resources.cpu_millis, 500);
         assert_eq!(s.resources.memory_bytes, 256 << 20);
         assert_eq!(s.priority, 5);
+    }
+
+    #[test]
+    fn a_custom_task_is_an_executor_with_its_input_and_a_bad_one_names_the_key() {
+        let specs = parse_spec_file("executor = \"http\"\ninput = { url = \"http://example.test/\" }").unwrap();
+        let input = r#"{"url":"http://example.test/"}"#.to_owned();
+        assert_eq!(specs[0].task, Task::Custom { executor: "http".into(), input });
+        assert_eq!(specs[0].name, "http", "named after its executor by default");
+        let e = parse_spec_file("executor = \"two words\"").unwrap_err();
+        assert!(e.starts_with("executor: \"two words\" is not an executor name"), "{e}");
+        let e = parse_spec_file("executor = \"http\"\ncommand = \"x\"").unwrap_err();
+        assert!(e.contains("conflicts with command") && e.contains("executor"), "{e}");
     }
 
     #[test]

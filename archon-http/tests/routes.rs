@@ -250,7 +250,7 @@ fn the_job_listing_documents_the_kinds_and_states_it_accepts() {
     let doc = serde_json::to_value(archon_http::openapi()).unwrap();
     let params = doc["paths"]["/api/v1/jobs"]["get"]["parameters"].as_array().unwrap();
     for (name, values) in [
-        ("kind", vec!["shell", "script", "process", "docker", "function"]),
+        ("kind", vec!["shell", "script", "process", "docker", "function", "custom"]),
         ("state", archon_core::model::RunState::ALL.iter().map(|s| s.as_str()).collect()),
     ] {
         let param = params.iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("no {name} parameter"));

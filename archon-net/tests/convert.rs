@@ -112,6 +112,7 @@ fn every_task_kind() -> Vec<Task> {
             pull: PullPolicy::Always,
         })),
         Task::Function { name: "resize".into(), input: r#"{"w": 640, "h": 480}"#.into() },
+        Task::Custom { executor: "http".into(), input: r#"{"url": "http://127.0.0.1:8080/health"}"#.into() },
     ]
 }
 

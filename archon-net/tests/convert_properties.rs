@@ -65,6 +65,7 @@ fn task() -> impl Strategy<Value = Task> {
         strings().prop_map(|argv| Task::Process { argv }),
         docker,
         (text(), text()).prop_map(|(name, input)| Task::Function { name, input }),
+        (text(), text()).prop_map(|(executor, input)| Task::Custom { executor, input }),
     ]
 }
 

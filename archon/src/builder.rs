@@ -162,7 +162,7 @@ impl Builder {
     }
 
     /// Keeps the state in a [`Store`] of your own (it should pass
-    /// `archon_core::testkit::store_conformance`).
+    /// `archon_core::testkit::store_suite::run_all`, as `examples/custom-store` does).
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = StoreChoice::Custom(store);
         self

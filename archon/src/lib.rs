@@ -41,6 +41,8 @@ pub mod host;
 pub mod postgres;
 pub mod replicated;
 mod running;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use archon_core as core;
 pub use archon_core::model::{JobSpec, Resources, Schedule, Task, WorkflowSpec};

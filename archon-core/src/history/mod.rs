@@ -268,6 +268,7 @@ mod tests {
                 pull: Default::default(),
             })),
             TaskKind::Function => Task::Function { name: "resize".into(), input: "null".into() },
+            TaskKind::Custom => Task::Custom { executor: "http".into(), input: "null".into() },
         }
     }
 

@@ -14,7 +14,7 @@
 //! cap, further parents are left out and counted under `"…omitted"` (a fan-in
 //! of thousands).
 //!
-//! A function job gets `{"input": <its own input>, "parents": <document>}` as
+//! A function or custom-kind job gets `{"input": <its own input>, "parents": <document>}` as
 //! its input; a shell, script, process or Docker job gets the document in the
 //! environment variable [`PARENTS_ENV`].
 
@@ -47,7 +47,7 @@ pub(crate) async fn attach(shared: &Shared, assignment: &mut Assignment, parents
     let doc = document(shared, parents).await;
     let mut spec = JobSpec::clone(&assignment.spec);
     match &mut spec.task {
-        Task::Function { input, .. } => {
+        Task::Function { input, .. } | Task::Custom { input, .. } => {
             let own: Value = serde_json::from_str(input).unwrap_or_else(|_| Value::String(input.clone()));
             *input = json!({ "input": own, "parents": doc }).to_string();
         }

@@ -144,6 +144,18 @@ impl JobSpec {
             super::Task::Function { input, .. } if serde_json::from_str::<serde_json::Value>(input).is_err() => {
                 return Err(SpecError::new("task.input", "must be JSON text (e.g. {\"n\": 1} or null)"));
             }
+            super::Task::Custom { executor, .. }
+                if executor.is_empty()
+                    || !executor.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+            {
+                return Err(SpecError::new(
+                    "task.executor",
+                    format!("{executor:?} is not an executor name (letters, digits, - and _, e.g. http)"),
+                ));
+            }
+            super::Task::Custom { input, .. } if serde_json::from_str::<serde_json::Value>(input).is_err() => {
+                return Err(SpecError::new("task.input", "must be JSON text (e.g. {\"url\": \"…\"} or null)"));
+            }
             _ => {}
         }
         for key in self.env.keys() {
@@ -519,6 +531,25 @@ mod tests {
             assert_eq!(docker(&|d| d.mounts = vec![bad.into()]), Err("task.mounts".into()), "{bad}");
         }
         assert_eq!(docker(&|d| d.user = Some("".into())), Err("task.user".into()));
+    }
+
+    #[test]
+    fn a_custom_task_needs_an_executor_name_and_json_input_and_needs_its_executor() {
+        let custom = |executor: &str, input: &str| {
+            JobSpec::new("x", Task::Custom { executor: executor.into(), input: input.into() })
+                .validate()
+                .map_err(|e| e.field)
+        };
+        assert_eq!(custom("http", r#"{"url": "http://example.test/"}"#), Ok(()));
+        assert_eq!(custom("my_kind-2", "null"), Ok(()));
+        for bad in ["", "http request", "custom:http", "ß"] {
+            assert_eq!(custom(bad, "null"), Err("task.executor".into()), "{bad:?}");
+        }
+        assert_eq!(custom("http", "{not json"), Err("task.input".into()));
+        let task = Task::Custom { executor: "http".into(), input: "null".into() };
+        assert_eq!((task.kind(), task.capability()), (crate::model::TaskKind::Custom, "custom:http".to_owned()));
+        let json = serde_json::to_value(&task).unwrap();
+        assert_eq!(json, serde_json::json!({ "kind": "custom", "executor": "http", "input": "null" }));
     }
 
     #[test]

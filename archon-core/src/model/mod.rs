@@ -29,7 +29,7 @@ pub use schedule::{
     ScheduleState,
 };
 pub use secret::Secret;
-pub use task::{DockerTask, PullPolicy, Task, TaskKind, function_capability};
+pub use task::{DockerTask, PullPolicy, Task, TaskKind, custom_capability, function_capability};
 pub use time::Timestamp;
 pub use usage::ResourceUsage;
 pub use worker::{Worker, WorkerState};

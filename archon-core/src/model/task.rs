@@ -1,6 +1,8 @@
 //! What a job runs. Each task kind is served by an executor on the worker; a worker
 //! advertises the kinds it can run as capabilities (`shell`, `docker`,
-//! `function:resize`), and placement only considers workers that can run the task.
+//! `function:resize`, `custom:http`), and placement only considers workers that
+//! can run the task. [`Task::Custom`] is the open end: a kind this crate does not
+//! know, run by an executor an embedder registers for it.
 
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +34,16 @@ pub enum Task {
         /// The registered name.
         name: String,
         /// The input, as JSON text.
+        #[serde(default = "empty_json")]
+        input: String,
+    },
+    /// A task of a kind of the embedder's own (an HTTP request, a query, …), run
+    /// by the executor registered for `executor` on the worker (capability
+    /// `custom:EXECUTOR`), which reads `input`.
+    Custom {
+        /// The kind's name, as its executor advertises it: letters, digits, `-`, `_`.
+        executor: String,
+        /// What to do, as JSON text the executor reads.
         #[serde(default = "empty_json")]
         input: String,
     },
@@ -99,6 +111,8 @@ pub enum TaskKind {
     Docker,
     /// [`Task::Function`]
     Function,
+    /// [`Task::Custom`]
+    Custom,
 }
 
 impl TaskKind {
@@ -110,12 +124,13 @@ impl TaskKind {
             TaskKind::Process => "process",
             TaskKind::Docker => "docker",
             TaskKind::Function => "function",
+            TaskKind::Custom => "custom",
         }
     }
 
     /// Every kind, in declaration order.
-    pub const ALL: [TaskKind; 5] =
-        [TaskKind::Shell, TaskKind::Script, TaskKind::Process, TaskKind::Docker, TaskKind::Function];
+    pub const ALL: [TaskKind; 6] =
+        [TaskKind::Shell, TaskKind::Script, TaskKind::Process, TaskKind::Docker, TaskKind::Function, TaskKind::Custom];
 }
 
 impl std::fmt::Display for TaskKind {
@@ -145,14 +160,16 @@ impl Task {
             Task::Process { .. } => TaskKind::Process,
             Task::Docker(_) => TaskKind::Docker,
             Task::Function { .. } => TaskKind::Function,
+            Task::Custom { .. } => TaskKind::Custom,
         }
     }
 
-    /// The capability a worker must advertise to run this task: the kind's name, or
-    /// `function:NAME` for a registered function.
+    /// The capability a worker must advertise to run this task: the kind's name,
+    /// `function:NAME` for a registered function, `custom:EXECUTOR` for a custom kind.
     pub fn capability(&self) -> String {
         match self {
             Task::Function { name, .. } => function_capability(name),
+            Task::Custom { executor, .. } => custom_capability(executor),
             other => other.kind().as_str().to_owned(),
         }
     }
@@ -163,6 +180,9 @@ impl Task {
         match self {
             Task::Function { name, .. } => {
                 capabilities.iter().any(|c| c.strip_prefix("function:") == Some(name.as_str()))
+            }
+            Task::Custom { executor, .. } => {
+                capabilities.iter().any(|c| c.strip_prefix("custom:") == Some(executor.as_str()))
             }
             other => capabilities.contains(other.kind().as_str()),
         }
@@ -185,6 +205,7 @@ impl Task {
                     + list(&d.mounts)
             }
             Task::Function { name, input } => name.len() + input.len(),
+            Task::Custom { executor, input } => executor.len() + input.len(),
         }
     }
 
@@ -223,6 +244,13 @@ impl Task {
                     nul(input).then_some("task.input")
                 }
             }
+            Task::Custom { executor, input } => {
+                if nul(executor) {
+                    Some("task.executor")
+                } else {
+                    nul(input).then_some("task.input")
+                }
+            }
         }
     }
 
@@ -236,6 +264,7 @@ impl Task {
             Task::Process { argv } => argv.join(" "),
             Task::Docker(d) => format!("docker {} {}", d.image, d.command.join(" ")).trim_end().to_owned(),
             Task::Function { name, .. } => format!("fn {name}"),
+            Task::Custom { executor, input } => format!("{executor} {input}"),
         }
     }
 }
@@ -243,6 +272,11 @@ impl Task {
 /// The capability string for a registered function.
 pub fn function_capability(name: &str) -> String {
     format!("function:{name}")
+}
+
+/// The capability string for a custom task kind's executor.
+pub fn custom_capability(executor: &str) -> String {
+    format!("custom:{executor}")
 }
 
 #[cfg(test)]
@@ -257,6 +291,6 @@ mod tests {
         }
         assert_eq!(" Docker ".parse::<TaskKind>(), Ok(TaskKind::Docker));
         let err = "workflow".parse::<TaskKind>().unwrap_err();
-        assert_eq!(err, r#""workflow" is not a task kind (one of shell, script, process, docker, function)"#);
+        assert_eq!(err, r#""workflow" is not a task kind (one of shell, script, process, docker, function, custom)"#);
     }
 }

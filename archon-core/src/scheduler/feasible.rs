@@ -23,12 +23,14 @@ struct Shape<'a> {
 enum Capability<'a> {
     Kind(TaskKind),
     Function(&'a str),
+    Custom(&'a str),
 }
 
 impl<'a> Shape<'a> {
     fn of(spec: &'a JobSpec) -> Shape<'a> {
         let capability = match &spec.task {
             Task::Function { name, .. } => Capability::Function(name),
+            Task::Custom { executor, .. } => Capability::Custom(executor),
             task => Capability::Kind(task.kind()),
         };
         Shape { capability, constraints: &spec.constraints }

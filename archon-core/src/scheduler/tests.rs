@@ -220,6 +220,23 @@ fn capabilities_constraints_and_draining_exclude_workers() {
 }
 
 #[test]
+fn a_custom_task_goes_only_to_workers_whose_executor_of_that_name_is_registered() {
+    let big = machine(8000);
+    let custom = |executor: &str| JobSpec::new("c", Task::Custom { executor: executor.into(), input: "null".into() });
+    let case = Case {
+        workers: vec![
+            (worker(1, big.clone(), &["shell", "function:http", "custom"], &[]), big.clone()),
+            (worker(2, big.clone(), &["shell", "custom:http"], &[]), big.clone()),
+            (worker(3, big.clone(), &["shell", "custom:sql"], &[]), big.clone()),
+        ],
+        // Neither a function of the same name nor a bare `custom` capability runs it.
+        specs: vec![custom("http"), custom("sql"), custom("ftp"), custom("http")],
+        default_policy: PlacementPolicy::Spread,
+    };
+    assert_eq!(assignment(&case, &case.place()), [Some(2), Some(3), None, Some(2)]);
+}
+
+#[test]
 fn nothing_is_placed_without_workers() {
     let case = cluster(0, 1000, vec![shell(cpu(0)), shell(cpu(100))], PlacementPolicy::Binpack);
     assert!(case.place().is_empty());

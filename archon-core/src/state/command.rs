@@ -330,6 +330,7 @@ impl Command {
                     crate::model::Task::Script { interpreter, body } => text(interpreter) + text(body),
                     crate::model::Task::Process { argv } => argv.iter().map(|a| text(a) + 1).sum(),
                     crate::model::Task::Function { name, input } => text(name) + text(input),
+                    crate::model::Task::Custom { executor, input } => text(executor) + text(input),
                     // Rare and bounded by max_task_bytes: counted at the worst escaping.
                     crate::model::Task::Docker(_) => 6 * spec.task.size() + 200,
                 };

@@ -91,6 +91,13 @@ pub enum TaskView {
         /// Its input.
         input: serde_json::Value,
     },
+    /// A task of a kind of the embedder's own, run by the executor registered for it.
+    Custom {
+        /// The executor's name.
+        executor: String,
+        /// Its input.
+        input: serde_json::Value,
+    },
 }
 
 impl From<&Task> for TaskView {
@@ -110,12 +117,17 @@ impl From<&Task> for TaskView {
                 mounts: d.mounts.clone(),
                 pull: d.pull,
             },
-            Task::Function { name, input } => TaskView::Function {
-                name: name.clone(),
-                input: serde_json::from_str(input).unwrap_or_else(|_| serde_json::Value::String(input.clone())),
-            },
+            Task::Function { name, input } => TaskView::Function { name: name.clone(), input: json_or_text(input) },
+            Task::Custom { executor, input } => {
+                TaskView::Custom { executor: executor.clone(), input: json_or_text(input) }
+            }
         }
     }
+}
+
+/// `input` as JSON, or as a JSON string when it is not JSON.
+fn json_or_text(input: &str) -> serde_json::Value {
+    serde_json::from_str(input).unwrap_or_else(|_| serde_json::Value::String(input.to_owned()))
 }
 
 /// An amount of resources.

@@ -19,7 +19,7 @@ proto_enum!(ConstraintOp => ConstraintOp { Equals, NotEquals, Exists });
 proto_enum!(OverlapPolicy => OverlapPolicy { Skip, BufferOne, AllowAll, CancelOther, BufferAll });
 proto_enum!(PlacementPolicy => PlacementPolicy { Binpack, Spread });
 proto_enum!(OnDisconnect => OnDisconnect { Kill, Keep });
-proto_enum!(TaskKind => TaskKind { Shell, Script, Process, Docker, Function });
+proto_enum!(TaskKind => TaskKind { Shell, Script, Process, Docker, Function, Custom });
 
 impl From<Resources> for proto::Resources {
     fn from(r: Resources) -> Self {
@@ -59,6 +59,7 @@ impl From<Task> for job_spec::Task {
                 pull: d.pull.to_wire(),
             }),
             Task::Function { name, input } => job_spec::Task::Function(proto::FunctionTask { name, input }),
+            Task::Custom { executor, input } => job_spec::Task::Custom(proto::CustomTask { executor, input }),
         }
     }
 }
@@ -81,6 +82,7 @@ impl TryFrom<job_spec::Task> for Task {
                 pull: enum_or_default(d.pull, "pull")?,
             })),
             job_spec::Task::Function(t) => Task::Function { name: t.name, input: t.input },
+            job_spec::Task::Custom(t) => Task::Custom { executor: t.executor, input: t.input },
         })
     }
 }
