@@ -134,31 +134,21 @@ impl Api for Manager {
             CancelTarget::Workflow(wf) => (s.workflow(wf).is_some(), s.issued_workflow(wf)),
         });
         if !live {
-            // Finished already (or removed, or unknown): nothing to cancel.
-            return match target {
-                CancelTarget::Job(job) => match crate::history::job_record(&*self.shared.history, job).await? {
-                    Some(_) => Ok(()),
-                    None => Err(queries::gone(&self.shared, job.to_string(), issued)),
-                },
-                CancelTarget::Run(run) => match crate::history::run_record(&*self.shared.history, run).await? {
-                    Some(record) => Err(Error::Rejected(Rejection::InvalidTransition {
-                        run,
-                        state: record.run.state,
-                        action: "cancel".into(),
-                    })),
-                    None => Err(queries::gone(&self.shared, run.to_string(), issued)),
-                },
-                // Every job of it has ended: nothing to cancel.
-                CancelTarget::Workflow(_) if issued => Ok(()),
-                CancelTarget::Workflow(wf) => Err(Error::NotFound(wf.to_string())),
-            };
+            return self.cancel_ended(target, issued).await;
         }
         let command = match target {
             CancelTarget::Job(job) => Command::CancelJob { at, job },
             CancelTarget::Run(run) => Command::CancelRun { at, run },
             CancelTarget::Workflow(workflow) => Command::CancelWorkflow { at, workflow },
         };
-        self.propose_one(command).await
+        match self.propose_one(command).await {
+            // It ended and left the live state between the look above and the
+            // command's turn: answer as if it had ended before the call.
+            Err(Error::Rejected(
+                Rejection::UnknownJob(_) | Rejection::UnknownRun(_) | Rejection::UnknownWorkflow(_),
+            )) => self.cancel_ended(target, issued).await,
+            other => other,
+        }
     }
 
     async fn set_draining(&self, worker: WorkerId, draining: bool) -> Result<(), Error> {
@@ -439,6 +429,28 @@ impl Manager {
     }
 
     /// Proposes one command; a rejection becomes [`Error::Rejected`].
+    /// A cancel of what is not in the live state: finished already (nothing to
+    /// cancel), removed from the history, or never issued.
+    async fn cancel_ended(&self, target: CancelTarget, issued: bool) -> Result<(), Error> {
+        match target {
+            CancelTarget::Job(job) => match crate::history::job_record(&*self.shared.history, job).await? {
+                Some(_) => Ok(()),
+                None => Err(queries::gone(&self.shared, job.to_string(), issued)),
+            },
+            CancelTarget::Run(run) => match crate::history::run_record(&*self.shared.history, run).await? {
+                Some(record) => Err(Error::Rejected(Rejection::InvalidTransition {
+                    run,
+                    state: record.run.state,
+                    action: "cancel".into(),
+                })),
+                None => Err(queries::gone(&self.shared, run.to_string(), issued)),
+            },
+            // Every job of it has ended: nothing to cancel.
+            CancelTarget::Workflow(_) if issued => Ok(()),
+            CancelTarget::Workflow(wf) => Err(Error::NotFound(wf.to_string())),
+        }
+    }
+
     pub(super) async fn propose_one(&self, command: Command) -> Result<(), Error> {
         match self.propose(vec![command]).await?.pop() {
             Some(Outcome::Applied(_)) => Ok(()),
