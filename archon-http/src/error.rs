@@ -165,7 +165,7 @@ fn rejection(r: &Rejection) -> Problem {
 }
 
 /// The problem as an HTTP response. A 307 carries the leader in `Location` once
-/// [`crate::routes`]' redirect layer has seen the request's path.
+/// The `routes` module's redirect layer has seen the request's path.
 pub fn problem_response(p: Problem) -> Response {
     let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let leader = p.leader.clone().filter(|_| status == StatusCode::TEMPORARY_REDIRECT);

@@ -36,7 +36,7 @@
 //! pull = "if-not-present"         # default; or always, never
 //! ```
 //!
-//! A recurring job adds a `[schedule]` table (see [`schedule`]).
+//! A recurring job adds a `[schedule]` table (see the `schedule` module).
 //!
 //! `secret_env` (also a `[secret_env]` table, `--secret-env` on the command
 //! line) is an environment whose values only the worker running an attempt
@@ -65,7 +65,7 @@ mod workflow;
 pub use schedule::ScheduleDraft;
 pub use workflow::{WorkflowDraft, WorkflowHead, parse_workflow_json};
 
-/// What a spec file holds: jobs, or one workflow (see [`workflow`]).
+/// What a spec file holds: jobs, or one workflow (see the `workflow` module).
 #[derive(Debug)]
 pub enum SpecFileContent {
     /// One job or several `[[jobs]]`, independent.

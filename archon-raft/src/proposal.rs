@@ -27,7 +27,7 @@ pub const ENTRY_FORMAT: u32 = archon_core::state::COMMAND_FORMAT;
 /// checked, its commands stay as the JSON they were stored as and are decoded
 /// only if something asks for them — sending the entry to a follower, say,
 /// which a follower found to hold it already never does (see
-/// [`Proposal::unread`]). Cheap to clone either way.
+/// `Proposal::unread`). Cheap to clone either way.
 #[derive(Clone)]
 pub struct Proposal {
     /// The format it was written in: 0 for Archon 0.1's entries, else the newest

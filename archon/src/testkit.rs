@@ -34,7 +34,7 @@ use crate::{Archon, Error, executors};
 /// How long [`TestCluster`] waits for a leader and for its workers to join.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What [`TestCluster::start`] starts.
+/// What [`TestClusterBuilder::start`] starts.
 #[must_use = "nothing runs until .start().await"]
 pub struct TestClusterBuilder {
     managers: usize,

@@ -15,7 +15,7 @@
 //! announced on reconnect, so the manager requeues them, once, as it does for
 //! a worker that is lost or leaves.
 //!
-//! It acts only while it holds a lease ([`lease`]): when no confirmed leader has
+//! It acts only while it holds a lease (the `lease` module): when no confirmed leader has
 //! answered its heartbeats for a lease, it kills its attempts (except those of
 //! jobs that say `on_disconnect = keep`), reports them fenced, and holds new
 //! assignments until the lease is renewed — all before any manager can declare

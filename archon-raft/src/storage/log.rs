@@ -141,7 +141,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         .map_err(|e| e.at(ErrorSubject::Logs, ErrorVerb::Read))
     }
 
-    /// What replication sends next: entries from `start` within [`APPEND_BYTES`].
+    /// What replication sends next: entries from `start` within `APPEND_BYTES`.
     async fn limited_get_log_entries(
         &mut self,
         start: u64,

@@ -1,6 +1,6 @@
 //! Durable Raft storage: per node, one redb file (`raft.redb`) holds the log, the
 //! vote and the committed log id, a second beside it (`raft.history.redb`,
-//! [`history_db`]) the history, and a third (`raft.snapshot.redb`) the latest
+//! `history_db`) the history, and a third (`raft.snapshot.redb`) the latest
 //! snapshot — apart from the log, because redb takes one write transaction at a
 //! time per file, and storing a snapshot of a large state takes seconds that the
 //! log's appends and votes must not wait for.
@@ -8,7 +8,7 @@
 //! The one thing to know: the state machine is archon-core's [`ClusterState`] —
 //! the small live state — kept in memory behind a shared lock and made durable
 //! through snapshots, while what it lets go (finished runs, their output) is
-//! written to the history tables ([`history`]) as entries apply. A restart
+//! written to the history tables (the `history` module) as entries apply. A restart
 //! loads the latest snapshot and openraft re-applies the committed log after it;
 //! that replay writes again what the history already holds, which changes
 //! nothing. Log writes are one redb transaction each, committed with an fsync

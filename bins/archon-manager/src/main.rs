@@ -2,6 +2,10 @@
 //! flags) and runs [`archon_cli::daemon::manager::run`]; `archon-manager verify-data`
 //! checks a stopped manager's files instead ([`archon_raft::storage::verify`]).
 
+// The flags' doc comments are their `--help` text, written for a terminal
+// (`USER[:PASSWORD]`, `<name>`), not Markdown: rustdoc is told not to read them as links or tags.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

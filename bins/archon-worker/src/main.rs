@@ -1,6 +1,10 @@
 //! `archon-worker`: parses its configuration (file, then `ARCHON_*` env, then
 //! flags) and runs [`archon_cli::daemon::worker::run`].
 
+// The flags' doc comments are their `--help` text, written for a terminal
+// (`USER[:PASSWORD]`, `<name>`), not Markdown: rustdoc is told not to read them as links or tags.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;

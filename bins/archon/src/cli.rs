@@ -1,6 +1,10 @@
 //! Command-line arguments. Values with units are parsed here so a bad one is
 //! refused before anything is sent, with the flag and the accepted form named.
 
+// The flags' doc comments are their `--help` text, written for a terminal
+// (`USER[:PASSWORD]`, `<name>`), not Markdown: rustdoc is told not to read them as links or tags.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
