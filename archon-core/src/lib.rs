@@ -10,6 +10,10 @@
 //! This crate never depends on another Archon crate or on tonic, openraft, diesel,
 //! bollard or axum: implementations of the plug points live in sibling crates.
 //!
+//! Its public API is listed in `public-api.txt` beside this crate's manifest and
+//! checked by `scripts/public-api`: until 1.0 a minor release may change it, a patch
+//! release only adds (the README's "Stability and versions").
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), archon_core::Error> {
 //! use std::sync::Arc;
