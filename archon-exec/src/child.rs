@@ -48,6 +48,15 @@ const FIRST_CHUNK_SIZE: usize = 4 * 1024;
 /// killed: only a process that left the group can hold the pipes open that long.
 const PIPE_DRAIN_LIMIT: Duration = Duration::from_millis(250);
 
+/// A program and its arguments.
+#[derive(Debug, Clone)]
+pub(crate) struct Invocation<'a> {
+    /// The program: a path, or a name looked up in `PATH`.
+    pub(crate) program: &'a str,
+    /// Its arguments.
+    pub(crate) args: Vec<&'a OsStr>,
+}
+
 /// Runs programs as attempts: one child per attempt, in its own process group.
 #[derive(Debug, Clone)]
 pub(crate) struct ChildRunner {
@@ -71,29 +80,47 @@ impl ChildRunner {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        let args: Vec<S> = args.into_iter().collect();
+        let program = Invocation { program, args: args.iter().map(AsRef::as_ref).collect() };
+        self.run_or(program, None, ctx).await
+    }
+
+    /// Runs `program`, or `fallback` when `program` cannot be spawned (a program
+    /// that is not there, not executable, or fails to exec for any other reason):
+    /// the fallback is then what runs and reports, as if it had been asked for.
+    pub(crate) async fn run_or(
+        &self,
+        program: Invocation<'_>,
+        fallback: Option<Invocation<'_>>,
+        ctx: ExecContext,
+    ) -> AttemptResult {
         let ExecContext { spec, mut output, cancel, attempt, job, run } = ctx;
-        let ctx_ids = (job, run);
         if cancel.is_cancelled() {
             return output.finish(ExitStatus::Cancelled);
         }
-        let mut command = Command::new(program);
-        command
-            .args(args)
-            .envs(spec.environment())
-            .env("ARCHON_JOB_ID", ctx_ids.0.to_string())
-            .env("ARCHON_RUN_ID", ctx_ids.1.to_string())
-            .env("ARCHON_ATTEMPT_ID", attempt.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        if let Some(dir) = &spec.working_dir {
-            if let Err(e) = check_working_dir(dir).await {
-                return output.finish(e.into_status());
-            }
-            command.current_dir(dir);
+        if let Some(dir) = &spec.working_dir
+            && let Err(e) = check_working_dir(dir).await
+        {
+            return output.finish(e.into_status());
         }
+        let command = |invocation: &Invocation<'_>| {
+            let mut command = Command::new(invocation.program);
+            command
+                .args(&invocation.args)
+                .envs(spec.environment())
+                .env("ARCHON_JOB_ID", job.to_string())
+                .env("ARCHON_RUN_ID", run.to_string())
+                .env("ARCHON_ATTEMPT_ID", attempt.to_string())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .process_group(0)
+                .kill_on_drop(true);
+            if let Some(dir) = &spec.working_dir {
+                command.current_dir(dir);
+            }
+            command
+        };
         // Registered before the spawn, so the child's exit cannot slip past it.
         let mut sigchld = signal(SignalKind::child())
             .inspect_err(|e| tracing::debug!(error = %e, "no SIGCHLD stream; CPU time will not be measured"))
@@ -108,7 +135,17 @@ impl ChildRunner {
             None => None,
         };
         let started = Instant::now();
-        let mut child = match command.spawn() {
+        let (program, spawned) = match command(&program).spawn() {
+            Ok(child) => (program.program, Ok(child)),
+            Err(first) => match &fallback {
+                Some(fallback) => {
+                    tracing::debug!(program = program.program, error = %first, "cannot spawn; running the fallback");
+                    (fallback.program, command(fallback).spawn())
+                }
+                None => (program.program, Err(first)),
+            },
+        };
+        let mut child = match spawned {
             Ok(child) => child,
             Err(source) => {
                 return output.finish(ExecError::Spawn { program: program.to_owned(), source }.into_status());
