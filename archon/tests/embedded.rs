@@ -36,13 +36,10 @@ fn shell(name: &str, command: &str) -> JobSpec {
     JobSpec::new(name, Task::Shell { command: command.into() })
 }
 
-/// Polls `check` every 20 ms until it holds, for up to 30 s.
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Waits until `check` holds, for up to 30 s (processes start and die at the
+/// machine's pace).
+async fn eventually(what: &str, check: impl AsyncFnMut() -> bool) {
+    archon_core::testkit::eventually_within(what, Duration::from_secs(30), check).await;
 }
 
 /// Whether the process `pid` is gone (or a zombie no one reaped yet).
@@ -58,7 +55,7 @@ fn gone(pid: u32) -> bool {
 async fn start_sleeper(archon: &Archon, file: &Path) -> u32 {
     let command = format!("echo $$ > {}.tmp && mv {0}.tmp {0} && exec sleep 600", file.display());
     archon.submit(shell("sleeper", &command)).await.unwrap();
-    eventually("the sleeper to start", || file.exists()).await;
+    eventually("the sleeper to start", async || file.exists()).await;
     std::fs::read_to_string(file).unwrap().trim().parse().unwrap()
 }
 
@@ -140,7 +137,7 @@ async fn dropping_kills_what_the_local_worker_runs() {
     let archon = Archon::embedded().in_memory().start().await.unwrap();
     let pid = start_sleeper(&archon, &dir.path().join("pid")).await;
     drop(archon);
-    eventually("the dropped Archon's job to be killed", || gone(pid)).await;
+    eventually("the dropped Archon's job to be killed", async || gone(pid)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -96,13 +96,9 @@ async fn worker_of(archon: &Archon, job: &JobHandle) -> Option<String> {
     workers.into_iter().find(|w| w.worker.id == id).map(|w| w.worker.name)
 }
 
-/// Polls `check` every 20 ms until it holds; panics naming `what` after 30 s.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Waits until `check` holds; panics naming `what` after 30 s.
+async fn eventually(what: &str, check: impl AsyncFnMut() -> bool) {
+    archon_core::testkit::eventually_within(what, Duration::from_secs(30), check).await;
 }
 
 /// A worker in this process, attached to the embedded manager (as in `main.rs`).
