@@ -349,7 +349,8 @@ impl JobDraft {
         .into_iter()
         .flatten()
         .collect();
-        let what = "give exactly one of command, script, argv, function, docker or executor";
+        let keys = ["command", "script", "argv", "function", "docker", "executor"].map(|k| naming.field(k));
+        let what = format!("give exactly one of {} or {}", keys[..5].join(", "), keys[5]);
         match given.as_slice() {
             [] => Err(SpecError::new(naming.field("command"), format!("no task: {what}"))),
             [_] => Ok(if let Some(docker) = &self.docker {
@@ -374,7 +375,9 @@ impl JobDraft {
                     None => Task::Function { name: self.function.clone().unwrap_or_default(), input },
                 }
             }),
-            many => Err(SpecError::new(naming.field(many[1]), format!("conflicts with {}: {what}", many[0]))),
+            many => {
+                Err(SpecError::new(naming.field(many[1]), format!("conflicts with {}: {what}", naming.field(many[0]))))
+            }
         }
     }
 

@@ -334,7 +334,8 @@ impl DockerFlags {
 
 /// `archon submit`.
 #[derive(Debug, Clone, Args)]
-#[command(group(clap::ArgGroup::new("task").args(["command", "script", "function", "argv", "docker"]).required(true).multiple(true)))]
+#[command(group(clap::ArgGroup::new("task").args(["command", "script", "function", "argv", "docker", "executor"]).required(true).multiple(true)))]
+#[command(group(clap::ArgGroup::new("takes_input").args(["function", "executor"]).multiple(true)))]
 pub struct SubmitArgs {
     /// A shell command line, run with `sh -c`.
     #[arg(long, short = 'c')]
@@ -348,8 +349,12 @@ pub struct SubmitArgs {
     /// A function registered on the workers (`archon dev` has `noop` and `echo`).
     #[arg(long)]
     pub function: Option<String>,
-    /// The function's input, as JSON.
-    #[arg(long, requires = "function", value_name = "JSON")]
+    /// A task of a kind of your own: the name of the executor registered for it
+    /// on the workers (capability `custom:NAME`); --input is its input.
+    #[arg(long, value_name = "NAME")]
+    pub executor: Option<String>,
+    /// The function's or custom task's input, as JSON.
+    #[arg(long, requires = "takes_input", value_name = "JSON")]
     pub input: Option<String>,
     /// A program and its arguments, run directly (no shell), after `--`; with
     /// --docker, the container's command.

@@ -183,6 +183,7 @@ fn bad_input_is_refused_with_a_clear_error_and_nothing_is_stored() {
         (vec!["submit", "--env", "NOEQUALS", "--command", "true"], "--env: \"NOEQUALS\" is not NAME=value"),
         (vec!["submit", "--function", "echo", "--input", "{bad"], "--input: not JSON"),
         (vec!["submit", "--function", "nosuch"], "cannot run function:nosuch"),
+        (vec!["submit", "--executor", "http"], "cannot run custom:http"),
         (vec!["run", "-f", bad_spec.to_str().unwrap()], "timeout: \"soon\" is not a duration"),
         (vec!["run", "-f", broken_spec.to_str().unwrap()], "not valid TOML"),
         (vec!["run", "-f", "/no/such/spec.toml"], "cannot read"),

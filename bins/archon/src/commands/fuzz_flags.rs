@@ -201,6 +201,7 @@ fn inputs_the_fuzzing_found_are_refused_naming_the_flag() {
         (&["--docker", "b:1", "--mount", "/a\0:/b"], "--mount"),
         (&["--docker", "b:1", "--entrypoint", "\0"], "--entrypoint"),
         (&["--function", "f\0"], "--function"),
+        (&["--executor", "e\0"], "--executor"),
         (&["--command", "x", "--", "y"], "ARGV"),
     ] {
         let e = submit(words).unwrap_err();

@@ -426,6 +426,7 @@ fn submit_spec(args: SubmitArgs) -> anyhow::Result<JobSpec> {
     let draft = JobDraft {
         name: args.name,
         function: args.function,
+        executor: args.executor,
         input,
         command: args.command,
         script,
@@ -635,5 +636,34 @@ mod tests {
         assert_eq!(submit(&["--on-disconnect", "kill"]).unwrap().on_disconnect, OnDisconnect::Kill);
         let e = submit(&["--on-disconnect", "linger"]).unwrap_err();
         assert_eq!(e, "--on-disconnect: \"linger\" is not an on-disconnect choice (use kill or keep)");
+    }
+
+    /// `archon submit WORDS` without the default `--command`.
+    fn submit_only(words: &[&str]) -> Result<archon_core::model::JobSpec, String> {
+        let line = ["archon", "submit"].into_iter().chain(words.iter().copied());
+        match Cli::try_parse_from(line).map_err(|e| e.to_string())?.command {
+            Command::Submit(args) => submit_spec(*args).map_err(|e| e.to_string()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn executor_submits_a_custom_task_with_its_input_and_a_bad_one_names_the_flag() {
+        use archon_core::model::Task;
+        let spec = submit_only(&["--executor", "http", "--input", r#"{"url": "http://example.test/"}"#]).unwrap();
+        assert_eq!(
+            spec.task,
+            Task::Custom { executor: "http".into(), input: r#"{"url":"http://example.test/"}"#.into() }
+        );
+        assert_eq!(spec.name, "http");
+        let spec = submit_only(&["--executor", "http"]).unwrap();
+        assert_eq!(spec.task, Task::Custom { executor: "http".into(), input: "null".into() });
+
+        let e = submit_only(&["--executor", "two words"]).unwrap_err();
+        assert!(e.starts_with("--executor: \"two words\" is not an executor name"), "{e}");
+        let e = submit_only(&["--executor", "http", "--command", "true"]).unwrap_err();
+        assert!(e.contains("--executor") && e.contains("--command"), "{e}");
+        let e = submit_only(&["--command", "true", "--input", "{}"]).unwrap_err();
+        assert!(e.contains("--input") && e.contains("--function") && e.contains("--executor"), "{e}");
     }
 }
