@@ -11,6 +11,10 @@
 
 use std::cmp::Reverse;
 
+mod extra_worker;
+
+pub use extra_worker::ExtraWorker;
+
 use archon_core::model::{JobSpec, Resources, Worker};
 use archon_core::scheduler::{ClusterView, PendingRun, Placement, Scheduler, WorkerSlot};
 

@@ -13,11 +13,7 @@ use std::time::Duration;
 
 use archon::{Archon, JobSpec, Resources, Task};
 use archon_core::api::Api;
-use archon_core::transport::InProcTransport;
-use archon_core::worker::{WorkerConfig, WorkerRuntime};
-use example_custom_scheduler::LabelAffinity;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use example_custom_scheduler::{ExtraWorker, LabelAffinity};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -56,37 +52,6 @@ async fn main() -> anyhow::Result<()> {
 /// `n` cores and `n` GiB of memory.
 fn cores(n: u64) -> Resources {
     Resources { cpu_millis: n * 1_000, memory_bytes: n << 30, ..Resources::default() }
-}
-
-/// A worker in this process, attached to the embedded manager like the local one.
-struct ExtraWorker {
-    stop: CancellationToken,
-    task: JoinHandle<Result<(), archon_core::Error>>,
-}
-
-impl ExtraWorker {
-    /// Starts worker `name` offering `capacity`, with `labels`, running shell,
-    /// script and process jobs.
-    fn start(archon: &Archon, name: &str, capacity: Resources, labels: &[(&str, &str)]) -> ExtraWorker {
-        let mut config = WorkerConfig::new(name, capacity);
-        config.labels = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        config.address = "in-process".into();
-        let transport = Arc::new(InProcTransport::new(archon.manager().clone()));
-        let runtime = WorkerRuntime::new(config, Arc::new(archon::executors::processes(None)), transport);
-        let stop = CancellationToken::new();
-        let task = tokio::spawn({
-            let stop = stop.clone();
-            async move { runtime.run(stop).await }
-        });
-        ExtraWorker { stop, task }
-    }
-
-    /// Stops it (killing what it still runs) and waits until it has left.
-    async fn stop(self) -> anyhow::Result<()> {
-        self.stop.cancel();
-        self.task.await??;
-        Ok(())
-    }
 }
 
 /// Waits until `n` workers are in session with the manager (up to 30 s).

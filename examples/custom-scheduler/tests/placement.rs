@@ -10,11 +10,7 @@ use std::time::Duration;
 use archon::{Archon, JobHandle, JobSpec, Resources, Task};
 use archon_core::api::Api;
 use archon_core::model::RunState;
-use archon_core::transport::InProcTransport;
-use archon_core::worker::{WorkerConfig, WorkerRuntime};
-use example_custom_scheduler::LabelAffinity;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use example_custom_scheduler::{ExtraWorker, LabelAffinity};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_fill_the_labelled_worker_then_go_to_the_worker_with_the_most_free_cpu() {
@@ -70,8 +66,9 @@ async fn jobs_fill_the_labelled_worker_then_go_to_the_worker_with_the_most_free_
         assert_eq!(worker_of(&archon, job).await.as_deref(), Some(worker), "each of the five ran where it was placed");
     }
 
-    fast.stop().await;
-    plain.stop().await;
+    for worker in [fast, plain] {
+        tokio::time::timeout(Duration::from_secs(30), worker.stop()).await.unwrap().unwrap();
+    }
     archon.shutdown().await.unwrap();
 }
 
@@ -99,31 +96,4 @@ async fn worker_of(archon: &Archon, job: &JobHandle) -> Option<String> {
 /// Waits until `check` holds; panics naming `what` after 30 s.
 async fn eventually(what: &str, check: impl AsyncFnMut() -> bool) {
     archon_core::testkit::eventually_within(what, Duration::from_secs(30), check).await;
-}
-
-/// A worker in this process, attached to the embedded manager (as in `main.rs`).
-struct ExtraWorker {
-    stop: CancellationToken,
-    task: JoinHandle<Result<(), archon_core::Error>>,
-}
-
-impl ExtraWorker {
-    fn start(archon: &Archon, name: &str, capacity: Resources, labels: &[(&str, &str)]) -> ExtraWorker {
-        let mut config = WorkerConfig::new(name, capacity);
-        config.labels = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        config.address = "in-process".into();
-        let transport = Arc::new(InProcTransport::new(archon.manager().clone()));
-        let runtime = WorkerRuntime::new(config, Arc::new(archon::executors::processes(None)), transport);
-        let stop = CancellationToken::new();
-        let task = tokio::spawn({
-            let stop = stop.clone();
-            async move { runtime.run(stop).await }
-        });
-        ExtraWorker { stop, task }
-    }
-
-    async fn stop(self) {
-        self.stop.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.task).await.unwrap().unwrap().unwrap();
-    }
 }
