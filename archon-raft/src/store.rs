@@ -58,7 +58,8 @@ pub struct RaftConfig {
     /// which openraft gives its heartbeat interval to be written and answered
     /// (see `storage::log`), so entries stay well within that.
     pub max_entry_bytes: usize,
-    /// redb's page cache for the log's file, in bytes.
+    /// redb's page cache for reading a log an older Archon kept in `raft.redb`
+    /// while it is moved to the log's own files, in bytes.
     pub cache_bytes: usize,
     /// redb's page cache for the history's file, in bytes.
     pub history_cache_bytes: usize,

@@ -276,12 +276,56 @@ async fn a_snapshot_kept_in_the_log_file_by_an_older_version_moves_to_its_own_fi
     assert_eq!(snapshot_of(&state), at_snapshot, "the moved snapshot loads");
     assert_eq!(sm.get_current_snapshot().await.unwrap().unwrap().meta, meta);
     drop((log, sm));
-    let legacy = redb::Database::create(&path).unwrap();
-    let txn = redb::ReadableDatabase::begin_read(&legacy).unwrap();
-    let t = txn.open_table(table).unwrap();
-    assert!(redb::ReadableTable::get(&t, "data").unwrap().is_none(), "the log's file no longer holds it");
+    assert!(!path.exists(), "the old log file is gone once what it held moved");
     let moved = redb::Database::create(&snapshot_path).unwrap();
     let txn = redb::ReadableDatabase::begin_read(&moved).unwrap();
     let t = txn.open_table(table).unwrap();
     assert_eq!(redb::ReadableTable::get(&t, "data").unwrap().unwrap().value(), stored[1].1.as_slice());
+}
+
+#[tokio::test]
+async fn a_log_kept_in_redb_by_an_older_version_moves_to_the_log_files_on_open() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("raft.redb");
+    let entries = history();
+    let vote = Vote::new_committed(3, 1);
+    let (purged, committed) = (entries[1].log_id, entries[4].log_id);
+    {
+        // As the data dir of a version that kept the log in raft.redb.
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut log = txn.open_table(redb::TableDefinition::<u64, &[u8]>::new("log")).unwrap();
+            for entry in &entries[2..] {
+                log.insert(entry.log_id.index, serde_json::to_vec(entry).unwrap().as_slice()).unwrap();
+            }
+            let mut meta = txn.open_table(redb::TableDefinition::<&str, &[u8]>::new("meta")).unwrap();
+            meta.insert("vote", serde_json::to_vec(&vote).unwrap().as_slice()).unwrap();
+            meta.insert("committed", serde_json::to_vec(&committed).unwrap().as_slice()).unwrap();
+            meta.insert("last_purged", serde_json::to_vec(&purged).unwrap().as_slice()).unwrap();
+            txn.open_table(redb::TableDefinition::<&str, &[u8]>::new("snapshot")).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let check = |(mut log, sm): (LogStore, StateMachine)| {
+        let entries = entries.clone();
+        async move {
+            assert_eq!(
+                log.get_log_state().await.unwrap(),
+                LogState { last_purged_log_id: Some(purged), last_log_id: entries.last().map(|e| e.log_id) }
+            );
+            assert_eq!(log.read_vote().await.unwrap(), Some(vote));
+            assert_eq!(log.read_committed().await.unwrap(), Some(committed));
+            let read = log.try_get_log_entries(..).await.unwrap();
+            let ids = |es: &[Entry<TypeConfig>]| es.iter().map(|e| e.log_id).collect::<Vec<_>>();
+            assert_eq!(ids(&read), ids(&entries[2..]));
+            drop((log, sm));
+        }
+    };
+    let state = Arc::new(RwLock::new(ClusterState::new()));
+    check(storage::open(&path, Arc::clone(&state)).unwrap().into_parts()).await;
+    assert!(!path.exists(), "raft.redb is gone once its log moved");
+    assert!(dir.path().join("raft.wal").is_dir());
+    // And it reopens from the log files alone.
+    check(storage::open(&path, state).unwrap().into_parts()).await;
 }

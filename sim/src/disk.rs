@@ -1,6 +1,8 @@
-//! A manager's disk in memory: [`SimDisk`] holds the bytes of its three redb
-//! databases (the log's, the history's and the snapshot's) across restarts of the host, and
-//! loses what was not synced when the host crashes.
+//! A manager's disk in memory: [`SimDisk`] holds the bytes of its log's
+//! segment files and of its two redb databases (the history's and the
+//! snapshot's) across restarts of the host, and loses what was not synced when
+//! the host crashes — a segment created or removed since the last directory
+//! sync included.
 //!
 //! The one thing to know: [`SimDisk::crash`] throws away every write since the
 //! last `sync_data` and fences the handles opened before it, so whatever the
@@ -8,10 +10,11 @@
 //! never lands: a crash is not a graceful close. Call it before turmoil's
 //! `crash` drops the host's tasks.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use archon_raft::storage::Backends;
+use archon_raft::storage::{Backends, SegmentFiles};
 use redb::StorageBackend;
 use redb::backends::InMemoryBackend;
 
@@ -52,7 +55,11 @@ impl Image {
 
 #[derive(Debug, Default)]
 struct Shared {
-    log: Image,
+    /// The log's segments by number, removed ones included until the removal is synced.
+    log: BTreeMap<u64, Image>,
+    /// The segments that exist as reads see them, and as a crash leaves them.
+    segments: BTreeSet<u64>,
+    segments_durable: BTreeSet<u64>,
     history: Image,
     snapshot: Image,
     /// Bumped by each crash; a handle opened before one is fenced.
@@ -82,15 +89,33 @@ impl SimDisk {
     pub fn crash(&self) {
         let mut shared = self.lock();
         shared.generation += 1;
-        shared.log.crash();
+        shared.segments = shared.segments_durable.clone();
+        let durable = shared.segments_durable.clone();
+        shared.log.retain(|number, _| durable.contains(number));
+        shared.log.values_mut().for_each(Image::crash);
         shared.history.crash();
         shared.snapshot.crash();
     }
 
-    /// A copy of the log database as reads see it now, to open apart from the
-    /// store (as if the host had crashed this instant without losing a write).
-    pub fn log_copy(&self) -> io::Result<InMemoryBackend> {
-        copy(&self.lock().log.current)
+    /// A copy of the log's segments as reads see them now, to open apart from
+    /// the store (as if the host had crashed this instant without losing a write).
+    pub fn log_copy(&self) -> io::Result<SimSegments> {
+        let shared = self.lock();
+        let copy = SimDisk::new();
+        {
+            let mut c = copy.lock();
+            for number in &shared.segments {
+                let bytes = shared.log.get(number).map(|i| i.current.clone()).unwrap_or_default();
+                c.log.insert(*number, Image { current: bytes.clone(), durable: bytes, pending: Vec::new() });
+            }
+            c.segments = shared.segments.clone();
+            c.segments_durable = shared.segments.clone();
+        }
+        Ok(copy.segments())
+    }
+
+    fn segments(&self) -> SimSegments {
+        SimSegments { disk: self.clone(), generation: self.lock().generation }
     }
 
     /// A copy of the snapshot database as reads see it now, like [`SimDisk::log_copy`].
@@ -110,8 +135,8 @@ impl SimDisk {
 }
 
 impl Backends for SimDisk {
-    fn log(&self) -> Box<dyn StorageBackend> {
-        self.handle(Which::Log)
+    fn log(&self) -> Box<dyn SegmentFiles> {
+        Box::new(self.segments())
     }
 
     fn history(&self) -> Box<dyn StorageBackend> {
@@ -133,9 +158,58 @@ fn copy(bytes: &[u8]) -> io::Result<InMemoryBackend> {
 
 #[derive(Debug, Clone, Copy)]
 enum Which {
-    Log,
+    Segment(u64),
     History,
     Snapshot,
+}
+
+/// The log's segment files on a [`SimDisk`], as the store opened between two
+/// crashes sees them: fenced by the next crash, as its files are.
+#[derive(Debug, Clone)]
+pub struct SimSegments {
+    disk: SimDisk,
+    generation: u64,
+}
+
+impl SimSegments {
+    /// Runs `f` on the disk; `None` once fenced by a crash.
+    fn with<T>(&self, f: impl FnOnce(&mut Shared) -> T) -> Option<T> {
+        let mut shared = self.disk.lock();
+        (shared.generation == self.generation).then(|| f(&mut shared))
+    }
+}
+
+impl SegmentFiles for SimSegments {
+    fn list(&self) -> io::Result<Vec<u64>> {
+        Ok(self.with(|s| s.segments.iter().copied().collect()).unwrap_or_default())
+    }
+
+    fn open(&self, number: u64) -> io::Result<Box<dyn StorageBackend>> {
+        self.with(|s| {
+            if s.segments.insert(number) {
+                // A new file: empty, whatever a removed one of that number held.
+                let image = s.log.entry(number).or_default();
+                image.current.clear();
+                image.pending.push(Pending::SetLen(0));
+            }
+        });
+        Ok(Box::new(Handle { disk: self.disk.clone(), which: Which::Segment(number), generation: self.generation }))
+    }
+
+    fn remove(&self, number: u64) -> io::Result<()> {
+        self.with(|s| s.segments.remove(&number));
+        Ok(())
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        self.with(|s| {
+            s.segments_durable = s.segments.clone();
+            let kept = s.segments.clone();
+            s.log.retain(|number, _| kept.contains(number));
+            s.syncs += 1;
+        });
+        Ok(())
+    }
 }
 
 /// One database, as the store opened between two crashes sees it.
@@ -155,7 +229,7 @@ impl Handle {
         }
         let Shared { log, history, snapshot, syncs, .. } = &mut *shared;
         let image = match self.which {
-            Which::Log => log,
+            Which::Segment(number) => log.get_mut(&number)?,
             Which::History => history,
             Which::Snapshot => snapshot,
         };
@@ -205,9 +279,16 @@ impl StorageBackend for Handle {
 
     fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         let offset = usize_of(offset)?;
+        let grows = matches!(self.which, Which::Segment(_));
         let written = self.with(|image, _| {
             if offset + data.len() > image.current.len() {
-                return Err(out_of_range());
+                if !grows {
+                    return Err(out_of_range());
+                }
+                // A segment is a plain file: a write past its end extends it.
+                let op = Pending::SetLen(offset + data.len());
+                Image::apply(&mut image.current, &op);
+                image.pending.push(op);
             }
             let op = Pending::Write(offset, data.to_vec());
             Image::apply(&mut image.current, &op);
@@ -225,7 +306,8 @@ mod tests {
     #[test]
     fn a_crash_keeps_what_was_synced_and_drops_the_rest() {
         let disk = SimDisk::new();
-        let log = disk.log();
+        let log = disk.log().open(1).unwrap();
+        disk.log().sync().unwrap();
         log.set_len(4).unwrap();
         log.write(0, b"abcd").unwrap();
         log.sync_data().unwrap();
@@ -233,9 +315,28 @@ mod tests {
         disk.crash();
         // The dead incarnation writes nothing more.
         log.write(2, b"ZZ").unwrap();
-        let reopened = disk.log();
+        let reopened = disk.log().open(1).unwrap();
         let mut out = [0u8; 4];
         reopened.read(0, &mut out).unwrap();
         assert_eq!(&out, b"abcd");
+    }
+
+    #[test]
+    fn a_segment_created_or_removed_since_the_last_directory_sync_is_undone_by_a_crash() {
+        let disk = SimDisk::new();
+        let segments = disk.log();
+        let one = segments.open(1).unwrap();
+        one.set_len(2).unwrap();
+        one.write(0, b"ok").unwrap();
+        one.sync_data().unwrap();
+        segments.sync().unwrap();
+        segments.open(2).unwrap().sync_data().unwrap();
+        segments.remove(1).unwrap();
+        disk.crash();
+        let segments = disk.log();
+        assert_eq!(segments.list().unwrap(), vec![1], "the removal and the creation were not synced");
+        let mut out = [0u8; 2];
+        segments.open(1).unwrap().read(0, &mut out).unwrap();
+        assert_eq!(&out, b"ok");
     }
 }

@@ -1,8 +1,8 @@
-//! The Raft log in redb: entries by index in the `log` table; the vote, the
-//! committed log id and the last purged log id in the `meta` table. Every change
-//! goes through the log's writer ([`LogWriter`]), which commits what queued up
-//! together in one fsync'd transaction: an append reports its flush, and a vote,
-//! truncation or purge returns, only once committed. The entries not yet applied
+//! The Raft log in its own file ([`wal`](super::wal)): entries, the vote, the
+//! committed log id and the last purged log id as records in segment files.
+//! Every change goes through the log's writer ([`LogWriter`]), which writes
+//! what queued up together with one write and one fsync: an append reports its
+//! flush, and a vote, truncation or purge returns, only once synced. The entries not yet applied
 //! are also held decoded ([`Recent`]) from the moment they are queued, so reading
 //! them back seldom touches the file; a read that does waits for the writer first.
 
@@ -13,20 +13,19 @@ use std::sync::Arc;
 use archon_core::metrics::Metrics;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError, Vote};
-use redb::{ReadableDatabase, ReadableTable};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::log_writer::{Change, Done, LogWriter};
 use super::recent::Recent;
-use super::{BlockingWork, Failure, LOG, META, NodeId, SnapshotDue, blocking};
+use super::wal::{LogFile, Wal};
+use super::{BlockingWork, Failure, NodeId, SnapshotDue, blocking};
 use crate::TypeConfig;
 
-/// `meta` key of the last saved vote.
+/// `meta` key of the last saved vote (in a log written before the log file).
 pub(super) const VOTE: &str = "vote";
-/// `meta` key of the last saved committed log id.
+/// `meta` key of the last saved committed log id (idem).
 pub(super) const COMMITTED: &str = "committed";
-/// `meta` key of the last purged log id.
+/// `meta` key of the last purged log id (idem).
 pub(super) const LAST_PURGED: &str = "last_purged";
 
 /// The most bytes of entries (as stored) one AppendEntries carries, though
@@ -36,11 +35,11 @@ pub(super) const LAST_PURGED: &str = "last_purged";
 /// retried whole forever, so replication reads the log in slices this big.
 pub(super) const APPEND_BYTES: usize = 512 << 10;
 
-/// The node's Raft log (and vote) in its redb file. Clones share the file; openraft
-/// uses a clone as its log reader.
+/// The node's Raft log (and vote) in its log file. Clones share the file;
+/// openraft uses a clone as its log reader.
 #[derive(Clone)]
 pub struct LogStore {
-    db: Arc<super::Db>,
+    file: Arc<LogFile>,
     recent: Arc<Recent>,
     snapshots: Arc<SnapshotDue>,
     /// Told the committed index as it advances.
@@ -63,14 +62,14 @@ pub(super) struct StoredLogId {
 
 impl LogStore {
     pub(super) fn new(
-        db: Arc<super::Db>,
+        file: Arc<LogFile>,
         recent: Arc<Recent>,
         snapshots: Arc<SnapshotDue>,
         metrics: Metrics,
         blocking: BlockingWork,
     ) -> LogStore {
-        let writer = LogWriter::new(Arc::clone(&db), blocking);
-        LogStore { db, recent, snapshots, metrics, blocking, writer }
+        let writer = LogWriter::new(Arc::clone(&file), blocking);
+        LogStore { file, recent, snapshots, metrics, blocking, writer }
     }
 
     /// Waits until every change asked of the log so far is in its file.
@@ -78,40 +77,27 @@ impl LogStore {
         self.writer.flush().await.map_err(|e| crate::Error::Storage(e.to_string()))
     }
 
-    /// Reads the JSON value at `key` of the `meta` table.
-    async fn read_meta<T>(&self, key: &'static str) -> Result<Option<T>, Failure>
+    /// Reads the log once the writer has drained: `read` on the log as it stands.
+    async fn read<T, F>(&self, read: F) -> Result<T, Failure>
     where
-        T: DeserializeOwned + Send + 'static,
+        T: Send + 'static,
+        F: FnOnce(&Wal) -> Result<T, Failure> + Send + 'static,
     {
         self.writer.flush().await?;
-        let db = Arc::clone(&self.db);
-        blocking(self.blocking, move || {
-            let txn = db.begin_read()?;
-            let table = txn.open_table(META)?;
-            let value = table.get(key)?;
-            Ok(value.map(|v| serde_json::from_slice(v.value())).transpose()?)
-        })
-        .await
+        let file = Arc::clone(&self.file);
+        blocking(self.blocking, move || read(&file.lock())).await
     }
+}
 
-    /// Sets (or, given `None`, removes) the JSON value at `key` of the `meta` table.
-    /// `durable` waits for the fsync'd commit; otherwise the value is queued and
-    /// reaches disk with the next commit that syncs.
-    async fn write_meta<T: Serialize>(
-        &self,
-        key: &'static str,
-        value: Option<&T>,
-        durable: bool,
-    ) -> Result<(), Failure> {
-        let value = value.map(serde_json::to_vec).transpose()?;
-        let change = Change::Meta { key, value, durable };
-        if durable {
-            self.writer.write(change).await
-        } else {
-            self.writer.queue(change, Done::Nobody);
-            Ok(())
-        }
-    }
+/// A stored JSON value, decoded.
+fn decoded<T: DeserializeOwned>(bytes: Option<&[u8]>) -> Result<Option<T>, Failure> {
+    Ok(bytes.map(serde_json::from_slice).transpose()?)
+}
+
+/// Stored entries, their commands left unread: most of what replication reads
+/// after a failover is never sent (a probe finds the follower holds it).
+fn unread(rows: Vec<(u64, Vec<u8>)>) -> Result<Vec<Entry<TypeConfig>>, Failure> {
+    Ok(rows.iter().map(|(_, bytes)| crate::proposal::read_unread(bytes)).collect::<Result<_, _>>()?)
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -123,22 +109,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if let Some(entries) = self.recent.get(range) {
             return Ok(entries);
         }
-        self.writer.flush().await.map_err(|e| e.at(ErrorSubject::Logs, ErrorVerb::Read))?;
-        let db = Arc::clone(&self.db);
-        blocking(self.blocking, move || {
-            let txn = db.begin_read()?;
-            let table = txn.open_table(LOG)?;
-            let mut entries = Vec::new();
-            for row in table.range::<u64>(range)? {
-                let (_, value) = row?;
-                // Most of what replication reads after a failover is never
-                // sent (a probe finds the follower holds it): left unread.
-                entries.push(crate::proposal::read_unread(value.value())?);
-            }
-            Ok(entries)
-        })
-        .await
-        .map_err(|e| e.at(ErrorSubject::Logs, ErrorVerb::Read))
+        self.read(move |wal| unread(wal.read(range, usize::MAX)?))
+            .await
+            .map_err(|e| e.at(ErrorSubject::Logs, ErrorVerb::Read))
     }
 
     /// What replication sends next: entries from `start` within `APPEND_BYTES`.
@@ -150,26 +123,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if let Some(entries) = self.recent.get_limited(start, end, APPEND_BYTES) {
             return Ok(entries);
         }
-        self.writer.flush().await.map_err(|e| e.at(ErrorSubject::Logs, ErrorVerb::Read))?;
-        let db = Arc::clone(&self.db);
-        blocking(self.blocking, move || {
-            let txn = db.begin_read()?;
-            let table = txn.open_table(LOG)?;
-            let (mut entries, mut bytes) = (Vec::new(), 0usize);
-            for row in table.range::<u64>(start..end.max(start))? {
-                let (_, value) = row?;
-                bytes = bytes.saturating_add(value.value().len());
-                if !entries.is_empty() && bytes > APPEND_BYTES {
-                    break;
-                }
-                // Most of what replication reads after a failover is never
-                // sent (a probe finds the follower holds it): left unread.
-                entries.push(crate::proposal::read_unread(value.value())?);
-            }
-            Ok(entries)
-        })
-        .await
-        .map_err(|e| e.at(ErrorSubject::Logs, ErrorVerb::Read))
+        self.read(move |wal| unread(wal.read(start..end.max(start), APPEND_BYTES)?))
+            .await
+            .map_err(|e| e.at(ErrorSubject::Logs, ErrorVerb::Read))
     }
 }
 
@@ -177,16 +133,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
-        self.writer.flush().await.map_err(|e| e.at(ErrorSubject::Logs, ErrorVerb::Read))?;
-        let db = Arc::clone(&self.db);
-        blocking(self.blocking, move || {
-            let txn = db.begin_read()?;
-            let last_purged_log_id: Option<LogId<NodeId>> = match txn.open_table(META)?.get(LAST_PURGED)? {
-                Some(value) => Some(serde_json::from_slice(value.value())?),
-                None => None,
-            };
-            let last_entry = match txn.open_table(LOG)?.last()? {
-                Some((_, value)) => Some(serde_json::from_slice::<StoredLogId>(value.value())?.log_id),
+        self.read(|wal| {
+            let last_purged_log_id: Option<LogId<NodeId>> = decoded(wal.purged())?;
+            let last_entry = match wal.last()? {
+                Some((_, bytes)) => Some(serde_json::from_slice::<StoredLogId>(&bytes)?.log_id),
                 None => None,
             };
             Ok(LogState { last_purged_log_id, last_log_id: last_entry.or(last_purged_log_id) })
@@ -200,11 +150,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.write_meta(VOTE, Some(vote), true).await.map_err(|e| e.at(ErrorSubject::Vote, ErrorVerb::Write))
+        let bytes = serde_json::to_vec(vote).map_err(|e| Failure::from(e).at(ErrorSubject::Vote, ErrorVerb::Write))?;
+        self.writer.write(Change::Vote(bytes)).await.map_err(|e| e.at(ErrorSubject::Vote, ErrorVerb::Write))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
-        self.read_meta(VOTE).await.map_err(|e| e.at(ErrorSubject::Vote, ErrorVerb::Read))
+        self.read(|wal| decoded(wal.vote())).await.map_err(|e| e.at(ErrorSubject::Vote, ErrorVerb::Read))
     }
 
     /// Not fsync'd on its own: Raft does not need the committed index to be
@@ -212,15 +163,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// re-establishes the rest), and an fsync per commit would double the cost of
     /// every proposal. It reaches disk with the next append or vote.
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
-        self.write_meta(COMMITTED, committed.as_ref(), false)
-            .await
-            .map_err(|e| e.at(ErrorSubject::Store, ErrorVerb::Write))?;
+        let bytes = committed
+            .as_ref()
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| Failure::from(e).at(ErrorSubject::Store, ErrorVerb::Write))?;
+        self.writer.queue(Change::Committed(bytes), Done::Nobody);
         self.metrics.raft().committed(committed.map_or(0, |c| c.index));
         Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
-        self.read_meta(COMMITTED).await.map_err(|e| e.at(ErrorSubject::Store, ErrorVerb::Read))
+        self.read(|wal| decoded(wal.committed())).await.map_err(|e| e.at(ErrorSubject::Store, ErrorVerb::Read))
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<NodeId>>

@@ -1,11 +1,11 @@
-//! The log's writer: one task writes every change to the log's redb file, in
-//! the order asked, and folds whatever queued up while it was busy into one
-//! transaction — fsync'd if any change in it must be durable.
+//! The log's writer: one task writes every change to the log's file, in the
+//! order asked, and folds whatever queued up while it was busy into one write
+//! of records — fsync'd if any change in it must be durable.
 //!
 //! An `append` only queues its rows and returns; its flush callback runs once
-//! the transaction holding them committed with immediate durability. The
-//! committed log id, which need not be durable, rides along with the next
-//! commit instead of costing a transaction of its own in openraft's core loop.
+//! the write holding them is synced. The committed log id, which need not be
+//! durable, rides along with the next write instead of costing one of its own
+//! in openraft's core loop.
 //! openraft 0.9's core still waits for each append's flush before it takes the
 //! next client write (`RaftCore::append_to_log`), so concurrent proposals do
 //! not share an fsync here: [`crate::proposer`] gathers them into one entry.
@@ -21,14 +21,14 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, Weak};
 
 use openraft::storage::LogFlushed;
-use redb::Database;
 use tokio::sync::{Notify, oneshot};
 
-use super::{BlockingWork, Failure, LOG, META, blocking};
+use super::wal::{LogFile, Record};
+use super::{BlockingWork, Failure, blocking};
 use crate::TypeConfig;
 
-/// The most requests one transaction takes, so a flood still commits (and
-/// answers) in steps.
+/// The most requests one write takes, so a flood still commits (and answers)
+/// in steps.
 const MAX_GROUP: usize = 1024;
 
 /// One change to the log's file.
@@ -39,8 +39,10 @@ pub(super) enum Change {
     Truncate(u64),
     /// Removes the entries up to this index and records the last purged id.
     Purge { through: u64, last_purged: Vec<u8> },
-    /// Sets (or removes) a `meta` value; `durable` asks for an fsync.
-    Meta { key: &'static str, value: Option<Vec<u8>>, durable: bool },
+    /// Saves the vote (durably).
+    Vote(Vec<u8>),
+    /// Saves the committed log id (not durably on its own).
+    Committed(Option<Vec<u8>>),
     /// Nothing: waiting for it waits for everything queued before.
     Barrier,
 }
@@ -48,9 +50,8 @@ pub(super) enum Change {
 impl Change {
     fn durable(&self) -> bool {
         match self {
-            Change::Append(_) | Change::Truncate(_) | Change::Purge { .. } => true,
-            Change::Meta { durable, .. } => *durable,
-            Change::Barrier => false,
+            Change::Append(_) | Change::Truncate(_) | Change::Purge { .. } | Change::Vote(_) => true,
+            Change::Committed(_) | Change::Barrier => false,
         }
     }
 }
@@ -80,7 +81,7 @@ pub(super) struct LogWriter {
 }
 
 struct Inner {
-    db: Arc<super::Db>,
+    file: Arc<LogFile>,
     blocking: BlockingWork,
     queue: Mutex<Queue>,
     /// Wakes the task: something queued, or the last handle is gone.
@@ -94,8 +95,8 @@ struct Queue {
 }
 
 impl LogWriter {
-    pub(super) fn new(db: Arc<super::Db>, blocking: BlockingWork) -> LogWriter {
-        let inner = Inner { db, blocking, queue: Mutex::default(), wake: Arc::new(Notify::new()) };
+    pub(super) fn new(file: Arc<LogFile>, blocking: BlockingWork) -> LogWriter {
+        let inner = Inner { file, blocking, queue: Mutex::default(), wake: Arc::new(Notify::new()) };
         LogWriter { inner: Arc::new(inner) }
     }
 
@@ -146,7 +147,7 @@ impl Drop for Inner {
         let rest: Vec<Request> = self.lock().requests.drain(..).collect();
         if !rest.is_empty() {
             let (changes, dones): (Vec<Change>, Vec<Done>) = rest.into_iter().map(|r| (r.change, r.done)).unzip();
-            let result = commit(&self.db, &changes).map_err(|e| e.to_string());
+            let result = commit(&self.file, changes).map_err(|e| e.to_string());
             for done in dones {
                 answer(done, result.clone());
             }
@@ -159,63 +160,50 @@ impl Drop for Inner {
 /// writer only while committing, so dropping the last handle closes the file.
 async fn run(inner: Weak<Inner>, wake: Arc<Notify>) {
     loop {
-        let (group, db, mode) = {
+        let (group, file, mode) = {
             let Some(inner) = inner.upgrade() else { return };
-            (inner.take(), Arc::clone(&inner.db), inner.blocking)
+            (inner.take(), Arc::clone(&inner.file), inner.blocking)
         };
         if group.is_empty() {
-            drop(db);
+            drop(file);
             wake.notified().await;
             continue;
         }
         let (changes, dones): (Vec<Change>, Vec<Done>) = group.into_iter().map(|r| (r.change, r.done)).unzip();
         tracing::trace!(changes = changes.len(), "committing a group of log changes");
-        let result = blocking(mode, move || commit(&db, &changes)).await.map_err(|e| e.to_string());
+        let result = blocking(mode, move || commit(&file, changes)).await.map_err(|e| e.to_string());
         for done in dones {
             answer(done, result.clone());
         }
     }
 }
 
-/// Writes `changes` in order in one transaction, fsync'd if any of them asks.
-fn commit(db: &Database, changes: &[Change]) -> Result<(), Failure> {
-    if changes.iter().all(|c| matches!(c, Change::Barrier)) {
-        return Ok(());
-    }
-    let mut txn = db.begin_write()?;
-    if !changes.iter().any(Change::durable) {
-        txn.set_durability(redb::Durability::None)?;
-    }
-    {
-        let mut log = txn.open_table(LOG)?;
-        let mut meta = txn.open_table(META)?;
-        for change in changes {
-            match change {
-                Change::Append(rows) => {
-                    for (index, bytes) in rows {
-                        log.insert(index, bytes.as_slice())?;
-                    }
-                }
-                Change::Truncate(from) => {
-                    log.retain_in::<u64, _>(from.., |_, _| false)?;
-                }
-                Change::Purge { through, last_purged } => {
-                    meta.insert(super::log::LAST_PURGED, last_purged.as_slice())?;
-                    log.retain_in::<u64, _>(..=through, |_, _| false)?;
-                }
-                Change::Meta { key, value, .. } => match value {
-                    Some(bytes) => {
-                        meta.insert(key, bytes.as_slice())?;
-                    }
-                    None => {
-                        meta.remove(key)?;
-                    }
-                },
-                Change::Barrier => {}
+/// Writes `changes` in order as one write of records, synced if any of them
+/// asks; a purge then removes the segments it emptied.
+fn commit(file: &LogFile, changes: Vec<Change>) -> Result<(), Failure> {
+    let sync = changes.iter().any(Change::durable);
+    let mut purged = false;
+    let mut records = Vec::with_capacity(changes.len());
+    for change in changes {
+        match change {
+            Change::Append(rows) => {
+                records.extend(rows.into_iter().map(|(index, bytes)| Record::Entry { index, bytes }))
             }
+            Change::Truncate(from) => records.push(Record::Truncate { from }),
+            Change::Purge { through, last_purged } => {
+                purged = true;
+                records.push(Record::Purged { index: through, bytes: last_purged });
+            }
+            Change::Vote(bytes) => records.push(Record::Vote(bytes)),
+            Change::Committed(bytes) => records.push(Record::Committed(bytes.unwrap_or_default())),
+            Change::Barrier => {}
         }
     }
-    txn.commit()?;
+    let mut wal = file.lock();
+    wal.append(records, sync)?;
+    if purged {
+        wal.remove_purged()?;
+    }
     Ok(())
 }
 

@@ -1,9 +1,8 @@
-//! Durable Raft storage: per node, one redb file (`raft.redb`) holds the log, the
-//! vote and the committed log id, a second beside it (`raft.history.redb`,
-//! `history_db`) the history, and a third (`raft.snapshot.redb`) the latest
-//! snapshot — apart from the log, because redb takes one write transaction at a
-//! time per file, and storing a snapshot of a large state takes seconds that the
-//! log's appends and votes must not wait for.
+//! Durable Raft storage: per node, the log's own segment files (`raft.wal/`,
+//! [`SegmentFiles`]) hold the log, the vote and the committed log id, a redb file beside
+//! them (`raft.history.redb`, `history_db`) the history, and a second
+//! (`raft.snapshot.redb`) the latest snapshot. A data dir written before the log
+//! had files of its own keeps it in `raft.redb`; the next open moves it.
 //!
 //! The one thing to know: the state machine is archon-core's [`ClusterState`] —
 //! the small live state — kept in memory behind a shared lock and made durable
@@ -11,13 +10,13 @@
 //! written to the history tables (the `history` module) as entries apply. A restart
 //! loads the latest snapshot and openraft re-applies the committed log after it;
 //! that replay writes again what the history already holds, which changes
-//! nothing. Log writes are one redb transaction each, committed with an fsync
-//! before openraft is told; history writes are fsync'd before the snapshot that
+//! nothing. Log writes are one write of records each, with an fsync before
+//! openraft is told; history writes are fsync'd before the snapshot that
 //! lets their log entries go. [`verify`] checks a stopped node's files and
 //! rebuilds its state from them, as a restart would.
 //!
-//! An embedder may keep the databases off disk ([`StorageOptions::backends`],
-//! redb storage backends of its own, e.g. in memory; snapshot files for peers
+//! An embedder may keep the files off disk ([`StorageOptions::backends`]:
+//! segment files and redb storage backends of its own, e.g. in memory; snapshot files for peers
 //! are then buffers in memory too) and run their work inline rather than on
 //! tokio's blocking threads ([`BlockingWork::Inline`]): a deterministic
 //! simulation does both.
@@ -32,6 +31,7 @@ mod recent;
 mod snapshot_file;
 mod state_machine;
 mod verify;
+mod wal;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -50,6 +50,7 @@ pub use verify::{
     LOG_FILE, LogReport, Position, Replayed, SnapshotSummary, StateSummary, VoteSummary, state_digest, verify,
     verify_backend,
 };
+pub use wal::{SegmentDir, SegmentFiles};
 
 use crate::Error;
 
@@ -67,7 +68,8 @@ const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
 /// How a node's storage runs.
 #[derive(Debug, Clone)]
 pub struct StorageOptions {
-    /// redb's page cache for the log's file, in bytes (part of the node's memory).
+    /// redb's page cache for reading a log an older Archon kept in `raft.redb`
+    /// while it is moved to the log's own files, in bytes.
     pub cache_bytes: usize,
     /// redb's page cache for the history's file, in bytes.
     pub history_cache_bytes: usize,
@@ -94,8 +96,8 @@ pub struct StorageOptions {
 /// for a simulation, in memory. Asked anew at each open, so a node reopened
 /// after a crash finds what its last incarnation made durable.
 pub trait Backends: Send + Sync + std::fmt::Debug + 'static {
-    /// The log's database (what `raft.redb` holds).
-    fn log(&self) -> Box<dyn StorageBackend>;
+    /// The log's segment files (what `raft.wal/` holds).
+    fn log(&self) -> Box<dyn SegmentFiles>;
     /// The history's database (what `raft.history.redb` holds).
     fn history(&self) -> Box<dyn StorageBackend>;
     /// The snapshot's database (what `raft.snapshot.redb` holds).
@@ -310,8 +312,8 @@ impl Storage {
     }
 }
 
-/// Opens (creating if missing, parent directories included) the node's storage at
-/// `path`, a redb file, with default options.
+/// Opens (creating if missing, parent directories included) the node's storage
+/// named after `path` (`raft.redb` in the data dir), with default options.
 ///
 /// `state` is the shared applied [`ClusterState`]: the [`StateMachine`] writes it,
 /// the rest of the crate reads it. On open it is replaced by the latest snapshot's
@@ -319,10 +321,11 @@ impl Storage {
 /// the committed log from the snapshot on. A snapshot written by Archon 0.1 loads
 /// as a state that keeps everything until the first entry of this format upgrades it.
 ///
-/// The history is kept beside it, in `path` with the extension `history.redb`
-/// (`raft.redb` → `raft.history.redb`).
+/// The log is kept in the directory `path` with the extension `wal`
+/// (`raft.redb` → `raft.wal/`), the history in `path` with the extension
+/// `history.redb`, the snapshot in `snapshot.redb`.
 ///
-/// A redb file can be open only once at a time; drop every [`LogStore`] clone, the
+/// The files can be open only once at a time; drop every [`LogStore`] clone, the
 /// [`StateMachine`] and the [`RedbHistory`] before opening the same path again.
 pub fn open(path: &Path, state: Arc<RwLock<ClusterState>>) -> Result<Storage, Error> {
     open_with(path, state, &StorageOptions::default())
@@ -338,17 +341,9 @@ pub fn open_with(path: &Path, state: Arc<RwLock<ClusterState>>, options: &Storag
         path: history_path.display().to_string(),
         message: format!("cannot open the redb file: {e}"),
     };
-    let builder = || {
-        let mut builder = Database::builder();
-        builder.set_cache_size(options.cache_bytes);
-        builder
-    };
     let snapshot_path = snapshot_path_for(path);
-    let (db, history_db, snapshot_db, scratch) = match &options.backends {
+    let (log_files, legacy, history_db, snapshot_db, scratch) = match &options.backends {
         Some(backends) => {
-            let db = builder()
-                .create_with_backend(Backend(backends.log()))
-                .map_err(|e| data_dir(format!("cannot open the redb database: {e}")))?;
             let history = history_db::HistoryDb::open_on(
                 Backend(backends.history()),
                 options.history_cache_bytes,
@@ -359,14 +354,32 @@ pub fn open_with(path: &Path, state: Arc<RwLock<ClusterState>>, options: &Storag
                 .set_cache_size(SNAPSHOT_CACHE_BYTES)
                 .create_with_backend(Backend(backends.snapshot()))
                 .map_err(|e| data_dir(format!("cannot open the snapshot's redb database: {e}")))?;
-            (db, history, snapshot, Scratch::Memory)
+            (backends.log(), None, history, snapshot, Scratch::Memory)
         }
         None => {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| data_dir(format!("cannot create {}: {e}", parent.display())))?;
             }
-            let db = builder().create(path).map_err(|e| data_dir(format!("cannot open the redb file: {e}")))?;
+            let wal_path = wal_path_for(path);
+            let log_files = wal::SegmentDir::new(&wal_path).map_err(|e| Error::DataDir {
+                path: wal_path.display().to_string(),
+                message: match e.kind() {
+                    std::io::ErrorKind::WouldBlock => {
+                        "the log is in use: is another manager running on this data dir?".into()
+                    }
+                    _ => format!("cannot open the log's directory: {e}"),
+                },
+            })?;
+            // A data dir written before the log had files of its own keeps it in
+            // `raft.redb`: it is moved over below, then the file goes.
+            let legacy = if path.is_file() {
+                let mut builder = Database::builder();
+                builder.set_cache_size(options.cache_bytes);
+                Some(builder.open(path).map_err(|e| data_dir(format!("cannot open the redb file: {e}")))?)
+            } else {
+                None
+            };
             let history =
                 history_db::HistoryDb::open(history_path.clone(), options.history_cache_bytes, options.blocking)
                     .map_err(history_error)?;
@@ -378,15 +391,24 @@ pub fn open_with(path: &Path, state: Arc<RwLock<ClusterState>>, options: &Storag
                     }
                 })?;
             let scratch = path.parent().map_or_else(|| Path::new(".").to_path_buf(), Path::to_path_buf);
-            (db, history, snapshot, Scratch::Dir(scratch))
+            (Box::new(log_files) as Box<dyn wal::SegmentFiles>, legacy, history, snapshot, Scratch::Dir(scratch))
         }
     };
-    create_tables(&db).map_err(|e| Error::Storage(e.to_string()))?;
-    move_legacy_snapshot(&db, &snapshot_db).map_err(|e| Error::Storage(format!("moving the snapshot: {e}")))?;
+    move_legacy_snapshot(legacy.as_ref(), &snapshot_db)
+        .map_err(|e| Error::Storage(format!("moving the snapshot: {e}")))?;
+    let wal = match legacy {
+        Some(legacy) => {
+            let wal = import_legacy_log(&legacy, log_files)
+                .map_err(|e| Error::Storage(format!("moving the log out of {}: {e}", path.display())))?;
+            drop(legacy);
+            remove_durably(path).map_err(|e| data_dir(format!("cannot remove it once its log was moved: {e}")))?;
+            wal
+        }
+        None => wal::Wal::open(log_files).map_err(|e| Error::Storage(format!("opening the log: {e}")))?,
+    };
     let (snapshot_db, snapshot_closed) = Db::new(snapshot_db);
     let snapshot_db = Arc::new(snapshot_db);
-    let (db, log_closed) = Db::new(db);
-    let db = Arc::new(db);
+    let (log_file, log_closed) = wal::LogFile::new(wal);
     history_db.create_tables().map_err(|e| Error::Storage(e.to_string()))?;
     let files = OpenFiles { log: log_closed, history: history_db.closed(), snapshot: snapshot_closed };
     let history_db = Arc::new(history_db);
@@ -403,8 +425,75 @@ pub fn open_with(path: &Path, state: Arc<RwLock<ClusterState>>, options: &Storag
     )
     .map_err(|e| Error::Storage(format!("loading the snapshot: {e}")))?;
     let history = RedbHistory::new(history_db, state);
-    let log = LogStore::new(db, recent, snapshots.clone(), options.metrics.clone(), options.blocking);
+    let log = LogStore::new(Arc::new(log_file), recent, snapshots.clone(), options.metrics.clone(), options.blocking);
     Ok(Storage { log, state_machine, history, snapshots, files })
+}
+
+/// Where the log's segment files of the node whose storage is at `raft` live
+/// (`raft.redb` → `raft.wal/`).
+pub(crate) fn wal_path_for(raft: &Path) -> std::path::PathBuf {
+    raft.with_extension("wal")
+}
+
+/// Moves the log a data dir written before the log file keeps in redb into
+/// `files`: whatever a crash mid-move left there is dropped first, then the
+/// vote, the committed and last purged log ids and every entry are written and
+/// synced. Until its caller removes the redb file, a crash repeats the move.
+fn import_legacy_log(legacy: &Database, files: Box<dyn wal::SegmentFiles>) -> Result<wal::Wal, Failure> {
+    for number in files.list()? {
+        files.remove(number)?;
+    }
+    files.sync()?;
+    let mut wal = wal::Wal::open(files)?;
+    let txn = legacy.begin_read()?;
+    let meta = match txn.open_table(META) {
+        Ok(table) => Some(table),
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let value = |key: &str| -> Result<Option<Vec<u8>>, Failure> {
+        match &meta {
+            Some(table) => Ok(table.get(key)?.map(|v| v.value().to_vec())),
+            None => Ok(None),
+        }
+    };
+    let mut records = Vec::new();
+    if let Some(vote) = value(log::VOTE)? {
+        records.push(wal::Record::Vote(vote));
+    }
+    if let Some(committed) = value(log::COMMITTED)? {
+        records.push(wal::Record::Committed(committed));
+    }
+    if let Some(purged) = value(log::LAST_PURGED)? {
+        let id: openraft::LogId<NodeId> = serde_json::from_slice(&purged)?;
+        records.push(wal::Record::Purged { index: id.index, bytes: purged });
+    }
+    let mut moved = 0usize;
+    match txn.open_table(LOG) {
+        Ok(table) => {
+            for row in table.iter()? {
+                let (index, bytes) = row?;
+                records.push(wal::Record::Entry { index: index.value(), bytes: bytes.value().to_vec() });
+                moved += 1;
+                if records.len() >= 1024 {
+                    wal.append(std::mem::take(&mut records), false)?;
+                }
+            }
+        }
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    wal.append(records, false)?;
+    wal.sync()?;
+    tracing::info!(entries = moved, "moved the log from raft.redb to files of its own (raft.wal)");
+    Ok(wal)
+}
+
+/// Removes the file at `path` and syncs its directory.
+fn remove_durably(path: &Path) -> std::io::Result<()> {
+    std::fs::remove_file(path)?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Where the snapshot of the node whose log is at `raft` lives
@@ -418,19 +507,24 @@ pub(crate) fn snapshot_path_for(raft: &Path) -> std::path::PathBuf {
 const SNAPSHOT_CACHE_BYTES: usize = 1 << 20;
 
 /// Gives the snapshot file its table, and moves a snapshot that a data dir
-/// written before that file existed keeps in the log's file: copied (fsync'd),
-/// then removed from the log's. A crash in between leaves both, and the next
-/// open keeps the snapshot file's.
-fn move_legacy_snapshot(log: &Database, snapshot: &Database) -> Result<(), Failure> {
+/// written before that file existed keeps in its old log file (`log`, when
+/// there is one) into it. A crash before that old file is removed leaves both,
+/// and the next open keeps the snapshot file's.
+fn move_legacy_snapshot(log: Option<&Database>, snapshot: &Database) -> Result<(), Failure> {
     use state_machine::{DATA_KEY, META_KEY};
-    let legacy = {
+    let mut legacy = None;
+    if let Some(log) = log {
         let read = log.begin_read()?;
-        let table = read.open_table(SNAPSHOT)?;
-        match (table.get(META_KEY)?, table.get(DATA_KEY)?) {
-            (Some(meta), Some(data)) => Some((meta.value().to_vec(), data.value().to_vec())),
-            _ => None,
+        match read.open_table(SNAPSHOT) {
+            Ok(table) => {
+                if let (Some(meta), Some(data)) = (table.get(META_KEY)?, table.get(DATA_KEY)?) {
+                    legacy = Some((meta.value().to_vec(), data.value().to_vec()));
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(e.into()),
         }
-    };
+    }
     let txn = snapshot.begin_write()?;
     {
         let mut table = txn.open_table(SNAPSHOT)?;
@@ -442,25 +536,6 @@ fn move_legacy_snapshot(log: &Database, snapshot: &Database) -> Result<(), Failu
             table.insert(DATA_KEY, data.as_slice())?;
         }
     }
-    txn.commit()?;
-    if legacy.is_some() {
-        let txn = log.begin_write()?;
-        {
-            let mut table = txn.open_table(SNAPSHOT)?;
-            table.remove(META_KEY)?;
-            table.remove(DATA_KEY)?;
-        }
-        txn.commit()?;
-    }
-    Ok(())
-}
-
-/// Creates the tables a fresh file lacks, so that read transactions can always open them.
-fn create_tables(db: &Database) -> Result<(), Failure> {
-    let txn = db.begin_write()?;
-    txn.open_table(LOG)?;
-    txn.open_table(META)?;
-    txn.open_table(SNAPSHOT)?;
     txn.commit()?;
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! Checking a stopped node's files: [`verify`] reads a manager's `raft.redb` and
-//! checks what a restart relies on — the log is contiguous from the entry after
+//! Checking a stopped node's files: [`verify`] reads a manager's log (`raft.wal/`)
+//! and snapshot and checks what a restart relies on — the log is contiguous from the entry after
 //! the last purged one, its terms never decrease, every entry decodes (commands,
 //! a membership or a blank), the snapshot reads, and the committed log id and
 //! the snapshot agree with the entries at their indexes — then rebuilds the state
@@ -20,18 +20,25 @@ use std::path::Path;
 
 use archon_core::state::ClusterState;
 use openraft::{Entry, EntryPayload, LogId, SnapshotMeta, Vote};
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadableDatabase};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::log::{COMMITTED, LAST_PURGED, StoredLogId, VOTE};
+use super::log::StoredLogId;
 use super::state_machine::{DATA_KEY, META_KEY, SnapshotImage, apply_proposal};
-use super::{LOG, META, NodeId, SNAPSHOT};
+use super::wal::{SegmentDir, SegmentFiles, Wal};
+use super::{NodeId, SNAPSHOT};
 use crate::{Error, Node, TypeConfig};
 
-/// The name of a node's log file in its data dir.
+/// The name a node's storage is opened at in its data dir: its files are named
+/// after it — the log in `raft.wal/`, the history in `raft.history.redb`, the
+/// snapshot in `raft.snapshot.redb` (a data dir of Archon before the log had
+/// files of its own holds the log in `raft.redb` itself, until its next start).
 pub const LOG_FILE: &str = "raft.redb";
+
+/// Entries read from the log at a time while verifying, in bytes.
+const READ_BYTES: usize = 16 << 20;
 
 /// The most problems a report lists (a badly damaged log has thousands).
 const MAX_PROBLEMS: usize = 50;
@@ -130,10 +137,11 @@ impl StateSummary {
 /// What [`verify`] found in a node's files.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct LogReport {
-    /// The file read.
+    /// The log read.
     pub file: String,
-    /// The file was not closed cleanly (its node was killed), so redb recovered
-    /// it before reading, as the node's next start would have.
+    /// The node was killed mid-write: the log's torn tail was cut (or the
+    /// snapshot's file recovered by redb) before reading, as the node's next
+    /// start would have.
     pub recovered: bool,
     /// The vote last saved.
     pub vote: Option<VoteSummary>,
@@ -180,81 +188,93 @@ impl LogReport {
     }
 }
 
-/// Reads the node's files at `path` (its data dir, or the `raft.redb` in it),
-/// checks them and rebuilds its state through the committed index they record
-/// (or the snapshot's, if later), or through `through` when given. The node must
-/// be stopped (the file is locked while it runs); a file left by a killed node
-/// is recovered by redb first, as the node's next start would. Nothing else is
-/// written. `Err` when the file cannot be read at all; every other finding is in
-/// the report ([`LogReport::is_clean`]).
+/// Reads the node's files at `path` (its data dir, or the `raft.redb` path its
+/// storage was opened at), checks them and rebuilds its state through the
+/// committed index they record (or the snapshot's, if later), or through
+/// `through` when given. The node must be stopped (its log is locked while it
+/// runs); a log torn by a crash mid-write has its torn tail cut first, as the
+/// node's next start would, and a file left by a killed node is recovered by
+/// redb. Nothing else is written. `Err` when the files cannot be read at all;
+/// every other finding is in the report ([`LogReport::is_clean`]).
 pub fn verify(path: &Path, through: Option<u64>) -> Result<LogReport, Error> {
-    let file = if path.is_dir() { path.join(LOG_FILE) } else { path.to_path_buf() };
-    let (db, recovered) = open(&file)?;
-    let snapshot_file = super::snapshot_path_for(&file);
-    let snapshot = if snapshot_file.is_file() { Some(open(&snapshot_file)?.0) } else { None };
-    verify_database(db.as_ref(), snapshot.as_deref(), &file.display().to_string(), recovered, through)
+    let base = if path.is_dir() { path.join(LOG_FILE) } else { path.to_path_buf() };
+    let wal_dir = super::wal_path_for(&base);
+    let data_dir = |message: String| Error::DataDir { path: path.display().to_string(), message };
+    if base.is_file() {
+        return Err(data_dir(format!(
+            "the log here is still in {LOG_FILE}, as an Archon before the log had files of its own wrote it: start \
+             the manager once (it moves the log to raft.wal/), stop it, then verify"
+        )));
+    }
+    if !wal_dir.is_dir() {
+        return Err(data_dir("no log here (give a manager's data dir, which holds raft.wal/)".into()));
+    }
+    let files = SegmentDir::new(&wal_dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock => data_dir("the log is in use: stop its manager first".into()),
+        _ => data_dir(format!("cannot open the log: {e}")),
+    })?;
+    let snapshot_file = super::snapshot_path_for(&base);
+    let (snapshot, snapshot_recovered) =
+        if snapshot_file.is_file() { open(&snapshot_file).map(|(db, r)| (Some(db), r))? } else { (None, false) };
+    let name = wal_dir.display().to_string();
+    verify_log(Box::new(files), snapshot.as_deref(), &name, snapshot_recovered, through)
 }
 
-/// [`verify`] for a log kept on a redb storage backend of the embedder's own
-/// ([`super::StorageOptions::backends`]), e.g. a copy of a simulated disk;
-/// `name` names it in the report. redb recovers it first if it needs to.
+/// [`verify`] for a log kept on segment files of the embedder's own
+/// ([`super::StorageOptions::backends`]), e.g. a copy of a simulated disk, and
+/// a snapshot on a redb storage backend; `name` names them in the report.
 pub fn verify_backend(
-    backend: impl redb::StorageBackend,
+    log: impl SegmentFiles,
     snapshot: impl redb::StorageBackend,
     name: &str,
     through: Option<u64>,
 ) -> Result<LogReport, Error> {
-    let open = |backend: Box<dyn redb::StorageBackend>, what: &str| {
-        Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create_with_backend(super::Backend(backend))
-            .map_err(|e| Error::Storage(format!("opening {name}'s {what}: {e}")))
-    };
-    let db = open(Box::new(backend), "log")?;
-    let snapshot = open(Box::new(snapshot), "snapshot")?;
-    verify_database(&db, Some(&snapshot), name, false, through)
+    let snapshot = Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create_with_backend(super::Backend(Box::new(snapshot)))
+        .map_err(|e| Error::Storage(format!("opening {name}'s snapshot: {e}")))?;
+    verify_log(Box::new(log), Some(&snapshot), name, false, through)
 }
 
-/// Checks the log in `db` from the snapshot in `snapshot_db` (or, as a data dir
-/// written before snapshots had a file of their own keeps it, in `db`).
-fn verify_database(
-    db: &dyn ReadableDatabase,
+/// Checks the log in `files` from the snapshot in `snapshot_db`.
+fn verify_log(
+    files: Box<dyn SegmentFiles>,
     snapshot_db: Option<&dyn ReadableDatabase>,
-    file: &str,
-    recovered: bool,
+    name: &str,
+    snapshot_recovered: bool,
     through: Option<u64>,
 ) -> Result<LogReport, Error> {
-    let unreadable = |e: redb::Error| Error::Storage(format!("reading {file}: {e}"));
-    let txn = db.begin_read().map_err(|e| unreadable(e.into()))?;
-    let mut report = LogReport { file: file.to_owned(), recovered, ..LogReport::default() };
-    if recovered {
-        report.notes.push("not closed cleanly (the node was killed): recovered by redb before reading".into());
+    let wal = Wal::open(files).map_err(|e| Error::Storage(format!("reading {name}: {e}")))?;
+    let recovered = wal.cut_torn_tail() || snapshot_recovered;
+    let mut report = LogReport { file: name.to_owned(), recovered, ..LogReport::default() };
+    if wal.cut_torn_tail() {
+        report.notes.push("the log's tail was torn by a crash mid-write: cut before reading, as a start would".into());
+    }
+    if snapshot_recovered {
+        report.notes.push("the snapshot's file was not closed cleanly: recovered by redb before reading".into());
     }
 
-    let meta = txn.open_table(META).map_err(|e| unreadable(e.into()))?;
-    let vote: Option<Vote<NodeId>> = decoded(&mut report, meta.get(VOTE), "the vote");
-    let committed: Option<LogId<NodeId>> = decoded(&mut report, meta.get(COMMITTED), "the committed log id");
-    let last_purged: Option<LogId<NodeId>> = decoded(&mut report, meta.get(LAST_PURGED), "the last purged log id");
+    let vote: Option<Vote<NodeId>> = decoded(&mut report, wal.vote(), "the vote");
+    let committed: Option<LogId<NodeId>> = decoded(&mut report, wal.committed(), "the committed log id");
+    let last_purged: Option<LogId<NodeId>> = decoded(&mut report, wal.purged(), "the last purged log id");
     report.vote =
         vote.map(|v| VoteSummary { term: v.leader_id.term, node: v.leader_id.voted_for(), committed: v.committed });
     report.committed = committed.map(Position::from);
     report.last_purged = last_purged.map(Position::from);
 
-    let legacy = txn.open_table(SNAPSHOT).map_err(|e| unreadable(e.into()))?;
-    let own = match snapshot_db {
+    let found = match snapshot_db {
         Some(snapshot_db) => {
-            let txn = snapshot_db.begin_read().map_err(|e| unreadable(e.into()))?;
-            match txn.open_table(SNAPSHOT) {
-                Ok(table) => read_snapshot(&table),
-                Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-                Err(e) => Err(unreadable(e.into()).to_string()),
+            let unreadable = |e: redb::Error| format!("reading the snapshot of {name}: {e}");
+            match snapshot_db.begin_read().map_err(|e| unreadable(e.into())) {
+                Ok(txn) => match txn.open_table(SNAPSHOT) {
+                    Ok(table) => read_snapshot(&table),
+                    Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+                    Err(e) => Err(unreadable(e.into())),
+                },
+                Err(e) => Err(e),
             }
         }
         None => Ok(None),
-    };
-    let found = match own {
-        Ok(None) => read_snapshot(&legacy),
-        other => other,
     };
     let (snapshot, start) = match found {
         Ok(Some((meta, image))) => {
@@ -288,10 +308,14 @@ fn verify_database(
     }
 
     let mut walk = Walk { report, committed, last_purged, snapshot, target, replay, previous: None, tail: 0 };
-    let log = txn.open_table(LOG).map_err(|e| unreadable(e.into()))?;
-    for row in log.iter().map_err(|e| unreadable(e.into()))? {
-        let (index, bytes) = row.map_err(|e| unreadable(e.into()))?;
-        walk.entry(index.value(), bytes.value());
+    let mut next = 0;
+    loop {
+        let rows = wal.read(next.., READ_BYTES).map_err(|e| Error::Storage(format!("reading {name}: {e}")))?;
+        let Some(last) = rows.last().map(|(index, _)| *index) else { break };
+        for (index, bytes) in rows {
+            walk.entry(index, &bytes);
+        }
+        next = last + 1;
     }
     Ok(walk.finish())
 }
@@ -301,7 +325,7 @@ fn verify_database(
 fn open(file: &Path) -> Result<(Box<dyn ReadableDatabase>, bool), Error> {
     let data_dir = |message: String| Error::DataDir { path: file.display().to_string(), message };
     if !file.is_file() {
-        return Err(data_dir(format!("no such file (give a manager's data dir, which holds {LOG_FILE})")));
+        return Err(data_dir("no such file".into()));
     }
     match Database::builder().set_cache_size(CACHE_BYTES).open_read_only(file) {
         Ok(db) => Ok((Box::new(db), false)),
@@ -516,19 +540,8 @@ impl Replay {
 }
 
 /// The JSON value at a `meta` key; a problem (and `None`) when it does not decode.
-fn decoded<T: DeserializeOwned>(
-    report: &mut LogReport,
-    stored: Result<Option<redb::AccessGuard<'_, &'static [u8]>>, redb::StorageError>,
-    what: &str,
-) -> Option<T> {
-    let bytes = match stored {
-        Ok(stored) => stored?,
-        Err(e) => {
-            report.problem(format!("{what} does not read: {e}"));
-            return None;
-        }
-    };
-    match serde_json::from_slice(bytes.value()) {
+fn decoded<T: DeserializeOwned>(report: &mut LogReport, stored: Option<&[u8]>, what: &str) -> Option<T> {
+    match serde_json::from_slice(stored?) {
         Ok(value) => Some(value),
         Err(e) => {
             report.problem(format!("{what} does not decode: {e}"));

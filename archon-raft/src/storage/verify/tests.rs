@@ -11,6 +11,7 @@ use openraft::{BasicNode, CommittedLeaderId, Membership, RaftSnapshotBuilder};
 use tempfile::TempDir;
 
 use super::*;
+use crate::storage::wal::Record;
 
 fn log_id(term: u64, index: u64) -> LogId<NodeId> {
     LogId::new(CommittedLeaderId::new(term, 0), index)
@@ -67,16 +68,48 @@ async fn write_node(path: &Path) -> BTreeMap<u64, String> {
     digests
 }
 
-/// Rewrites a stopped node's file in one transaction.
-fn tamper(path: &Path, change: impl FnOnce(&redb::WriteTransaction)) {
-    let db = Database::open(path).unwrap();
+/// What a stopped node's log holds, as stored.
+struct Stored {
+    vote: Option<Vec<u8>>,
+    committed: Option<Vec<u8>>,
+    purged: Option<Vec<u8>>,
+    entries: BTreeMap<u64, Vec<u8>>,
+}
+
+/// Rewrites a stopped node's log as `change` makes it — in ways a torn or
+/// buggy write could leave it, whatever the log's own rules of replay.
+fn tamper_log(path: &Path, change: impl FnOnce(&mut Stored)) {
+    let files = SegmentDir::new(crate::storage::wal_path_for(path)).unwrap();
+    let wal = Wal::open(Box::new(files.clone())).unwrap();
+    let mut stored = Stored {
+        vote: wal.vote().map(<[u8]>::to_vec),
+        committed: wal.committed().map(<[u8]>::to_vec),
+        purged: wal.purged().map(<[u8]>::to_vec),
+        entries: wal.read(.., usize::MAX).unwrap().into_iter().collect(),
+    };
+    drop(wal);
+    change(&mut stored);
+    for number in files.list().unwrap() {
+        files.remove(number).unwrap();
+    }
+    let mut wal = Wal::open(Box::new(files)).unwrap();
+    let mut records = Vec::new();
+    records.extend(stored.vote.map(Record::Vote));
+    records.extend(stored.committed.map(Record::Committed));
+    if let Some(bytes) = stored.purged {
+        let index = serde_json::from_slice::<LogId<NodeId>>(&bytes).unwrap().index;
+        records.push(Record::Purged { index, bytes });
+    }
+    records.extend(stored.entries.into_iter().map(|(index, bytes)| Record::Entry { index, bytes }));
+    wal.append(records, true).unwrap();
+}
+
+/// Rewrites a stopped node's snapshot file in one transaction.
+fn tamper_snapshot(path: &Path, change: impl FnOnce(&redb::WriteTransaction)) {
+    let db = Database::open(crate::storage::snapshot_path_for(path)).unwrap();
     let txn = db.begin_write().unwrap();
     change(&txn);
     txn.commit().unwrap();
-}
-
-fn put_entry(txn: &redb::WriteTransaction, index: u64, bytes: &[u8]) {
-    txn.open_table(LOG).unwrap().insert(index, bytes).unwrap();
 }
 
 fn entry_json(term: u64, index: u64, like: u64) -> Vec<u8> {
@@ -125,60 +158,52 @@ async fn a_sound_log_rebuilds_the_state_the_node_applied_at_every_index_after_it
 
 #[tokio::test]
 async fn a_gap_a_term_going_back_a_garbage_entry_or_a_bad_snapshot_is_found() {
-    type Tamper = Box<dyn FnOnce(&redb::WriteTransaction)>;
-    let faults: Vec<(&str, Tamper, &str)> = vec![
-        (
-            "a gap",
-            Box::new(|t: &redb::WriteTransaction| drop(t.open_table(LOG).unwrap().remove(7).unwrap())),
-            "entries 7..=7 are missing",
-        ),
+    let faults: Vec<(&str, Fault, &str)> = vec![
+        ("a gap", log(|s| drop(s.entries.remove(&7))), "entries 7..=7 are missing"),
         (
             "a term going back",
-            Box::new(|t: &redb::WriteTransaction| put_entry(t, 8, &entry_json(1, 8, 8))),
+            log(|s| drop(s.entries.insert(8, entry_json(1, 8, 8)))),
             "entry 8 is of term 1, after term 2",
         ),
         (
             "bytes that are not an entry",
-            Box::new(|t: &redb::WriteTransaction| put_entry(t, 5, b"\x00\x01 torn")),
+            log(|s| drop(s.entries.insert(5, b"\x00\x01 torn".to_vec()))),
             "entry 5 does not decode",
         ),
         (
             "a command no build knows",
-            Box::new(|t: &redb::WriteTransaction| {
+            log(|s| {
                 let mut entry: Value = serde_json::from_slice(&entry_json(2, 7, 7)).unwrap();
                 entry["payload"]["Normal"]["commands"][0] = serde_json::json!({"cmd": "teleport"});
-                put_entry(t, 7, &serde_json::to_vec(&entry).unwrap());
+                s.entries.insert(7, serde_json::to_vec(&entry).unwrap());
             }),
             "entry 7 does not decode",
         ),
         (
             "an entry under another's index",
-            Box::new(|t: &redb::WriteTransaction| put_entry(t, 8, &entry_json(2, 7, 7))),
+            log(|s| drop(s.entries.insert(8, entry_json(2, 7, 7)))),
             "the entry stored at index 8 names index 7",
         ),
         (
             "a committed entry replaced",
-            Box::new(|t: &redb::WriteTransaction| put_entry(t, 9, &entry_json(3, 9, 9))),
+            log(|s| drop(s.entries.insert(9, entry_json(3, 9, 9)))),
             "the committed log id is index 9 (term 2) but the log's entry there is index 9 (term 3)",
         ),
         (
             "a snapshot that does not read",
-            Box::new(|t: &redb::WriteTransaction| {
+            Fault::Snapshot(Box::new(|t: &redb::WriteTransaction| {
                 drop(t.open_table(SNAPSHOT).unwrap().insert(DATA_KEY, b"{\"v\":1,".as_slice()).unwrap())
-            }),
+            })),
             "the snapshot does not read",
         ),
         (
             "entries gone without a purge",
-            Box::new(|t: &redb::WriteTransaction| drop(t.open_table(META).unwrap().remove(LAST_PURGED).unwrap())),
+            log(|s| s.purged = None),
             "the log starts at 3 but nothing before it was purged",
         ),
         (
             "a committed index past the log",
-            Box::new(|t: &redb::WriteTransaction| {
-                let committed = serde_json::to_vec(&log_id(2, 12)).unwrap();
-                t.open_table(META).unwrap().insert(COMMITTED, committed.as_slice()).unwrap();
-            }),
+            log(|s| s.committed = Some(serde_json::to_vec(&log_id(2, 12)).unwrap())),
             "committed entries are missing",
         ),
     ];
@@ -186,13 +211,24 @@ async fn a_gap_a_term_going_back_a_garbage_entry_or_a_bad_snapshot_is_found() {
         let dir = TempDir::new().unwrap();
         let path = dir.path().join(LOG_FILE);
         write_node(&path).await;
-        // The snapshot has a file of its own.
-        let file = if fault.contains("snapshot") { crate::storage::snapshot_path_for(&path) } else { path.clone() };
-        tamper(&file, change);
+        match change {
+            Fault::Log(change) => tamper_log(&path, change),
+            Fault::Snapshot(change) => tamper_snapshot(&path, change),
+        }
         let report = verify(dir.path(), None).unwrap();
         assert!(!report.is_clean(), "{fault} went unnoticed: {report:#?}");
         assert!(report.problems.iter().any(|p| p.contains(says)), "{fault}: {:#?}", report.problems);
     }
+}
+
+/// A fault put into the log or into the snapshot.
+enum Fault {
+    Log(Box<dyn FnOnce(&mut Stored)>),
+    Snapshot(Box<dyn FnOnce(&redb::WriteTransaction)>),
+}
+
+fn log(change: impl FnOnce(&mut Stored) + 'static) -> Fault {
+    Fault::Log(Box::new(change))
 }
 
 #[tokio::test]
@@ -200,7 +236,7 @@ async fn a_fault_in_the_entries_to_replay_leaves_no_state() {
     let dir = TempDir::new().unwrap();
     let path = dir.path().join(LOG_FILE);
     write_node(&path).await;
-    tamper(&path, |t| put_entry(t, 6, b"{\"log_id\":"));
+    tamper_log(&path, |s| drop(s.entries.insert(6, b"{\"log_id\":".to_vec())));
     let report = verify(dir.path(), None).unwrap();
     assert!(report.problems.iter().any(|p| p.contains("cannot be rebuilt through 9: entry 6")), "{report:#?}");
     assert!(report.replayed.is_none());
@@ -233,5 +269,5 @@ async fn the_files_of_a_running_node_or_a_wrong_path_are_refused() {
     drop(storage);
     assert!(verify(dir.path(), None).unwrap().is_clean(), "a fresh node's files are sound");
     let err = verify(&dir.path().join("elsewhere"), None).unwrap_err();
-    assert!(err.to_string().contains("no such file"), "{err}");
+    assert!(err.to_string().contains("no log here"), "{err}");
 }
