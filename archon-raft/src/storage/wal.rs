@@ -100,7 +100,14 @@ impl SegmentFiles for SegmentDir {
     fn open(&self, number: u64) -> io::Result<Box<dyn StorageBackend>> {
         let file =
             std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(self.path(number))?;
-        Ok(Box::new(SegmentFile(file)))
+        // redb's file backend: positioned reads and writes, and a lock on the file.
+        let file = redb::backends::FileBackend::new(file).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                io::Error::new(io::ErrorKind::WouldBlock, "the segment is in use")
+            }
+            e => io::Error::other(e),
+        })?;
+        Ok(Box::new(file))
     }
 
     fn remove(&self, number: u64) -> io::Result<()> {
@@ -109,32 +116,6 @@ impl SegmentFiles for SegmentDir {
 
     fn sync(&self) -> io::Result<()> {
         std::fs::File::open(&self.dir)?.sync_all()
-    }
-}
-
-/// One segment file on disk.
-#[derive(Debug)]
-struct SegmentFile(std::fs::File);
-
-impl StorageBackend for SegmentFile {
-    fn len(&self) -> io::Result<u64> {
-        Ok(self.0.metadata()?.len())
-    }
-
-    fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
-        std::os::unix::fs::FileExt::read_exact_at(&self.0, out, offset)
-    }
-
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.0.set_len(len)
-    }
-
-    fn sync_data(&self) -> io::Result<()> {
-        self.0.sync_data()
-    }
-
-    fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        std::os::unix::fs::FileExt::write_all_at(&self.0, data, offset)
     }
 }
 
