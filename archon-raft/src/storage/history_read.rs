@@ -43,6 +43,18 @@ impl std::fmt::Debug for RedbHistory {
 /// when it removes them.
 type Overlay<K, V> = BTreeMap<K, Option<Arc<V>>>;
 
+/// The outbox's word on one attempt's output (see [`RedbHistory::overlay_output`]).
+#[derive(Default)]
+struct PendingOutput {
+    /// Chunks not yet written: (run, stream, offset, bytes).
+    chunks: Vec<(RunId, usize, u64, Bytes)>,
+    /// The attempt's run, if the outbox names it.
+    run: Option<RunId>,
+    /// Runs the outbox removes: a written row of the attempt is gone if its run
+    /// is one of them.
+    removed: BTreeSet<RunId>,
+}
+
 impl RedbHistory {
     pub(super) fn new(db: Arc<HistoryDb>, state: Arc<RwLock<ClusterState>>) -> RedbHistory {
         RedbHistory { db, state }
@@ -86,19 +98,29 @@ impl RedbHistory {
         self.overlay_all().2
     }
 
-    /// Output chunks still in the outbox for `attempt`: (stream, offset, bytes).
-    fn overlay_output(&self, attempt: AttemptId) -> Vec<(usize, u64, Bytes)> {
+    /// What the outbox says of `attempt`'s output, oldest op first as the
+    /// history writer will apply it: the chunks it still holds, unless a later
+    /// removal of their run drops them, and the runs it removes.
+    fn overlay_output(&self, attempt: AttemptId) -> PendingOutput {
         let state = self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        state
-            .pending_history()
-            .iter()
-            .filter_map(|op| match op {
-                HistoryOp::Output { attempt: a, stream, offset, data, .. } if *a == attempt => {
-                    Some((stream.index(), *offset, data.clone()))
+        let mut pending = PendingOutput::default();
+        for op in state.pending_history() {
+            match op {
+                HistoryOp::Output { run, attempt: a, stream, offset, data } if *a == attempt => {
+                    pending.run = Some(*run);
+                    pending.chunks.push((*run, stream.index(), *offset, data.clone()));
                 }
-                _ => None,
-            })
-            .collect()
+                HistoryOp::Run(record) if record.run.attempts.contains(&attempt) => {
+                    pending.run = Some(record.id());
+                }
+                HistoryOp::Remove { runs, .. } if !runs.is_empty() => {
+                    pending.chunks.retain(|(run, ..)| !runs.contains(run));
+                    pending.removed.extend(runs.iter().copied());
+                }
+                _ => {}
+            }
+        }
+        pending
     }
 
     /// The records of `ids` in `table`, in the order given, where the outbox's
@@ -310,9 +332,32 @@ impl History for RedbHistory {
     }
 
     async fn output(&self, attempt: AttemptId) -> Result<[Bytes; 2], CoreError> {
-        let pending = self.overlay_output(attempt);
+        let PendingOutput { chunks: pending, run, removed } = self.overlay_output(attempt);
         let stored: Vec<(usize, u64, Bytes)> = self
             .read(move |txn| {
+                if !removed.is_empty() {
+                    // A removal not yet written hides the rows of its runs'
+                    // attempts; the run says whether this attempt is one.
+                    let hidden = match run {
+                        Some(run) => removed.contains(&run),
+                        None => {
+                            let runs = txn.open_table(RUNS)?;
+                            let mut hidden = false;
+                            for id in &removed {
+                                if let Some(value) = runs.get(id.0)?
+                                    && run_from(value.value())?.run.attempts.contains(&attempt)
+                                {
+                                    hidden = true;
+                                    break;
+                                }
+                            }
+                            hidden
+                        }
+                    };
+                    if hidden {
+                        return Ok(Vec::new());
+                    }
+                }
                 let table = txn.open_table(OUTPUT)?;
                 let mut out = Vec::new();
                 for row in table.range(output_range(attempt))? {
@@ -324,7 +369,7 @@ impl History for RedbHistory {
             })
             .await?;
         let mut chunks: BTreeMap<(usize, u64), Bytes> = stored.into_iter().map(|(s, o, d)| ((s, o), d)).collect();
-        chunks.extend(pending.into_iter().map(|(s, o, d)| ((s, o), d)));
+        chunks.extend(pending.into_iter().map(|(_, s, o, d)| ((s, o), d)));
         // Rows are stored in slices of a chunk (see `history::OUTPUT_ROW`) and a
         // chunk may be both pending and written: keep each byte once, by offset.
         let mut streams = [Vec::new(), Vec::new()];
@@ -390,5 +435,102 @@ impl History for RedbHistory {
             output_bytes: counts.output_bytes,
             disk_bytes,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use archon_core::model::{AttemptResult, ExitStatus, OutputStream, OutputTail, RunState};
+    use archon_core::state::Command;
+    use archon_core::testkit::fixtures::{assign, register_worker, submit_job};
+
+    use super::super::{BlockingWork, history};
+    use super::*;
+
+    const AT: Timestamp = Timestamp(2_000);
+
+    /// A history over an empty file and `state`, whose outbox it overlays.
+    fn open(dir: &tempfile::TempDir, state: ClusterState) -> (Arc<HistoryDb>, Arc<RwLock<ClusterState>>, RedbHistory) {
+        let db = HistoryDb::open(dir.path().join("h.redb"), 1 << 20, BlockingWork::Threads).expect("open");
+        db.create_tables().expect("tables");
+        let (db, state) = (Arc::new(db), Arc::new(RwLock::new(state)));
+        let history = RedbHistory::new(Arc::clone(&db), Arc::clone(&state));
+        (db, state, history)
+    }
+
+    /// Run 1 (attempt 1) ran and succeeded with a streamed chunk and an inline
+    /// tail on stdout: its output and record are in the outbox.
+    fn finished_run() -> ClusterState {
+        let mut state = ClusterState::new();
+        let commands = [
+            register_worker("w"),
+            submit_job("j", AT.0),
+            assign(1, 1, AT.0),
+            Command::AttemptOutput {
+                at: AT,
+                run: RunId(1),
+                attempt: AttemptId(1),
+                stream: OutputStream::Stdout,
+                offset: 0,
+                data: Bytes::from_static(b"streamed "),
+            },
+            Command::FinishAttempt {
+                at: AT,
+                run: RunId(1),
+                attempt: AttemptId(1),
+                result: AttemptResult {
+                    status: ExitStatus::Exited { code: 0 },
+                    stdout: OutputTail { data: Bytes::from_static(b"tail\n"), truncated: 0 },
+                    stderr: OutputTail::default(),
+                    usage: None,
+                },
+            },
+        ];
+        for command in &commands {
+            let outcome = state.apply(command);
+            assert!(matches!(outcome, archon_core::state::Outcome::Applied(_)), "{command:?}: {outcome:?}");
+        }
+        state
+    }
+
+    fn remove_run(state: &RwLock<ClusterState>) {
+        let prune = Command::Prune {
+            at: AT,
+            runs: vec![(RunId(1), RunState::Succeeded)],
+            jobs: Vec::new(),
+            workflows: Vec::new(),
+            keys_before: None,
+        };
+        let outcome = state.write().expect("state").apply(&prune);
+        assert!(matches!(outcome, archon_core::state::Outcome::Applied(_)), "prune: {outcome:?}");
+    }
+
+    #[tokio::test]
+    async fn output_whose_run_is_removed_before_either_is_written_reads_empty() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (_db, state, history) = open(&dir, finished_run());
+        let before = history.output(AttemptId(1)).await.expect("output");
+        assert_eq!(before[0], Bytes::from_static(b"streamed tail\n"), "the outbox's chunks are read");
+        remove_run(&state);
+        assert!(history.runs(&[RunId(1)]).await.expect("runs").is_empty(), "the run reads as removed");
+        assert_eq!(history.output(AttemptId(1)).await.expect("output"), [Bytes::new(), Bytes::new()]);
+    }
+
+    #[tokio::test]
+    async fn written_output_of_a_run_whose_removal_is_not_yet_written_reads_empty() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (db, state, history) = open(&dir, finished_run());
+        let ops = state.write().expect("state").take_history();
+        db.write(true, |txn| history::write(txn, &ops)).expect("written");
+        let before = history.output(AttemptId(1)).await.expect("output");
+        assert_eq!(before[0], Bytes::from_static(b"streamed tail\n"), "the written rows are read");
+        remove_run(&state);
+        assert_eq!(state.read().expect("state").pending_history().len(), 1, "only the removal is pending");
+        assert!(history.runs(&[RunId(1)]).await.expect("runs").is_empty(), "the run reads as removed");
+        assert_eq!(history.output(AttemptId(1)).await.expect("output"), [Bytes::new(), Bytes::new()]);
+        // Once the removal is written too, the rows are gone from the file.
+        let ops = state.write().expect("state").take_history();
+        db.write(true, |txn| history::write(txn, &ops)).expect("written");
+        assert_eq!(history.output(AttemptId(1)).await.expect("output"), [Bytes::new(), Bytes::new()]);
     }
 }
