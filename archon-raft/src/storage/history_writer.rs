@@ -4,7 +4,8 @@
 //! Until written, the operations stay in the state's outbox, where readers find
 //! them ([`RedbHistory`](super::RedbHistory) overlays it), so a run that leaves the
 //! live state is never missing. The outbox is bounded: an apply that finds too
-//! much unwritten waits for the writer. A snapshot is stored only once everything
+//! much unwritten waits for the writer. A wake-up lets a small batch gather for
+//! a few milliseconds first, unless someone waits on the writer. A snapshot is stored only once everything
 //! handed over before it is written (its durable commit makes those writes
 //! durable too), and installing one first stops the writer and drops what was
 //! pending: the snapshot brings its own history.
@@ -38,6 +39,16 @@ const MAX_BACKLOG: u64 = 32_768;
 /// 171 MiB, at the same output rate).
 const MAX_BACKLOG_BYTES: u64 = 24 << 20;
 
+/// How long a wake-up lets a small batch gather before writing it: one
+/// transaction per few milliseconds instead of one per applied entry (measured on
+/// `archon dev`, one job per call from 8 clients: the manager's CPU per job fell
+/// 7–19 %). Readers meanwhile find the records in the outbox.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Unwritten operations, or output bytes, at which the writer stops lingering.
+const LINGER_OPS: u64 = 4_096;
+const LINGER_BYTES: u64 = MAX_BACKLOG_BYTES / 4;
+
 struct Shared {
     /// The file, until the last handle goes; locked while a batch is written.
     db: Mutex<Option<Arc<HistoryDb>>>,
@@ -48,6 +59,8 @@ struct Shared {
     /// Operations written (or dropped by an install) so far, and their output bytes.
     written: watch::Sender<(u64, u64)>,
     wake: Notify,
+    /// Ends a linger early: someone waits on the writer, or enough gathered.
+    hurry: Notify,
     /// Held while a batch is written, and by an install.
     writing: tokio::sync::Mutex<()>,
     /// Why writing failed; the next apply fails with it.
@@ -78,6 +91,7 @@ impl Drop for Handles {
         drop(db);
         self.shared.closed.store(true, Ordering::Release);
         self.shared.wake.notify_one();
+        self.shared.hurry.notify_one();
     }
 }
 
@@ -103,6 +117,7 @@ impl HistoryWriter {
             handed_bytes: AtomicU64::new(0),
             written: watch::channel((0, 0)).0,
             wake: Notify::new(),
+            hurry: Notify::new(),
             writing: tokio::sync::Mutex::new(()),
             failed: Mutex::new(None),
             started: AtomicBool::new(false),
@@ -119,6 +134,9 @@ impl HistoryWriter {
         }
         self.shared.handed.fetch_add(ops, Ordering::AcqRel);
         self.shared.handed_bytes.fetch_add(bytes, Ordering::AcqRel);
+        if gathered(&self.shared) {
+            self.shared.hurry.notify_one();
+        }
         if !self.shared.started.swap(true, Ordering::AcqRel) {
             tokio::spawn(run(self.shared.clone()));
         }
@@ -162,6 +180,7 @@ impl HistoryWriter {
                 return Err(Failure::Format(format!("writing the history failed: {e}")));
             }
             self.shared.wake.notify_one();
+            self.shared.hurry.notify_one();
             if written.changed().await.is_err() {
                 return Err(Failure::Format("the history writer stopped".into()));
             }
@@ -213,6 +232,7 @@ async fn run(shared: Arc<Shared>) {
         } else {
             shared.wake.notified().await;
         }
+        linger(&shared).await;
         loop {
             if shared.closed.load(Ordering::Acquire) {
                 return;
@@ -258,6 +278,22 @@ async fn run(shared: Arc<Shared>) {
             });
         }
     }
+}
+
+/// Lets a small batch gather (see [`LINGER`]) unless enough is pending already
+/// or someone waits on the writer.
+async fn linger(shared: &Shared) {
+    if gathered(shared) || shared.closed.load(Ordering::Acquire) {
+        return;
+    }
+    let _ = tokio::time::timeout(LINGER, shared.hurry.notified()).await;
+}
+
+/// Whether enough is unwritten to write it without lingering.
+fn gathered(shared: &Shared) -> bool {
+    let (ops, bytes) = *shared.written.borrow();
+    shared.handed.load(Ordering::Acquire).saturating_sub(ops) >= LINGER_OPS
+        || shared.handed_bytes.load(Ordering::Acquire).saturating_sub(bytes) >= LINGER_BYTES
 }
 
 /// Retention freed space: gives it back to the disk when it is much. True
