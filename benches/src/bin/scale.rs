@@ -30,8 +30,9 @@
 //! 5. **failover** (`--on cluster`): SIGKILL of the leader at rest — every worker
 //!    in session, nothing queued, and the followers having applied what the leader
 //!    had (after a deep drain they trail it; how far, and how long they took, is
-//!    printed apart); the time until a new leader acknowledges a
-//!    submit, until that job starts, and until all N workers are in session with
+//!    printed apart); the time until a survivor reports itself the new leader
+//!    (watched while the submit is tried, to split the election from what
+//!    follows), until a new leader acknowledges a submit, until that job starts, and until all N workers are in session with
 //!    the new leader (its `workers` list).
 //!
 //! The manager's CPU is `utime + stime` of `/proc/PID/stat`, its RSS `VmRSS`
@@ -462,11 +463,12 @@ async fn measure(cli: &Cli, cluster: &mut Cluster, certs: Option<&Path>) -> anyh
     if cli.on == On::Cluster {
         let f = failover(cluster, leader, &fleet, n).await?;
         println!(
-            "{system}: SIGKILL of leader m{} with {n} workers in session: a new leader (m{}) acknowledged a submit \
-             after {:.0} ms, the job started after {:.0} ms, all {n} workers in session with it after {:.0} ms \
-             (in session over time: {})",
+            "{system}: SIGKILL of leader m{} with {n} workers in session: a new leader (m{}) reported itself \
+             elected after {:.0} ms and acknowledged a submit after {:.0} ms, the job started after {:.0} ms, all \
+             {n} workers in session with it after {:.0} ms (in session over time: {})",
             leader + 1,
             f.new_leader + 1,
+            ms(f.elected),
             ms(f.accepts),
             f.job_started_ms,
             ms(f.all_back),
@@ -478,11 +480,11 @@ async fn measure(cli: &Cli, cluster: &mut Cluster, certs: Option<&Path>) -> anyh
             ms(f.catch_up)
         );
         row = row.with("follower_lag_entries", f.lag_entries).num("follower_catchup_ms", ms(f.catch_up), 0);
-        row = row.num("failover_accept_ms", ms(f.accepts), 0).num("failover_start_ms", f.job_started_ms, 0).num(
-            "failover_workers_ms",
-            ms(f.all_back),
-            0,
-        );
+        row = row
+            .num("failover_elected_ms", ms(f.elected), 0)
+            .num("failover_accept_ms", ms(f.accepts), 0)
+            .num("failover_start_ms", f.job_started_ms, 0)
+            .num("failover_workers_ms", ms(f.all_back), 0);
     }
     fleet.stop().await;
     row.print();
@@ -625,6 +627,9 @@ async fn probe(api: Arc<dyn Api>, count: usize, every: Duration, stop: Cancellat
 /// What a failover took.
 struct Failover {
     new_leader: usize,
+    /// Kill → a survivor reports itself leader of a newer term (polled every
+    /// 10 ms, so up to a poll late).
+    elected: Duration,
     /// Kill → a submit acknowledged.
     accepts: Duration,
     /// Kill → that job started on a worker, ms (by the job's clock).
@@ -678,43 +683,52 @@ async fn failover(cluster: &mut Cluster, leader: usize, fleet: &Fleet, n: usize)
     cluster.managers[leader].kill().await?;
     println!("failover: SIGKILL of m{} at {killed_wall} ms since the epoch", leader + 1);
 
-    // A submit acknowledged (with an idempotency key, so the client may try every manager).
-    let mut tries = Vec::new();
-    let accepts = loop {
-        let mut spec = JobSpec::new("failover", Task::Function { name: "mark".into(), input: "null".into() });
-        spec.resources = Resources { cpu_millis: 1000, memory_bytes: 0, ..Resources::default() };
-        spec.idempotency_key = Some("scale-failover".into());
-        let sent = killed.elapsed().as_secs_f64();
-        let outcome = match tokio::time::timeout(Duration::from_secs(5), client.submit(vec![spec])).await {
-            Ok(Ok(results)) if results.iter().all(Result::is_ok) => break killed.elapsed(),
-            Ok(Ok(results)) => format!("{:?}", results.into_iter().find_map(Result::err)),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => "no answer within 5 s".to_owned(),
+    // A submit acknowledged (with an idempotency key, so the client may try
+    // every manager) while the survivors are watched for the new leader, so the
+    // time splits into the election and what follows it.
+    let acknowledged = async {
+        let mut tries = Vec::new();
+        let accepts = loop {
+            let mut spec = JobSpec::new("failover", Task::Function { name: "mark".into(), input: "null".into() });
+            spec.resources = Resources { cpu_millis: 1000, memory_bytes: 0, ..Resources::default() };
+            spec.idempotency_key = Some("scale-failover".into());
+            let sent = killed.elapsed().as_secs_f64();
+            let outcome = match tokio::time::timeout(Duration::from_secs(5), client.submit(vec![spec])).await {
+                Ok(Ok(results)) if results.iter().all(Result::is_ok) => break killed.elapsed(),
+                Ok(Ok(results)) => format!("{:?}", results.into_iter().find_map(Result::err)),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "no answer within 5 s".to_owned(),
+            };
+            tries.push(format!("{sent:.2}s→{:.2}s: {outcome}", killed.elapsed().as_secs_f64()));
+            if killed.elapsed() > SESSION_WAIT {
+                bail!("no submit acknowledged within {SESSION_WAIT:?} of the kill");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        tries.push(format!("{sent:.2}s→{:.2}s: {outcome}", killed.elapsed().as_secs_f64()));
-        if killed.elapsed() > SESSION_WAIT {
-            bail!("no submit acknowledged within {SESSION_WAIT:?} of the kill");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        Ok((accepts, tries))
     };
+    // The first survivor to report itself leader of a newer term.
+    let elected = async {
+        loop {
+            let polls =
+                futures::future::join_all(survivors.iter().map(|(i, c)| async move { (*i, c.status().await) })).await;
+            let found = polls.into_iter().find_map(|(i, s)| {
+                let s = s.ok()?;
+                let m = leader_of(&s)?;
+                (m.term > old_term && m.id == i as u64 + 1).then_some(i)
+            });
+            if let Some(i) = found {
+                return Ok((i, killed.elapsed()));
+            }
+            if killed.elapsed() > SESSION_WAIT {
+                bail!("no new leader within {SESSION_WAIT:?} of the kill");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let (acknowledged, elected) = tokio::join!(acknowledged, elected);
+    let ((accepts, tries), (new_leader, elected)) = (acknowledged?, elected?);
 
-    // The new leader, then its workers list until every worker is back.
-    let new_leader = loop {
-        let polls =
-            futures::future::join_all(survivors.iter().map(|(i, c)| async move { (*i, c.status().await) })).await;
-        let found = polls.into_iter().find_map(|(i, s)| {
-            let s = s.ok()?;
-            let m = leader_of(&s)?;
-            (m.term > old_term && m.id == i as u64 + 1).then_some(i)
-        });
-        if let Some(i) = found {
-            break i;
-        }
-        if killed.elapsed() > SESSION_WAIT {
-            bail!("no new leader within {SESSION_WAIT:?} of the kill");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
     let api = survivors.iter().find(|(i, _)| *i == new_leader).map(|(_, c)| c).context("the new leader")?;
     let marks = [1.0, 2.0, 3.0, 5.0, 10.0];
     let mut progress = Vec::new();
@@ -749,6 +763,7 @@ async fn failover(cluster: &mut Cluster, leader: usize, fleet: &Fleet, n: usize)
     }
     Ok(Failover {
         new_leader,
+        elected,
         accepts,
         job_started_ms: started,
         all_back,
