@@ -173,6 +173,28 @@ fn run_from(value: &[u8]) -> Result<RunRecord, Failure> {
     Ok(serde_json::from_slice(value)?)
 }
 
+/// Whether `removed` holds the run of `attempt`: `run` when the outbox named it,
+/// else the stored record of a removed run that lists the attempt.
+fn removes(
+    txn: &redb::ReadTransaction,
+    attempt: AttemptId,
+    run: Option<RunId>,
+    removed: &BTreeSet<RunId>,
+) -> Result<bool, Failure> {
+    if let Some(run) = run {
+        return Ok(removed.contains(&run));
+    }
+    let runs = txn.open_table(RUNS)?;
+    for id in removed {
+        if let Some(value) = runs.get(id.0)?
+            && run_from(value.value())?.run.attempts.contains(&attempt)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 #[async_trait]
 impl History for RedbHistory {
     async fn runs(&self, ids: &[RunId]) -> Result<Vec<RunRecord>, CoreError> {
@@ -335,35 +357,17 @@ impl History for RedbHistory {
         let PendingOutput { chunks: pending, run, removed } = self.overlay_output(attempt);
         let stored: Vec<(usize, u64, Bytes)> = self
             .read(move |txn| {
-                if !removed.is_empty() {
-                    // A removal not yet written hides the rows of its runs'
-                    // attempts; the run says whether this attempt is one.
-                    let hidden = match run {
-                        Some(run) => removed.contains(&run),
-                        None => {
-                            let runs = txn.open_table(RUNS)?;
-                            let mut hidden = false;
-                            for id in &removed {
-                                if let Some(value) = runs.get(id.0)?
-                                    && run_from(value.value())?.run.attempts.contains(&attempt)
-                                {
-                                    hidden = true;
-                                    break;
-                                }
-                            }
-                            hidden
-                        }
-                    };
-                    if hidden {
-                        return Ok(Vec::new());
-                    }
-                }
                 let table = txn.open_table(OUTPUT)?;
                 let mut out = Vec::new();
                 for row in table.range(output_range(attempt))? {
                     let (k, v) = row?;
                     let key = k.value();
                     out.push((output_stream(key), (key as u64) & !(1 << 63), Bytes::copy_from_slice(v.value())));
+                }
+                // A removal not yet written hides the rows of its runs'
+                // attempts: looked up only when there are rows to hide.
+                if !out.is_empty() && !removed.is_empty() && removes(txn, attempt, run, &removed)? {
+                    out.clear();
                 }
                 Ok(out)
             })

@@ -32,7 +32,8 @@
 //!    had (after a deep drain they trail it; how far, and how long they took, is
 //!    printed apart); the time until a survivor reports itself the new leader
 //!    (watched while the submit is tried, to split the election from what
-//!    follows), until a new leader acknowledges a submit, until that job starts, and until all N workers are in session with
+//!    follows), until a new leader acknowledges a submit, until that job
+//!    starts, and until all N workers are in session with
 //!    the new leader (its `workers` list).
 //!
 //! The manager's CPU is `utime + stime` of `/proc/PID/stat`, its RSS `VmRSS`
@@ -726,8 +727,7 @@ async fn failover(cluster: &mut Cluster, leader: usize, fleet: &Fleet, n: usize)
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
-    let (acknowledged, elected) = tokio::join!(acknowledged, elected);
-    let ((accepts, tries), (new_leader, elected)) = (acknowledged?, elected?);
+    let ((accepts, tries), (new_leader, elected)) = tokio::try_join!(acknowledged, elected)?;
 
     let api = survivors.iter().find(|(i, _)| *i == new_leader).map(|(_, c)| c).context("the new leader")?;
     let marks = [1.0, 2.0, 3.0, 5.0, 10.0];
