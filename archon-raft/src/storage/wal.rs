@@ -10,6 +10,15 @@
 //! truncation removes those from its index on, a purge those up to its index,
 //! and the last vote, committed id and purge win.
 //!
+//! Small groups find space written ahead of them: a group that passes the end of
+//! the file carries zeros after its records, room for many more groups its size,
+//! so most small groups overwrite blocks the file already has and their
+//! `fdatasync` flushes data only, with no change of the file's size to journal
+//! (about 40 % less time and CPU per sync on ext4 here; RESULTS.md). Large groups
+//! carry none: they already spread one size change over many bytes, and zeros
+//! ahead of them would double what reaches the disk. A zero record header ends a
+//! segment's records; the zeros after it are that space.
+//!
 //! The one thing to know: records are only ever appended, and a segment is
 //! removed only when everything it holds is purged and a newer segment exists.
 //! Each segment starts with the vote, committed id and purge as they stood when
@@ -39,6 +48,13 @@ const RECORD_HEAD: usize = 9;
 /// A segment is closed and a new one started once it passes this size, so
 /// purged entries leave the disk a segment at a time.
 pub(super) const SEGMENT_BYTES: u64 = 64 << 20;
+
+/// A group smaller than this that passes the end of its segment's file carries
+/// zeros after it, room for [`GROUPS_AHEAD`] more groups its size (at most
+/// [`AHEAD_BYTES`], and not past [`SEGMENT_BYTES`]).
+const SMALL_GROUP: u64 = 64 << 10;
+const GROUPS_AHEAD: u64 = 64;
+const AHEAD_BYTES: u64 = 4 << 20;
 
 /// Where the log's segment files live: a directory on disk, or (for a
 /// simulation or a test) memory.
@@ -188,7 +204,10 @@ struct Location {
 
 struct Segment {
     file: Box<dyn StorageBackend>,
+    /// Where its records end.
     len: u64,
+    /// The file's length: zeros from `len` on.
+    allocated: u64,
     /// The highest entry index written to it, stale or not.
     max_index: Option<u64>,
 }
@@ -262,24 +281,27 @@ impl Wal {
                 file.set_len(0)?;
                 file.write(0, HEADER)?;
                 file.sync_data()?;
-                self.segments.insert(number, Segment { file, len: HEADER.len() as u64, max_index: None });
+                let len = HEADER.len() as u64;
+                self.segments.insert(number, Segment { file, len, allocated: len, max_index: None });
                 return Ok(());
             }
             return Err(damaged(0, "not a segment of this format (bad header)"));
         }
-        let mut segment = Segment { file, len: HEADER.len() as u64, max_index: None };
+        let mut segment = Segment { file, len: HEADER.len() as u64, allocated: len, max_index: None };
         let mut offset = segment.len;
         while offset < len {
             match read_record(segment.file.as_ref(), offset, len)? {
-                Ok((record, size)) => {
+                Ok(Some((record, size))) => {
                     self.note(number, &mut segment, offset, record);
                     offset += size;
                 }
+                Ok(None) => break,
                 Err(why) if newest => {
                     self.cut = true;
                     tracing::warn!(segment = number, offset, why, "cutting the log's torn tail (a crash mid-write)");
                     segment.file.set_len(offset)?;
                     segment.file.sync_data()?;
+                    segment.allocated = offset;
                     break;
                 }
                 Err(why) => return Err(damaged(offset, why)),
@@ -323,7 +345,8 @@ impl Wal {
         file.write(0, &bytes)?;
         file.sync_data()?;
         self.files.sync()?;
-        self.segments.insert(number, Segment { file, len: bytes.len() as u64, max_index: None });
+        let len = bytes.len() as u64;
+        self.segments.insert(number, Segment { file, len, allocated: len, max_index: None });
         Ok(())
     }
 
@@ -356,21 +379,35 @@ impl Wal {
         }
         let (mut number, mut len) = self.active();
         if len > HEADER.len() as u64 && len + bytes.len() as u64 > self.segment_bytes {
-            // The full segment is synced before the next starts, so only the
-            // newest can ever have a torn tail.
-            self.segment(number)?.file.sync_data()?;
+            // The full segment loses its unused space and is synced before the
+            // next starts, so only the newest can ever have a torn tail.
+            let full = self.segment(number)?;
+            if full.allocated > len {
+                full.file.set_len(len)?;
+            }
+            full.file.sync_data()?;
             number += 1;
             self.start_segment(number)?;
             len = self.active().1;
         }
         let mut segment = self.segments.remove(&number).ok_or_else(|| missing(number))?;
+        let end = len + bytes.len() as u64;
+        let allocated = segment.allocated;
+        let group = bytes.len() as u64;
+        if end > allocated && group < SMALL_GROUP {
+            // Past the written space: zeros after the records, so the groups
+            // after this one overwrite blocks the file has.
+            let target = end.max(self.segment_bytes.min(end + (group * GROUPS_AHEAD).min(AHEAD_BYTES)));
+            bytes.resize(bytes.len() + usize::try_from(target - end).unwrap_or(0), 0);
+        }
         let written =
             segment.file.write(len, &bytes).and_then(|()| if sync { segment.file.sync_data() } else { Ok(()) });
         if let Err(e) = written {
             self.segments.insert(number, segment);
             return Err(e.into());
         }
-        segment.len = len + bytes.len() as u64;
+        segment.len = end;
+        segment.allocated = allocated.max(len + bytes.len() as u64);
         for (record, start) in records.into_iter().zip(starts) {
             self.note(number, &mut segment, len + start, record);
         }
@@ -457,14 +494,23 @@ impl Wal {
     }
 }
 
-/// The record at `offset` of a segment `len` bytes long and its size, or why
-/// there is none there (a torn or damaged tail).
-fn read_record(file: &dyn StorageBackend, offset: u64, len: u64) -> io::Result<Result<(Record, u64), &'static str>> {
+/// The record at `offset` of a segment `len` bytes long and its size, `None`
+/// where the records end (zeros to the end of the file, its unused space), or
+/// why there is none there (a torn or damaged tail).
+fn read_record(
+    file: &dyn StorageBackend,
+    offset: u64,
+    len: u64,
+) -> io::Result<Result<Option<(Record, u64)>, &'static str>> {
+    let mut head = [0u8; 8];
+    let head_len = usize::try_from(len - offset).map_or(head.len(), |l| l.min(head.len()));
+    file.read(offset, &mut head[..head_len])?;
+    if head == [0; 8] && zeros(file, offset + 8, len)? {
+        return Ok(Ok(None));
+    }
     if len - offset < RECORD_HEAD as u64 {
         return Ok(Err("a partial record header"));
     }
-    let mut head = [0u8; 8];
-    file.read(offset, &mut head)?;
     let body_len = u64::from(u32::from_le_bytes([head[0], head[1], head[2], head[3]]));
     let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
     if body_len == 0 || offset + 8 + body_len > len {
@@ -475,7 +521,22 @@ fn read_record(file: &dyn StorageBackend, offset: u64, len: u64) -> io::Result<R
     if crc32fast::hash(&body) != crc {
         return Ok(Err("a record whose checksum does not match"));
     }
-    Ok(Record::decode(body[0], &body[1..]).map(|r| (r, 8 + body_len)).ok_or("a record of an unknown kind"))
+    Ok(Record::decode(body[0], &body[1..]).map(|r| Some((r, 8 + body_len))).ok_or("a record of an unknown kind"))
+}
+
+/// Whether the file holds only zeros from `from` to `len`.
+fn zeros(file: &dyn StorageBackend, from: u64, len: u64) -> io::Result<bool> {
+    let mut chunk = vec![0u8; 64 << 10];
+    let mut at = from;
+    while at < len {
+        let n = usize::try_from(len - at).map_or(chunk.len(), |n| n.min(chunk.len()));
+        file.read(at, &mut chunk[..n])?;
+        if chunk[..n].iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+        at += n as u64;
+    }
+    Ok(true)
 }
 
 /// The log of a running node, shared by its store's handles; says when it is

@@ -12,16 +12,19 @@ use redb::StorageBackend;
 
 use super::{HEADER, Record, SegmentDir, SegmentFiles, Wal};
 
-/// One file's bytes: what reads see, and what survives a crash.
+/// One file's bytes: what reads see, what survives a crash, and the writes in
+/// between.
 #[derive(Debug, Default, Clone)]
 struct Image {
     current: Vec<u8>,
     durable: Vec<u8>,
+    /// Writes (offset, bytes) since the last sync, in order.
+    pending: Vec<(usize, Vec<u8>)>,
 }
 
 /// Segment files in memory that lose what was not synced when they crash.
-/// A crash may keep a prefix of the last unsynced write of the newest file (a
-/// torn write), as a disk may.
+/// A crash may keep the first bytes of the newest file's unsynced writes, in
+/// the order they were made (a torn write), as a disk may.
 #[derive(Debug, Default, Clone)]
 struct MemFiles {
     files: Arc<Mutex<BTreeMap<u64, Image>>>,
@@ -43,12 +46,17 @@ impl MemFiles {
         let newest = files.keys().last().copied();
         for (number, image) in files.iter_mut() {
             let mut survived = image.durable.clone();
-            if Some(*number) == newest && image.current.len() > survived.len() && image.current.starts_with(&survived) {
-                let keep = torn.min(image.current.len() - survived.len());
-                survived.extend_from_slice(&image.current[survived.len()..survived.len() + keep]);
+            if Some(*number) == newest {
+                let mut left = torn;
+                for (offset, data) in &image.pending {
+                    let kept = &data[..left.min(data.len())];
+                    write_at(&mut survived, *offset, kept);
+                    left -= kept.len();
+                }
             }
             image.current = survived.clone();
             image.durable = survived;
+            image.pending.clear();
         }
     }
 
@@ -61,7 +69,16 @@ impl MemFiles {
         let image = files.get_mut(&number).unwrap();
         image.current = bytes.clone();
         image.durable = bytes;
+        image.pending.clear();
     }
+}
+
+/// Writes `data` at `offset` of `bytes`, growing them with zeros if needed.
+fn write_at(bytes: &mut Vec<u8>, offset: usize, data: &[u8]) {
+    if bytes.len() < offset + data.len() {
+        bytes.resize(offset + data.len(), 0);
+    }
+    bytes[offset..offset + data.len()].copy_from_slice(data);
 }
 
 impl SegmentFiles for MemFiles {
@@ -112,20 +129,22 @@ impl StorageBackend for MemFile {
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
+        // Only ever called just before a sync here: not torn.
         self.with(|i| i.current.resize(usize::try_from(len).unwrap(), 0))
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        self.with(|i| i.durable = i.current.clone())
+        self.with(|i| {
+            i.durable = i.current.clone();
+            i.pending.clear();
+        })
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         self.with(|i| {
             let start = usize::try_from(offset).unwrap();
-            if i.current.len() < start + data.len() {
-                i.current.resize(start + data.len(), 0);
-            }
-            i.current[start..start + data.len()].copy_from_slice(data);
+            write_at(&mut i.current, start, data);
+            i.pending.push((start, data.to_vec()));
         })
     }
 }
@@ -225,14 +244,19 @@ fn a_torn_tail_of_the_newest_segment_is_cut_and_damage_elsewhere_is_an_error() {
         n
     };
     let newest = *numbers.last().unwrap();
-    // A half-written record at the end of the newest segment.
+    // A half-written record where the newest segment's records end, in its
+    // space written ahead.
+    let wal = Wal::open_sized(Box::new(files.clone()), 256).unwrap();
+    let good = usize::try_from(wal.active().1).unwrap();
+    drop(wal);
     let mut bytes = files.bytes(newest);
-    let good = bytes.len();
+    assert!(bytes.len() > good && bytes[good..].iter().all(|b| *b == 0), "space is written ahead, as zeros");
     let mut record = Vec::new();
     entry(21).encode(&mut record);
-    bytes.extend_from_slice(&record[..record.len() / 2]);
+    write_at(&mut bytes, good, &record[..record.len() / 2]);
     files.set_bytes(newest, bytes);
     let wal = Wal::open_sized(Box::new(files.clone()), 256).unwrap();
+    assert!(wal.cut_torn_tail());
     assert_eq!(wal.last().unwrap().map(|(i, _)| i), Some(20));
     assert_eq!(files.bytes(newest).len(), good, "the torn record is cut");
     drop(wal);
@@ -360,4 +384,44 @@ fn a_crash_keeps_every_synced_change_and_leaves_a_prefix_of_the_rest() {
             Ok(())
         })
         .unwrap();
+}
+
+#[test]
+fn space_is_written_ahead_kept_across_a_clean_reopen_and_cut_from_a_full_segment() {
+    let files = MemFiles::default();
+    let mut wal = Wal::open(Box::new(files.clone())).unwrap();
+    wal.append((1..=3).map(entry).collect(), true).unwrap();
+    let allocated = files.bytes(1).len();
+    let end = wal.active().1;
+    assert!(allocated as u64 > end + 10 * (end - HEADER.len() as u64), "room ahead for more groups this size");
+    assert!(files.bytes(1)[usize::try_from(end).unwrap()..].iter().all(|b| *b == 0));
+    drop(wal);
+    let mut wal = Wal::open(Box::new(files.clone())).unwrap();
+    assert!(!wal.cut_torn_tail(), "the space ahead is not a torn tail");
+    assert_eq!(wal.active().1, end);
+    wal.append((4..=6).map(entry).collect(), true).unwrap();
+    assert_eq!(files.bytes(1).len(), allocated, "later groups overwrite the space, the file keeps its length");
+    assert_eq!(wal.read(.., usize::MAX).unwrap().len(), 6);
+    // A large group carries no zeros: the file ends where its records do.
+    wal.append(vec![Record::Entry { index: 7, bytes: vec![7; usize::try_from(super::SMALL_GROUP).unwrap()] }], true)
+        .unwrap();
+    assert_eq!(files.bytes(1).len() as u64, wal.active().1);
+    drop(wal);
+
+    // Small segments: each full one is cut to its records before the next starts.
+    let files = MemFiles::default();
+    let mut wal = Wal::open_sized(Box::new(files.clone()), 256).unwrap();
+    for index in 1..=20 {
+        wal.append(vec![entry(index)], true).unwrap();
+    }
+    let newest = wal.active().0;
+    assert!(newest > 2);
+    for number in 1..newest {
+        assert_ne!(files.bytes(number).last(), Some(&0), "segment {number} ends with its last record");
+    }
+    assert!(files.bytes(newest).len() as u64 > wal.active().1, "the newest has space ahead");
+    drop(wal);
+    let wal = Wal::open_sized(Box::new(files), 256).unwrap();
+    assert!(!wal.cut_torn_tail());
+    assert_eq!(wal.read(.., usize::MAX).unwrap().len(), 20);
 }
