@@ -158,6 +158,15 @@ def render(rows):
         f"| best one-at-a-time rate for {clients} clients with group commit = {clients} ÷ (fsync + round trip) "
         f"| {jobs(limit)} jobs/s |"
     )
+    ceiling = num(rows, "limits", "limits", "calls_ceiling")
+    if ceiling is not None:
+        server_us = num(rows, "limits", "limits", "call_server_us")
+        client_us = num(rows, "limits", "limits", "call_client_us")
+        out.append(
+            f"| the same `status` call from {clients} clients at once, each waiting for its answer (no job work): "
+            f"calls served, CPU per call | {jobs(ceiling)} calls/s, {server_us:.0} µs server + {client_us:.0} µs "
+            f"clients |"
+        )
     every = rows.get(("limits", "all"), [])
     if len(every) > 1:
         each = "; ".join(

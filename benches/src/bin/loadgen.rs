@@ -663,10 +663,35 @@ async fn limits(fsyncs: usize, calls: usize, clients: usize, archon: Option<Path
     }
     let rtt = quantile(&mut trips, 0.5);
     let limit = clients as f64 * 1e3 / (fsync + rtt);
+
+    // The same call from `clients` clients at once, each on its own connection
+    // and waiting for each answer: how many calls a second this machine serves
+    // when a call does no work, and the CPU each costs the server and the client.
+    let mut apis = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        apis.push(dev.client().await?);
+    }
+    let per_client = calls.max(1);
+    let (server0, own0, started) =
+        (dev.daemon.cpu()?, archon_benches::process_cpu(std::process::id())?, Instant::now());
+    let calling = apis.iter().map(|api| async move {
+        for _ in 0..per_client {
+            api.status().await?;
+        }
+        anyhow::Ok(())
+    });
+    futures::future::try_join_all(calling).await?;
+    let took = started.elapsed();
+    let total = (per_client * clients) as f64;
+    let ceiling = total / took.as_secs_f64();
+    let server_us = (dev.daemon.cpu()? - server0).as_secs_f64() * 1e6 / total;
+    let client_us = (archon_benches::process_cpu(std::process::id())? - own0).as_secs_f64() * 1e6 / total;
     println!(
         "limits: fdatasync of a 512-byte append in {} p50 {fsync:.3} ms (mean {fsync_mean:.3} ms, {} rounds); \
          gRPC status round trip over loopback, TLS + token, p50 {rtt:.3} ms ({calls} calls); best one-at-a-time \
-         rate for {clients} clients with group commit = {clients} / ({fsync:.3} + {rtt:.3}) ms = {limit:.0} jobs/s",
+         rate for {clients} clients with group commit = {clients} / ({fsync:.3} + {rtt:.3}) ms = {limit:.0} jobs/s; \
+         {clients} clients calling status at once: {ceiling:.0} calls/s, {server_us:.0} µs of the server's CPU and \
+         {client_us:.0} µs of the clients' per call",
         beside.display(),
         syncs.len(),
     );
@@ -676,9 +701,12 @@ async fn limits(fsyncs: usize, calls: usize, clients: usize, archon: Option<Path
         .num("rtt_ms", rtt, 3)
         .with("clients", clients)
         .num("limit", limit, 0)
+        .num("calls_ceiling", ceiling, 0)
+        .num("call_server_us", server_us, 0)
+        .num("call_client_us", client_us, 0)
         .with("dir", beside.display())
         .print();
-    drop((api, probe_dir));
+    drop((api, apis, probe_dir));
     dev.stop().await;
     Ok(())
 }
