@@ -24,6 +24,7 @@ use super::history::{
     pair, state_key, time_key,
 };
 use super::history_db::HistoryDb;
+use super::history_writer::WriterProgress;
 use super::{Failure, blocking};
 
 /// A node's history: redb tables plus the state's outbox. Cheap to clone.
@@ -31,6 +32,8 @@ use super::{Failure, blocking};
 pub struct RedbHistory {
     db: Arc<HistoryDb>,
     state: Arc<RwLock<ClusterState>>,
+    /// The node's history writer, for what reads only written rows ([`History::stats`]).
+    writer: Option<WriterProgress>,
 }
 
 impl std::fmt::Debug for RedbHistory {
@@ -57,7 +60,13 @@ struct PendingOutput {
 
 impl RedbHistory {
     pub(super) fn new(db: Arc<HistoryDb>, state: Arc<RwLock<ClusterState>>) -> RedbHistory {
-        RedbHistory { db, state }
+        RedbHistory { db, state, writer: None }
+    }
+
+    /// The same, with the node's writer to wait for where a read cannot
+    /// overlay the outbox.
+    pub(super) fn with_writer(self, writer: WriterProgress) -> RedbHistory {
+        RedbHistory { writer: Some(writer), ..self }
     }
 
     /// The outbox's final word on runs and jobs, oldest op first, so later ones win.
@@ -348,6 +357,15 @@ impl History for RedbHistory {
                     out.push(record.id());
                 }
             }
+            // The outbox's workflows, not written yet (or newer than what is).
+            for (id, record) in &overlay {
+                if out.len() >= limit {
+                    break;
+                }
+                if record.as_ref().is_some_and(|r| r.finished_at < cutoff) {
+                    out.push(*id);
+                }
+            }
             Ok(out)
         })
         .await
@@ -424,12 +442,28 @@ impl History for RedbHistory {
                 let record = run_from(value.value())?;
                 out.push(Expired { run: id, state: record.run.state, job: record.run.job });
             }
+            // The outbox's runs, not written yet (or newer than what is).
+            for (id, record) in &overlay {
+                if out.len() >= limit {
+                    break;
+                }
+                let Some(record) = record else { continue };
+                let due = record.finished_at() < cutoff || record.expires_at.is_some_and(|at| at <= now);
+                if due && seen.insert(*id) {
+                    out.push(Expired { run: *id, state: record.run.state, job: record.run.job });
+                }
+            }
             Ok(out)
         })
         .await
     }
 
+    /// Counts what is written, once the writer has written what the outbox
+    /// held at the call (it lingers up to 10 ms; waited for at most 5 s).
     async fn stats(&self) -> Result<HistoryStats, CoreError> {
+        if let Some(writer) = &self.writer {
+            writer.caught_up(Duration::from_secs(5)).await;
+        }
         let counts = self.read(Counts::of).await?;
         let disk_bytes = self.db.size();
         Ok(HistoryStats {
@@ -507,6 +541,16 @@ mod tests {
         };
         let outcome = state.write().expect("state").apply(&prune);
         assert!(matches!(outcome, archon_core::state::Outcome::Applied(_)), "prune: {outcome:?}");
+    }
+
+    #[tokio::test]
+    async fn a_finished_run_not_yet_written_is_due_for_removal_once_past_retention() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (_db, _state, history) = open(&dir, finished_run());
+        let late = Timestamp(AT.0 + 3_600_000);
+        let due = history.expired(late, Duration::from_secs(60), 10).await.expect("expired");
+        assert_eq!(due.iter().map(|e| e.run).collect::<Vec<_>>(), vec![RunId(1)], "read from the outbox");
+        assert!(history.expired(AT, Duration::from_secs(60), 10).await.expect("expired").is_empty(), "not yet due");
     }
 
     #[tokio::test]

@@ -79,6 +79,39 @@ pub(super) struct HistoryWriter {
     _handles: Arc<Handles>,
 }
 
+/// A way to wait for the writer that does not keep it open: what readers hold.
+#[derive(Clone)]
+pub(super) struct WriterProgress {
+    shared: Arc<Shared>,
+}
+
+impl WriterProgress {
+    /// Waits until what was handed over when called is written, hurrying a
+    /// lingering writer; returns at once if the writer failed or stopped, and
+    /// after at most `bound` in any case.
+    pub(super) async fn caught_up(&self, bound: std::time::Duration) {
+        let shared = &self.shared;
+        let target = shared.handed.load(Ordering::Acquire);
+        let mut written = shared.written.subscribe();
+        let wait = async {
+            loop {
+                if written.borrow_and_update().0 >= target
+                    || shared.closed.load(Ordering::Acquire)
+                    || lock(&shared.failed).is_some()
+                {
+                    return;
+                }
+                shared.wake.notify_one();
+                shared.hurry.notify_one();
+                if written.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(bound, wait).await;
+    }
+}
+
 /// Dropped with the last handle: closes the writer.
 struct Handles {
     shared: Arc<Shared>,
@@ -141,6 +174,11 @@ impl HistoryWriter {
             tokio::spawn(run(self.shared.clone()));
         }
         self.shared.wake.notify_one();
+    }
+
+    /// How readers wait for this writer, without keeping it open.
+    pub(super) fn progress(&self) -> WriterProgress {
+        WriterProgress { shared: Arc::clone(&self.shared) }
     }
 
     /// How many operations have been handed over so far.

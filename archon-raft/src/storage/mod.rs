@@ -424,7 +424,7 @@ pub fn open_with(path: &Path, state: Arc<RwLock<ClusterState>>, options: &Storag
         options.metrics.clone(),
     )
     .map_err(|e| Error::Storage(format!("loading the snapshot: {e}")))?;
-    let history = RedbHistory::new(history_db, state);
+    let history = RedbHistory::new(history_db, state).with_writer(state_machine.history_progress());
     let log = LogStore::new(Arc::new(log_file), recent, snapshots.clone(), options.metrics.clone(), options.blocking);
     Ok(Storage { log, state_machine, history, snapshots, files })
 }

@@ -118,6 +118,11 @@ impl std::fmt::Debug for StateMachine {
 }
 
 impl StateMachine {
+    /// How the node's history readers wait for its writer.
+    pub(super) fn history_progress(&self) -> super::history_writer::WriterProgress {
+        self.writer.progress()
+    }
+
     /// Loads the stored snapshot (if any) into `state`; an empty state otherwise.
     pub(super) fn load(
         db: Arc<super::Db>,
