@@ -1,5 +1,5 @@
-//! The log's writer: one task writes every change to the log's file, in the
-//! order asked, and folds whatever queued up while it was busy into one write
+//! The log's writer: a single writer puts every change into the log's file, in
+//! the order asked, and folds whatever queued up while it was busy into one write
 //! of records — fsync'd if any change in it must be durable.
 //!
 //! An `append` only queues its rows and returns; its flush callback runs once
@@ -16,15 +16,21 @@
 //! truncation, a purge) queue and then wait for their commit. A read that must
 //! see the file as the log stands first waits for the writer to drain
 //! ([`LogWriter::flush`]).
+//!
+//! With [`BlockingWork::Threads`] the writer is a thread of its own, woken by a
+//! condition variable, that writes and answers in place: one wake-up from the
+//! core to it and one back per entry, where a task handing each write to tokio's
+//! blocking pool took four. With [`BlockingWork::Inline`] (a simulation) it is a
+//! task that writes in place.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 
 use openraft::storage::LogFlushed;
 use tokio::sync::{Notify, oneshot};
 
 use super::wal::{LogFile, Record};
-use super::{BlockingWork, Failure, blocking};
+use super::{BlockingWork, Failure};
 use crate::TypeConfig;
 
 /// The most requests one write takes, so a flood still commits (and answers)
@@ -83,20 +89,31 @@ pub(super) struct LogWriter {
 struct Inner {
     file: Arc<LogFile>,
     blocking: BlockingWork,
+    shared: Arc<Shared>,
+}
+
+/// What the writer (task or thread) shares with the handles without keeping
+/// the file open: the queue and how to wake the writer.
+#[derive(Default)]
+struct Shared {
     queue: Mutex<Queue>,
     /// Wakes the task: something queued, or the last handle is gone.
-    wake: Arc<Notify>,
+    wake: Notify,
+    /// Wakes the thread, the same way.
+    queued: Condvar,
 }
 
 #[derive(Default)]
 struct Queue {
     requests: VecDeque<Request>,
     started: bool,
+    /// The last handle is gone (what was queued is written): the writer ends.
+    closed: bool,
 }
 
 impl LogWriter {
     pub(super) fn new(file: Arc<LogFile>, blocking: BlockingWork) -> LogWriter {
-        let inner = Inner { file, blocking, queue: Mutex::default(), wake: Arc::new(Notify::new()) };
+        let inner = Inner { file, blocking, shared: Arc::default() };
         LogWriter { inner: Arc::new(inner) }
     }
 
@@ -106,10 +123,40 @@ impl LogWriter {
         queue.requests.push_back(Request { change, done });
         if !queue.started {
             queue.started = true;
-            tokio::spawn(run(Arc::downgrade(&self.inner), Arc::clone(&self.inner.wake)));
+            let (inner, shared) = (Arc::downgrade(&self.inner), Arc::clone(&self.inner.shared));
+            match self.inner.blocking {
+                BlockingWork::Threads => {
+                    let spawned = std::thread::Builder::new()
+                        .name("archon-log-writer".into())
+                        .spawn(move || run_thread(&inner, &shared));
+                    if let Err(e) = spawned {
+                        // No thread to be had: the requests fail, now and later.
+                        tracing::error!(error = %e, "cannot start the log writer's thread");
+                        queue.closed = true;
+                        let failed: Vec<Request> = queue.requests.drain(..).collect();
+                        drop(queue);
+                        for r in failed {
+                            answer(r.done, Err(format!("cannot start the log writer's thread: {e}")));
+                        }
+                        return;
+                    }
+                }
+                BlockingWork::Inline => {
+                    tokio::spawn(run_task(inner, shared));
+                }
+            }
+        }
+        if queue.closed {
+            let failed: Vec<Request> = queue.requests.drain(..).collect();
+            drop(queue);
+            for r in failed {
+                answer(r.done, Err("the log writer has stopped".to_owned()));
+            }
+            return;
         }
         drop(queue);
-        self.inner.wake.notify_one();
+        self.inner.shared.wake.notify_one();
+        self.inner.shared.queued.notify_one();
     }
 
     /// Queues `change` and waits until it is committed.
@@ -130,51 +177,84 @@ impl LogWriter {
 
 impl Inner {
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.shared.lock()
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
 
+impl Queue {
     /// Up to [`MAX_GROUP`] queued requests, oldest first.
-    fn take(&self) -> Vec<Request> {
-        let mut queue = self.lock();
-        let n = queue.requests.len().min(MAX_GROUP);
-        queue.requests.drain(..n).collect()
+    fn take(&mut self) -> Vec<Request> {
+        let n = self.requests.len().min(MAX_GROUP);
+        self.requests.drain(..n).collect()
     }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         // The last handle is gone: what is still queued is written now, here.
-        let rest: Vec<Request> = self.lock().requests.drain(..).collect();
+        let rest: Vec<Request> = {
+            let mut queue = self.lock();
+            queue.closed = true;
+            queue.requests.drain(..).collect()
+        };
         if !rest.is_empty() {
-            let (changes, dones): (Vec<Change>, Vec<Done>) = rest.into_iter().map(|r| (r.change, r.done)).unzip();
-            let result = commit(&self.file, changes).map_err(|e| e.to_string());
-            for done in dones {
-                answer(done, result.clone());
-            }
+            write_group(&self.file, rest);
         }
-        self.wake.notify_one();
+        self.shared.wake.notify_one();
+        self.shared.queued.notify_one();
     }
 }
 
-/// The writer task: a transaction per group of queued requests. It holds the
+/// Writes `group` as one commit and answers each request.
+fn write_group(file: &LogFile, group: Vec<Request>) {
+    let (changes, dones): (Vec<Change>, Vec<Done>) = group.into_iter().map(|r| (r.change, r.done)).unzip();
+    tracing::trace!(changes = changes.len(), "committing a group of log changes");
+    let result = commit(file, changes).map_err(|e| e.to_string());
+    for done in dones {
+        answer(done, result.clone());
+    }
+}
+
+/// The writer thread: a commit per group of queued requests. It holds the
 /// writer only while committing, so dropping the last handle closes the file.
-async fn run(inner: Weak<Inner>, wake: Arc<Notify>) {
+fn run_thread(inner: &Weak<Inner>, shared: &Shared) {
     loop {
-        let (group, file, mode) = {
+        let mut queue = shared.lock();
+        while queue.requests.is_empty() && !queue.closed {
+            queue = shared.queued.wait(queue).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        // Closed: the last handle's drop wrote what was queued.
+        if queue.requests.is_empty() {
+            return;
+        }
+        // Upgraded under the lock: the last handle's drop, which drains the
+        // queue under it too, either comes after this group or took it.
+        let Some(inner) = inner.upgrade() else { return };
+        let group = queue.take();
+        drop(queue);
+        write_group(&inner.file, group);
+    }
+}
+
+/// The writer task (simulations): the same, writing in place.
+async fn run_task(inner: Weak<Inner>, shared: Arc<Shared>) {
+    loop {
+        let (group, file) = {
             let Some(inner) = inner.upgrade() else { return };
-            (inner.take(), Arc::clone(&inner.file), inner.blocking)
+            (inner.lock().take(), Arc::clone(&inner.file))
         };
         if group.is_empty() {
             drop(file);
-            wake.notified().await;
+            shared.wake.notified().await;
             continue;
         }
-        let (changes, dones): (Vec<Change>, Vec<Done>) = group.into_iter().map(|r| (r.change, r.done)).unzip();
-        tracing::trace!(changes = changes.len(), "committing a group of log changes");
-        let result = blocking(mode, move || commit(&file, changes)).await.map_err(|e| e.to_string());
-        for done in dones {
-            answer(done, result.clone());
-        }
+        write_group(&file, group);
     }
 }
 
@@ -214,5 +294,55 @@ fn answer(done: Done, result: Result<(), String>) {
         Done::Caller(tx) => {
             let _ = tx.send(result);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use super::super::wal::{SegmentDir, Wal};
+    use super::*;
+
+    /// On its own thread, the writer commits what many tasks queue at once, in
+    /// the order queued, and lets the file go when the last handle does.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_writer_thread_commits_in_order_and_closes_the_file_with_the_last_handle() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(Box::new(SegmentDir::new(dir.path().join("raft.wal")).unwrap())).unwrap();
+        let (file, closed) = LogFile::new(wal);
+        let writer = LogWriter::new(Arc::new(file), BlockingWork::Threads);
+        let mut answers = Vec::new();
+        for index in 1..=500u64 {
+            let (done, answer) = oneshot::channel();
+            writer.queue(Change::Append(vec![(index, index.to_le_bytes().to_vec())]), Done::Caller(done));
+            answers.push(answer);
+        }
+        let waiting: Vec<_> = (0..8)
+            .map(|_| {
+                tokio::spawn({
+                    let writer = writer.clone();
+                    async move { writer.flush().await }
+                })
+            })
+            .collect();
+        for answer in answers {
+            answer.await.unwrap().unwrap();
+        }
+        for task in waiting {
+            task.await.unwrap().unwrap();
+        }
+        assert!(!closed.load(Ordering::Acquire));
+        drop(writer);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !closed.load(Ordering::Acquire) {
+            assert!(tokio::time::Instant::now() < deadline, "the log file still open 30 s after its last handle went");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let wal = Wal::open(Box::new(SegmentDir::new(dir.path().join("raft.wal")).unwrap())).unwrap();
+        let entries = wal.read(.., usize::MAX).unwrap();
+        assert_eq!(entries.len(), 500);
+        assert!(entries.iter().zip(1u64..).all(|((index, bytes), i)| *index == i && *bytes == i.to_le_bytes()));
     }
 }

@@ -107,8 +107,8 @@ pub trait Backends: Send + Sync + std::fmt::Debug + 'static {
 /// Where blocking storage work runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum BlockingWork {
-    /// On tokio's blocking threads, off the async workers (the default: redb
-    /// commits fsync).
+    /// Off the async workers (the default: commits fsync): the log's writer on
+    /// a thread of its own, the rest on tokio's blocking threads.
     #[default]
     Threads,
     /// Inline, on the task that asks: for backends that never block, under a
