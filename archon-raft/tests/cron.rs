@@ -46,17 +46,7 @@ struct Node {
 
 impl Node {
     async fn start(dir: &std::path::Path, clock: &ManualClock, fresh: bool) -> Node {
-        // The last node's tasks let go of the files as they wind down.
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let store = loop {
-            match RaftStore::open(RaftConfig::new(1, "127.0.0.1:1", dir)).await {
-                Ok(store) => break store,
-                Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("already open") => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(e) => panic!("cannot open the data dir: {e}"),
-            }
-        };
+        let store = RaftStore::open(RaftConfig::new(1, "127.0.0.1:1", dir)).await.unwrap();
         if fresh {
             store.bootstrap(BTreeMap::new()).await.unwrap();
         }
@@ -92,7 +82,15 @@ impl Node {
             task.await.unwrap();
         }
         drop(self.manager);
+        let files = self.store.files();
         self.store.shutdown().await.unwrap();
+        drop(self.store);
+        // The node's tasks and threads let go of its files as they wind down.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !files.closed() {
+            assert!(tokio::time::Instant::now() < deadline, "the node's files still open 30 s after it stopped");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }
 
