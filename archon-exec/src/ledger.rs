@@ -13,7 +13,9 @@
 //! ticks since boot) and names the group right after, so the lease keeper
 //! ([`crate::LeaseKeeper`]), which kills the ledger's groups when the worker's
 //! lease ends, also finds a job caught between the two: among the worker's
-//! children, a group leader started since the note. A note ending in `keep`
+//! children, a group leader started since the note. A worker restarted after
+//! dying between the two finds it by the attempt id in its environment
+//! (`ARCHON_ATTEMPT_ID`), among the processes started since the note. A note ending in `keep`
 //! (the job's `on_disconnect = keep`) is spared by the keeper. Files whose names
 //! start with a dot (the lock, the lease) are not notes.
 
@@ -111,15 +113,21 @@ pub(crate) fn kill_noted(dir: &Path, parent: Option<u32>, remove: bool) -> std::
         match (fields.next(), fields.next()) {
             (Some(Ok(0)), Some(Ok(since))) => {
                 sweep.spawning = true;
-                if let Some(parent) = parent {
-                    for pgid in children_leading_groups(parent, since) {
-                        let live = group_has_live_member(pgid);
-                        if killpg(Pid::from_raw(pgid), Signal::SIGKILL).is_ok() && live {
-                            tracing::warn!(attempt = %name, pgid, "killed a process group being spawned");
-                            sweep.killed.push(name.clone());
-                        }
+                // The lease keeper knows the worker: its children. A restarted
+                // worker does not (they were reparented when it died): the
+                // processes started since that carry the attempt's id.
+                let groups = match parent {
+                    Some(parent) => children_leading_groups(parent, since),
+                    None => groups_of_attempt(&name, since),
+                };
+                for pgid in groups {
+                    let live = group_has_live_member(pgid);
+                    if killpg(Pid::from_raw(pgid), Signal::SIGKILL).is_ok() && live {
+                        tracing::warn!(attempt = %name, pgid, "killed a process group being spawned");
+                        sweep.killed.push(name.clone());
                     }
                 }
+                sweep.killed.dedup();
             }
             (Some(Ok(pgid)), Some(Ok(started))) => {
                 if let Ok(pgid) = i32::try_from(pgid) {
@@ -188,6 +196,26 @@ fn children_leading_groups(parent: u32, since: u64) -> Vec<i32> {
         .filter(|(pid, s)| s.ppid == parent && s.pgrp == *pid && s.started >= since)
         .filter_map(|(pid, _)| i32::try_from(pid).ok())
         .collect()
+}
+
+/// The groups (not this process's own) of the processes that started at or
+/// after `since` (clock ticks since boot) with `ARCHON_ATTEMPT_ID=<attempt>` in
+/// their environment, as the executors start every job.
+fn groups_of_attempt(attempt: &str, since: u64) -> Vec<i32> {
+    let wanted = format!("ARCHON_ATTEMPT_ID={attempt}");
+    let own = nix::unistd::getpgrp().as_raw();
+    let mut groups: Vec<i32> = processes()
+        .filter(|(_, s)| s.started >= since)
+        .filter(|(pid, _)| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == wanted.as_bytes()))
+        })
+        .filter_map(|(_, s)| i32::try_from(s.pgrp).ok())
+        .filter(|pgid| *pgid > 1 && *pgid != own)
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    groups
 }
 
 /// Whether group `pgid` has a member that is not a zombie.
@@ -310,5 +338,26 @@ mod tests {
         assert_eq!(sweep.killed, vec!["att-3".to_owned()]);
         child.wait().unwrap();
         drop(note);
+    }
+
+    /// A worker that died between spawning a job and naming its group in the
+    /// ledger left a note with no group: restarted, it finds the job by the
+    /// attempt id in its environment.
+    #[test]
+    fn a_restarted_worker_kills_a_job_whose_group_was_never_noted() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ProcessLedger::open(dir.path()).unwrap();
+        let note = ledger.spawning(AttemptId(7), false).unwrap();
+        let mut command = std::process::Command::new("sleep");
+        command.arg("600").env("ARCHON_ATTEMPT_ID", AttemptId(7).to_string());
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut orphan = command.spawn().unwrap();
+        let mut bystander = job();
+        std::mem::forget(note);
+        assert_eq!(ledger.kill_orphans().unwrap(), vec!["att-7".to_owned()]);
+        orphan.wait().unwrap();
+        assert!(alive(&mut bystander), "a job of no attempt is left alone");
+        bystander.kill().unwrap();
+        bystander.wait().unwrap();
     }
 }
