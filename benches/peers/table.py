@@ -164,7 +164,7 @@ def render(rows):
         client_us = num(rows, "limits", "limits", "call_client_us")
         out.append(
             f"| the same `status` call from {clients} clients at once, each waiting for its answer (no job work): "
-            f"calls served, CPU per call | {jobs(ceiling)} calls/s, {server_us:.0} µs server + {client_us:.0} µs "
+            f"calls served, CPU per call | {jobs(ceiling)} calls/s, {server_us:.0f} µs server + {client_us:.0f} µs "
             f"clients |"
         )
     every = rows.get(("limits", "all"), [])
