@@ -347,14 +347,17 @@ mod tests {
     fn a_restarted_worker_kills_a_job_whose_group_was_never_noted() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = ProcessLedger::open(dir.path()).unwrap();
-        let note = ledger.spawning(AttemptId(7), false).unwrap();
+        // An attempt id no other test's job carries: the sweep looks at the
+        // whole machine's processes.
+        let attempt = AttemptId(u64::MAX - 7);
+        let note = ledger.spawning(attempt, false).unwrap();
         let mut command = std::process::Command::new("sleep");
-        command.arg("600").env("ARCHON_ATTEMPT_ID", AttemptId(7).to_string());
+        command.arg("600").env("ARCHON_ATTEMPT_ID", attempt.to_string());
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let mut orphan = command.spawn().unwrap();
         let mut bystander = job();
         std::mem::forget(note);
-        assert_eq!(ledger.kill_orphans().unwrap(), vec!["att-7".to_owned()]);
+        assert_eq!(ledger.kill_orphans().unwrap(), vec![attempt.to_string()]);
         orphan.wait().unwrap();
         assert!(alive(&mut bystander), "a job of no attempt is left alone");
         bystander.kill().unwrap();

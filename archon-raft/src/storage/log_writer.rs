@@ -133,12 +133,7 @@ impl LogWriter {
                         // No thread to be had: the requests fail, now and later.
                         tracing::error!(error = %e, "cannot start the log writer's thread");
                         queue.closed = true;
-                        let failed: Vec<Request> = queue.requests.drain(..).collect();
-                        drop(queue);
-                        for r in failed {
-                            answer(r.done, Err(format!("cannot start the log writer's thread: {e}")));
-                        }
-                        return;
+                        return fail_queued(queue, &format!("cannot start the log writer's thread: {e}"));
                     }
                 }
                 BlockingWork::Inline => {
@@ -147,12 +142,7 @@ impl LogWriter {
             }
         }
         if queue.closed {
-            let failed: Vec<Request> = queue.requests.drain(..).collect();
-            drop(queue);
-            for r in failed {
-                answer(r.done, Err("the log writer has stopped".to_owned()));
-            }
-            return;
+            return fail_queued(queue, "the log writer has stopped");
         }
         drop(queue);
         self.inner.shared.wake.notify_one();
@@ -208,6 +198,15 @@ impl Drop for Inner {
         }
         self.shared.wake.notify_one();
         self.shared.queued.notify_one();
+    }
+}
+
+/// Fails every request `queue` holds with `why` (answered once it is unlocked).
+fn fail_queued(mut queue: std::sync::MutexGuard<'_, Queue>, why: &str) {
+    let failed: Vec<Request> = queue.requests.drain(..).collect();
+    drop(queue);
+    for request in failed {
+        answer(request.done, Err(why.to_owned()));
     }
 }
 
