@@ -86,11 +86,7 @@ impl Node {
         self.store.shutdown().await.unwrap();
         drop(self.store);
         // The node's tasks and threads let go of its files as they wind down.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while !files.closed() {
-            assert!(tokio::time::Instant::now() < deadline, "the node's files still open 30 s after it stopped");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        assert!(files.wait_closed(Duration::from_secs(30)).await, "the node's files still open 30 s after it stopped");
     }
 }
 

@@ -61,11 +61,7 @@ async fn a_reopened_store_has_every_acknowledged_command() {
         drop(store);
         // The node's tasks let go of its files on their own threads: reopen
         // once they have (a loaded machine can take a while).
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while !files.closed() {
-            assert!(tokio::time::Instant::now() < deadline, "the store's files still open 30 s after shutdown");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        assert!(files.wait_closed(Duration::from_secs(30)).await, "the store's files still open 30 s after shutdown");
         state
     };
     assert_eq!(before.jobs().len(), 25);

@@ -192,15 +192,10 @@ async fn stop(mut parts: Parts) -> Result<(), Error> {
         StoreHandle::Other => None,
     };
     drop(parts);
-    if let Some(files) = files {
-        let deadline = tokio::time::Instant::now() + FILES_CLOSE;
-        while !files.closed() {
-            if tokio::time::Instant::now() >= deadline {
-                tracing::warn!("the Raft store's files are still open {FILES_CLOSE:?} after it stopped");
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+    if let Some(files) = files
+        && !files.wait_closed(FILES_CLOSE).await
+    {
+        tracing::warn!("the Raft store's files are still open {FILES_CLOSE:?} after it stopped");
     }
     Ok(())
 }

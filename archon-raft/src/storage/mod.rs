@@ -263,6 +263,19 @@ impl OpenFiles {
     pub fn closed(&self) -> bool {
         [&self.log, &self.history, &self.snapshot].iter().all(|closed| closed.load(Ordering::Acquire))
     }
+
+    /// Waits until all three files are closed, looking every 5 ms; `false` if
+    /// they are still open after `timeout`.
+    pub async fn wait_closed(&self, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.closed() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        true
+    }
 }
 
 /// Sets its flag when dropped: declared after what it watches, after that is dropped.
