@@ -29,7 +29,8 @@
 //!
 //! Where to go next: [`Archon::embedded`] and [`Builder`] for every setting
 //! (`.data_dir(..)` for a durable store); [`Archon`] for submitting jobs,
-//! workflows and cron jobs; the plug points — [`core::store::Store`],
+//! workflows and cron jobs, and [`Handle`] to share it with request handlers
+//! and tasks; the plug points — [`core::store::Store`],
 //! [`core::scheduler::Scheduler`], [`core::executor::Executor`],
 //! [`core::transport::Transport`] — in [`core`] (archon-core); the executors in
 //! [`exec`] (archon-exec).
@@ -37,6 +38,7 @@
 mod builder;
 mod error;
 pub mod executors;
+mod handle;
 pub mod host;
 pub mod postgres;
 pub mod replicated;
@@ -49,4 +51,5 @@ pub use archon_core::model::{JobSpec, Resources, Schedule, Task, WorkflowSpec};
 pub use archon_exec as exec;
 pub use builder::Builder;
 pub use error::Error;
+pub use handle::Handle;
 pub use running::{Archon, JobHandle, function_job};

@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::Error;
+use crate::{Error, Handle};
 
 /// How long a stopping worker may take to kill what it runs.
 const WORKER_STOP: Duration = Duration::from_secs(15);
@@ -99,12 +99,15 @@ impl Archon {
 
     /// Submits one job; wait on the returned handle for its run.
     pub async fn submit(&self, spec: JobSpec) -> Result<JobHandle, Error> {
-        let manager = self.manager();
-        let answer = manager.submit(vec![spec]).await?.into_iter().next();
-        let submitted =
-            answer.ok_or_else(|| archon_core::Error::Internal("a submit of one spec answered nothing".into()))?;
-        let submitted = submitted.map_err(archon_core::Error::from)?;
-        Ok(JobHandle { job: submitted.job, run: submitted.run, manager: manager.downgrade() })
+        crate::handle::submit(self.manager(), spec).await
+    }
+
+    /// A handle for request handlers and tasks: cloneable, and it does not
+    /// keep this Archon running, so [`Archon::shutdown`] still takes `self`
+    /// with handles about (their calls then fail with
+    /// [`archon_core::Error::ShuttingDown`]).
+    pub fn handle(&self) -> Handle {
+        Handle::new(self.manager())
     }
 
     /// Runs the function `name` with `input` as a job and returns its output:
@@ -211,6 +214,10 @@ pub struct JobHandle {
 }
 
 impl JobHandle {
+    pub(crate) fn new(job: JobId, run: Option<RunId>, manager: WeakManager) -> JobHandle {
+        JobHandle { job, run, manager }
+    }
+
     /// The job.
     pub fn job(&self) -> JobId {
         self.job

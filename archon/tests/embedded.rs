@@ -2,8 +2,9 @@
 //! The embedding builder end to end, with real stores and processes: typed
 //! functions and shell jobs on the durable store (found again after a restart),
 //! in memory and on PostgreSQL; a function's error and a misfit input failing
-//! their runs with the message; bad settings named; stopping and dropping
-//! killing what runs; cron schedules declared in code kept across restarts.
+//! their runs with the message; bad settings named; handles shared with tasks
+//! not keeping Archon running; stopping and dropping killing what runs; cron
+//! schedules declared in code kept across restarts.
 
 use std::path::Path;
 use std::time::Duration;
@@ -119,6 +120,34 @@ async fn a_builder_without_a_store_or_with_a_schedule_that_is_not_one_says_what_
     assert!(unset.to_string().contains(".data_dir(DIR)"), "{unset}");
     let not_cron = Archon::embedded().in_memory().schedule(shell("once", "true")).start().await.unwrap_err();
     assert!(matches!(not_cron, Error::Config { field: "schedule", .. }), "{not_cron:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handles_share_archon_with_tasks_without_keeping_it_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let archon = Archon::embedded().data_dir(dir.path()).function("area", area).start().await.unwrap();
+    let handle = archon.handle();
+    let from_a_task = tokio::spawn({
+        let handle = handle.clone();
+        async move { handle.call::<_, Area>("area", &Size { width: 3, height: 4 }).await }
+    });
+    assert_eq!(from_a_task.await.unwrap().unwrap(), Area { pixels: 12 });
+    let echoed = handle.submit(shell("echo", "echo through a handle")).await.unwrap().wait().await.unwrap();
+    assert_eq!((echoed.run.state, echoed.stdout().trim()), (RunState::Succeeded, "through a handle"));
+    let listed = handle.manager().unwrap().list_jobs(JobQuery::default()).await.unwrap();
+    assert_eq!(listed.items.len(), 2, "{listed:?}");
+
+    // Handles are still about: shutdown neither waits for them nor leaves the
+    // data dir held, and their calls now say Archon stopped.
+    archon.shutdown().await.unwrap();
+    let stopped = handle.submit(shell("late", "true")).await.unwrap_err();
+    assert!(matches!(stopped, Error::Core(archon_core::Error::ShuttingDown)), "{stopped:?}");
+    assert!(matches!(handle.manager(), Err(Error::Core(archon_core::Error::ShuttingDown))));
+    let again = Archon::embedded().data_dir(dir.path()).start().await.unwrap();
+    let found = again.manager().get_run(echoed.run.id).await.unwrap();
+    assert_eq!(found.run.state, RunState::Succeeded);
+    again.shutdown().await.unwrap();
+    drop(handle);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,15 +3,18 @@
 //! live, until its run ends. [`router`] is the whole application; `main.rs` only
 //! starts Archon and serves it.
 //!
+//! The router holds an [`archon::Handle`], not the `Archon` itself: handlers
+//! share it without keeping Archon running, so `main.rs` keeps the `Archon` and
+//! shuts it down once the server stops.
+//!
 //! The one thing to know: a handler never waits for a job. It submits and
 //! answers `202 Accepted` at once; the output comes from the manager's
 //! [`Api::follow`], a stream that replays what the run has printed so far and
 //! then follows it until the run ends.
 
 use std::ops::RangeInclusive;
-use std::sync::Arc;
 
-use archon::{Archon, JobSpec, Task};
+use archon::{Handle, JobSpec, Task};
 use archon_core::api::Api;
 use archon_core::model::{OutputChunk, OutputStream, ParseIdError, RunId};
 use axum::body::Body;
@@ -31,7 +34,7 @@ const LINES: RangeInclusive<u64> = 1..=1000;
 
 /// The application: `POST /reports` and `GET /reports/{run}/output`, both
 /// answering errors as JSON `{"error": …, "field": …}`.
-pub fn router(archon: Arc<Archon>) -> Router {
+pub fn router(archon: Handle) -> Router {
     Router::new()
         .route("/reports", post(create_report))
         .route("/reports/{run}/output", get(report_output))
@@ -49,7 +52,7 @@ struct Accepted {
 /// `POST /reports` with `{"lines": N}`: submits a shell job printing N numbered
 /// lines, a little apart, and answers `202` with a `Location` to its output.
 async fn create_report(
-    State(archon): State<Arc<Archon>>,
+    State(archon): State<Handle>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Response, AppError> {
     let Json(body) = body.map_err(|rejection| {
@@ -89,9 +92,9 @@ fn report_lines(body: &Value) -> Result<u64, AppError> {
 /// written to the client as the job prints it; the body ends when the run
 /// ends. (If Archon stops first, the connection is cut before the end of the
 /// body, so the client can tell the output is incomplete.)
-async fn report_output(State(archon): State<Arc<Archon>>, Path(run): Path<String>) -> Result<Response, AppError> {
+async fn report_output(State(archon): State<Handle>, Path(run): Path<String>) -> Result<Response, AppError> {
     let run: RunId = run.parse().map_err(|e: ParseIdError| AppError::invalid("run", e.to_string()))?;
-    let follow = archon.manager().follow(run).await?;
+    let follow = archon.manager()?.follow(run).await?;
     let body = Body::from_stream(follow.filter_map(|chunk| std::future::ready(stdout(chunk))));
     let headers = [
         (header::CONTENT_TYPE, "text/plain; charset=utf-8"),

@@ -15,8 +15,6 @@
 //! shuts Archon down. Copy this crate to start your own.
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use archon::Archon;
@@ -28,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
         Err(_) => 3000,
     };
     let data_dir = std::env::temp_dir().join("archon-example-web-app");
-    let archon = Arc::new(Archon::embedded().data_dir(&data_dir).start().await?);
+    let archon = Archon::embedded().data_dir(&data_dir).start().await?;
     println!("Archon is running, its state in {}", data_dir.display());
 
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))
@@ -39,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
     println!(r#"  curl -i -X POST localhost:{port}/reports -H 'content-type: application/json' -d '{{"lines": 20}}'"#);
     println!("  curl -N localhost:{port}/reports/run-N/output   (the Location it answered with)");
 
-    axum::serve(listener, example_web_app::router(archon.clone()))
+    axum::serve(listener, example_web_app::router(archon.handle()))
         .with_graceful_shutdown(async {
             // If the handler cannot be installed, serve until killed.
             if tokio::signal::ctrl_c().await.is_err() {
@@ -49,20 +47,7 @@ async fn main() -> anyhow::Result<()> {
         })
         .await?;
 
-    take_back(archon).await?.shutdown().await?; // kills what still runs, then the store closes
+    archon.shutdown().await?; // kills what still runs, then the store closes
     println!("stopped");
     Ok(())
-}
-
-/// Takes Archon back from the server, whose connection tasks let go of their
-/// handles just after `serve` returns.
-async fn take_back(mut archon: Arc<Archon>) -> anyhow::Result<Archon> {
-    for _ in 0..500 {
-        match Arc::try_unwrap(archon) {
-            Ok(archon) => return Ok(archon),
-            Err(shared) => archon = shared,
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    anyhow::bail!("the web server still holds Archon 5 s after it stopped")
 }

@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use archon::Archon;
@@ -23,11 +22,11 @@ async fn within<T>(what: &str, step: impl Future<Output = T>) -> T {
 
 /// An embedded Archon (in memory) and the router serving it on a loopback
 /// port; returns the Archon and the server's base URL.
-async fn serve() -> (Arc<Archon>, String) {
-    let archon = Arc::new(within("start Archon", Archon::embedded().in_memory().start()).await.unwrap());
+async fn serve() -> (Archon, String) {
+    let archon = within("start Archon", Archon::embedded().in_memory().start()).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(axum::serve(listener, example_web_app::router(archon.clone())).into_future());
+    tokio::spawn(axum::serve(listener, example_web_app::router(archon.handle())).into_future());
     (archon, base)
 }
 
