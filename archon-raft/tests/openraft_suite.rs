@@ -2,8 +2,8 @@
 //! The storage contract: openraft's conformance suite, then what Archon relies on
 //! beyond it — the log, vote and committed id survive a restart (which then
 //! re-applies the committed entries after the snapshot), a snapshot carries the whole
-//! cluster state to another node, and purging behind a snapshot keeps later entries
-//! readable.
+//! cluster state to another node, purging behind a snapshot keeps later entries
+//! readable, and a snapshot's size and build time reach the metrics.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
@@ -182,6 +182,39 @@ async fn purging_behind_a_snapshot_keeps_later_entries_readable() {
         LogState { last_purged_log_id: Some(log_id(4)), last_log_id: Some(log_id(7)) }
     );
     assert_eq!(log.try_get_log_entries(0..100).await.unwrap(), history[5..]);
+}
+
+/// A metric's value in a Prometheus text scrape (the first sample of that name).
+fn sample(scrape: &str, name: &str) -> f64 {
+    let line = scrape.lines().find(|l| l.split(' ').next() == Some(name));
+    line.and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{name} in {scrape}"))
+}
+
+#[tokio::test]
+async fn a_built_snapshot_shows_its_size_and_build_time_in_the_metrics_and_a_restart_its_size() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("raft.redb");
+    let history = history();
+    let options = storage::StorageOptions::default();
+    let metrics = options.metrics.clone();
+    let built = {
+        let (mut log, mut sm) = storage::open_with(&path, Arc::default(), &options).unwrap().into_parts();
+        log.blocking_append(history.clone()).await.unwrap();
+        apply_accepted(&mut sm, &history).await;
+        sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        let scrape = metrics.encode();
+        assert_eq!(sample(&scrape, "archon_raft_snapshots_built_total"), 1.0);
+        assert_eq!(sample(&scrape, "archon_raft_snapshot_build_seconds_count"), 1.0);
+        assert!(sample(&scrape, "archon_raft_snapshot_build_seconds_sum") > 0.0, "{scrape}");
+        sample(&scrape, "archon_raft_snapshot_bytes")
+    };
+    assert!(built > 100.0, "a snapshot of two workers and three jobs is {built} bytes");
+
+    let reopened = storage::StorageOptions::default();
+    let _storage = storage::open_with(&path, Arc::default(), &reopened).unwrap();
+    let scrape = reopened.metrics.encode();
+    assert_eq!(sample(&scrape, "archon_raft_snapshot_bytes"), built, "the size of the snapshot found at start");
+    assert_eq!(sample(&scrape, "archon_raft_snapshots_built_total"), 0.0);
 }
 
 #[test]

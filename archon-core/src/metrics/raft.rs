@@ -1,13 +1,16 @@
 //! A Raft node's progress as gauges — term, commit index, applied index and the
 //! lag between them — the leader changes it saw, and the snapshots it built
-//! and installed. archon-core knows nothing
+//! and installed: how many, how large the latest is and how long building one
+//! took. archon-core knows nothing
 //! of Raft: the replicated store reports plain numbers here as they change.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 /// Where a Raft node stands, as its store reports it.
@@ -26,7 +29,8 @@ pub struct RaftProgress {
 /// `archon_raft_term`, `archon_raft_commit_index`, `archon_raft_applied_index`,
 /// `archon_raft_apply_lag_entries`, `archon_raft_is_leader`,
 /// `archon_raft_leader_changes_total`, `archon_raft_snapshots_built_total`,
-/// `archon_raft_snapshots_installed_total`, `archon_raft_entries_sent_total` and
+/// `archon_raft_snapshots_installed_total`, `archon_raft_snapshot_bytes`,
+/// `archon_raft_snapshot_build_seconds`, `archon_raft_entries_sent_total` and
 /// `archon_raft_entries_found_held_total`.
 #[derive(Debug)]
 pub struct RaftMetrics {
@@ -38,6 +42,8 @@ pub struct RaftMetrics {
     leader_changes: Counter,
     snapshots_built: Counter,
     snapshots_installed: Counter,
+    snapshot_bytes: Gauge,
+    snapshot_build: Histogram,
     entries_sent: Counter,
     entries_found_held: Counter,
     committed: AtomicU64,
@@ -57,6 +63,9 @@ impl RaftMetrics {
             leader_changes: Counter::default(),
             snapshots_built: Counter::default(),
             snapshots_installed: Counter::default(),
+            snapshot_bytes: Gauge::default(),
+            // 1 ms to about 33 s.
+            snapshot_build: Histogram::new(super::buckets(0.001, 2.0, 16)),
             entries_sent: Counter::default(),
             entries_found_held: Counter::default(),
             committed: AtomicU64::new(0),
@@ -96,6 +105,16 @@ impl RaftMetrics {
             m.snapshots_installed.clone(),
         );
         registry.register(
+            "archon_raft_snapshot_bytes",
+            "The size of this node's latest snapshot of its state, built, installed or loaded at start",
+            m.snapshot_bytes.clone(),
+        );
+        registry.register(
+            "archon_raft_snapshot_build_seconds",
+            "How long taking a snapshot took: writing the history it covers, encoding the state and storing it durably",
+            m.snapshot_build.clone(),
+        );
+        registry.register(
             "archon_raft_entries_sent",
             "Log entries this node sent to followers in AppendEntries",
             m.entries_sent.clone(),
@@ -123,14 +142,23 @@ impl RaftMetrics {
         (self.entries_sent.get(), self.entries_found_held.get())
     }
 
-    /// Counts a snapshot this node took.
-    pub fn snapshot_built(&self) {
+    /// Counts a snapshot this node took, of `bytes`, in `took`.
+    pub fn snapshot_built(&self, bytes: u64, took: Duration) {
         self.snapshots_built.inc();
+        self.snapshot_build.observe(took.as_secs_f64());
+        self.snapshot_loaded(bytes);
     }
 
-    /// Counts a snapshot this node installed from the leader.
-    pub fn snapshot_installed(&self) {
+    /// Counts a snapshot of `bytes` this node installed from the leader.
+    pub fn snapshot_installed(&self, bytes: u64) {
         self.snapshots_installed.inc();
+        self.snapshot_loaded(bytes);
+    }
+
+    /// Records the size of the snapshot this node now holds (also the one it
+    /// found at start).
+    pub fn snapshot_loaded(&self, bytes: u64) {
+        self.snapshot_bytes.set(gauge_value(bytes));
     }
 
     /// Snapshots built and installed so far.

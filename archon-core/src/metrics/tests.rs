@@ -108,6 +108,8 @@ fn every_family_passes_promtool() {
         "archon_raft_leader_changes_total",
         "archon_raft_snapshots_built_total",
         "archon_raft_snapshots_installed_total",
+        "archon_raft_snapshot_bytes",
+        "archon_raft_snapshot_build_seconds",
         "archon_raft_entries_sent_total",
         "archon_raft_entries_found_held_total",
         "archon_http_requests_total",

@@ -136,6 +136,7 @@ impl StateMachine {
         let (last_applied, last_membership, loaded) = match read_snapshot(&db)? {
             Some((meta, data)) => {
                 snapshots.stored(data.len() as u64);
+                metrics.raft().snapshot_loaded(data.len() as u64);
                 let image = SnapshotImage::read(&data)?;
                 (meta.last_log_id, meta.last_membership, image.state)
             }
@@ -407,7 +408,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.snapshots.stored(size);
         replace_state(&self.state, state).map_err(on_error)?;
         paused.dropped(pending);
-        self.metrics.raft().snapshot_installed();
+        self.metrics.raft().snapshot_installed(size);
         self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
         Ok(())
@@ -456,6 +457,7 @@ impl std::fmt::Debug for SnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let on_error = |e: Failure| e.at(ErrorSubject::Snapshot(None), ErrorVerb::Write);
+        let started = std::time::Instant::now();
         let image = self.image.clone().ok_or(Failure::Poisoned).map_err(on_error)?;
         let meta = SnapshotMeta {
             last_log_id: image.last_applied,
@@ -477,7 +479,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         .await
         .map_err(on_error)?;
         self.snapshots.stored(size);
-        self.metrics.raft().snapshot_built();
+        self.metrics.raft().snapshot_built(size, started.elapsed());
         let (db, history, scratch) = (Arc::clone(&self.db), Arc::clone(&self.history), self.scratch.clone());
         let mode = self.history.blocking;
         Ok(Snapshot {
