@@ -33,7 +33,7 @@ pub(super) struct HistoryDb {
     pub(super) blocking: BlockingWork,
     /// Declared last: set once the database above is dropped.
     _dropped: super::Dropped,
-    closed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    closed: std::sync::Arc<super::ClosedFlag>,
 }
 
 impl HistoryDb {
@@ -65,7 +65,7 @@ impl HistoryDb {
     }
 
     /// The flag set once this database is dropped (its file closed).
-    pub(super) fn closed(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    pub(super) fn closed(&self) -> std::sync::Arc<super::ClosedFlag> {
         std::sync::Arc::clone(&self.closed)
     }
 

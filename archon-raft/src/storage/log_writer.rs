@@ -298,7 +298,6 @@ fn answer(done: Done, result: Result<(), String>) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
     use super::super::wal::{SegmentDir, Wal};
@@ -332,13 +331,10 @@ mod tests {
         for task in waiting {
             task.await.unwrap().unwrap();
         }
-        assert!(!closed.load(Ordering::Acquire));
+        assert!(!closed.is_set());
         drop(writer);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while !closed.load(Ordering::Acquire) {
-            assert!(tokio::time::Instant::now() < deadline, "the log file still open 30 s after its last handle went");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        assert!(closed.wait_until(deadline).await, "the log file still open 30 s after its last handle went");
         let wal = Wal::open(Box::new(SegmentDir::new(dir.path().join("raft.wal")).unwrap())).unwrap();
         let entries = wal.read(.., usize::MAX).unwrap();
         assert_eq!(entries.len(), 500);

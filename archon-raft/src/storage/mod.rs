@@ -253,46 +253,74 @@ pub struct Storage {
 /// for [`OpenFiles::closed`] (every user let go and the databases' drops ended).
 #[derive(Debug, Clone)]
 pub struct OpenFiles {
-    log: Arc<AtomicBool>,
-    history: Arc<AtomicBool>,
-    snapshot: Arc<AtomicBool>,
+    log: Arc<ClosedFlag>,
+    history: Arc<ClosedFlag>,
+    snapshot: Arc<ClosedFlag>,
 }
 
 impl OpenFiles {
     /// Whether all three files are closed.
     pub fn closed(&self) -> bool {
-        [&self.log, &self.history, &self.snapshot].iter().all(|closed| closed.load(Ordering::Acquire))
+        self.flags().iter().all(|flag| flag.is_set())
     }
 
-    /// Waits until all three files are closed, looking every 5 ms; `false` if
-    /// they are still open after `timeout`.
+    /// Waits until all three files are closed, woken as each closes; `false`
+    /// if they are still open after `timeout`.
     pub async fn wait_closed(&self, timeout: std::time::Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
-        while !self.closed() {
-            if tokio::time::Instant::now() >= deadline {
+        for flag in self.flags() {
+            if !flag.wait_until(deadline).await {
                 return false;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         true
+    }
+
+    fn flags(&self) -> [&ClosedFlag; 3] {
+        [&self.log, &self.history, &self.snapshot]
+    }
+}
+
+/// Set, and its waiters woken, once what it watches is dropped.
+#[derive(Debug, Default)]
+pub(crate) struct ClosedFlag {
+    set: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl ClosedFlag {
+    pub(crate) fn is_set(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+
+    /// Waits until it is set, at most until `deadline`; whether it is.
+    pub(crate) async fn wait_until(&self, deadline: tokio::time::Instant) -> bool {
+        let mut set = std::pin::pin!(self.notify.notified());
+        // Registered before looking, so a drop in between still wakes it.
+        set.as_mut().enable();
+        if !self.is_set() {
+            let _ = tokio::time::timeout_at(deadline, set).await;
+        }
+        self.is_set()
     }
 }
 
 /// Sets its flag when dropped: declared after what it watches, after that is dropped.
 #[derive(Debug)]
-pub(crate) struct Dropped(Arc<AtomicBool>);
+pub(crate) struct Dropped(Arc<ClosedFlag>);
 
 impl Dropped {
     /// A guard and the flag it sets.
-    pub(crate) fn new() -> (Dropped, Arc<AtomicBool>) {
-        let flag = Arc::new(AtomicBool::new(false));
+    pub(crate) fn new() -> (Dropped, Arc<ClosedFlag>) {
+        let flag = Arc::new(ClosedFlag::default());
         (Dropped(Arc::clone(&flag)), flag)
     }
 }
 
 impl Drop for Dropped {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::Release);
+        self.0.set.store(true, Ordering::Release);
+        self.0.notify.notify_waiters();
     }
 }
 
@@ -304,7 +332,7 @@ pub(crate) struct Db {
 }
 
 impl Db {
-    fn new(db: Database) -> (Db, Arc<AtomicBool>) {
+    fn new(db: Database) -> (Db, Arc<ClosedFlag>) {
         let (dropped, flag) = Dropped::new();
         (Db { db, _dropped: dropped }, flag)
     }

@@ -32,7 +32,6 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::RangeBounds;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use redb::StorageBackend;
@@ -549,7 +548,7 @@ pub(super) struct LogFile {
 
 impl LogFile {
     /// The log, and the flag set when it is closed.
-    pub(super) fn new(wal: Wal) -> (LogFile, Arc<AtomicBool>) {
+    pub(super) fn new(wal: Wal) -> (LogFile, Arc<super::ClosedFlag>) {
         let (dropped, flag) = Dropped::new();
         (LogFile { wal: Mutex::new(wal), _dropped: dropped }, flag)
     }
