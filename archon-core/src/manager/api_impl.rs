@@ -1,5 +1,6 @@
-//! [`Api`] served in process by the [`Manager`]: writes go through the driver
-//! (batched), reads come straight from the store's applied state.
+//! [`Api`] served in process by the [`Manager`]: writes are proposed to the
+//! store ([`Manager::propose`]; the store gathers concurrent proposals into
+//! its entries), reads come straight from the store's applied state.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

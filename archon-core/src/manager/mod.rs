@@ -373,12 +373,37 @@ impl Manager {
         result
     }
 
-    /// Proposes commands through the driver (batched with everything else).
+    /// Proposes commands and returns one outcome per command.
+    ///
+    /// A caller's commands go straight to the store, so its wait is its
+    /// entry's alone, not also a turn of the driver on each side of it; the
+    /// driver is then told what their outcomes ask of it (placing the runs they
+    /// queued, sending cancels to workers, waking those waiting on runs that
+    /// ended) before the caller has them. Worker reports and cron fires, whose
+    /// metrics the driver reads from the state before they are proposed, go in
+    /// the driver's batch instead.
     pub async fn propose(&self, commands: Vec<Command>) -> Result<Vec<Outcome>, Error> {
         self.settle().await;
-        let (reply, rx) = oneshot::channel();
-        self.send(Input::Propose { commands, reply }).await?;
-        rx.await.map_err(|_| Error::ShuttingDown)?
+        if commands.iter().any(observe::recorded) {
+            let (reply, rx) = oneshot::channel();
+            self.send(Input::Propose { commands, reply }).await?;
+            return rx.await.map_err(|_| Error::ShuttingDown)?;
+        }
+        if self.shared.stopped.is_cancelled() {
+            return Err(Error::ShuttingDown);
+        }
+        let leadership = self.shared.store.leadership().borrow().clone();
+        if !leadership.is_leader {
+            return Err(Error::NotLeader { leader: leadership.leader });
+        }
+        let outcomes = self.shared.store.propose(commands).await?;
+        let reactions = driver::Reactions::of(&outcomes);
+        if !reactions.is_empty() {
+            // Applied whatever happens next: a driver that has stopped has
+            // nothing left to do for them.
+            let _ = self.shared.inputs.send(Input::React(reactions)).await;
+        }
+        Ok(outcomes)
     }
 
     /// Accepts a worker session: registers the worker and returns the welcome and

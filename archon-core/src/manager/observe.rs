@@ -26,6 +26,16 @@ enum Observation {
     Fired(Vec<Duration>, u64),
 }
 
+/// Whether `command` may record something once it applies: what it records is
+/// read from the state before it is proposed.
+pub(super) fn recorded(command: &Command) -> bool {
+    match command {
+        Command::StartAttempt { .. } | Command::FinishAttempt { .. } => true,
+        Command::FireSchedule { source, .. } => *source == crate::model::FireSource::Cron,
+        _ => false,
+    }
+}
+
 /// The observations of one batch, by the index of their command.
 pub(super) struct Observations(Vec<(usize, Observation)>);
 
@@ -39,12 +49,7 @@ impl Observations {
         commands: &[Command],
         start_on_its_way: impl Fn(AttemptId) -> bool,
     ) -> Observations {
-        let relevant = |c: &Command| match c {
-            Command::StartAttempt { .. } | Command::FinishAttempt { .. } => true,
-            Command::FireSchedule { source, .. } => *source == crate::model::FireSource::Cron,
-            _ => false,
-        };
-        if !commands.iter().any(relevant) {
+        if !commands.iter().any(recorded) {
             return Observations(Vec::new());
         }
         let starting: std::collections::HashSet<AttemptId> = commands
@@ -60,7 +65,7 @@ impl Observations {
                 commands
                     .iter()
                     .enumerate()
-                    .filter(|(_, c)| relevant(c))
+                    .filter(|(_, c)| recorded(c))
                     .filter_map(|(i, c)| observe(state, c, &started_apart).map(|o| (i, o)))
                     .collect(),
             )

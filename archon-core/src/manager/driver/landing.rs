@@ -96,7 +96,7 @@ impl Driver {
         let mut reactions = Reactions::default();
         for (outcome, route) in outcomes.into_iter().zip(routes) {
             lifecycle::log(&outcome);
-            reactions.observe(&outcome, &mut self.dirty);
+            reactions.observe(&outcome);
             match route {
                 Route::None => {}
                 Route::Caller(slot) => callers[slot].1.push(outcome),
@@ -118,7 +118,9 @@ impl Driver {
         self.react(reactions);
     }
 
-    fn react(&mut self, r: Reactions) {
+    /// Does what outcomes asked (see [`Reactions`]).
+    pub(super) fn react(&mut self, r: Reactions) {
+        self.dirty |= r.dirty;
         if !r.assigned.is_empty() {
             self.shared.hub.open(r.assigned.iter().map(|(run, attempt, _)| (*run, *attempt)));
             // Ordered maps, so assignments go out in one order run after run (the
@@ -196,9 +198,11 @@ impl Driver {
     }
 }
 
-/// What the outcomes of a turn ask the driver to do.
+/// What the outcomes of a turn, or of a caller's proposal, ask the driver to do.
 #[derive(Default)]
-struct Reactions {
+pub(crate) struct Reactions {
+    /// Placement may be possible now.
+    dirty: bool,
     assigned: Vec<(RunId, AttemptId, WorkerId)>,
     cancels: Vec<(RunId, AttemptId, WorkerId)>,
     finished: Vec<RunId>,
@@ -208,7 +212,26 @@ struct Reactions {
 }
 
 impl Reactions {
-    fn observe(&mut self, outcome: &Outcome, dirty: &mut bool) {
+    /// What `outcomes` ask, each logged.
+    pub(crate) fn of(outcomes: &[Outcome]) -> Reactions {
+        let mut reactions = Reactions::default();
+        for outcome in outcomes {
+            lifecycle::log(outcome);
+            reactions.observe(outcome);
+        }
+        reactions
+    }
+
+    /// Whether they ask nothing.
+    pub(crate) fn is_empty(&self) -> bool {
+        !self.dirty
+            && self.assigned.is_empty()
+            && self.cancels.is_empty()
+            && self.finished.is_empty()
+            && self.lost.is_empty()
+    }
+
+    fn observe(&mut self, outcome: &Outcome) {
         for event in outcome.events() {
             match event {
                 Event::AttemptAssigned { run, attempt, worker } => self.assigned.push((*run, *attempt, *worker)),
@@ -216,13 +239,13 @@ impl Reactions {
                 Event::RunFinished { run, .. } => self.finished.push(*run),
                 Event::WorkerStateChanged { worker, state: WorkerState::Lost } => {
                     self.lost.push(*worker);
-                    *dirty = true;
+                    self.dirty = true;
                 }
                 Event::RunCreated { state: RunState::Pending, .. }
                 | Event::RunQueued { .. }
                 | Event::AttemptEnded { .. }
                 | Event::WorkerRegistered { .. }
-                | Event::WorkerStateChanged { .. } => *dirty = true,
+                | Event::WorkerStateChanged { .. } => self.dirty = true,
                 _ => {}
             }
         }

@@ -2,7 +2,10 @@
 //! batch), adds the placements the scheduler proposes for the state as it stands,
 //! proposes the whole batch to the store in one call, and routes the outcomes:
 //! replies to callers, assignments and cancels to worker sessions, run endings to
-//! waiters and output followers. Only this loop proposes.
+//! waiters and output followers. Callers' proposals other than worker reports
+//! go to the store without it ([`Manager::propose`](super::Manager::propose));
+//! what their outcomes ask of it reaches it as an input
+//! ([`Reactions`]), handled first in its next turn.
 //!
 //! Turns are pipelined: while a batch is on its way to disk the driver gathers
 //! and proposes the next ones (up to [`ManagerConfig::proposals_in_flight`]),
@@ -38,6 +41,7 @@ use crate::scheduler::{ClusterView, pending_runs};
 use crate::state::{Command, Outcome};
 use crate::store::StoreExt;
 use crate::transport::{Hello, ManagerMessage, Welcome, WorkerMessage};
+pub(crate) use landing::Reactions;
 use landing::{Flight, Landing, Route};
 use sessions::{PendingAttach, SessionTx};
 
@@ -49,6 +53,9 @@ pub(crate) enum Input {
         commands: Vec<Command>,
         reply: oneshot::Sender<Result<Vec<Outcome>, Error>>,
     },
+    /// What a caller's proposal, made straight to the store, asks of the
+    /// driver (see [`Manager::propose`](super::Manager::propose)).
+    React(Reactions),
     Attach {
         hello: Hello,
         incoming: BoxStream<'static, WorkerMessage>,
@@ -364,6 +371,7 @@ impl Driver {
                 let _ = reply.send(Err(Error::NotLeader { leader }));
             }
             Input::Detached { worker, session } => self.detach(worker, session),
+            Input::React(reactions) => self.react(reactions),
             // From a session of a past leadership: the worker re-reports to the leader.
             Input::Started { .. }
             | Input::Finished { .. }
@@ -414,6 +422,13 @@ impl Driver {
             let mut carried = std::mem::take(&mut self.carried);
             carried.append(inputs);
             *inputs = carried;
+        }
+        // Callers' proposals that went straight to the store: what they ask
+        // first, so the runs they queued are placed in this turn.
+        for input in inputs.extract_if(.., |i| matches!(i, Input::React(_))) {
+            if let Input::React(reactions) = input {
+                self.react(reactions);
+            }
         }
         // Reports a session may not make go no further; starts among them are killed.
         for (worker, run, attempt) in super::reports::screen(&self.shared, inputs) {
@@ -531,6 +546,7 @@ impl Driver {
                     commands.push(Command::WorkerLeft { at: now, worker });
                 }
                 Input::Detached { worker, session } => self.detach(worker, session),
+                Input::React(reactions) => self.react(reactions),
             }
         }
         if commands.is_empty() {

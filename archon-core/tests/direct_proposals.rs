@@ -1,0 +1,133 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! A caller's proposal goes to the store on its own, not in the driver's
+//! batch: it is answered while a batch of the driver's is held up in the store,
+//! and the driver still does what its outcome asks (places the run it queued).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use archon_core::Error;
+use archon_core::api::{Api, CancelTarget};
+use archon_core::executor::ExecutorRegistry;
+use archon_core::history::History;
+use archon_core::manager::Manager;
+use archon_core::model::{JobSpec, Resources, RunState, Task};
+use archon_core::state::{ClusterState, Command, Outcome};
+use archon_core::store::{Leadership, MemStore, Store};
+use archon_core::testkit::eventually;
+use archon_core::transport::InProcTransport;
+use archon_core::worker::{WorkerConfig, WorkerRuntime};
+use async_trait::async_trait;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+/// A [`MemStore`] that holds back the first proposal carrying a placement (the
+/// driver's own batch) until released.
+#[derive(Default)]
+struct HeldPlacements {
+    inner: MemStore,
+    holding: AtomicBool,
+    held: Notify,
+    release: Notify,
+}
+
+#[async_trait]
+impl Store for HeldPlacements {
+    async fn propose(&self, commands: Vec<Command>) -> Result<Vec<Outcome>, Error> {
+        let placing = commands.iter().any(|c| matches!(c, Command::AssignAttempt { .. }));
+        if placing && !self.holding.swap(true, Ordering::SeqCst) {
+            self.held.notify_one();
+            self.release.notified().await;
+        }
+        self.inner.propose(commands).await
+    }
+
+    fn read(&self, reader: &mut dyn FnMut(&ClusterState)) {
+        self.inner.read(reader);
+    }
+
+    fn history(&self) -> Arc<dyn History> {
+        self.inner.history()
+    }
+
+    fn leadership(&self) -> watch::Receiver<Leadership> {
+        self.inner.leadership()
+    }
+}
+
+/// Far longer than an answer takes; only a proposal stuck behind the held
+/// batch reaches it.
+const ANSWER_WITHIN: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_proposal_is_answered_while_a_batch_of_the_drivers_is_held_in_the_store() {
+    let store = Arc::new(HeldPlacements::default());
+    let manager = Manager::builder(store.clone()).build();
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let (m, s) = (manager.clone(), stop.clone());
+        async move { m.run(s).await }
+    });
+    let worker = WorkerRuntime::new(
+        WorkerConfig::new("w1", Resources { cpu_millis: 4000, memory_bytes: 1 << 30, ..Resources::default() }),
+        Arc::new(ExecutorRegistry::new().with(Arc::new(Noop))),
+        Arc::new(InProcTransport::new(manager.clone())),
+    );
+    tokio::spawn({
+        let s = stop.clone();
+        async move { worker.run(s).await }
+    });
+    eventually("the worker to join", async || manager.list_workers().await.unwrap().iter().any(|w| w.connected)).await;
+
+    // The driver's batch placing the first job is held in the store…
+    let first = JobSpec::new("first", Task::Function { name: "noop".into(), input: "null".into() });
+    manager.submit(vec![first]).await.unwrap().pop().unwrap().unwrap();
+    store.held.notified().await;
+
+    // …while callers' proposals are answered: a submit and a cancel.
+    let spec = |name: &str| JobSpec::new(name, Task::Function { name: "noop".into(), input: "null".into() });
+    let second = tokio::time::timeout(ANSWER_WITHIN, manager.submit(vec![spec("second")]))
+        .await
+        .expect("a submit is answered while the driver's batch is held")
+        .unwrap()
+        .pop()
+        .unwrap()
+        .unwrap();
+    let third = tokio::time::timeout(ANSWER_WITHIN, manager.submit(vec![spec("third")]))
+        .await
+        .expect("a second submit is answered too")
+        .unwrap()
+        .pop()
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(ANSWER_WITHIN, manager.cancel(CancelTarget::Job(third.job)))
+        .await
+        .expect("a cancel is answered while the driver's batch is held")
+        .unwrap();
+
+    // Released, the driver places and runs what the submit queued.
+    store.release.notify_one();
+    let run = second.run.unwrap();
+    eventually("the second job to succeed", async || {
+        manager.get_run(run).await.unwrap().run.state == RunState::Succeeded
+    })
+    .await;
+    let cancelled = manager.get_run(third.run.unwrap()).await.unwrap().run.state;
+    assert_eq!(cancelled, RunState::Cancelled, "the cancel applied");
+    stop.cancel();
+}
+
+/// An executor of `function:noop` that succeeds at once.
+struct Noop;
+
+#[async_trait]
+impl archon_core::executor::Executor for Noop {
+    fn capabilities(&self) -> Vec<String> {
+        vec!["function:noop".into()]
+    }
+
+    async fn execute(&self, ctx: archon_core::executor::ExecContext) -> archon_core::model::AttemptResult {
+        ctx.output.finish(archon_core::model::ExitStatus::Exited { code: 0 })
+    }
+}
