@@ -198,10 +198,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             held.push((entry, row.len()));
         }
         // Held (and readable) from now; on disk, and reported flushed, once the
-        // writer's next commit is.
+        // writer's next commit is (this one's own, written here, when the
+        // writer is idle and the entries small).
         self.recent.appended(held);
         self.snapshots.appended(rows.len() as u64, commands, bytes);
-        self.writer.queue(Change::Append(rows), Done::Flushed(callback));
+        self.writer.queue_awaited(Change::Append(rows), Done::Flushed(callback));
         Ok(())
     }
 
