@@ -5,60 +5,29 @@
 //! "no such job" (schemathesis found it: `POST /jobs/{id}/cancel` right after a
 //! `true` job was submitted answered 404).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+#[path = "held/mod.rs"]
+mod held;
 
-use archon_core::Error;
+use std::sync::Arc;
+
 use archon_core::api::{Api, CancelTarget};
 use archon_core::executor::ExecutorRegistry;
-use archon_core::history::History;
 use archon_core::manager::Manager;
 use archon_core::model::{JobSpec, Resources, Task};
-use archon_core::state::{ClusterState, Command, Outcome};
-use archon_core::store::{Leadership, MemStore, Store, StoreExt};
+use archon_core::state::Command;
+use archon_core::store::StoreExt;
 use archon_core::testkit::eventually;
 use archon_core::transport::InProcTransport;
 use archon_core::worker::{WorkerConfig, WorkerRuntime};
 use async_trait::async_trait;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// A [`MemStore`] that holds back a proposal cancelling a job until released.
-#[derive(Default)]
-struct HeldCancels {
-    inner: MemStore,
-    holding: AtomicBool,
-    held: Notify,
-    release: Notify,
-}
-
-#[async_trait]
-impl Store for HeldCancels {
-    async fn propose(&self, commands: Vec<Command>) -> Result<Vec<Outcome>, Error> {
-        if commands.iter().any(|c| matches!(c, Command::CancelJob { .. })) {
-            self.holding.store(true, Ordering::SeqCst);
-            self.held.notify_one();
-            self.release.notified().await;
-        }
-        self.inner.propose(commands).await
-    }
-
-    fn read(&self, reader: &mut dyn FnMut(&ClusterState)) {
-        self.inner.read(reader);
-    }
-
-    fn history(&self) -> Arc<dyn History> {
-        self.inner.history()
-    }
-
-    fn leadership(&self) -> watch::Receiver<Leadership> {
-        self.inner.leadership()
-    }
-}
+use held::HeldProposal;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_whose_job_ends_before_its_turn_finds_nothing_to_cancel_rather_than_no_job() {
-    let store = Arc::new(HeldCancels::default());
+    let store = HeldProposal::new(|c| matches!(c, Command::CancelJob { .. }));
     let manager = Manager::builder(store.clone()).build();
     let stop = CancellationToken::new();
     tokio::spawn({
@@ -92,12 +61,11 @@ async fn a_cancel_whose_job_ends_before_its_turn_finds_nothing_to_cancel_rather_
         let m = manager.clone();
         async move { m.cancel(CancelTarget::Job(job)).await }
     });
-    store.held.notified().await;
-    assert!(store.holding.load(Ordering::SeqCst));
+    store.held().await;
     // …while the job ends and leaves the live state.
     gate.notify_one();
     eventually("the job to leave the live state", async || store.query(|s| s.job(job).is_none())).await;
-    store.release.notify_one();
+    store.release();
 
     let answer = cancel.await.unwrap();
     assert!(answer.is_ok(), "a cancel of a job that ended answers as one that had ended before: {answer:?}");

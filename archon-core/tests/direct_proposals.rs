@@ -3,58 +3,24 @@
 //! batch: it is answered while a batch of the driver's is held up in the store,
 //! and the driver still does what its outcome asks (places the run it queued).
 
+#[path = "held/mod.rs"]
+mod held;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use archon_core::Error;
 use archon_core::api::{Api, CancelTarget};
 use archon_core::executor::ExecutorRegistry;
-use archon_core::history::History;
 use archon_core::manager::Manager;
 use archon_core::model::{JobSpec, Resources, RunState, Task};
-use archon_core::state::{ClusterState, Command, Outcome};
-use archon_core::store::{Leadership, MemStore, Store};
+use archon_core::state::Command;
 use archon_core::testkit::eventually;
 use archon_core::transport::InProcTransport;
 use archon_core::worker::{WorkerConfig, WorkerRuntime};
 use async_trait::async_trait;
-use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-/// A [`MemStore`] that holds back the first proposal carrying a placement (the
-/// driver's own batch) until released.
-#[derive(Default)]
-struct HeldPlacements {
-    inner: MemStore,
-    holding: AtomicBool,
-    held: Notify,
-    release: Notify,
-}
-
-#[async_trait]
-impl Store for HeldPlacements {
-    async fn propose(&self, commands: Vec<Command>) -> Result<Vec<Outcome>, Error> {
-        let placing = commands.iter().any(|c| matches!(c, Command::AssignAttempt { .. }));
-        if placing && !self.holding.swap(true, Ordering::SeqCst) {
-            self.held.notify_one();
-            self.release.notified().await;
-        }
-        self.inner.propose(commands).await
-    }
-
-    fn read(&self, reader: &mut dyn FnMut(&ClusterState)) {
-        self.inner.read(reader);
-    }
-
-    fn history(&self) -> Arc<dyn History> {
-        self.inner.history()
-    }
-
-    fn leadership(&self) -> watch::Receiver<Leadership> {
-        self.inner.leadership()
-    }
-}
+use held::HeldProposal;
 
 /// Far longer than an answer takes; only a proposal stuck behind the held
 /// batch reaches it.
@@ -62,7 +28,8 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callers_proposal_is_answered_while_a_batch_of_the_drivers_is_held_in_the_store() {
-    let store = Arc::new(HeldPlacements::default());
+    // The first batch placing a run: the driver's own.
+    let store = HeldProposal::new(|c| matches!(c, Command::AssignAttempt { .. }));
     let manager = Manager::builder(store.clone()).build();
     let stop = CancellationToken::new();
     tokio::spawn({
@@ -83,7 +50,7 @@ async fn a_callers_proposal_is_answered_while_a_batch_of_the_drivers_is_held_in_
     // The driver's batch placing the first job is held in the store…
     let first = JobSpec::new("first", Task::Function { name: "noop".into(), input: "null".into() });
     manager.submit(vec![first]).await.unwrap().pop().unwrap().unwrap();
-    store.held.notified().await;
+    store.held().await;
 
     // …while callers' proposals are answered: a submit and a cancel.
     let spec = |name: &str| JobSpec::new(name, Task::Function { name: "noop".into(), input: "null".into() });
@@ -107,7 +74,7 @@ async fn a_callers_proposal_is_answered_while_a_batch_of_the_drivers_is_held_in_
         .unwrap();
 
     // Released, the driver places and runs what the submit queued.
-    store.release.notify_one();
+    store.release();
     let run = second.run.unwrap();
     eventually("the second job to succeed", async || {
         manager.get_run(run).await.unwrap().run.state == RunState::Succeeded
