@@ -4,10 +4,10 @@
 //!
 //! An `append` queues its rows; its flush callback runs once the write holding
 //! them is synced. When the writer is idle and the append small, the append
-//! writes them itself before it returns ([`LogWriter::queue_awaited`]): openraft's
-//! core waits for that flush before anything else anyway. The committed log id, which need not be
-//! durable, rides along with the next write instead of costing one of its own
-//! in openraft's core loop.
+//! writes them itself before it returns ([`LogWriter::queue_awaited`]):
+//! openraft's core waits for that flush before anything else anyway. The
+//! committed log id, which need not be durable, rides along with the next write
+//! instead of costing one of its own in openraft's core loop.
 //! openraft 0.9's core still waits for each append's flush before it takes the
 //! next client write (`RaftCore::append_to_log`), so concurrent proposals do
 //! not share an fsync here: [`crate::proposer`] gathers them into one entry.
@@ -24,8 +24,8 @@
 //! core to it and one back per entry, where a task handing each write to tokio's
 //! blocking pool took four — and none for an append written in place. One
 //! writer at a time (the thread or an append in place), each taking what is
-//! queued in order, keeps the file's order the order asked. With [`BlockingWork::Inline`] (a simulation) it is a
-//! task that writes in place.
+//! queued in order, keeps the file's order the order asked. With
+//! [`BlockingWork::Inline`] (a simulation) it is a task that writes in place.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, Weak};
