@@ -54,24 +54,9 @@ async fn a_callers_proposal_is_answered_while_a_batch_of_the_drivers_is_held_in_
 
     // …while callers' proposals are answered: a submit and a cancel.
     let spec = |name: &str| JobSpec::new(name, Task::Function { name: "noop".into(), input: "null".into() });
-    let second = tokio::time::timeout(ANSWER_WITHIN, manager.submit(vec![spec("second")]))
-        .await
-        .expect("a submit is answered while the driver's batch is held")
-        .unwrap()
-        .pop()
-        .unwrap()
-        .unwrap();
-    let third = tokio::time::timeout(ANSWER_WITHIN, manager.submit(vec![spec("third")]))
-        .await
-        .expect("a second submit is answered too")
-        .unwrap()
-        .pop()
-        .unwrap()
-        .unwrap();
-    tokio::time::timeout(ANSWER_WITHIN, manager.cancel(CancelTarget::Job(third.job)))
-        .await
-        .expect("a cancel is answered while the driver's batch is held")
-        .unwrap();
+    let second = answered(manager.submit(vec![spec("second")]), "a submit").await.pop().unwrap().unwrap();
+    let third = answered(manager.submit(vec![spec("third")]), "a second submit").await.pop().unwrap().unwrap();
+    answered(manager.cancel(CancelTarget::Job(third.job)), "a cancel").await;
 
     // Released, the driver places and runs what the submit queued.
     store.release();
@@ -83,6 +68,15 @@ async fn a_callers_proposal_is_answered_while_a_batch_of_the_drivers_is_held_in_
     let cancelled = manager.get_run(third.run.unwrap()).await.unwrap().run.state;
     assert_eq!(cancelled, RunState::Cancelled, "the cancel applied");
     stop.cancel();
+}
+
+/// What `call` answers, failing the test if it takes [`ANSWER_WITHIN`] (it
+/// waits behind the held batch) or fails.
+async fn answered<T, E: std::fmt::Debug>(call: impl Future<Output = Result<T, E>>, what: &str) -> T {
+    match tokio::time::timeout(ANSWER_WITHIN, call).await {
+        Ok(answer) => answer.unwrap_or_else(|e| panic!("{what} failed: {e:?}")),
+        Err(_) => panic!("{what} is not answered while the driver's batch is held"),
+    }
 }
 
 /// An executor of `function:noop` that succeeds at once.

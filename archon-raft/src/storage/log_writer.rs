@@ -364,14 +364,27 @@ mod tests {
     use super::super::wal::{SegmentDir, Wal};
     use super::*;
 
+    /// A writer on its own thread over a fresh log in `dir`, and its file's close flag.
+    fn threaded_writer(dir: &std::path::Path) -> (LogWriter, Arc<super::super::ClosedFlag>) {
+        let wal = Wal::open(Box::new(SegmentDir::new(dir.join("raft.wal")).unwrap())).unwrap();
+        let (file, closed) = LogFile::new(wal);
+        (LogWriter::new(Arc::new(file), BlockingWork::Threads), closed)
+    }
+
+    /// Drops the last handle, waits for the file to close and opens it again.
+    async fn closed_and_reopened(writer: LogWriter, closed: &super::super::ClosedFlag, dir: &std::path::Path) -> Wal {
+        drop(writer);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        assert!(closed.wait_until(deadline).await, "the log file still open 30 s after its last handle went");
+        Wal::open(Box::new(SegmentDir::new(dir.join("raft.wal")).unwrap())).unwrap()
+    }
+
     /// On its own thread, the writer commits what many tasks queue at once, in
     /// the order queued, and lets the file go when the last handle does.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_writer_thread_commits_in_order_and_closes_the_file_with_the_last_handle() {
         let dir = tempfile::tempdir().unwrap();
-        let wal = Wal::open(Box::new(SegmentDir::new(dir.path().join("raft.wal")).unwrap())).unwrap();
-        let (file, closed) = LogFile::new(wal);
-        let writer = LogWriter::new(Arc::new(file), BlockingWork::Threads);
+        let (writer, closed) = threaded_writer(dir.path());
         let mut answers = Vec::new();
         for index in 1..=500u64 {
             let (done, answer) = oneshot::channel();
@@ -393,10 +406,7 @@ mod tests {
             task.await.unwrap().unwrap();
         }
         assert!(!closed.is_set());
-        drop(writer);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        assert!(closed.wait_until(deadline).await, "the log file still open 30 s after its last handle went");
-        let wal = Wal::open(Box::new(SegmentDir::new(dir.path().join("raft.wal")).unwrap())).unwrap();
+        let wal = closed_and_reopened(writer, &closed, dir.path()).await;
         let entries = wal.read(.., usize::MAX).unwrap();
         assert_eq!(entries.len(), 500);
         assert!(entries.iter().zip(1u64..).all(|((index, bytes), i)| *index == i && *bytes == i.to_le_bytes()));
@@ -408,9 +418,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn awaited_appends_write_in_place_in_order_with_the_threads_writes() {
         let dir = tempfile::tempdir().unwrap();
-        let wal = Wal::open(Box::new(SegmentDir::new(dir.path().join("raft.wal")).unwrap())).unwrap();
-        let (file, closed) = LogFile::new(wal);
-        let writer = LogWriter::new(Arc::new(file), BlockingWork::Threads);
+        let (writer, closed) = threaded_writer(dir.path());
         let flushing: Vec<_> = (0..4)
             .map(|_| {
                 tokio::spawn({
@@ -443,10 +451,7 @@ mod tests {
         }
         assert!(in_place > 0, "no append was written in place");
         assert!(in_place < 300, "the large appends were written in place too");
-        drop(writer);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        assert!(closed.wait_until(deadline).await, "the log file still open 30 s after its last handle went");
-        let wal = Wal::open(Box::new(SegmentDir::new(dir.path().join("raft.wal")).unwrap())).unwrap();
+        let wal = closed_and_reopened(writer, &closed, dir.path()).await;
         let entries = wal.read(.., usize::MAX).unwrap();
         assert_eq!(entries.len(), 300);
         assert!(entries.iter().zip(1u64..).all(|((index, _), i)| *index == i));
