@@ -405,6 +405,8 @@ async fn a_message_or_entry_of_an_unknown_format_is_refused_and_never_applied() 
     let config = config();
     let node = bootstrap(&config).await;
     let index = write_workers(&node, &["w1"]).await;
+    // The write is answered before the core publishes its metrics: wait until they show it applied.
+    node.wait_applied(index).await;
     let metrics = node.raft.metrics().borrow().clone();
     let last = metrics.last_applied.unwrap();
     let mut client = RaftClient::connect(format!("http://{}", node.addr)).await.unwrap();
