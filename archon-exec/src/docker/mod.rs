@@ -224,7 +224,11 @@ impl DockerExecutor {
 
     /// Runs the created container `id` to its end and says how it ended.
     async fn supervise(&self, id: &str, ctx: &mut Attempt) -> Result<ExitStatus, ExecError> {
-        let attach = AttachContainerOptionsBuilder::new().stream(true).stdout(true).stderr(true).logs(true).build();
+        // Attached before the start, so the stream alone carries everything. No `logs`:
+        // the engine subscribes the stream before it answers the attach and replays
+        // the log file only after, so a line written between our start and that replay
+        // would come twice.
+        let attach = AttachContainerOptionsBuilder::new().stream(true).stdout(true).stderr(true).logs(false).build();
         let attached = self.docker.attach_container(id, Some(attach)).await.map_err(|e| self.lost(e))?;
         let mut logs = Some(attached.output);
         if ctx.cancel.is_cancelled() {
