@@ -270,9 +270,10 @@ impl RaftStore {
 
 #[async_trait]
 impl Store for RaftStore {
-    /// Proposals made while an entry is on its way go together as the next
-    /// log entry (openraft 0.9 writes one entry at a time); one larger than
-    /// [`RaftConfig::max_entry_bytes`] goes alone, as several entries in order.
+    /// Proposals made while an entry is being written go together as the next
+    /// log entry (openraft 0.9 writes one entry at a time); one that fits in an
+    /// entry stays whole, one larger than [`RaftConfig::max_entry_bytes`] is
+    /// spread over several in order, sharing them with the proposals around it.
     async fn propose(&self, commands: Vec<Command>) -> Result<Vec<Outcome>, archon_core::Error> {
         if commands.is_empty() {
             return Ok(Vec::new());

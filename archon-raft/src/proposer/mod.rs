@@ -1,13 +1,16 @@
 //! How proposals become log entries. openraft 0.9 writes one client write at
 //! a time — its core waits for each entry's fsync before it takes the next —
 //! so many small proposals made at once would each pay an fsync in turn. The
-//! proposer instead gathers every proposal made meanwhile into the next entry
-//! and hands it over the moment the log has flushed the last one: the disk
-//! never waits for the last entry to be applied and answered, and under load an
-//! entry carries what arrived during the last write. Each caller gets back the
-//! outcomes of its own commands, in order. How proposals are cut into entries
-//! of at most [`RaftConfig::max_entry_bytes`](crate::RaftConfig::max_entry_bytes)
-//! is [`queue`]'s.
+//! proposer instead keeps one entry on its way and gathers every proposal
+//! made meanwhile into the next one: under load an entry carries what
+//! arrived during the last write, and each caller gets back the outcomes of
+//! its own commands, in order. How proposals are cut into entries of at most
+//! [`RaftConfig::max_entry_bytes`](crate::RaftConfig::max_entry_bytes) is
+//! [`queue`]'s.
+//!
+//! Handing the next entry over as soon as the log has flushed the last one,
+//! rather than once it is answered, was measured and not kept: on two cores
+//! the entries get smaller and the work per job grows (RESULTS.md, issue 17).
 
 mod queue;
 #[cfg(test)]
@@ -18,18 +21,12 @@ use std::time::Duration;
 
 use archon_core::metrics::Metrics;
 use archon_core::state::{Command, Outcome};
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, RaftMetrics, ServerState};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use self::queue::{Queue, Reply};
 use crate::{Proposal, Raft};
-
-/// Entries handed over and not yet answered, at most: one being flushed, the
-/// ones before it still being applied.
-const IN_FLIGHT: usize = 3;
 
 /// A caller's proposal on its way to the proposer task.
 struct Pending {
@@ -40,7 +37,7 @@ struct Pending {
 /// Where the proposer's entries go: openraft, or a test's stand-in.
 trait Entries: Send + 'static {
     /// Writes `commands` as one entry and answers with their outcomes.
-    fn write(&self, commands: Vec<Command>) -> impl Future<Output = Result<Vec<Outcome>, archon_core::Error>> + Send + 'static;
+    fn write(&self, commands: Vec<Command>) -> impl Future<Output = Result<Vec<Outcome>, archon_core::Error>> + Send;
 }
 
 /// The handle callers propose through; the task ends when every handle is gone.
@@ -50,16 +47,14 @@ pub(crate) struct Proposer {
 }
 
 impl Proposer {
-    /// Starts the task proposing to `raft` entries of at most `max_entry_bytes`,
-    /// each handed over once `flushed` (the log's count of appends on disk) says
-    /// the last one is written.
-    pub(crate) fn start(raft: Raft, metrics: Metrics, max_entry_bytes: usize, flushed: watch::Receiver<u64>) -> Proposer {
-        Proposer::start_with(RaftEntries { raft, metrics }, max_entry_bytes, flushed)
+    /// Starts the task proposing to `raft` entries of at most `max_entry_bytes`.
+    pub(crate) fn start(raft: Raft, metrics: Metrics, max_entry_bytes: usize) -> Proposer {
+        Proposer::start_with(RaftEntries { raft, metrics }, max_entry_bytes)
     }
 
-    fn start_with(entries: impl Entries, max_entry_bytes: usize, flushed: watch::Receiver<u64>) -> Proposer {
+    fn start_with(entries: impl Entries, max_entry_bytes: usize) -> Proposer {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(entries, Queue::new(max_entry_bytes), flushed, rx));
+        tokio::spawn(run(entries, Queue::new(max_entry_bytes), rx));
         Proposer { tx }
     }
 
@@ -73,53 +68,21 @@ impl Proposer {
     }
 }
 
-/// The proposer task: the next entry goes as soon as something waits and the
-/// log is free — nothing in flight, or the log flushed an append since the last
-/// entry went — with at most [`IN_FLIGHT`] entries unanswered.
-async fn run(
-    entries: impl Entries,
-    mut queue: Queue,
-    mut flushed: watch::Receiver<u64>,
-    mut rx: mpsc::UnboundedReceiver<Pending>,
-) {
-    let mut in_flight = FuturesUnordered::new();
-    let mut log_free = true;
-    let mut open = true;
-    let mut flushes_heard = true;
+/// The proposer task: one entry at a time, each with what waited for it.
+async fn run(entries: impl Entries, mut queue: Queue, mut rx: mpsc::UnboundedReceiver<Pending>) {
     loop {
-        while open && let Ok(p) = rx.try_recv() {
+        if queue.is_empty() {
+            match rx.recv().await {
+                Some(p) => queue.push(p.commands, p.reply),
+                None => return,
+            }
+        }
+        while let Ok(p) = rx.try_recv() {
             queue.push(p.commands, p.reply);
         }
-        if log_free
-            && in_flight.len() < IN_FLIGHT
-            && let Some((commands, slices)) = queue.cut()
-        {
-            flushed.borrow_and_update();
-            let written = entries.write(commands);
-            in_flight.push(async move { (slices, written.await) });
-            log_free = false;
-        }
-        if !open && queue.is_empty() && in_flight.is_empty() {
-            return;
-        }
-        // Entries first: a new one is polled at once, which hands it to openraft.
-        tokio::select! {
-            biased;
-            Some((slices, result)) = in_flight.next(), if !in_flight.is_empty() => {
-                queue.answer(slices, result);
-                if in_flight.is_empty() {
-                    log_free = true;
-                }
-            }
-            changed = flushed.changed(), if !log_free && flushes_heard => match changed {
-                Ok(()) => log_free = true,
-                // The log is gone: only answers free it from now on.
-                Err(_) => flushes_heard = false,
-            },
-            pending = rx.recv(), if open => match pending {
-                Some(p) => queue.push(p.commands, p.reply),
-                None => open = false,
-            },
+        if let Some((commands, slices)) = queue.cut() {
+            let result = entries.write(commands).await;
+            queue.answer(slices, result);
         }
     }
 }
@@ -131,9 +94,8 @@ struct RaftEntries {
 }
 
 impl Entries for RaftEntries {
-    fn write(&self, commands: Vec<Command>) -> impl Future<Output = Result<Vec<Outcome>, archon_core::Error>> + Send + 'static {
-        let (raft, metrics) = (self.raft.clone(), self.metrics.clone());
-        async move { write_entry(&raft, &metrics, commands).await }
+    fn write(&self, commands: Vec<Command>) -> impl Future<Output = Result<Vec<Outcome>, archon_core::Error>> + Send {
+        write_entry(&self.raft, &self.metrics, commands)
     }
 }
 
