@@ -409,8 +409,22 @@ fn logs_follow_streams_a_containers_output_live() {
     let id = containers.wait_running(run);
     assert_eq!(run_detail(&dev.server, run)["run"]["state"], "running", "`one` came while the run runs: live");
     let opened = docker(&["exec", &id, "touch", "/tmp/gate"]);
-    assert!(opened.status.success(), "{}", text(&opened.stderr));
-    assert_eq!(follow.read_to_end(Duration::from_secs(60)), ["two"], "the stream went on until the run ended");
+    assert!(
+        opened.status.success(),
+        "docker exec {id} touch /tmp/gate: {} {} {}\nrun: {}\narchon dev's log ends:\n{}",
+        opened.status,
+        text(&opened.stdout),
+        text(&opened.stderr),
+        run_detail(&dev.server, run),
+        dev.proc.stderr_tail(40)
+    );
+    assert_eq!(
+        follow.read_to_end(Duration::from_secs(60)),
+        ["two"],
+        "the stream went on until the run ended: {}\narchon dev's log ends:\n{}",
+        run_detail(&dev.server, run),
+        dev.proc.stderr_tail(40)
+    );
     assert!(follow.wait(Duration::from_secs(30)).success());
     // The stream ends with the run.
     let d = run_detail(&dev.server, run);
