@@ -122,13 +122,23 @@ impl Queue {
 
     /// Takes an entry's result: each caller whose commands are all answered gets
     /// its outcomes in order. An error goes to every caller with commands in the
-    /// entry, and what of theirs still waits is dropped unwritten.
+    /// entry, and what of theirs still waits is dropped unwritten; so does an
+    /// answer whose outcomes do not match the entry's commands one for one.
     pub(super) fn answer(&mut self, slices: Vec<Slice>, result: Result<Vec<Outcome>, archon_core::Error>) {
+        // One outcome per command, or no caller could tell which are its own.
+        let commands: usize = slices.iter().map(|s| s.count).sum();
+        let result = result.and_then(|outcomes| match outcomes.len() {
+            n if n == commands => Ok(outcomes),
+            n => Err(archon_core::Error::Internal(format!(
+                "the log answered {n} outcomes for an entry of {commands} commands"
+            ))),
+        });
         match result {
             Ok(outcomes) => {
                 let mut outcomes = outcomes.into_iter();
                 for slice in slices {
-                    let got = outcomes.by_ref().take(slice.count);
+                    // Taken whether or not the caller still waits, so the next slice gets its own.
+                    let got: Vec<Outcome> = outcomes.by_ref().take(slice.count).collect();
                     let Some(caller) = self.callers.get_mut(&slice.id) else { continue };
                     for (at, outcome) in (slice.offset..).zip(got) {
                         if let Some(slot) = caller.outcomes.get_mut(at)

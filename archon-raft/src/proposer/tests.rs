@@ -103,6 +103,19 @@ fn a_failed_entry_fails_its_callers_and_drops_what_of_theirs_waits() {
 }
 
 #[test]
+fn an_entry_answered_with_the_wrong_number_of_outcomes_fails_its_callers_rather_than_leaving_them_waiting() {
+    let mut queue = Queue::new(4 * size());
+    let mut a = push(&mut queue, proposal(0, 2));
+    let mut b = push(&mut queue, proposal(10, 2));
+    let (_, slices) = queue.cut().unwrap();
+    queue.answer(slices, Ok(vec![outcome(0), outcome(1), outcome(10)]));
+    for answer in [&mut a, &mut b] {
+        let err = answer.try_recv().unwrap().unwrap_err();
+        assert!(err.to_string().contains("3 outcomes for an entry of 4 commands"), "{err}");
+    }
+}
+
+#[test]
 fn a_command_larger_than_an_entry_is_refused_naming_the_limit() {
     let mut queue = Queue::new(size() - 1);
     let mut a = push(&mut queue, proposal(0, 1));
