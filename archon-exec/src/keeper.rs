@@ -28,7 +28,7 @@ use crate::ledger::ProcessLedger;
 pub const KEEPER_ARG: &str = "__archon-lease-keeper";
 
 /// The lease file, in the ledger's directory (a dot file: not a note).
-const LEASE_FILE: &str = ".lease";
+pub(crate) const LEASE_FILE: &str = ".lease";
 
 /// The longest the keeper sleeps before looking at the lease and the worker again.
 const LOOK_EVERY: Duration = Duration::from_millis(100);
@@ -66,19 +66,19 @@ impl LeaseKeeper {
     }
 
     /// Writes every change of `lease` to the lease file until it closes, and
-    /// after each write tells `kept` the end the keeper now enforces (a
-    /// millisecond before the lease's, so the worker's count ends first).
+    /// after each write tells `kept` the end the keeper now enforces, or a
+    /// little before it, so the worker's count always ends first.
     pub async fn follow(&self, mut lease: watch::Receiver<LeaseView>, kept: impl Fn(Option<tokio::time::Instant>)) {
         loop {
             let view = *lease.borrow_and_update();
-            let until = view.until.map(|until| {
-                // The boot clock first: any delay before the monotonic reading
-                // makes the written end earlier, never later.
+            let ends = view.until.map(|until| {
+                let before = tokio::time::Instant::now();
                 let boot = boot_now();
-                boot.saturating_add(duration_ns(until.saturating_duration_since(tokio::time::Instant::now())))
+                let after = tokio::time::Instant::now();
+                lease_ends(until, before, boot, after)
             });
-            match write_lease(&self.file, until) {
-                Ok(()) => kept(view.until.map(|u| u - Duration::from_millis(1))),
+            match write_lease(&self.file, ends.map(|(written, _)| written)) {
+                Ok(()) => kept(ends.map(|(_, counted)| counted)),
                 Err(e) => tracing::error!(error = %e, file = %self.file.display(),
                     "cannot write the lease for the keeper; it will kill the jobs when the last written lease ends"),
             }
@@ -135,7 +135,7 @@ fn keep(dir: &Path, worker: u32) {
         let until = read_lease(&file).unwrap_or(Some(0));
         match until {
             Some(until) if until <= now => {
-                match crate::ledger::kill_noted(dir, Some(worker), false) {
+                match crate::ledger::kill_noted(dir, Some(worker), now, false) {
                     Ok(sweep) if sweep.killed.is_empty() && !worker_alive => return,
                     Ok(sweep) => {
                         let mut killed = sweep.killed;
@@ -177,6 +177,27 @@ fn look_again(last: Duration, busy: bool) -> Duration {
     if busy { AGAIN_FIRST } else { last.saturating_mul(2).min(LOOK_EVERY) }
 }
 
+/// The lease's end `until` as written for the keeper (boot clock, ns) and as
+/// the worker counts it, from the boot clock `boot` read between the monotonic
+/// readings `before` and `after`. The written end is measured from `after`, so
+/// it is never later than `until`; it may be earlier by as much as the time
+/// between the readings (the thread preempted, or the worker frozen, in
+/// between), so the worker counts that much less, and a millisecond more:
+/// otherwise a job the keeper killed could end while the worker still believed
+/// in its lease, and be reported as failed rather than fenced.
+fn lease_ends(
+    until: tokio::time::Instant,
+    before: tokio::time::Instant,
+    boot: u64,
+    after: tokio::time::Instant,
+) -> (u64, tokio::time::Instant) {
+    let written = boot.saturating_add(duration_ns(until.saturating_duration_since(after)));
+    let margin = after.saturating_duration_since(before) + Duration::from_millis(1);
+    // Frozen longer than the clock's age: the lease counts as ended already.
+    let counted = until.checked_sub(margin).unwrap_or(before);
+    (written, counted)
+}
+
 /// `CLOCK_BOOTTIME` now, in nanoseconds.
 fn boot_now() -> u64 {
     clock_gettime(ClockId::CLOCK_BOOTTIME).map_or(0, |t| {
@@ -201,7 +222,7 @@ fn write_lease(file: &Path, until: Option<u64>) -> std::io::Result<()> {
 
 /// The lease's end as written: `Some(ns)`, `None` for no leases; an error when
 /// the file cannot be read or makes no sense.
-fn read_lease(file: &Path) -> Result<Option<u64>, ()> {
+pub(crate) fn read_lease(file: &Path) -> Result<Option<u64>, ()> {
     let text = std::fs::read_to_string(file).map_err(drop)?;
     match text.trim() {
         "none" => Ok(None),
@@ -225,6 +246,25 @@ mod tests {
         std::fs::write(&file, "soon").unwrap();
         assert_eq!(read_lease(&file), Err(()));
         assert!(boot_now() > 0);
+    }
+
+    #[test]
+    fn the_worker_counts_its_lease_to_no_later_than_the_keeper_ends_it_however_long_the_clock_readings_took() {
+        let before = tokio::time::Instant::now();
+        let until = before + Duration::from_secs(8);
+        for gap in [Duration::ZERO, Duration::from_millis(3), Duration::from_secs(2)] {
+            // The boot clock was read somewhere between the two monotonic readings.
+            let after = before + gap;
+            let boot = 5_000_000_000_000;
+            let (written, counted) = lease_ends(until, before, boot, after);
+            assert_eq!(written - boot, duration_ns(until - after), "measured from the later reading");
+            // Read at `before` (the worst case), the keeper's end falls `gap`
+            // before `until`: the worker's count ends a millisecond earlier still.
+            let keeper_ends = until - gap;
+            assert_eq!(counted, keeper_ends - Duration::from_millis(1), "gap {gap:?}");
+        }
+        let (_, counted) = lease_ends(before, before, 0, before + Duration::from_secs(1));
+        assert!(counted <= before);
     }
 
     #[test]

@@ -65,18 +65,29 @@ impl ProcessLedger {
     /// is dropped.
     /// With `keep` (the job's `on_disconnect = keep`), the lease keeper leaves
     /// it alone; a restarted worker still kills it.
+    ///
+    /// The note also holds the end of the lease it is made under, as the lease
+    /// file says now: a keeper whose pass began before that lease was written
+    /// (it read the one that had ended) spares it rather than kill a job the
+    /// worker started under a lease the keeper has not seen yet.
     pub(crate) fn spawning(&self, attempt: AttemptId, keep: bool) -> std::io::Result<LedgerEntry<'_>> {
         let path = self.dir.join(attempt.to_string());
-        let keep = if keep { " keep" } else { "" };
-        std::fs::write(&path, format!("0 {}{keep}\n", ticks_now()))?;
-        Ok(LedgerEntry { path, keep, _ledger: self })
+        let mut suffix = String::new();
+        if keep {
+            suffix.push_str(" keep");
+        }
+        if let Ok(Some(until)) = crate::keeper::read_lease(&self.dir.join(crate::keeper::LEASE_FILE)) {
+            suffix.push_str(&format!(" lease={until}"));
+        }
+        std::fs::write(&path, format!("0 {}{suffix}\n", ticks_now()))?;
+        Ok(LedgerEntry { path, suffix, _ledger: self })
     }
 
     /// Kills (SIGKILL) every process group a previous run of this worker left
     /// noted, and clears the notes. Returns the attempts whose groups were found
     /// alive. Call it before the worker starts taking work.
     pub fn kill_orphans(&self) -> std::io::Result<Vec<String>> {
-        Ok(kill_noted(&self.dir, None, true)?.killed)
+        Ok(kill_noted(&self.dir, None, 0, true)?.killed)
     }
 }
 
@@ -91,12 +102,14 @@ pub(crate) struct Sweep {
 
 /// Kills every process group noted in the ledger at `dir` (files whose names
 /// start with a dot are not notes); with `remove`, clears the notes. With
-/// `parent` (the lease keeper), notes marked `keep` are spared. A note of
+/// `parent` (the lease keeper), notes marked `keep` are spared, and so are
+/// notes made under a lease that ends after `now` (boot clock, ns): their job
+/// started under a lease written after the one the keeper saw end. A note of
 /// an attempt still being spawned (group 0) names no group yet: with `parent`,
 /// the groups its children lead that started since the note are killed.
 /// A group whose members are all zombies (killed already, not yet reaped by a
 /// frozen worker) is signalled but not counted.
-pub(crate) fn kill_noted(dir: &Path, parent: Option<u32>, remove: bool) -> std::io::Result<Sweep> {
+pub(crate) fn kill_noted(dir: &Path, parent: Option<u32>, now: u64, remove: bool) -> std::io::Result<Sweep> {
     let mut sweep = Sweep::default();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
@@ -105,8 +118,9 @@ pub(crate) fn kill_noted(dir: &Path, parent: Option<u32>, remove: bool) -> std::
             continue;
         }
         let note = std::fs::read_to_string(&path).unwrap_or_default();
-        // The lease keeper (which knows the worker) spares `keep` jobs.
-        if parent.is_some() && note.split_whitespace().nth(2) == Some("keep") {
+        // The lease keeper (which knows the worker) spares `keep` jobs, and jobs
+        // started under a lease still running.
+        if parent.is_some() && spared_by_keeper(&note, now) {
             continue;
         }
         let mut fields = note.split_whitespace().map(str::parse::<u64>);
@@ -153,6 +167,15 @@ pub(crate) fn kill_noted(dir: &Path, parent: Option<u32>, remove: bool) -> std::
         }
     }
     Ok(sweep)
+}
+
+/// Whether the lease keeper leaves a job with `note` alone at `now` (boot
+/// clock, ns): it is marked `keep`, or its lease ends after `now`.
+fn spared_by_keeper(note: &str, now: u64) -> bool {
+    note.split_whitespace().skip(2).any(|field| {
+        field == "keep"
+            || field.strip_prefix("lease=").and_then(|ns| ns.parse::<u64>().ok()).is_some_and(|end| end > now)
+    })
 }
 
 /// A process's line in `/proc/PID/stat`, the fields used here.
@@ -236,8 +259,8 @@ fn ticks_now() -> u64 {
 #[derive(Debug)]
 pub(crate) struct LedgerEntry<'a> {
     path: PathBuf,
-    /// The note's suffix: " keep" or nothing.
-    keep: &'static str,
+    /// What the note says after the group: ` keep`, the lease's ` lease=NS`.
+    suffix: String,
     _ledger: &'a ProcessLedger,
 }
 
@@ -245,7 +268,7 @@ impl LedgerEntry<'_> {
     /// Notes the process group the attempt runs as.
     pub(crate) fn spawned(&self, pgid: u32) -> std::io::Result<()> {
         let started = proc_stat(pgid).map_or(0, |s| s.started);
-        std::fs::write(&self.path, format!("{pgid} {started}{}\n", self.keep))
+        std::fs::write(&self.path, format!("{pgid} {started}{}\n", self.suffix))
     }
 }
 
@@ -298,7 +321,7 @@ mod tests {
         kept_note.spawned(kept.id()).unwrap();
         let me = Some(std::process::id());
 
-        let sweep = kill_noted(dir.path(), me, false).unwrap();
+        let sweep = kill_noted(dir.path(), me, u64::MAX, false).unwrap();
         assert_eq!(sweep.killed, vec!["att-1".to_owned()]);
         assert!(!sweep.spawning);
         assert!(alive(&mut kept), "the keeper killed an on_disconnect = keep job");
@@ -310,7 +333,7 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "the killed job never exited");
             std::thread::yield_now();
         }
-        assert!(kill_noted(dir.path(), me, false).unwrap().killed.is_empty());
+        assert!(kill_noted(dir.path(), me, u64::MAX, false).unwrap().killed.is_empty());
         assert!(!alive(&mut killed));
 
         // A restarted worker (no keeper) kills keep jobs too, and clears the notes.
@@ -333,10 +356,32 @@ mod tests {
         // leading a group, which would include other tests' jobs under `cargo test`.)
         let note = ledger.spawning(AttemptId(3), false).unwrap();
         let mut child = job();
-        let sweep = kill_noted(dir.path(), Some(std::process::id()), false).unwrap();
+        let sweep = kill_noted(dir.path(), Some(std::process::id()), u64::MAX, false).unwrap();
         assert!(sweep.spawning);
         assert_eq!(sweep.killed, vec!["att-3".to_owned()]);
         child.wait().unwrap();
+        drop(note);
+    }
+
+    /// The keeper decided the lease had ended from the file it read; before it
+    /// killed, the worker wrote a new lease and started a job under it. That
+    /// job is spared until its own lease ends.
+    #[test]
+    fn the_keeper_spares_a_job_started_under_a_lease_written_after_the_one_it_saw_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ProcessLedger::open(dir.path()).unwrap();
+        let ends = 7_000_000_000_000u64;
+        std::fs::write(dir.path().join(crate::keeper::LEASE_FILE), format!("{ends}\n")).unwrap();
+        let mut job = job();
+        let note = ledger.spawning(AttemptId(5), false).unwrap();
+        note.spawned(job.id()).unwrap();
+        let me = Some(std::process::id());
+
+        let sweep = kill_noted(dir.path(), me, ends - 1, false).unwrap();
+        assert!(sweep.killed.is_empty(), "{:?}", sweep.killed);
+        assert!(alive(&mut job), "killed under a lease not yet ended");
+        assert_eq!(kill_noted(dir.path(), me, ends, false).unwrap().killed, vec!["att-5".to_owned()]);
+        job.wait().unwrap();
         drop(note);
     }
 
