@@ -149,7 +149,12 @@ fn submit_flags_become_a_spec_or_an_error_naming_a_flag() {
         Ok(())
     });
     let (cases, specs) = (cases.get(), specs.get());
-    assert!(cases < 200 || specs * 50 >= cases, "only {specs} of {cases} command lines made a spec");
+    eprintln!("{specs} of {cases} command lines made a spec");
+    // About 3 % of generated lines make a spec (24 seeds of 1,000 cases: 19 to
+    // 41, mean 31; a bar of 2 % failed one seed in 25). The bar is 0.5 %, 5 in
+    // 1,000 cases: a tail of about 1e-8 at that mean, yet it still fails if
+    // the generator stops reaching the path that builds a spec.
+    assert!(cases < 1_000 || specs * 200 >= cases, "only {specs} of {cases} command lines made a spec");
 }
 
 #[test]
