@@ -9,8 +9,10 @@
 //! host, and running through suspend), each time the lease is renewed. The
 //! keeper sleeps until that instant, reads the file again, and if the end has
 //! not moved, SIGKILLs every process group the ledger notes — including one
-//! being spawned at that moment, found among the worker's children. It exits
-//! once the worker is gone and nothing it noted is left.
+//! being spawned at that moment, found among the worker's children — except
+//! those noted under a lease that ends later (written after the keeper read
+//! the file: the worker renewed and started them meanwhile). It exits once the
+//! worker is gone and nothing it noted is left.
 //!
 //! The keeper is the worker's own executable started with [`KEEPER_ARG`]: a
 //! binary that hosts workers calls [`main_if_asked`] first thing in `main`.

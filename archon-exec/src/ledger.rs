@@ -15,9 +15,10 @@
 //! lease ends, also finds a job caught between the two: among the worker's
 //! children, a group leader started since the note. A worker restarted after
 //! dying between the two finds it by the attempt id in its environment
-//! (`ARCHON_ATTEMPT_ID`), among the processes started since the note. A note ending in `keep`
-//! (the job's `on_disconnect = keep`) is spared by the keeper. Files whose names
-//! start with a dot (the lock, the lease) are not notes.
+//! (`ARCHON_ATTEMPT_ID`), among the processes started since the note. A note marked `keep`
+//! (the job's `on_disconnect = keep`) is spared by the keeper, and so is one
+//! whose `lease=NS` (the lease file's end when the note was made) is still
+//! ahead. Files whose names start with a dot (the lock, the lease) are not notes.
 
 use std::path::{Path, PathBuf};
 
