@@ -18,6 +18,8 @@
 //! binary that hosts workers calls [`main_if_asked`] first thing in `main`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use archon_core::worker::LeaseView;
@@ -30,7 +32,7 @@ use crate::ledger::ProcessLedger;
 pub const KEEPER_ARG: &str = "__archon-lease-keeper";
 
 /// The lease file, in the ledger's directory (a dot file: not a note).
-pub(crate) const LEASE_FILE: &str = ".lease";
+const LEASE_FILE: &str = ".lease";
 
 /// The longest the keeper sleeps before looking at the lease and the worker again.
 const LOOK_EVERY: Duration = Duration::from_millis(100);
@@ -40,6 +42,8 @@ const LOOK_EVERY: Duration = Duration::from_millis(100);
 pub struct LeaseKeeper {
     child: std::process::Child,
     file: PathBuf,
+    /// The ledger's record of the end last written, for its notes.
+    written: Arc<AtomicU64>,
 }
 
 impl LeaseKeeper {
@@ -64,7 +68,7 @@ impl LeaseKeeper {
         // stops it.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let child = command.spawn()?;
-        Ok(LeaseKeeper { child, file })
+        Ok(LeaseKeeper { child, file, written: ledger.lease() })
     }
 
     /// Writes every change of `lease` to the lease file until it closes, and
@@ -79,8 +83,12 @@ impl LeaseKeeper {
                 let after = tokio::time::Instant::now();
                 lease_ends(until, before, boot, after)
             });
-            match write_lease(&self.file, ends.map(|(written, _)| written)) {
-                Ok(()) => kept(ends.map(|(_, counted)| counted)),
+            let written = ends.map(|(written, _)| written);
+            match write_lease(&self.file, written) {
+                Ok(()) => {
+                    self.written.store(written.unwrap_or(0), Ordering::Release);
+                    kept(ends.map(|(_, counted)| counted));
+                }
                 Err(e) => tracing::error!(error = %e, file = %self.file.display(),
                     "cannot write the lease for the keeper; it will kill the jobs when the last written lease ends"),
             }
@@ -224,7 +232,7 @@ fn write_lease(file: &Path, until: Option<u64>) -> std::io::Result<()> {
 
 /// The lease's end as written: `Some(ns)`, `None` for no leases; an error when
 /// the file cannot be read or makes no sense.
-pub(crate) fn read_lease(file: &Path) -> Result<Option<u64>, ()> {
+fn read_lease(file: &Path) -> Result<Option<u64>, ()> {
     let text = std::fs::read_to_string(file).map_err(drop)?;
     match text.trim() {
         "none" => Ok(None),

@@ -17,10 +17,12 @@
 //! dying between the two finds it by the attempt id in its environment
 //! (`ARCHON_ATTEMPT_ID`), among the processes started since the note. A note marked `keep`
 //! (the job's `on_disconnect = keep`) is spared by the keeper, and so is one
-//! whose `lease=NS` (the lease file's end when the note was made) is still
+//! whose `lease=NS` (the end last written for the keeper when the note was made) is still
 //! ahead. Files whose names start with a dot (the lock, the lease) are not notes.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use archon_core::model::AttemptId;
 use nix::errno::Errno;
@@ -33,6 +35,9 @@ pub struct ProcessLedger {
     dir: PathBuf,
     /// Held (locked) while the ledger is open: one worker per ledger.
     _lock: std::fs::File,
+    /// The lease's end its keeper was last told (boot clock, ns; 0: none),
+    /// set by [`crate::LeaseKeeper::follow`] after each write of the lease file.
+    lease: Arc<AtomicU64>,
 }
 
 /// The lock file in the ledger's directory.
@@ -52,12 +57,17 @@ impl ProcessLedger {
             ),
             std::fs::TryLockError::Error(e) => e,
         })?;
-        Ok(ProcessLedger { dir, _lock: lock })
+        Ok(ProcessLedger { dir, _lock: lock, lease: Arc::default() })
     }
 
     /// The directory it keeps.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Where the keeper's follower records the lease's end it wrote.
+    pub(crate) fn lease(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.lease)
     }
 
     /// Notes that `attempt` is about to spawn its process group, so a lease
@@ -67,8 +77,8 @@ impl ProcessLedger {
     /// With `keep` (the job's `on_disconnect = keep`), the lease keeper leaves
     /// it alone; a restarted worker still kills it.
     ///
-    /// The note also holds the end of the lease it is made under, as the lease
-    /// file says now: a keeper whose pass began before that lease was written
+    /// The note also holds the end of the lease it is made under, as last
+    /// written to the lease file: a keeper whose pass began before that lease was written
     /// (it read the one that had ended) spares it rather than kill a job the
     /// worker started under a lease the keeper has not seen yet.
     pub(crate) fn spawning(&self, attempt: AttemptId, keep: bool) -> std::io::Result<LedgerEntry<'_>> {
@@ -77,8 +87,9 @@ impl ProcessLedger {
         if keep {
             suffix.push_str(" keep");
         }
-        if let Ok(Some(until)) = crate::keeper::read_lease(&self.dir.join(crate::keeper::LEASE_FILE)) {
-            suffix.push_str(&format!(" lease={until}"));
+        let lease = self.lease.load(Ordering::Acquire);
+        if lease > 0 {
+            suffix.push_str(&format!(" lease={lease}"));
         }
         std::fs::write(&path, format!("0 {}{suffix}\n", ticks_now()))?;
         Ok(LedgerEntry { path, suffix, _ledger: self })
@@ -372,7 +383,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ledger = ProcessLedger::open(dir.path()).unwrap();
         let ends = 7_000_000_000_000u64;
-        std::fs::write(dir.path().join(crate::keeper::LEASE_FILE), format!("{ends}\n")).unwrap();
+        ledger.lease.store(ends, Ordering::Release);
         let mut job = job();
         let note = ledger.spawning(AttemptId(5), false).unwrap();
         note.spawned(job.id()).unwrap();
